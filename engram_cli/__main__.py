@@ -1,0 +1,3 @@
+from engram_cli.cli.main import main
+
+main()

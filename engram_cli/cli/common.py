@@ -1,0 +1,71 @@
+"""What every command shares: global options, error printing, exit codes."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import typer
+
+from engram_cli.errors import EXIT_INTERRUPTED, EngramError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 done; 1 failed (server unreachable, error); 2 usage error; "
+    "3 finished but some records rejected; 130 interrupted."
+)
+
+
+@dataclass
+class GlobalOptions:
+    server: str | None = None
+    space: str | None = None
+    api_key: str | None = None
+    no_autostart: bool = False
+
+    def connection(self, space: str | None = None) -> Any:
+        from engram_cli.config import resolve_connection
+
+        return resolve_connection(self.server, space or self.space, self.api_key,
+                                  self.no_autostart)
+
+
+def globals_of(ctx: typer.Context) -> GlobalOptions:
+    obj = ctx.find_root().obj
+    return obj if isinstance(obj, GlobalOptions) else GlobalOptions()
+
+
+def fail(message: str, hint: str = "", code: int = 1) -> typer.Exit:
+    """Print `Error: <what failed>: <what to do>` on stderr; answers the Exit to raise."""
+    typer.echo(f"Error: {message}" + (f": {hint}" if hint else ""), err=True)
+    return typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Translate our exceptions into one line on stderr and a truthful exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except EngramError as exc:
+            raise fail(str(exc), exc.hint, exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("Interrupted.", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:
+            # A closed pipe (`engram recall - | head`) is the reader's choice, not an error.
+            sys.stderr.close()
+            raise typer.Exit(0) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()

@@ -1,0 +1,67 @@
+"""`engram stats`: what the server holds (Introspect), as a table or JSON."""
+
+from __future__ import annotations
+
+import typer
+
+from engram_cli.cli.common import globals_of, handle_errors
+
+
+@handle_errors
+def stats(
+    ctx: typer.Context,
+    space: str = typer.Option(None, "--space", metavar="NAME",
+                              help="One space (default: all spaces)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Show memory counts, averages and health (Introspect).
+
+    Example: engram stats --json
+    """
+    import orjson
+    from google.protobuf.json_format import MessageToDict
+
+    from engram_cli.client.api import EngramClient
+
+    g = globals_of(ctx)
+    conn = g.connection()
+    with EngramClient(conn) as client:
+        resp = client.introspect(space)
+    st = resp.statistics
+    data = {
+        "server": conn.server,
+        "space": space or "(all)",
+        "total_memories": st.total_memories,
+        "total_associations": st.total_associations,
+        "avg_confidence": round(st.avg_confidence, 4),
+        "avg_activation": round(st.avg_activation, 4),
+        "by_type": dict(st.by_type),
+        "healthy": resp.health.healthy,
+        "health": resp.health.summary,
+        "metrics": {k: resp.metrics[k] for k in sorted(resp.metrics)},
+    }
+    if st.HasField("oldest_memory") and st.oldest_memory.seconds:
+        data["oldest_memory"] = MessageToDict(st)["oldestMemory"]
+        data["newest_memory"] = MessageToDict(st)["newestMemory"]
+    if as_json:
+        typer.echo(orjson.dumps(data).decode())
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"engram stats: {conn.server}", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    for key in ("space", "total_memories", "total_associations", "avg_confidence",
+                "avg_activation", "oldest_memory", "newest_memory", "health"):
+        if key in data:
+            table.add_row(key, str(data[key]))
+    for key, value in data["by_type"].items():
+        table.add_row(f"type {key}", str(value))
+    for key, value in data["metrics"].items():
+        table.add_row(key, f"{value:g}")
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(stats)

@@ -1,0 +1,54 @@
+"""`engram stop`: stop the server at --server (one on this machine)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import typer
+
+from engram_cli.cli.common import globals_of, handle_errors
+from engram_cli.errors import EngramError
+
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
+
+
+@handle_errors
+def stop(
+    ctx: typer.Context,
+    timeout: float = typer.Option(15.0, "--timeout", metavar="SECONDS",
+                                  help="How long to wait for a clean exit."),
+) -> None:
+    """Stop the Engram server at --server (default: the embedded one on localhost:50051).
+
+    Example: engram stop
+    """
+    from engram_cli.client.api import EngramClient
+    from engram_cli.client.autostart import is_listening, split_address
+
+    conn = globals_of(ctx).connection()
+    host, _ = split_address(conn.server)
+    if host not in _LOCAL_HOSTS:
+        raise EngramError(f"{conn.server} is not on this machine",
+                          "stop a remote server where it runs")
+    if not is_listening(conn.server):
+        typer.echo(f"no server running at {conn.server}")
+        return
+    with EngramClient(conn, autostart=False) as client:
+        pid = client.server_info().pid
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            typer.echo(f"stopped the server at {conn.server} (pid {pid})")
+            return
+        time.sleep(0.05)
+    raise EngramError(f"the server at {conn.server} (pid {pid}) did not stop within "
+                      f"{timeout:.0f} s", f"kill it with `kill {pid}`")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(stop)

@@ -1,0 +1,82 @@
+"""The embedded default: when the target is localhost:50051 and nothing listens there,
+start `engram serve` in the background (stopping after an idle time) and carry on."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engram_cli import config
+from engram_cli.errors import EngramError, ServerUnavailable
+
+START_TIMEOUT_S = 20.0
+LOG_NAME = "server.log"
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "localhost", int(port)
+
+
+def is_listening(address: str, timeout: float = 0.5) -> bool:
+    host, port = split_address(address)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def start_background_server(
+    data_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = config.DEFAULT_PORT,
+    idle_timeout_s: float = config.DEFAULT_IDLE_TIMEOUT_S,
+    extra_args: tuple[str, ...] = (),
+) -> subprocess.Popen:
+    """Spawn `engram serve` detached from this terminal; return once it accepts calls."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / LOG_NAME
+    cmd = [sys.executable, "-m", "engram_cli", "serve", "--host", host, "--port", str(port),
+           "--data-dir", str(data_dir), "--idle-timeout", str(idle_timeout_s), *extra_args]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            start_new_session=True, close_fds=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    address = f"{host}:{port}"
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if is_listening(address, 0.2):
+            return proc
+        if proc.poll() is not None:
+            if is_listening(address, 0.2):  # lost a start race to another command: fine
+                return proc
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+            raise EngramError(f"the background server exited with code {proc.returncode}",
+                              f"see {log_path}: " + " | ".join(tail))
+        time.sleep(0.05)
+    proc.terminate()
+    raise EngramError(f"the background server did not start within {START_TIMEOUT_S:.0f} s",
+                      f"see {log_path}")
+
+
+def ensure_server(conn: config.Connection, announce: bool = True) -> None:
+    """Start the embedded default server if the target is the default and nobody listens."""
+    if not conn.is_default_target or is_listening(conn.server):
+        return
+    if not conn.autostart:
+        raise ServerUnavailable(
+            f"no Engram server answers at {conn.server}",
+            "start one with `engram serve` (or unset ENGRAM_NO_AUTOSTART / drop "
+            "--no-autostart to let engram start it)")
+    data_dir = config.data_dir()
+    _, port = split_address(conn.server)
+    start_background_server(data_dir, "127.0.0.1", port)
+    if announce:
+        minutes = config.DEFAULT_IDLE_TIMEOUT_S / 60
+        print(f"engram: started a local server on {conn.server} (data: {data_dir}; stops "
+              f"after {minutes:.0f} min idle or `engram stop`)", file=sys.stderr)

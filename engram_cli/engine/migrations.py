@@ -1,0 +1,121 @@
+"""Named, ordered schema migrations, recorded in the database (table schema_migrations).
+
+Append new migrations to MIGRATIONS; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+
+Migration = tuple[str, Callable[[sqlite3.Connection], None]]
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Run statements one by one: executescript() would COMMIT the open transaction."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            conn.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {statement!r}")
+
+
+def _m001_initial(conn: sqlite3.Connection) -> None:
+    _run_script(
+        conn,
+        """
+        CREATE TABLE spaces (
+            name TEXT PRIMARY KEY,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE memories (
+            rowid INTEGER PRIMARY KEY,
+            space TEXT NOT NULL,
+            id TEXT NOT NULL,
+            content TEXT NOT NULL,
+            embedding BLOB,
+            confidence REAL NOT NULL,
+            activation REAL NOT NULL DEFAULT 0,
+            decay_rate REAL NOT NULL DEFAULT 0,
+            memory_type INTEGER NOT NULL DEFAULT 0,
+            state INTEGER NOT NULL DEFAULT 1,
+            created_at REAL NOT NULL,
+            last_access REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            suppressed INTEGER NOT NULL DEFAULT 0,
+            tags TEXT NOT NULL DEFAULT '[]',
+            metadata TEXT NOT NULL DEFAULT '{}',
+            UNIQUE (space, id)
+        );
+        CREATE INDEX memories_space_state ON memories (space, state);
+        CREATE VIRTUAL TABLE memories_fts USING fts5(
+            content, content='memories', content_rowid='rowid',
+            tokenize='porter unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
+            INSERT INTO memories_fts (rowid, content) VALUES (new.rowid, new.content);
+        END;
+        CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
+            INSERT INTO memories_fts (memories_fts, rowid, content)
+                VALUES ('delete', old.rowid, old.content);
+        END;
+        CREATE TRIGGER memories_au AFTER UPDATE OF content ON memories
+        WHEN old.content IS NOT new.content BEGIN
+            INSERT INTO memories_fts (memories_fts, rowid, content)
+                VALUES ('delete', old.rowid, old.content);
+            INSERT INTO memories_fts (rowid, content) VALUES (new.rowid, new.content);
+        END;
+        CREATE TABLE associations (
+            space TEXT NOT NULL,
+            source TEXT NOT NULL,
+            target TEXT NOT NULL,
+            type INTEGER NOT NULL DEFAULT 0,
+            strength REAL NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (space, source, target)
+        ) WITHOUT ROWID;
+        CREATE INDEX associations_target ON associations (space, target);
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [
+    ("001_initial", _m001_initial),
+]
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply every migration not yet recorded, each in its own transaction."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+    )
+    done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    applied = []
+    for version, (name, fn) in enumerate(MIGRATIONS, start=1):
+        if version in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            fn(conn)
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (version, name, time.time()),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()
+    return int(row[0] or 0)

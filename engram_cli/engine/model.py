@@ -1,0 +1,108 @@
+"""Plain values the engine works with, and the identity rules.
+
+Enum values match engram.v1's numbers so the server can copy them across, but nothing
+here imports protobuf.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from engram_cli.errors import InvalidArgument
+
+DEFAULT_SPACE = "default"
+SPACE_RE = re.compile(r"^[a-z0-9_-]{3,64}$")
+MAX_CONTENT_BYTES = 1024 * 1024
+MAX_EMBEDDING_DIMS = 8192
+DEFAULT_CONFIDENCE = 0.9
+
+
+class MemoryType(IntEnum):
+    UNSPECIFIED = 0
+    EPISODIC = 1
+    SEMANTIC = 2
+    PROCEDURAL = 3
+    WORKING = 4
+
+
+class State(IntEnum):
+    UNSPECIFIED = 0
+    RECENT = 1
+    CONSOLIDATING = 2
+    CONSOLIDATED = 3
+    RECONSOLIDATING = 4
+
+
+class Category(IntEnum):
+    UNSPECIFIED = 0
+    NONE = 1
+    LOW = 2
+    MEDIUM = 3
+    HIGH = 4
+    CERTAIN = 5
+
+
+def category_of(value: float) -> Category:
+    if value < 0.05:
+        return Category.NONE
+    if value < 0.3:
+        return Category.LOW
+    if value < 0.7:
+        return Category.MEDIUM
+    if value < 0.99:
+        return Category.HIGH
+    return Category.CERTAIN
+
+
+def resolve_space(space_id: str) -> str:
+    """'' -> 'default'; anything else must be 3-64 characters of [a-z0-9_-]."""
+    if not space_id:
+        return DEFAULT_SPACE
+    if not SPACE_RE.match(space_id):
+        raise InvalidArgument(
+            f"invalid memory space id {space_id!r}",
+            "use 3 to 64 characters of lowercase letters, digits, '_' and '-'",
+        )
+    return space_id
+
+
+def content_id(content: str, embedding_bytes: bytes = b"") -> str:
+    """The id of a memory sent without one: a hash of its content (or, for a memory with
+    no content, of its embedding). Sending the same memory twice stores it once."""
+    h = hashlib.blake2b(digest_size=16)
+    if content:
+        h.update(content.encode("utf-8"))
+    else:
+        h.update(b"\x00embedding\x00")
+        h.update(embedding_bytes)
+    return "mem_" + h.hexdigest()
+
+
+@dataclass(slots=True)
+class MemoryRecord:
+    """One memory as the engine stores it. `embedding` is float32 bytes (or b'')."""
+
+    id: str
+    content: str
+    embedding: bytes = b""
+    confidence: float = DEFAULT_CONFIDENCE
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    memory_type: int = MemoryType.UNSPECIFIED
+    decay_rate: float = 0.0
+    created_at: float | None = None  # unix seconds; None: now
+    # Filled in on the way out of the store:
+    activation: float = 0.0
+    state: int = State.RECENT
+    last_access: float = 0.0
+
+
+@dataclass(slots=True)
+class WriteOutcome:
+    index: int
+    memory_id: str
+    outcome: str  # created | updated | unchanged | rejected
+    error: str = ""

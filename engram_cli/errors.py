@@ -1,0 +1,69 @@
+"""Every exception the library raises on purpose. The CLI translates them once, at the edge.
+
+Each carries an exit code and an optional hint; `str(err)` says what failed, `hint` says
+what to do about it.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3  # finished, but some records were rejected
+EXIT_INTERRUPTED = 130
+
+
+class EngramError(Exception):
+    """Base of all errors engram-cli raises on purpose."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class UsageError(EngramError):
+    """The command line or a setting's value is wrong."""
+
+    exit_code = EXIT_USAGE
+
+
+class InvalidArgument(EngramError):
+    """A request names something invalid (a space id, a memory field, a cue)."""
+
+
+class NotFound(EngramError):
+    """A memory or space that a request names does not exist."""
+
+
+class Overloaded(EngramError):
+    """The server's write queue is full; retry after `retry_after_ms`."""
+
+    def __init__(self, message: str, retry_after_ms: int, hint: str = "") -> None:
+        super().__init__(message, hint)
+        self.retry_after_ms = retry_after_ms
+
+
+class StoreClosed(EngramError):
+    """The store is shutting down and takes no more writes."""
+
+
+class SettingsError(UsageError):
+    """A setting key is unknown or its value is out of range."""
+
+
+class ServerUnavailable(EngramError):
+    """No Engram server answers at the address."""
+
+
+class AuthError(EngramError):
+    """The server refused the API key (missing, wrong, or without rights to the space)."""
+
+
+class Unsupported(EngramError):
+    """The server does not serve an RPC this command needs."""
+
+
+class InputError(EngramError):
+    """An input file cannot be read at all (missing, unreadable, unknown format)."""

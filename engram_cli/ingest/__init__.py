@@ -1,0 +1,1 @@
+"""From files to memories: readers (JSONL, CSV/TSV, stdin), record -> Memory mapping."""

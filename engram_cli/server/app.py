@@ -1,0 +1,196 @@
+"""Our Engram-compatible server: build, run, stop cleanly.
+
+Serves engram.v1.EngramService, our ExtensionService, the standard gRPC health service
+and server reflection. SIGINT/SIGTERM: stop accepting, let in-flight calls finish (up to
+the grace period), close the store (queued writes commit first), exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import orjson
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from engram_cli.engine.store import Store
+from engram_cli.rpc import ENGRAM_SERVICE, EXTENSION_SERVICE, ext, ext_svc, pb, svc
+from engram_cli.server.extension import ExtensionServicer, started_info
+from engram_cli.server.servicer import EngramServicer
+from engram_cli.tuning.server_config import CONFIG_NAME, ServerConfig
+
+log = logging.getLogger("engram.server")
+SERVER_FILE = "server.json"
+GRACE_SECONDS = 10.0
+_UNTRACKED = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+@dataclass
+class ServeOptions:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 50051
+    idle_timeout_s: float = 0.0  # 0: run until stopped
+    api_keys: tuple[str, ...] = ()
+    max_workers: int = 32
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Gate(grpc.ServerInterceptor):
+    """Checks the API key (when the server has keys) and records activity for the idle
+    timer. Health checks and reflection are always open and do not count as activity."""
+
+    def __init__(self, api_keys: tuple[str, ...], on_activity: Callable[[], None]) -> None:
+        self._keys = {f"Bearer {k}" for k in api_keys}
+        self._on_activity = on_activity
+
+        def deny(request: Any, context: grpc.ServicerContext) -> Any:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                          "missing or wrong API key (send metadata 'authorization: Bearer KEY')")
+
+        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+        self._deny_stream = grpc.stream_stream_rpc_method_handler(
+            lambda it, ctx: deny(None, ctx))
+
+    def intercept_service(self, continuation: Any, details: Any) -> Any:
+        method = details.method or ""
+        if method.startswith(_UNTRACKED):
+            return continuation(details)
+        self._on_activity()
+        if self._keys:
+            auth = dict(details.invocation_metadata or ()).get("authorization", "")
+            if auth not in self._keys:
+                return self._deny_stream if "Streaming" in method else self._deny
+        return continuation(details)
+
+
+class EngramServer:
+    def __init__(self, options: ServeOptions) -> None:
+        self.options = options
+        self.data_dir = Path(options.data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config = ServerConfig(self.data_dir / CONFIG_NAME)
+        self.store = Store(self.data_dir, self.config.settings)
+        self.last_activity = time.monotonic()
+        self.port = 0
+        self._stopped = threading.Event()
+        self._stop_lock = threading.Lock()
+        max_bytes = self.config.settings.max_message_bytes
+        self._grpc = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=options.max_workers,
+                                       thread_name_prefix="engram-rpc"),
+            interceptors=[_Gate(options.api_keys, self._touch)],
+            options=[
+                ("grpc.max_receive_message_length", max_bytes),
+                ("grpc.max_send_message_length", max_bytes),
+                # One server per port: without this a second server could share the port.
+                ("grpc.so_reuseport", 0),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                ("grpc.http2.max_ping_strikes", 0),
+            ],
+            maximum_concurrent_rpcs=options.max_workers * 8,
+        )
+        svc.add_EngramServiceServicer_to_server(EngramServicer(self.store), self._grpc)
+        ext_svc.add_ExtensionServiceServicer_to_server(
+            ExtensionServicer(self.store, self.config, started_info(options.idle_timeout_s)),
+            self._grpc)
+        self._health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
+        reflection.enable_server_reflection(
+            (
+                pb.DESCRIPTOR.services_by_name["EngramService"].full_name,
+                ext.DESCRIPTOR.services_by_name["ExtensionService"].full_name,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            self._grpc,
+        )
+
+    def _touch(self) -> None:
+        self.last_activity = time.monotonic()
+
+    @property
+    def address(self) -> str:
+        host = self.options.host
+        return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
+
+    def start(self) -> int:
+        host = self.options.host
+        bind = f"[{host}]:{self.options.port}" if ":" in host else f"{host}:{self.options.port}"
+        try:
+            self.port = self._grpc.add_insecure_port(bind)
+        except RuntimeError as exc:
+            self.store.close()
+            from engram_cli.errors import EngramError
+
+            raise EngramError(f"cannot listen on {bind}: {exc}",
+                              "is another server on that port? pick another with --port") from exc
+        self._grpc.start()
+        for name in ("", ENGRAM_SERVICE, EXTENSION_SERVICE):
+            self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._write_server_file()
+        if self.options.idle_timeout_s > 0:
+            threading.Thread(target=self._idle_watch, daemon=True, name="idle-watch").start()
+        log.info("listening on %s (data: %s)", self.address, self.data_dir)
+        return self.port
+
+    def _write_server_file(self) -> None:
+        info = {"pid": os.getpid(), "address": self.address, "port": self.port,
+                "data_dir": str(self.data_dir), "started_at": time.time()}
+        (self.data_dir / SERVER_FILE).write_bytes(orjson.dumps(info))
+
+    def _idle_watch(self) -> None:
+        timeout = self.options.idle_timeout_s
+        while not self._stopped.wait(min(5.0, timeout / 4)):
+            if time.monotonic() - self.last_activity > timeout:
+                log.info("idle for %.0f s: stopping", timeout)
+                self.stop()
+                return
+
+    def stop(self, grace: float = GRACE_SECONDS) -> None:
+        with self._stop_lock:
+            if self._stopped.is_set():
+                return
+            self._health.enter_graceful_shutdown()
+            self._grpc.stop(grace).wait()
+            self.store.close()
+            try:
+                (self.data_dir / SERVER_FILE).unlink()
+            except FileNotFoundError:
+                pass
+            self._stopped.set()
+
+    def wait(self) -> None:
+        self._stopped.wait()
+
+
+def serve_forever(options: ServeOptions, on_ready: Callable[[EngramServer], None]) -> int:
+    """Run until SIGINT/SIGTERM or the idle timeout; answers the exit code (0)."""
+    server = EngramServer(options)
+    stop_requested = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop_requested.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.start()
+        on_ready(server)
+        while not stop_requested.is_set() and not server._stopped.is_set():
+            stop_requested.wait(0.5)
+        server.stop()
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    return 0

@@ -1,0 +1,148 @@
+"""engram.v1 messages <-> engine values, with the validation a wire value needs."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from engram_cli.engine.model import (
+    DEFAULT_CONFIDENCE,
+    MemoryRecord,
+    MemoryType,
+    category_of,
+)
+from engram_cli.engine.store import RecallQuery, embedding_to_bytes
+from engram_cli.errors import InvalidArgument
+from engram_cli.rpc import pb
+
+
+def ts_to_float(ts: Timestamp) -> float | None:
+    if ts.seconds == 0 and ts.nanos == 0:
+        return None
+    return ts.seconds + ts.nanos / 1e9
+
+
+def float_to_ts(value: float | None) -> Timestamp:
+    ts = Timestamp()
+    if value:
+        ts.seconds = int(value)
+        ts.nanos = int((value - int(value)) * 1e9)
+    return ts
+
+
+def confidence_pb(value: float, reasoning: str = "") -> Any:
+    return pb.Confidence(value=value, category=int(category_of(value)), reasoning=reasoning)
+
+
+def memory_from_pb(m: Any) -> MemoryRecord:
+    confidence = m.confidence.value if m.HasField("confidence") else DEFAULT_CONFIDENCE
+    if math.isnan(confidence):
+        raise InvalidArgument("confidence is NaN")
+    return MemoryRecord(
+        id=m.id,
+        content=m.content,
+        embedding=embedding_to_bytes(m.embedding) if len(m.embedding) else b"",
+        confidence=confidence,
+        tags=list(m.tags),
+        metadata=dict(m.metadata),
+        memory_type=int(m.memory_type),
+        decay_rate=m.decay_rate,
+        created_at=ts_to_float(m.created_at),
+    )
+
+
+def episode_from_pb(e: Any) -> MemoryRecord:
+    """An Episode is stored as an episodic memory; its who/where/why/how become metadata."""
+    metadata = {}
+    if e.where_location:
+        metadata["location"] = e.where_location
+    if len(e.who):
+        metadata["who"] = ",".join(e.who)
+    for key in ("why", "how"):
+        if getattr(e, key):
+            metadata[key] = getattr(e, key)
+    if e.importance:
+        metadata["importance"] = f"{e.importance:g}"
+    if e.emotional_valence:
+        metadata["emotional_valence"] = f"{e.emotional_valence:g}"
+    confidence = (e.encoding_confidence.value if e.HasField("encoding_confidence")
+                  else DEFAULT_CONFIDENCE)
+    return MemoryRecord(
+        id=e.id,
+        content=e.what,
+        embedding=embedding_to_bytes(e.embedding) if len(e.embedding) else b"",
+        confidence=confidence,
+        tags=list(e.who),
+        metadata=metadata,
+        memory_type=int(MemoryType.EPISODIC),
+        decay_rate=e.decay_rate,
+        created_at=ts_to_float(e.when),
+    )
+
+
+def record_from_remember(req: Any) -> MemoryRecord:
+    kind = req.WhichOneof("memory_type")
+    if kind == "memory":
+        return memory_from_pb(req.memory)
+    if kind == "episode":
+        return episode_from_pb(req.episode)
+    raise InvalidArgument("RememberRequest carries neither a memory nor an episode")
+
+
+def memory_to_pb(rec: MemoryRecord, include_embedding: bool = True) -> Any:
+    import numpy as np
+
+    m = pb.Memory(
+        id=rec.id,
+        content=rec.content,
+        activation=rec.activation,
+        confidence=confidence_pb(rec.confidence),
+        decay_rate=rec.decay_rate,
+        tags=rec.tags,
+        metadata=rec.metadata,
+        memory_type=rec.memory_type,
+    )
+    if include_embedding and rec.embedding:
+        m.embedding.extend(np.frombuffer(rec.embedding, dtype=np.float32).tolist())
+    m.created_at.CopyFrom(float_to_ts(rec.created_at))
+    m.last_access.CopyFrom(float_to_ts(rec.last_access))
+    return m
+
+
+def query_from_cue(cue: Any, max_results: int) -> RecallQuery:
+    kind = cue.WhichOneof("cue_type")
+    limit = max_results or cue.max_results or 10
+    if limit < 0:
+        raise InvalidArgument(f"max_results {limit} is negative")
+    q = RecallQuery(
+        limit=limit,
+        min_confidence=cue.threshold.value if cue.HasField("threshold") else 0.0,
+        spread=cue.spread_activation,
+        decay=cue.activation_decay if cue.activation_decay > 0 else None,
+    )
+    if kind == "semantic":
+        if not cue.semantic.query.strip():
+            raise InvalidArgument("the semantic cue's query is empty")
+        q.text = cue.semantic.query
+        q.required_tags = list(cue.semantic.required_tags)
+        q.excluded_tags = list(cue.semantic.excluded_tags)
+    elif kind == "embedding":
+        if not len(cue.embedding.vector):
+            raise InvalidArgument("the embedding cue's vector is empty")
+        q.embedding = embedding_to_bytes(cue.embedding.vector)
+        q.similarity_threshold = cue.embedding.similarity_threshold
+    elif kind == "context":
+        c = cue.context
+        q.time_start = ts_to_float(c.time_start)
+        q.time_end = ts_to_float(c.time_end)
+        q.location = c.location
+        q.participants = list(c.participants)
+        if q.time_start is None and q.time_end is None and not q.location and not q.participants:
+            raise InvalidArgument("the context cue is empty")
+    else:
+        raise InvalidArgument("the cue has no type",
+                              "set semantic, embedding or context (temporal and pattern cues "
+                              "are not served)")
+    return q

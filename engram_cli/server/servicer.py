@@ -1,0 +1,288 @@
+"""engram.v1.EngramService over the engine."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+
+from engram_cli.engine.model import MemoryRecord, MemoryType, State, category_of, resolve_space
+from engram_cli.engine.store import Store
+from engram_cli.errors import EngramError, InvalidArgument
+from engram_cli.rpc import pb, svc
+from engram_cli.server.convert import (
+    confidence_pb,
+    float_to_ts,
+    memory_to_pb,
+    query_from_cue,
+    record_from_remember,
+    ts_to_float,
+)
+from engram_cli.server.errors import streaming, unary
+
+_FORGET_MODES = {0: "suppress", 1: "suppress", 2: "delete", 3: "overwrite"}
+_STREAM_GROUP = 1000  # StreamingRemember requests taken into one write
+
+
+def _stored_response(memory_id: str, initial_state: int = State.RECENT) -> Any:
+    return pb.RememberResponse(
+        memory_id=memory_id,
+        storage_confidence=confidence_pb(1.0, "committed to disk"),
+        initial_state=initial_state,
+    )
+
+
+def _rejected_response(error: str) -> Any:
+    # In a stream one bad memory must not end the stream for its neighbours: it is
+    # answered in place with no id and a zero storage confidence that says why.
+    return pb.RememberResponse(
+        memory_id="",
+        storage_confidence=pb.Confidence(value=0.0, category=1, reasoning=f"rejected: {error}"),
+        initial_state=0,
+    )
+
+
+def _initial_state(outcome: str) -> int:
+    return int(State.RECENT if outcome == "created" else State.UNSPECIFIED)
+
+
+class EngramServicer(svc.EngramServiceServicer):
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def _auto_link(self, space: str, rec: MemoryRecord, threshold: float) -> list[str]:
+        from engram_cli.engine.store import RecallQuery
+
+        threshold = threshold or 0.5
+        if rec.embedding:
+            q = RecallQuery(embedding=rec.embedding, limit=6, similarity_threshold=threshold)
+        elif rec.content:
+            q = RecallQuery(text=rec.content, limit=6)
+        else:
+            return []
+        linked = []
+        for other in self.store.recall(space, q).memories:
+            if other.id == rec.id or other.activation < threshold:
+                continue
+            self.store.associate(space, rec.id, other.id, 1, other.activation, "auto_link")
+            linked.append(other.id)
+        return linked
+
+    @unary
+    def Remember(self, request: Any, context: grpc.ServicerContext) -> Any:
+        rec = record_from_remember(request)
+        outcome = self.store.remember(request.memory_space_id, rec)
+        linked = []
+        if request.auto_link:
+            linked = self._auto_link(request.memory_space_id, rec, request.link_threshold)
+        resp = _stored_response(outcome.memory_id, _initial_state(outcome.outcome))
+        resp.linked_memories.extend(linked)
+        return resp
+
+    @streaming
+    def StreamingRemember(self, request_iterator: Any, context: grpc.ServicerContext
+                          ) -> Iterator[Any]:
+        # A reader thread keeps pulling requests while the previous group commits, so a
+        # stream is written in groups (one commit per group), answered one by one in order.
+        inbox: queue.Queue = queue.Queue(maxsize=_STREAM_GROUP * 2)
+        done = object()
+
+        def pump() -> None:
+            try:
+                for req in request_iterator:
+                    inbox.put(req)
+            except Exception as exc:  # the client went away
+                inbox.put(exc)
+            inbox.put(done)
+
+        threading.Thread(target=pump, daemon=True, name="stream-pump").start()
+        finished = False
+        while not finished:
+            group = [inbox.get()]
+            while len(group) < _STREAM_GROUP:
+                try:
+                    group.append(inbox.get_nowait())
+                except queue.Empty:
+                    break
+            if group[-1] is done or isinstance(group[-1], Exception):
+                finished = True
+                group.pop()
+            yield from self._remember_group(group)
+
+    def _remember_group(self, group: list[Any]) -> Iterator[Any]:
+        # Requests may name different spaces; keep order, write per space.
+        answers: list[Any] = [None] * len(group)
+        by_space: dict[str, list[tuple[int, MemoryRecord]]] = {}
+        for i, req in enumerate(group):
+            try:
+                space = resolve_space(req.memory_space_id)
+                by_space.setdefault(space, []).append((i, record_from_remember(req)))
+            except EngramError as exc:
+                answers[i] = _rejected_response(str(exc))
+        for space, items in by_space.items():
+            outcomes = self.store.remember_many(space, [rec for _, rec in items])
+            for (i, _), out in zip(items, outcomes):
+                if out.outcome == "rejected":
+                    answers[i] = _rejected_response(out.error)
+                else:
+                    answers[i] = _stored_response(out.memory_id, _initial_state(out.outcome))
+        yield from answers
+
+    def _recall(self, request: Any) -> Any:
+        if not request.HasField("cue"):
+            raise InvalidArgument("RecallRequest has no cue")
+        q = query_from_cue(request.cue, request.max_results)
+        q.trace = request.trace_activation
+        result = self.store.recall(request.memory_space_id, q)
+        resp = pb.RecallResponse(
+            memories=[memory_to_pb(r) for r in result.memories],
+            recall_confidence=confidence_pb(
+                max((r.confidence * r.activation for r in result.memories), default=0.0)),
+        )
+        if request.include_metadata or request.trace_activation:
+            resp.metadata.CopyFrom(pb.RecallMetadata(
+                total_activated=result.total_activated,
+                above_threshold=result.above_threshold,
+                avg_activation=result.avg_activation,
+                recall_time_ms=int(round(result.elapsed_ms)),
+                activation_path=result.activation_path,
+            ))
+        now = float_to_ts(time.time())
+        for t in result.traces:
+            resp.traces.add(memory_id=t.memory_id, activation_level=t.activation,
+                            activation_path=t.path, timestamp=now)
+        return resp
+
+    @unary
+    def Recall(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return self._recall(request)
+
+    @streaming
+    def StreamingRecall(self, request_iterator: Any, context: grpc.ServicerContext
+                        ) -> Iterator[Any]:
+        for request in request_iterator:
+            yield self._recall(request)
+
+    @unary
+    def Forget(self, request: Any, context: grpc.ServicerContext) -> Any:
+        mode = _FORGET_MODES.get(request.mode)
+        if mode is None:
+            raise InvalidArgument(f"unknown forget mode {request.mode}")
+        target = request.WhichOneof("target")
+        if target == "memory_id":
+            ids = [request.memory_id]
+        elif target == "pattern":
+            ids = self.store.matching_ids(request.memory_space_id,
+                                          query_from_cue(request.pattern, 0))
+        else:
+            raise InvalidArgument("ForgetRequest names neither a memory_id nor a pattern")
+        affected = self.store.forget(request.memory_space_id, ids, mode)
+        return pb.ForgetResponse(
+            memories_affected=affected,
+            forget_confidence=confidence_pb(1.0 if affected else 0.0),
+            reversible=mode == "suppress",
+        )
+
+    @unary
+    def Recognize(self, request: Any, context: grpc.ServicerContext) -> Any:
+        from engram_cli.engine.store import embedding_to_bytes
+
+        kind = request.WhichOneof("input")
+        content, embedding = "", b""
+        if kind == "content":
+            content = request.content
+        elif kind == "embedding":
+            embedding = embedding_to_bytes(request.embedding.values)
+        elif kind == "memory":
+            content = request.memory.content
+            if not content and len(request.memory.embedding):
+                embedding = embedding_to_bytes(request.memory.embedding)
+        familiarity, similar = self.store.recognize(request.memory_space_id, content, embedding)
+        threshold = request.recognition_threshold or 0.7
+        return pb.RecognizeResponse(
+            recognized=familiarity >= threshold,
+            recognition_confidence=confidence_pb(familiarity),
+            similar_memories=[memory_to_pb(r, include_embedding=False) for r in similar],
+            familiarity_score=familiarity,
+        )
+
+    @unary
+    def Associate(self, request: Any, context: grpc.ServicerContext) -> Any:
+        created, final = self.store.associate(
+            request.memory_space_id, request.source_memory, request.target_memory,
+            int(request.association_type), request.strength, request.reason)
+        return pb.AssociateResponse(
+            created=created, final_strength=final,
+            affected_paths=[f"{request.source_memory}->{request.target_memory}"])
+
+    @unary
+    def Consolidate(self, request: Any, context: grpc.ServicerContext) -> Any:
+        target = request.WhichOneof("target")
+        kwargs: dict[str, Any] = {}
+        if target == "memory_ids":
+            kwargs["ids"] = list(request.memory_ids.ids)
+        elif target == "criteria":
+            c = request.criteria
+            kwargs["older_than"] = ts_to_float(c.older_than)
+            kwargs["types"] = [int(t) for t in c.types]
+            kwargs["min_confidence"] = c.importance_threshold
+        changes = self.store.consolidate(request.memory_space_id, **kwargs)
+        resp = pb.ConsolidateResponse(memories_consolidated=len(changes))
+        # Bounded so that consolidating a million memories answers in one message.
+        for mid, state in list(changes.items())[:10_000]:
+            resp.state_changes[mid] = state
+        interval = self.store.settings.consolidation_interval_s
+        if interval > 0:
+            resp.next_consolidation.CopyFrom(float_to_ts(time.time() + interval))
+        return resp
+
+    @unary
+    def Introspect(self, request: Any, context: grpc.ServicerContext) -> Any:
+        space = resolve_space(request.memory_space_id) if request.memory_space_id else None
+        stats = self.store.stats(space)
+        metrics = {
+            "memories.total": float(stats["total_memories"]),
+            "memories.suppressed": float(stats["suppressed"]),
+            "associations.total": float(stats["total_associations"]),
+            "spaces.count": float(len(stats["spaces"])),
+            "write_queue.depth": float(stats["queue_depth"]),
+            "write_queue.pressure": float(stats["pressure"]),
+            "writer.commits": float(stats["commits"]),
+        }
+        for name, n in stats["spaces"].items():
+            metrics[f"space.{name}.memories"] = float(n)
+        for name, n in stats["by_state"].items():
+            metrics[f"state.{name}"] = float(n)
+        if request.metrics:
+            wanted = set(request.metrics)
+            metrics = {k: v for k, v in metrics.items() if k in wanted}
+        resp = pb.IntrospectResponse(metrics=metrics, active_processes=["writer"])
+        resp.statistics.CopyFrom(pb.MemoryStatistics(
+            total_memories=stats["total_memories"],
+            by_type=stats["by_type"],
+            avg_activation=stats["avg_activation"],
+            avg_confidence=stats["avg_confidence"],
+            total_associations=stats["total_associations"],
+            oldest_memory=float_to_ts(stats["oldest_memory"]),
+            newest_memory=float_to_ts(stats["newest_memory"]),
+        ))
+        components = self.store.health()
+        health = resp.health
+        health.healthy = all(ok for ok, _ in components.values())
+        for name, (ok, message) in components.items():
+            health.components[name].operational = ok
+            health.components[name].performance = 1.0 - stats["pressure"] if ok else 0.0
+            health.components[name].status_message = message
+        health.summary = "healthy" if health.healthy else "degraded: " + ", ".join(
+            n for n, (ok, _) in components.items() if not ok)
+        import orjson
+
+        resp.metrics_snapshot_json = orjson.dumps(stats).decode()
+        return resp
+
+
+__all__ = ["EngramServicer", "MemoryType", "category_of"]

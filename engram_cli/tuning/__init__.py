@@ -1,0 +1,1 @@
+"""Server settings (typed, validated) and named tuning profiles."""

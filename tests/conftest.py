@@ -1,0 +1,120 @@
+"""Shared fixtures: an isolated environment, a real server on port 0 (in-process, and as a
+subprocess for process behaviour), and the CLI runner."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from engram_cli.server.app import EngramServer, ServeOptions
+
+_ENV_KEYS = ("ENGRAM_SERVER", "ENGRAM_SPACE", "ENGRAM_API_KEY", "ENGRAM_SERVER_KEYS",
+             "ENGRAM_NO_AUTOSTART", "ENGRAM_DATA_DIR", "ENGRAM_CACHE_DIR", "ENGRAM_CONFIG_DIR")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No test sees the developer's config, cache, data or servers."""
+    for key in _ENV_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    home = tmp_path / "home"
+    monkeypatch.setenv("ENGRAM_DATA_DIR", str(home / "data"))
+    monkeypatch.setenv("ENGRAM_CACHE_DIR", str(home / "cache"))
+    monkeypatch.setenv("ENGRAM_CONFIG_DIR", str(home / "config"))
+    monkeypatch.setenv("ENGRAM_NO_AUTOSTART", "1")
+    return home
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[EngramServer]:
+    """A real server in this process on a free port, with its own data dir."""
+    srv = EngramServer(ServeOptions(data_dir=tmp_path / "server-data", port=0))
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop(grace=1.0)
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen
+    address: str
+    data_dir: Path
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+def start_server_process(data_dir: Path, *extra: str, port: int = 0) -> ServerProcess:
+    """`engram serve` as a real subprocess; returns once it prints its address."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engram_cli", "serve", "--port", str(port), "--data-dir",
+         str(data_dir), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 30
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        m = re.search(r"listening on (\S+)", line)
+        if m:
+            return ServerProcess(proc, m.group(1), data_dir)
+    proc.kill()
+    _, err = proc.communicate(timeout=5)
+    raise RuntimeError(f"engram serve did not start: {err}")
+
+
+@pytest.fixture
+def server_process(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """Factory: start `engram serve` subprocesses; all are killed at teardown."""
+    started: list[ServerProcess] = []
+
+    def start(data_dir: Path | None = None, *extra: str, port: int = 0) -> ServerProcess:
+        sp = start_server_process(data_dir or tmp_path / "proc-data", *extra, port=port)
+        started.append(sp)
+        return sp
+
+    try:
+        yield start
+    finally:
+        for sp in started:
+            if sp.proc.poll() is None:
+                sp.proc.kill()
+            sp.proc.wait(10)
+            for stream in (sp.proc.stdout, sp.proc.stderr):
+                if stream:
+                    stream.close()
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def engram(runner: CliRunner, server: EngramServer) -> Callable[..., object]:
+    """Run the CLI against the fixture server: engram("recall", "x") -> click Result."""
+    from engram_cli.cli.main import app
+
+    def run(*args: str, input: str | None = None) -> object:
+        return runner.invoke(app, ["--server", server.address, *args], input=input)
+
+    return run
