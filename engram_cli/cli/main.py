@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from engram_cli import __version__
-from engram_cli.cli import import_cmd, recall, serve, stats, stop
+from engram_cli.cli import bench, cache, import_cmd, recall, serve, stats, stop, tune
 from engram_cli.cli.common import EXIT_CODES_HELP, GlobalOptions
 
 app = typer.Typer(
@@ -53,6 +53,9 @@ stop.register(app)
 stats.register(app)
 import_cmd.register(app)
 recall.register(app)
+cache.register(app)
+tune.register(app)
+bench.register(app)
 
 
 def main() -> None:

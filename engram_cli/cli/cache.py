@@ -1,0 +1,9 @@
+"""`engram cache`: registration point; the command is built in its own issue."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Adds the `cache` command to the app (nothing yet)."""
