@@ -48,7 +48,7 @@ def import_(
         for path in files:
             pending: list = []
             try:
-                f = open(path, encoding="utf-8", newline="")
+                f = open(path, encoding="utf-8", newline="")  # noqa: SIM115
             except OSError as exc:
                 raise InputError(f"cannot read {path}: {exc.strerror}") from None
             with f:

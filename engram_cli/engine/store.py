@@ -10,6 +10,7 @@ per-thread connections and never wait for the writer.
 from __future__ import annotations
 
 import collections
+import contextlib
 import math
 import os
 import re
@@ -236,10 +237,8 @@ class _Writer(threading.Thread):
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             for fut, _, _ in done:
                 fut.set_exception(EngramError(f"commit failed: {exc}"))
             return
@@ -884,9 +883,9 @@ def _op_consolidate(conn: sqlite3.Connection, space: str, ids: list[str] | None,
     else:
         chosen = [r[0] for r in conn.execute(sql, args)]
     for chunk in _chunks(chosen, _SQL_CHUNK):
-        conn.execute(
-            f"UPDATE memories SET state = ? WHERE space = ? AND id IN ({','.join('?' * len(chunk))})",
-            (State.CONSOLIDATED, space, *chunk))
+        marks = ",".join("?" * len(chunk))
+        conn.execute(f"UPDATE memories SET state = ? WHERE space = ? AND id IN ({marks})",
+                     (State.CONSOLIDATED, space, *chunk))
     return {mid: int(State.CONSOLIDATED) for mid in chosen}
 
 

@@ -7,6 +7,7 @@ the grace period), close the store (queued writes commit first), exit 0.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -165,10 +166,8 @@ class EngramServer:
             self._health.enter_graceful_shutdown()
             self._grpc.stop(grace).wait()
             self.store.close()
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 (self.data_dir / SERVER_FILE).unlink()
-            except FileNotFoundError:
-                pass
             self._stopped.set()
 
     def wait(self) -> None:

@@ -11,6 +11,7 @@ from engram_cli.engine.model import (
     DEFAULT_CONFIDENCE,
     MemoryRecord,
     MemoryType,
+    State,
     category_of,
 )
 from engram_cli.engine.store import RecallQuery, embedding_to_bytes
@@ -91,6 +92,11 @@ def record_from_remember(req: Any) -> MemoryRecord:
     raise InvalidArgument("RememberRequest carries neither a memory nor an episode")
 
 
+# engram.v1's Memory has no consolidation state; our server reports it in this reserved
+# metadata key (upstream servers leave it out, and clients then treat the state as unknown).
+STATE_KEY = "engram.state"
+
+
 def memory_to_pb(rec: MemoryRecord, include_embedding: bool = True) -> Any:
     import numpy as np
 
@@ -104,6 +110,7 @@ def memory_to_pb(rec: MemoryRecord, include_embedding: bool = True) -> Any:
         metadata=rec.metadata,
         memory_type=rec.memory_type,
     )
+    m.metadata[STATE_KEY] = State(rec.state).name.lower()
     if include_embedding and rec.embedding:
         m.embedding.extend(np.frombuffer(rec.embedding, dtype=np.float32).tolist())
     m.created_at.CopyFrom(float_to_ts(rec.created_at))

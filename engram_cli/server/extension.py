@@ -53,7 +53,7 @@ class ExtensionServicer(ext_svc.ExtensionServiceServicer):
                     index=i, memory_id=m.id, outcome=ext.ITEM_OUTCOME_REJECTED,
                     code=grpc.StatusCode.INVALID_ARGUMENT.value[0], error=str(exc))
         outcomes = self.store.remember_many(request.memory_space_id, records)
-        for i, out in zip(index, outcomes):
+        for i, out in zip(index, outcomes, strict=False):
             rejected = out.outcome == "rejected"
             results[i] = ext.BatchItemResult(
                 index=i, memory_id=out.memory_id, outcome=_OUTCOMES[out.outcome],

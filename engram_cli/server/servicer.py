@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 
-from engram_cli.engine.model import MemoryRecord, MemoryType, State, category_of, resolve_space
+from engram_cli.engine.model import MemoryRecord, State, resolve_space
 from engram_cli.engine.store import Store
 from engram_cli.errors import EngramError, InvalidArgument
 from engram_cli.rpc import pb, svc
@@ -125,7 +125,7 @@ class EngramServicer(svc.EngramServiceServicer):
                 answers[i] = _rejected_response(str(exc))
         for space, items in by_space.items():
             outcomes = self.store.remember_many(space, [rec for _, rec in items])
-            for (i, _), out in zip(items, outcomes):
+            for (i, _), out in zip(items, outcomes, strict=False):
                 if out.outcome == "rejected":
                     answers[i] = _rejected_response(out.error)
                 else:
@@ -148,7 +148,7 @@ class EngramServicer(svc.EngramServiceServicer):
                 total_activated=result.total_activated,
                 above_threshold=result.above_threshold,
                 avg_activation=result.avg_activation,
-                recall_time_ms=int(round(result.elapsed_ms)),
+                recall_time_ms=round(result.elapsed_ms),
                 activation_path=result.activation_path,
             ))
         now = float_to_ts(time.time())
@@ -284,5 +284,3 @@ class EngramServicer(svc.EngramServiceServicer):
         resp.metrics_snapshot_json = orjson.dumps(stats).decode()
         return resp
 
-
-__all__ = ["EngramServicer", "MemoryType", "category_of"]
