@@ -25,7 +25,7 @@ def neighbours(conn: sqlite3.Connection, space: str, ids: list[str]
             f"SELECT source, target, strength FROM associations "
             f"WHERE space = ? AND source IN ({marks})", (space, *chunk)))
         out.extend(conn.execute(
-            f"SELECT target, source, strength FROM associations "
+            f"SELECT target, source, strength FROM associations INDEXED BY associations_target "
             f"WHERE space = ? AND target IN ({marks})", (space, *chunk)))
     return out
 

@@ -376,6 +376,10 @@ class Store:
     def pressure(self) -> float:
         return self._writer.pressure
 
+    def retry_after_ms(self) -> int:
+        """How long a pushed-back writer should wait, from the writer's current pace."""
+        return self._writer.retry_after_ms()
+
     @property
     def queue_depth(self) -> int:
         return self._writer.depth
@@ -579,6 +583,8 @@ class Store:
 
     def _rows_by_rowid(self, conn: sqlite3.Connection, space: str, rowids: Iterable[int],
                        epoch: int) -> dict[int, Row]:
+        # "+space": without the plus SQLite's planner prefers the (space, state) index,
+        # which scans the whole space instead of looking up a few rowids.
         found, missing = self.hot.get_rowids(rowids)
         rows = {rid: row for rid, (sp, row) in found.items() if sp == space}
         if missing:
@@ -586,7 +592,7 @@ class Store:
             for chunk in _chunks(missing, _SQL_CHUNK):
                 marks = ",".join("?" * len(chunk))
                 loaded.extend(conn.execute(
-                    f"SELECT {_COLUMNS} FROM memories WHERE rowid IN ({marks}) AND space = ? "
+                    f"SELECT {_COLUMNS} FROM memories WHERE rowid IN ({marks}) AND +space = ? "
                     f"AND suppressed = 0", (*chunk, space)))
             self.hot.put_many(space, loaded, epoch)
             rows.update((r[0], r) for r in loaded)
@@ -672,7 +678,7 @@ class Store:
         want = max(limit * 3, 32)
         exhausted = False
         if q.text is not None:
-            seeds, exhausted = self._text.seeds(conn, space, q.text, want, deadline)
+            seeds, exhausted = self._text.seeds(conn, space, q.text, want, deadline, limit)
         elif q.embedding is not None:
             seeds, exhausted = self._embedding_seeds(conn, space, q.embedding,
                                                      q.similarity_threshold, want, deadline)

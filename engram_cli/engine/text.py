@@ -8,9 +8,10 @@ counting stops at RARE_DF + 1, so the look-up itself is bounded, and cached), an
 * rare words (in at most RARE_DF documents) are ranked by bm25, rarest first, until
   about RANK_BUDGET postings are covered: they carry nearly all of bm25's weight anyway
   (a word in 10% of the documents has a tenth of the IDF of one in 0.001%);
-* a cue of common words only is answered from the newest COMMON_SCAN matches of all its
-  words (AND, then OR if that finds too few), scored by bm25: bounded, and recency is a
-  fair tie-break among equally common words.
+* common words (alone, or when the rare ones found too few) are answered from the
+  newest COMMON_SCAN matches, scored by bm25: bounded, and recency is a fair tie-break
+  among equally common words. All of them must match first; if that finds fewer than
+  the caller's limit, the two rarest; only then any of them.
 """
 
 from __future__ import annotations
@@ -73,8 +74,9 @@ class TextSeeder:
         return int(df)
 
     def seeds(self, conn: sqlite3.Connection, space: str, text: str, want: int,
-              deadline: float) -> tuple[dict[int, float], bool]:
-        """Answers (seeds, budget_exhausted)."""
+              deadline: float, enough: int = 1) -> tuple[dict[int, float], bool]:
+        """Up to `want` seeds; relaxes the match only while fewer than `enough` are found.
+        Answers (seeds, budget_exhausted)."""
         terms = cue_terms(text)
         if not terms:
             return {}, False
@@ -97,14 +99,17 @@ class TextSeeder:
                 chosen.append(t)
                 covered += dfs[t]
             ranks.update(self._ranked(conn, space, " OR ".join(map(quote, chosen)), want))
-        if len(ranks) < want and common and time.perf_counter() <= deadline:
-            for op in (" AND ", " OR "):
-                if len(common) == 1 and op == " OR ":
-                    break
-                for rowid, rank in self._newest(conn, space, op.join(map(quote, common))):
+        if len(ranks) < enough and common and time.perf_counter() <= deadline:
+            queries = [" AND ".join(map(quote, common))]
+            if len(common) > 2:
+                queries.append(" AND ".join(map(quote, common[:2])))
+            if len(common) > 1:
+                queries.append(" OR ".join(map(quote, common)))
+            for query in queries:
+                for rowid, rank in self._newest(conn, space, query):
                     if rowid not in ranks:
                         ranks[rowid] = rank
-                if len(ranks) >= want or time.perf_counter() > deadline:
+                if len(ranks) >= enough or time.perf_counter() > deadline:
                     break
         if not ranks:
             return {}, time.perf_counter() > deadline
@@ -117,6 +122,7 @@ class TextSeeder:
     @staticmethod
     def _ranked(conn: sqlite3.Connection, space: str, query: str, want: int
                 ) -> list[tuple[int, float]]:
+        # "+m.space" keeps SQLite on rowid look-ups instead of scanning the space index.
         # Rank inside the FTS table (fast path for ORDER BY rank LIMIT), then keep this
         # space's rows; widen the window if other spaces crowded it out. The query's
         # words are rare, so even the widest window scores a bounded number of rows.
@@ -125,7 +131,7 @@ class TextSeeder:
             rows = conn.execute(
                 "SELECT f.rowid, f.rank FROM (SELECT rowid, rank FROM memories_fts "
                 " WHERE memories_fts MATCH ? ORDER BY rank LIMIT ?) AS f "
-                "JOIN memories m ON m.rowid = f.rowid WHERE m.space = ? AND m.suppressed = 0",
+                "JOIN memories m ON m.rowid = f.rowid WHERE +m.space = ? AND m.suppressed = 0",
                 (query, window, space),
             ).fetchall()
             if len(rows) >= want or window > RANK_BUDGET * 4:
@@ -144,6 +150,6 @@ class TextSeeder:
         return conn.execute(
             "SELECT f.rowid, f.score FROM (SELECT rowid, bm25(memories_fts) AS score "
             " FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC LIMIT ?) AS f "
-            "JOIN memories m ON m.rowid = f.rowid WHERE m.space = ? AND m.suppressed = 0",
+            "JOIN memories m ON m.rowid = f.rowid WHERE +m.space = ? AND m.suppressed = 0",
             (query, COMMON_SCAN, space),
         ).fetchall()
