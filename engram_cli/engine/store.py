@@ -744,6 +744,35 @@ class Store:
         result.elapsed_ms = (time.perf_counter() - started) * 1000.0
         return result
 
+    def auto_link(self, space_id: str, rec: MemoryRecord, threshold: float = 0.5
+                  ) -> list[str]:
+        """Link a just-stored memory to its most similar existing ones (at most 5) whose
+        similarity (cosine for embeddings, word overlap for text) is at least
+        `threshold`; the edge strength is the similarity. Answers the ids linked."""
+        from engram_cli.engine.text import word_similarity
+
+        space = resolve_space(space_id)
+        if rec.embedding:
+            q = RecallQuery(embedding=rec.embedding, limit=6, similarity_threshold=threshold)
+        elif rec.content:
+            # Candidates by text relevance, however weak: similarity decides below.
+            q = RecallQuery(text=rec.content, limit=10, threshold=0.0)
+        else:
+            return []
+        scored = []
+        for other in self.recall(space, q).memories:
+            if other.id == rec.id:
+                continue
+            sim = other.activation if rec.embedding else word_similarity(rec.content,
+                                                                         other.content)
+            if sim >= threshold:
+                scored.append((sim, other.id))
+        scored.sort(reverse=True)
+        edges = [(rec.id, mid, round(sim, 6)) for sim, mid in scored[:5]]
+        if edges:
+            self.associate_many(space, edges, kind=1, reason="auto_link")
+        return [mid for _, mid, _ in edges]
+
     def recognize(self, space_id: str, content: str = "", embedding: bytes = b""
                   ) -> tuple[float, list[MemoryRecord]]:
         """How familiar is this? Answers (familiarity 0..1, the most similar memories)."""

@@ -37,6 +37,15 @@ def cue_terms(text: str, limit: int = MAX_TERMS) -> list[str]:
     return list(seen)[:limit]
 
 
+def word_similarity(a: str, b: str) -> float:
+    """Jaccard similarity of the two texts' word sets, 0..1 (bm25 is a ranking, not a
+    similarity: on a small store a shared word's IDF is near zero)."""
+    wa, wb = set(WORD_RE.findall(a.lower())), set(WORD_RE.findall(b.lower()))
+    if not wa or not wb:
+        return 0.0
+    return len(wa & wb) / len(wa | wb)
+
+
 def quote(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
 

@@ -82,31 +82,14 @@ class EngramServicer(svc.EngramServiceServicer):
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def _auto_link(self, space: str, rec: MemoryRecord, threshold: float) -> list[str]:
-        from engram_cli.engine.store import RecallQuery
-
-        threshold = threshold or 0.5
-        if rec.embedding:
-            q = RecallQuery(embedding=rec.embedding, limit=6, similarity_threshold=threshold)
-        elif rec.content:
-            q = RecallQuery(text=rec.content, limit=6)
-        else:
-            return []
-        linked = []
-        for other in self.store.recall(space, q).memories:
-            if other.id == rec.id or other.activation < threshold:
-                continue
-            self.store.associate(space, rec.id, other.id, 1, other.activation, "auto_link")
-            linked.append(other.id)
-        return linked
-
     @unary
     def Remember(self, request: Any, context: grpc.ServicerContext) -> Any:
         rec = record_from_remember(request)
         outcome = self.store.remember(request.memory_space_id, rec)
         linked = []
         if request.auto_link:
-            linked = self._auto_link(request.memory_space_id, rec, request.link_threshold)
+            linked = self.store.auto_link(request.memory_space_id, rec,
+                                          request.link_threshold or 0.5)
         resp = _stored_response(outcome.memory_id, _initial_state(outcome.outcome))
         resp.linked_memories.extend(linked)
         return resp
