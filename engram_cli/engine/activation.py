@@ -14,11 +14,14 @@ import time
 _CHUNK = 450
 
 
-def neighbours(conn: sqlite3.Connection, space: str, ids: list[str]
-               ) -> list[tuple[str, str, float]]:
-    """(from, to, strength) for every edge touching `ids`, both directions."""
+def neighbours(conn: sqlite3.Connection, space: str, ids: list[str],
+               deadline: float = float("inf")) -> list[tuple[str, str, float]]:
+    """(from, to, strength) for every edge touching `ids`, both directions; stops early
+    (with what it has) once the deadline passes."""
     out: list[tuple[str, str, float]] = []
     for i in range(0, len(ids), _CHUNK):
+        if i and time.perf_counter() > deadline:
+            break
         chunk = ids[i : i + _CHUNK]
         marks = ",".join("?" * len(chunk))
         out.extend(conn.execute(
@@ -50,7 +53,9 @@ def spread(
         if time.perf_counter() > deadline:
             return act, paths, True
         nxt: dict[str, float] = {}
-        for src, dst, strength in neighbours(conn, space, frontier):
+        # Strongest first, so a hop cut short by the deadline keeps the best paths.
+        frontier.sort(key=act.__getitem__, reverse=True)
+        for src, dst, strength in neighbours(conn, space, frontier, deadline):
             a = act[src] * strength * decay
             if a < threshold or a <= act.get(dst, 0.0) or a <= nxt.get(dst, 0.0):
                 continue

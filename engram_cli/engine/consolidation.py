@@ -34,11 +34,12 @@ CO_RECALL_TOP = 3
 CO_RECALL_MIN = 2
 CO_RECALL_STEP = 0.1
 _MAX_PAIRS = 50_000
+MAX_CHANGES = 10_000  # state changes listed in a report (all are counted)
 
 
 @dataclass
 class PassReport:
-    changes: dict[str, int] = field(default_factory=dict)  # id -> new state (last space)
+    changes: dict[str, int] = field(default_factory=dict)  # id -> new state, the first few
     consolidated: int = 0
     new_associations: int = 0
     strengthened: int = 0
@@ -140,9 +141,9 @@ class Consolidator:
                     done = self.store.write(st.op_finish, keys, int(State.CONSOLIDATED))
                     self.store.invalidate(keys)
                     report.consolidated += done
-                    for _, _sp, mid in batch:
+                    for _, _sp, mid in batch[:MAX_CHANGES - len(report.changes)]:
                         report.changes[mid] = int(State.CONSOLIDATED)
-                    if len(batch) < BATCH:
+                    if len(batch) < BATCH or self._stop.is_set():
                         break
         report.elapsed_s = time.perf_counter() - t0
         s = self.stats

@@ -631,8 +631,8 @@ class Store:
         return ({rowid: sim for sim, rowid in best if sim >= min_similarity and sim > 0},
                 exhausted)
 
-    def _context_seeds(self, conn: sqlite3.Connection, space: str, q: RecallQuery, want: int
-                       ) -> dict[int, float]:
+    def _context_seeds(self, conn: sqlite3.Connection, space: str, q: RecallQuery, want: int,
+                       deadline: float) -> tuple[dict[int, float], bool]:
         sql = "SELECT rowid, metadata, tags FROM memories WHERE space = ? AND suppressed = 0"
         args: list[Any] = [space]
         if q.time_start is not None:
@@ -644,7 +644,9 @@ class Store:
         sql += " ORDER BY created_at DESC"
         seeds: dict[int, float] = {}
         participants = {p.lower() for p in q.participants}
-        for rowid, metadata, tags in conn.execute(sql, args):
+        for n, (rowid, metadata, tags) in enumerate(conn.execute(sql, args)):
+            if n % 1024 == 1023 and time.perf_counter() > deadline:
+                return seeds, True
             if q.location or participants:
                 meta = orjson.loads(metadata)
                 if q.location and meta.get("location", "").lower() != q.location.lower():
@@ -657,7 +659,7 @@ class Store:
             seeds[rowid] = 1.0
             if len(seeds) >= want:
                 break
-        return seeds
+        return seeds, False
 
     def recall(self, space_id: str, q: RecallQuery) -> RecallResult:
         """Seeds (text relevance, vector similarity or context) -> spreading activation
@@ -683,7 +685,7 @@ class Store:
             seeds, exhausted = self._embedding_seeds(conn, space, q.embedding,
                                                      q.similarity_threshold, want, deadline)
         elif q.time_start is not None or q.time_end is not None or q.location or q.participants:
-            seeds = self._context_seeds(conn, space, q, want)
+            seeds, exhausted = self._context_seeds(conn, space, q, want, deadline)
         else:
             raise InvalidArgument("the cue is empty",
                                   "give a semantic query, an embedding or a context")
