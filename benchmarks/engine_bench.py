@@ -36,6 +36,7 @@ from engram_cli.engine.store import RecallQuery, Store
 from engram_cli.tuning.settings import Settings
 
 SPACE = "default"
+IMPORT_SPACE = "import"  # the concurrent import's space: a kept store stays reusable
 BATCH = 5_000
 
 
@@ -104,7 +105,7 @@ def under_import(store: Store, n: int, cues: list[str], threshold: float
         start = n
         while not stop.is_set():
             batch = [to_record(r) for r in datagen.generate_records(2_000, start=start)]
-            store.remember_many(SPACE, batch)
+            store.remember_many(IMPORT_SPACE, batch)
             imported[0] += len(batch)
             start += len(batch)
 

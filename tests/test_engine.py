@@ -208,14 +208,25 @@ def test_scheduler_moves_old_memories_to_consolidated(make_store: Callable[..., 
     wait_for(lambda: store.consolidator.stats.passes >= passes + 2)
     assert state_of(store, young) is State.RECENT
 
-    # Updating a consolidated memory reconsolidates it until the next pass.
-    store.update_settings(store.settings.replace({"consolidation_interval_s": 0.0}))
+    # An update after consolidation is consolidated again by a later pass.
     store.remember("", MemoryRecord(id=old, content="An old memory about the lighthouse, "
                                     "corrected"))
-    assert state_of(store, old) is State.RECONSOLIDATING
-    store.update_settings(store.settings.replace({"consolidation_interval_s": 0.05}))
     wait_for(lambda: state_of(store, old) is State.CONSOLIDATED)
-    assert store.consolidator.stats.consolidated_total >= 2
+    assert store.get("", [old])[0].content.endswith("corrected")
+
+
+def test_updating_a_consolidated_memory_reconsolidates_it(make_store: Callable[..., Store]
+                                                          ) -> None:
+    store = make_store(consolidation_min_age_s=0.0)  # no scheduler: passes run by hand
+    mid = put(store, "The lighthouse keeper retired in 1998")
+    other = put(store, "The ferry leaves at nine")
+    assert store.consolidator.run_pass().consolidated == 2
+    store.remember("", MemoryRecord(id=mid, content="The lighthouse keeper retired in 1999"))
+    assert state_of(store, mid) is State.RECONSOLIDATING
+    assert state_of(store, other) is State.CONSOLIDATED
+    report = store.consolidator.run_pass()
+    assert report.consolidated == 1 and report.changes == {mid: int(State.CONSOLIDATED)}
+    assert state_of(store, mid) is State.CONSOLIDATED
 
 
 def test_a_pass_cut_short_is_finished_by_the_next(make_store: Callable[..., Store]) -> None:

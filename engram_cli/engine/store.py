@@ -667,7 +667,7 @@ class Store:
 
         The whole recall shares one time budget (recall_budget_ms): seeding and spreading
         stop when it runs out and the best found so far is ranked and returned."""
-        from engram_cli.engine.activation import spread
+        from engram_cli.engine.activation import path_to, spread
 
         started = time.perf_counter()
         space = resolve_space(space_id)
@@ -692,41 +692,19 @@ class Store:
         threshold = s.threshold if q.threshold is None else q.threshold
         hops = s.max_hops if q.max_hops is None else q.max_hops
         per_hop = s.decay if q.decay is None else q.decay
-        seed_rows = self._rows_by_rowid(conn, space, seeds, epoch)
-        rows: dict[str, Row] = {row[1]: row for row in seed_rows.values()}
-        activations = {row[1]: seeds[rid] for rid, row in seed_rows.items()}
-        paths: dict[str, list[str]] = {mid: [mid] for mid in activations}
+        # Everything below is keyed by memory rowid; ids come with the rows. Seeds are
+        # visible memories of this space already.
+        activations = dict(seeds)
+        parent: dict[int, int] = {}
         if q.spread and hops > 0 and activations and not exhausted:
-            activations, paths, exhausted = spread(
-                conn, space, activations, paths, hops, per_hop, threshold, deadline)
+            activations, parent, exhausted = spread(
+                conn, activations, hops, per_hop, threshold, deadline)
         total = len(activations)
-        above = {mid: a for mid, a in activations.items() if a >= threshold}
-        rows.update(self._rows_by_id(conn, space, [m for m in above if m not in rows], epoch))
-        required = set(q.required_tags)
-        excluded = set(q.excluded_tags)
-        exponent, floor, scale = s.forgetting_exponent, s.forgetting_floor, s.forgetting_scale_s
-        scored: list[tuple[float, str, float]] = []
-        for mid, a in above.items():
-            row = rows.get(mid)
-            if row is None:
-                continue  # suppressed, or gone since the edge was followed
-            # rowid, id, content, embedding, confidence, activation, decay_rate, ...
-            elapsed = now - row[10]
-            conf = decayed(row[4], elapsed, row[6], exponent, floor, scale)
-            if conf < q.min_confidence:
-                continue
-            if required or excluded:
-                tags = set(orjson.loads(row[11]))
-                if not required.issubset(tags) or excluded & tags:
-                    continue
-            # A small recency boost: at most 5%, fading over days since the last access.
-            recency = 1.0 + 0.05 / (1.0 + max(0.0, elapsed) / 86_400.0)
-            a = min(1.0, a)
-            scored.append((a * conf * recency, mid, a))
-        top = heapq.nlargest(limit, scored)
+        above = {rid: a for rid, a in activations.items() if a >= threshold}
+        top, rows = self._rank(conn, space, above, q, limit, now, epoch)
         results = []
-        for _, mid, a in top:
-            rec = self._row_to_record(rows[mid], now)
+        for _, rid, a in top:
+            rec = self._row_to_record(rows[rid], now)
             rec.activation = a
             results.append(rec)
         ids = [r.id for r in results]
@@ -740,11 +718,71 @@ class Store:
             budget_exhausted=exhausted,
         )
         if results:
-            result.activation_path = paths.get(results[0].id, [])
-        if q.trace:
-            result.traces = [Trace(r.id, r.activation, paths.get(r.id, [r.id])) for r in results]
+            paths = {rid: path_to(rid, parent) for _, rid, _ in (top if q.trace else top[:1])}
+            names = self._ids_of(conn, rows, {r for p in paths.values() for r in p})
+            named = {rid: [names.get(r, "?") for r in p] for rid, p in paths.items()}
+            result.activation_path = named[top[0][1]]
+            if q.trace:
+                result.traces = [Trace(rec.id, rec.activation, named[rid])
+                                 for rec, (_, rid, _) in zip(results, top, strict=True)]
         result.elapsed_ms = (time.perf_counter() - started) * 1000.0
         return result
+
+    def _rank(self, conn: sqlite3.Connection, space: str, above: dict[int, float],
+              q: RecallQuery, limit: int, now: float, epoch: int
+              ) -> tuple[list[tuple[float, int, float]], dict[int, Row]]:
+        """The `limit` best by activation x current confidence x recency, best first.
+
+        Rows are read in activation order and reading stops once no unread memory can
+        beat the current top `limit`: confidence is at most 1 and the recency boost at
+        most 5%, so activation x 1.05 bounds a score. A spread reaching hundreds of
+        memories then reads a few dozen rows, not hundreds."""
+        s = self.settings
+        exponent, floor, scale = s.forgetting_exponent, s.forgetting_floor, s.forgetting_scale_s
+        required = set(q.required_tags)
+        excluded = set(q.excluded_tags)
+        order = sorted(above.items(), key=lambda kv: kv[1], reverse=True)
+        best: list[tuple[float, int, float]] = []  # min-heap of the top `limit`
+        rows: dict[int, Row] = {}
+        step = max(limit, 16)
+        for i in range(0, len(order), step):
+            if len(best) >= limit and min(1.0, order[i][1]) * 1.05 < best[0][0]:
+                break
+            batch = order[i : i + step]
+            rows.update(self._rows_by_rowid(conn, space, [r for r, _ in batch], epoch))
+            for rid, a in batch:
+                row = rows.get(rid)
+                if row is None:
+                    continue  # suppressed, or gone since the edge was followed
+                # rowid, id, content, embedding, confidence, activation, decay_rate, ...
+                elapsed = now - row[10]
+                conf = decayed(row[4], elapsed, row[6], exponent, floor, scale)
+                if conf < q.min_confidence:
+                    continue
+                if required or excluded:
+                    tags = set(orjson.loads(row[11]))
+                    if not required.issubset(tags) or excluded & tags:
+                        continue
+                # A small recency boost: at most 5%, fading over days since the last access.
+                recency = 1.0 + 0.05 / (1.0 + max(0.0, elapsed) / 86_400.0)
+                a = min(1.0, a)
+                item = (a * conf * recency, rid, a)
+                if len(best) < limit:
+                    heapq.heappush(best, item)
+                elif item > best[0]:
+                    heapq.heapreplace(best, item)
+        return sorted(best, reverse=True), rows
+
+    @staticmethod
+    def _ids_of(conn: sqlite3.Connection, rows: dict[int, Row], rowids: set[int]
+                ) -> dict[int, str]:
+        out = {rid: rows[rid][1] for rid in rowids if rid in rows}
+        missing = [rid for rid in rowids if rid not in out]
+        for chunk in _chunks(missing, _SQL_CHUNK):
+            out.update(conn.execute(
+                f"SELECT rowid, id FROM memories WHERE rowid IN ({','.join('?' * len(chunk))})",
+                chunk).fetchall())
+        return out
 
     def auto_link(self, space_id: str, rec: MemoryRecord, threshold: float = 0.5
                   ) -> list[str]:

@@ -1,21 +1,24 @@
-"""Text seeds for recall: FTS5 + bm25 with the work bounded however large the store grows.
+"""Text seeds for recall: FTS5 matching with the work bounded however large the store grows.
 
-`ORDER BY rank` over an OR of every cue word makes FTS5 score every posting of every
-word; one common word ("the", "meeting") is then hundreds of thousands of bm25 calls at
-a million memories. So each cue word's document frequency is looked up first (capped:
-counting stops at RARE_DF + 1, so the look-up itself is bounded, and cached), and:
+FTS5's bm25() costs a document-size look-up per matching row (microseconds each), and
+`ORDER BY rank` over an OR of every cue word scores every posting of every word: one
+common word makes that hundreds of thousands of calls at a million memories. So seeds
+are scored here, from postings alone, by IDF-weighted term matching: a memory's score
+is the sum over the cue words it contains of log(1 + N / df(word)) (bm25 without its
+term-frequency and length parts, which matter little for short memories). Each cue
+word's document frequency df is counted once (capped at DF_CAP) and cached, and:
 
-* rare words (in at most RARE_DF documents) are ranked by bm25, rarest first, until
-  about RANK_BUDGET postings are covered: they carry nearly all of bm25's weight anyway
-  (a word in 10% of the documents has a tenth of the IDF of one in 0.001%);
-* common words (alone, or when the rare ones found too few) are answered from the
-  newest COMMON_SCAN matches, scored by bm25: bounded, and recency is a fair tie-break
-  among equally common words. All of them must match first; if that finds fewer than
-  the caller's limit, the two rarest; only then any of them.
+* rare words (in at most RARE_DF memories) are read rarest first until about
+  RANK_BUDGET postings are covered: they carry nearly all the weight anyway;
+* common words (alone, or when the rare ones found fewer than the caller needs) are
+  read from their newest COMMON_SCAN matches only: all of them together first, then the
+  two rarest together, then each alone. Bounded, and recency is a fair tie-break among
+  equally common words.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
 import threading
@@ -24,8 +27,9 @@ from collections.abc import Callable
 
 WORD_RE = re.compile(r"\w+", re.UNICODE)
 RARE_DF = 2_000
-RANK_BUDGET = 4_000
-COMMON_SCAN = 1_500
+RANK_BUDGET = 6_000
+COMMON_SCAN = 200
+DF_CAP = 100_000
 MAX_TERMS = 32
 _DF_CACHE_MAX = 200_000
 
@@ -65,17 +69,17 @@ class TextSeeder:
             self._df.clear()
 
     def doc_freq(self, conn: sqlite3.Connection, term: str) -> int:
-        """Documents containing `term`, counted up to RARE_DF + 1."""
+        """Documents containing `term`, counted up to DF_CAP + 1."""
         written = self._rows_written()
         hit = self._df.get(term)
         if hit is not None:
             df, at = hit
-            # Common stays common; a rare count is re-taken after enough new rows.
-            if df > RARE_DF or written - at < max(2_000, 4 * df):
+            # A count is re-taken once enough new rows may have changed it much.
+            if written - at < max(2_000, 4 * df):
                 return df
         df = conn.execute(
             "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts "
-            "MATCH ? LIMIT ?)", (quote(term), RARE_DF + 1)).fetchone()[0]
+            "MATCH ? LIMIT ?)", (quote(term), DF_CAP + 1)).fetchone()[0]
         with self._lock:
             if len(self._df) >= _DF_CACHE_MAX:
                 self._df.clear()
@@ -84,8 +88,8 @@ class TextSeeder:
 
     def seeds(self, conn: sqlite3.Connection, space: str, text: str, want: int,
               deadline: float, enough: int = 1) -> tuple[dict[int, float], bool]:
-        """Up to `want` seeds; relaxes the match only while fewer than `enough` are found.
-        Answers (seeds, budget_exhausted)."""
+        """Up to `want` seeds {rowid: relevance, best = 1} of this space; common words are
+        read only while fewer than `enough` are found. Answers (seeds, budget_exhausted)."""
         terms = cue_terms(text)
         if not terms:
             return {}, False
@@ -97,68 +101,64 @@ class TextSeeder:
         present = sorted((t for t in dfs if dfs[t] > 0), key=dfs.__getitem__)
         if not present:
             return {}, False
+        n_docs = conn.execute("SELECT max(rowid) FROM memories").fetchone()[0] or 1
+        idf = {t: math.log(1.0 + n_docs / dfs[t]) for t in present}
+        scores: dict[int, float] = {}
         rare = [t for t in present if dfs[t] <= RARE_DF]
+        covered = 0
+        for t in rare:
+            if covered and covered + dfs[t] > RANK_BUDGET:
+                break
+            covered += dfs[t]
+            w = idf[t]
+            for (rowid,) in conn.execute(
+                    "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?", (quote(t),)):
+                scores[rowid] = scores.get(rowid, 0.0) + w
+        seeds = self._in_space(conn, space, scores, want)
         common = [t for t in present if dfs[t] > RARE_DF]
-        ranks: dict[int, float] = {}
-        if rare:
-            chosen, covered = [], 0
-            for t in rare:
-                if chosen and covered + dfs[t] > RANK_BUDGET:
-                    break
-                chosen.append(t)
-                covered += dfs[t]
-            ranks.update(self._ranked(conn, space, " OR ".join(map(quote, chosen)), want))
-        if len(ranks) < enough and common and time.perf_counter() <= deadline:
-            queries = [" AND ".join(map(quote, common))]
+        if len(seeds) < enough and common and time.perf_counter() <= deadline:
+            groups = [common]
             if len(common) > 2:
-                queries.append(" AND ".join(map(quote, common[:2])))
+                groups.append(common[:2])
             if len(common) > 1:
-                queries.append(" OR ".join(map(quote, common)))
-            for query in queries:
-                for rowid, rank in self._newest(conn, space, query):
-                    if rowid not in ranks:
-                        ranks[rowid] = rank
-                if len(ranks) >= enough or time.perf_counter() > deadline:
+                groups.extend([t] for t in common)
+            credited: dict[int, float] = {}  # common-word weight already counted per row
+            for group in groups:
+                w = sum(idf[t] for t in group)
+                for (rowid,) in conn.execute(
+                        "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? "
+                        "ORDER BY rowid DESC LIMIT ?", (" AND ".join(map(quote, group)),
+                                                        COMMON_SCAN)):
+                    before = credited.get(rowid, 0.0)
+                    if w > before:
+                        credited[rowid] = w
+                        scores[rowid] = scores.get(rowid, 0.0) + w - before
+                seeds = self._in_space(conn, space, scores, want)
+                if len(seeds) >= enough or time.perf_counter() > deadline:
                     break
-        if not ranks:
-            return {}, time.perf_counter() > deadline
-        # bm25 ranks are negative, best lowest; scale so the best seed has activation 1.
-        best_first = sorted(ranks.items(), key=lambda kv: kv[1])[:want]
-        best = -best_first[0][1] or 1.0
-        return ({rowid: max(0.0, -rank) / best for rowid, rank in best_first},
-                time.perf_counter() > deadline)
+        exhausted = time.perf_counter() > deadline
+        if not seeds:
+            return {}, exhausted
+        best = max(seeds.values())
+        return {rowid: sc / best for rowid, sc in seeds.items()}, exhausted
 
     @staticmethod
-    def _ranked(conn: sqlite3.Connection, space: str, query: str, want: int
-                ) -> list[tuple[int, float]]:
-        # "+m.space" keeps SQLite on rowid look-ups instead of scanning the space index.
-        # Rank inside the FTS table (fast path for ORDER BY rank LIMIT), then keep this
-        # space's rows; widen the window if other spaces crowded it out. The query's
-        # words are rare, so even the widest window scores a bounded number of rows.
-        window = max(want * 4, 64)
-        while True:
-            rows = conn.execute(
-                "SELECT f.rowid, f.rank FROM (SELECT rowid, rank FROM memories_fts "
-                " WHERE memories_fts MATCH ? ORDER BY rank LIMIT ?) AS f "
-                "JOIN memories m ON m.rowid = f.rowid WHERE +m.space = ? AND m.suppressed = 0",
-                (query, window, space),
-            ).fetchall()
-            if len(rows) >= want or window > RANK_BUDGET * 4:
-                return rows
-            total = conn.execute(
-                "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts "
-                "MATCH ? LIMIT ?)", (query, window + 1)).fetchone()[0]
-            if total <= window:
-                return rows
-            window *= 8
-
-    @staticmethod
-    def _newest(conn: sqlite3.Connection, space: str, query: str) -> list[tuple[int, float]]:
-        # ORDER BY rowid DESC is FTS5's native order: it stops after COMMON_SCAN matches
-        # instead of scoring them all.
-        return conn.execute(
-            "SELECT f.rowid, f.score FROM (SELECT rowid, bm25(memories_fts) AS score "
-            " FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC LIMIT ?) AS f "
-            "JOIN memories m ON m.rowid = f.rowid WHERE +m.space = ? AND m.suppressed = 0",
-            (query, COMMON_SCAN, space),
-        ).fetchall()
+    def _in_space(conn: sqlite3.Connection, space: str, scores: dict[int, float], want: int
+                  ) -> dict[int, float]:
+        """The `want` best-scored rowids that are visible memories of this space."""
+        ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
+        out: dict[int, float] = {}
+        step = max(want * 2, 64)
+        for i in range(0, len(ranked), step):
+            chunk = ranked[i : i + step]
+            # "+space": without the plus SQLite prefers the (space, state) index and scans
+            # the whole space instead of looking up a few rowids.
+            ok = {r for (r,) in conn.execute(
+                f"SELECT rowid FROM memories WHERE rowid IN ({','.join('?' * len(chunk))}) "
+                f"AND +space = ? AND suppressed = 0", (*(r for r, _ in chunk), space))}
+            for rowid, sc in chunk:
+                if rowid in ok:
+                    out[rowid] = sc
+                    if len(out) >= want:
+                        return out
+        return out
