@@ -81,8 +81,9 @@ class Consolidator:
                 return  # enough evidence waiting; the next pass empties it
             for i, a in enumerate(top):
                 for b in top[i + 1:]:
-                    key = (space, *sorted((a, b)))
-                    self._pairs[key] = self._pairs.get(key, 0) + 1  # type: ignore[index]
+                    lo, hi = (a, b) if a < b else (b, a)
+                    key = (space, lo, hi)
+                    self._pairs[key] = self._pairs.get(key, 0) + 1
 
     def _take_pairs(self, space: str | None) -> list[tuple[str, str, str, int]]:
         with self._pairs_lock:

@@ -1,10 +1,20 @@
-"""The durable store: SQLite in WAL mode with an FTS5 index, one writer thread.
+"""The memory store: a RAM hot tier in front of the warm tier (SQLite in WAL mode with an
+FTS5 index, at `warm_path`), one writer thread, and the recall pipeline.
 
 Writes go through one writer thread that takes every operation waiting in its bounded
-queue, runs each in its own SAVEPOINT (a failing operation never undoes its neighbours)
-and commits them together (group commit); a caller's future resolves only after the
-COMMIT, so an acknowledged write is in the WAL before the client hears of it. Reads use
+queue (`queue_capacity`; past it a write raises Overloaded, which the server answers
+with RESOURCE_EXHAUSTED and retry-after-ms), runs each in its own SAVEPOINT (a failing
+operation never undoes its neighbours) and commits them together (group commit); a
+caller's future resolves only after the COMMIT, so an acknowledged write is in the WAL
+before the client hears of it (fsynced first with durability "fsync"). Reads use
 per-thread connections and never wait for the writer.
+
+Recall: seeds (engine/text.py for text, a vector scan for embeddings, or a context
+filter) -> spreading activation over the edges table (engine/activation.py) -> ranking by
+activation x decayed confidence (engine/forgetting.py) x a small recency boost -> limit,
+all inside the `recall_budget_ms` budget. Rows come from the hot tier (engine/hot.py)
+when they can. Background threads: consolidation (engine/consolidation.py) and, with
+durability "group", the periodic fsync.
 """
 
 from __future__ import annotations
@@ -571,7 +581,7 @@ class Store:
                     epoch: int) -> dict[str, Row]:
         rows, missing = self.hot.get_many(space, ids)
         if missing:
-            loaded = []
+            loaded: list[Row] = []
             for chunk in _chunks(missing, _SQL_CHUNK):
                 marks = ",".join("?" * len(chunk))
                 loaded.extend(conn.execute(
@@ -588,7 +598,7 @@ class Store:
         found, missing = self.hot.get_rowids(rowids)
         rows = {rid: row for rid, (sp, row) in found.items() if sp == space}
         if missing:
-            loaded = []
+            loaded: list[Row] = []
             for chunk in _chunks(missing, _SQL_CHUNK):
                 marks = ",".join("?" * len(chunk))
                 loaded.extend(conn.execute(
