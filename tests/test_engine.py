@@ -318,3 +318,35 @@ def test_introspect_reports_tiers_queue_and_consolidation(server: object) -> Non
     assert metrics["tier.hot.size"] == 1 and metrics["tier.hot.hit_rate"] > 0
     assert metrics["tier.warm.size"] == 1 and metrics["tier.warm.bytes"] > 0
     assert metrics["write_queue.capacity"] == Settings().queue_capacity
+
+
+def test_a_failing_write_does_not_undo_its_group(make_store: Callable[..., Store]) -> None:
+    import threading
+
+    store = make_store()
+    release, running = threading.Event(), threading.Event()
+
+    def hold(conn: object) -> None:
+        running.set()
+        release.wait(10)
+
+    def fail(conn: object) -> None:
+        raise RuntimeError("this write fails")
+
+    blocker = threading.Thread(target=store.write, args=(hold,))
+    blocker.start()
+    assert running.wait(10)
+    # Queued behind the blocker, these three commit as one group.
+    futures = [store._writer.submit(fn, *args) for fn, args in (
+        (lambda conn, i: conn.execute("INSERT INTO spaces VALUES (?, 0)", (i,)), ("s-one",)),
+        (fail, ()),
+        (lambda conn, i: conn.execute("INSERT INTO spaces VALUES (?, 0)", (i,)), ("s-two",)),
+    )]
+    release.set()
+    blocker.join(10)
+    futures[0].result(10)
+    futures[2].result(10)
+    with pytest.raises(RuntimeError, match="this write fails"):
+        futures[1].result(10)
+    names = {r[0] for r in store._reader().execute("SELECT name FROM spaces")}
+    assert {"s-one", "s-two"} <= names

@@ -124,14 +124,16 @@ def _m002_edges(conn: sqlite3.Connection) -> None:
                 ON CONFLICT (src, dst) DO UPDATE SET strength = max(strength, excluded.strength);
         END;
         CREATE TRIGGER associations_edges_ad AFTER DELETE ON associations BEGIN
-            DELETE FROM edges WHERE (src, dst) IN (
-                SELECT s.rowid, t.rowid FROM memories s, memories t
-                WHERE s.space = old.space AND s.id = old.source
-                  AND t.space = old.space AND t.id = old.target
-                UNION ALL
-                SELECT t.rowid, s.rowid FROM memories s, memories t
-                WHERE s.space = old.space AND s.id = old.source
-                  AND t.space = old.space AND t.id = old.target);
+            DELETE FROM edges
+                WHERE src = (SELECT rowid FROM memories WHERE space = old.space
+                             AND id = old.source)
+                  AND dst = (SELECT rowid FROM memories WHERE space = old.space
+                             AND id = old.target);
+            DELETE FROM edges
+                WHERE src = (SELECT rowid FROM memories WHERE space = old.space
+                             AND id = old.target)
+                  AND dst = (SELECT rowid FROM memories WHERE space = old.space
+                             AND id = old.source);
         END;
         CREATE TRIGGER memories_edges_ad AFTER DELETE ON memories BEGIN
             DELETE FROM edges WHERE dst = old.rowid
