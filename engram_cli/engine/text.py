@@ -26,8 +26,8 @@ import time
 from collections.abc import Callable
 
 WORD_RE = re.compile(r"\w+", re.UNICODE)
-RARE_DF = 2_000
-RANK_BUDGET = 6_000
+RARE_DF = 1_500
+RANK_BUDGET = 3_000
 COMMON_SCAN = 200
 DF_CAP = 100_000
 MAX_TERMS = 32
