@@ -139,7 +139,8 @@ class Consolidator:
                     after = batch[-1][0]
                     keys = [(sp, mid) for _, sp, mid in batch]
                     self.store.invalidate(keys)
-                    done = self.store.write(st.op_finish, keys, int(State.CONSOLIDATED))
+                    done = self.store.write(st.op_finish, [r for r, _, _ in batch],
+                                            int(State.CONSOLIDATED))
                     self.store.invalidate(keys)
                     report.consolidated += done
                     for _, _sp, mid in batch[:MAX_CHANGES - len(report.changes)]:

@@ -1118,12 +1118,12 @@ def op_mark(conn: sqlite3.Connection, space: str | None, ids: list[str] | None,
     return chosen
 
 
-def op_finish(conn: sqlite3.Connection, keys: list[tuple[str, str]], state: int) -> int:
+def op_finish(conn: sqlite3.Connection, rowids: list[int], state: int) -> int:
     """CONSOLIDATING -> `state` for these memories (an update since may have moved them)."""
     n = 0
-    for space, mid in keys:
-        n += conn.execute("UPDATE memories SET state = ? WHERE space = ? AND id = ? AND state = ?",
-                          (state, space, mid, State.CONSOLIDATING)).rowcount
+    for rowid in rowids:
+        n += conn.execute("UPDATE memories SET state = ? WHERE rowid = ? AND state = ?",
+                          (state, rowid, State.CONSOLIDATING)).rowcount
     return n
 
 
