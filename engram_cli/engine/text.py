@@ -10,6 +10,9 @@ word's document frequency df is counted once (capped at DF_CAP) and cached, and:
 
 * rare words (in at most RARE_DF memories) are read rarest first until about
   RANK_BUDGET postings are covered: they carry nearly all the weight anyway;
+* words in more than STOP_FRACTION of the memories ("the", a year) are stop words: left
+  out while the cue has other words (reading their postings is most of the cost and
+  they add almost nothing to a score);
 * common words (alone, or when the rare ones found fewer than the caller needs) are
   read from their newest COMMON_SCAN matches only: all of them together first, then the
   two rarest together, then each alone. Bounded, and recency is a fair tie-break among
@@ -30,6 +33,7 @@ RARE_DF = 1_500
 RANK_BUDGET = 3_000
 COMMON_SCAN = 200
 DF_CAP = 100_000
+STOP_FRACTION = 0.05
 MAX_TERMS = 32
 _DF_CACHE_MAX = 200_000
 
@@ -102,6 +106,9 @@ class TextSeeder:
         if not present:
             return {}, False
         n_docs = conn.execute("SELECT max(rowid) FROM memories").fetchone()[0] or 1
+        stop = max(1_000.0, STOP_FRACTION * n_docs)
+        if any(dfs[t] <= stop for t in present):
+            present = [t for t in present if dfs[t] <= stop]
         idf = {t: math.log(1.0 + n_docs / dfs[t]) for t in present}
         scores: dict[int, float] = {}
         rare = [t for t in present if dfs[t] <= RARE_DF]
