@@ -89,6 +89,8 @@ def bar(value: float, top: float, width: int = CHART_WIDTH) -> str:
     cells = 0.0 if top <= 0 else max(0.0, min(1.0, value / top)) * width
     full = int(cells)
     part = _EIGHTHS[int((cells - full) * 8)] if full < width else ""
+    if value > 0 and not full and not part.strip():
+        part = _EIGHTHS[1]  # a measured figure never shows as no bar at all
     return ("█" * full + part.strip()).ljust(width)
 
 

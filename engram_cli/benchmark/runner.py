@@ -88,8 +88,8 @@ class BenchPlan:
     @classmethod
     def quick_plan(cls, rounds: int | None = None) -> BenchPlan:
         return cls(quick=True, rounds=rounds or 3, pool_ops=30, stream_ops=200,
-                   cache_ops=100, cache_corpus=300, hot_cues=15, sweep_items=500,
-                   sweep_min_calls=2)
+                   cache_ops=100, cache_corpus=300, hot_cues=15, sweep_items=200,
+                   sweep_min_calls=1)
 
     def calls_for(self, size: int) -> int:
         return max(self.sweep_min_calls, math.ceil(self.sweep_items / size))

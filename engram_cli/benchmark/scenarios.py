@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from engram_cli.benchmark.runner import (
@@ -25,7 +26,7 @@ from engram_cli.benchmark.runner import (
     interleave,
 )
 from engram_cli.benchmark.target import Target
-from engram_cli.benchmark.workload import Workload, cue_sequence, hot_cues
+from engram_cli.benchmark.workload import Workload, cue_sequence, hot_cues, to_memory
 
 Row = Callable[[Target, Workload, BenchPlan, Progress], RowResult]
 
@@ -37,18 +38,32 @@ def _elapsed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
+def _each(fn: Callable[[Any], Any], items: Sequence[Any]) -> Callable[[], None]:
+    """A thunk that calls fn on every item in turn (what the clock times)."""
+
+    def run() -> None:
+        for item in items:
+            fn(item)
+
+    return run
+
+
 def _write_many(t: Target, w: Workload, n: int) -> list[dict[str, Any]]:
     """Store n memories the fastest way the server offers (set-up, not timed)."""
-    records = w.records(n)
-    from engram_cli.benchmark.workload import to_memory
+    from engram_cli.errors import Unsupported
 
+    records = w.records(n)
     step = min(1000, t.max_batch) if t.extensions and t.max_batch else 1000
     for i in range(0, n, step):
         chunk = [to_memory(r) for r in records[i:i + step]]
         if t.extensions:
             t.batch(chunk)
-        else:
+            continue
+        try:
             t.stream([_request(t, m) for m in chunk])
+        except Unsupported:
+            for m in chunk:
+                t.remember(m)
     return records
 
 
@@ -63,7 +78,7 @@ def batching(t: Target, w: Workload, plan: BenchPlan, progress: Progress) -> Row
 
     def before(_: int) -> float:
         memories = w.memories(n)
-        return _elapsed(lambda: [t.remember(m) for m in memories]) * 1000
+        return _elapsed(_each(t.remember, memories)) * 1000
 
     if t.extensions:
         after_label, note = f"one BatchRemember of {n}", ""
@@ -100,11 +115,11 @@ def pooling(t: Target, w: Workload, plan: BenchPlan, progress: Progress) -> RowR
 
     def before(_: int) -> float:
         memories = w.memories(n)
-        return _elapsed(lambda: [one_on_new_channel(m) for m in memories]) * 1000 / n
+        return _elapsed(_each(one_on_new_channel, memories)) * 1000 / n
 
     def after(_: int) -> float:
         memories = w.memories(n)
-        return _elapsed(lambda: [t.remember(m) for m in memories]) * 1000 / n
+        return _elapsed(_each(t.remember, memories)) * 1000 / n
 
     b, a = interleave(before, after, plan.rounds, progress=progress, label="pooling")
     return RowResult("pooling", "connection pooling", "ms/op", False,
@@ -116,7 +131,7 @@ def streaming(t: Target, w: Workload, plan: BenchPlan, progress: Progress) -> Ro
 
     def before(_: int) -> float:
         memories = w.memories(n)
-        return n / _elapsed(lambda: [t.remember(m) for m in memories])
+        return n / _elapsed(_each(t.remember, memories))
 
     def after(_: int) -> float:
         requests = w.requests(t.space, n)
@@ -133,7 +148,7 @@ def caching(t: Target, w: Workload, plan: BenchPlan, progress: Progress) -> RowR
     progress(f"caching: storing {plan.cache_corpus} memories to recall from")
     records = _write_many(t, w, plan.cache_corpus)
     with tempfile.TemporaryDirectory(prefix="engram-bench-") as tmp:
-        cache = open_answer_cache(tmp, t.address, t.space)
+        cache = open_answer_cache(Path(tmp), t.address, t.space)
         try:
             hot = [cue for cue in hot_cues(records, plan.hot_cues)
                    if cache.put(cue, results_of(t.recall(cue)))]
@@ -151,7 +166,7 @@ def caching(t: Target, w: Workload, plan: BenchPlan, progress: Progress) -> RowR
 
             def before(i: int) -> float:
                 cues = sequence(i)
-                return _elapsed(lambda: [t.recall(c) for c in cues]) * 1000 / len(cues)
+                return _elapsed(_each(t.recall, cues)) * 1000 / len(cues)
 
             def lookup(cue: str, counted: bool) -> None:
                 answer = cache.get(cue)
@@ -165,7 +180,7 @@ def caching(t: Target, w: Workload, plan: BenchPlan, progress: Progress) -> RowR
             def after(i: int) -> float:
                 cues = sequence(i)
                 counted = i >= WARMUP_ROUNDS
-                return _elapsed(lambda: [lookup(c, counted) for c in cues]) * 1000 / len(cues)
+                return _elapsed(_each(lambda c: lookup(c, counted), cues)) * 1000 / len(cues)
 
             b, a = interleave(before, after, plan.rounds, progress=progress, label="caching")
         finally:
@@ -216,15 +231,17 @@ def sweep(t: Target, w: Workload, plan: BenchPlan, progress: Progress) -> Sweep:
         requests = w.requests(t.space, size)
         return _elapsed(lambda: t.stream(requests))
 
-    for i in range(WARMUP_ROUNDS + plan.rounds):
-        counted = i >= WARMUP_ROUNDS
-        if counted:
-            progress(f"sweep: round {i - WARMUP_ROUNDS + 1}/{plan.rounds}")
+    # Warm-up: one call per size (first connection, cold pages) rather than a whole
+    # round, which at the large sizes would write more than the counted rounds of the
+    # small ones.
+    for size in sizes:
+        one_call(size)
+    for i in range(plan.rounds):
+        progress(f"sweep: round {i + 1}/{plan.rounds}")
         # Alternate the order of sizes so that drift over a round does not favour one end.
         for size in sizes if i % 2 == 0 else reversed(sizes):
             point = points[size]
             times = [one_call(size) for _ in range(point.calls)]
-            if counted:
-                point.latencies_ms.extend(x * 1000 for x in times)
-                point.ops_per_s_samples.append(size * point.calls / sum(times))
+            point.latencies_ms.extend(x * 1000 for x in times)
+            point.ops_per_s_samples.append(size * point.calls / sum(times))
     return Sweep(method, [points[s] for s in sizes], note)

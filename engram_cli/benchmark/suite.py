@@ -10,7 +10,7 @@ from engram_cli.benchmark import scenarios
 from engram_cli.benchmark.runner import BenchPlan, BenchResult, Progress, RowSkipped, quiet
 from engram_cli.benchmark.target import Target
 from engram_cli.benchmark.workload import Workload
-from engram_cli.errors import UsageError
+from engram_cli.errors import Unsupported, UsageError
 
 
 def select(only: Iterable[str]) -> list[str]:
@@ -46,6 +46,10 @@ def run_bench(address: str, plan: BenchPlan, only: Sequence[str] = (),
                 else:
                     result.rows.append(scenarios.ROWS[name](target, workload, plan, progress))
             except RowSkipped as exc:
+                result.skipped[name] = str(exc)
+            except Unsupported as exc:
+                # An RPC the row needs is missing (UNIMPLEMENTED): the row cannot run
+                # here, the others still can.
                 result.skipped[name] = str(exc)
     finally:
         progress(f"removing scratch space {target.space}")

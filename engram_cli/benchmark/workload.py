@@ -19,10 +19,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from engram_cli.rpc import pb
+from engram_cli.rpc import pb, pb_memory
 
 _DATAGEN = Path(__file__).resolve().parents[2] / "benchmarks" / "datagen.py"
-_TYPES = {"episodic": 1, "semantic": 2, "procedural": 3, "working": 4}
+_TYPES = {"episodic", "semantic", "procedural", "working"}
 
 _PEOPLE = "Alice Bob Carol Dave Erin Frank Grace Heidi Ivan Judy Nadia Omar Priya".split()
 _PLACES = "kitchen office garage garden library lobby studio workshop harbour".split()
@@ -84,9 +84,11 @@ class Workload:
 
 
 def to_memory(record: dict[str, Any]) -> Any:
-    m = pb.Memory(content=record["content"], tags=record.get("tags", []),
-                  metadata=record.get("metadata", {}),
-                  memory_type=_TYPES.get(record.get("memory_type", ""), 0))
+    kind = str(record.get("memory_type", ""))
+    m = pb_memory.Memory(
+        content=record["content"], tags=record.get("tags", []),
+        metadata=record.get("metadata", {}),
+        memory_type=f"MEMORY_TYPE_{kind.upper()}" if kind in _TYPES else None)
     if "confidence" in record:
         m.confidence.value = float(record["confidence"])
     if record.get("created_at"):
