@@ -135,13 +135,14 @@ def _table_printer() -> Any:
             return
         title = f"recall: {answer.cue}" + (" (cached)" if answer.cached else "")
         table = Table(title=title)
-        for col in ("#", "content", "confidence", "activation", "state", "tags", "id"):
-            table.add_column(col, overflow="fold")
+        table.add_column("#", justify="right")
+        table.add_column("content", ratio=1, overflow="fold")
+        for col in ("confidence", "activation", "state", "id"):
+            table.add_column(col, no_wrap=col != "id", overflow="fold")
         for i, r in enumerate(answer.results, 1):
             table.add_row(str(i), r["content"],
                           f"{r['confidence']:.2f} {r['confidence_category']}",
-                          f"{r['activation']:.2f}", r.get("state") or "?",
-                          ", ".join(r.get("tags") or ()), r["id"])
+                          f"{r['activation']:.2f}", r.get("state") or "?", r["id"])
         if not answer.results:
             table.caption = "no memories match"
         console.print(table)
