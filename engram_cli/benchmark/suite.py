@@ -10,6 +10,7 @@ from engram_cli.benchmark import scenarios
 from engram_cli.benchmark.runner import BenchPlan, BenchResult, Progress, RowSkipped, quiet
 from engram_cli.benchmark.target import Target
 from engram_cli.benchmark.workload import Workload
+from engram_cli.config import Connection
 from engram_cli.errors import Unsupported, UsageError
 
 
@@ -23,12 +24,14 @@ def select(only: Iterable[str]) -> list[str]:
     return [name for name in scenarios.NAMES if not wanted or name in wanted]
 
 
-def run_bench(address: str, plan: BenchPlan, only: Sequence[str] = (),
-              metadata: Sequence[tuple[str, str]] = (), progress: Progress = quiet
-              ) -> BenchResult:
+def run_bench(conn: Connection, plan: BenchPlan, only: Sequence[str] = (),
+              progress: Progress = quiet) -> BenchResult:
+    """Measure the server `conn` names (its space is ignored: all work happens in a
+    scratch space, removed before this returns or raises)."""
     names = select(only)
     started = time.perf_counter()
-    target = Target(address, metadata)
+    address = conn.server
+    target = Target(conn)
     workload = Workload()
     result = BenchResult(server=address, space=target.space, plan=plan, extensions=False)
     try:

@@ -14,9 +14,10 @@ from typing import Any, TypeVar
 
 import grpc
 
-from engram_cli.client.connection import open_channel, translate
+from engram_cli.client.connection import call_metadata, open_channel, translate
+from engram_cli.config import Connection
 from engram_cli.errors import EngramError
-from engram_cli.rpc import ext, ext_svc, pb, pb_memory, svc
+from engram_cli.rpc import ext, ext_svc, pb, svc
 
 T = TypeVar("T")
 CALL_TIMEOUT_S = 120.0
@@ -32,12 +33,12 @@ def scratch_space_id() -> str:
 class Target:
     """One long-lived channel to the server, the stubs, and the ids this run wrote."""
 
-    def __init__(self, address: str, metadata: Sequence[tuple[str, str]] = (),
-                 space: str | None = None) -> None:
-        self.address = address
-        self.metadata = tuple(metadata)
+    def __init__(self, conn: Connection, space: str | None = None) -> None:
+        self.conn = conn
+        self.address = conn.server
+        self.metadata = call_metadata(conn)
         self.space = space or scratch_space_id()
-        self.channel = open_channel(address)
+        self.channel = open_channel(self.address)
         self.stub = svc.EngramServiceStub(self.channel)
         self.ext = ext_svc.ExtensionServiceStub(self.channel)
         self.written: set[str] = set()
@@ -97,11 +98,6 @@ class Target:
         except grpc.RpcError as err:
             raise translate(err, self.address, "StreamingRemember") from None
         self._wrote(ids, len(requests))
-
-    def recall(self, cue: str, limit: int = 10) -> Any:
-        return self.call(self.stub.Recall, pb.RecallRequest(
-            memory_space_id=self.space, max_results=limit,
-            cue=pb_memory.Cue(semantic=pb_memory.SemanticCue(query=cue))), "Recall")
 
     def _wrote(self, ids: Sequence[str], sent: int) -> None:
         stored = [i for i in ids if i]

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from engram_cli.rpc import pb, pb_memory
+from engram_cli.rpc import pb
 
 _DATAGEN = Path(__file__).resolve().parents[2] / "benchmarks" / "datagen.py"
 _TYPES = {"episodic", "semantic", "procedural", "working"}
@@ -85,7 +85,7 @@ class Workload:
 
 def to_memory(record: dict[str, Any]) -> Any:
     kind = str(record.get("memory_type", ""))
-    m = pb_memory.Memory(
+    m = pb.Memory(
         content=record["content"], tags=record.get("tags", []),
         metadata=record.get("metadata", {}),
         memory_type=f"MEMORY_TYPE_{kind.upper()}" if kind in _TYPES else None)

@@ -40,7 +40,6 @@ def bench(
     from engram_cli.benchmark import BenchPlan, run_bench
     from engram_cli.benchmark.report import render, to_json
     from engram_cli.client.autostart import ensure_server
-    from engram_cli.client.connection import call_metadata
     from engram_cli.errors import EngramError
 
     g = globals_of(ctx)
@@ -58,7 +57,7 @@ def bench(
         if sys.stderr.isatty():
             typer.echo(f"engram bench: {message}", err=True)
 
-    result = run_bench(conn.server, plan, only or (), call_metadata(conn), progress)
+    result = run_bench(conn, plan, only or (), progress)
     if as_json:
         typer.echo(orjson.dumps(to_json(result)).decode())
     else:
