@@ -192,7 +192,7 @@ def test_table_shows_our_figures_beside_the_seed(runner: Any, server: Any) -> No
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert "batching (100 ops)" in out
-    assert "1,200 -> 180 (6.7x)" in out
+    assert "1200 -> 180 (6.7x)" in out
     assert "Batch-size sweep (BatchRemember)" in out
     for size in SWEEP_SIZES:
         assert re.search(rf"^ *{size} [█▏▎▍▌▋▊▉]+ +[\d,.]+/s ", out, re.M), out

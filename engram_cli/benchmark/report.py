@@ -81,7 +81,7 @@ def _seed_cell(name: str) -> str:
     seed = SEED_ROWS.get(name)
     if seed is None:
         return ""
-    return f"{fmt(seed['before'])} -> {fmt(seed['after'])} ({seed['improvement']:.1f}x)"
+    return f"{seed['before']:g} -> {seed['after']:g} ({seed['improvement']:.1f}x)"
 
 
 def bar(value: float, top: float, width: int = CHART_WIDTH) -> str:
@@ -97,12 +97,14 @@ def bar(value: float, top: float, width: int = CHART_WIDTH) -> str:
 def render(result: BenchResult, console: Any) -> None:
     """The table, what each row compared, the sweep chart and what was skipped, on a rich
     Console; sized to fit an 80-column terminal."""
+    from rich import box
     from rich.table import Table
     from rich.text import Text
 
     title = f"engram bench: {result.server}" + (" (quick)" if result.plan.quick else "")
-    table = Table(title=title, title_justify="left")
-    table.add_column("optimization")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                  pad_edge=False, collapse_padding=True)
+    table.add_column("optimization", no_wrap=True)
     table.add_column("before", justify="right", no_wrap=True)
     table.add_column("after", justify="right", no_wrap=True)
     table.add_column("improvement", justify="right", no_wrap=True)
@@ -112,6 +114,7 @@ def render(result: BenchResult, console: Any) -> None:
                       f"{row.improvement:.1f}x", _seed_cell(row.name))
     if result.rows:
         console.print(table)
+        console.print()
         console.print(Text(f"Medians of {result.plan.rounds} interleaved rounds (after "
                            f"{WARMUP_ROUNDS} warm-up round). improvement: how many times "
                            "better after is than before.", style="dim"))

@@ -186,8 +186,8 @@ def caching(t: Target, w: Workload, plan: BenchPlan, progress: Progress) -> RowR
             plain.close()
             cached.close()
     hit_rate = hits[0] / hits[1] if hits[1] else 0.0
-    return RowResult("caching", f"client caching ({plan.cache_hit_rate:.0%} hit rate)",
-                     "ms/recall", False, "every recall sent to the server",
+    return RowResult("caching", f"caching ({plan.cache_hit_rate:.0%} hits)",
+                     "ms", False, "every recall sent to the server (ms per recall)",
                      "the recall cache in front", b, a,
                      f"measured hit rate {hit_rate:.0%} over {len(hot)} hot cues",
                      {"hit_rate": round(hit_rate, 4), "hot_cues": len(hot),
