@@ -260,3 +260,23 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+def test_ctrl_c_against_upstream_still_deletes_what_was_written(
+        upstream: UpstreamServer) -> None:
+    remember_elsewhere(upstream.address)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engram_cli", "bench", "--server", upstream.address,
+         "--only", "sweep", "--rounds", "50"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+    try:
+        wait_for(lambda: sum(n for s, n in rows_by_space(upstream.store).items()
+                             if s.startswith("bench-")) > 500)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err.decode()
+    assert rows_by_space(upstream.store) == {OTHER_SPACE: 1}

@@ -9,6 +9,7 @@ spaces are never named in any request.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ T = TypeVar("T")
 CALL_TIMEOUT_S = 120.0
 SCRATCH_PREFIX = "bench-"
 FORGET_WINDOW = 64
+CUT_WRITE_GRACE_S = 0.5
 
 
 def scratch_space_id() -> str:
@@ -115,16 +117,27 @@ class Target:
         """Remove the scratch space. Answers what was done; never raises for a server
         that went away (the caller is usually unwinding from another error)."""
         try:
-            if self.extensions:
-                resp = self.call(self.ext.DropSpace,
-                                 ext.DropSpaceRequest(memory_space_id=self.space), "DropSpace")
-                return {"space": self.space, "method": "DropSpace",
-                        "deleted": int(resp.memories_deleted)}
-            return self._forget_each()
+            done = self._remove()
+            if self._pending:
+                # A write was cut short (Ctrl-C, an error): the server may still commit
+                # what it had already received after the first pass. Give it a moment
+                # and sweep again.
+                time.sleep(CUT_WRITE_GRACE_S)
+                again = self._remove()
+                done["deleted"] += again["deleted"]
+            return done
         except EngramError as exc:
             return {"space": self.space, "method": "failed", "error": str(exc)}
         finally:
             self.channel.close()
+
+    def _remove(self) -> dict[str, Any]:
+        if self.extensions:
+            resp = self.call(self.ext.DropSpace,
+                             ext.DropSpaceRequest(memory_space_id=self.space), "DropSpace")
+            return {"space": self.space, "method": "DropSpace",
+                    "deleted": int(resp.memories_deleted)}
+        return self._forget_each()
 
     def _forget_each(self) -> dict[str, Any]:
         from engram_cli.engine.model import content_id
