@@ -46,6 +46,7 @@ def to_json(result: BenchResult) -> dict[str, Any]:
     if result.sweep is not None:
         sweep = {
             "method": result.sweep.method, "note": result.sweep.note,
+            "rounds": result.plan.rounds, "warmup": "one call per size",
             "points": [
                 {"batch": p.batch, "calls_per_round": p.calls, "ops_per_s": _r(p.ops_per_s),
                  "p50_ms": _r(p.p50_ms), "p99_ms": _r(p.p99_ms),

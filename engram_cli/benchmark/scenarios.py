@@ -80,6 +80,8 @@ def batching(t: Target, w: Workload, plan: BenchPlan, progress: Progress) -> Row
         memories = w.memories(n)
         return _elapsed(_each(t.remember, memories)) * 1000
 
+    if t.extensions and t.max_batch and n > t.max_batch:
+        raise RowSkipped(f"the server's max_batch {t.max_batch} is under {n}")
     if t.extensions:
         after_label, note = f"one BatchRemember of {n}", ""
 
@@ -88,7 +90,7 @@ def batching(t: Target, w: Workload, plan: BenchPlan, progress: Progress) -> Row
             return _elapsed(lambda: t.batch(memories)) * 1000
     else:
         after_label = f"one StreamingRemember of {n}"
-        note = "no BatchRemember on this server: the batch is one stream of 100 requests"
+        note = f"no BatchRemember on this server: the batch is one stream of {n} requests"
 
         def after(_: int) -> float:
             requests = w.requests(t.space, n)
@@ -150,9 +152,10 @@ def caching(t: Target, w: Workload, plan: BenchPlan, progress: Progress) -> RowR
     with tempfile.TemporaryDirectory(prefix="engram-bench-") as tmp:
         plain, cached = recallers(t.conn, t.space, Path(tmp))
         try:
-            for cue in hot_cues(records, plan.hot_cues):
+            candidates = hot_cues(records, plan.hot_cues)
+            for cue in candidates:
                 cached.recall(cue)  # fills the cache with every answer that qualifies
-            hot = [cue for cue in hot_cues(records, plan.hot_cues) if cached.recall(cue).cached]
+            hot = [cue for cue in candidates if cached.recall(cue).cached]
             if not hot:
                 raise RowSkipped("no recall answer from the scratch space could be cached")
             hits = [0, 0]  # hits, lookups (counted rounds only)
