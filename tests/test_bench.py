@@ -280,3 +280,26 @@ def test_ctrl_c_against_upstream_still_deletes_what_was_written(
             proc.communicate()
     assert proc.returncode == 130, err.decode()
     assert rows_by_space(upstream.store) == {OTHER_SPACE: 1}
+
+
+def test_a_small_max_batch_limits_the_rows_that_need_big_batches(
+        runner: Any, tmp_path: Path) -> None:
+    from engram_cli.server.app import EngramServer, ServeOptions
+
+    data_dir = tmp_path / "small-batch"
+    data_dir.mkdir()
+    (data_dir / "engram.toml").write_text("[engine]\nmax_batch = 50\n")
+    srv = EngramServer(ServeOptions(data_dir=data_dir, port=0))
+    srv.start()
+    try:
+        data = run_bench(runner, srv.address, "--quick", "--rounds", "1",
+                         "--only", "batching", "--only", "sweep")
+        assert data["rows"] == []
+        assert data["skipped"] == [{"name": "batching",
+                                    "reason": "the server's max_batch 50 is under 100"}]
+        assert [p["batch"] for p in data["sweep"]["points"]] == [1, 10]
+        assert "sizes 100, 500, 1000 are over the server's max_batch 50" in \
+            data["sweep"]["note"]
+        assert rows_by_space(srv.store) == {}
+    finally:
+        srv.stop(grace=1.0)

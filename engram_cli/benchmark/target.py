@@ -17,7 +17,7 @@ import grpc
 
 from engram_cli.client.connection import call_metadata, open_channel, translate
 from engram_cli.config import Connection
-from engram_cli.errors import EngramError
+from engram_cli.errors import EngramError, Unsupported
 from engram_cli.rpc import ext, ext_svc, pb, svc
 
 T = TypeVar("T")
@@ -62,9 +62,13 @@ class Target:
         except grpc.RpcError as err:
             if err.code() != grpc.StatusCode.UNIMPLEMENTED:  # type: ignore[attr-defined]
                 raise translate(err, self.address, "ServerInfo") from None
-            # An upstream-shaped server: make sure engram.v1 itself answers.
-            self.call(self.stub.Introspect, pb.IntrospectRequest(
-                memory_space_id=self.space), "Introspect")
+            # An upstream-shaped server: make sure something answers there (a server
+            # without Introspect still answers, with UNIMPLEMENTED: good enough).
+            try:
+                self.call(self.stub.Introspect, pb.IntrospectRequest(
+                    memory_space_id=self.space), "Introspect")
+            except Unsupported:
+                pass
             return
         self.extensions = True
         self.server_version = info.version
