@@ -303,3 +303,25 @@ def test_a_small_max_batch_limits_the_rows_that_need_big_batches(
         assert rows_by_space(srv.store) == {}
     finally:
         srv.stop(grace=1.0)
+
+
+class NoForgetServicer(EngramServicer):
+    """engram.v1 without Forget: the scratch space cannot be removed."""
+
+    Forget = svc.EngramServiceServicer.Forget
+
+
+def test_a_scratch_space_left_behind_is_a_failure(runner: Any, tmp_path: Path) -> None:
+    from engram_cli.cli.main import app
+
+    srv = UpstreamServer(tmp_path / "no-forget", NoForgetServicer)
+    try:
+        result = runner.invoke(app, ["bench", "--server", srv.address, "--quick",
+                                     "--rounds", "1", "--only", "pooling"])
+        left = rows_by_space(srv.store)
+    finally:
+        srv.close()
+    assert result.exit_code == 1, result.output
+    [space] = left
+    assert f"Error: could not remove scratch space {space}" in result.output
+    assert "Traceback" not in result.output

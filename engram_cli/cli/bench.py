@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from engram_cli.cli.common import EXIT_CODES_HELP, globals_of, handle_errors
+from engram_cli.cli.common import globals_of, handle_errors
 
 ROW_NAMES = "batching, pooling, caching, streaming, sweep"
 
@@ -32,6 +32,9 @@ def bench(
     Works in a scratch memory space (bench-<hex>) that is deleted afterwards, even on
     Ctrl-C; other spaces are never touched. Against a server without engram-cli's
     extensions it uses engram.v1 only and says which rows it could not run.
+
+    Exit codes: 0 done (rows the server cannot run are listed); 1 failed (server
+    unreachable, scratch space not removed); 2 usage error; 130 interrupted.
 
     Example: engram bench --quick --server localhost:50051
     """
@@ -68,9 +71,6 @@ def bench(
         raise EngramError(f"could not remove scratch space {result.space}: "
                           f"{result.cleanup.get('error')}",
                           "remove it by hand (it holds only benchmark memories)")
-
-
-bench.__doc__ = (bench.__doc__ or "") + "\n\n" + EXIT_CODES_HELP
 
 
 def register(app: typer.Typer) -> None:
