@@ -138,7 +138,7 @@ def render(result: BenchResult, console: Any) -> None:
                         f"{fmt(p.p99_ms, 'ms'):>8}")
             seed = SEED_SWEEP.get(p.batch)
             if seed:
-                line.append(f"  seed {fmt(seed[0])}/s, {fmt(seed[1], 'ms')}", style="dim")
+                line.append(f"  seed {seed[0]:g}/s, {seed[1]:g} ms", style="dim")
             console.print(line, no_wrap=True, overflow="ellipsis")
         if sweep.note:
             console.print(Text(sweep.note, style="dim"))
