@@ -23,7 +23,8 @@ _EIGHTHS = " ▏▎▍▌▋▊▉"
 
 
 def _r(x: float) -> float:
-    return round(float(x), 4)
+    # Significant digits, not decimals: a tiny figure must not round to 0.
+    return float(f"{float(x):.6g}")
 
 
 def row_dict(row: RowResult) -> dict[str, Any]:
@@ -31,7 +32,7 @@ def row_dict(row: RowResult) -> dict[str, Any]:
         "name": row.name, "title": row.title, "unit": row.unit,
         "better": "higher" if row.higher_is_better else "lower",
         "before": _r(row.before), "after": _r(row.after),
-        "improvement": round(row.improvement, 3),
+        "improvement": _r(row.improvement),
         "before_label": row.before_label, "after_label": row.after_label,
         "rounds": len(row.before_samples), "note": row.note,
         "samples": {"before": [_r(x) for x in row.before_samples],
@@ -63,7 +64,7 @@ def to_json(result: BenchResult) -> dict[str, Any]:
         "warmup_rounds": WARMUP_ROUNDS, "data": result.data_source,
         "rows": [row_dict(r) for r in result.rows], "sweep": sweep,
         "skipped": [{"name": n, "reason": why} for n, why in result.skipped.items()],
-        "cleanup": result.cleanup, "elapsed_s": round(result.elapsed_s, 2),
+        "cleanup": result.cleanup, "elapsed_s": _r(result.elapsed_s),
     }
 
 
