@@ -102,6 +102,8 @@ class Target:
             ids = [r.memory_id for r in self.stub.StreamingRemember(
                 iter(requests), metadata=self.metadata, timeout=CALL_TIMEOUT_S)]
         except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.UNIMPLEMENTED:  # type: ignore[attr-defined]
+                self._pending = []  # nothing was written
             raise translate(err, self.address, "StreamingRemember") from None
         self._wrote(ids, len(requests))
 
