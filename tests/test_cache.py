@@ -233,6 +233,7 @@ for i in range(n):
     else:
         hits += 1
 assert cache.error is None, cache.error
+cache.close()
 print(hits)
 """
 
