@@ -123,7 +123,15 @@ class Forgetting:
 def default_clock() -> float:
     """Wall-clock seconds, or ENGRAM_NOW when set (a testing hook)."""
     override = os.environ.get(ENV_NOW)
-    return float(override) if override else time.time()
+    if not override:
+        return time.time()
+    try:
+        return float(override)
+    except ValueError:
+        from engram_cli.errors import UsageError
+
+        raise UsageError(f"{ENV_NOW}={override!r} is not a number",
+                         "give unix seconds, or unset it") from None
 
 
 def normalize_space(space: str) -> str:
@@ -253,6 +261,10 @@ class RecallCache:
             return None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                # Answers hold memory contents: only this user may read them (SQLite gives
+                # the -wal and -shm files the database file's permissions).
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000,
                                    isolation_level=None, check_same_thread=False)
             try:
