@@ -233,6 +233,7 @@ for i in range(n):
     else:
         hits += 1
 assert cache.error is None, cache.error
+cache.close()
 print(hits)
 """
 
@@ -251,3 +252,8 @@ def test_several_processes_share_the_cache(isolated_env: Path) -> None:
     with sqlite3.connect(cache.path) as db:
         assert db.execute("SELECT coalesce(sum(size), 0) FROM entries").fetchone()[0] == st.bytes
     assert st.bytes <= 40_000
+
+
+def test_the_cache_file_is_private_to_its_user(cache: RecallCache) -> None:
+    put(cache, "secret", [result(1)])
+    assert cache.path.stat().st_mode & 0o777 == 0o600

@@ -413,3 +413,22 @@ def test_cache_help_has_examples(runner) -> None:
                  ["cache", "clear", "--help"], ["recall", "--help"]):
         result = runner.invoke(app, args)
         assert result.exit_code == 0 and "Example:" in result.output, args
+
+
+def test_pipeline_waits_out_an_overloaded_server(runner, tmp_path: Path) -> None:
+    """A server that takes 8 calls at a time answers the 9th with RESOURCE_EXHAUSTED; the
+    pipeline keeps 64 in flight, so it must wait and resend rather than print errors."""
+    from engram_cli.server.app import EngramServer, ServeOptions
+
+    srv = EngramServer(ServeOptions(data_dir=tmp_path / "d", port=0, max_workers=1))
+    try:
+        srv.start()
+        load(srv.address, n=10)
+        cues = "".join(f"{word(i % 10)}\n" for i in range(300))
+        result = runner.invoke(app, ["--server", srv.address, "recall", "--no-cache", "-"],
+                               input=cues)
+    finally:
+        srv.stop(grace=1)
+    assert result.exit_code == 0, result.output
+    out = lines(result.stdout)
+    assert len(out) == 300 and not [o for o in out if "error" in o]

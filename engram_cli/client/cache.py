@@ -41,6 +41,7 @@ _BUSY_TIMEOUT_MS = 5_000
 _LOW_WATER = 0.9
 # Per-entry bookkeeping (key, columns, index entries) on top of the answer itself.
 _ROW_OVERHEAD = 200
+_FLUSH_EVERY = 256  # lookups between writes of the hit/miss counters and LRU times
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,15 @@ class Forgetting:
 def default_clock() -> float:
     """Wall-clock seconds, or ENGRAM_NOW when set (a testing hook)."""
     override = os.environ.get(ENV_NOW)
-    return float(override) if override else time.time()
+    if not override:
+        return time.time()
+    try:
+        return float(override)
+    except ValueError:
+        from engram_cli.errors import UsageError
+
+        raise UsageError(f"{ENV_NOW}={override!r} is not a number",
+                         "give unix seconds, or unset it") from None
 
 
 def normalize_space(space: str) -> str:
@@ -227,8 +236,11 @@ class RecallCache:
         self.policy = policy
         self.clock = clock or default_clock
         self.error: str | None = None  # why the cache is unusable, once it failed
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._pending: dict[str, int] = {}
+        self._touched: dict[str, float] = {}
+        self._ops = 0
 
     @classmethod
     def default(cls, policy: CachePolicy = DEFAULT_POLICY,
@@ -249,6 +261,10 @@ class RecallCache:
             return None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                # Answers hold memory contents: only this user may read them (SQLite gives
+                # the -wal and -shm files the database file's permissions).
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
             conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000,
                                    isolation_level=None, check_same_thread=False)
             try:
@@ -293,6 +309,7 @@ class RecallCache:
 
     def close(self) -> None:
         with self._lock:
+            self._flush()
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
@@ -331,13 +348,20 @@ class RecallCache:
         count_miss=False: a look that is followed by a counted one (the fast path)."""
         now = self.clock()
         policy = self.policy
-
-        def lookup(conn: sqlite3.Connection) -> CachedAnswer | None:
-            row = conn.execute("SELECT stored_at, forgetting, body FROM entries WHERE key = ?",
-                               (key,)).fetchone()
+        with self._lock:
+            conn = self._db()
+            if conn is None:
+                return None
+            try:
+                row = conn.execute(
+                    "SELECT stored_at, forgetting, body FROM entries WHERE key = ?",
+                    (key,)).fetchone()
+            except sqlite3.Error as exc:
+                self.error = f"{self.path}: {exc}"
+                return None
             if row is None:
                 if count_miss:
-                    _bump(conn, "misses")
+                    self._note("misses")
                 return None
             stored_at, forgetting_json, body = row
             age = max(0.0, now - stored_at)
@@ -347,16 +371,38 @@ class RecallCache:
                 if not qualifies(answer.results, policy):
                     answer = None
             if answer is None:
-                conn.execute("DELETE FROM entries WHERE key = ?", (key,))
+                self._write(lambda c: c.execute("DELETE FROM entries WHERE key = ?", (key,)))
+                self._note("evictions")
                 if count_miss:
-                    _bump(conn, "misses")
-                _bump(conn, "evictions")
+                    self._note("misses")
                 return None
-            conn.execute("UPDATE entries SET last_used = ? WHERE key = ?", (now, key))
-            _bump(conn, "hits")
+            self._note("hits")
+            self._touched[key] = now
             return answer
 
-        return self._write(lookup)
+    # Hit and miss counts and LRU times are bookkeeping, not answers: they are kept in
+    # memory and written in one transaction every so often and on close, so that a
+    # lookup is a plain read and concurrent pipelines do not queue for the write lock.
+
+    def _note(self, name: str, by: int = 1) -> None:
+        self._pending[name] = self._pending.get(name, 0) + by
+        self._ops += 1
+        if self._ops >= _FLUSH_EVERY:
+            self._flush()
+
+    def _flush(self) -> None:
+        with self._lock:
+            if self._pending or self._touched:
+                self._write(self._apply_pending, create=False)
+            self._pending, self._touched, self._ops = {}, {}, 0
+
+    def _apply_pending(self, conn: sqlite3.Connection) -> None:
+        """Write the bookkeeping inside the caller's transaction (lock held)."""
+        for name, by in self._pending.items():
+            _bump(conn, name, by)
+        conn.executemany("UPDATE entries SET last_used = max(last_used, ?) WHERE key = ?",
+                         [(t, k) for k, t in self._touched.items()])
+        self._pending, self._touched, self._ops = {}, {}, 0
 
     def put(self, key: str, server: str, space: str, cue: str,
             results: Sequence[Mapping[str, Any]], forgetting: Forgetting,
@@ -380,6 +426,7 @@ class RecallCache:
              "scale_s": forgetting.scale_s}).decode()
 
         def store(conn: sqlite3.Connection) -> bool:
+            self._apply_pending(conn)  # so that eviction sees the latest LRU times
             conn.execute(
                 "INSERT INTO entries(key, server, space, cue, stored_at, last_used, size, "
                 "forgetting, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -421,6 +468,9 @@ class RecallCache:
     def clear(self) -> int:
         """Drop every entry and reset the counters; the number of entries dropped."""
 
+        with self._lock:
+            self._pending, self._touched, self._ops = {}, {}, 0
+
         def wipe(conn: sqlite3.Connection) -> int:
             n = conn.execute("DELETE FROM entries").rowcount
             conn.execute("UPDATE counters SET value = 0")
@@ -431,6 +481,7 @@ class RecallCache:
     def stats(self) -> CacheStats:
         out = CacheStats(path=str(self.path), max_bytes=self.policy.max_bytes)
         with self._lock:
+            self._flush()
             conn = self._db(create=False)
             if conn is None:
                 return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import queue
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,8 @@ STATE_KEY = "engram.state"  # engram_cli.server.convert.STATE_KEY, without impor
 DEFAULT_WINDOW = 64  # calls in flight in stdin mode
 DEFAULT_TIMEOUT_S = 60.0
 _SETTINGS_TIMEOUT_S = 5.0
+_OVERLOAD_RETRIES = 8  # RESOURCE_EXHAUSTED: wait (retry-after-ms, growing), resend
+_BACKOFF_S = 0.05  # the shortest wait after RESOURCE_EXHAUSTED
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,41 @@ class _Slot:
     cue: str
     answer: Answer | None = None
     future: Any = None  # a grpc future for Recall
+    done_at: float = 0.0  # when the future finished (monotonic)
+
+
+class _Window:
+    """How many calls may be in flight: at most `most`; halved (at most once per backoff
+    period) when the server answers RESOURCE_EXHAUSTED, grown back by one call per
+    window's worth of answers. Additive increase, multiplicative decrease, as TCP does."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.limit = float(most)
+        self.inflight = 0
+        self._cut_at = 0.0
+        self._cv = threading.Condition()
+
+    def acquire(self, stop: threading.Event) -> bool:
+        with self._cv:
+            while self.inflight >= max(1, int(self.limit)):
+                if stop.is_set():
+                    return False
+                self._cv.wait(0.1)
+            self.inflight += 1
+            return True
+
+    def release(self, overloaded: bool) -> None:
+        with self._cv:
+            self.inflight -= 1
+            now = time.monotonic()
+            if overloaded:
+                if now - self._cut_at > _BACKOFF_S:
+                    self.limit = max(1.0, self.limit / 2)
+                    self._cut_at = now
+            else:
+                self.limit = min(float(self.most), self.limit + 1 / self.limit)
+            self._cv.notify()
 
 
 class _Failed:
@@ -181,6 +219,7 @@ class Recaller:
         self._connect_error: EngramError | None = None
         self._forgetting: Forgetting | None = None
         self._connect_lock = threading.Lock()
+        self._waited_at = 0.0  # when the last overload wait ended (monotonic)
 
     def close(self) -> None:
         if self._channel is not None:
@@ -206,16 +245,34 @@ class Recaller:
         if hit is not None:
             return hit
         stub = self._connect()
+        return self._answer(cue, self._call(stub, cue))
+
+    def _call(self, stub: Any, cue: str, future: Any = None, done_at: float = 0.0) -> Any:
+        """One Recall (or the result of one already started), resent while the server
+        says it is overloaded; raises our exceptions."""
         import grpc
 
-        from engram_cli.client.connection import translate
+        from engram_cli.client.connection import retry_after_ms, translate
 
-        try:
-            resp = stub.Recall(self._request(cue), metadata=self._metadata,
-                               timeout=self.timeout_s)
-        except grpc.RpcError as err:
-            raise translate(err, self.conn.server, "Recall") from None
-        return self._answer(cue, resp)
+        for attempt in range(_OVERLOAD_RETRIES + 1):
+            try:
+                if future is not None:
+                    call, future = future, None
+                    return call.result()
+                return stub.Recall(self._request(cue), metadata=self._metadata,
+                                   timeout=self.timeout_s)
+            except grpc.RpcError as err:
+                code = err.code() if hasattr(err, "code") else None
+                if code != grpc.StatusCode.RESOURCE_EXHAUSTED or attempt == _OVERLOAD_RETRIES:
+                    raise translate(err, self.conn.server, "Recall") from None
+                failed_at = done_at if attempt == 0 and done_at else time.monotonic()
+                # Calls rejected in one burst share one wait: a rejection older than the
+                # last wait is resent at once.
+                if failed_at > self._waited_at:
+                    hint = (retry_after_ms(err) or 0) / 1000
+                    time.sleep(min(5.0, max(hint, _BACKOFF_S) * (attempt + 1)))
+                    self._waited_at = time.monotonic()
+        raise AssertionError("unreachable")
 
     # -- many cues ------------------------------------------------------------------
 
@@ -226,6 +283,7 @@ class Recaller:
         starts calls while answers are written, never more than `window` ahead."""
         slots: queue.Queue[Any] = queue.Queue(maxsize=self.window)
         stop = threading.Event()
+        window = _Window(self.window)
 
         def put(item: Any) -> bool:
             while not stop.is_set():
@@ -239,7 +297,7 @@ class Recaller:
         def produce() -> None:
             try:
                 for n, raw in enumerate(lines, 1):
-                    if not put(self._start(n, raw)):
+                    if not put(self._start(n, raw, window, stop)):
                         return
             except BaseException as exc:  # handed to the consumer, which raises it
                 put(_Failed(exc))
@@ -266,7 +324,7 @@ class Recaller:
                     item.future.cancel()
             reader.join(timeout=1.0)
 
-    def _start(self, line: int, raw: str) -> _Slot:
+    def _start(self, line: int, raw: str, window: _Window, stop: threading.Event) -> _Slot:
         cue = raw.strip()
         if not cue:
             return _Slot(line, cue, Answer(cue, line=line, error=UsageError("empty cue")))
@@ -278,22 +336,30 @@ class Recaller:
             stub = self._connect()
         except EngramError as exc:
             return _Slot(line, cue, Answer(cue, line=line, error=exc))
-        future = stub.Recall.future(self._request(cue), metadata=self._metadata,
-                                    timeout=self.timeout_s)
-        return _Slot(line, cue, future=future)
+        slot = _Slot(line, cue)
+        if not window.acquire(stop):
+            slot.answer = Answer(cue, line=line, error=EngramError("stopped"))
+            return slot
+        import grpc
+
+        def done(f: Any) -> None:
+            slot.done_at = time.monotonic()
+            overloaded = (not f.cancelled()
+                          and f.code() == grpc.StatusCode.RESOURCE_EXHAUSTED)
+            window.release(overloaded)
+
+        slot.future = stub.Recall.future(self._request(cue), metadata=self._metadata,
+                                         timeout=self.timeout_s)
+        slot.future.add_done_callback(done)
+        return slot
 
     def _finish(self, slot: _Slot) -> Answer:
         if slot.answer is not None:
             return slot.answer
-        import grpc
-
-        from engram_cli.client.connection import translate
-
         try:
-            resp = slot.future.result()
-        except grpc.RpcError as err:
-            return Answer(slot.cue, line=slot.line,
-                          error=translate(err, self.conn.server, "Recall"))
+            resp = self._call(self._stub, slot.cue, slot.future, slot.done_at)
+        except EngramError as exc:
+            return Answer(slot.cue, line=slot.line, error=exc)
         answer = self._answer(slot.cue, resp)
         answer.line = slot.line
         return answer
