@@ -432,3 +432,40 @@ def test_pipeline_waits_out_an_overloaded_server(runner, tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     out = lines(result.stdout)
     assert len(out) == 300 and not [o for o in out if "error" in o]
+
+
+def test_no_cue_with_stdin_a_terminal_is_a_usage_error() -> None:
+    import pty
+
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "engram_cli", "recall"],
+                              stdin=secondary, capture_output=True, text=True, timeout=60,
+                              env={**os.environ})
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert proc.returncode == 2, proc.stderr
+    assert "no cue given" in proc.stderr
+
+
+def test_fast_path_takes_only_plain_command_lines() -> None:
+    from engram_cli.cli.recall import _NotPlain, _parse_plain
+
+    o = _parse_plain(["--server", "h:1", "--space=a1b", "--no-autostart", "recall",
+                      "--limit=5", "coffee beans", "--tag", "x", "--tag=y", "--no-spread",
+                      "--max-hops", "2", "--threshold", "0.5", "--format", "json"])
+    assert (o["server"], o["g_space"], o["no_autostart"], o["cue"]) == (
+        "h:1", "a1b", True, "coffee beans")
+    assert (o["limit"], o["tags"], o["spread"], o["max_hops"], o["threshold"]) == (
+        5, ["x", "y"], False, 2, 0.5)
+    assert _parse_plain(["recall", "--", "--not-an-option"])["cue"] == "--not-an-option"
+    for argv in (["recall"], ["recall", "-"], ["recall", "a", "b"], ["recall", " "],
+                 ["recall", "a", "--no-cache"], ["recall", "a", "--refresh"],
+                 ["recall", "a", "-h"], ["recall", "a", "--help"], ["recall", "a", "--lim", "3"],
+                 ["recall", "a", "--limit", "0"], ["recall", "a", "--limit", "1.5"],
+                 ["recall", "a", "--limit"], ["recall", "a", "--threshold", "nan"],
+                 ["recall", "a", "--format", "yaml"], ["--version", "recall", "a"],
+                 ["import", "recall"], ["--server", "recall", "stats"]):
+        with pytest.raises(_NotPlain):
+            _parse_plain(argv)

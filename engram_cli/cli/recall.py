@@ -20,7 +20,7 @@ FORMATS = ("table", "json", "jsonl")
 @handle_errors
 def recall(
     ctx: typer.Context,
-    cue: str = typer.Argument(None, metavar="[CUE]",
+    cue: str = typer.Argument(None, metavar="CUE",
                               help="What to recall (text). '-', or no CUE with stdin not a "
                               "terminal: one cue per stdin line."),
     limit: int = typer.Option(10, "--limit", min=1, max=10_000, help="At most this many "
@@ -47,8 +47,9 @@ def recall(
 ) -> None:
     """Recall memories that match a cue, from the server or the local cache.
 
-    Only stable answers are cached (every memory at confidence >= 0.9 and consolidated,
-    for at most an hour); a cached answer is shown with its confidence decayed to now.
+    Only stable answers are cached (by default: every memory at confidence >= 0.9 and
+    consolidated, for at most an hour; see `cache_*` in the config file); a cached answer
+    is shown with its confidence decayed to now.
     In stdin mode a bad line gets an error line ({"cue", "line", "error"}) and the rest
     carry on; the exit code is then 3. Exit codes: 0 done (also when nothing matches);
     1 server unreachable (and no cache entry) or failed; 2 usage error (an empty cue).
