@@ -811,8 +811,23 @@ def _op_remember(conn: sqlite3.Connection, space: str, items: list[tuple[int, Me
                             created, tags, meta, state, 0)
         outcomes.append((i, outcome))
     if rows:
-        conn.executemany(_UPSERT, rows)
+        _upsert(conn, rows)
     return outcomes
+
+
+# Inside the writer's SAVEPOINT, FTS5 flushes its pending index data at every statement,
+# so executemany (one statement per row) wrote one tiny FTS segment per memory. Many
+# rows per statement make one flush per chunk: about 3x the rows per second.
+_ROW_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+_UPSERT_HEAD, _UPSERT_TAIL = _UPSERT.split(_ROW_MARKS.join(("VALUES ", "")), 1)
+# 13 parameters a row, under SQLite's limit on host parameters (999 before 3.32).
+_ROWS_PER_UPSERT = 500 if sqlite3.sqlite_version_info >= (3, 32, 0) else 76
+
+
+def _upsert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    for chunk in _chunks(rows, _ROWS_PER_UPSERT):
+        sql = f"{_UPSERT_HEAD}VALUES {','.join([_ROW_MARKS] * len(chunk))}{_UPSERT_TAIL}"
+        conn.execute(sql, [value for row in chunk for value in row])
 
 
 def _op_forget(conn: sqlite3.Connection, space: str, ids: list[str], mode: str, now: float
