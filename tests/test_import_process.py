@@ -117,7 +117,7 @@ def test_server_gone_past_the_retry_budget_exits_1_and_resume_finishes(server_pr
                         env=cli_env(ENGRAM_RETRY_BUDGET="1"))
     wait_for(lambda: count_on(sp.address) >= 1000)
     sp.kill9()
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
     assert "took no writes" in err and "--resume" in err
     restarted = server_process(data, port=port)

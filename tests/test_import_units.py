@@ -12,7 +12,7 @@ import pytest
 
 from engram_cli.client.bulk import BatchSizer, SendOptions, frame, space_header
 from engram_cli.engine.model import content_id
-from engram_cli.errors import UsageError
+from engram_cli.errors import InputError, UsageError
 from engram_cli.ingest.importer import ErrorLimit, expand_inputs
 from engram_cli.ingest.mapping import Encoder, FieldMap, RecordError
 from engram_cli.ingest.readers import Input, Position
@@ -126,7 +126,7 @@ def test_mapping_renames_nested_fields_and_metadata():
                             "metadata": {"n": 1, "ok": True}})
     assert (m.content, m.id) == ("hi", "42")
     assert dict(m.metadata) == {"n": "1", "ok": "true", "author": "ann"}
-    with pytest.raises(RecordError, match="from field 'body.text'"):
+    with pytest.raises(RecordError, match=r"from field 'body\.text'"):
         Encoder(fm).memory({"body": {}})
 
 
@@ -245,7 +245,7 @@ def test_globs_expand_sorted_and_missing_files_are_named(tmp_path):
         (tmp_path / name).write_text("")
     assert expand_inputs([str(tmp_path / "*.jsonl")]) == [str(tmp_path / "a.jsonl"),
                                                            str(tmp_path / "b.jsonl")]
-    with pytest.raises(Exception, match="no file matches"):
+    with pytest.raises(InputError, match="no file matches"):
         expand_inputs([str(tmp_path / "*.tsv")])
-    with pytest.raises(Exception, match="missing.jsonl"):
+    with pytest.raises(InputError, match=r"missing\.jsonl"):
         expand_inputs([str(tmp_path / "missing.jsonl")])
