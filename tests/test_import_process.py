@@ -125,3 +125,36 @@ def test_server_gone_past_the_retry_budget_exits_1_and_resume_finishes(server_pr
     assert result.returncode == 3, result.stderr
     assert last_json(result.stdout)["resumed"]
     assert count_on(restarted.address) == N
+
+
+def test_progress_bar_on_a_terminal_and_only_the_summary_otherwise(server_process, tmp_path):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    sp = server_process()
+    path = big_file(tmp_path / "big.jsonl")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engram_cli", "--server", sp.address, "import", str(path),
+         "--rate", "8000", "--rejects", str(tmp_path / "r.jsonl")],
+        stdout=subprocess.PIPE, stderr=slave, env=cli_env(COLUMNS="120"))
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break  # the terminal closed: the importer exited
+        if not chunk:
+            break
+        seen += chunk
+    out, _ = proc.communicate(timeout=60)
+    os.close(master)
+    assert proc.returncode == 3, seen
+    assert b"rec/s" in seen and b"MB/s" in seen, seen
+    assert out.decode().startswith("imported 6,000")
+    plain = run_import(sp.address, str(path), "--quiet")
+    assert plain.returncode == 3, plain.stderr
+    assert plain.stderr == "" and plain.stdout.startswith("imported 6,000")

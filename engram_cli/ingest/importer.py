@@ -10,6 +10,7 @@ stops (error, --max-errors, Ctrl-C) and removed when the run completes.
 
 from __future__ import annotations
 
+import gc
 import glob
 import signal
 import threading
@@ -274,6 +275,10 @@ class Importer:
         starts = self._prepare_state()
         restore = self._install_signal_handlers()
         pool = None
+        # Records make no reference cycles, but millions of short-lived dicts would run
+        # the cyclic collector thousands of times over the batches held in flight.
+        gc_threshold = gc.get_threshold()
+        gc.set_threshold(max(gc_threshold[0], 100_000), *gc_threshold[1:])
         try:
             if not self.options.dry_run:
                 from engram_cli.client.bulk import BulkSender
@@ -306,6 +311,7 @@ class Importer:
                                                          self.summary.read, final=True)):
                 self.summary.error = self._max_errors_error()
         finally:
+            gc.set_threshold(*gc_threshold)
             restore()
             self._finish_state()
             if self._sender is not None:

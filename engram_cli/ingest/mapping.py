@@ -111,15 +111,20 @@ def parse_time(value: Any) -> float:
             raise RecordError(f"created_at {value!r} is not a time")
         return float(value)
     if isinstance(value, str):
-        text = value.strip()
         try:
-            return parse_time(float(text))
+            dt = datetime.fromisoformat(value)  # the common case first: it is the cheapest
         except ValueError:
-            pass
-        try:
-            dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            raise RecordError(f"created_at {value!r} is not RFC 3339 or epoch seconds") from None
+            text = value.strip()
+            try:
+                return parse_time(float(text))
+            except ValueError:
+                pass
+            try:
+                # Python 3.10 does not take "Z" for UTC.
+                dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            except ValueError:
+                raise RecordError(f"created_at {value!r} is not RFC 3339 or epoch seconds"
+                                  ) from None
         if dt.tzinfo is None:
             raise RecordError(f"created_at {value!r} has no time zone (add Z or +HH:MM)")
         return dt.timestamp()
