@@ -820,12 +820,20 @@ def _op_remember(conn: sqlite3.Connection, space: str, items: list[tuple[int, Me
 # rows per statement make one flush per chunk: about 3x the rows per second.
 _ROW_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
 _UPSERT_HEAD, _UPSERT_TAIL = _UPSERT.split(_ROW_MARKS.join(("VALUES ", "")), 1)
-# 13 parameters a row, under SQLite's limit on host parameters (999 before 3.32).
-_ROWS_PER_UPSERT = 500 if sqlite3.sqlite_version_info >= (3, 32, 0) else 76
+_MAX_ROWS_PER_UPSERT = 2400
+
+
+def _rows_per_upsert(conn: sqlite3.Connection) -> int:
+    """As many rows as SQLite's limit on host parameters allows (13 a row)."""
+    try:
+        limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # Python >= 3.11
+    except AttributeError:
+        limit = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+    return max(1, min(_MAX_ROWS_PER_UPSERT, limit // 13))
 
 
 def _upsert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    for chunk in _chunks(rows, _ROWS_PER_UPSERT):
+    for chunk in _chunks(rows, _rows_per_upsert(conn)):
         sql = f"{_UPSERT_HEAD}VALUES {','.join([_ROW_MARKS] * len(chunk))}{_UPSERT_TAIL}"
         conn.execute(sql, [value for row in chunk for value in row])
 
