@@ -176,7 +176,7 @@ class BatchSizer:
     server's write queue is calm, shrinks when they are slow or the server pushes back."""
 
     def __init__(self, fixed: int | None, high: int, start: int = START_BATCH,
-                 low: int = MIN_BATCH, fast_s: float = 0.25, slow_s: float = 1.0) -> None:
+                 low: int = MIN_BATCH, fast_s: float = 0.5, slow_s: float = 1.5) -> None:
         self.fixed = fixed
         self.high = max(1, high)
         self.low = min(low, self.high)
