@@ -51,7 +51,10 @@ def cpu_seconds(pid: int) -> float:
         return float("nan")
 
 
-def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
+def start_server(data_dir: Path, durability: str = "fsync") -> tuple[subprocess.Popen, str]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if durability != "fsync":
+        (data_dir / "engram.toml").write_text(f'[engine]\ndurability = "{durability}"\n')
     proc = subprocess.Popen(
         [sys.executable, "-m", "engram_cli", "serve", "--port", "0", "--data-dir",
          str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -89,8 +92,9 @@ def count_on(address: str) -> int:
     return int(resp.statistics.total_memories)
 
 
-def run_engram_import(path: Path, n: int, work: Path, extra: list[str]) -> dict[str, Any]:
-    server, address = start_server(work / "engram-data")
+def run_engram_import(path: Path, n: int, work: Path, extra: list[str],
+                      durability: str) -> dict[str, Any]:
+    server, address = start_server(work / "engram-data", durability)
     try:
         server_cpu0 = cpu_seconds(server.pid)
         started = time.perf_counter()
@@ -157,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="records for the one-call-per-record loop (default 2,000)")
     parser.add_argument("--quick", action="store_true", help="20,000 records, 500 naive")
     parser.add_argument("--skip-sqlite-utils", action="store_true")
+    parser.add_argument("--durability", choices=("fsync", "group"), default="fsync",
+                        help="the server's durability setting (default fsync, the default)")
     parser.add_argument("--import-args", default="",
                         help="extra `engram import` flags, e.g. '--pool 2 --batch 2000'")
     args = parser.parse_args(argv)
@@ -172,12 +178,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{time.perf_counter() - t:.1f} s); {os.cpu_count()} cores; load "
               f"{os.getloadavg()[0]:.1f}", flush=True)
 
-        eng = run_engram_import(path, args.n, work, args.import_args.split())
+        eng = run_engram_import(path, args.n, work, args.import_args.split(), args.durability)
         s = eng["summary"]
         eng_rate = args.n / eng["wall"]
         rows = [("engram import (end to end)", args.n, eng["wall"], eng_rate)]
-        print(f"engram import: {eng['wall']:.2f} s wall ({s['records_per_second']:,.0f}/s "
-              f"inside the run), batch p50 {s['batch_p50_ms']:.0f} ms p99 "
+        print(f"engram import (durability {args.durability}): {eng['wall']:.2f} s wall "
+              f"({s['records_per_second']:,.0f}/s inside the run), batch p50 "
+              f"{s['batch_p50_ms']:.0f} ms p99 "
               f"{s['batch_p99_ms']:.0f} ms, {s['batches']} batches, RSS "
               f"{eng['rss_mb']:.0f} MB; CPU per record: importer "
               f"{eng['client_cpu'] / args.n * 1e6:.1f} us, server "
