@@ -20,7 +20,7 @@ IMPORT_EPILOG = (
 @handle_errors
 def import_(
     ctx: typer.Context,
-    files: list[str] = typer.Argument(..., metavar="[FILE|GLOB|-]...",
+    files: list[str] = typer.Argument(..., metavar="FILE|GLOB|-",
                                       help="Inputs: .jsonl/.ndjson/.json/.csv/.tsv, each "
                                       "optionally .gz; - is stdin (JSONL unless --format)."),
     fmt: str = typer.Option(None, "--format", metavar="jsonl|json|csv|tsv",
@@ -61,14 +61,14 @@ def import_(
                                help="No progress and no per-record messages; only the "
                                "summary."),
 ) -> None:
-    """Import memories from JSONL, JSON, CSV or TSV files (or stdin), fast and losslessly.
+    """Import memories from JSONL, JSON, CSV or TSV files, or stdin, fast.
 
-    Each record: content (text), and optionally id, confidence (0..1), embedding, tags,
-    metadata, memory_type, created_at (RFC 3339 or epoch seconds), decay_rate. Records
-    that cannot be stored go to the rejects file with their line number and reason; fix
-    them there and import that file. Re-running an import stores nothing twice.
+    A record has content, and optionally id, confidence (0..1), embedding, tags,
+    metadata, memory_type, created_at (RFC 3339 or epoch seconds), decay_rate.
+    Records that cannot be stored go to the rejects file with line and reason:
+    fix them there and import that file. Nothing is ever stored twice.
 
-    Example: engram import memories.jsonl exports/*.csv.gz --map content=text --max-errors 1%
+    Example: engram import memories.jsonl 'exports/*.csv.gz' --max-errors 1%
     """
     from engram_cli.client.bulk import SendOptions
     from engram_cli.ingest.importer import ErrorLimit, Importer, ImportOptions
