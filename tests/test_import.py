@@ -363,3 +363,25 @@ def test_help_documents_exit_codes_and_has_an_example(runner):
     for code in ("0 done", "2 usage error", "3 finished but some records rejected",
                  "130 interrupted", "--resume"):
         assert code in " ".join(result.output.split()), code
+
+
+def test_resume_after_max_errors_and_refusal_when_the_input_changed(engram, server, tmp_path,
+                                                                    isolated_env):
+    rows = [*records(300), {"content": ""}, *records(300, start=300)]
+    path = write_jsonl(tmp_path / "a.jsonl", rows)
+    stopped = engram("import", str(path), "--max-errors", "0", "--batch", "50")
+    assert stopped.exit_code == 1, stopped.output
+    assert list((isolated_env / "data" / "imports").glob("*.json"))  # a checkpoint is left
+    resumed = engram("import", str(path), "--resume", "--json")
+    assert resumed.exit_code == 3, resumed.output
+    s = summary_of(resumed)
+    assert s["resumed"] and stored(server) == 600
+    assert (s["rejected"], s["rejected_before_resume"]) == (0, 1)
+    rejects = (tmp_path / "a.jsonl.rejects.jsonl").read_bytes().splitlines()
+    assert len(rejects) == 1  # the resumed run did not write line 301 a second time
+
+    assert engram("import", str(path), "--max-errors", "0", "--batch", "50").exit_code == 1
+    path.write_bytes(b'{"content": "a new first line"}\n' + path.read_bytes())
+    changed = engram("import", str(path), "--resume")
+    assert changed.exit_code == 2, changed.output
+    assert "changed since the checkpoint" in changed.output

@@ -184,7 +184,7 @@ def test_prune_drops_entries_at_or_after_a_line_of_one_source(tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_bytes(b"".join(reject_line(src, ln, "r", b"{}", None)
                               for src, ln in [("a", 1), ("b", 5), ("a", 5), ("a", 9)]))
-    assert prune(path, "a", 5) == 2
+    assert prune(path, "a", 5) == (2, 1)
     kept = [(orjson.loads(x)["_reject"]["source"], orjson.loads(x)["_reject"]["line"])
             for x in path.read_bytes().splitlines()]
     assert kept == [("a", 1), ("b", 5)]

@@ -113,7 +113,7 @@ def import_(
         raise typer.Exit(EXIT_INTERRUPTED)
     if summary.error is not None:
         raise summary.error
-    if summary.rejected:
+    if summary.rejected or summary.rejected_before_resume:
         from engram_cli.errors import EXIT_PARTIAL
 
         raise typer.Exit(EXIT_PARTIAL)
@@ -145,7 +145,9 @@ def _print_summary(summary: Any, as_json: bool) -> None:
     if not s.dry_run and s.imported and (s.created or s.updated or s.unchanged):
         parts[0] += (f" (new {s.created:,}, updated {s.updated:,}, "
                      f"unchanged {s.unchanged:,})")
-    parts.append(f"rejected {s.rejected:,}")
+    parts.append(f"rejected {s.rejected:,}" + (f" (and {s.rejected_before_resume:,} before "
+                                                 "resuming)" if s.rejected_before_resume
+                                                 else ""))
     if not s.dry_run:
         parts.append(f"retried {s.retried:,}")
     line = ", ".join(parts) + f" in {s.seconds:.2f} s"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import glob
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -115,6 +116,7 @@ class Summary:
     dry_run: bool = False
     interrupted: bool = False
     resumed: list[dict[str, Any]] = field(default_factory=list)
+    rejected_before_resume: int = 0  # in the rejects files from the runs this one resumes
     rejects_files: list[str] = field(default_factory=list)
     space: str = ""
     error: EngramError | None = None
@@ -248,9 +250,13 @@ class Importer:
             for i, mark in enumerate(self._ck.inputs):
                 if mark.done:
                     self._read_done.add(i)
+                    _, kept = prune(self._rejects[i].path, self.inputs[i].display,
+                                    sys.maxsize)
+                    self.summary.rejected_before_resume += kept
                     continue
                 starts[i] = Position(mark.offset, mark.line)
-                prune(self._rejects[i].path, self.inputs[i].display, mark.line)
+                _, kept = prune(self._rejects[i].path, self.inputs[i].display, mark.line)
+                self.summary.rejected_before_resume += kept
                 if mark.offset:
                     self.summary.resumed.append({"input": mark.name, "line": mark.line,
                                                  "offset": mark.offset})
@@ -502,9 +508,9 @@ class Importer:
             if not b.done and b.source not in first_pending:
                 first_pending[b.source] = b
         for i, mark in enumerate(ck.inputs):
-            b = first_pending.get(i)
-            if b is not None:
-                mark.offset, mark.line, mark.done = b.offset, b.line, False
+            first = first_pending.get(i)
+            if first is not None:
+                mark.offset, mark.line, mark.done = first.offset, first.line, False
             elif i == self._reading and i not in self._read_done:
                 f = self._filling
                 if f is not None and f.entries:

@@ -72,13 +72,14 @@ class Input:
         self.is_stdin = name == "-"
         self.path = None if self.is_stdin else Path(name)
         detected = "jsonl" if self.is_stdin else format_of(name)
-        self.format = fmt or detected
-        if self.format is None:
+        chosen = fmt or detected
+        if chosen is None:
             raise UsageError(f"cannot tell the format of {name} from its extension",
                              "name it .jsonl/.ndjson/.json/.csv/.tsv (optionally .gz) or "
                              "pass --format")
-        if self.format not in FORMATS:
-            raise UsageError(f"unknown format {self.format!r}", "use " + "|".join(FORMATS))
+        if chosen not in FORMATS:
+            raise UsageError(f"unknown format {chosen!r}", "use " + "|".join(FORMATS))
+        self.format: str = chosen
         self._header: list[str] | None = None
         self._raw: Any = None
 

@@ -96,26 +96,28 @@ class RejectsFile:
             self._f = None
 
 
-def prune(path: Path, source: str, from_line: int) -> int:
+def prune(path: Path, source: str, from_line: int) -> tuple[int, int]:
     """Drop the entries of `source` at or after `from_line` (a resumed run writes them
-    again); answers how many were dropped. Other entries are kept as they are."""
+    again); answers (dropped, kept) counts for `source`. Other sources' entries stay."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return 0
+        return 0, 0
     keep: list[bytes] = []
-    dropped = 0
+    dropped = kept = 0
     for line in data.splitlines(keepends=True):
         try:
             note = orjson.loads(line).get(REJECT_KEY) or {}
         except (orjson.JSONDecodeError, AttributeError):
             note = {}
-        if note.get("source") == source and int(note.get("line", 0)) >= from_line:
-            dropped += 1
-        else:
-            keep.append(line)
+        if note.get("source") == source:
+            if int(note.get("line", 0)) >= from_line:
+                dropped += 1
+                continue
+            kept += 1
+        keep.append(line)
     if dropped:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(b"".join(keep))
         os.replace(tmp, path)
-    return dropped
+    return dropped, kept
