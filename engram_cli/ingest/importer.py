@@ -366,6 +366,7 @@ class Importer:
         sender = self._sender
         max_record = (sender.max_record_bytes if sender is not None
                       else DEFAULT_MAX_MESSAGE_BYTES - 64 * 1024)
+        max_batch_bytes = sender.max_batch_bytes if sender is not None else 0
         for item in inp.read(start):
             summary.read += 1
             if item.error is not None:
@@ -386,7 +387,7 @@ class Importer:
                     elif sender is None:
                         summary.imported += 1
                     else:
-                        if batch.entries and batch.nbytes + size > sender.max_batch_bytes:
+                        if batch.entries and batch.nbytes + size > max_batch_bytes:
                             if not self._submit(batch):
                                 return  # stopping: the unsent batch holds the checkpoint
                             batch = self._filling = _Batch(idx)

@@ -104,6 +104,14 @@ def _lookup(record: dict[str, Any], path: str) -> tuple[bool, Any]:
 
 def parse_time(value: Any) -> float:
     """RFC 3339 text or epoch seconds -> epoch seconds."""
+    if type(value) is str:
+        try:
+            dt = datetime.fromisoformat(value)  # the common case first: it is the cheapest
+        except ValueError:
+            pass
+        else:
+            if dt.tzinfo is not None:
+                return dt.timestamp()
     if isinstance(value, bool):
         raise RecordError(f"created_at {value!r} is not a time")
     if isinstance(value, (int, float)):
