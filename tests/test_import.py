@@ -385,3 +385,23 @@ def test_resume_after_max_errors_and_refusal_when_the_input_changed(engram, serv
     changed = engram("import", str(path), "--resume")
     assert changed.exit_code == 2, changed.output
     assert "changed since the checkpoint" in changed.output
+
+
+def test_an_import_invalidates_the_recall_cache_of_its_space(engram, server, tmp_path):
+    from engram_cli.client.cache import Forgetting, RecallCache, cache_key
+
+    answer = [{"id": "mem_1", "content": "old answer", "confidence": 0.97,
+               "confidence_category": "high", "activation": 0.8, "state": "consolidated",
+               "tags": [], "decay_rate": 0.0}]
+    curve = Forgetting(exponent=0.1, floor=0.2, scale_s=86_400.0)
+    keys = {}
+    with RecallCache.default() as cache:
+        for space in ("notes", "other"):
+            keys[space] = cache_key(server.address, space, "coffee", {})
+            assert cache.put(keys[space], server.address, space, "coffee", answer, curve)
+    path = write_jsonl(tmp_path / "a.jsonl", records(5))
+    result = engram("import", str(path), "--space", "notes")
+    assert result.exit_code == 0, result.output
+    with RecallCache.default() as cache:
+        assert cache.get(keys["notes"]) is None
+        assert cache.get(keys["other"]) is not None

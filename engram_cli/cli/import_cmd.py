@@ -120,8 +120,11 @@ def import_(
 
 
 def _after_import(conn: Any, summary: Any) -> None:
-    """Memories of `conn.space` changed: the one place for what must follow an import
-    (the recall cache of that space is invalidated here)."""
+    """Memories of `conn.space` changed: the one place for what must follow an import.
+    Runs whenever something was stored, also when the run then failed or was stopped."""
+    from engram_cli.client.cache import invalidate_space
+
+    invalidate_space(conn.server, conn.space)
 
 
 def _check_space(space: str) -> None:
