@@ -405,3 +405,31 @@ def test_an_import_invalidates_the_recall_cache_of_its_space(engram, server, tmp
     with RecallCache.default() as cache:
         assert cache.get(keys["notes"]) is None
         assert cache.get(keys["other"]) is not None
+
+
+def test_server_with_server_info_but_no_batch_rpc_switches_to_the_stream(runner, tmp_path):
+    from engram_cli.cli.main import app
+    from engram_cli.rpc import ext, ext_svc
+
+    class InfoOnly(ext_svc.ExtensionServiceServicer):
+        def ServerInfo(self, request, context):
+            return ext.ServerInfoResponse(version="x", max_message_bytes=4 << 20,
+                                          max_batch=1000)
+
+    store = Store(tmp_path / "data")
+    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    svc.add_EngramServiceServicer_to_server(EngramServicer(store), srv)
+    ext_svc.add_ExtensionServiceServicer_to_server(InfoOnly(), srv)
+    port = srv.add_insecure_port("127.0.0.1:0")
+    srv.start()
+    try:
+        path = write_jsonl(tmp_path / "a.jsonl", records(500))
+        result = runner.invoke(app, ["--server", f"127.0.0.1:{port}", "import", str(path),
+                                     "--json", "--batch", "50", "--pool", "3"])
+        assert result.exit_code == 0, result.output
+        assert result.stderr.count("StreamingRemember") == 1
+        assert summary_of(result)["mode"] == "stream"
+        assert int(store.stats("default")["total_memories"]) == 500
+    finally:
+        srv.stop(1).wait()
+        store.close()

@@ -517,7 +517,9 @@ class BulkSender:
             if code == S.RESOURCE_EXHAUSTED:
                 self.sizer.overloaded()
             self._retry_later(send, err)
-        elif code == S.UNIMPLEMENTED and self.mode == "batch":
+        elif code == S.UNIMPLEMENTED:
+            # ServerInfo answered but BatchRemember is not served: this call and every
+            # other batch call in flight go again by stream.
             try:
                 self._use_stream(announce=True)
             except EngramError as exc:

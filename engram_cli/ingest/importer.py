@@ -552,6 +552,7 @@ class Importer:
         s.interrupted = self._interrupted
         s.rejects_files = self._rejects_files()
         if self._sender is not None:
+            s.mode = self._sender.mode  # it may have fallen back to the stream mid-run
             s.retried = self._sender.retried
             lat = self._sender.latencies
             s.batch_p50_ms = round(_percentile(lat, 0.5) * 1000, 2)
