@@ -1,9 +1,8 @@
 """Helpers shared by the tests of `engram import`: realistic data from
-benchmarks/datagen.py, counting what a server holds, running the CLI as a process."""
+engram_cli.benchmark.datagen, counting what a server holds, running the CLI as a process."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -15,21 +14,12 @@ from typing import Any
 import grpc
 import orjson
 
+from engram_cli.benchmark import datagen
 from engram_cli.rpc import pb, svc
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _load_datagen() -> Any:
-    spec = importlib.util.spec_from_file_location("engram_datagen",
-                                                  ROOT / "benchmarks" / "datagen.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-datagen = _load_datagen()
 
 
 def records(n: int, seed: int = 0, start: int = 0) -> list[dict[str, Any]]:

@@ -328,10 +328,10 @@ def test_a_scratch_space_left_behind_is_a_failure(runner: Any, tmp_path: Path) -
 
 
 def test_every_benchmark_write_has_content_of_its_own() -> None:
-    from engram_cli.benchmark.workload import Workload, _compact_record
+    from engram_cli.benchmark.workload import Workload
 
-    for workload in (Workload(), Workload(source=_compact_record)):
-        contents = [m.content for m in workload.memories(3000)]
-        contents += [r.memory.content for r in workload.requests("bench-x", 3000)]
-        assert len(set(contents)) == 6000, workload.source_name
-    assert Workload().source_name == "benchmarks/datagen.py"
+    workload = Workload()
+    contents = [m.content for m in workload.memories(3000)]
+    contents += [r.memory.content for r in workload.requests("bench-x", 3000)]
+    assert len(set(contents)) == 6000, workload.source_name
+    assert workload.source_name == "engram_cli.benchmark.datagen"

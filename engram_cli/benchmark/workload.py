@@ -5,55 +5,20 @@ Unique content matters: a memory sent without an id gets a content-derived id, s
 writing the same text twice is an "unchanged" no-op on the second write and would make
 a write benchmark measure lookups instead of writes.
 
-The records come from the project's benchmarks/datagen.py when this is a source
-checkout (the same sentences every other benchmark uses); an installed package has no
-benchmarks/ folder and falls back to a compact generator of the same shape.
+The records come from engram_cli.benchmark.datagen: the same sentences every other
+benchmark uses.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import random
 from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+from engram_cli.benchmark import datagen
 from engram_cli.rpc import pb
 
-_DATAGEN = Path(__file__).resolve().parents[2] / "benchmarks" / "datagen.py"
 _TYPES = {"episodic", "semantic", "procedural", "working"}
-
-_PEOPLE = "Alice Bob Carol Dave Erin Frank Grace Heidi Ivan Judy Nadia Omar Priya".split()
-_PLACES = "kitchen office garage garden library lobby studio workshop harbour".split()
-_THINGS = "printer laptop bicycle kettle router projector thermostat camera".split()
-_EVENTS = ("started leaking water", "made a grinding noise", "refused to start",
-           "lost its settings", "overheated during a meeting", "needed new batteries")
-
-
-def _load_datagen() -> ModuleType | None:
-    if not _DATAGEN.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location("_engram_bench_datagen", _DATAGEN)
-    if spec is None or spec.loader is None:
-        return None
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception:  # a broken checkout must not break the command: use the fallback
-        return None
-    return module if hasattr(module, "record") else None
-
-
-def _compact_record(i: int, seed: int = 0) -> dict[str, Any]:
-    rng = random.Random(seed * 1_000_003 + i)
-    p, p2 = rng.sample(_PEOPLE, 2)
-    place = rng.choice(_PLACES)
-    text = (f"Entry {i}: {p} noticed the {rng.choice(_THINGS)} in the {place} "
-            f"{rng.choice(_EVENTS)} and asked {p2} to look at it.")
-    return {"content": text, "tags": ["maintenance", place],
-            "metadata": {"person": p, "location": place, "source": "engram-bench"},
-            "confidence": round(rng.uniform(0.55, 1.0), 3), "memory_type": "episodic"}
 
 
 class Workload:
@@ -62,9 +27,8 @@ class Workload:
     def __init__(self, seed: int = 0, source: Callable[[int, int], dict[str, Any]] | None
                  = None) -> None:
         if source is None:
-            datagen = _load_datagen()
-            source = datagen.record if datagen is not None else _compact_record
-            self.source_name = "benchmarks/datagen.py" if datagen is not None else "built-in"
+            source = datagen.record
+            self.source_name = "engram_cli.benchmark.datagen"
         else:
             self.source_name = getattr(source, "__name__", "custom")
         self._source = source
