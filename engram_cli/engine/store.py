@@ -1028,8 +1028,31 @@ def _op_remember(conn: sqlite3.Connection, space: str, items: list[tuple[int, Me
                             created, tags, meta, state, 0)
         outcomes.append((i, outcome))
     if rows:
-        conn.executemany(_UPSERT, rows)
+        _upsert(conn, rows)
     return outcomes
+
+
+# Inside the writer's SAVEPOINT, FTS5 flushes its pending index data at every statement,
+# so executemany (one statement per row) wrote one tiny FTS segment per memory. Many
+# rows per statement make one flush per chunk: about 3x the rows per second.
+_ROW_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+_UPSERT_HEAD, _UPSERT_TAIL = _UPSERT.split(_ROW_MARKS.join(("VALUES ", "")), 1)
+_MAX_ROWS_PER_UPSERT = 2400
+
+
+def _rows_per_upsert(conn: sqlite3.Connection) -> int:
+    """As many rows as SQLite's limit on host parameters allows (13 a row)."""
+    try:
+        limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # Python >= 3.11
+    except AttributeError:
+        limit = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
+    return max(1, min(_MAX_ROWS_PER_UPSERT, limit // 13))
+
+
+def _upsert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    for chunk in _chunks(rows, _rows_per_upsert(conn)):
+        sql = f"{_UPSERT_HEAD}VALUES {','.join([_ROW_MARKS] * len(chunk))}{_UPSERT_TAIL}"
+        conn.execute(sql, [value for row in chunk for value in row])
 
 
 def _op_forget(conn: sqlite3.Connection, space: str, ids: list[str], mode: str, now: float
