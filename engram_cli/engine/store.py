@@ -1043,7 +1043,8 @@ _MAX_ROWS_PER_UPSERT = 2400
 def _rows_per_upsert(conn: sqlite3.Connection) -> int:
     """As many rows as SQLite's limit on host parameters allows (13 a row)."""
     try:
-        limit = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # Python >= 3.11
+        limit = conn.getlimit(  # type: ignore[attr-defined]  # Python >= 3.11
+            sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # type: ignore[attr-defined]
     except AttributeError:
         limit = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
     return max(1, min(_MAX_ROWS_PER_UPSERT, limit // 13))
