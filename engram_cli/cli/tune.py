@@ -52,13 +52,13 @@ def tune(
     actions = [name for name, on in (("--list", list_), ("--show", show),
                                      ("--profile", profile is not None), ("--set", bool(pairs)),
                                      ("--reset", reset)) if on]
+    if write_config is not None and profile is None:
+        raise UsageError("--write-config needs --profile NAME")
     if not actions:
         raise UsageError("nothing to do", "give --profile NAME, --set KEY=VALUE, --reset, "
                          "--show or --list (see engram tune --help)")
     if (list_ or show) and len(actions) > 1:
         raise UsageError(f"{actions[0]} does not go with {actions[1]}")
-    if write_config is not None and profile is None:
-        raise UsageError("--write-config needs --profile NAME")
 
     if list_:
         _list(as_json)

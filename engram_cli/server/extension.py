@@ -54,10 +54,10 @@ class ExtensionServicer(ext_svc.ExtensionServiceServicer):
                     code=grpc.StatusCode.INVALID_ARGUMENT.value[0], error=str(exc))
         outcomes = self.store.remember_many(request.memory_space_id, records)
         for i, out in zip(index, outcomes, strict=False):
-            rejected = out.outcome == "rejected"
+            is_rejected = out.outcome == "rejected"
             results[i] = ext.BatchItemResult(
                 index=i, memory_id=out.memory_id, outcome=_OUTCOMES[out.outcome],
-                code=grpc.StatusCode.INVALID_ARGUMENT.value[0] if rejected else 0,
+                code=grpc.StatusCode.INVALID_ARGUMENT.value[0] if is_rejected else 0,
                 error=out.error)
         rejected = sum(1 for r in results if r.outcome == ext.ITEM_OUTCOME_REJECTED)
         return ext.BatchRememberResponse(
