@@ -180,7 +180,10 @@ class ServerConfig:
             base = DEFAULT_SETTINGS if reset else self.settings
             new = base.replace(values)
             before, after = self.settings.as_dict(), new.as_dict()
-            changes = [Change(k, before[k], after[k], SPEC_BY_KEY[k].restart_required)
+            # A restart is needed only for a value the running server does not have yet
+            # (setting a pending value back to the running one needs none).
+            changes = [Change(k, before[k], after[k], SPEC_BY_KEY[k].restart_required
+                              and after[k] != getattr(self.started, k))
                        for k in before if after[k] != before[k]]
             return new, changes
 
