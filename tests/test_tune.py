@@ -252,6 +252,16 @@ def test_write_config_is_an_engram_toml_our_server_also_reads(runner: Any, tmp_p
         srv.stop(grace=0)
 
 
+def test_write_config_dry_run_prints_and_writes_nothing(runner: Any, tmp_path: Path) -> None:
+    target = tmp_path / "engram.toml"
+    result = ok(runner.invoke(app, ["tune", "--profile", "memory-limited", "--write-config",
+                                    str(target), "--dry-run"]))
+    assert not target.exists()
+    doc = tomllib.loads(result.stdout)
+    assert doc["persistence"]["hot_capacity"] == 10_000
+    assert doc["engine"]["max_message_bytes"] == 16_777_216
+
+
 def test_write_config_needs_a_profile(runner: Any, tmp_path: Path) -> None:
     result = runner.invoke(app, ["tune", "--write-config", str(tmp_path / "x.toml")])
     assert result.exit_code == 2, result.output

@@ -31,7 +31,8 @@ def tune(
     write_config: Path = typer.Option(None, "--write-config", metavar="FILE",
                                       help="With --profile: write its server settings as an "
                                       "Engram TOML config file instead (for servers without "
-                                      "our settings RPC); nothing else changes."),
+                                      "our settings RPC); nothing else changes. With "
+                                      "--dry-run: print it."),
 ) -> None:
     """Tune the server and this client for low latency, high throughput and more.
 
@@ -64,7 +65,7 @@ def tune(
         _list(as_json)
         return
     if write_config is not None:
-        _write_config(profile, pairs, write_config, as_json)
+        _write_config(profile, pairs, write_config, as_json, dry_run)
         return
 
     from engram_cli.tuning import profiles
@@ -133,7 +134,8 @@ def _list(as_json: bool) -> None:
         typer.echo(f"{e['name']:<{width}}  {e['description']}{mark}")
 
 
-def _write_config(name: str, pairs: list[str], path: Path, as_json: bool) -> None:
+def _write_config(name: str, pairs: list[str], path: Path, as_json: bool, dry_run: bool
+                  ) -> None:
     import dataclasses
 
     import orjson
@@ -152,9 +154,12 @@ def _write_config(name: str, pairs: list[str], path: Path, as_json: bool) -> Non
     if server_values:
         chosen = dataclasses.replace(chosen, server={**chosen.server,
                                                      **validate(server_values)})
-    doc = write_deployment_config(chosen, path)
+    doc, text = write_deployment_config(chosen, path, dry_run=dry_run)
     if as_json:
-        typer.echo(orjson.dumps({"profile": name, "path": str(path), "config": doc}).decode())
+        typer.echo(orjson.dumps({"profile": name, "path": str(path), "written": not dry_run,
+                                 "config": doc}).decode())
+    elif dry_run:
+        typer.echo(text, nl=False)
     else:
         typer.echo(f"wrote {path} (profile {name}): [persistence] for any Engram server, "
                    "[engine] for engram serve")

@@ -45,17 +45,27 @@ def deployment_document(profile: Profile, existing: dict[str, Any] | None = None
     return doc
 
 
-def write_deployment_config(profile: Profile, path: Path) -> dict[str, Any]:
-    """Write (or update) `path`; answers the document written."""
+def _header(profile: Profile) -> str:
+    return (f"# Engram server config from engram-cli profile {profile.name!r}: "
+            f"{profile.description}\n"
+            "# Upstream Engram reads [persistence]; [engine] is engram-cli's engine "
+            "(upstream ignores it).\n")
+
+
+def write_deployment_config(profile: Profile, path: Path, dry_run: bool = False
+                            ) -> tuple[dict[str, Any], str]:
+    """Write (or update) `path`; answers the document and the file's text. A dry run
+    writes nothing."""
+    import tomli_w
+
     existing, _ = read_toml(path)
     doc = deployment_document(profile, existing)
-    header = (f"# Engram server config from engram-cli profile {profile.name!r}: "
-              f"{profile.description}\n"
-              "# Upstream Engram reads [persistence]; [engine] is engram-cli's engine "
-              "(upstream ignores it).\n")
+    text = _header(profile) + tomli_w.dumps(doc)
+    if dry_run:
+        return doc, text
     try:
-        write_toml_atomic(path, doc, header=header)
+        write_toml_atomic(path, doc, header=_header(profile))
     except OSError as exc:
         raise SettingsError(f"cannot write {path}: {exc.strerror}",
                             "pick a writable path") from exc
-    return doc
+    return doc, text
