@@ -144,6 +144,7 @@ def test_set_round_trip(engram: Any, server: EngramServer, isolated_env: Path) -
     (["--set", "batchh=10"], "unknown setting 'batchh': did you mean 'client.batch'?"),
     (["--set", "max_hops=30"], "'max_hops': 30 is out of range (expected 0 to 10)"),
     (["--set", "durability=sometimes"], "expected one of fsync, group"),
+    (["--set", "warm_path=fast-disk"], "'warm_path': 'fast-disk' is not an absolute path"),
     (["--set", "client.pool=0"], "expected 1 to 256"),
     (["--set", "client.batch=lots"], 'expected 1 to 1,000,000 or "auto"'),
     (["--set", "client.server=x:1"], "connection setting"),

@@ -22,7 +22,7 @@ def tune(
     set_: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE",
                                    help="Change one setting (repeatable; more KEY=VALUE may "
                                    "follow). Client keys: client.KEY."),
-    assignments: list[str] = typer.Argument(None, metavar="[KEY=VALUE]...",
+    assignments: list[str] = typer.Argument(None, metavar="KEY=VALUE",
                                             help="More settings for --set."),
     reset: bool = typer.Option(False, "--reset", help="Back to the defaults."),
     dry_run: bool = typer.Option(False, "--dry-run",
@@ -39,10 +39,10 @@ def tune(
     Example: engram tune --profile low-latency --dry-run
 
     A profile sets the server's engine (live, persisted to its engram.toml) and this
-    client's [client] defaults for import and recall (in <config dir>/config.toml), both
-    from the defaults, so the result is the same whatever was set before. Profiles:
-    `engram tune --list`; user profiles in <config dir>/profiles/NAME.toml override
-    shipped ones.
+    client's defaults for import and recall (the client table of <config dir>/config.toml),
+    both starting from the defaults, so the result is the same whatever was set before.
+    Profiles: `engram tune --list`; user profiles in <config dir>/profiles/NAME.toml
+    override shipped ones.
     """
     from engram_cli.errors import UsageError
 
@@ -227,5 +227,6 @@ def _print_result(result: Any, as_json: bool) -> None:
 
 def register(app: typer.Typer) -> None:
     """Adds the `tune` command to the app."""
-    app.command("tune", epilog="Exit codes: 2 unknown profile or invalid setting; 1 server "
-                "without the settings RPC (use --write-config). " + EXIT_CODES_HELP)(tune)
+    app.command("tune", epilog=EXIT_CODES_HELP + " An unknown profile or an invalid setting "
+                "exits 2; a server without the settings RPC exits 1 (use --write-config)."
+                )(tune)

@@ -78,9 +78,20 @@ def validate_table(values: Any, path: Path, text: str, table: str) -> dict[str, 
             raise SettingsError(f"{where}: unknown setting", err.hint)
         try:
             out[key] = spec.coerce(value)
+            check_paths(out)
         except SettingsError as exc:
             raise SettingsError(f"{where}: {value!r} is not valid", exc.hint) from None
     return out
+
+
+def check_paths(values: Mapping[str, Any]) -> None:
+    """Path settings must be absolute: the server resolves them at its next start, from a
+    working directory nobody chose."""
+    for key in ("warm_path",):
+        value = values.get(key)
+        if value and not Path(str(value)).expanduser().is_absolute():
+            raise SettingsError(f"setting {key!r}: {value!r} is not an absolute path",
+                                "give a full path, e.g. /mnt/nvme/engram")
 
 
 def read_toml(path: Path) -> tuple[dict[str, Any], str]:
@@ -179,6 +190,7 @@ class ServerConfig:
         with self._lock:
             base = DEFAULT_SETTINGS if reset else self.settings
             new = base.replace(values)
+            check_paths(values)
             before, after = self.settings.as_dict(), new.as_dict()
             # A restart is needed only for a value the running server does not have yet
             # (setting a pending value back to the running one needs none).
