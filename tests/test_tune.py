@@ -366,3 +366,24 @@ def test_a_failing_engine_update_leaves_file_and_settings_as_they_were(tmp_path:
     assert path.read_text() == "[engine]\nmax_hops = 2\n"
     assert config.settings.max_hops == 2 and config.source("max_hops") == "config"
     assert seen == [5, 2]  # the engine was handed the old settings back
+
+
+def test_client_values_resolve_flag_then_env_then_file_then_default(
+        isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engram_cli.errors import SettingsError
+    from engram_cli.tuning.client_settings import resolve_client, write_client_settings
+
+    assert resolve_client("pool", env_var="ENGRAM_POOL") == 2
+    write_client_settings({"pool": 3, "stream": True})
+    assert resolve_client("pool", env_var="ENGRAM_POOL") == 3
+    monkeypatch.setenv("ENGRAM_POOL", "5")
+    assert resolve_client("pool", env_var="ENGRAM_POOL") == 5
+    assert resolve_client("pool", flag=7, env_var="ENGRAM_POOL") == 7
+    assert resolve_client("stream") is True
+    monkeypatch.setenv("ENGRAM_BATCH", "AUTO")
+    assert resolve_client("batch", env_var="ENGRAM_BATCH") == "auto"
+    monkeypatch.setenv("ENGRAM_POOL", "lots")
+    with pytest.raises(SettingsError) as err:
+        resolve_client("pool", env_var="ENGRAM_POOL")
+    assert str(err.value) == "ENGRAM_POOL: 'lots' is not valid"
+    assert err.value.hint == "expected 1 to 256"

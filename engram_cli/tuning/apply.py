@@ -26,6 +26,7 @@ from engram_cli.tuning.client_settings import (
     TUNABLE_KEYS,
     client_sources,
     plan_client,
+    read_client_settings,
     write_client_settings,
 )
 from engram_cli.tuning.profiles import Profile
@@ -139,12 +140,17 @@ def tune(
     client_vals = {**(profile.client if profile else {}), **(client_values or {})}
     from_defaults = reset or profile is not None
 
-    client_before, _ = client_sources(client_path)
+    client_before = read_client_settings(client_path)
     _, client_changes = plan_client(client_vals, reset=from_defaults, path=client_path)
     snapshot = remote.get()
     server_changes = remote.apply(server_vals, reset=from_defaults, dry_run=dry_run)
     if not dry_run:
-        write_client_settings(client_vals, reset=from_defaults, path=client_path)
+        try:
+            write_client_settings(client_vals, reset=from_defaults, path=client_path)
+        except SettingsError as exc:
+            # Validated above, so only the disk can fail here; say what did happen.
+            raise SettingsError(f"the server's settings were applied, but not the client's: "
+                                f"{exc}", exc.hint) from None
 
     rows = _server_rows(snapshot, server_vals, server_changes, everything=reset and not profile)
     mentioned = set(client_vals) | (set(TUNABLE_KEYS) if reset and not profile else set())

@@ -153,6 +153,27 @@ def read_client_settings(path: Path | None = None) -> ClientSettings:
     return dataclasses.replace(DEFAULT_CLIENT_SETTINGS, **table)
 
 
+def resolve_client(key: str, flag: Any = None, env_var: str | None = None,
+                   settings: ClientSettings | None = None) -> Any:
+    """One typed client value: flag > environment variable > config file > default.
+
+    `settings` saves re-reading the file when a command resolves several keys. A bad
+    value names where it came from (the flag, the variable, or the file and line).
+    """
+    import os
+
+    spec = CLIENT_SPEC_BY_KEY[key]
+    for origin, value in ((f"--{key.replace('_', '-')}", flag),
+                          (env_var, os.environ.get(env_var) if env_var else None)):
+        if value is None or value == "":
+            continue
+        try:
+            return spec.coerce(value)
+        except SettingsError as exc:
+            raise SettingsError(f"{origin}: {value!r} is not valid", exc.hint) from None
+    return getattr(settings or read_client_settings(), key)
+
+
 def client_sources(path: Path | None = None) -> tuple[ClientSettings, dict[str, str]]:
     """The effective settings and where each came from: env | config | default."""
     import os
