@@ -21,7 +21,7 @@ from typing import Any
 
 from engram_cli.config import DEFAULT_SERVER, client_config_path
 from engram_cli.errors import SettingsError
-from engram_cli.tuning.server_config import Change, line_of, read_toml, write_toml_atomic
+from engram_cli.tuning.server_config import Change, located, read_toml, write_toml_atomic
 from engram_cli.tuning.settings import SettingSpec
 
 CLIENT_TABLE = "client"
@@ -133,7 +133,7 @@ def _read_table(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise SettingsError(f"{path}: [client] must be a table", "see `engram tune --show`")
     out = {}
     for key, value in table.items():
-        where = f"{path}:{line_of(text, CLIENT_TABLE, key) or '?'}: [client] {key}"
+        where = f"{located(path, text, CLIENT_TABLE, key)}: [client] {key}"
         spec = CLIENT_SPEC_BY_KEY.get(key)
         if spec is None:
             raise SettingsError(f"{where}: unknown setting", unknown_client_key(key).hint)

@@ -21,7 +21,7 @@ from typing import Any
 
 from engram_cli.errors import SettingsError, UsageError
 from engram_cli.tuning.client_settings import CLIENT_SPEC_BY_KEY, unknown_client_key
-from engram_cli.tuning.server_config import line_of, read_toml, validate_table
+from engram_cli.tuning.server_config import located, read_toml, validate_table
 
 PROFILE_DIR = "profiles"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -113,7 +113,7 @@ def _validate_client_table(table: Any, path: Path, text: str) -> dict[str, Any]:
         raise SettingsError(f"{path}: [client] must be a table")
     out = {}
     for key, value in table.items():
-        where = f"{path}:{line_of(text, 'client', key) or '?'}: [client] {key}"
+        where = f"{located(path, text, 'client', key)}: [client] {key}"
         spec = CLIENT_SPEC_BY_KEY.get(key)
         if spec is None or not spec.tunable:
             err = unknown_client_key(key, tunable_only=True)
@@ -130,7 +130,7 @@ def _validate_upstream(table: Any, path: Path, text: str) -> dict[str, Any]:
         raise SettingsError(f"{path}: [upstream] must be a table")
     out = {}
     for key, value in table.items():
-        where = f"{path}:{line_of(text, 'upstream', key) or '?'}: [upstream] {key}"
+        where = f"{located(path, text, 'upstream', key)}: [upstream] {key}"
         if key not in UPSTREAM_DEFAULTS:
             raise SettingsError(f"{where}: unknown setting",
                                 "known: " + ", ".join(UPSTREAM_DEFAULTS))

@@ -64,6 +64,13 @@ def line_of(text: str, table: str, key: str) -> int | None:
     return None
 
 
+def located(path: Path, text: str, table: str, key: str) -> str:
+    """`file:line` where the key is set, or just the file when it cannot be found (for
+    instance a dotted key `engine.max_hops = 2` outside its table)."""
+    line = line_of(text, table, key)
+    return f"{path}:{line}" if line else str(path)
+
+
 def validate_table(values: Any, path: Path, text: str, table: str) -> dict[str, Any]:
     """Validate one table of server settings read from `path`; errors name file, line, key."""
     if not isinstance(values, Mapping):
@@ -71,7 +78,7 @@ def validate_table(values: Any, path: Path, text: str, table: str) -> dict[str, 
                             "see `engram tune --show` for the keys")
     out: dict[str, Any] = {}
     for key, value in values.items():
-        where = f"{path}:{line_of(text, table, key) or '?'}: [{table}] {key}"
+        where = f"{located(path, text, table, key)}: [{table}] {key}"
         spec = SPEC_BY_KEY.get(key)
         if spec is None:
             err = unknown_key_error(key)
