@@ -92,10 +92,25 @@ class Connection:
 
     @property
     def is_default_target(self) -> bool:
-        return normalize_address(self.server) in _DEFAULT_ADDRESSES
+        """Is this the embedded default's address (where autostart may start a server)?"""
+        port = default_port()
+        return normalize_address(self.server) in {f"localhost:{port}", f"127.0.0.1:{port}"}
 
 
-_DEFAULT_ADDRESSES = {f"localhost:{DEFAULT_PORT}", f"127.0.0.1:{DEFAULT_PORT}"}
+ENV_DEFAULT_PORT = "ENGRAM_DEFAULT_PORT"
+
+
+def default_port() -> int:
+    """The embedded default's port: 50051, or ENGRAM_DEFAULT_PORT when 50051 is taken by
+    something else on this machine (a real Engram, say)."""
+    raw = os.environ.get(ENV_DEFAULT_PORT, "")
+    if raw.isdigit() and 0 < int(raw) < 65536:
+        return int(raw)
+    return DEFAULT_PORT
+
+
+def default_server() -> str:
+    return f"{DEFAULT_HOST}:{default_port()}"
 
 
 def normalize_address(address: str) -> str:
@@ -121,7 +136,7 @@ def resolve_connection(
     """Flags (arguments here) > environment > config file > defaults."""
     cfg = read_client_config_file() if file_config is None else file_config
     env = os.environ
-    resolved_server = server or env.get(ENV_SERVER) or cfg.get("server") or DEFAULT_SERVER
+    resolved_server = server or env.get(ENV_SERVER) or cfg.get("server") or default_server()
     resolved_space = space or env.get(ENV_SPACE) or cfg.get("space") or DEFAULT_SPACE
     resolved_key = api_key or env.get(ENV_API_KEY) or cfg.get("api_key") or None
     if no_autostart:

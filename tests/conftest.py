@@ -19,7 +19,8 @@ from typer.testing import CliRunner
 from engram_cli.server.app import EngramServer, ServeOptions
 
 _ENV_KEYS = ("ENGRAM_SERVER", "ENGRAM_SPACE", "ENGRAM_API_KEY", "ENGRAM_SERVER_KEYS",
-             "ENGRAM_NO_AUTOSTART", "ENGRAM_DATA_DIR", "ENGRAM_CACHE_DIR", "ENGRAM_CONFIG_DIR")
+             "ENGRAM_NO_AUTOSTART", "ENGRAM_DATA_DIR", "ENGRAM_CACHE_DIR", "ENGRAM_CONFIG_DIR",
+             "ENGRAM_DEFAULT_PORT")
 
 
 @pytest.fixture(autouse=True)

@@ -206,7 +206,7 @@ class _Writer(threading.Thread):
                     self._cv.wait()
                 if not self._pending:
                     return
-                ops = []
+                ops: list[tuple[Callable[..., Any], tuple[Any, ...], Future]] = []
                 while self._pending and len(ops) < _MAX_OPS_PER_COMMIT:
                     ops.append(self._pending.popleft())
             self._execute(ops)
@@ -246,11 +246,11 @@ class _Writer(threading.Thread):
         self.ops += len(ops)
         per_op = (time.perf_counter() - started) / max(1, len(ops))
         self._op_seconds = 0.8 * self._op_seconds + 0.2 * per_op
-        for fut, result, exc in done:
-            if exc is None:
+        for fut, result, error in done:
+            if error is None:
                 fut.set_result(result)
             else:
-                fut.set_exception(exc)
+                fut.set_exception(error)
 
 
 class Store:

@@ -1,0 +1,187 @@
+"""The CLI skeleton: global options, serve/stop/stats, autostart, help and README."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from engram_cli.cli.main import app
+from tests.rpc_helpers import remember, stubs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def engram_proc(*args: str, env: dict | None = None, input: str | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engram_cli", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})},
+                          input=input)
+
+
+def command_names() -> list[str]:
+    import typer.main
+
+    return sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+def test_every_command_has_help_with_an_example(runner) -> None:
+    names = command_names()
+    assert {"serve", "stop", "stats", "import", "recall"} <= set(names)
+    for name in names:
+        result = runner.invoke(app, [name, "--help"])
+        assert result.exit_code == 0, result.output
+        assert "Example:" in result.output, f"`engram {name} --help` has no example"
+
+
+def test_readme_documents_every_command_and_its_two_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name in command_names():
+        assert f"### `engram {name}`" in readme, f"README lacks a section for {name}"
+    blocks = re.findall(r"```sh\n(.*?)```", readme, re.S)
+    assert blocks[0].strip().startswith("pip install . && engram import examples/")
+    assert blocks[1].strip() == 'pip install ".[test]" && python -m pytest'
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert blocks[1].strip() in ci
+
+
+def test_top_level_help_lists_exit_codes(runner) -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "130 interrupted" in result.output
+
+
+def test_stats_json_and_table(engram, server) -> None:
+    with stubs(server.address) as (stub, _):
+        for i in range(3):
+            remember(stub, f"stat me {i}")
+        remember(stub, "other space", space="other")
+    result = engram("stats", "--json")
+    assert result.exit_code == 0, result.output
+    data = orjson.loads(result.output)
+    assert data["total_memories"] == 4 and data["healthy"] is True
+    one = orjson.loads(engram("stats", "--json", "--space", "other").output)
+    assert one["total_memories"] == 1
+    table = engram("stats")
+    assert table.exit_code == 0 and "total_memories" in table.output
+
+
+def test_no_server_and_no_autostart_is_one_clear_line(runner) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    result = runner.invoke(app, ["--server", address, "stats"])
+    assert result.exit_code == 1, result.output
+    assert f"no Engram server answers at {address}" in result.stderr
+    assert "Traceback" not in result.output
+    default = runner.invoke(app, ["stats"], env={"ENGRAM_DEFAULT_PORT": str(free_port())})
+    assert default.exit_code == 1
+    assert "engram serve" in default.stderr
+
+
+def test_bad_space_is_a_usage_error(engram) -> None:
+    result = engram("--space", "NOT VALID", "recall", "x")
+    assert result.exit_code == 2, result.output
+    assert "invalid memory space id" in result.stderr
+
+
+def test_server_env_and_flag_precedence(runner, server, tmp_path) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    by_env = runner.invoke(app, ["stats", "--json"], env={"ENGRAM_SERVER": server.address})
+    assert by_env.exit_code == 0, by_env.output
+    flag_wins = runner.invoke(app, ["--server", dead, "stats"],
+                              env={"ENGRAM_SERVER": server.address})
+    assert flag_wins.exit_code == 1 and dead in flag_wins.stderr
+    config = Path(os.environ["ENGRAM_CONFIG_DIR"])
+    config.mkdir(parents=True)
+    (config / "config.toml").write_text(f'[client]\nserver = "{server.address}"\n')
+    by_file = runner.invoke(app, ["stats", "--json"])
+    assert by_file.exit_code == 0, by_file.output
+    env_wins = runner.invoke(app, ["stats"], env={"ENGRAM_SERVER": dead})
+    assert env_wins.exit_code == 1 and dead in env_wins.stderr
+
+
+def test_api_key_is_sent_as_bearer_metadata(runner, tmp_path) -> None:
+    from engram_cli.server.app import EngramServer, ServeOptions
+
+    key = "engram_key_" + "k" * 24 + "_" + "s" * 32
+    srv = EngramServer(ServeOptions(data_dir=tmp_path / "d", port=0, api_keys=(key,)))
+    try:
+        srv.start()
+        ok = runner.invoke(app, ["--server", srv.address, "--api-key", key, "stats", "--json"])
+        assert ok.exit_code == 0, ok.output
+        env_ok = runner.invoke(app, ["--server", srv.address, "stats", "--json"],
+                               env={"ENGRAM_API_KEY": key})
+        assert env_ok.exit_code == 0, env_ok.output
+        bad = runner.invoke(app, ["--server", srv.address, "--api-key", "wrong", "stats"])
+        assert bad.exit_code == 1
+        assert "refused" in bad.stderr and "--api-key" in bad.stderr
+    finally:
+        srv.stop(grace=1)
+
+
+@pytest.fixture
+def default_port(monkeypatch: pytest.MonkeyPatch) -> int:
+    """The embedded default on a free port, with autostart allowed; stopped afterwards."""
+    port = free_port()
+    monkeypatch.setenv("ENGRAM_DEFAULT_PORT", str(port))
+    monkeypatch.delenv("ENGRAM_NO_AUTOSTART")
+    try:
+        yield port
+    finally:
+        engram_proc("stop")
+
+
+def test_autostart_then_stop(default_port: int) -> None:
+    first = engram_proc("stats", "--json")
+    assert first.returncode == 0, first.stderr
+    assert "started a local server on localhost:" in first.stderr
+    assert len(first.stderr.strip().splitlines()) == 1
+    second = engram_proc("stats", "--json")  # already running: no second start
+    assert second.returncode == 0 and "started" not in second.stderr
+    stopped = engram_proc("stop")
+    assert stopped.returncode == 0 and "stopped the server" in stopped.stdout
+    off = engram_proc("--no-autostart", "stats")
+    assert off.returncode == 1 and "no Engram server answers" in off.stderr
+    again = engram_proc("stop")
+    assert again.returncode == 0 and "no server running" in again.stdout
+
+
+def test_readme_demo_runs_on_the_embedded_default(default_port: int) -> None:
+    imported = engram_proc("import", "examples/memories.jsonl", "--json", timeout=120)
+    assert imported.returncode == 0, imported.stderr
+    assert orjson.loads(imported.stdout)["imported"] == 3000
+    recalled = engram_proc("recall", "espresso machine leaking water", "--format", "json")
+    assert recalled.returncode == 0, recalled.stderr
+    results = orjson.loads(recalled.stdout)["results"]
+    assert results and "espresso machine" in results[0]["content"]
+    assert "leaking water" in results[0]["content"]
+
+
+def test_serve_detach_then_stop(tmp_path: Path) -> None:
+    port = free_port()
+    started = engram_proc("serve", "--detach", "--port", str(port), "--data-dir",
+                          str(tmp_path / "bg"))
+    assert started.returncode == 0, started.stderr
+    address = f"127.0.0.1:{port}"
+    try:
+        assert engram_proc("--server", address, "stats", "--json").returncode == 0
+    finally:
+        stopped = engram_proc("--server", address, "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert "stopped" in stopped.stdout
+
+
+def test_python_dash_m_and_version() -> None:
+    proc = engram_proc("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("engram ")
