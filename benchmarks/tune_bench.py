@@ -38,8 +38,8 @@ import orjson  # noqa: E402
 
 from engram_cli.client.api import EngramClient  # noqa: E402
 from engram_cli.config import Connection  # noqa: E402
-from engram_cli.ingest.records import to_memory  # noqa: E402
-from engram_cli.rpc import ext, pb  # noqa: E402
+from engram_cli.engine.model import content_id  # noqa: E402
+from engram_cli.rpc import pb  # noqa: E402
 from engram_cli.tuning import profiles as profile_lib  # noqa: E402
 from engram_cli.tuning.remote import RemoteSettings  # noqa: E402
 from engram_cli.tuning.settings import SPEC_BY_KEY  # noqa: E402
@@ -72,25 +72,15 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return done
 
 
-def load_store(client: EngramClient, n: int, links: int) -> None:
-    """n realistic memories, `links` associations each, loaded as fast as the server takes
-    them (group commit while loading; each profile sets its own durability later)."""
+def load_store(client: EngramClient, env: dict[str, str], path: Path, n: int, links: int
+               ) -> None:
+    """n realistic memories through `engram import` (its own defaults), then `links`
+    associations each; group commit while loading (each profile sets its own later)."""
     RemoteSettings(client).apply({"durability": "group", "queue_capacity": 100_000})
-    ids: list[str] = []
-    batch: list[Any] = []
-
-    def flush() -> None:
-        resp = client.call(client.ext.BatchRemember, ext.BatchRememberRequest(
-            memories=batch), "BatchRemember")
-        ids.extend(r.memory_id for r in resp.results)
-        batch.clear()
-
-    for record in datagen.generate_records(n):
-        batch.append(to_memory(record))
-        if len(batch) == 1000:
-            flush()
-    if batch:
-        flush()
+    datagen.write_jsonl(path, n)
+    cli(env, "--server", client.address, "import", str(path))
+    # Ids are content ids (the shared contract), so they need no answer from the server.
+    ids = [content_id(r["content"], b"") for r in datagen.generate_records(n)]
 
     def associate(pair: tuple[str, str, float]) -> None:
         src, dst, strength = pair
@@ -163,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             client = EngramClient(Connection(server=address), autostart=False)
             started = time.perf_counter()
-            load_store(client, args.records, args.links)
+            load_env = {**env, "ENGRAM_CONFIG_DIR": str(tmpdir / "load-config")}
+            load_store(client, load_env, tmpdir / "store.jsonl", args.records, args.links)
             print(f"store: {args.records:,} memories, ~{args.records * args.links:,} "
                   f"associations, loaded in {time.perf_counter() - started:.1f} s; "
                   f"server {address}", flush=True)
