@@ -13,6 +13,7 @@ import pytest
 
 from engram_cli.cli.main import app
 from engram_cli.server.app import EngramServer, ServeOptions
+from engram_cli.tuning.client_settings import DEFAULT_POOL
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -87,7 +88,7 @@ def test_profile_is_applied_live_persisted_and_written_to_the_client_config(
 def test_table_output_shows_before_and_after(engram: Any) -> None:
     text = ok(engram("tune", "--profile", "high-throughput")).stdout
     assert "durability" in text and "fsync" in text and "group" in text
-    assert "client.pool" in text
+    assert "client.batch" in text
 
 
 def test_a_profile_starts_from_the_defaults(engram: Any, server: EngramServer,
@@ -126,7 +127,7 @@ def test_set_round_trip(engram: Any, server: EngramServer, isolated_env: Path) -
                           "--json"))
     assert data["changed"] == {"max_hops": {"before": 3, "after": 2},
                                "durability": {"before": "fsync", "after": "group"},
-                               "client.pool": {"before": 2, "after": 3}}
+                               "client.pool": {"before": DEFAULT_POOL, "after": 3}}
     assert server.store.settings.max_hops == 2
     assert client_config(isolated_env)["client"] == {"pool": 3}
     again = as_json(engram("tune", "--set", "max_hops=2", "--json"))
@@ -315,10 +316,12 @@ def test_shipped_profiles_do_what_their_names_say() -> None:
     assert all(server("low-latency", "max_hops") < server(n, "max_hops") for n in others)
     assert server("low-latency", "recall_budget_ms") <= 10
     assert server("high-throughput", "durability") == "group"
-    assert loaded["high-throughput"].client["stream"] is True
+    # Streaming where there is no batch RPC; never forced off (upstream has no batch RPC).
+    assert all(p.client["stream"] == "auto" for p in loaded.values())
     ints = {n: p.client["batch"] for n, p in loaded.items() if isinstance(p.client["batch"], int)}
     assert max(ints, key=ints.__getitem__) == "high-throughput"
-    assert max(loaded, key=lambda n: loaded[n].client["pool"]) == "high-throughput"
+    pools = {n: p.client.get("pool", DEFAULT_POOL) for n, p in loaded.items()}
+    assert pools["high-throughput"] == max(pools.values())
     assert min(loaded, key=lambda n: server(n, "hot_capacity")) == "memory-limited"
     assert min(loaded, key=lambda n: loaded[n].client["cache_max_mb"]) == "memory-limited"
     assert server("balanced", "max_hops") == DEFAULT_SETTINGS.max_hops
@@ -333,7 +336,7 @@ def test_typed_client_reader_names_file_line_and_key(isolated_env: Path) -> None
     assert read_client_settings() == ClientSettings()
     path.write_text('[client]\nserver = "h:1"\nbatch = 300\nstream = true\n')
     settings = read_client_settings()
-    assert (settings.batch, settings.stream, settings.pool) == (300, True, 2)
+    assert (settings.batch, settings.stream, settings.pool) == (300, True, DEFAULT_POOL)
     path.write_text('[client]\nbatch = 0\n')
     with pytest.raises(SettingsError) as err:
         read_client_settings()
@@ -373,13 +376,16 @@ def test_client_values_resolve_flag_then_env_then_file_then_default(
     from engram_cli.errors import SettingsError
     from engram_cli.tuning.client_settings import resolve_client, write_client_settings
 
-    assert resolve_client("pool", env_var="ENGRAM_POOL") == 2
+    assert resolve_client("pool", env_var="ENGRAM_POOL") == DEFAULT_POOL
+    assert resolve_client("stream", env_var="ENGRAM_STREAM") == "auto"
     write_client_settings({"pool": 3, "stream": True})
     assert resolve_client("pool", env_var="ENGRAM_POOL") == 3
     monkeypatch.setenv("ENGRAM_POOL", "5")
     assert resolve_client("pool", env_var="ENGRAM_POOL") == 5
     assert resolve_client("pool", flag=7, env_var="ENGRAM_POOL") == 7
     assert resolve_client("stream") is True
+    monkeypatch.setenv("ENGRAM_STREAM", "no")
+    assert resolve_client("stream", env_var="ENGRAM_STREAM") is False
     monkeypatch.setenv("ENGRAM_BATCH", "AUTO")
     assert resolve_client("batch", env_var="ENGRAM_BATCH") == "auto"
     monkeypatch.setenv("ENGRAM_POOL", "lots")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,11 @@ from engram_cli.tuning.settings import SettingSpec
 
 CLIENT_TABLE = "client"
 PREFIX = "client."
+# One connection sends while another waits for its commit, per core.
+DEFAULT_POOL = 2 * (os.cpu_count() or 1)
+
+
+_BOOL_WORDS = {"1": True, "yes": True, "on": True, "0": False, "no": False, "off": False}
 
 
 @dataclass(frozen=True)
@@ -40,17 +46,24 @@ class ClientSpec(SettingSpec):
         return base + "".join(f' or "{w}"' for w in self.literals)
 
     def coerce(self, value: Any) -> Any:
-        if isinstance(value, str) and value.strip().lower() in self.literals:
-            return value.strip().lower()
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word in self.literals:
+                return word
+            # Environment variables say yes/no/1/0 as often as true/false.
+            if self.type is bool and word in _BOOL_WORDS:
+                return _BOOL_WORDS[word]
         return super().coerce(value)
 
 
 CLIENT_SPECS: tuple[ClientSpec, ...] = (
     ClientSpec("batch", int, "auto", "import: memories per batch call (auto: sized from the "
                "server's max_batch and message limit)", 1, 1_000_000, literals=("auto",)),
-    ClientSpec("pool", int, 2, "import: gRPC connections sending in parallel", 1, 256),
-    ClientSpec("stream", bool, False, "import: send over StreamingRemember instead of "
-               "batch calls"),
+    ClientSpec("pool", int, DEFAULT_POOL, "import: gRPC connections sending in parallel "
+               "(default: 2x cores)", 1, 256),
+    ClientSpec("stream", bool, "auto", "import: true sends over StreamingRemember, false "
+               "only over the batch RPC, auto the batch RPC when the server has it",
+               literals=("auto",)),
     ClientSpec("rate", float, 0.0, "import: records per second at most (0: unlimited)", 0.0,
                1e9),
     ClientSpec("cache_ttl_s", float, 300.0, "recall cache: seconds an answer stays fresh "
@@ -81,8 +94,8 @@ class ClientSettings:
     """Typed [client] values, defaults filled in (flags and env are the caller's job)."""
 
     batch: int | str = "auto"
-    pool: int = 2
-    stream: bool = False
+    pool: int = DEFAULT_POOL
+    stream: bool | str = "auto"
     rate: float = 0.0
     cache_ttl_s: float = 300.0
     cache_min_confidence: float = 0.0
@@ -176,8 +189,6 @@ def resolve_client(key: str, flag: Any = None, env_var: str | None = None,
 
 def client_sources(path: Path | None = None) -> tuple[ClientSettings, dict[str, str]]:
     """The effective settings and where each came from: env | config | default."""
-    import os
-
     _, table = _read_table(path or client_config_path())
     values = dict(table)
     sources = {}
