@@ -3,6 +3,8 @@ config, single settings, a reset, the current settings, and deployment config fi
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,8 +55,9 @@ def tune(
     actions = [name for name, on in (("--list", list_), ("--show", show),
                                      ("--profile", profile is not None), ("--set", bool(pairs)),
                                      ("--reset", reset)) if on]
-    if write_config is not None and profile is None:
-        raise UsageError("--write-config needs --profile NAME")
+    if write_config is not None and (profile is None or reset or show or list_):
+        raise UsageError("--write-config needs --profile NAME (and takes --set, --dry-run "
+                         "and --json only)")
     if not actions:
         raise UsageError("nothing to do", "give --profile NAME, --set KEY=VALUE, --reset, "
                          "--show or --list (see engram tune --help)")
@@ -85,22 +88,15 @@ def tune(
     _print_result(result, as_json)
 
 
-class _remote:
-    """An open client's settings RPCs, closed on exit."""
+@contextlib.contextmanager
+def _remote(ctx: typer.Context) -> Iterator[Any]:
+    """The settings RPCs of the server the global options point at."""
+    from engram_cli.client.api import EngramClient
+    from engram_cli.tuning.remote import RemoteSettings
 
-    def __init__(self, ctx: typer.Context) -> None:
-        self.ctx = ctx
-
-    def __enter__(self) -> Any:
-        from engram_cli.client.api import EngramClient
-        from engram_cli.tuning.remote import RemoteSettings
-
-        conn = globals_of(self.ctx).connection()
-        self.client = EngramClient(conn, autostart=conn.autostart)
-        return RemoteSettings(self.client)
-
-    def __exit__(self, *exc: object) -> None:
-        self.client.close()
+    conn = globals_of(ctx).connection()
+    with EngramClient(conn, autostart=conn.autostart) as client:
+        yield RemoteSettings(client)
 
 
 def _fmt(value: Any) -> str:
