@@ -1,9 +1,82 @@
-"""`engram cache`: registration point; the command is built in its own issue."""
+"""`engram cache`: look into and empty the local recall cache (no server needed)."""
 
 from __future__ import annotations
 
 import typer
 
+from engram_cli.cli.common import globals_of, handle_errors
+
+cache_app = typer.Typer(
+    name="cache",
+    help="The local recall cache: stats and clear.\n\nExample: engram cache stats",
+    no_args_is_help=True,
+)
+
+
+@cache_app.command("stats")
+@handle_errors
+def stats(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Entries, size, hits and misses of the recall cache.
+
+    Example: engram cache stats --json | jq .hits
+    """
+    import orjson
+
+    from engram_cli.client.cache import RecallCache, resolve_policy
+    from engram_cli.config import read_client_config_file
+
+    with RecallCache.default(resolve_policy(read_client_config_file())) as cache:
+        st = cache.stats()
+    data = st.as_dict()
+    lookups = st.hits + st.misses
+    data["hit_rate"] = round(st.hits / lookups, 4) if lookups else 0.0
+    if as_json:
+        typer.echo(orjson.dumps(data).decode())
+        return
+    typer.echo(f"path       {st.path}")
+    typer.echo(f"entries    {st.entries}")
+    typer.echo(f"size       {_mb(st.bytes)} of {_mb(st.max_bytes)}")
+    typer.echo(f"hits       {st.hits}")
+    typer.echo(f"misses     {st.misses}")
+    typer.echo(f"hit rate   {data['hit_rate']:.1%}")
+    typer.echo(f"evictions  {st.evictions}")
+    for where, n in st.spaces.items():
+        typer.echo(f"space      {where}: {n}")
+    if cache.error:
+        typer.echo(f"engram: the recall cache is not usable ({cache.error})", err=True)
+
+
+@cache_app.command("clear")
+@handle_errors
+def clear(
+    ctx: typer.Context,
+    space: str = typer.Option(None, "--space", metavar="NAME",
+                              help="Only this space's entries (of the --server in use)."),
+) -> None:
+    """Empty the recall cache (all of it, or one space).
+
+    Example: engram cache clear --space notes
+    """
+    from engram_cli.client.cache import RecallCache
+    from engram_cli.config import resolve_connection
+
+    with RecallCache.default() as cache:
+        if space is None:
+            n = cache.clear()
+            typer.echo(f"cleared {n} cached answer(s)")
+            return
+        g = globals_of(ctx)
+        conn = resolve_connection(g.server, space, g.api_key, g.no_autostart)
+        n = cache.invalidate(conn.server, conn.space)
+        typer.echo(f"cleared {n} cached answer(s) of space {conn.space!r} on {conn.server}")
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):.2f} MB"
+
 
 def register(app: typer.Typer) -> None:
-    """Adds the `cache` command to the app (nothing yet)."""
+    """Adds the `cache` command group to the app."""
+    app.add_typer(cache_app, name="cache")

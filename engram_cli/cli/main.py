@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from engram_cli import __version__
@@ -59,4 +61,7 @@ bench.register(app)
 
 
 def main() -> None:
+    # A cached recall is answered before Typer parses anything (see cli/recall.py).
+    if recall.answer_from_cache(sys.argv[1:]):
+        return
     app()

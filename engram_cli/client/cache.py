@@ -1,0 +1,544 @@
+"""The recall cache: answers to hot cues kept on disk and served without the network.
+
+Only stable answers are kept: non-empty, every memory at or above a confidence bar and
+CONSOLIDATED. A hit is shown with the confidence it would have now (the server's
+forgetting curve, applied for the time the answer spent here); an entry that has decayed
+under the bar, or outlived its TTL, is dropped and fetched again.
+
+Storage is one SQLite file (WAL) in the user cache dir, safe for several processes at
+once: LRU by a `last_used` column, bounded in total bytes (a counter kept by triggers),
+TTL by `stored_at`. A broken or locked cache never fails a recall: it just misses.
+
+This module is on the fast path of `engram recall`: it imports neither grpc nor the
+engine's store, only the standard library, orjson and the pure forgetting curve.
+
+Testing hook: ENGRAM_NOW (unix seconds) overrides the clock of caches built without an
+explicit clock, so that subprocess tests can age entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from engram_cli.engine.forgetting import decayed
+
+FILE_NAME = "recall-cache.sqlite3"
+ENV_NOW = "ENGRAM_NOW"
+CONSOLIDATED = "consolidated"
+_BUSY_TIMEOUT_MS = 5_000
+# Past the size bound, evict down to this fraction of it so that a full cache does not
+# pay an eviction scan on every store.
+_LOW_WATER = 0.9
+# Per-entry bookkeeping (key, columns, index entries) on top of the answer itself.
+_ROW_OVERHEAD = 200
+_FLUSH_EVERY = 256  # lookups between writes of the hit/miss counters and LRU times
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """What may be cached and for how long."""
+
+    ttl_s: float = 3600.0
+    min_confidence: float = 0.9
+    require_consolidated: bool = True
+    max_bytes: int = 64 * 1024 * 1024
+
+
+DEFAULT_POLICY = CachePolicy()
+
+# config key -> (environment variable, type, lowest allowed, highest allowed)
+_POLICY_KEYS: dict[str, tuple[str, type, float | None, float | None]] = {
+    "cache_ttl_s": ("ENGRAM_CACHE_TTL_S", float, 0.0, None),
+    "cache_min_confidence": ("ENGRAM_CACHE_MIN_CONFIDENCE", float, 0.0, 1.0),
+    "cache_require_consolidated": ("ENGRAM_CACHE_REQUIRE_CONSOLIDATED", bool, None, None),
+    "cache_max_mb": ("ENGRAM_CACHE_MAX_MB", float, 0.0, None),
+}
+
+
+def _policy_value(key: str, raw: Any, source: str) -> Any:
+    from engram_cli.errors import UsageError
+
+    _, kind, low, high = _POLICY_KEYS[key]
+    value: Any = raw
+    if kind is bool:
+        if isinstance(raw, str) and raw.strip().lower() in ("1", "true", "yes", "on",
+                                                             "0", "false", "no", "off"):
+            value = raw.strip().lower() in ("1", "true", "yes", "on")
+        if not isinstance(value, bool):
+            raise UsageError(f"{key} = {raw!r} in {source} is not valid", "use true or false")
+        return value
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise UsageError(f"{key} = {raw!r} in {source} is not a number",
+                         "give a number") from None
+    if (low is not None and value < low) or (high is not None and value > high):
+        limits = f"{low:g} to {high:g}" if high is not None else f"at least {low:g}"
+        raise UsageError(f"{key} = {raw!r} in {source} is out of range", f"use {limits}")
+    return value
+
+
+def resolve_policy(file_config: Mapping[str, Any] | None = None,
+                   env: Mapping[str, str] | None = None) -> CachePolicy:
+    """Environment (ENGRAM_CACHE_*) > config file [client] cache_* keys > defaults."""
+    env = os.environ if env is None else env
+    cfg = file_config or {}
+    values: dict[str, Any] = {}
+    for key, (env_name, _, _, _) in _POLICY_KEYS.items():
+        if env.get(env_name, "").strip():
+            values[key] = _policy_value(key, env[env_name], f"environment variable {env_name}")
+        elif key in cfg:
+            values[key] = _policy_value(key, cfg[key], "the config file [client]")
+    d = DEFAULT_POLICY
+    return CachePolicy(
+        ttl_s=values.get("cache_ttl_s", d.ttl_s),
+        min_confidence=values.get("cache_min_confidence", d.min_confidence),
+        require_consolidated=values.get("cache_require_consolidated", d.require_consolidated),
+        max_bytes=int(values["cache_max_mb"] * 1024 * 1024) if "cache_max_mb" in values
+        else d.max_bytes,
+    )
+
+
+@dataclass(frozen=True)
+class Forgetting:
+    """The server's forgetting-curve parameters, stored with each entry."""
+
+    exponent: float
+    floor: float
+    scale_s: float
+
+
+def default_clock() -> float:
+    """Wall-clock seconds, or ENGRAM_NOW when set (a testing hook)."""
+    override = os.environ.get(ENV_NOW)
+    if not override:
+        return time.time()
+    try:
+        return float(override)
+    except ValueError:
+        from engram_cli.errors import UsageError
+
+        raise UsageError(f"{ENV_NOW}={override!r} is not a number",
+                         "give unix seconds, or unset it") from None
+
+
+def normalize_space(space: str) -> str:
+    # '' means the server's default space, which is named 'default': one entry for both.
+    return space or "default"
+
+
+def cache_key(server: str, space: str, cue: str, params: Mapping[str, Any]) -> str:
+    """The entry for (server, space, cue, every parameter that changes the answer)."""
+    from engram_cli.config import normalize_address
+
+    blob = orjson.dumps(
+        {"v": 1, "server": normalize_address(server), "space": normalize_space(space),
+         "cue": cue, "params": dict(params)},
+        option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+
+
+def category_name(confidence: float) -> str:
+    from engram_cli.engine.model import category_of
+
+    return category_of(confidence).name.lower()
+
+
+def qualifies(results: Sequence[Mapping[str, Any]], policy: CachePolicy) -> bool:
+    """Stable enough to cache: non-empty, every memory confident enough and consolidated.
+    An empty answer is never cached: the memory it lacks may arrive any moment."""
+    if not results:
+        return False
+    for r in results:
+        if float(r.get("confidence", 0.0)) < policy.min_confidence:
+            return False
+        if policy.require_consolidated and r.get("state") != CONSOLIDATED:
+            return False
+    return True
+
+
+@dataclass
+class CachedAnswer:
+    results: list[dict[str, Any]]
+    trace: list[dict[str, Any]] | None
+    stored_at: float
+    age_s: float
+
+
+@dataclass
+class CacheStats:
+    path: str
+    entries: int = 0
+    bytes: int = 0
+    max_bytes: int = 0
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+    spaces: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "entries": self.entries, "bytes": self.bytes,
+                "max_bytes": self.max_bytes, "hits": self.hits, "misses": self.misses,
+                "evictions": self.evictions, "spaces": self.spaces}
+
+
+# Named, ordered migrations; PRAGMA user_version records how many have run.
+MIGRATIONS: tuple[tuple[str, str], ...] = (
+    ("entries, counters and the byte-count triggers", """
+        CREATE TABLE entries (
+            key TEXT PRIMARY KEY,
+            server TEXT NOT NULL,
+            space TEXT NOT NULL,
+            cue TEXT NOT NULL,
+            stored_at REAL NOT NULL,
+            last_used REAL NOT NULL,
+            size INTEGER NOT NULL,
+            forgetting TEXT NOT NULL,
+            body BLOB NOT NULL
+        );
+        CREATE INDEX entries_last_used ON entries(last_used);
+        CREATE INDEX entries_stored_at ON entries(stored_at);
+        CREATE INDEX entries_space ON entries(server, space);
+        CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        INSERT INTO counters(name, value)
+            VALUES ('bytes', 0), ('hits', 0), ('misses', 0), ('evictions', 0);
+        CREATE TRIGGER entries_insert AFTER INSERT ON entries BEGIN
+            UPDATE counters SET value = value + NEW.size WHERE name = 'bytes';
+        END;
+        CREATE TRIGGER entries_delete AFTER DELETE ON entries BEGIN
+            UPDATE counters SET value = value - OLD.size WHERE name = 'bytes';
+        END;
+        CREATE TRIGGER entries_resize AFTER UPDATE OF size ON entries BEGIN
+            UPDATE counters SET value = value - OLD.size + NEW.size WHERE name = 'bytes';
+        END;
+    """),
+)
+
+
+class RecallCache:
+    """The on-disk cache of recall answers. Thread-safe; several processes may share it."""
+
+    def __init__(self, path: Path, policy: CachePolicy = DEFAULT_POLICY,
+                 clock: Callable[[], float] | None = None) -> None:
+        self.path = Path(path)
+        self.policy = policy
+        self.clock = clock or default_clock
+        self.error: str | None = None  # why the cache is unusable, once it failed
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pending: dict[str, int] = {}
+        self._touched: dict[str, float] = {}
+        self._ops = 0
+
+    @classmethod
+    def default(cls, policy: CachePolicy = DEFAULT_POLICY,
+                clock: Callable[[], float] | None = None) -> RecallCache:
+        """The cache in the user cache dir (ENGRAM_CACHE_DIR overrides it)."""
+        from engram_cli.config import cache_dir
+
+        return cls(cache_dir() / FILE_NAME, policy, clock)
+
+    # -- connection -----------------------------------------------------------------
+
+    def _db(self, create: bool = True, _retried: bool = False) -> sqlite3.Connection | None:
+        if self._conn is not None:
+            return self._conn
+        if self.error is not None:
+            return None
+        if not create and not self.path.exists():
+            return None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                # Answers hold memory contents: only this user may read them (SQLite gives
+                # the -wal and -shm files the database file's permissions).
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000,
+                                   isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                self._migrate(conn)
+            except BaseException:
+                conn.close()
+                raise
+        except sqlite3.DatabaseError as exc:
+            if not isinstance(exc, sqlite3.OperationalError) and not _retried:
+                # Not a database (a torn or foreign file): it is only a cache, start over.
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+                return self._db(create, _retried=True)
+            self.error = f"{self.path}: {exc}"
+            return None
+        except (sqlite3.Error, OSError) as exc:
+            self.error = f"{self.path}: {exc}"
+            return None
+        self._conn = conn
+        return conn
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection) -> None:
+        if conn.execute("PRAGMA user_version").fetchone()[0] >= len(MIGRATIONS):
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Re-read inside the write lock: another process may have migrated meanwhile.
+            done = conn.execute("PRAGMA user_version").fetchone()[0]
+            for _name, sql in MIGRATIONS[done:]:
+                for statement in _statements(sql):
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._flush()
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> RecallCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write(self, fn: Callable[[sqlite3.Connection], Any], create: bool = True,
+               default: Any = None) -> Any:
+        """Run fn in one write transaction; a cache failure becomes `default`."""
+        with self._lock:
+            conn = self._db(create)
+            if conn is None:
+                return default
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    out = fn(conn)
+                    conn.execute("COMMIT")
+                    return out
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                self.error = f"{self.path}: {exc}"
+                return default
+
+    # -- the cache ------------------------------------------------------------------
+
+    def get(self, key: str, count_miss: bool = True) -> CachedAnswer | None:
+        """The answer for key with its confidences decayed to now, or None (a miss).
+        Entries past their TTL or decayed under the bar are dropped on the way.
+        count_miss=False: a look that is followed by a counted one (the fast path)."""
+        now = self.clock()
+        policy = self.policy
+        with self._lock:
+            conn = self._db()
+            if conn is None:
+                return None
+            try:
+                row = conn.execute(
+                    "SELECT stored_at, forgetting, body FROM entries WHERE key = ?",
+                    (key,)).fetchone()
+            except sqlite3.Error as exc:
+                self.error = f"{self.path}: {exc}"
+                return None
+            if row is None:
+                if count_miss:
+                    self._note("misses")
+                return None
+            stored_at, forgetting_json, body = row
+            age = max(0.0, now - stored_at)
+            answer = None
+            if age <= policy.ttl_s:
+                answer = _decayed_answer(body, forgetting_json, stored_at, age)
+                if not qualifies(answer.results, policy):
+                    answer = None
+            if answer is None:
+                self._write(lambda c: c.execute("DELETE FROM entries WHERE key = ?", (key,)))
+                self._note("evictions")
+                if count_miss:
+                    self._note("misses")
+                return None
+            self._note("hits")
+            self._touched[key] = now
+            return answer
+
+    # Hit and miss counts and LRU times are bookkeeping, not answers: they are kept in
+    # memory and written in one transaction every so often and on close, so that a
+    # lookup is a plain read and concurrent pipelines do not queue for the write lock.
+
+    def _note(self, name: str, by: int = 1) -> None:
+        self._pending[name] = self._pending.get(name, 0) + by
+        self._ops += 1
+        if self._ops >= _FLUSH_EVERY:
+            self._flush()
+
+    def _flush(self) -> None:
+        with self._lock:
+            if self._pending or self._touched:
+                self._write(self._apply_pending, create=False)
+            self._pending, self._touched, self._ops = {}, {}, 0
+
+    def _apply_pending(self, conn: sqlite3.Connection) -> None:
+        """Write the bookkeeping inside the caller's transaction (lock held)."""
+        for name, by in self._pending.items():
+            _bump(conn, name, by)
+        conn.executemany("UPDATE entries SET last_used = max(last_used, ?) WHERE key = ?",
+                         [(t, k) for k, t in self._touched.items()])
+        self._pending, self._touched, self._ops = {}, {}, 0
+
+    def put(self, key: str, server: str, space: str, cue: str,
+            results: Sequence[Mapping[str, Any]], forgetting: Forgetting,
+            trace: Sequence[Mapping[str, Any]] | None = None) -> bool:
+        """Store the answer if it qualifies; True when stored. A non-qualifying answer
+        removes any older entry for the key (it is no longer the answer)."""
+        from engram_cli.config import normalize_address
+
+        now = self.clock()
+        policy = self.policy
+        if not qualifies(results, policy):
+            self.discard(key)
+            return False
+        body = orjson.dumps({"results": list(results), "trace": list(trace)
+                             if trace is not None else None})
+        size = len(body) + len(cue.encode("utf-8")) + _ROW_OVERHEAD
+        if size > policy.max_bytes:
+            return False
+        forgetting_json = orjson.dumps(
+            {"exponent": forgetting.exponent, "floor": forgetting.floor,
+             "scale_s": forgetting.scale_s}).decode()
+
+        def store(conn: sqlite3.Connection) -> bool:
+            self._apply_pending(conn)  # so that eviction sees the latest LRU times
+            conn.execute(
+                "INSERT INTO entries(key, server, space, cue, stored_at, last_used, size, "
+                "forgetting, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET server = excluded.server, "
+                "space = excluded.space, cue = excluded.cue, stored_at = excluded.stored_at, "
+                "last_used = excluded.last_used, size = excluded.size, "
+                "forgetting = excluded.forgetting, body = excluded.body",
+                (key, normalize_address(server), normalize_space(space), cue, now, now, size,
+                 forgetting_json, body))
+            expired = conn.execute("DELETE FROM entries WHERE stored_at < ?",
+                                   (now - policy.ttl_s,)).rowcount
+            total = _counter(conn, "bytes")
+            evicted = 0
+            if total > policy.max_bytes:
+                # Keep the most recently used entries that fit under the low-water mark.
+                evicted = conn.execute(
+                    "DELETE FROM entries WHERE key IN (SELECT key FROM (SELECT key, "
+                    "SUM(size) OVER (ORDER BY last_used DESC, key) AS running FROM entries) "
+                    "WHERE running > ?)", (int(policy.max_bytes * _LOW_WATER),)).rowcount
+            if expired + evicted:
+                _bump(conn, "evictions", expired + evicted)
+            return True
+
+        return bool(self._write(store, default=False))
+
+    def discard(self, key: str) -> None:
+        self._write(lambda conn: conn.execute("DELETE FROM entries WHERE key = ?", (key,)),
+                    create=False)
+
+    def invalidate(self, server: str, space: str) -> int:
+        """Drop every entry of one space on one server; the number dropped."""
+        from engram_cli.config import normalize_address
+
+        return int(self._write(
+            lambda conn: conn.execute("DELETE FROM entries WHERE server = ? AND space = ?",
+                                      (normalize_address(server), normalize_space(space))
+                                      ).rowcount, create=False, default=0))
+
+    def clear(self) -> int:
+        """Drop every entry and reset the counters; the number of entries dropped."""
+
+        with self._lock:
+            self._pending, self._touched, self._ops = {}, {}, 0
+
+        def wipe(conn: sqlite3.Connection) -> int:
+            n = conn.execute("DELETE FROM entries").rowcount
+            conn.execute("UPDATE counters SET value = 0")
+            return int(n)
+
+        return int(self._write(wipe, create=False, default=0))
+
+    def stats(self) -> CacheStats:
+        out = CacheStats(path=str(self.path), max_bytes=self.policy.max_bytes)
+        with self._lock:
+            self._flush()
+            conn = self._db(create=False)
+            if conn is None:
+                return out
+            try:
+                counters = dict(conn.execute("SELECT name, value FROM counters").fetchall())
+                out.entries = conn.execute("SELECT count(*) FROM entries").fetchone()[0]
+                out.spaces = {f"{server}/{space}": n for server, space, n in conn.execute(
+                    "SELECT server, space, count(*) FROM entries GROUP BY server, space "
+                    "ORDER BY server, space")}
+            except sqlite3.Error as exc:
+                self.error = f"{self.path}: {exc}"
+                return out
+        out.bytes = int(counters.get("bytes", 0))
+        out.hits = int(counters.get("hits", 0))
+        out.misses = int(counters.get("misses", 0))
+        out.evictions = int(counters.get("evictions", 0))
+        return out
+
+
+def invalidate_space(server: str, space: str) -> int:
+    """Forget the cached answers of one space after a write to it through this CLI
+    (import, forget). Cheap: no grpc, and nothing is created when there is no cache."""
+    with RecallCache.default() as cache:
+        return cache.invalidate(server, space)
+
+
+def _statements(sql: str) -> list[str]:
+    # sqlite3's executescript() would commit our transaction; split on complete statements.
+    out, current = [], ""
+    for line in sql.strip().splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            out.append(current.strip())
+            current = ""
+    if current.strip():
+        out.append(current.strip())
+    return out
+
+
+def _bump(conn: sqlite3.Connection, name: str, by: int = 1) -> None:
+    conn.execute("UPDATE counters SET value = value + ? WHERE name = ?", (by, name))
+
+
+def _counter(conn: sqlite3.Connection, name: str) -> int:
+    row = conn.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _decayed_answer(body: bytes, forgetting_json: str, stored_at: float, age: float
+                    ) -> CachedAnswer:
+    data = orjson.loads(body)
+    f = orjson.loads(forgetting_json)
+    results = data["results"]
+    for r in results:
+        c = decayed(float(r["confidence"]), age, float(r.get("decay_rate") or 0.0),
+                    f["exponent"], f["floor"], f["scale_s"])
+        r["confidence"] = c
+        r["confidence_category"] = category_name(c)
+    return CachedAnswer(results=results, trace=data.get("trace"), stored_at=stored_at,
+                        age_s=age)

@@ -1,0 +1,471 @@
+"""`engram recall` and `engram cache` against real servers: output shape, stdin mode (order,
+error lines, bounded read-ahead), the cache end to end (what is stored, served with the
+server stopped, TTL through ENGRAM_NOW, invalidation), the fast path's imports, exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import orjson
+import pytest
+from google.protobuf.empty_pb2 import Empty
+
+from engram_cli.cli.main import app
+from engram_cli.client.cache import RecallCache, invalidate_space
+from engram_cli.client.recall import Recaller, RecallOptions
+from engram_cli.config import Connection
+from engram_cli.rpc import pb, svc
+from tests.rpc_helpers import stubs
+
+N = 40  # memories per loaded space
+
+
+def word(i: int) -> str:
+    """A token that only memory i carries, so cue word(i) hits exactly it."""
+    return f"zq{i}kx"
+
+
+def load(address: str, space: str = "", n: int = N, confidence: float = 0.97,
+         consolidate: bool = True, first: int = 0) -> list[str]:
+    ids = []
+    with stubs(address) as (stub, _):
+        for i in range(first, first + n):
+            resp = stub.Remember(pb.RememberRequest(memory_space_id=space, memory=pb.Memory(
+                content=f"note {word(i)} about the lighthouse keeper number {i}",
+                confidence=pb.Confidence(value=confidence), tags=["lighthouse", f"n{i}"])))
+            ids.append(resp.memory_id)
+        if consolidate:
+            stub.Consolidate(pb.ConsolidateRequest(memory_space_id=space, all=Empty()))
+    return ids
+
+
+def engram_proc(*args: str, input: str | None = None, env: dict | None = None,
+                timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engram_cli", *args], capture_output=True,
+                          text=True, input=input, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def lines(output: str) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in output.splitlines() if line.strip()]
+
+
+def cache_stats() -> dict[str, Any]:
+    with RecallCache.default() as cache:
+        return cache.stats().as_dict()
+
+
+@pytest.fixture
+def loaded(server) -> Any:
+    load(server.address)
+    return server
+
+
+# -- one cue ------------------------------------------------------------------------------
+
+def test_json_answer_shape_then_served_from_the_cache(engram, loaded) -> None:
+    first = engram("recall", word(3), "--format", "json")
+    assert first.exit_code == 0, first.output
+    data = orjson.loads(first.output)
+    assert data["cue"] == word(3) and data["cached"] is False
+    (r,) = data["results"]
+    assert {"id", "content", "confidence", "confidence_category", "activation", "state",
+            "tags"} <= set(r)
+    assert word(3) in r["content"] and r["state"] == "consolidated"
+    assert r["confidence_category"] == "high" and r["tags"] == ["lighthouse", "n3"]
+    assert "engram.state" not in r["metadata"]
+
+    second = engram("recall", word(3))  # not a terminal: JSON by default
+    assert second.exit_code == 0, second.output
+    again = orjson.loads(second.output)
+    assert again["cached"] is True
+    assert [x["id"] for x in again["results"]] == [r["id"]]
+    assert again["results"][0]["confidence"] == pytest.approx(r["confidence"], abs=1e-3)
+    st = cache_stats()
+    assert (st["entries"], st["hits"], st["misses"]) == (1, 1, 1)
+
+
+def test_only_qualifying_answers_are_cached(engram, server) -> None:
+    load(server.address, n=5, first=0)  # confident and consolidated
+    load(server.address, n=5, first=100, confidence=0.6)  # not confident enough
+    load(server.address, n=5, first=200, consolidate=False)  # still RECENT
+    # A batch consolidate above would have consolidated the RECENT ones too: ask the
+    # server what it reports, so the test states what it relies on.
+    recent = orjson.loads(engram("recall", word(200), "--no-cache").output)["results"][0]
+    assert recent["state"] == "recent", recent
+    for cue in (word(1), word(101), word(201), "nothing matches this xyzzy"):
+        assert engram("recall", cue).exit_code == 0
+    for cue, cached in ((word(1), True), (word(101), False), (word(201), False)):
+        assert orjson.loads(engram("recall", cue).output)["cached"] is cached, cue
+    assert cache_stats()["entries"] == 1
+
+
+def test_table_format(engram, loaded) -> None:
+    result = engram("--server", loaded.address, "recall", word(5), "--format", "table")
+    assert result.exit_code == 0, result.output
+    assert "recall: " + word(5) in result.output and "consolidated" in result.output
+    assert "0.97 high" in result.output
+
+
+def test_tags_and_spreading_flags_change_the_key_and_are_sent(engram, loaded) -> None:
+    assert engram("recall", "lighthouse", "--limit", "3").exit_code == 0
+    tagged = engram("recall", "lighthouse", "--tag", "n7", "--limit", "3")
+    assert tagged.exit_code == 0, tagged.output
+    assert [r["tags"] for r in orjson.loads(tagged.output)["results"]] == [["lighthouse",
+                                                                            "n7"]]
+    assert engram("recall", "lighthouse", "--limit", "3", "--max-hops", "1").exit_code == 0
+    assert engram("recall", "lighthouse", "--limit", "3", "--threshold", "0.2").exit_code == 0
+    assert engram("recall", "lighthouse", "--limit", "3", "--no-spread").exit_code == 0
+    assert cache_stats()["entries"] == 5
+
+
+class _Recorder(grpc.ServerInterceptor):
+    def __init__(self) -> None:
+        self.seen: list[dict[str, str]] = []
+
+    def intercept_service(self, continuation: Any, details: Any) -> Any:
+        if details.method.endswith("/Recall"):
+            self.seen.append(dict(details.invocation_metadata))
+        return continuation(details)
+
+
+def test_max_hops_and_threshold_travel_as_request_metadata(runner, tmp_path: Path) -> None:
+    from engram_cli.engine.store import Store
+    from engram_cli.server.servicer import EngramServicer
+    from engram_cli.tuning.settings import DEFAULT_SETTINGS
+
+    store = Store(tmp_path / "d", DEFAULT_SETTINGS)
+    recorder = _Recorder()
+    server = grpc.server(futures.ThreadPoolExecutor(4), interceptors=[recorder])
+    svc.add_EngramServiceServicer_to_server(EngramServicer(store), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        address = f"127.0.0.1:{port}"
+        load(address, n=3)
+        ok = runner.invoke(app, ["--server", address, "--api-key", "k1", "recall", word(1),
+                                 "--max-hops", "2", "--threshold", "0.25"])
+        assert ok.exit_code == 0, ok.output
+        plain = runner.invoke(app, ["--server", address, "recall", word(1), "--no-cache"])
+        assert plain.exit_code == 0, plain.output
+    finally:
+        server.stop(0)
+        store.close()
+    sent, without = recorder.seen
+    assert sent["engram-max-hops"] == "2"
+    assert float(sent["engram-activation-threshold"]) == 0.25
+    assert sent["authorization"] == "Bearer k1"
+    assert "engram-max-hops" not in without and "engram-activation-threshold" not in without
+
+
+def test_no_cache_and_refresh(engram, loaded) -> None:
+    assert orjson.loads(engram("recall", word(9), "--no-cache").output)["cached"] is False
+    assert cache_stats()["entries"] == 0
+    assert engram("recall", word(9)).exit_code == 0
+    with stubs(loaded.address) as (stub, _):
+        stub.Forget(pb.ForgetRequest(memory_id=loaded_id(engram, word(9)), mode=2))
+    stale = orjson.loads(engram("recall", word(9)).output)
+    assert stale["cached"] is True and len(stale["results"]) == 1
+    fresh = engram("recall", word(9), "--refresh")
+    assert fresh.exit_code == 0, fresh.output
+    assert orjson.loads(fresh.output) == {"cue": word(9), "cached": False, "results": []}
+    # The empty answer does not qualify, so --refresh dropped the stale entry.
+    assert cache_stats()["entries"] == 0
+
+
+def loaded_id(engram: Any, cue: str) -> str:
+    return str(orjson.loads(engram("recall", cue).output)["results"][0]["id"])
+
+
+def test_invalidate_space_makes_the_next_recall_fetch(engram, server) -> None:
+    load(server.address, n=3)
+    load(server.address, space="notes", n=3)
+    for space in ("default", "notes"):
+        assert engram("--space", space, "recall", word(1)).exit_code == 0
+    assert invalidate_space(server.address, "") == 1  # '' is the default space
+    assert orjson.loads(engram("recall", word(1)).output)["cached"] is False
+    notes = orjson.loads(engram("--space", "notes", "recall", word(1)).output)
+    assert notes["cached"] is True
+
+
+# -- stdin mode ---------------------------------------------------------------------------
+
+def test_stdin_mode_keeps_input_order_with_error_lines(engram, loaded) -> None:
+    # Some cues are cache hits (answered locally at once), most go to the server: the
+    # output must still follow the input.
+    for i in range(0, N, 4):
+        assert engram("recall", word(i)).exit_code == 0
+    cues = [word(i % N) for i in range(300)]
+    cues[7] = ""
+    cues[150] = "   "
+    cues[299] = "nothing matches this xyzzy"
+    result = engram("recall", "-", input="\n".join(cues) + "\n")
+    assert result.exit_code == 3, result.output
+    out = lines(result.stdout)
+    assert len(out) == 300
+    assert [o["cue"] for o in out] == [c.strip() for c in cues]
+    assert out[7] == {"cue": "", "error": "empty cue", "line": 8}
+    assert out[150]["line"] == 151 and "error" in out[150]
+    assert out[299]["results"] == [] and out[299]["cached"] is False
+    for cue, o in zip(cues, out, strict=True):
+        if cue.strip() and o is not out[299]:
+            assert [word(int(r["tags"][1][1:])) for r in o["results"]] == [cue]
+    assert any(o.get("cached") for o in out) and not all(o.get("cached") for o in out)
+    assert "2 cue(s) failed" in result.stderr
+
+
+def test_no_cue_with_piped_stdin_reads_lines_and_exits_0(engram, loaded) -> None:
+    result = engram("recall", "--format", "jsonl", input=f"{word(1)}\n{word(2)}")
+    assert result.exit_code == 0, result.output
+    assert [o["cue"] for o in lines(result.stdout)] == [word(1), word(2)]
+
+
+def test_stdin_reads_ahead_only_a_window_and_streams(loaded) -> None:
+    """Answers come out while input is still arriving, and the reader never runs more
+    than the window ahead of the writer: memory stays flat for any number of cues."""
+    consumed = 0
+    first_answer = threading.Event()
+
+    def cues() -> Iterator[str]:
+        nonlocal consumed
+        for i in range(200):
+            if i == 20:
+                # Blocks until the first answer is out: no answer before the input
+                # ends would deadlock here (and time out).
+                assert first_answer.wait(20)
+            consumed += 1
+            yield word(i % N)
+
+    conn = Connection(server=loaded.address, autostart=False)
+    ahead = []
+    with Recaller(conn, RecallOptions(), None, window=8) as recaller:
+        for n, answer in enumerate(recaller.recall_lines(cues()), 1):
+            first_answer.set()
+            ahead.append(consumed - n)
+            assert answer.line == n and answer.error is None
+    assert n == 200
+    assert max(ahead) <= 8 + 2
+
+
+def test_stdin_mode_with_the_server_down(runner, tmp_path: Path) -> None:
+    from tests.test_cli_foundation import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    result = runner.invoke(app, ["--server", address, "recall", "-"], input="a\nb\n")
+    assert result.exit_code == 1, result.output
+    out = lines(result.stdout)
+    assert [o["cue"] for o in out] == ["a", "b"] and all("error" in o for o in out)
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"Error: no Engram server answers at {address}")
+
+
+def test_closing_the_pipe_early_is_not_an_error(loaded) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engram_cli", "--server", loaded.address, "recall", "-"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ})
+    assert proc.stdin and proc.stdout and proc.stderr
+    proc.stdin.write(("\n".join(word(i % N) for i in range(5000)) + "\n").encode())
+    proc.stdin.close()
+    assert b"cue" in proc.stdout.readline()
+    proc.stdout.close()  # `| head -1`
+    assert proc.wait(30) == 0
+    assert b"Traceback" not in proc.stderr.read()
+    proc.stderr.close()
+
+
+# -- exit codes and errors ----------------------------------------------------------------
+
+def test_exit_codes(engram, loaded) -> None:
+    empty = engram("recall", "")
+    assert empty.exit_code == 2, empty.output
+    assert "the cue is empty" in empty.stderr
+    assert engram("recall", "   ").exit_code == 2
+    assert engram("recall", "x", "--format", "yaml").exit_code == 2
+    assert engram("recall", "x", "--limit", "0").exit_code == 2
+    none = engram("recall", "nothing matches this xyzzy")
+    assert none.exit_code == 0, none.output
+    assert orjson.loads(none.output)["results"] == []
+
+
+def test_server_unreachable_without_a_cache_entry(runner) -> None:
+    from tests.test_cli_foundation import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    result = runner.invoke(app, ["--server", address, "recall", "coffee"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == (
+        f"Error: no Engram server answers at {address}: start one with `engram serve`, "
+        "or point --server / ENGRAM_SERVER at one")
+
+
+# -- processes: the cache without a server, TTL, and the fast path's imports --------------
+
+_PROBE = """
+import sys
+from engram_cli.cli.main import main
+sys.argv = ["engram", *sys.argv[1:]]
+code = 0
+try:
+    main()
+except SystemExit as exc:
+    code = exc.code
+heavy = [m for m in ("grpc", "numpy", "engram_cli.engine.store", "engram_cli.server",
+                     "rich", "pydantic") if m in sys.modules]
+print("HEAVY=" + ",".join(heavy), file=sys.stderr)
+sys.exit(code)
+"""
+
+
+def probe(*args: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, str]:
+    proc = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, **(env or {})})
+    heavy = proc.stderr.strip().splitlines()[-1]
+    assert heavy.startswith("HEAVY="), proc.stderr
+    return proc, heavy.removeprefix("HEAVY=")
+
+
+def test_cached_answer_is_served_with_the_server_stopped_and_without_grpc(
+        server_process, tmp_path: Path) -> None:
+    sp = server_process(tmp_path / "data")
+    load(sp.address, n=3)
+    miss, heavy = probe("--server", sp.address, "recall", word(1), "--limit", "2")
+    assert miss.returncode == 0, miss.stderr
+    assert orjson.loads(miss.stdout)["cached"] is False
+    assert "grpc" in heavy  # the probe can see grpc when it is there
+    sp.kill9()
+
+    hit, heavy = probe("--server", sp.address, "recall", word(1), "--limit", "2")
+    assert hit.returncode == 0, hit.stderr
+    data = orjson.loads(hit.stdout)
+    assert data["cached"] is True and word(1) in data["results"][0]["content"]
+    assert heavy == ""  # no grpc, numpy, engine, server, rich or pydantic
+
+    # The Typer path (what CliRunner runs) prints the same answer.
+    from typer.testing import CliRunner
+
+    typer_run = CliRunner().invoke(app, ["--server", sp.address, "recall", word(1),
+                                         "--limit", "2"])
+    assert typer_run.exit_code == 0, typer_run.output
+    assert orjson.loads(typer_run.stdout) == data
+
+    other = engram_proc("--server", sp.address, "recall", word(2), "--limit", "2")
+    assert other.returncode == 1
+    assert other.stderr.strip().splitlines() == [
+        f"Error: no Engram server answers at {sp.address}: start one with `engram serve`, "
+        "or point --server / ENGRAM_SERVER at one"]
+    # The fast path counts the hit; the failed lookup's miss is counted once.
+    st = cache_stats()
+    assert (st["hits"], st["misses"]) == (2, 2)
+
+
+def test_ttl_expiry_across_processes_with_ENGRAM_NOW(server_process, tmp_path: Path) -> None:
+    sp = server_process(tmp_path / "data")
+    load(sp.address, n=2)
+    now = time.time()
+    args = ("--server", sp.address, "recall", word(0))
+    assert orjson.loads(engram_proc(*args).stdout)["cached"] is False
+    later = engram_proc(*args, env={"ENGRAM_NOW": str(now + 1800)})
+    assert orjson.loads(later.stdout)["cached"] is True
+    expired = engram_proc(*args, env={"ENGRAM_NOW": str(now + 3700)})
+    assert expired.returncode == 0, expired.stderr
+    assert orjson.loads(expired.stdout)["cached"] is False  # dropped and fetched again
+
+
+# -- engram cache -------------------------------------------------------------------------
+
+def test_cache_stats_and_clear(engram, runner, server) -> None:
+    load(server.address, n=3)
+    load(server.address, space="notes", n=3)
+    empty = runner.invoke(app, ["cache", "stats", "--json"])
+    assert empty.exit_code == 0, empty.output
+    assert orjson.loads(empty.output)["entries"] == 0
+    for space in ("default", "notes"):
+        for i in range(3):
+            assert engram("--space", space, "recall", word(i)).exit_code == 0
+    assert engram("recall", word(0)).exit_code == 0
+    st = orjson.loads(runner.invoke(app, ["cache", "stats", "--json"]).output)
+    assert (st["entries"], st["hits"], st["misses"]) == (6, 1, 6)
+    assert st["bytes"] > 0 and st["spaces"] == {f"{server.address}/default": 3,
+                                               f"{server.address}/notes": 3}
+    text = runner.invoke(app, ["cache", "stats"])
+    assert text.exit_code == 0 and "entries    6" in text.output
+    one = runner.invoke(app, ["--server", server.address, "cache", "clear", "--space",
+                              "notes"])
+    assert one.exit_code == 0 and "cleared 3" in one.output
+    everything = runner.invoke(app, ["cache", "clear"])
+    assert everything.exit_code == 0 and "cleared 3" in everything.output
+    st = orjson.loads(runner.invoke(app, ["cache", "stats", "--json"]).output)
+    assert (st["entries"], st["bytes"], st["hits"]) == (0, 0, 0)
+
+
+def test_cache_help_has_examples(runner) -> None:
+    for args in (["cache", "--help"], ["cache", "stats", "--help"],
+                 ["cache", "clear", "--help"], ["recall", "--help"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0 and "Example:" in result.output, args
+
+
+def test_pipeline_waits_out_an_overloaded_server(runner, tmp_path: Path) -> None:
+    """A server that takes 8 calls at a time answers the 9th with RESOURCE_EXHAUSTED; the
+    pipeline keeps 64 in flight, so it must wait and resend rather than print errors."""
+    from engram_cli.server.app import EngramServer, ServeOptions
+
+    srv = EngramServer(ServeOptions(data_dir=tmp_path / "d", port=0, max_workers=1))
+    try:
+        srv.start()
+        load(srv.address, n=10)
+        cues = "".join(f"{word(i % 10)}\n" for i in range(300))
+        result = runner.invoke(app, ["--server", srv.address, "recall", "--no-cache", "-"],
+                               input=cues)
+    finally:
+        srv.stop(grace=1)
+    assert result.exit_code == 0, result.output
+    out = lines(result.stdout)
+    assert len(out) == 300 and not [o for o in out if "error" in o]
+
+
+def test_no_cue_with_stdin_a_terminal_is_a_usage_error() -> None:
+    import pty
+
+    primary, secondary = pty.openpty()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "engram_cli", "recall"],
+                              stdin=secondary, capture_output=True, text=True, timeout=60,
+                              env={**os.environ})
+    finally:
+        os.close(primary)
+        os.close(secondary)
+    assert proc.returncode == 2, proc.stderr
+    assert "no cue given" in proc.stderr
+
+
+def test_fast_path_takes_only_plain_command_lines() -> None:
+    from engram_cli.cli.recall import _NotPlain, _parse_plain
+
+    o = _parse_plain(["--server", "h:1", "--space=a1b", "--no-autostart", "recall",
+                      "--limit=5", "coffee beans", "--tag", "x", "--tag=y", "--no-spread",
+                      "--max-hops", "2", "--threshold", "0.5", "--format", "json"])
+    assert (o["server"], o["g_space"], o["no_autostart"], o["cue"]) == (
+        "h:1", "a1b", True, "coffee beans")
+    assert (o["limit"], o["tags"], o["spread"], o["max_hops"], o["threshold"]) == (
+        5, ["x", "y"], False, 2, 0.5)
+    assert _parse_plain(["recall", "--", "--not-an-option"])["cue"] == "--not-an-option"
+    for argv in (["recall"], ["recall", "-"], ["recall", "a", "b"], ["recall", " "],
+                 ["recall", "a", "--no-cache"], ["recall", "a", "--refresh"],
+                 ["recall", "a", "-h"], ["recall", "a", "--help"], ["recall", "a", "--lim", "3"],
+                 ["recall", "a", "--limit", "0"], ["recall", "a", "--limit", "1.5"],
+                 ["recall", "a", "--limit"], ["recall", "a", "--threshold", "nan"],
+                 ["recall", "a", "--format", "yaml"], ["--version", "recall", "a"],
+                 ["import", "recall"], ["--server", "recall", "stats"]):
+        with pytest.raises(_NotPlain):
+            _parse_plain(argv)
