@@ -66,12 +66,12 @@ CLIENT_SPECS: tuple[ClientSpec, ...] = (
                literals=("auto",)),
     ClientSpec("rate", float, 0.0, "import: records per second at most (0: unlimited)", 0.0,
                1e9),
-    ClientSpec("cache_ttl_s", float, 300.0, "recall cache: seconds an answer stays fresh "
-               "(0: no caching)", 0.0, 30 * 86_400.0),
-    ClientSpec("cache_min_confidence", float, 0.0, "recall cache: only answers whose memories "
+    ClientSpec("cache_ttl_s", float, 3600.0, "recall cache: seconds an answer stays fresh "
+               "(0: no caching)", 0.0, 365 * 86_400.0),
+    ClientSpec("cache_min_confidence", float, 0.9, "recall cache: only answers whose memories "
                "are at least this confident are cached", 0.0, 1.0),
-    ClientSpec("cache_require_consolidated", bool, False, "recall cache: only cache answers "
-               "made of consolidated memories"),
+    ClientSpec("cache_require_consolidated", bool, True, "recall cache: only cache answers "
+               "made of consolidated memories (the ones that no longer change)"),
     ClientSpec("cache_max_mb", float, 64.0, "recall cache: size limit on disk in MB (0: no "
                "cache)", 0.0, 1e6),
     ClientSpec("server", str, DEFAULT_SERVER, "server address (env ENGRAM_SERVER)",
@@ -97,9 +97,9 @@ class ClientSettings:
     pool: int = DEFAULT_POOL
     stream: bool | str = "auto"
     rate: float = 0.0
-    cache_ttl_s: float = 300.0
-    cache_min_confidence: float = 0.0
-    cache_require_consolidated: bool = False
+    cache_ttl_s: float = 3600.0
+    cache_min_confidence: float = 0.9
+    cache_require_consolidated: bool = True
     cache_max_mb: float = 64.0
     server: str = DEFAULT_SERVER
     space: str = ""
