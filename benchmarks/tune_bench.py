@@ -7,7 +7,7 @@ the client half into a temp config dir), measures recall latency over realistic 
 (Recall RPCs, so the client's recall cache plays no part), and imports fresh records with
 `engram import` under the profile's client settings.
 
-    python benchmarks/tune_bench.py            # 20,000 memories, 300 recalls, 30,000 imported
+    python benchmarks/tune_bench.py            # 20,000 memories, 1,000 recalls, 30,000 imported
     python benchmarks/tune_bench.py --quick    # a smoke run
 
 Claims checked at the end: low-latency has the lowest recall p99; high-throughput the
@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=20_000, help="memories in the store")
     parser.add_argument("--links", type=int, default=2, help="associations per memory")
-    parser.add_argument("--recalls", type=int, default=300, help="recalls per profile")
+    parser.add_argument("--recalls", type=int, default=1_000,
+                        help="recalls per profile (a p99 needs many)")
     parser.add_argument("--import-n", type=int, default=30_000,
                         help="fresh records imported per profile")
     parser.add_argument("--rounds", type=int, default=3,
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     args = parser.parse_args(argv)
     if args.quick:
-        args.records, args.recalls, args.import_n, args.rounds = 2_000, 100, 4_000, 2
+        args.records, args.recalls, args.import_n, args.rounds = 2_000, 200, 4_000, 2
     names = args.profiles or list(profile_lib.available())
 
     with tempfile.TemporaryDirectory(prefix="tune-bench-") as tmp:
