@@ -110,10 +110,10 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str]:
     except OSError as exc:
         raise SettingsError(f"cannot read {path}: {exc.strerror}",
                             "check its permissions") from exc
-    text = raw.decode("utf-8", errors="replace")
     try:
+        text = raw.decode("utf-8")
         return tomllib.loads(text), text
-    except tomllib.TOMLDecodeError as exc:
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise SettingsError(f"{path}: not valid TOML: {exc}", "fix the file or move it away"
                             ) from exc
 
