@@ -67,9 +67,9 @@ def start_server(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen,
 
 def load(address: str, n: int) -> float:
     import grpc
+    from engram_cli.ingest.records import to_memory
     from google.protobuf.empty_pb2 import Empty
 
-    from engram_cli.ingest.records import to_memory
     from engram_cli.rpc import ext, ext_svc, pb, svc
 
     started = time.perf_counter()

@@ -67,3 +67,7 @@ class Unsupported(EngramError):
 
 class InputError(EngramError):
     """An input file cannot be read at all (missing, unreadable, unknown format)."""
+
+
+class MaxErrorsExceeded(EngramError):
+    """More records were rejected than --max-errors allows; the import stopped."""

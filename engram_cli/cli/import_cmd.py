@@ -1,84 +1,206 @@
-"""`engram import` (first version): JSONL/CSV files into the server in batches."""
+"""`engram import`: files, globs or stdin into the server, fast and without losing or
+repeating a record. The work is done by engram_cli.ingest.importer."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from engram_cli.cli.common import EXIT_CODES_HELP, globals_of, handle_errors
 
+IMPORT_EPILOG = (
+    EXIT_CODES_HELP + " Exit 3 means every record that could be stored was stored and the "
+    "rest are in the rejects file; after 1 or 130, run the same command with --resume."
+)
+
 
 @handle_errors
 def import_(
     ctx: typer.Context,
-    files: list[Path] = typer.Argument(..., metavar="FILE...", help="JSONL or CSV files."),
-    batch: int = typer.Option(500, "--batch", min=1, help="Memories per batch."),
+    files: list[str] = typer.Argument(..., metavar="FILE|GLOB|-",
+                                      help="Inputs: .jsonl/.ndjson/.json/.csv/.tsv, each "
+                                      "optionally .gz; - is stdin (JSONL unless --format)."),
+    fmt: str = typer.Option(None, "--format", metavar="jsonl|json|csv|tsv",
+                            help="Format of every input (default: from the extension)."),
+    batch: str = typer.Option(None, "--batch", metavar="N|auto",
+                              help="Records per batch; auto adapts to the server "
+                              "(env ENGRAM_BATCH; default auto)."),
+    pool: int = typer.Option(None, "--pool", metavar="N",
+                             help="Connections used at once (env ENGRAM_POOL; default 2x "
+                             "cores)."),
+    stream: bool = typer.Option(None, "--stream/--no-stream",
+                                help="Force StreamingRemember / forbid it (default: our batch "
+                                "RPC, StreamingRemember for servers without it)."),
     space: str = typer.Option(None, "--space", metavar="NAME", help="Memory space."),
-    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    id_field: str = typer.Option(None, "--id-field", metavar="F",
+                                 help="Field holding the id (default: id; without one the "
+                                 "id is a hash of the content)."),
+    content_field: str = typer.Option(None, "--content-field", metavar="F",
+                                      help="Field holding the text (default: content)."),
+    maps: list[str] = typer.Option(None, "--map", metavar="DEST=SRC",
+                                   help="Take memory field DEST (or metadata.KEY) from your "
+                                   "field SRC (a.b for nested); repeatable."),
+    rejects: Path = typer.Option(None, "--rejects", metavar="FILE",
+                                 help="Where rejected records go (default: "
+                                 "<input>.rejects.jsonl, written only if there are any)."),
+    max_errors: str = typer.Option(None, "--max-errors", metavar="N|P%",
+                                   help="Stop (exit 1) when more records than this are "
+                                   "rejected."),
+    resume: bool = typer.Option(False, "--resume",
+                                help="Continue an interrupted import of the same inputs."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Parse and validate everything; send nothing."),
+    rate: float = typer.Option(None, "--rate", metavar="N",
+                               help="At most N records per second (env ENGRAM_RATE; 0: no "
+                               "limit)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
+    quiet: bool = typer.Option(False, "--quiet", "-q",
+                               help="No progress and no per-record messages; only the "
+                               "summary."),
 ) -> None:
-    """Import memories from JSONL or CSV files.
+    """Import memories from JSONL, JSON, CSV or TSV files, or stdin, fast.
 
-    Example: engram import examples/memories.jsonl --batch 500
+    A record has content, and optionally id, confidence (0..1), embedding, tags,
+    metadata, memory_type, created_at (RFC 3339 or epoch seconds), decay_rate.
+    Records that cannot be stored go to the rejects file with line and reason:
+    fix them there and import that file. Nothing is ever stored twice.
+
+    Example: engram import memories.jsonl 'exports/*.csv.gz' --max-errors 1%
     """
-    import csv
-    import time
+    from engram_cli.client.bulk import SendOptions
+    from engram_cli.ingest.importer import ErrorLimit, Importer, ImportOptions
+    from engram_cli.ingest.mapping import FieldMap
 
-    import orjson
+    options = ImportOptions(
+        inputs=list(files),
+        fmt=fmt.lower() if fmt else None,
+        fieldmap=FieldMap.build(maps or (), id_field, content_field),
+        rejects=rejects,
+        max_errors=ErrorLimit.parse(max_errors),
+        resume=resume,
+        dry_run=dry_run,
+        send=SendOptions.resolve(batch, pool, stream, rate),
+    )
+    conn = None
+    if not dry_run:
+        from engram_cli.client.autostart import ensure_server
 
-    from engram_cli.client.api import EngramClient
-    from engram_cli.errors import EXIT_PARTIAL, InputError
-    from engram_cli.ingest.records import RecordError, to_memory
-    from engram_cli.rpc import ext
+        conn = globals_of(ctx).connection(space)
+        _check_space(conn.space)
+        ensure_server(conn)
 
-    conn = globals_of(ctx).connection(space)
-    imported = rejected = 0
-    started = time.perf_counter()
-    with EngramClient(conn) as client:
-        def flush(memories: list) -> None:
-            nonlocal imported, rejected
-            if not memories:
-                return
-            resp = client.call(client.ext.BatchRemember, ext.BatchRememberRequest(
-                memory_space_id=conn.space, memories=memories), "BatchRemember")
-            imported += resp.stored
-            rejected += resp.rejected
-            memories.clear()
+    def say(message: str) -> None:
+        typer.echo(message, err=True)
 
-        for path in files:
-            pending: list = []
-            try:
-                f = open(path, encoding="utf-8", newline="")  # noqa: SIM115
-            except OSError as exc:
-                raise InputError(f"cannot read {path}: {exc.strerror}") from None
-            with f:
-                if path.suffix == ".csv":
-                    rows = ((i + 2, row) for i, row in enumerate(csv.DictReader(f)))
-                else:
-                    rows = ((i + 1, line) for i, line in enumerate(f))
-                for line_no, raw in rows:
-                    try:
-                        record = raw if isinstance(raw, dict) else orjson.loads(raw)
-                        if isinstance(raw, dict) and record.get("tags"):
-                            record["tags"] = record["tags"].split(";")
-                        pending.append(to_memory(record))
-                    except (orjson.JSONDecodeError, RecordError) as exc:
-                        typer.echo(f"{path}:{line_no}: {exc}", err=True)
-                        rejected += 1
-                    if len(pending) >= batch:
-                        flush(pending)
-                flush(pending)
-    seconds = time.perf_counter() - started
-    summary = {"imported": imported, "rejected": rejected, "retried": 0,
-               "seconds": round(seconds, 3),
-               "records_per_second": round(imported / seconds, 1) if seconds else 0.0}
-    if as_json:
-        typer.echo(orjson.dumps(summary).decode())
-    else:
-        typer.echo(f"imported {imported}, rejected {rejected} in {seconds:.2f} s")
-    if rejected:
+    bar = None if quiet or not sys.stderr.isatty() else _ProgressBar()
+    importer = Importer(options, conn, progress=bar.update if bar else None,
+                        notice=say, warn=(lambda m: None) if quiet else say)
+    try:
+        summary = importer.run()
+    finally:
+        if bar is not None:
+            bar.stop()
+    if conn is not None and summary.imported:
+        _after_import(conn, summary)
+    _print_summary(summary, as_json)
+    if summary.interrupted:
+        from engram_cli.errors import EXIT_INTERRUPTED
+
+        typer.echo("Interrupted: run the same command with --resume to continue.", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if summary.error is not None:
+        raise summary.error
+    if summary.rejected or summary.rejected_before_resume:
+        from engram_cli.errors import EXIT_PARTIAL
+
         raise typer.Exit(EXIT_PARTIAL)
 
 
+def _after_import(conn: Any, summary: Any) -> None:
+    """Memories of `conn.space` changed: the one place for what must follow an import.
+    Runs whenever something was stored, also when the run then failed or was stopped."""
+    from engram_cli.client.cache import invalidate_space
+
+    invalidate_space(conn.server, conn.space)
+
+
+def _check_space(space: str) -> None:
+    from engram_cli.engine.model import SPACE_RE
+    from engram_cli.errors import UsageError
+
+    if space and not SPACE_RE.match(space):
+        raise UsageError(f"invalid memory space id {space!r}",
+                         "use 3 to 64 characters of lowercase letters, digits, '_' and '-'")
+
+
+def _print_summary(summary: Any, as_json: bool) -> None:
+    import orjson
+
+    if as_json:
+        typer.echo(orjson.dumps(summary.as_dict()).decode())
+        return
+    s = summary
+    verb = "would import" if s.dry_run else "imported"
+    parts = [f"{verb} {s.imported:,}"]
+    if not s.dry_run and s.imported and (s.created or s.updated or s.unchanged):
+        parts[0] += (f" (new {s.created:,}, updated {s.updated:,}, "
+                     f"unchanged {s.unchanged:,})")
+    parts.append(f"rejected {s.rejected:,}" + (f" (and {s.rejected_before_resume:,} before "
+                                                 "resuming)" if s.rejected_before_resume
+                                                 else ""))
+    if not s.dry_run:
+        parts.append(f"retried {s.retried:,}")
+    line = ", ".join(parts) + f" in {s.seconds:.2f} s"
+    if not s.dry_run and s.seconds:
+        line += f" ({s.records_per_second:,.0f} records/s"
+        if s.batches:
+            line += f"; batch latency p50 {s.batch_p50_ms:.0f} ms, p99 {s.batch_p99_ms:.0f} ms"
+        line += ")"
+    typer.echo(line)
+    if s.rejects_files:
+        typer.echo("rejects: " + ", ".join(s.rejects_files))
+
+
+class _ProgressBar:
+    """A rich progress bar on stderr: records/s, MB/s and ETA by bytes read (compressed
+    bytes for gzip); for stdin a live count."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=True)
+        self._task: Any = None
+
+    def update(self, p: Any) -> None:
+        rate = p.imported / p.seconds if p.seconds else 0.0
+        mbs = p.bytes_done / p.seconds / 1e6 if p.seconds else 0.0
+        stats = f"{p.imported:,} stored {p.rejected:,} rejected  {rate:,.0f} rec/s"
+        if p.bytes_total is not None:
+            stats += f"  {mbs:.1f} MB/s"
+        if self._task is None:
+            self._progress.start()
+            self._task = self._progress.add_task("import", total=p.bytes_total, stats=stats)
+        self._progress.update(self._task, completed=p.bytes_done if p.bytes_total else 0,
+                              description=p.current or "import", stats=stats)
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._progress.stop()
+
+
 def register(app: typer.Typer) -> None:
-    app.command("import", help=None, epilog=EXIT_CODES_HELP)(import_)
+    app.command("import", epilog=IMPORT_EPILOG)(import_)

@@ -3,7 +3,8 @@
 From the seeds, each hop passes activation along every edge (both directions: an
 association links two memories) multiplied by the edge's strength and the per-hop decay.
 A memory keeps the strongest activation that reaches it. Spreading stops at max_hops,
-where activation falls under the threshold, or when the time budget runs out.
+where activation falls under the threshold, or when the time budget runs out. It walks
+the `edges` table (memory rowids, both directions; see migration 002).
 """
 
 from __future__ import annotations
@@ -11,52 +12,59 @@ from __future__ import annotations
 import sqlite3
 import time
 
-_CHUNK = 450
+_CHUNK = 900
 
 
-def neighbours(conn: sqlite3.Connection, space: str, ids: list[str]
-               ) -> list[tuple[str, str, float]]:
-    """(from, to, strength) for every edge touching `ids`, both directions."""
-    out: list[tuple[str, str, float]] = []
-    for i in range(0, len(ids), _CHUNK):
-        chunk = ids[i : i + _CHUNK]
-        marks = ",".join("?" * len(chunk))
+def neighbours(conn: sqlite3.Connection, rowids: list[int], deadline: float = float("inf")
+               ) -> list[tuple[int, int, float]]:
+    """(from, to, strength) for every edge leaving `rowids` (the edges table holds both
+    directions of each association); stops early, with what it has, past the deadline."""
+    out: list[tuple[int, int, float]] = []
+    for i in range(0, len(rowids), _CHUNK):
+        if i and time.perf_counter() > deadline:
+            break
+        chunk = rowids[i : i + _CHUNK]
         out.extend(conn.execute(
-            f"SELECT source, target, strength FROM associations "
-            f"WHERE space = ? AND source IN ({marks})", (space, *chunk)))
-        out.extend(conn.execute(
-            f"SELECT target, source, strength FROM associations "
-            f"WHERE space = ? AND target IN ({marks})", (space, *chunk)))
+            f"SELECT src, dst, strength FROM edges WHERE src IN ({','.join('?' * len(chunk))})",
+            chunk))
     return out
 
 
 def spread(
     conn: sqlite3.Connection,
-    space: str,
-    activations: dict[str, float],
-    paths: dict[str, list[str]],
+    activations: dict[int, float],
     max_hops: int,
     decay: float,
     threshold: float,
     deadline: float,
-) -> tuple[dict[str, float], dict[str, list[str]], bool]:
-    """Answers (activations, paths, budget_exhausted); the inputs are not modified."""
+) -> tuple[dict[int, float], dict[int, int], bool]:
+    """Spread from seed activations (by memory rowid). Answers (activations, parent of each
+    reached memory (for its path), budget_exhausted); the input is not modified."""
     act = dict(activations)
-    paths = {k: list(v) for k, v in paths.items()}
+    parent: dict[int, int] = {}
     frontier = [m for m, a in act.items() if a >= threshold]
     for _ in range(max_hops):
         if not frontier:
             break
         if time.perf_counter() > deadline:
-            return act, paths, True
-        nxt: dict[str, float] = {}
-        for src, dst, strength in neighbours(conn, space, frontier):
+            return act, parent, True
+        nxt: dict[int, float] = {}
+        # Strongest first, so a hop cut short by the deadline keeps the best paths.
+        frontier.sort(key=act.__getitem__, reverse=True)
+        for src, dst, strength in neighbours(conn, frontier, deadline):
             a = act[src] * strength * decay
             if a < threshold or a <= act.get(dst, 0.0) or a <= nxt.get(dst, 0.0):
                 continue
             nxt[dst] = a
-            paths[dst] = [*paths[src], dst]
-        for m, a in nxt.items():
-            act[m] = a
+            parent[dst] = src
+        act.update(nxt)
         frontier = list(nxt)
-    return act, paths, False
+    return act, parent, False
+
+
+def path_to(node: int, parent: dict[int, int]) -> list[int]:
+    """Seed -> ... -> node."""
+    path = [node]
+    while path[-1] in parent and len(path) < 64:
+        path.append(parent[path[-1]])
+    return path[::-1]

@@ -85,8 +85,80 @@ def _m001_initial(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m002_edges(conn: sqlite3.Connection) -> None:
+    """Spreading activation's own index: every association in both directions between
+    memory rowids, kept in step by triggers. Integer keys make a hop a few compact
+    B-tree look-ups instead of two text-keyed ones per memory. Where both a -> b and
+    b -> a exist, the stronger carries activation (as spreading always did)."""
+    _run_script(
+        conn,
+        """
+        CREATE TABLE edges (
+            src INTEGER NOT NULL,
+            dst INTEGER NOT NULL,
+            strength REAL NOT NULL,
+            PRIMARY KEY (src, dst)
+        ) WITHOUT ROWID;
+        CREATE TRIGGER associations_edges_ai AFTER INSERT ON associations BEGIN
+            INSERT INTO edges (src, dst, strength)
+                SELECT s.rowid, t.rowid, new.strength FROM memories s, memories t
+                WHERE s.space = new.space AND s.id = new.source
+                  AND t.space = new.space AND t.id = new.target
+                ON CONFLICT (src, dst) DO UPDATE SET strength = max(strength, excluded.strength);
+            INSERT INTO edges (src, dst, strength)
+                SELECT t.rowid, s.rowid, new.strength FROM memories s, memories t
+                WHERE s.space = new.space AND s.id = new.source
+                  AND t.space = new.space AND t.id = new.target
+                ON CONFLICT (src, dst) DO UPDATE SET strength = max(strength, excluded.strength);
+        END;
+        CREATE TRIGGER associations_edges_au AFTER UPDATE OF strength ON associations BEGIN
+            INSERT INTO edges (src, dst, strength)
+                SELECT s.rowid, t.rowid, new.strength FROM memories s, memories t
+                WHERE s.space = new.space AND s.id = new.source
+                  AND t.space = new.space AND t.id = new.target
+                ON CONFLICT (src, dst) DO UPDATE SET strength = max(strength, excluded.strength);
+            INSERT INTO edges (src, dst, strength)
+                SELECT t.rowid, s.rowid, new.strength FROM memories s, memories t
+                WHERE s.space = new.space AND s.id = new.source
+                  AND t.space = new.space AND t.id = new.target
+                ON CONFLICT (src, dst) DO UPDATE SET strength = max(strength, excluded.strength);
+        END;
+        CREATE TRIGGER associations_edges_ad AFTER DELETE ON associations BEGIN
+            DELETE FROM edges
+                WHERE src = (SELECT rowid FROM memories WHERE space = old.space
+                             AND id = old.source)
+                  AND dst = (SELECT rowid FROM memories WHERE space = old.space
+                             AND id = old.target);
+            DELETE FROM edges
+                WHERE src = (SELECT rowid FROM memories WHERE space = old.space
+                             AND id = old.target)
+                  AND dst = (SELECT rowid FROM memories WHERE space = old.space
+                             AND id = old.source);
+        END;
+        CREATE TRIGGER memories_edges_ad AFTER DELETE ON memories BEGIN
+            DELETE FROM edges WHERE dst = old.rowid
+                AND src IN (SELECT dst FROM edges WHERE src = old.rowid);
+            DELETE FROM edges WHERE src = old.rowid;
+        END;
+        INSERT INTO edges (src, dst, strength)
+            SELECT s.rowid, t.rowid, a.strength FROM associations a
+            JOIN memories s ON s.space = a.space AND s.id = a.source
+            JOIN memories t ON t.space = a.space AND t.id = a.target
+            WHERE true
+            ON CONFLICT (src, dst) DO UPDATE SET strength = max(strength, excluded.strength);
+        INSERT INTO edges (src, dst, strength)
+            SELECT t.rowid, s.rowid, a.strength FROM associations a
+            JOIN memories s ON s.space = a.space AND s.id = a.source
+            JOIN memories t ON t.space = a.space AND t.id = a.target
+            WHERE true
+            ON CONFLICT (src, dst) DO UPDATE SET strength = max(strength, excluded.strength);
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _m001_initial),
+    ("002_edges", _m002_edges),
 ]
 
 

@@ -1,1 +1,3 @@
-"""From files to memories: readers (JSONL, CSV/TSV, stdin), record -> Memory mapping."""
+"""From files to memories: readers (JSONL, JSON, CSV/TSV, gzip, stdin), record -> Memory
+mapping, the rejects file, checkpoints, and the import job that ties them to the bulk
+sender (engram_cli.client.bulk)."""

@@ -47,13 +47,28 @@ class ServeOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class _Gate(grpc.ServerInterceptor):
-    """Checks the API key (when the server has keys) and records activity for the idle
-    timer. Health checks and reflection are always open and do not count as activity."""
+# Write RPCs hold a worker thread while they wait for their commit. Past this many at
+# once a write is pushed back (RESOURCE_EXHAUSTED + retry-after-ms) so that the remaining
+# workers stay free for reads: reads keep being served while writes wait.
+_WRITE_METHODS = frozenset({
+    f"/{ENGRAM_SERVICE}/Remember", f"/{ENGRAM_SERVICE}/StreamingRemember",
+    f"/{EXTENSION_SERVICE}/BatchRemember",
+})
+_READ_RESERVE = 0.25  # fraction of the worker threads writes may not take
 
-    def __init__(self, api_keys: tuple[str, ...], on_activity: Callable[[], None]) -> None:
+
+class _Gate(grpc.ServerInterceptor):
+    """Checks the API key (when the server has keys), records activity for the idle timer
+    and admits write RPCs while worker threads are left for reads. Health checks and
+    reflection are always open and do not count as activity."""
+
+    def __init__(self, api_keys: tuple[str, ...], on_activity: Callable[[], None],
+                 write_slots: int = 24, retry_after_ms: Callable[[], int] = lambda: 100
+                 ) -> None:
         self._keys = {f"Bearer {k}" for k in api_keys}
         self._on_activity = on_activity
+        self._write_slots = threading.BoundedSemaphore(max(1, write_slots))
+        self._retry_after_ms = retry_after_ms
 
         def deny(request: Any, context: grpc.ServicerContext) -> Any:
             context.abort(grpc.StatusCode.UNAUTHENTICATED,
@@ -72,7 +87,47 @@ class _Gate(grpc.ServerInterceptor):
             auth = dict(details.invocation_metadata or ()).get("authorization", "")
             if auth not in self._keys:
                 return self._deny_stream if "Streaming" in method else self._deny
-        return continuation(details)
+        handler = continuation(details)
+        if method in _WRITE_METHODS and handler is not None:
+            return self._admitted(handler)
+        return handler
+
+    def _push_back(self, context: grpc.ServicerContext) -> None:
+        from engram_cli.server.errors import RETRY_AFTER_KEY
+
+        context.set_trailing_metadata(((RETRY_AFTER_KEY, str(self._retry_after_ms())),))
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                      "too many writes in flight (retry after the hinted delay)")
+
+    def _admitted(self, handler: Any) -> Any:
+        slots = self._write_slots
+        kwargs = {"request_deserializer": handler.request_deserializer,
+                  "response_serializer": handler.response_serializer}
+        if handler.unary_unary is not None:
+            inner = handler.unary_unary
+
+            def unary(request: Any, context: grpc.ServicerContext) -> Any:
+                if not slots.acquire(blocking=False):
+                    self._push_back(context)
+                try:
+                    return inner(request, context)
+                finally:
+                    slots.release()
+
+            return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
+        if handler.stream_stream is not None:
+            inner_stream = handler.stream_stream
+
+            def stream(request_iterator: Any, context: grpc.ServicerContext) -> Any:
+                if not slots.acquire(blocking=False):
+                    self._push_back(context)
+                try:
+                    yield from inner_stream(request_iterator, context)
+                finally:
+                    slots.release()
+
+            return grpc.stream_stream_rpc_method_handler(stream, **kwargs)
+        return handler
 
 
 class EngramServer:
@@ -90,7 +145,10 @@ class EngramServer:
         self._grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=options.max_workers,
                                        thread_name_prefix="engram-rpc"),
-            interceptors=[_Gate(options.api_keys, self._touch)],
+            interceptors=[_Gate(
+                options.api_keys, self._touch,
+                write_slots=options.max_workers - max(2, int(options.max_workers * _READ_RESERVE)),
+                retry_after_ms=self.store.retry_after_ms)],
             options=[
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", max_bytes),

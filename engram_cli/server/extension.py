@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 
 from engram_cli import __version__
+from engram_cli.engine.model import WriteOutcome
 from engram_cli.engine.store import Store
 from engram_cli.errors import EngramError
 from engram_cli.rpc import ext, ext_svc
@@ -42,27 +43,32 @@ class ExtensionServicer(ext_svc.ExtensionServiceServicer):
             raise InvalidArgument(f"batch of {n} memories is over max_batch {max_batch}",
                                   "send smaller batches")
         records = []
-        results: list[Any] = [None] * n
-        index = []
+        refused: dict[int, WriteOutcome] = {}
         for i, m in enumerate(request.memories):
             try:
                 records.append(memory_from_pb(m))
-                index.append(i)
             except EngramError as exc:
-                results[i] = ext.BatchItemResult(
-                    index=i, memory_id=m.id, outcome=ext.ITEM_OUTCOME_REJECTED,
-                    code=grpc.StatusCode.INVALID_ARGUMENT.value[0], error=str(exc))
+                refused[i] = WriteOutcome(i, m.id, "rejected", str(exc))
         outcomes = self.store.remember_many(request.memory_space_id, records)
-        for i, out in zip(index, outcomes, strict=False):
-            is_rejected = out.outcome == "rejected"
-            results[i] = ext.BatchItemResult(
-                index=i, memory_id=out.memory_id, outcome=_OUTCOMES[out.outcome],
-                code=grpc.StatusCode.INVALID_ARGUMENT.value[0] if is_rejected else 0,
-                error=out.error)
-        rejected = sum(1 for r in results if r.outcome == ext.ITEM_OUTCOME_REJECTED)
-        return ext.BatchRememberResponse(
-            results=results, stored=n - rejected, rejected=rejected,
-            pressure=self.store.pressure, max_batch=max_batch)
+        if refused:
+            it = iter(outcomes)
+            outcomes = [refused[i] if i in refused else next(it) for i in range(n)]
+        resp = ext.BatchRememberResponse(pressure=self.store.pressure, max_batch=max_batch)
+        # results.add() with only the non-default fields: a third of the cost of building
+        # BatchItemResult objects, which showed at tens of thousands of items per second.
+        add = resp.results.add
+        invalid = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        rejected = 0
+        for i, out in enumerate(outcomes):
+            if out.outcome == "rejected":
+                rejected += 1
+                add(index=i, memory_id=out.memory_id, outcome=ext.ITEM_OUTCOME_REJECTED,
+                    code=invalid, error=out.error)
+            else:
+                add(index=i, memory_id=out.memory_id, outcome=_OUTCOMES[out.outcome])
+        resp.stored = n - rejected
+        resp.rejected = rejected
+        return resp
 
     @unary
     def ServerInfo(self, request: Any, context: grpc.ServicerContext) -> Any:

@@ -46,6 +46,34 @@ def _rejected_response(error: str) -> Any:
     )
 
 
+# Per-request recall knobs, sent as gRPC request metadata (engram.v1's cue has no field
+# for them): metadata key -> (RecallQuery field, type, min, max).
+RECALL_KNOBS: dict[str, tuple[str, type, float, float]] = {
+    "engram-max-hops": ("max_hops", int, 0, 10),
+    "engram-activation-threshold": ("threshold", float, 0.0, 1.0),
+}
+
+
+def recall_knobs(metadata: Any) -> dict[str, Any]:
+    """Request metadata -> {RecallQuery field: value}; a bad value names its key."""
+    out: dict[str, Any] = {}
+    for key, value in metadata or ():
+        spec = RECALL_KNOBS.get(key)
+        if spec is None:
+            continue
+        name, kind, lo, hi = spec
+        try:
+            parsed = kind(value)
+        except (TypeError, ValueError):
+            parsed = None
+        if parsed is None or parsed != parsed or not (lo <= parsed <= hi):
+            raise InvalidArgument(f"request metadata {key}: {value!r} is not valid",
+                                  f"expected a{'n integer' if kind is int else ' number'} "
+                                  f"from {lo:g} to {hi:g}")
+        out[name] = parsed
+    return out
+
+
 def _initial_state(outcome: str) -> int:
     return int(State.RECENT if outcome == "created" else State.UNSPECIFIED)
 
@@ -54,31 +82,14 @@ class EngramServicer(svc.EngramServiceServicer):
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    def _auto_link(self, space: str, rec: MemoryRecord, threshold: float) -> list[str]:
-        from engram_cli.engine.store import RecallQuery
-
-        threshold = threshold or 0.5
-        if rec.embedding:
-            q = RecallQuery(embedding=rec.embedding, limit=6, similarity_threshold=threshold)
-        elif rec.content:
-            q = RecallQuery(text=rec.content, limit=6)
-        else:
-            return []
-        linked = []
-        for other in self.store.recall(space, q).memories:
-            if other.id == rec.id or other.activation < threshold:
-                continue
-            self.store.associate(space, rec.id, other.id, 1, other.activation, "auto_link")
-            linked.append(other.id)
-        return linked
-
     @unary
     def Remember(self, request: Any, context: grpc.ServicerContext) -> Any:
         rec = record_from_remember(request)
         outcome = self.store.remember(request.memory_space_id, rec)
         linked = []
         if request.auto_link:
-            linked = self._auto_link(request.memory_space_id, rec, request.link_threshold)
+            linked = self.store.auto_link(request.memory_space_id, rec,
+                                          request.link_threshold or 0.5)
         resp = _stored_response(outcome.memory_id, _initial_state(outcome.outcome))
         resp.linked_memories.extend(linked)
         return resp
@@ -132,11 +143,14 @@ class EngramServicer(svc.EngramServiceServicer):
                     answers[i] = _stored_response(out.memory_id, _initial_state(out.outcome))
         yield from answers
 
-    def _recall(self, request: Any) -> Any:
+    def _recall(self, request: Any, knobs: dict[str, Any] | None = None) -> Any:
         if not request.HasField("cue"):
             raise InvalidArgument("RecallRequest has no cue")
         q = query_from_cue(request.cue, request.max_results)
         q.trace = request.trace_activation
+        if knobs:
+            q.max_hops = knobs.get("max_hops", q.max_hops)
+            q.threshold = knobs.get("threshold", q.threshold)
         result = self.store.recall(request.memory_space_id, q)
         resp = pb.RecallResponse(
             memories=[memory_to_pb(r) for r in result.memories],
@@ -159,13 +173,14 @@ class EngramServicer(svc.EngramServiceServicer):
 
     @unary
     def Recall(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return self._recall(request)
+        return self._recall(request, recall_knobs(context.invocation_metadata()))
 
     @streaming
     def StreamingRecall(self, request_iterator: Any, context: grpc.ServicerContext
                         ) -> Iterator[Any]:
+        knobs = recall_knobs(context.invocation_metadata())
         for request in request_iterator:
-            yield self._recall(request)
+            yield self._recall(request, knobs)
 
     @unary
     def Forget(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -230,14 +245,15 @@ class EngramServicer(svc.EngramServiceServicer):
             kwargs["older_than"] = ts_to_float(c.older_than)
             kwargs["types"] = [int(t) for t in c.types]
             kwargs["min_confidence"] = c.importance_threshold
-        changes = self.store.consolidate(request.memory_space_id, **kwargs)
-        resp = pb.ConsolidateResponse(memories_consolidated=len(changes))
+        report = self.store.consolidate(request.memory_space_id, **kwargs)
+        resp = pb.ConsolidateResponse(memories_consolidated=report.consolidated,
+                                      new_associations=report.new_associations)
         # Bounded so that consolidating a million memories answers in one message.
-        for mid, state in list(changes.items())[:10_000]:
+        for mid, state in list(report.changes.items())[:10_000]:
             resp.state_changes[mid] = state
-        interval = self.store.settings.consolidation_interval_s
-        if interval > 0:
-            resp.next_consolidation.CopyFrom(float_to_ts(time.time() + interval))
+        next_at = self.store.consolidator.stats.next_pass_at
+        if next_at > 0:
+            resp.next_consolidation.CopyFrom(float_to_ts(next_at))
         return resp
 
     @unary
@@ -250,9 +266,22 @@ class EngramServicer(svc.EngramServiceServicer):
             "associations.total": float(stats["total_associations"]),
             "spaces.count": float(len(stats["spaces"])),
             "write_queue.depth": float(stats["queue_depth"]),
+            "write_queue.capacity": float(stats["queue_capacity"]),
             "write_queue.pressure": float(stats["pressure"]),
             "writer.commits": float(stats["commits"]),
         }
+        tiers = stats["tiers"]
+        metrics.update({
+            "tier.hot.size": float(tiers["hot_size"]),
+            "tier.hot.capacity": float(tiers["hot_capacity"]),
+            "tier.hot.hit_rate": float(tiers["hot_hit_rate"]),
+            "tier.hot.hits": float(tiers["hot_hits"]),
+            "tier.hot.misses": float(tiers["hot_misses"]),
+            "tier.warm.size": float(stats["total_memories"] + stats["suppressed"]),
+            "tier.warm.bytes": float(tiers["warm_bytes"]),
+        })
+        for key, value in stats["consolidation"].items():
+            metrics[f"consolidation.{key}"] = float(value)
         for name, n in stats["spaces"].items():
             metrics[f"space.{name}.memories"] = float(n)
         for name, n in stats["by_state"].items():
@@ -260,7 +289,9 @@ class EngramServicer(svc.EngramServiceServicer):
         if request.metrics:
             wanted = set(request.metrics)
             metrics = {k: v for k, v in metrics.items() if k in wanted}
-        resp = pb.IntrospectResponse(metrics=metrics, active_processes=["writer"])
+        resp = pb.IntrospectResponse(metrics=metrics, active_processes=[
+            "writer", "consolidation-scheduler", "fsync" if self.store.settings.durability
+            == "fsync" else "group-fsync"])
         resp.statistics.CopyFrom(pb.MemoryStatistics(
             total_memories=stats["total_memories"],
             by_type=stats["by_type"],

@@ -115,6 +115,8 @@ SPECS: tuple[SettingSpec, ...] = (
                 "(survives power loss); group: commits reach the OS before the ack and are "
                 "fsynced in groups (survives kill -9, not power loss)",
                 choices=("fsync", "group")),
+    SettingSpec("group_fsync_ms", int, 1000, "durability group: milliseconds between "
+                "fsyncs (WAL checkpoints); the most a power loss can take", 10, 60_000),
     SettingSpec("consolidation_interval_s", float, 60.0, "seconds between background "
                 "consolidation passes (0: off)", 0.0, 86_400.0),
     SettingSpec("consolidation_min_age_s", float, 300.0, "a memory must be this old before "
@@ -143,6 +145,7 @@ class Settings:
     queue_capacity: int = 1024
     max_batch: int = 10_000
     durability: str = "fsync"
+    group_fsync_ms: int = 1000
     consolidation_interval_s: float = 60.0
     consolidation_min_age_s: float = 300.0
     forgetting_exponent: float = 0.1

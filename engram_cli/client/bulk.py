@@ -1,0 +1,588 @@
+"""The bulk sender: batches of serialized memories to a server, concurrently over a
+channel pool, with a bounded number in flight, retries that resend only what failed,
+adaptive batch sizes, and a fallback to `StreamingRemember` for servers without our
+batch RPC (upstream Engram).
+
+Threading: gRPC completes calls on its own threads; their callbacks only put the outcome
+on a queue. Everything else (retries, accounting, what the caller hears) runs on the
+caller's thread inside `submit`, `pump` and `drain`, so none of it needs a lock.
+
+Requests are built by concatenation: a memory serialized once (`frame`) is the same bytes
+inside a `BatchRememberRequest` (field 2) and a `RememberRequest` (field 2), so a retry of
+some items of a batch is a join of their bytes, not a re-encode.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import queue
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import grpc
+
+from engram_cli.client.connection import retry_after_ms, translate
+from engram_cli.client.pool import ChannelPool, Lane
+from engram_cli.config import DEFAULT_MAX_MESSAGE_BYTES
+from engram_cli.errors import EngramError, ServerUnavailable, Unsupported, UsageError
+from engram_cli.rpc import ext
+
+S = grpc.StatusCode
+TRANSIENT = frozenset({S.UNAVAILABLE, S.RESOURCE_EXHAUSTED, S.DEADLINE_EXCEEDED, S.ABORTED,
+                       S.CANCELLED})
+_TRANSIENT_VALUES = frozenset(c.value[0] for c in TRANSIENT)
+
+START_BATCH = 500
+MIN_BATCH = 50
+MAX_AUTO_BATCH = 5000
+SOFT_BATCH_BYTES = 16 * 1024 * 1024  # bigger requests only add latency
+HEADROOM_BYTES = 64 * 1024  # request header and framing around the memories
+UPSTREAM_MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # gRPC's default, what an unknown server takes
+DEFAULT_RETRY_BUDGET_S = 60.0
+CALL_TIMEOUT_S = 120.0
+PROBE_TIMEOUT_S = 10.0
+_BACKOFF_BASE_S = 0.05
+_BACKOFF_CAP_S = 5.0
+_OUTCOME_NAMES = {ext.ITEM_OUTCOME_CREATED: "created", ext.ITEM_OUTCOME_UPDATED: "updated",
+                  ext.ITEM_OUTCOME_UNCHANGED: "unchanged"}
+
+ENV_BATCH = "ENGRAM_BATCH"
+ENV_POOL = "ENGRAM_POOL"
+ENV_STREAM = "ENGRAM_STREAM"
+ENV_RATE = "ENGRAM_RATE"
+ENV_RETRY_BUDGET = "ENGRAM_RETRY_BUDGET"
+
+
+def varint(n: int) -> bytes:
+    if n < 0x80:
+        return bytes((n,))
+    if n < 0x4000:  # most memories: one shortcut instead of the loop
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def frame(memory: bytes) -> bytes:
+    """A serialized Memory as field 2 of BatchRememberRequest / RememberRequest."""
+    return b"\x12" + varint(len(memory)) + memory
+
+
+def space_header(space: str) -> bytes:
+    """Field 1 (memory_space_id) of both request types; empty for the default space."""
+    if not space:
+        return b""
+    data = space.encode()
+    return b"\x0a" + varint(len(data)) + data
+
+
+def default_pool() -> int:
+    return 2 * (os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    batch: int | None = None  # None: adaptive
+    pool: int = 4
+    stream: bool | None = None  # None: batch RPC when served; True: always stream; False: never
+    rate: float = 0.0  # records/s; 0: unlimited
+    retry_budget_s: float = DEFAULT_RETRY_BUDGET_S
+    window: int = 0  # calls in flight (or waiting to retry); 0: twice the pool
+    timeout_s: float = CALL_TIMEOUT_S
+
+    @property
+    def max_outstanding(self) -> int:
+        return self.window or 2 * self.pool
+
+    @classmethod
+    def resolve(cls, batch: str | None = None, pool: int | None = None,
+                stream: bool | None = None, rate: float | None = None,
+                file_config: dict[str, Any] | None = None,
+                env: dict[str, str] | None = None) -> SendOptions:
+        """Flag > environment (ENGRAM_BATCH, ENGRAM_POOL, ENGRAM_STREAM, ENGRAM_RATE,
+        ENGRAM_RETRY_BUDGET) > config file [client] > default."""
+        from engram_cli.config import read_client_config_file
+
+        cfg = read_client_config_file() if file_config is None else file_config
+        env = dict(os.environ) if env is None else env
+
+        def pick(flag: Any, env_key: str, cfg_key: str) -> tuple[Any, str]:
+            if flag is not None:
+                return flag, "--" + cfg_key
+            if env.get(env_key, "") != "":
+                return env[env_key], env_key
+            if cfg.get(cfg_key) is not None:
+                return cfg[cfg_key], f"config [client] {cfg_key}"
+            return None, ""
+
+        value, where = pick(batch, ENV_BATCH, "batch")
+        size = None
+        if value is not None and str(value).strip().lower() != "auto":
+            size = _positive_int(value, where, "a number of records or 'auto'")
+        value, where = pick(pool, ENV_POOL, "pool")
+        channels = default_pool() if value is None else _positive_int(value, where,
+                                                                      "a number of channels")
+        value, where = pick(stream, ENV_STREAM, "stream")
+        streaming = None if value is None else _boolean(value, where)
+        value, where = pick(rate, ENV_RATE, "rate")
+        per_second = 0.0 if value is None else _non_negative(value, where, "records per second")
+        budget = DEFAULT_RETRY_BUDGET_S
+        if env.get(ENV_RETRY_BUDGET, "") != "":
+            budget = _non_negative(env[ENV_RETRY_BUDGET], ENV_RETRY_BUDGET, "seconds")
+        return cls(batch=size, pool=channels, stream=streaming, rate=per_second,
+                   retry_budget_s=budget)
+
+
+def _positive_int(value: Any, where: str, what: str) -> int:
+    try:
+        n = int(value) if not isinstance(value, bool) else -1
+    except (TypeError, ValueError):
+        n = -1
+    if n < 1:
+        raise UsageError(f"{where} {value!r} is not valid", f"expected {what} (at least 1)")
+    return n
+
+
+def _non_negative(value: Any, where: str, what: str) -> float:
+    try:
+        x = float(value) if not isinstance(value, bool) else -1.0
+    except (TypeError, ValueError):
+        x = -1.0
+    if not x >= 0:
+        raise UsageError(f"{where} {value!r} is not valid", f"expected {what} (0 or more)")
+    return x
+
+
+def _boolean(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise UsageError(f"{where} {value!r} is not valid", "expected true or false")
+
+
+class BatchSizer:
+    """Records per batch. Fixed, or adaptive: grows while batches come back fast and the
+    server's write queue is calm, shrinks when they are slow or the server pushes back."""
+
+    def __init__(self, fixed: int | None, high: int, start: int = START_BATCH,
+                 low: int = MIN_BATCH, fast_s: float = 0.5, slow_s: float = 1.5) -> None:
+        self.fixed = fixed
+        self.high = max(1, high)
+        self.low = min(low, self.high)
+        self.size = min(fixed, self.high) if fixed else max(self.low, min(start, self.high))
+        self.fast_s = fast_s
+        self.slow_s = slow_s
+
+    def observe(self, n: int, latency_s: float, pressure: float = 0.0) -> None:
+        if self.fixed:
+            return
+        if pressure >= 0.75 or latency_s > self.slow_s:
+            self.size = max(self.low, int(self.size * 0.7))
+        elif pressure < 0.5 and latency_s < self.fast_s and n >= self.size * 0.9:
+            self.size = min(self.high, int(self.size * 1.25) + 1)
+
+    def overloaded(self) -> None:
+        if not self.fixed:
+            self.size = max(self.low, self.size // 2)
+
+
+class Entry:
+    """One memory on its way: `framed` is what goes on the wire; the rest is the caller's."""
+
+    __slots__ = ("framed", "line", "raw", "source")
+
+    def __init__(self, framed: bytes, source: int, line: int, raw: bytes) -> None:
+        self.framed = framed
+        self.source = source
+        self.line = line
+        self.raw = raw
+
+
+class Listener(Protocol):
+    def acked(self, token: Any, n: int, outcomes: dict[str, int]) -> None: ...
+    def rejected(self, entry: Entry, reason: str) -> None: ...
+    def done(self, token: Any) -> None: ...
+    def notice(self, message: str) -> None: ...
+
+
+class _Send:
+    __slots__ = ("attempt", "entries", "first_failure", "sent_at", "token")
+
+    def __init__(self, token: Any, entries: list[Entry]) -> None:
+        self.token = token
+        self.entries = entries
+        self.attempt = 0
+        self.first_failure: float | None = None
+        self.sent_at = 0.0
+
+
+class BulkSender:
+    """Send batches; hear back, on the caller's thread, what was stored and rejected."""
+
+    def __init__(self, pool: ChannelPool, space: str, options: SendOptions,
+                 listener: Listener, metadata: Sequence[tuple[str, str]] = ()) -> None:
+        self.pool = pool
+        self.options = options
+        self.listener = listener
+        self.metadata = tuple(metadata)
+        self._header = space_header(space)
+        self.mode = "batch"
+        self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
+        self.server_max_batch = MAX_AUTO_BATCH
+        self.sizer = BatchSizer(options.batch, MAX_AUTO_BATCH)
+        self.retried = 0
+        self.latencies: list[float] = []
+        self.pressure = 0.0
+        self.fatal: EngramError | None = None
+        self._q: queue.SimpleQueue[tuple[_Send, Any, Any]] = queue.SimpleQueue()
+        self._inflight = 0
+        self._retries: list[tuple[float, int, _Send]] = []
+        self._seq = 0
+        self._open: dict[int, int] = {}  # id(token) -> sends not yet settled
+        self._tokens: dict[int, Any] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self._sent_records = 0
+        self._started = time.monotonic()
+
+    # -- set-up ------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        """Ask the server for its limits and whether it has our batch RPC."""
+        lane = self.pool.lanes[0]
+        try:
+            info = lane.server_info(ext.ServerInfoRequest(), metadata=self.metadata,
+                                    timeout=PROBE_TIMEOUT_S)
+        except grpc.RpcError as err:
+            if err.code() != S.UNIMPLEMENTED:  # type: ignore[attr-defined]
+                raise translate(err, self.pool.address, "ServerInfo") from None
+            self._use_stream(announce=self.options.stream is None)
+        else:
+            if info.max_message_bytes:
+                self.max_message_bytes = min(int(info.max_message_bytes),
+                                             DEFAULT_MAX_MESSAGE_BYTES)
+            if info.max_batch:
+                self.server_max_batch = int(info.max_batch)
+            if self.options.stream:
+                self._use_stream(announce=False)
+        high = min(self.server_max_batch, MAX_AUTO_BATCH if not self.options.batch
+                   else self.options.batch)
+        self.sizer = BatchSizer(self.options.batch, high)
+        if self.options.batch and self.options.batch > self.server_max_batch:
+            self.listener.notice(f"--batch {self.options.batch} is over the server's "
+                                 f"max_batch; sending {self.server_max_batch} per batch")
+
+    def _use_stream(self, announce: bool) -> None:
+        if self.options.stream is False:
+            raise Unsupported(
+                f"the server at {self.pool.address} has no BatchRemember (an upstream Engram "
+                "server?)", "drop --no-stream to send with StreamingRemember")
+        if self.mode != "stream":
+            self.mode = "stream"
+            if self.max_message_bytes == DEFAULT_MAX_MESSAGE_BYTES:
+                self.max_message_bytes = UPSTREAM_MAX_MESSAGE_BYTES
+            self._executor = ThreadPoolExecutor(self.options.max_outstanding,
+                                                thread_name_prefix="engram-stream")
+            if announce:
+                self.listener.notice(
+                    f"the server at {self.pool.address} has no batch RPC (an upstream Engram "
+                    "server?): sending with StreamingRemember")
+
+    @property
+    def batch_size(self) -> int:
+        return self.sizer.size
+
+    @property
+    def max_record_bytes(self) -> int:
+        """The largest framed memory a request can carry."""
+        return self.max_message_bytes - HEADROOM_BYTES
+
+    @property
+    def max_batch_bytes(self) -> int:
+        return min(SOFT_BATCH_BYTES, self.max_record_bytes)
+
+    # -- sending -----------------------------------------------------------------------
+
+    def submit(self, entries: list[Entry], token: Any,
+               should_stop: Callable[[], bool] = lambda: False) -> bool:
+        """Send `entries`, waiting while the window is full (and for --rate). Answers
+        False, sending nothing, if `should_stop` turns true while waiting."""
+        if self.fatal is not None:
+            raise self.fatal
+        while self._inflight + len(self._retries) >= self.options.max_outstanding:
+            self.pump(0.1)
+            if self.fatal is not None:
+                raise self.fatal
+            if should_stop():
+                return False
+        if self.options.rate > 0:
+            due = self._started + (self._sent_records + len(entries)) / self.options.rate
+            while (wait := due - time.monotonic()) > 0:
+                self.pump(min(wait, 0.1))
+                if self.fatal is not None:
+                    raise self.fatal
+                if should_stop():
+                    return False
+        self._sent_records += len(entries)
+        key = id(token)
+        self._open[key] = self._open.get(key, 0) + 1
+        self._tokens[key] = token
+        self._dispatch(_Send(token, entries))
+        return True
+
+    def _dispatch(self, send: _Send) -> None:
+        lane = self.pool.next()
+        send.sent_at = time.monotonic()
+        self._inflight += 1
+        if self.mode == "batch":
+            body = self._header + b"".join([e.framed for e in send.entries])
+            fut = lane.batch_remember.future(body, metadata=self.metadata,
+                                             timeout=self.options.timeout_s)
+            fut.add_done_callback(lambda f, s=send: self._q.put((s, f, None)))
+        else:
+            assert self._executor is not None
+            self._executor.submit(self._stream_call, lane, send)
+
+    def _stream_call(self, lane: Lane, send: _Send) -> None:
+        header = self._header
+        requests = [header + e.framed for e in send.entries]
+        answers: list[Any] = []
+        error = None
+        try:
+            for answer in lane.streaming_remember(iter(requests), metadata=self.metadata,
+                                                  timeout=self.options.timeout_s):
+                answers.append(answer)
+        except grpc.RpcError as err:
+            error = err
+        except Exception as exc:  # never lose a completion: the caller waits for it
+            error = exc
+        self._q.put((send, answers, error))
+
+    # -- hearing back ------------------------------------------------------------------
+
+    def pump(self, timeout: float = 0.0) -> int:
+        """Handle finished calls (waiting up to `timeout` for the first) and start due
+        retries. Answers how many calls finished."""
+        handled = 0
+        now = time.monotonic()
+        if self._retries:
+            timeout = max(0.0, min(timeout, self._retries[0][0] - now))
+        try:
+            item = self._q.get(timeout=timeout) if timeout > 0 else self._q.get_nowait()
+        except queue.Empty:
+            item = None
+        while item is not None:
+            self._complete(*item)
+            handled += 1
+            try:
+                item = self._q.get_nowait()
+            except queue.Empty:
+                item = None
+        now = time.monotonic()
+        while self._retries and self._retries[0][0] <= now and self.fatal is None:
+            _, _, send = heapq.heappop(self._retries)
+            self._dispatch(send)
+        return handled
+
+    def drain(self, retry: bool = True) -> None:
+        """Wait until everything sent is settled. With retry=False (stopping early) only
+        the calls in flight are awaited; what waits for a retry stays unsent."""
+        while self._inflight or (retry and self._retries and self.fatal is None):
+            self.pump(0.1)
+        if self.fatal is not None or not retry:
+            self._retries.clear()
+
+    @property
+    def idle(self) -> bool:
+        return not self._inflight and not self._retries
+
+    def _complete(self, send: _Send, result: Any, error: Any) -> None:
+        self._inflight -= 1
+        latency = time.monotonic() - send.sent_at
+        if isinstance(result, list):  # a stream's answers
+            self._stream_answered(send, result, error, latency)
+            return
+        try:
+            resp = result.result()
+        except grpc.RpcError as err:
+            self._failed(send, err)
+            return
+        except Exception as exc:  # e.g. a call cancelled because the channel closed
+            self._set_fatal(EngramError(f"BatchRemember failed: {exc}"))
+            return
+        self._batch_answered(send, resp, latency)
+
+    def _batch_answered(self, send: _Send, resp: Any, latency: float) -> None:
+        entries = send.entries
+        results = resp.results
+        n = len(entries)
+        self.latencies.append(latency)
+        self.pressure = resp.pressure
+        self.sizer.observe(n, latency, resp.pressure)
+        if resp.rejected == 0 and len(results) == n:
+            counts = Counter(r.outcome for r in results)
+            self.listener.acked(send.token, n, {_OUTCOME_NAMES.get(k, "stored"): v
+                                                for k, v in counts.items()})
+            self._settle(send)
+            return
+        retry: list[Entry] = []
+        seen = [False] * n
+        outcomes: Counter[str] = Counter()
+        for r in results:
+            i = r.index
+            if not 0 <= i < n or seen[i]:
+                continue
+            seen[i] = True
+            if r.outcome == ext.ITEM_OUTCOME_REJECTED:
+                if r.code in _TRANSIENT_VALUES:
+                    retry.append(entries[i])
+                else:
+                    self.listener.rejected(entries[i], r.error or "refused by the server")
+            else:
+                outcomes[_OUTCOME_NAMES.get(r.outcome, "stored")] += 1
+        retry.extend(e for i, e in enumerate(entries) if not seen[i])
+        if outcomes:
+            self.listener.acked(send.token, sum(outcomes.values()), dict(outcomes))
+        if retry:
+            send.entries = retry
+            self._retry_later(send, None)
+        else:
+            self._settle(send)
+
+    def _stream_answered(self, send: _Send, answers: list[Any], error: Any,
+                         latency: float) -> None:
+        entries = send.entries
+        answered = min(len(answers), len(entries))
+        stored = 0
+        for entry, answer in zip(entries, answers, strict=False):
+            if answer.memory_id:
+                stored += 1
+            else:
+                reason = answer.storage_confidence.reasoning or "refused by the server"
+                self.listener.rejected(entry, reason.removeprefix("rejected: "))
+        if stored:
+            self.listener.acked(send.token, stored, {"stored": stored})
+        rest = entries[answered:]
+        if error is None:
+            self.latencies.append(latency)
+            self.sizer.observe(len(entries), latency)
+            if rest:  # the stream ended early without an error: send the rest again
+                send.entries = rest
+                self._retry_later(send, None)
+            else:
+                self._settle(send)
+            return
+        if not isinstance(error, grpc.RpcError):
+            self._set_fatal(EngramError(f"StreamingRemember failed: {error}"))
+            return
+        code = error.code()  # type: ignore[attr-defined]
+        if not rest:
+            self._settle(send)
+        elif code in TRANSIENT:
+            send.entries = rest
+            self._retry_later(send, error)
+        elif code == S.INVALID_ARGUMENT:
+            # The stream stopped at the first memory it refused: that one is rejected,
+            # the ones after it go again.
+            self.listener.rejected(rest[0], f"refused by the server: {error.details()}")  # type: ignore[attr-defined]
+            send.entries = rest[1:]
+            if send.entries:
+                self._inflight_again(send)
+            else:
+                self._settle(send)
+        elif code == S.UNIMPLEMENTED:
+            self._set_fatal(Unsupported(
+                f"the server at {self.pool.address} serves neither BatchRemember nor "
+                "StreamingRemember", "is it an Engram server?"))
+        else:
+            self._set_fatal(translate(error, self.pool.address, "StreamingRemember"))
+
+    def _failed(self, send: _Send, err: grpc.RpcError) -> None:
+        code = err.code()  # type: ignore[attr-defined]
+        details = err.details() or ""  # type: ignore[attr-defined]
+        too_large = "larger than max" in details or "message too large" in details.lower()
+        if code in TRANSIENT and not too_large:
+            if code == S.RESOURCE_EXHAUSTED:
+                self.sizer.overloaded()
+            self._retry_later(send, err)
+        elif code == S.UNIMPLEMENTED:
+            # ServerInfo answered but BatchRemember is not served: this call and every
+            # other batch call in flight go again by stream.
+            try:
+                self._use_stream(announce=True)
+            except EngramError as exc:
+                self._set_fatal(exc)
+                return
+            self._inflight_again(send)
+        elif code == S.INVALID_ARGUMENT or too_large:
+            if len(send.entries) == 1:
+                self.listener.rejected(send.entries[0], f"refused by the server: {details}")
+                self._settle(send)
+                return
+            # Find the culprit by halves; the good half goes through.
+            if too_large:
+                self.sizer.overloaded()
+            half = len(send.entries) // 2
+            other = _Send(send.token, send.entries[half:])
+            send.entries = send.entries[:half]
+            self._open[id(send.token)] += 1
+            self._inflight_again(send)
+            self._inflight_again(other)
+        else:
+            self._set_fatal(translate(err, self.pool.address, "BatchRemember"))
+
+    def _inflight_again(self, send: _Send) -> None:
+        if self.fatal is None:
+            self._dispatch(send)
+
+    def _retry_later(self, send: _Send, err: grpc.RpcError | None) -> None:
+        now = time.monotonic()
+        if send.first_failure is None:
+            send.first_failure = now
+        elif now - send.first_failure > self.options.retry_budget_s:
+            what = (f"{err.code().name}: {err.details()}" if err is not None  # type: ignore[attr-defined]
+                    else "items kept failing")
+            self._set_fatal(ServerUnavailable(
+                f"the server at {self.pool.address} took no writes for "
+                f"{self.options.retry_budget_s:g} s of retries ({what})",
+                "check the server, then run the same command with --resume"))
+            return
+        send.attempt += 1
+        self.retried += len(send.entries)
+        base = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** min(send.attempt, 10))
+        delay = random.uniform(base / 2, base)
+        hint = retry_after_ms(err) if err is not None else None
+        if hint:
+            delay = max(delay, hint / 1000.0 * random.uniform(1.0, 1.2))
+        self._seq += 1
+        heapq.heappush(self._retries, (now + delay, self._seq, send))
+
+    def _settle(self, send: _Send) -> None:
+        key = id(send.token)
+        left = self._open[key] - 1
+        if left:
+            self._open[key] = left
+            return
+        del self._open[key]
+        self.listener.done(self._tokens.pop(key))
+
+    def _set_fatal(self, exc: EngramError) -> None:
+        if self.fatal is None:
+            self.fatal = exc
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None

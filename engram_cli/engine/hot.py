@@ -1,0 +1,144 @@
+"""The hot tier: recently used memory rows kept in RAM in front of the warm tier (SQLite).
+
+A bounded LRU keyed by (space, id), with a rowid index so that text seeds (which FTS5
+answers as rowids) hit it too. Eviction is by recency of use: every recall that returns
+or spreads through a memory moves it to the young end, so the memories recall keeps
+touching - the activated ones - stay hot.
+
+Writes invalidate. A reader may have read a row from disk just before a write committed
+and try to cache it just after; the write epoch stops that: `put` is refused for a key
+invalidated after the reader's `epoch()` snapshot, so a stale row never enters.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+Row = tuple[Any, ...]  # store._COLUMNS order: rowid, id, content, ... metadata
+_LAST_ACCESS = 10
+_MAX_TOMBSTONES = 200_000
+
+
+class HotTier:
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._rows: OrderedDict[tuple[str, str], Row] = OrderedDict()
+        self._by_rowid: dict[int, tuple[str, str]] = {}
+        self._lock = threading.Lock()
+        self._epoch = 0
+        self._floor = 0  # readers that started before this epoch may not insert
+        self._invalidated: dict[tuple[str, str], int] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @property
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+    def epoch(self) -> int:
+        return self._epoch
+
+    def resize(self, capacity: int) -> None:
+        with self._lock:
+            self.capacity = capacity
+            self._evict()
+
+    def get_many(self, space: str, ids: Iterable[str]) -> tuple[dict[str, Row], list[str]]:
+        """Answers (rows found by id, ids missing)."""
+        found: dict[str, Row] = {}
+        missing: list[str] = []
+        with self._lock:
+            rows = self._rows
+            for mid in ids:
+                key = (space, mid)
+                row = rows.get(key)
+                if row is None:
+                    missing.append(mid)
+                else:
+                    rows.move_to_end(key)
+                    found[mid] = row
+            self.hits += len(found)
+            self.misses += len(missing)
+        return found, missing
+
+    def get_rowids(self, rowids: Iterable[int]) -> tuple[dict[int, tuple[str, Row]], list[int]]:
+        """Answers ({rowid: (space, row)}, rowids missing)."""
+        found: dict[int, tuple[str, Row]] = {}
+        missing: list[int] = []
+        with self._lock:
+            for rid in rowids:
+                key = self._by_rowid.get(rid)
+                row = self._rows.get(key) if key is not None else None
+                if row is None or key is None:
+                    missing.append(rid)
+                else:
+                    self._rows.move_to_end(key)
+                    found[rid] = (key[0], row)
+            self.hits += len(found)
+            self.misses += len(missing)
+        return found, missing
+
+    def put_many(self, space: str, rows: Sequence[Row], since_epoch: int) -> None:
+        if self.capacity <= 0 or not rows:
+            return
+        with self._lock:
+            if since_epoch < self._floor:
+                return
+            tomb = self._invalidated
+            for row in rows:
+                key = (space, row[1])
+                if tomb.get(key, -1) > since_epoch:
+                    continue  # written after the reader looked: the row may be stale
+                self._rows[key] = row
+                self._rows.move_to_end(key)
+                self._by_rowid[row[0]] = key
+            self._evict()
+
+    def _evict(self) -> None:
+        rows = self._rows
+        while len(rows) > self.capacity:
+            _, row = rows.popitem(last=False)
+            self._by_rowid.pop(row[0], None)
+
+    def invalidate(self, space: str, ids: Iterable[str]) -> None:
+        """Forget these ids (they were just written); cheap on the write path."""
+        with self._lock:
+            self._epoch += 1
+            epoch = self._epoch
+            rows = self._rows
+            tomb = self._invalidated
+            for mid in ids:
+                key = (space, mid)
+                tomb[key] = epoch
+                row = rows.pop(key, None)
+                if row is not None:
+                    self._by_rowid.pop(row[0], None)
+            if len(tomb) > _MAX_TOMBSTONES:
+                tomb.clear()
+                self._floor = epoch
+
+    def clear(self) -> None:
+        """Forget everything (bulk changes: a dropped space, a large consolidation)."""
+        with self._lock:
+            self._epoch += 1
+            self._floor = self._epoch
+            self._rows.clear()
+            self._by_rowid.clear()
+            self._invalidated.clear()
+
+    def touched(self, space: str, ids: Iterable[str], now: float) -> None:
+        """Keep cached last_access in step with the disk (a recall refreshes it)."""
+        with self._lock:
+            rows = self._rows
+            for mid in ids:
+                key = (space, mid)
+                row = rows.get(key)
+                if row is not None:
+                    rows[key] = (*row[:_LAST_ACCESS], now, *row[_LAST_ACCESS + 1:])

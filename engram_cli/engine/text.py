@@ -1,0 +1,171 @@
+"""Text seeds for recall: FTS5 matching with the work bounded however large the store grows.
+
+FTS5's bm25() costs a document-size look-up per matching row (microseconds each), and
+`ORDER BY rank` over an OR of every cue word scores every posting of every word: one
+common word makes that hundreds of thousands of calls at a million memories. So seeds
+are scored here, from postings alone, by IDF-weighted term matching: a memory's score
+is the sum over the cue words it contains of log(1 + N / df(word)) (bm25 without its
+term-frequency and length parts, which matter little for short memories). Each cue
+word's document frequency df is counted once (capped at DF_CAP) and cached, and:
+
+* rare words (in at most RARE_DF memories) are read rarest first until about
+  RANK_BUDGET postings are covered: they carry nearly all the weight anyway;
+* words in more than STOP_FRACTION of the memories ("the", a year) are stop words: left
+  out while the cue has other words (reading their postings is most of the cost and
+  they add almost nothing to a score);
+* common words (alone, or when the rare ones found fewer than the caller needs) are
+  read from their newest COMMON_SCAN matches only: all of them together first, then the
+  two rarest together, then each alone. Bounded, and recency is a fair tie-break among
+  equally common words.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+
+WORD_RE = re.compile(r"\w+", re.UNICODE)
+RARE_DF = 1_500
+RANK_BUDGET = 3_000
+COMMON_SCAN = 200
+DF_CAP = 100_000
+STOP_FRACTION = 0.05
+MAX_TERMS = 32
+_DF_CACHE_MAX = 200_000
+
+
+def cue_terms(text: str, limit: int = MAX_TERMS) -> list[str]:
+    seen: dict[str, None] = {}
+    for w in WORD_RE.findall(text.lower()):
+        seen.setdefault(w, None)
+    return list(seen)[:limit]
+
+
+def word_similarity(a: str, b: str) -> float:
+    """Jaccard similarity of the two texts' word sets, 0..1 (bm25 is a ranking, not a
+    similarity: on a small store a shared word's IDF is near zero)."""
+    wa, wb = set(WORD_RE.findall(a.lower())), set(WORD_RE.findall(b.lower()))
+    if not wa or not wb:
+        return 0.0
+    return len(wa & wb) / len(wa | wb)
+
+
+def quote(term: str) -> str:
+    return '"' + term.replace('"', '""') + '"'
+
+
+class TextSeeder:
+    """Cue text -> {rowid: relevance 0..1 (best = 1)} for one space."""
+
+    def __init__(self, rows_written: Callable[[], int]) -> None:
+        # rows_written: a counter of rows the store has written; a rare word's cached
+        # frequency is re-counted once enough new rows may have changed it.
+        self._rows_written = rows_written
+        self._df: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._df.clear()
+
+    def doc_freq(self, conn: sqlite3.Connection, term: str) -> int:
+        """Documents containing `term`, counted up to DF_CAP + 1."""
+        written = self._rows_written()
+        hit = self._df.get(term)
+        if hit is not None:
+            df, at = hit
+            # A count is re-taken once enough new rows may have changed it much.
+            if written - at < max(2_000, 4 * df):
+                return df
+        df = conn.execute(
+            "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts "
+            "MATCH ? LIMIT ?)", (quote(term), DF_CAP + 1)).fetchone()[0]
+        with self._lock:
+            if len(self._df) >= _DF_CACHE_MAX:
+                self._df.clear()
+            self._df[term] = (df, written)
+        return int(df)
+
+    def seeds(self, conn: sqlite3.Connection, space: str, text: str, want: int,
+              deadline: float, enough: int = 1) -> tuple[dict[int, float], bool]:
+        """Up to `want` seeds {rowid: relevance, best = 1} of this space; common words are
+        read only while fewer than `enough` are found. Answers (seeds, budget_exhausted)."""
+        terms = cue_terms(text)
+        if not terms:
+            return {}, False
+        dfs: dict[str, int] = {}
+        for t in terms:
+            dfs[t] = self.doc_freq(conn, t)
+            if time.perf_counter() > deadline:
+                break
+        present = sorted((t for t in dfs if dfs[t] > 0), key=dfs.__getitem__)
+        if not present:
+            return {}, False
+        n_docs = conn.execute("SELECT max(rowid) FROM memories").fetchone()[0] or 1
+        stop = max(1_000.0, STOP_FRACTION * n_docs)
+        if any(dfs[t] <= stop for t in present):
+            present = [t for t in present if dfs[t] <= stop]
+        idf = {t: math.log(1.0 + n_docs / dfs[t]) for t in present}
+        scores: dict[int, float] = {}
+        rare = [t for t in present if dfs[t] <= RARE_DF]
+        covered = 0
+        for t in rare:
+            if covered and covered + dfs[t] > RANK_BUDGET:
+                break
+            covered += dfs[t]
+            w = idf[t]
+            for (rowid,) in conn.execute(
+                    "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?", (quote(t),)):
+                scores[rowid] = scores.get(rowid, 0.0) + w
+        seeds = self._in_space(conn, space, scores, want)
+        common = [t for t in present if dfs[t] > RARE_DF]
+        if len(seeds) < enough and common and time.perf_counter() <= deadline:
+            groups = [common]
+            if len(common) > 2:
+                groups.append(common[:2])
+            if len(common) > 1:
+                groups.extend([t] for t in common)
+            credited: dict[int, float] = {}  # common-word weight already counted per row
+            for group in groups:
+                w = sum(idf[t] for t in group)
+                for (rowid,) in conn.execute(
+                        "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? "
+                        "ORDER BY rowid DESC LIMIT ?", (" AND ".join(map(quote, group)),
+                                                        COMMON_SCAN)):
+                    before = credited.get(rowid, 0.0)
+                    if w > before:
+                        credited[rowid] = w
+                        scores[rowid] = scores.get(rowid, 0.0) + w - before
+                seeds = self._in_space(conn, space, scores, want)
+                if len(seeds) >= enough or time.perf_counter() > deadline:
+                    break
+        exhausted = time.perf_counter() > deadline
+        if not seeds:
+            return {}, exhausted
+        best = max(seeds.values())
+        return {rowid: sc / best for rowid, sc in seeds.items()}, exhausted
+
+    @staticmethod
+    def _in_space(conn: sqlite3.Connection, space: str, scores: dict[int, float], want: int
+                  ) -> dict[int, float]:
+        """The `want` best-scored rowids that are visible memories of this space."""
+        ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
+        out: dict[int, float] = {}
+        step = max(want * 2, 64)
+        for i in range(0, len(ranked), step):
+            chunk = ranked[i : i + step]
+            # "+space": without the plus SQLite prefers the (space, state) index and scans
+            # the whole space instead of looking up a few rowids.
+            ok = {r for (r,) in conn.execute(
+                f"SELECT rowid FROM memories WHERE rowid IN ({','.join('?' * len(chunk))}) "
+                f"AND +space = ? AND suppressed = 0", (*(r for r, _ in chunk), space))}
+            for rowid, sc in chunk:
+                if rowid in ok:
+                    out[rowid] = sc
+                    if len(out) >= want:
+                        return out
+        return out

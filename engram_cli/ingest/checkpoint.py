@@ -1,0 +1,100 @@
+"""Import checkpoints: per input, the position before which every record is done (stored
+by the server, or written to the rejects file), so `engram import --resume` can continue
+after a crash, `kill -9` or Ctrl-C without losing or repeating a record.
+
+A checkpoint lives in `<user data dir>/imports/<key>.json` (ENGRAM_DATA_DIR overrides
+the data dir); the key is a hash of the resolved input paths, the server, the space and
+the options that change what records are made (format, field mapping). It is written
+atomically (temporary file, fsync, rename), so a crash leaves the old or the new one,
+never half of one, and it is deleted when the import finishes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from engram_cli import config
+
+DIR_NAME = "imports"
+_HEAD_BYTES = 64 * 1024  # identifies an input: appending to it keeps the checkpoint valid
+VERSION = 1
+
+
+@dataclass
+class InputMark:
+    """How far one input is done."""
+
+    name: str
+    offset: int = 0  # byte offset (decompressed) of the first record not yet done
+    line: int = 1  # its line number
+    done: bool = False  # every record of this input is done
+    head: str = ""  # hash of the input's first bytes, to notice a replaced file
+
+
+@dataclass
+class Checkpoint:
+    key: str
+    path: Path
+    inputs: list[InputMark]
+    describe: dict[str, Any] = field(default_factory=dict)
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        body = {"version": VERSION, "key": self.key, "describe": self.describe,
+                "inputs": [asdict(m) for m in self.inputs]}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(orjson.dumps(body, option=orjson.OPT_INDENT_2))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def checkpoint_dir() -> Path:
+    return config.data_dir() / DIR_NAME
+
+
+def key_of(inputs: list[str], server: str, space: str, options: dict[str, Any]) -> str:
+    resolved = [str(Path(name).resolve()) if name != "-" else "-" for name in inputs]
+    blob = orjson.dumps({"inputs": resolved, "server": server, "space": space,
+                         "options": options}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(blob, digest_size=12).hexdigest()
+
+
+def head_hash(path: Path | None) -> str:
+    if path is None:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.blake2b(f.read(_HEAD_BYTES), digest_size=12).hexdigest()
+    except OSError:
+        return ""
+
+
+def load(key: str) -> Checkpoint | None:
+    path = checkpoint_dir() / f"{key}.json"
+    try:
+        body = orjson.loads(path.read_bytes())
+        if body.get("version") != VERSION or body.get("key") != key:
+            return None
+        marks = [InputMark(**m) for m in body["inputs"]]
+    except (FileNotFoundError, orjson.JSONDecodeError, KeyError, TypeError):
+        return None
+    return Checkpoint(key, path, marks, body.get("describe", {}))
+
+
+def new(key: str, names: list[str], paths: list[Path | None],
+        describe: dict[str, Any]) -> Checkpoint:
+    marks = [InputMark(name, head=head_hash(p)) for name, p in zip(names, paths, strict=False)]
+    return Checkpoint(key, checkpoint_dir() / f"{key}.json", marks, describe)

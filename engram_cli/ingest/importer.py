@@ -1,0 +1,581 @@
+"""The import job: inputs -> readers -> records -> batches -> the bulk sender, with the
+rejects file, the checkpoint, the counters and the progress it reports.
+
+A record is *done* when the server has acknowledged it or it is in the rejects file.
+Batches finish out of order, so the checkpoint of an input is the start of its earliest
+batch not yet done (or, with none pending, the end of the last record read): everything
+before it is done, whatever happens after. It is saved about once a second, when the run
+stops (error, --max-errors, Ctrl-C) and removed when the run completes.
+"""
+
+from __future__ import annotations
+
+import gc
+import glob
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engram_cli.client.bulk import Entry, SendOptions, frame
+from engram_cli.config import DEFAULT_MAX_MESSAGE_BYTES, Connection
+from engram_cli.errors import EngramError, InputError, MaxErrorsExceeded, UsageError
+from engram_cli.ingest import checkpoint as ckpt
+from engram_cli.ingest.mapping import Encoder, FieldMap, RecordError
+from engram_cli.ingest.readers import Input, Position
+from engram_cli.ingest.rejects import RejectsFile, default_path, prune, reject_line
+
+CHECKPOINT_EVERY_S = 1.0
+PROGRESS_EVERY_S = 0.2
+SHOWN_REJECTS = 10  # reasons printed as they happen; the rest are in the rejects file
+PERCENT_MIN_SAMPLE = 1000  # a percentage limit is judged on at least this many records
+_GLOB_CHARS = "*?["
+
+
+@dataclass(frozen=True)
+class ErrorLimit:
+    """--max-errors: a number of rejected records, or a percentage of those read."""
+
+    count: int | None = None
+    percent: float | None = None
+
+    @classmethod
+    def parse(cls, text: str | None) -> ErrorLimit:
+        if text is None or text == "":
+            return cls()
+        t = text.strip()
+        try:
+            if t.endswith("%"):
+                p = float(t[:-1])
+                if 0 <= p <= 100:
+                    return cls(percent=p)
+            else:
+                n = int(t)
+                if n >= 0:
+                    return cls(count=n)
+        except ValueError:
+            pass
+        raise UsageError(f"--max-errors {text!r} is not valid",
+                         "give a number of records (e.g. 100) or a percentage (e.g. 1%)")
+
+    def exceeded(self, rejected: int, seen: int, final: bool = False) -> bool:
+        if self.count is not None:
+            return rejected > self.count
+        if self.percent is not None:
+            base = seen if final else max(seen, PERCENT_MIN_SAMPLE)
+            return rejected > self.percent / 100.0 * base
+        return False
+
+    def __str__(self) -> str:
+        return f"{self.percent:g}%" if self.percent is not None else str(self.count)
+
+
+@dataclass
+class ImportOptions:
+    inputs: list[str]
+    fmt: str | None = None
+    fieldmap: FieldMap = field(default_factory=FieldMap)
+    rejects: Path | None = None  # None: <input>.rejects.jsonl per input
+    max_errors: ErrorLimit = field(default_factory=ErrorLimit)
+    resume: bool = False
+    dry_run: bool = False
+    send: SendOptions = field(default_factory=SendOptions)
+
+
+@dataclass
+class Progress:
+    read: int
+    imported: int
+    rejected: int
+    bytes_done: int
+    bytes_total: int | None  # None: unknown (stdin)
+    seconds: float
+    current: str
+
+
+@dataclass
+class Summary:
+    imported: int = 0
+    rejected: int = 0
+    retried: int = 0
+    seconds: float = 0.0
+    records_per_second: float = 0.0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    read: int = 0
+    batches: int = 0
+    batch_p50_ms: float = 0.0
+    batch_p99_ms: float = 0.0
+    mode: str = ""
+    dry_run: bool = False
+    interrupted: bool = False
+    resumed: list[dict[str, Any]] = field(default_factory=list)
+    rejected_before_resume: int = 0  # in the rejects files from the runs this one resumes
+    rejects_files: list[str] = field(default_factory=list)
+    space: str = ""
+    error: EngramError | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "error"}
+        out["error"] = str(self.error) if self.error else None
+        return out
+
+
+def expand_inputs(args: list[str]) -> list[str]:
+    """FILE|GLOB|- arguments -> input names; a glob expands to its sorted matches."""
+    names: list[str] = []
+    for arg in args:
+        if arg == "-" or Path(arg).exists() or not any(c in arg for c in _GLOB_CHARS):
+            names.append(arg)
+            continue
+        matches = sorted(m for m in glob.glob(arg, recursive=True) if Path(m).is_file())
+        if not matches:
+            raise InputError(f"no file matches {arg}")
+        names.extend(matches)
+    if names.count("-") > 1:
+        raise UsageError("stdin (-) is named more than once")
+    for name in names:
+        if name != "-" and not Path(name).exists():
+            raise InputError(f"cannot read {name}: no such file")
+    if not names:
+        raise UsageError("no input", "name files, globs, or - for stdin")
+    return names
+
+
+class _Batch:
+    """A batch as the checkpoint sees it: which input, where it starts, whether done."""
+
+    __slots__ = ("done", "entries", "line", "nbytes", "offset", "source")
+
+    def __init__(self, source: int) -> None:
+        self.source = source
+        self.offset = 0
+        self.line = 1
+        self.entries: list[Entry] = []
+        self.nbytes = 0
+        self.done = False
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Importer:
+    """One `engram import` run. Not reusable."""
+
+    def __init__(self, options: ImportOptions, conn: Connection | None = None,
+                 progress: Callable[[Progress], None] | None = None,
+                 notice: Callable[[str], None] = lambda m: None,
+                 warn: Callable[[str], None] = lambda m: None) -> None:
+        self.options = options
+        self.conn = conn
+        self.on_progress = progress
+        self._notice = notice
+        self.warn = warn
+        self.names = expand_inputs(options.inputs)
+        self.inputs = [Input(n, options.fmt) for n in self.names]
+        self.encoder = Encoder(options.fieldmap)
+        self.summary = Summary(dry_run=options.dry_run,
+                               space=conn.space if conn is not None else "")
+        self._pending: deque[_Batch] = deque()
+        self._filling: _Batch | None = None
+        self._reading = -1  # index of the input being read
+        self._read_done: set[int] = set()
+        self._next_pos = Position()
+        self._stop = False
+        self._interrupted = False
+        self._started = time.monotonic()
+        self._last_checkpoint = self._started
+        self._last_progress = 0.0
+        self._bytes_done = 0
+        self._sender: Any = None
+        self._ck: ckpt.Checkpoint | None = None
+        self._rejects: dict[int, RejectsFile] = {}
+        has_stdin = "-" in self.names
+        if options.resume and has_stdin:
+            raise UsageError("stdin cannot be resumed",
+                             "save the input to a file and import that file")
+        if not options.dry_run and conn is None:
+            raise UsageError("an import needs a server connection")
+
+    # -- set-up ------------------------------------------------------------------------
+
+    def _prepare_state(self) -> list[Position]:
+        """Checkpoint and rejects files; answers where to start in each input."""
+        starts = [Position() for _ in self.inputs]
+        opts = self.options
+        if opts.dry_run:
+            if opts.rejects is not None:
+                shared = RejectsFile(opts.rejects, fresh=True)
+                shared.prepare()
+                self._rejects = dict.fromkeys(range(len(self.inputs)), shared)
+            return starts
+        assert self.conn is not None
+        if "-" not in self.names:
+            key = ckpt.key_of(self.names, self.conn.server, self.conn.space,
+                              {"format": opts.fmt, "map": list(opts.fieldmap.pairs)})
+            found = ckpt.load(key) if opts.resume else None
+            if opts.resume and found is None:
+                self.notice("no checkpoint for this import: starting from the beginning")
+            if found is not None:
+                self._check_unchanged(found)
+                self._ck = found
+            else:
+                self._ck = ckpt.new(key, self.names, [i.path for i in self.inputs],
+                                    {"inputs": self.names, "server": self.conn.server,
+                                     "space": self.conn.space})
+        resuming = self._ck is not None and opts.resume and any(
+            m.done or m.offset for m in self._ck.inputs)
+        shared_file: RejectsFile | None = None
+        for i, inp in enumerate(self.inputs):
+            path = opts.rejects if opts.rejects is not None else default_path(inp.name)
+            if shared_file is not None and path == shared_file.path:
+                self._rejects[i] = shared_file
+                continue
+            rf = RejectsFile(path, fresh=not resuming)
+            rf.prepare()
+            if opts.rejects is not None:
+                shared_file = rf
+            self._rejects[i] = rf
+        if resuming and self._ck is not None:
+            for i, mark in enumerate(self._ck.inputs):
+                if mark.done:
+                    self._read_done.add(i)
+                    _, kept = prune(self._rejects[i].path, self.inputs[i].display,
+                                    sys.maxsize)
+                    self.summary.rejected_before_resume += kept
+                    continue
+                starts[i] = Position(mark.offset, mark.line)
+                _, kept = prune(self._rejects[i].path, self.inputs[i].display, mark.line)
+                self.summary.rejected_before_resume += kept
+                if mark.offset:
+                    self.summary.resumed.append({"input": mark.name, "line": mark.line,
+                                                 "offset": mark.offset})
+            if self.summary.resumed or self._read_done:
+                where = ", ".join(f"{r['input']} line {r['line']}" for r in self.summary.resumed)
+                self.notice("resuming: " + (where or "earlier inputs are done"))
+        return starts
+
+    def _check_unchanged(self, found: ckpt.Checkpoint) -> None:
+        for inp, mark in zip(self.inputs, found.inputs, strict=False):
+            size = inp.size()
+            if ckpt.head_hash(inp.path) != mark.head or (size is not None and size < mark.offset
+                                                          and not mark.done):
+                raise UsageError(
+                    f"{inp.display} changed since the checkpoint was written",
+                    "run without --resume to import it from the start (nothing is stored "
+                    "twice: ids are deterministic)")
+
+    # -- the run -----------------------------------------------------------------------
+
+    def run(self) -> Summary:
+        starts = self._prepare_state()
+        restore = self._install_signal_handlers()
+        pool = None
+        # Records make no reference cycles, but millions of short-lived dicts would run
+        # the cyclic collector thousands of times over the batches held in flight.
+        gc_threshold = gc.get_threshold()
+        gc.set_threshold(max(gc_threshold[0], 100_000), *gc_threshold[1:])
+        try:
+            if not self.options.dry_run:
+                from engram_cli.client.bulk import BulkSender
+                from engram_cli.client.connection import call_metadata
+                from engram_cli.client.pool import ChannelPool
+
+                assert self.conn is not None
+                pool = ChannelPool(self.conn.server, self.options.send.pool)
+                self._sender = BulkSender(pool, self.conn.space, self.options.send, self,
+                                          call_metadata(self.conn))
+                self._sender.connect()
+                self.summary.mode = self._sender.mode
+            else:
+                self.summary.mode = "dry-run"
+            try:
+                self._read_all(starts)
+                if self._sender is not None:
+                    if self._stop:
+                        self._sender.drain(retry=False)
+                    else:
+                        self._drain()
+            except EngramError as exc:
+                self.summary.error = exc
+                if self._sender is not None:
+                    self._sender.drain(retry=False)
+            if self._sender is not None and self._sender.fatal is not None:
+                self.summary.error = self.summary.error or self._sender.fatal
+            if (self.summary.error is None and not self._interrupted
+                    and self.options.max_errors.exceeded(self.summary.rejected,
+                                                         self.summary.read, final=True)):
+                self.summary.error = self._max_errors_error()
+        finally:
+            gc.set_threshold(*gc_threshold)
+            restore()
+            self._finish_state()
+            if self._sender is not None:
+                self._sender.close()
+            if pool is not None:
+                pool.close()
+        return self._finish_summary()
+
+    def _drain(self) -> None:
+        sender = self._sender
+        while not sender.idle:
+            sender.pump(0.1)
+            self._tick()
+            if sender.fatal is not None:
+                break
+            if self._interrupted:
+                sender.drain(retry=False)
+                break
+        if sender.fatal is None:
+            sender.drain(retry=not self._interrupted)
+
+    def _read_all(self, starts: list[Position]) -> None:
+        for idx, inp in enumerate(self.inputs):
+            if idx in self._read_done:
+                self._bytes_done += inp.size() or 0
+                continue
+            self._reading = idx
+            self._next_pos = starts[idx]
+            self._filling = None
+            self._read_one(idx, inp, starts[idx])
+            if self._stop:
+                return
+            if (self._filling is not None and self._filling.entries
+                    and not self._submit(self._filling)):
+                return
+            self._filling = None
+            self._read_done.add(idx)
+            self._bytes_done += inp.size() or 0
+
+    def _read_one(self, idx: int, inp: Input, start: Position) -> None:
+        encode = self.encoder.encode
+        text_columns = inp.is_csv
+        summary = self.summary
+        batch = _Batch(idx)
+        self._filling = batch
+        sender = self._sender
+        max_record = (sender.max_record_bytes if sender is not None
+                      else DEFAULT_MAX_MESSAGE_BYTES - 64 * 1024)
+        max_batch_bytes = sender.max_batch_bytes if sender is not None else 0
+        for item in inp.read(start):
+            summary.read += 1
+            if item.error is not None:
+                self._reject_item(idx, item.line, item.error, item.raw, None)
+            else:
+                try:
+                    _, payload = encode(item.record, text_columns)  # type: ignore[arg-type]
+                except RecordError as exc:
+                    self._reject_item(idx, item.line, str(exc), item.raw, item.record)
+                else:
+                    framed = frame(payload)
+                    size = len(framed)
+                    if size > max_record:
+                        self._reject_item(idx, item.line,
+                                          f"record is {size} bytes encoded; the largest "
+                                          f"message the server takes is {max_record} bytes",
+                                          item.raw, item.record)
+                    elif sender is None:
+                        summary.imported += 1
+                    else:
+                        if batch.entries and batch.nbytes + size > max_batch_bytes:
+                            if not self._submit(batch):
+                                return  # stopping: the unsent batch holds the checkpoint
+                            batch = self._filling = _Batch(idx)
+                        if not batch.entries:
+                            batch.offset, batch.line = item.start, item.line
+                        batch.entries.append(Entry(framed, idx, item.line, item.raw))
+                        batch.nbytes += size
+                        if len(batch.entries) >= sender.batch_size:
+                            if not self._submit(batch):
+                                self._next_pos = Position(item.end, item.next_line)
+                                return
+                            batch = self._filling = _Batch(idx)
+            self._next_pos = Position(item.end, item.next_line)
+            if self._stop or self._interrupted:
+                self._stop = True
+                return
+            if summary.read & 1023 == 0:
+                self._tick()
+
+    def _submit(self, batch: _Batch) -> bool:
+        """Hand a batch to the sender; False (and stop) if interrupted while waiting."""
+        sender = self._sender
+        if not sender.submit(batch.entries, batch, lambda: self._interrupted):
+            self._stop = True
+            return False
+        self._pending.append(batch)
+        self.summary.batches += 1
+        self._tick()
+        return True
+
+    def _tick(self) -> None:
+        """Between records: hear back from the sender, checkpoint and report when due."""
+        if self._sender is not None:
+            self._sender.pump(0)
+            if self._sender.fatal is not None:
+                raise self._sender.fatal
+        now = time.monotonic()
+        if self._ck is not None and now - self._last_checkpoint >= CHECKPOINT_EVERY_S:
+            self._save_checkpoint()
+            self._last_checkpoint = now
+        if self.on_progress is not None and now - self._last_progress >= PROGRESS_EVERY_S:
+            self._last_progress = now
+            self.on_progress(self.progress())
+
+    def progress(self) -> Progress:
+        total = None
+        sizes = [i.size() for i in self.inputs]
+        if all(s is not None for s in sizes):
+            total = sum(s or 0 for s in sizes)
+        current = 0
+        if 0 <= self._reading < len(self.inputs) and self._reading not in self._read_done:
+            current = self.inputs[self._reading].bytes_read() or 0
+        name = self.inputs[self._reading].display if self._reading >= 0 else ""
+        return Progress(self.summary.read, self.summary.imported, self.summary.rejected,
+                        self._bytes_done + current, total,
+                        time.monotonic() - self._started, name)
+
+    # -- what the sender reports (Listener) ----------------------------------------------
+
+    def acked(self, token: Any, n: int, outcomes: dict[str, int]) -> None:
+        s = self.summary
+        s.imported += n
+        s.created += outcomes.get("created", 0)
+        s.updated += outcomes.get("updated", 0)
+        s.unchanged += outcomes.get("unchanged", 0)
+
+    def rejected(self, entry: Entry, reason: str) -> None:
+        inp = self.inputs[entry.source]
+        self._reject_item(entry.source, entry.line, reason, entry.raw, inp.reparse(entry.raw))
+
+    def done(self, token: Any) -> None:
+        token.done = True
+        token.entries = []  # their bytes are not needed any more
+        pending = self._pending
+        while pending and pending[0].done:
+            pending.popleft()
+
+    def notice(self, message: str) -> None:
+        self._notice(message)
+
+    # -- rejects -------------------------------------------------------------------------
+
+    def _reject_item(self, idx: int, line: int, reason: str, raw: bytes,
+                     record: dict[str, Any] | None) -> None:
+        s = self.summary
+        s.rejected += 1
+        inp = self.inputs[idx]
+        rf = self._rejects.get(idx)
+        if rf is not None:
+            rf.write(reject_line(inp.display, line, reason, raw, record,
+                                 inp.format if inp.is_csv else ""))
+        if s.rejected <= SHOWN_REJECTS:
+            self.warn(f"{inp.display}:{line}: {reason}")
+        if not self._stop and self.options.max_errors.exceeded(s.rejected, s.read):
+            self._stop = True
+            self.summary.error = self._max_errors_error()
+
+    def _max_errors_error(self) -> MaxErrorsExceeded:
+        where = self._rejects_files()
+        return MaxErrorsExceeded(
+            f"{self.summary.rejected} records rejected, over --max-errors "
+            f"{self.options.max_errors}" + (f" (see {', '.join(where)})" if where else ""),
+            "fix the input, then run the same command with --resume")
+
+    def _rejects_files(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for rf in self._rejects.values():
+            if rf.written:
+                seen.setdefault(str(rf.path))
+        return list(seen)
+
+    # -- checkpoint --------------------------------------------------------------------
+
+    def _marks_now(self) -> None:
+        ck = self._ck
+        assert ck is not None
+        first_pending: dict[int, _Batch] = {}
+        for b in self._pending:
+            if not b.done and b.source not in first_pending:
+                first_pending[b.source] = b
+        for i, mark in enumerate(ck.inputs):
+            first = first_pending.get(i)
+            if first is not None:
+                mark.offset, mark.line, mark.done = first.offset, first.line, False
+            elif i == self._reading and i not in self._read_done:
+                f = self._filling
+                if f is not None and f.entries:
+                    mark.offset, mark.line = f.offset, f.line
+                else:
+                    mark.offset, mark.line = self._next_pos.offset, self._next_pos.line
+                mark.done = False
+            elif i in self._read_done:
+                mark.done = True
+
+    def _save_checkpoint(self) -> None:
+        if self._ck is None:
+            return
+        self._marks_now()
+        for rf in set(self._rejects.values()):
+            rf.sync()
+        self._ck.save()
+
+    def _finish_state(self) -> None:
+        complete = (self.summary.error is None and not self._interrupted and not self._stop
+                    and len(self._read_done) == len(self.inputs)
+                    and (self._sender is None or self._sender.idle))
+        if self._ck is not None:
+            try:
+                if complete:
+                    self._ck.remove()
+                else:
+                    self._save_checkpoint()
+            except OSError as exc:
+                self.warn(f"cannot write the checkpoint {self._ck.path}: {exc.strerror}")
+        for rf in set(self._rejects.values()):
+            rf.close()
+
+    def _finish_summary(self) -> Summary:
+        s = self.summary
+        s.seconds = round(time.monotonic() - self._started, 3)
+        s.records_per_second = round(s.imported / s.seconds, 1) if s.seconds > 0 else 0.0
+        s.interrupted = self._interrupted
+        s.rejects_files = self._rejects_files()
+        if self._sender is not None:
+            s.mode = self._sender.mode  # it may have fallen back to the stream mid-run
+            s.retried = self._sender.retried
+            lat = self._sender.latencies
+            s.batch_p50_ms = round(_percentile(lat, 0.5) * 1000, 2)
+            s.batch_p99_ms = round(_percentile(lat, 0.99) * 1000, 2)
+        return s
+
+    # -- Ctrl-C --------------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        """First Ctrl-C (or SIGTERM): stop reading, let what is in flight finish, save the
+        checkpoint. A second one: stop at once (the last checkpoint still holds)."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def on_signal(signum: int, frame: Any) -> None:
+            if self._interrupted:
+                raise KeyboardInterrupt
+            self._interrupted = True
+
+        old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+
+        def restore() -> None:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+
+        return restore

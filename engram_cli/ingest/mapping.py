@@ -1,0 +1,316 @@
+"""Record (a dict from any reader) -> an engram.v1 Memory, serialized, with its id.
+
+Three steps, in this order: the user's field names are renamed to ours (`--map`,
+`--id-field`, `--content-field`); CSV/TSV text values become typed values (`tags` as
+`a;b` or a JSON list, `embedding` as a JSON list, `metadata.KEY` columns); then the
+record is validated and built. Every failure is a `RecordError` whose message names the
+field. The id is always set: the record's id field, else the content id the server would
+compute (`engram.model.content_id`), so a retry or a re-run never stores a second copy,
+even on servers that would assign random ids.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from engram_cli.engine.model import category_of, content_id
+from engram_cli.errors import EngramError, UsageError
+
+MEMORY_TYPES = {"episodic": 1, "semantic": 2, "procedural": 3, "working": 4}
+FIELDS = ("id", "content", "confidence", "embedding", "tags", "metadata", "memory_type",
+          "created_at", "decay_rate")
+REJECT_KEY = "_reject"  # the rejects file's annotation; ignored when a record is read back
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+class RecordError(EngramError):
+    """One record cannot become a memory (the reason names the field)."""
+
+
+@dataclass(frozen=True)
+class FieldMap:
+    """Where each of our fields comes from in the user's records: (ours, theirs) pairs.
+    Theirs may be a dotted path into nested objects (`user.name`); ours may be
+    `metadata.KEY`."""
+
+    pairs: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def build(cls, maps: Sequence[str] = (), id_field: str | None = None,
+              content_field: str | None = None) -> FieldMap:
+        """From `--map DEST=SRC` flags and the two shorthands; raises UsageError."""
+        pairs: dict[str, str] = {}
+        for spec in maps:
+            dest, sep, src = spec.partition("=")
+            dest, src = dest.strip(), src.strip()
+            if not sep or not dest or not src:
+                raise UsageError(f"--map {spec!r} is not DEST=SRC",
+                                 "e.g. --map content=text --map metadata.author=user.name")
+            if dest not in FIELDS and not (dest.startswith("metadata.") and len(dest) > 9):
+                close = difflib.get_close_matches(dest, FIELDS, n=1)
+                raise UsageError(f"--map {spec!r}: {dest!r} is not a memory field",
+                                 f"did you mean {close[0]!r}?" if close else
+                                 "use one of " + ", ".join(FIELDS) + " or metadata.KEY")
+            pairs[dest] = src
+        if id_field:
+            pairs["id"] = id_field
+        if content_field:
+            pairs["content"] = content_field
+        return cls(tuple(pairs.items()))
+
+    def source_of(self, dest: str) -> str:
+        for d, s in self.pairs:
+            if d == dest:
+                return s
+        return dest
+
+    def apply(self, record: dict[str, Any]) -> dict[str, Any]:
+        if not self.pairs:
+            return record
+        out = dict(record)
+        for dest, src in self.pairs:
+            found, value = _lookup(record, src)
+            if not found:
+                out.pop(dest, None)
+                continue
+            if dest.startswith("metadata."):
+                meta = out.get("metadata")
+                meta = dict(meta) if isinstance(meta, dict) else {}
+                meta[dest[9:]] = value
+                out["metadata"] = meta
+            else:
+                out[dest] = value
+        return out
+
+
+def _lookup(record: dict[str, Any], path: str) -> tuple[bool, Any]:
+    if path in record:
+        return True, record[path]
+    node: Any = record
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
+def parse_time(value: Any) -> float:
+    """RFC 3339 text or epoch seconds -> epoch seconds."""
+    if type(value) is str:
+        try:
+            dt = datetime.fromisoformat(value)  # the common case first: it is the cheapest
+        except ValueError:
+            pass
+        else:
+            if dt.tzinfo is not None:
+                return dt.timestamp()
+    if isinstance(value, bool):
+        raise RecordError(f"created_at {value!r} is not a time")
+    if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise RecordError(f"created_at {value!r} is not a time")
+        return float(value)
+    if isinstance(value, str):
+        try:
+            dt = datetime.fromisoformat(value)  # the common case first: it is the cheapest
+        except ValueError:
+            text = value.strip()
+            try:
+                return parse_time(float(text))
+            except ValueError:
+                pass
+            try:
+                # Python 3.10 does not take "Z" for UTC.
+                dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            except ValueError:
+                raise RecordError(f"created_at {value!r} is not RFC 3339 or epoch seconds"
+                                  ) from None
+        if dt.tzinfo is None:
+            raise RecordError(f"created_at {value!r} has no time zone (add Z or +HH:MM)")
+        return dt.timestamp()
+    raise RecordError(f"created_at {value!r} is not a time")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {str: "text", bool: "a boolean", int: "a number", float: "a number",
+            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+def from_text_columns(record: dict[str, Any]) -> dict[str, Any]:
+    """CSV/TSV values are all text: empty means absent, numbers, lists and objects are
+    parsed, `metadata.KEY` columns fill the metadata object."""
+    out: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
+    for key, value in record.items():
+        if not isinstance(value, str):
+            out[key] = value  # already typed (a rejects line read back, a --map target)
+            continue
+        if value == "":
+            continue
+        if key.startswith("metadata."):
+            meta[key[9:]] = value
+        elif key in ("confidence", "decay_rate"):
+            try:
+                out[key] = float(value)
+            except ValueError:
+                raise RecordError(f"{key} {value!r} is not a number") from None
+        elif key == "tags":
+            text = value.strip()
+            if text.startswith("["):
+                out[key] = _json_column(key, text)
+            else:
+                out[key] = [t.strip() for t in text.split(";") if t.strip()]
+        elif key == "embedding" or (key == "metadata" and value.lstrip().startswith("{")):
+            out[key] = _json_column(key, value)
+        else:
+            out[key] = value
+    if meta:
+        base = out.get("metadata")
+        out["metadata"] = {**base, **meta} if isinstance(base, dict) else meta
+    return out
+
+
+def _json_column(key: str, text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise RecordError(f"{key} {text[:60]!r} is not valid JSON") from None
+
+
+class Encoder:
+    """Turns records into serialized engram.v1 Memory messages, one at a time."""
+
+    def __init__(self, fieldmap: FieldMap = FieldMap()) -> None:
+        from google.protobuf.timestamp_pb2 import Timestamp
+
+        from engram_cli.rpc import pb
+
+        self.fieldmap = fieldmap
+        self._memory = pb.Memory
+        self._confidence = pb.Confidence
+        self._timestamp = Timestamp
+
+    def encode(self, record: dict[str, Any], text_columns: bool = False) -> tuple[str, bytes]:
+        """(memory id, serialized Memory) for one record; raises RecordError."""
+        m = self.memory(record, text_columns)
+        return m.id, m.SerializeToString()
+
+    def memory(self, record: dict[str, Any], text_columns: bool = False) -> Any:
+        """The engram.v1 Memory for one record; raises RecordError."""
+        annotation = record.get(REJECT_KEY)
+        if annotation is not None:
+            # A line of a rejects file read back: the annotation is not data, but it says
+            # whether the fields are CSV text.
+            record = {k: v for k, v in record.items() if k != REJECT_KEY}
+            if isinstance(annotation, dict) and annotation.get("format") in ("csv", "tsv"):
+                text_columns = True
+            if not record:
+                raise RecordError("an unfixed line of a rejects file: replace it with the "
+                                  "corrected record from its _reject.raw")
+        record = self.fieldmap.apply(record)
+        if text_columns:
+            record = from_text_columns(record)
+        get = record.get
+        fields: dict[str, Any] = {}
+
+        content = get("content")
+        if content is None:
+            content = ""
+        elif type(content) is not str:
+            raise RecordError(f"{self._name('content')} must be text, not {_kind(content)}")
+        fields["content"] = content
+
+        emb = get("embedding")
+        emb_bytes = b""
+        if emb is not None:
+            if type(emb) is not list or not set(map(type, emb)) <= {int, float}:
+                raise RecordError(f"{self._name('embedding')} must be a list of numbers")
+            values = array("d", emb)
+            if values and not (min(values) >= -_FLOAT32_MAX and max(values) <= _FLOAT32_MAX):
+                raise RecordError(f"{self._name('embedding')} contains NaN, infinity or a "
+                                  "value out of float32 range")
+            fields["embedding"] = values
+            if not content:
+                emb_bytes = array("f", values).tobytes()
+        if not content and not emb_bytes:
+            raise RecordError(f"missing {self._name('content')} (and no embedding)")
+
+        mid = get("id")
+        if mid is None or mid == "":
+            mid = content_id(content, emb_bytes)
+        elif type(mid) is int:
+            mid = str(mid)
+        elif type(mid) is not str:
+            raise RecordError(f"{self._name('id')} must be text or an integer, not "
+                              f"{_kind(mid)}")
+        fields["id"] = mid
+
+        conf = get("confidence")
+        if conf is not None:
+            if type(conf) not in (int, float):
+                raise RecordError(f"{self._name('confidence')} must be a number, not "
+                                  f"{_kind(conf)}")
+            if not 0.0 <= conf <= 1.0:
+                raise RecordError(f"{self._name('confidence')} {conf} is outside 0..1")
+            fields["confidence"] = self._confidence(value=conf,
+                                                    category=int(category_of(conf)))
+
+        tags = get("tags")
+        if tags is not None:
+            if type(tags) is not list or not all(type(t) is str for t in tags):
+                raise RecordError(f"{self._name('tags')} must be a list of strings")
+            fields["tags"] = tags
+
+        meta = get("metadata")
+        if meta is not None:
+            if type(meta) is not dict:
+                raise RecordError(f"{self._name('metadata')} must be an object, not "
+                                  f"{_kind(meta)}")
+            fields["metadata"] = {
+                k: v if type(v) is str else orjson.dumps(v).decode() for k, v in meta.items()
+            }
+
+        mtype = get("memory_type")
+        if mtype is not None and mtype != "":
+            if type(mtype) is str and mtype.lower() in MEMORY_TYPES:
+                fields["memory_type"] = MEMORY_TYPES[mtype.lower()]
+            elif type(mtype) is int and 0 <= mtype <= 4:
+                fields["memory_type"] = mtype
+            else:
+                raise RecordError(f"{self._name('memory_type')} {mtype!r} is not one of "
+                                  + "|".join(MEMORY_TYPES))
+
+        created = get("created_at")
+        if created is not None and created != "":
+            if type(created) is int:
+                fields["created_at"] = self._timestamp(seconds=created)
+            else:
+                t = parse_time(created)
+                whole = math.floor(t)
+                fields["created_at"] = self._timestamp(seconds=whole,
+                                                       nanos=int((t - whole) * 1e9))
+
+        decay = get("decay_rate")
+        if decay is not None:
+            if type(decay) not in (int, float) or not decay >= 0:
+                raise RecordError(f"{self._name('decay_rate')} must be a number >= 0, not "
+                                  f"{decay!r}")
+            fields["decay_rate"] = decay
+        try:
+            return self._memory(**fields)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise RecordError(f"cannot encode the record: {exc}") from None
+
+    def _name(self, field: str) -> str:
+        src = self.fieldmap.source_of(field)
+        return field if src == field else f"{field} (from field {src!r})"

@@ -1,0 +1,398 @@
+"""Readers: one input (a file, gzip or not, or stdin) -> a stream of records with where
+each came from.
+
+Every reader yields `Item`s in file order: the record's first line number, its byte span
+in the (decompressed) stream, its raw bytes, and either the parsed record or the reason it
+could not be parsed. One bad record never stops a reader: its neighbours still come
+through. Nothing is read whole: JSONL and CSV go line by line, a JSON array element by
+element, so memory stays flat whatever the input size. A `Position` (byte offset + line
+number of a record start) lets a reader start in the middle, for `--resume`.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import re
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from engram_cli.errors import InputError, UsageError
+
+FORMATS = ("jsonl", "json", "csv", "tsv")
+_EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
+               ".tsv": "tsv"}
+_GZIP_MAGIC = b"\x1f\x8b"
+_READ_BUFFER = 1 << 20
+# A JSON element whose end cannot be found within this many bytes has unbalanced brackets
+# (or is far over any message size): the rest of that file cannot be split into records.
+MAX_ELEMENT_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class Item:
+    """One record as read: where it is, its bytes, and the record or what is wrong."""
+
+    line: int  # line number of the record's first line (1-based)
+    start: int  # byte offset of the record in the decompressed stream
+    end: int  # byte offset just past the record
+    next_line: int  # line number where the next record can start
+    raw: bytes
+    record: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where to start reading: a record start, as a byte offset and its line number."""
+
+    offset: int = 0
+    line: int = 1
+
+
+def format_of(name: str) -> str | None:
+    """The format from a file name (`x.jsonl`, `x.csv.gz`, ...), or None if unknown."""
+    suffixes = [s.lower() for s in Path(name).suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes.pop()
+    return _EXTENSIONS.get(suffixes[-1]) if suffixes else None
+
+
+class Input:
+    """One input named on the command line: a path, or `-` for stdin."""
+
+    def __init__(self, name: str, fmt: str | None = None) -> None:
+        self.name = name
+        self.is_stdin = name == "-"
+        self.path = None if self.is_stdin else Path(name)
+        detected = "jsonl" if self.is_stdin else format_of(name)
+        chosen = fmt or detected
+        if chosen is None:
+            raise UsageError(f"cannot tell the format of {name} from its extension",
+                             "name it .jsonl/.ndjson/.json/.csv/.tsv (optionally .gz) or "
+                             "pass --format")
+        if chosen not in FORMATS:
+            raise UsageError(f"unknown format {chosen!r}", "use " + "|".join(FORMATS))
+        self.format: str = chosen
+        self._header: list[str] | None = None
+        self._raw: Any = None
+
+    @property
+    def display(self) -> str:
+        return "stdin" if self.is_stdin else self.name
+
+    def size(self) -> int | None:
+        """Bytes on disk (compressed size for gzip), for progress; None for stdin."""
+        if self.path is None:
+            return None
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return None
+
+    def bytes_read(self) -> int | None:
+        """How far into the file (on disk, so compressed bytes for gzip) reading got."""
+        raw = self._raw
+        if raw is None or self.is_stdin:
+            return None
+        try:
+            return int(raw.tell())
+        except (OSError, ValueError):
+            return None
+
+    def _open(self) -> tuple[IO[bytes], bool]:
+        if self.path is None:
+            raw: Any = sys.stdin.buffer
+        else:
+            try:
+                raw = open(self.path, "rb", buffering=_READ_BUFFER)  # noqa: SIM115
+            except IsADirectoryError:
+                raise InputError(f"cannot read {self.name}: it is a directory") from None
+            except OSError as exc:
+                raise InputError(f"cannot read {self.name}: {exc.strerror}") from None
+        self._raw = raw
+        head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
+        if head == _GZIP_MAGIC:
+            return gzip.GzipFile(fileobj=raw, mode="rb"), True  # type: ignore[return-value]
+        return raw, False
+
+    def close(self) -> None:
+        if self._raw is not None and not self.is_stdin:
+            self._raw.close()
+        self._raw = None
+
+    def read(self, start: Position = Position()) -> Iterator[Item]:
+        """Items from `start` (a record start from a checkpoint) to the end."""
+        stream, compressed = self._open()
+        try:
+            if self.format in ("csv", "tsv"):
+                yield from self._read_csv(stream, compressed, start)
+                return
+            if self.format == "json":
+                # An array of records, or else a sequence of top-level values (one
+                # pretty-printed object, or NDJSON named .json).
+                array = _first_byte(stream) == b"["
+                yield from _read_json(self._seek(stream, compressed, start), start, array)
+                return
+            yield from _read_jsonl(self._seek(stream, compressed, start), start)
+        finally:
+            self.close()
+
+    def _seek(self, stream: IO[bytes], compressed: bool, start: Position) -> IO[bytes]:
+        if start.offset <= 0:
+            return stream
+        if not compressed and stream.seekable():
+            stream.seek(start.offset)
+            return stream
+        if compressed:
+            # A gzip stream has no random access: decompress up to the position.
+            left = start.offset - stream.tell()
+            while left > 0:
+                chunk = stream.read(min(left, _READ_BUFFER))
+                if not chunk:
+                    break
+                left -= len(chunk)
+            return stream
+        raise InputError(f"cannot resume {self.display}: it cannot seek")
+
+    def _read_csv(self, stream: IO[bytes], compressed: bool, start: Position) -> Iterator[Item]:
+        csv.field_size_limit(max(csv.field_size_limit(), MAX_ELEMENT_BYTES))
+        delimiter = "\t" if self.format == "tsv" else ","
+        feed = _LineFeed(stream)
+        reader = csv.reader(feed, delimiter=delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise InputError(f"{self.display}:1: cannot read the CSV header: {exc}") from None
+        if header and header[0].startswith("\ufeff"):
+            header[0] = header[0][1:]
+        header = [h.strip() for h in header]
+        if not any(header):
+            raise InputError(f"{self.display}:1: the header row is empty",
+                             "the first row must name the columns (content, tags, ...)")
+        self._header = header
+        feed.take()
+        if start.offset > feed.pos:
+            stream = self._seek(stream, compressed, start)
+            feed = _LineFeed(stream, start.offset, start.line)
+            reader = csv.reader(feed, delimiter=delimiter)
+        width = len(header)
+        while True:
+            line = feed.line
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                begin, raw, bad = feed.take()
+                yield Item(line, begin, feed.pos, feed.line, raw, None, f"bad CSV row: {exc}")
+                continue
+            begin, raw, bad = feed.take()
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # a blank line
+            if bad:
+                yield Item(line, begin, feed.pos, feed.line, raw, None, "invalid UTF-8")
+            elif len(row) != width:
+                yield Item(line, begin, feed.pos, feed.line, raw, None,
+                           f"{len(row)} fields where the header has {width}")
+            else:
+                record = dict(zip(header, row, strict=True))
+                yield Item(line, begin, feed.pos, feed.line, raw, record)
+
+    def reparse(self, raw: bytes) -> dict[str, Any] | None:
+        """The record in `raw` again (for a rejects line), or None if it does not parse."""
+        try:
+            if self.format in ("csv", "tsv") and self._header is not None:
+                rows = list(csv.reader(io.StringIO(raw.decode("utf-8")),
+                                       delimiter="\t" if self.format == "tsv" else ","))
+                if len(rows) == 1 and len(rows[0]) == len(self._header):
+                    return dict(zip(self._header, rows[0], strict=False))
+                return None
+            value = orjson.loads(raw)
+        except (ValueError, csv.Error):
+            return None
+        return value if isinstance(value, dict) else None
+
+    @property
+    def is_csv(self) -> bool:
+        return self.format in ("csv", "tsv")
+
+
+def _first_byte(stream: IO[bytes]) -> bytes:
+    """The first non-blank byte (a BOM counts as blank), without consuming it."""
+    if hasattr(stream, "peek"):
+        head = stream.peek(4096)[:4096]
+        stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+        if stripped or len(head) < 4096:
+            return stripped[:1]
+    return b""
+
+
+class _LineFeed:
+    """Lines of a binary stream as text for csv.reader, remembering the bytes each CSV row
+    took (a quoted field may span lines) and whether any of them was not UTF-8."""
+
+    def __init__(self, stream: IO[bytes], pos: int = 0, line: int = 1) -> None:
+        self._stream = stream
+        self.pos = pos
+        self.line = line
+        self._begin = pos
+        self._parts: list[bytes] = []
+        self._bad = False
+
+    def __iter__(self) -> _LineFeed:
+        return self
+
+    def __next__(self) -> str:
+        raw = self._stream.readline()
+        if not raw:
+            raise StopIteration
+        self.pos += len(raw)
+        self.line += 1
+        self._parts.append(raw)
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self._bad = True
+            return raw.decode("utf-8", "replace")
+
+    def take(self) -> tuple[int, bytes, bool]:
+        """(start offset, raw bytes, had invalid UTF-8) of the lines since the last take."""
+        begin, raw, bad = self._begin, b"".join(self._parts), self._bad
+        self._begin, self._parts, self._bad = self.pos, [], False
+        return begin, raw, bad
+
+
+def json_error(raw: bytes, exc: Exception) -> str:
+    """A short reason for a line orjson refused, telling bad UTF-8 from bad JSON."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as uexc:
+        return f"invalid UTF-8 at byte {uexc.start}"
+    return f"malformed JSON: {exc}"
+
+
+def _kind(value: Any) -> str:
+    return {list: "an array", str: "a string", int: "a number", float: "a number",
+            bool: "a boolean"}.get(type(value), "null")
+
+
+def _read_jsonl(stream: IO[bytes], start: Position) -> Iterator[Item]:
+    offset, line = start.offset, start.line
+    loads = orjson.loads
+    for raw in stream:
+        begin = offset
+        offset += len(raw)
+        line += 1
+        if raw.isspace():
+            continue
+        try:
+            record = loads(raw)
+        except orjson.JSONDecodeError as exc:
+            yield Item(line - 1, begin, offset, line, raw, None, json_error(raw, exc))
+            continue
+        if type(record) is dict:
+            yield Item(line - 1, begin, offset, line, raw, record)
+        else:
+            yield Item(line - 1, begin, offset, line, raw, None,
+                       f"not an object (a JSON record must be {{...}}, this is "
+                       f"{_kind(record)})")
+
+
+# Strings are matched whole so that brackets inside them do not count; a lone quote is an
+# unterminated string (the buffer ends inside it, or the file is broken).
+_JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|["\[\]{}]')
+_BLANK = re.compile(rb"[ \t\r\n,]*")  # between elements: blanks and the comma
+_SCALAR = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[^,\]\s]+')
+
+
+def _read_json(stream: IO[bytes], start: Position, array: bool) -> Iterator[Item]:
+    """Elements of a top-level JSON array (or top-level values one after another), one at
+    a time, each parsed by orjson."""
+    buf = b""
+    base = start.offset  # stream offset of buf[0]
+    line = start.line  # line number at buf[0]
+    eof = False
+    i = 0
+    if start.offset == 0:
+        buf = stream.read(_READ_BUFFER)
+        head = len(buf) - len(buf.lstrip(b"\xef\xbb\xbf \t\r\n"))
+        i = head + 1 if array else head  # past the '['
+    while True:
+        m = _BLANK.match(buf, i)
+        i = m.end() if m else i
+        if i >= len(buf):
+            if eof:
+                return
+            more = stream.read(_READ_BUFFER)
+            line += buf.count(b"\n", 0, i)
+            base += i
+            buf, i = buf[i:] + more, 0
+            eof = not more
+            continue
+        if array and buf[i : i + 1] == b"]":
+            return  # the end of the array; anything after it is ignored
+        s = i
+        line += buf.count(b"\n", 0, s)
+        base += s
+        buf, i, s = buf[s:], 0, 0
+        end = _element_end(buf, s)
+        while end is None and not eof:
+            if len(buf) > MAX_ELEMENT_BYTES:
+                break
+            more = stream.read(_READ_BUFFER)
+            eof = not more
+            buf += more
+            end = _element_end(buf, s)
+        if end is None:
+            rest = buf[: min(len(buf), 4096)]
+            why = ("unexpected end of file inside this element" if eof else
+                   "cannot find the end of this element (unbalanced brackets?); "
+                   "the rest of the file is skipped")
+            yield Item(line, base, base + len(buf), line + buf.count(b"\n"), rest, None,
+                       f"malformed JSON: {why}")
+            return
+        raw = buf[s:end]
+        next_line = line + raw.count(b"\n")
+        try:
+            record = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            yield Item(line, base, base + end, next_line, raw, None, json_error(raw, exc))
+        else:
+            if type(record) is dict:
+                yield Item(line, base, base + end, next_line, raw, record)
+            else:
+                yield Item(line, base, base + end, next_line, raw, None,
+                           f"not an object (an element must be {{...}}, this is "
+                           f"{_kind(record)})")
+        i = end
+
+
+def _element_end(buf: bytes, s: int) -> int | None:
+    """End offset of the JSON value starting at buf[s], or None if the buffer ends first."""
+    if buf[s : s + 1] not in (b"{", b"["):
+        m = _SCALAR.match(buf, s)
+        if m is None or m.end() >= len(buf):
+            return None
+        return m.end()
+    depth = 0
+    for m in _JSON_TOKEN.finditer(buf, s):
+        c = buf[m.start()]
+        if c == 0x22:  # '"'
+            if m.end() - m.start() == 1:
+                return None  # an unterminated string
+        elif c in (0x7B, 0x5B):  # '{' '['
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 0:
+                return m.end()
+    return None

@@ -1,0 +1,123 @@
+"""The rejects file: every record that could not be stored, in a form `engram import`
+takes back once fixed.
+
+One JSON line per rejected record: the record's own fields as they were read (before any
+`--map` renaming, so re-import with the same flags), plus the annotation
+`"_reject": {"source", "line", "reason", "raw"}` (and `"format": "csv"` when the fields
+are CSV text). Readers ignore `_reject` when the file is imported again. A line that did
+not parse at all has only the annotation: rewrite it from `raw`.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import orjson
+
+from engram_cli.errors import InputError
+from engram_cli.ingest.mapping import REJECT_KEY
+
+STDIN_REJECTS = "stdin.rejects.jsonl"
+_MAX_RAW_WITH_FIELDS = 1 << 20  # the fields carry the record; a huge raw copy adds nothing
+
+
+def default_path(input_name: str) -> Path:
+    """`<input>.rejects.jsonl` next to the input; `stdin.rejects.jsonl` in the cwd."""
+    if input_name == "-":
+        return Path(STDIN_REJECTS)
+    return Path(input_name + ".rejects.jsonl")
+
+
+def reject_line(source: str, line: int, reason: str, raw: bytes,
+                record: dict[str, Any] | None, fmt: str = "") -> bytes:
+    note: dict[str, Any] = {"source": source, "line": line, "reason": reason}
+    text = raw.rstrip(b"\r\n")
+    if record is not None and len(text) > _MAX_RAW_WITH_FIELDS:
+        note["raw"] = text[:4096].decode("utf-8", "replace")
+        note["raw_truncated"] = True
+    else:
+        try:
+            note["raw"] = text.decode("utf-8")
+        except UnicodeDecodeError:
+            note["raw"] = text.decode("utf-8", "replace")
+            note["raw_base64"] = base64.b64encode(text).decode()
+    if fmt in ("csv", "tsv"):
+        note["format"] = fmt
+    body = {k: v for k, v in (record or {}).items() if k != REJECT_KEY}
+    body[REJECT_KEY] = note
+    return orjson.dumps(body) + b"\n"
+
+
+@dataclass(eq=False)
+class RejectsFile:
+    """One rejects file, opened on the first reject (none is created for a clean run)."""
+
+    path: Path
+    fresh: bool  # True: this run replaces the file; False (--resume): it appends
+    written: int = 0
+    _f: IO[bytes] | None = field(default=None, repr=False)
+
+    def prepare(self) -> None:
+        """A fresh run starts without the previous run's rejects."""
+        if self.fresh:
+            try:
+                self.path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise InputError(f"cannot replace rejects file {self.path}: {exc.strerror}"
+                                 ) from None
+
+    def write(self, line: bytes) -> None:
+        if self._f is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._f = open(self.path, "ab")  # noqa: SIM115
+            except OSError as exc:
+                raise InputError(f"cannot write rejects file {self.path}: {exc.strerror}",
+                                 "pass --rejects FILE somewhere writable") from None
+        self._f.write(line)
+        self.written += 1
+
+    def sync(self) -> None:
+        """On disk before a checkpoint says these records are done."""
+        if self._f is not None:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        if self._f is not None:
+            self.sync()
+            self._f.close()
+            self._f = None
+
+
+def prune(path: Path, source: str, from_line: int) -> tuple[int, int]:
+    """Drop the entries of `source` at or after `from_line` (a resumed run writes them
+    again); answers (dropped, kept) counts for `source`. Other sources' entries stay."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return 0, 0
+    keep: list[bytes] = []
+    dropped = kept = 0
+    for line in data.splitlines(keepends=True):
+        try:
+            note = orjson.loads(line).get(REJECT_KEY) or {}
+        except (orjson.JSONDecodeError, AttributeError):
+            note = {}
+        if note.get("source") == source:
+            if int(note.get("line", 0)) >= from_line:
+                dropped += 1
+                continue
+            kept += 1
+        keep.append(line)
+    if dropped:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(b"".join(keep))
+        os.replace(tmp, path)
+    return dropped, kept

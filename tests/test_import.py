@@ -1,0 +1,435 @@
+"""`engram import` end to end against a real server in this process: what is stored,
+what is rejected (and where), exit codes, summaries, formats, options, fallback."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import orjson
+import pytest
+
+from engram_cli.engine.model import content_id
+from engram_cli.engine.store import Store
+from engram_cli.rpc import svc
+from engram_cli.server.app import EngramServer, ServeOptions
+from engram_cli.server.servicer import EngramServicer
+from tests.import_support import count_on, records, write_jsonl
+
+
+def stored(server: EngramServer, space: str = "default") -> int:
+    return int(server.store.stats(space)["total_memories"])
+
+
+def summary_of(result) -> dict:
+    return orjson.loads(result.stdout.strip().splitlines()[-1])
+
+
+def mixed_file(path: Path, good: list[dict]) -> tuple[Path, dict[int, str]]:
+    """Good records with bad lines between them; answers {line number: what is wrong}."""
+    bad = {
+        3: b"{not json",
+        6: b"[1, 2, 3]",
+        9: b'{"content": "caf\xff au lait"}',
+        12: b'{"tags": ["no content"]}',
+        15: b'{"content": "sure?", "confidence": 7}',
+        18: b'{"content": 42}',
+    }
+    lines = []
+    it = iter(good)
+    for n in range(1, len(good) + len(bad) + 1):
+        lines.append(bad[n] if n in bad else orjson.dumps(next(it)))
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path, {n: "" for n in bad}
+
+
+def test_mixed_file_stores_every_valid_record_and_rejects_the_rest_with_line_numbers(
+        engram, server, tmp_path):
+    good = records(60)
+    path, bad_lines = mixed_file(tmp_path / "mixed.jsonl", good)
+    result = engram("import", str(path), "--json", "--batch", "7")
+    assert result.exit_code == 3, result.output
+    s = summary_of(result)
+    assert (s["imported"], s["rejected"]) == (60, 6)
+    assert stored(server) == 60
+    ids = [content_id(r["content"]) for r in good]
+    assert len(server.store.get("default", ids)) == 60
+    rejects = [orjson.loads(x) for x in (tmp_path / "mixed.jsonl.rejects.jsonl").read_bytes()
+               .splitlines()]
+    assert sorted(r["_reject"]["line"] for r in rejects) == sorted(bad_lines)
+    by_line = {r["_reject"]["line"]: r for r in rejects}
+    assert "malformed JSON" in by_line[3]["_reject"]["reason"]
+    assert "not an object" in by_line[6]["_reject"]["reason"]
+    assert "invalid UTF-8" in by_line[9]["_reject"]["reason"]
+    assert "missing content" in by_line[12]["_reject"]["reason"]
+    assert by_line[15]["confidence"] == 7 and "outside 0..1" in by_line[15]["_reject"]["reason"]
+    assert all(r["_reject"]["source"] == str(path) for r in rejects)
+    assert f"{path}:3: malformed JSON" in result.stderr
+
+
+def test_fixed_rejects_file_imports_again(engram, server, tmp_path):
+    path, _ = mixed_file(tmp_path / "m.jsonl", records(20))
+    assert engram("import", str(path)).exit_code == 3
+    rejects = tmp_path / "m.jsonl.rejects.jsonl"
+    fixed = []
+    for line in rejects.read_bytes().splitlines():
+        rec = orjson.loads(line)
+        note = rec["_reject"]
+        if "content" not in rec or not isinstance(rec["content"], str):
+            rec["content"] = f"fixed line {note['line']}"
+        rec.pop("confidence", None)
+        fixed.append(rec)  # the _reject annotation stays: the reader ignores it
+    write_jsonl(rejects, fixed)
+    result = engram("import", str(rejects), "--json")
+    assert result.exit_code == 0, result.output
+    assert summary_of(result)["imported"] == 6
+    assert stored(server) == 26
+
+
+def test_running_the_same_import_again_adds_nothing(engram, server, tmp_path):
+    path = write_jsonl(tmp_path / "a.jsonl", records(300))
+    first = engram("import", str(path), "--json")
+    assert first.exit_code == 0, first.output
+    again = engram("import", str(path), "--json")
+    assert again.exit_code == 0, again.output
+    s = summary_of(again)
+    assert (s["imported"], s["created"], s["unchanged"]) == (300, 0, 300)
+    assert stored(server) == 300
+
+
+def test_json_summary_keys_and_exit_0(engram, tmp_path):
+    path = write_jsonl(tmp_path / "a.jsonl", records(10))
+    result = engram("import", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    s = summary_of(result)
+    assert {"imported", "rejected", "retried", "seconds", "records_per_second"} <= set(s)
+    assert s["imported"] == 10 and s["rejected"] == 0 and s["mode"] == "batch"
+
+
+def test_human_summary_and_quiet(engram, tmp_path):
+    path, _ = mixed_file(tmp_path / "m.jsonl", records(20))
+    result = engram("import", str(path), "--quiet")
+    assert result.exit_code == 3, result.output
+    assert result.stdout.startswith("imported 20")
+    assert "rejected 6" in result.stdout and "p99" in result.stdout
+    assert "malformed JSON" not in result.stderr
+
+
+def test_csv_tsv_gzip_json_and_glob(engram, server, tmp_path):
+    rows = records(40)
+    data = tmp_path / "in"
+    data.mkdir()
+    gz = data / "part1.jsonl.gz"
+    gz.write_bytes(gzip.compress(b"".join(orjson.dumps(r) + b"\n" for r in rows[:10])))
+    (data / "part2.json").write_bytes(orjson.dumps(rows[10:20], option=orjson.OPT_INDENT_2))
+    datagen_csv = tmp_path / "c.csv"
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["content", "tags", "confidence", "memory_type", "metadata.person", "embedding"])
+    for r in rows[20:30]:
+        w.writerow([r["content"], ";".join(r["tags"]), r["confidence"], r["memory_type"],
+                    "ann", "[0.5, 0.25]"])
+    datagen_csv.write_text(buf.getvalue())
+    tsv = tmp_path / "t.tsv"
+    tsv.write_text("content\ttags\n" + "".join(f"{r['content']}\t[\"t\"]\n" for r in rows[30:]))
+    result = engram("import", str(data / "*"), str(datagen_csv), str(tsv), "--json")
+    assert result.exit_code == 0, result.output
+    assert summary_of(result)["imported"] == 40
+    assert stored(server) == 40
+    m = server.store.get("default", [content_id(rows[20]["content"])])[0]
+    assert m.tags == rows[20]["tags"] and m.metadata == {"person": "ann"}
+    assert len(m.embedding) == 8 and m.confidence == pytest.approx(rows[20]["confidence"])
+    assert server.store.get("default", [content_id(rows[35]["content"])])[0].tags == ["t"]
+
+
+def test_stdin_and_its_rejects_file(engram, server, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = "".join(orjson.dumps(r).decode() + "\n" for r in records(25)) + "oops\n"
+    result = engram("import", "-", "--json", input=text)
+    assert result.exit_code == 3, result.output
+    assert summary_of(result)["imported"] == 25 and stored(server) == 25
+    note = orjson.loads((tmp_path / "stdin.rejects.jsonl").read_bytes())["_reject"]
+    assert (note["source"], note["line"], note["raw"]) == ("stdin", 26, "oops")
+
+
+def test_stdin_cannot_be_resumed(engram):
+    result = engram("import", "-", "--resume", input="{}\n")
+    assert result.exit_code == 2, result.output
+    assert "stdin cannot be resumed" in result.output
+
+
+def test_field_mapping_flags(engram, server, tmp_path):
+    path = write_jsonl(tmp_path / "own.jsonl", [
+        {"key": "doc-1", "body": {"text": "first"}, "who": "ann", "labels": ["x"]},
+        {"key": "doc-2", "body": {"text": "second"}, "who": "bob", "labels": []},
+    ])
+    result = engram("import", str(path), "--id-field", "key", "--content-field", "body.text",
+                    "--map", "metadata.author=who", "--map", "tags=labels", "--space",
+                    "mapped")
+    assert result.exit_code == 0, result.output
+    got = {m.id: m for m in server.store.get("mapped", ["doc-1", "doc-2"])}
+    assert got["doc-1"].content == "first" and got["doc-1"].metadata == {"author": "ann"}
+    assert got["doc-1"].tags == ["x"] and got["doc-2"].content == "second"
+
+
+def test_usage_errors_exit_2(engram, tmp_path):
+    path = write_jsonl(tmp_path / "a.jsonl", records(2))
+    for args in (["--map", "contnet=x"], ["--batch", "0"], ["--max-errors", "many"],
+                 ["--format", "xml"], ["--space", "Bad Space!"]):
+        result = engram("import", str(path), *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_missing_file_exits_1_naming_it(engram, tmp_path):
+    result = engram("import", str(tmp_path / "nope.jsonl"))
+    assert result.exit_code == 1, result.output
+    assert "nope.jsonl" in result.output
+
+
+def test_dry_run_sends_nothing_and_reports(engram, server, tmp_path):
+    path, _ = mixed_file(tmp_path / "m.jsonl", records(30))
+    result = engram("import", str(path), "--dry-run", "--json")
+    assert result.exit_code == 3, result.output
+    s = summary_of(result)
+    assert (s["imported"], s["rejected"], s["dry_run"]) == (30, 6, True)
+    assert stored(server) == 0
+    assert not (tmp_path / "m.jsonl.rejects.jsonl").exists()
+
+
+def test_max_errors_stops_the_run_with_exit_1(engram, server, tmp_path):
+    rows = [{"content": f"good {i}"} if i % 2 else {"content": ""} for i in range(400)]
+    path = write_jsonl(tmp_path / "half.jsonl", rows)
+    result = engram("import", str(path), "--max-errors", "5", "--batch", "10")
+    assert result.exit_code == 1, result.output
+    assert "over --max-errors 5" in result.output
+    assert stored(server) < 200
+    pct = engram("import", str(path), "--max-errors", "60%", "--json")
+    assert pct.exit_code == 3, pct.output  # 50% rejected: under the limit
+    assert stored(server) == 200
+    over = engram("import", str(path), "--max-errors", "10%")
+    assert over.exit_code == 1, over.output
+
+
+def test_fixed_batch_size_and_byte_limited_batches(tmp_path, runner):
+    from engram_cli.cli.main import app
+
+    data = tmp_path / "srv"
+    data.mkdir()
+    (data / "engram.toml").write_text("[engine]\nmax_message_bytes = 1048576\n")
+    srv = EngramServer(ServeOptions(data_dir=data, port=0))
+    srv.start()
+    try:
+        big = [{"content": f"{i} " + "x" * 300_000} for i in range(6)]
+        huge = {"content": "y" * 1_200_000}
+        rows = [*big[:3], huge, *big[3:]]
+        path = write_jsonl(tmp_path / "big.jsonl", rows)
+        result = runner.invoke(app, ["--server", srv.address, "import", str(path), "--json",
+                                     "--batch", "100"])
+        assert result.exit_code == 3, result.output
+        s = summary_of(result)
+        assert (s["imported"], s["rejected"]) == (6, 1)
+        assert s["batches"] >= 2  # 6 x 300 KB do not fit in one 1 MiB message
+        note = orjson.loads((tmp_path / "big.jsonl.rejects.jsonl").read_bytes())["_reject"]
+        assert note["line"] == 4 and "the largest message the server takes" in note["reason"]
+        small = write_jsonl(tmp_path / "small.jsonl", records(50))
+        result = runner.invoke(app, ["--server", srv.address, "import", str(small), "--json",
+                                     "--batch", "7"])
+        assert result.exit_code == 0, result.output
+        assert summary_of(result)["batches"] == 8
+    finally:
+        srv.stop(1)
+
+
+def test_record_refused_by_the_server_goes_to_rejects(engram, server, tmp_path):
+    rows = [*records(5), {"content": "z" * (1024 * 1024 + 10)}, *records(5, start=5)]
+    path = write_jsonl(tmp_path / "r.jsonl", rows)
+    result = engram("import", str(path), "--json")
+    assert result.exit_code == 3, result.output
+    assert stored(server) == 10
+    rec = orjson.loads((tmp_path / "r.jsonl.rejects.jsonl").read_bytes())
+    assert rec["_reject"]["line"] == 6 and "limit" in rec["_reject"]["reason"]
+    assert rec["content"].startswith("zzz")
+
+
+def test_overloaded_server_is_retried_until_it_takes_everything(tmp_path, runner):
+    """A full write queue answers RESOURCE_EXHAUSTED with retry-after-ms; the importer
+    waits and resends only what failed, and every record is stored once."""
+    from engram_cli.cli.main import app
+
+    data = tmp_path / "srv"
+    data.mkdir()
+    (data / "engram.toml").write_text("[engine]\nqueue_capacity = 1\n")
+    srv = EngramServer(ServeOptions(data_dir=data, port=0))
+    srv.start()
+    writer = srv.store._writer
+    release = threading.Event()
+    refused = threading.Event()
+    submit = writer.submit
+
+    def counting_submit(fn, *args):
+        try:
+            return submit(fn, *args)
+        except Exception:
+            refused.set()
+            raise
+
+    writer.submit = counting_submit
+    try:
+        # Hold the writer (one operation running, one waiting: the queue of 1 is full).
+        running = threading.Event()
+        writer.submit(lambda conn: (running.set(), release.wait(30)))
+        assert running.wait(10)
+        writer.submit(lambda conn: None)
+        threading.Thread(target=lambda: (refused.wait(30), release.set()), daemon=True).start()
+        path = write_jsonl(tmp_path / "a.jsonl", records(2000))
+        result = runner.invoke(app, ["--server", srv.address, "import", str(path), "--json",
+                                     "--batch", "100", "--pool", "2"])
+        assert result.exit_code == 0, result.output
+        s = summary_of(result)
+        assert refused.is_set()
+        assert s["retried"] > 0 and s["imported"] == 2000
+        assert stored(srv) == 2000
+    finally:
+        release.set()
+        srv.stop(1)
+
+
+@pytest.fixture
+def upstream(tmp_path):
+    """A real upstream-shaped server: engram.v1 only, no ExtensionService."""
+    store = Store(tmp_path / "upstream-data")
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    svc.add_EngramServiceServicer_to_server(EngramServicer(store), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(1).wait()
+        store.close()
+
+
+def test_upstream_server_without_batch_rpc_gets_streaming_remember(upstream, runner,
+                                                                    tmp_path):
+    from engram_cli.cli.main import app
+
+    rows = [*records(150), {"content": "w" * (1024 * 1024 + 1)}, *records(50, start=150)]
+    path = write_jsonl(tmp_path / "up.jsonl", rows)
+    result = runner.invoke(app, ["--server", upstream, "import", str(path), "--json",
+                                 "--batch", "40"])
+    assert result.exit_code == 3, result.output
+    assert result.stderr.count("StreamingRemember") == 1
+    s = summary_of(result)
+    assert (s["mode"], s["imported"], s["rejected"]) == ("stream", 200, 1)
+    assert count_on(upstream) == 200
+    note = orjson.loads((tmp_path / "up.jsonl.rejects.jsonl").read_bytes())["_reject"]
+    assert note["line"] == 151
+    no_stream = runner.invoke(app, ["--server", upstream, "import", str(path), "--no-stream"])
+    assert no_stream.exit_code == 1, no_stream.output
+    assert "no BatchRemember" in no_stream.output
+
+
+def test_stream_can_be_forced_on_our_server(engram, server, tmp_path):
+    path = write_jsonl(tmp_path / "a.jsonl", records(120))
+    result = engram("import", str(path), "--stream", "--json")
+    assert result.exit_code == 0, result.output
+    assert summary_of(result)["mode"] == "stream"
+    assert stored(server) == 120
+    assert "StreamingRemember" not in result.stderr  # chosen, not a fallback: nothing to say
+
+
+def test_unreachable_server_exits_1(runner, tmp_path):
+    from engram_cli.cli.main import app
+
+    path = write_jsonl(tmp_path / "a.jsonl", records(3))
+    result = runner.invoke(app, ["--server", "127.0.0.1:1", "import", str(path)])
+    assert result.exit_code == 1, result.output
+    assert "no Engram server answers at 127.0.0.1:1" in result.output
+
+
+def test_help_documents_exit_codes_and_has_an_example(runner):
+    from engram_cli.cli.main import app
+
+    result = runner.invoke(app, ["import", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example: engram import" in result.output
+    for code in ("0 done", "2 usage error", "3 finished but some records rejected",
+                 "130 interrupted", "--resume"):
+        assert code in " ".join(result.output.split()), code
+
+
+def test_resume_after_max_errors_and_refusal_when_the_input_changed(engram, server, tmp_path,
+                                                                    isolated_env):
+    rows = [*records(300), {"content": ""}, *records(300, start=300)]
+    path = write_jsonl(tmp_path / "a.jsonl", rows)
+    stopped = engram("import", str(path), "--max-errors", "0", "--batch", "50")
+    assert stopped.exit_code == 1, stopped.output
+    assert list((isolated_env / "data" / "imports").glob("*.json"))  # a checkpoint is left
+    resumed = engram("import", str(path), "--resume", "--json")
+    assert resumed.exit_code == 3, resumed.output
+    s = summary_of(resumed)
+    assert s["resumed"] and stored(server) == 600
+    assert (s["rejected"], s["rejected_before_resume"]) == (0, 1)
+    rejects = (tmp_path / "a.jsonl.rejects.jsonl").read_bytes().splitlines()
+    assert len(rejects) == 1  # the resumed run did not write line 301 a second time
+
+    assert engram("import", str(path), "--max-errors", "0", "--batch", "50").exit_code == 1
+    path.write_bytes(b'{"content": "a new first line"}\n' + path.read_bytes())
+    changed = engram("import", str(path), "--resume")
+    assert changed.exit_code == 2, changed.output
+    assert "changed since the checkpoint" in changed.output
+
+
+def test_an_import_invalidates_the_recall_cache_of_its_space(engram, server, tmp_path):
+    from engram_cli.client.cache import Forgetting, RecallCache, cache_key
+
+    answer = [{"id": "mem_1", "content": "old answer", "confidence": 0.97,
+               "confidence_category": "high", "activation": 0.8, "state": "consolidated",
+               "tags": [], "decay_rate": 0.0}]
+    curve = Forgetting(exponent=0.1, floor=0.2, scale_s=86_400.0)
+    keys = {}
+    with RecallCache.default() as cache:
+        for space in ("notes", "other"):
+            keys[space] = cache_key(server.address, space, "coffee", {})
+            assert cache.put(keys[space], server.address, space, "coffee", answer, curve)
+    path = write_jsonl(tmp_path / "a.jsonl", records(5))
+    result = engram("import", str(path), "--space", "notes")
+    assert result.exit_code == 0, result.output
+    with RecallCache.default() as cache:
+        assert cache.get(keys["notes"]) is None
+        assert cache.get(keys["other"]) is not None
+
+
+def test_server_with_server_info_but_no_batch_rpc_switches_to_the_stream(runner, tmp_path):
+    from engram_cli.cli.main import app
+    from engram_cli.rpc import ext, ext_svc
+
+    class InfoOnly(ext_svc.ExtensionServiceServicer):
+        def ServerInfo(self, request, context):
+            return ext.ServerInfoResponse(version="x", max_message_bytes=4 << 20,
+                                          max_batch=1000)
+
+    store = Store(tmp_path / "data")
+    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    svc.add_EngramServiceServicer_to_server(EngramServicer(store), srv)
+    ext_svc.add_ExtensionServiceServicer_to_server(InfoOnly(), srv)
+    port = srv.add_insecure_port("127.0.0.1:0")
+    srv.start()
+    try:
+        path = write_jsonl(tmp_path / "a.jsonl", records(500))
+        result = runner.invoke(app, ["--server", f"127.0.0.1:{port}", "import", str(path),
+                                     "--json", "--batch", "50", "--pool", "3"])
+        assert result.exit_code == 0, result.output
+        assert result.stderr.count("StreamingRemember") == 1
+        assert summary_of(result)["mode"] == "stream"
+        assert int(store.stats("default")["total_memories"]) == 500
+    finally:
+        srv.stop(1).wait()
+        store.close()
