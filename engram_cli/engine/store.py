@@ -153,6 +153,17 @@ def validate_record(rec: MemoryRecord) -> None:
         raise InvalidArgument(f"unknown memory_type {rec.memory_type}")
 
 
+class _OutsideTransaction:
+    """A writer operation that runs alone, between two transactions: PRAGMAs such as
+    synchronous cannot change inside one."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __call__(self, conn: sqlite3.Connection, *args: Any) -> Any:
+        return self.fn(conn, *args)
+
+
 class _Writer(threading.Thread):
     """The single writer: a bounded queue of operations, committed in groups."""
 
@@ -211,7 +222,20 @@ class _Writer(threading.Thread):
                     return
                 ops: list[tuple[Callable[..., Any], tuple[Any, ...], Future]] = []
                 while self._pending and len(ops) < _MAX_OPS_PER_COMMIT:
+                    alone = isinstance(self._pending[0][0], _OutsideTransaction)
+                    if alone and ops:
+                        break
                     ops.append(self._pending.popleft())
+                    if alone:
+                        break
+            if isinstance(ops[0][0], _OutsideTransaction):
+                fn, args, fut = ops[0]
+                if fut.set_running_or_notify_cancel():
+                    try:
+                        fut.set_result(fn(self._conn, *args))
+                    except Exception as exc:
+                        fut.set_exception(exc)
+                continue
             self._execute(ops)
 
     def _execute(self, ops: list[tuple[Callable[..., Any], tuple[Any, ...], Future]]) -> None:
@@ -392,7 +416,7 @@ class Store:
             self.consolidator.wake()
         if settings.durability != old.durability:
             # Switched on the writer thread between two commits.
-            self._writer.submit(lambda conn: self._apply_durability(conn)).result()
+            self._writer.submit(_OutsideTransaction(self._apply_durability)).result()
 
     @property
     def pressure(self) -> float:

@@ -17,7 +17,7 @@ from engram_cli.rpc import ext, ext_svc
 from engram_cli.server.convert import memory_from_pb
 from engram_cli.server.errors import unary
 from engram_cli.tuning.server_config import ServerConfig
-from engram_cli.tuning.settings import SPEC_BY_KEY, SPECS, Settings
+from engram_cli.tuning.settings import SPECS
 
 _OUTCOMES = {
     "created": ext.ITEM_OUTCOME_CREATED,
@@ -79,19 +79,18 @@ class ExtensionServicer(ext_svc.ExtensionServiceServicer):
             started_at=self.info["started_at"],
             idle_timeout_s=self.info.get("idle_timeout_s", 0.0))
 
-    def _settings_pb(self, settings: Settings) -> list[Any]:
-        values = settings.as_dict()
-        return [
-            ext.Setting(key=s.key, value_json=json.dumps(values[s.key]),
-                        default_json=json.dumps(s.default), source=self.config.source(s.key),
-                        restart_required=s.restart_required, description=s.description)
-            for s in SPECS
-        ]
-
     @unary
     def GetSettings(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return ext.GetSettingsResponse(settings=self._settings_pb(self.config.settings),
-                                       config_path=str(self.config.path))
+        settings, sources = self.config.snapshot()
+        values = settings.as_dict()
+        return ext.GetSettingsResponse(
+            settings=[
+                ext.Setting(key=s.key, value_json=json.dumps(values[s.key]),
+                            default_json=json.dumps(s.default), source=sources[s.key],
+                            restart_required=s.restart_required, description=s.description)
+                for s in SPECS
+            ],
+            config_path=str(self.config.path))
 
     @unary
     def ApplySettings(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -103,14 +102,15 @@ class ExtensionServicer(ext_svc.ExtensionServiceServicer):
                 values[key] = json.loads(raw)
             except ValueError as exc:
                 raise InvalidArgument(f"setting {key!r}: {raw!r} is not a JSON value") from exc
-        new, changes = self.config.apply(values, reset=request.reset, dry_run=request.dry_run)
-        if not request.dry_run:
-            self.store.update_settings(new)
+        # The engine gets the new settings inside the config's lock, so that concurrent
+        # applies reach the engine in the order they reach the file.
+        _, changes = self.config.apply(values, reset=request.reset, dry_run=request.dry_run,
+                                       on_change=self.store.update_settings)
         return ext.ApplySettingsResponse(
             changes=[ext.SettingChange(key=c.key, before_json=json.dumps(c.before),
                                        after_json=json.dumps(c.after),
                                        restart_required=c.restart_required) for c in changes],
-            restart_required=[c.key for c in changes if SPEC_BY_KEY[c.key].restart_required],
+            restart_required=[c.key for c in changes if c.restart_required],
             applied=not request.dry_run)
 
     @unary

@@ -17,6 +17,11 @@ from typing import Any
 from engram_cli.errors import SettingsError
 
 
+def _number(x: float) -> str:
+    """1048576 -> "1,048,576" (":g" would say 1.04858e+06); 0.5 stays 0.5."""
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
+
 @dataclass(frozen=True)
 class SettingSpec:
     key: str
@@ -34,9 +39,9 @@ class SettingSpec:
         if self.type is bool:
             return "true or false"
         if self.min is not None and self.max is not None:
-            return f"{self.min:g} to {self.max:g}"
+            return f"{_number(self.min)} to {_number(self.max)}"
         if self.min is not None:
-            return f"at least {self.min:g}"
+            return f"at least {_number(self.min)}"
         return f"a {self.type.__name__}"
 
     def coerce(self, value: Any) -> Any:
