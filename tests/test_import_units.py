@@ -249,3 +249,25 @@ def test_globs_expand_sorted_and_missing_files_are_named(tmp_path):
         expand_inputs([str(tmp_path / "*.tsv")])
     with pytest.raises(InputError, match=r"missing\.jsonl"):
         expand_inputs([str(tmp_path / "missing.jsonl")])
+
+
+def test_batch_sizer_climbs_on_throughput_while_latency_is_middling():
+    now = [0.0]
+    s = BatchSizer(None, high=5000, start=1000, clock=lambda: now[0])
+
+    def window(size_to_rate) -> None:
+        for _ in range(BatchSizer.WINDOW):
+            now[0] += s.size / size_to_rate(s.size)
+            s.observe(s.size, 1.0)
+
+    # Bigger batches keep paying off: the size climbs to the bound.
+    for _ in range(12):
+        window(lambda size: 10_000 + size)
+    assert s.size == 5000
+    # Past a sweet spot throughput falls: the climb turns back and settles around it.
+    s = BatchSizer(None, high=5000, start=1000, clock=lambda: now[0])
+    sizes = []
+    for _ in range(20):
+        window(lambda size: 30_000 - abs(size - 2000) * 5)
+        sizes.append(s.size)
+    assert all(1000 <= x <= 3200 for x in sizes[6:]), sizes

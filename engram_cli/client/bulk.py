@@ -174,29 +174,65 @@ def _boolean(value: Any, where: str) -> bool:
 
 
 class BatchSizer:
-    """Records per batch. Fixed, or adaptive: grows while batches come back fast and the
-    server's write queue is calm, shrinks when they are slow or the server pushes back."""
+    """Records per batch. Fixed, or adaptive: grows fast while batches come back quickly and
+    the server's write queue is calm, shrinks when they are slow or the server pushes back,
+    and in between climbs on measured throughput.
+
+    With several batches in flight a batch's latency is mostly time spent queued behind the
+    others, so latency alone stops growth early; bigger batches still pay off on the server
+    (its commits amortize index writes), and records/s over a few batches shows it."""
+
+    WINDOW = 3  # batches per throughput measurement
 
     def __init__(self, fixed: int | None, high: int, start: int = START_BATCH,
-                 low: int = MIN_BATCH, fast_s: float = 0.5, slow_s: float = 1.5) -> None:
+                 low: int = MIN_BATCH, fast_s: float = 0.5, slow_s: float = 1.5,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.fixed = fixed
         self.high = max(1, high)
         self.low = min(low, self.high)
         self.size = min(fixed, self.high) if fixed else max(self.low, min(start, self.high))
         self.fast_s = fast_s
         self.slow_s = slow_s
+        self._clock = clock
+        self._window_start = clock()
+        self._window_records = 0
+        self._window_batches = 0
+        self._last_rate = 0.0
+        self._direction = 1  # +1 growing, -1 shrinking
+
+    def _resize(self, size: int) -> None:
+        self.size = max(self.low, min(self.high, size))
+        self._window_start = self._clock()
+        self._window_records = self._window_batches = 0
 
     def observe(self, n: int, latency_s: float, pressure: float = 0.0) -> None:
         if self.fixed:
             return
         if pressure >= 0.75 or latency_s > self.slow_s:
-            self.size = max(self.low, int(self.size * 0.7))
-        elif pressure < 0.5 and latency_s < self.fast_s and n >= self.size * 0.9:
-            self.size = min(self.high, int(self.size * 1.25) + 1)
+            self._last_rate = 0.0
+            self._direction = -1
+            self._resize(int(self.size * 0.7))
+            return
+        if pressure < 0.5 and latency_s < self.fast_s and n >= self.size * 0.9:
+            self._direction = 1
+            self._resize(int(self.size * 1.25) + 1)
+            return
+        self._window_records += n
+        self._window_batches += 1
+        if self._window_batches < self.WINDOW:
+            return
+        elapsed = self._clock() - self._window_start
+        rate = self._window_records / elapsed if elapsed > 0 else 0.0
+        if self._last_rate and rate < self._last_rate * 0.97:
+            self._direction = -self._direction  # the last step made things worse
+        self._last_rate = rate
+        step = 1.25 if self._direction > 0 else 0.8
+        self._resize(int(self.size * step) + (1 if self._direction > 0 else 0))
 
     def overloaded(self) -> None:
         if not self.fixed:
-            self.size = max(self.low, self.size // 2)
+            self._direction = -1
+            self._resize(self.size // 2)
 
 
 class Entry:
