@@ -271,3 +271,12 @@ def test_batch_sizer_climbs_on_throughput_while_latency_is_middling():
         window(lambda size: 30_000 - abs(size - 2000) * 5)
         sizes.append(s.size)
     assert all(1000 <= x <= 3200 for x in sizes[6:]), sizes
+
+
+def test_stream_auto_in_config_means_unset():
+    assert SendOptions.resolve(file_config={"stream": "auto"}, env={}).stream is None
+    assert SendOptions.resolve(file_config={"stream": "auto"}, env={"ENGRAM_STREAM": "true"}
+                               ).stream is True
+    with pytest.raises(UsageError) as err:
+        SendOptions.resolve(file_config={"stream": "sometimes"}, env={})
+    assert "config [client] stream" in str(err.value) and "auto" in err.value.hint

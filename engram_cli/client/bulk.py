@@ -132,7 +132,9 @@ class SendOptions:
         channels = default_pool() if value is None else _positive_int(value, where,
                                                                       "a number of channels")
         value, where = pick(stream, ENV_STREAM, "stream")
-        streaming = None if value is None else _boolean(value, where)
+        # "auto" (the batch RPC when served, else StreamingRemember) is the unset default.
+        auto = value is None or str(value).strip().lower() == "auto"
+        streaming = None if auto else _boolean(value, where)
         value, where = pick(rate, ENV_RATE, "rate")
         per_second = 0.0 if value is None else _non_negative(value, where, "records per second")
         budget = DEFAULT_RETRY_BUDGET_S
@@ -170,7 +172,7 @@ def _boolean(value: Any, where: str) -> bool:
         return True
     if text in ("0", "false", "no", "off"):
         return False
-    raise UsageError(f"{where} {value!r} is not valid", "expected true or false")
+    raise UsageError(f"{where} {value!r} is not valid", "expected true, false or auto")
 
 
 class BatchSizer:

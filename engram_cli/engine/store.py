@@ -367,11 +367,12 @@ class Store:
         conn.execute("PRAGMA foreign_keys=OFF")
         return conn
 
-    def _apply_durability(self, conn: sqlite3.Connection) -> None:
+    def _apply_durability(self, conn: sqlite3.Connection, durability: str | None = None
+                          ) -> None:
         # WAL + FULL fsyncs the log at every commit; WAL + NORMAL writes it to the OS at
         # every commit (safe from kill -9) and fsyncs at checkpoints, which _sync_loop
         # runs every group_fsync_ms.
-        mode = "FULL" if self.settings.durability == "fsync" else "NORMAL"
+        mode = "FULL" if (durability or self.settings.durability) == "fsync" else "NORMAL"
         conn.execute(f"PRAGMA synchronous={mode}")
 
     def _sync_loop(self) -> None:
@@ -408,15 +409,17 @@ class Store:
     def update_settings(self, settings: Settings) -> None:
         """Apply live settings; those marked restart_required take effect on restart."""
         old = self.settings
+        if settings.durability != old.durability:
+            # First, on the writer thread between two commits: if the queue is full this
+            # raises Overloaded before anything has changed, so the caller can roll back.
+            self._writer.submit(_OutsideTransaction(
+                lambda conn: self._apply_durability(conn, settings.durability))).result()
         self.settings = settings
         self._writer.capacity = settings.queue_capacity
         self.hot.resize(settings.hot_capacity)
         if (settings.consolidation_interval_s != old.consolidation_interval_s
                 or settings.consolidation_min_age_s != old.consolidation_min_age_s):
             self.consolidator.wake()
-        if settings.durability != old.durability:
-            # Switched on the writer thread between two commits.
-            self._writer.submit(_OutsideTransaction(self._apply_durability)).result()
 
     @property
     def pressure(self) -> float:
