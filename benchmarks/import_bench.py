@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import _support  # noqa: E402
 import datagen  # noqa: E402
 import orjson  # noqa: E402
 
@@ -55,30 +55,7 @@ def start_server(data_dir: Path, durability: str = "fsync") -> tuple[subprocess.
     data_dir.mkdir(parents=True, exist_ok=True)
     if durability != "fsync":
         (data_dir / "engram.toml").write_text(f'[engine]\ndurability = "{durability}"\n')
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engram_cli", "serve", "--port", "0", "--data-dir",
-         str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env=ENV)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        m = re.search(r"listening on (\S+)", line)
-        if m:
-            return proc, m.group(1)
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise SystemExit("engram serve did not start")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    return _support.start_server(data_dir, ENV)
 
 
 def count_on(address: str) -> int:
@@ -118,7 +95,7 @@ def run_engram_import(path: Path, n: int, work: Path, extra: list[str],
             "client_cpu": usage.ru_utime + usage.ru_stime, "server_cpu": server_cpu,
         }
     finally:
-        stop_server(server)
+        _support.stop_server(server)
 
 
 def run_sqlite_utils(path: Path, work: Path) -> float:
@@ -151,7 +128,7 @@ def run_naive(path: Path, n: int, work: Path) -> float:
                 stub.Remember(pb.RememberRequest(memory=enc.memory(row)), timeout=30)
             return time.perf_counter() - started
     finally:
-        stop_server(server)
+        _support.stop_server(server)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -37,6 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _support
 import datagen
 
 BATCH = 5_000
@@ -47,29 +47,11 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q / 100 * (len(s) - 1)))]
 
 
-def start_server(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engram_cli", "serve", "--port", "0", "--data-dir",
-         str(data_dir), "--idle-timeout", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        m = re.search(r"listening on (\S+)", line)
-        if m:
-            return proc, m.group(1)
-    proc.kill()
-    raise SystemExit("engram serve did not start")
-
-
 def load(address: str, n: int) -> float:
     import grpc
-    from engram_cli.ingest.records import to_memory
     from google.protobuf.empty_pb2 import Empty
 
+    from engram_cli.benchmark.workload import to_memory
     from engram_cli.rpc import ext, ext_svc, pb, svc
 
     started = time.perf_counter()
@@ -144,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
            "ENGRAM_CONFIG_DIR": str(work / "config"), "ENGRAM_NO_AUTOSTART": "1",
            "ENGRAM_CACHE_MIN_CONFIDENCE": "0"}
     reuse = opts.keep is not None and (data_dir / "engram.db").exists()
-    server, address = start_server(data_dir, env)
+    server, address = _support.start_server(data_dir, env, "--idle-timeout", "0")
     try:
         print(f"recall_bench: {opts.memories:,} memories, server {address}, "
               f"python {sys.version.split()[0]}, {os.cpu_count()} cpus")
@@ -233,13 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = statistics.median(miss_c) / statistics.median(hit_c)
         print(f"  goal: hit >= 7x faster than a miss (p50): {'met' if ratio >= 7 else 'NOT met'}")
     finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        if server.stdout:
-            server.stdout.close()
+        _support.stop_server(server)
         shutil.rmtree(work, ignore_errors=True)
     return 0
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _support  # noqa: E402
 import datagen  # noqa: E402
 import orjson  # noqa: E402
 
@@ -43,24 +43,6 @@ from engram_cli.rpc import pb  # noqa: E402
 from engram_cli.tuning import profiles as profile_lib  # noqa: E402
 from engram_cli.tuning.remote import RemoteSettings  # noqa: E402
 from engram_cli.tuning.settings import SPEC_BY_KEY  # noqa: E402
-
-
-def start_server(data_dir: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engram_cli", "serve", "--port", "0", "--data-dir",
-         str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        env={**env, "PYTHONUNBUFFERED": "1"})
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        m = re.search(r"listening on (\S+)", line)
-        if m:
-            return proc, m.group(1)
-        if not line and proc.poll() is not None:
-            break
-    proc.kill()
-    raise SystemExit("engram serve did not start")
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -150,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                "ENGRAM_CACHE_DIR": str(tmpdir / "cache"), "ENGRAM_NO_AUTOSTART": "1",
                "PYTHONPATH": os.pathsep.join(
                    p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-        proc, address = start_server(tmpdir / "data", env)
+        proc, address = _support.start_server(tmpdir / "data", env)
         try:
             client = EngramClient(Connection(server=address), autostart=False)
             started = time.perf_counter()
@@ -195,8 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name}: import {r_['rate']:,.0f} records/s", flush=True)
             client.close()
         finally:
-            proc.terminate()
-            proc.wait(30)
+            _support.stop_server(proc)
 
     base = results.get("balanced") or results[names[0]]
     base_name = "balanced" if "balanced" in results else names[0]

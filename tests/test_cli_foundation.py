@@ -158,10 +158,14 @@ def test_autostart_then_stop(default_port: int) -> None:
 
 
 def test_readme_demo_runs_on_the_embedded_default(default_port: int) -> None:
-    imported = engram_proc("import", "examples/memories.jsonl", "--json", timeout=120)
+    readme = (ROOT / "README.md").read_text()
+    demo = re.findall(r"```sh\n(.*?)```", readme, re.S)[0].strip()
+    m = re.fullmatch(r'pip install \. && engram import (\S+) && engram recall "([^"]+)"', demo)
+    assert m, demo
+    imported = engram_proc("import", m.group(1), "--json", timeout=120)
     assert imported.returncode == 0, imported.stderr
     assert orjson.loads(imported.stdout)["imported"] == 3000
-    recalled = engram_proc("recall", "espresso machine leaking water", "--format", "json")
+    recalled = engram_proc("recall", m.group(2), "--format", "json")
     assert recalled.returncode == 0, recalled.stderr
     results = orjson.loads(recalled.stdout)["results"]
     assert results and "espresso machine" in results[0]["content"]

@@ -30,7 +30,7 @@ from engram_cli.tuning.client_settings import (
     write_client_settings,
 )
 from engram_cli.tuning.profiles import Profile
-from engram_cli.tuning.remote import RemoteSettings, RemoteSnapshot
+from engram_cli.tuning.remote import RemoteSetting, RemoteSettings, RemoteSnapshot
 from engram_cli.tuning.settings import SPEC_BY_KEY
 
 if sys.version_info >= (3, 11):
@@ -181,14 +181,8 @@ def _server_rows(snapshot: RemoteSnapshot, values: Mapping[str, Any], changes: l
     return rows
 
 
-@dataclass(frozen=True)
-class ShowRow:
-    key: str
-    value: Any
-    default: Any
-    source: str
-    restart_required: bool
-    description: str
+# A row of `--show` has exactly a remote setting's fields, for the server and the client.
+ShowRow = RemoteSetting
 
 
 @dataclass(frozen=True)
@@ -214,8 +208,7 @@ def show(remote: RemoteSettings, client_path: Path | None = None) -> ShowResult:
 
     client_path = client_path or client_config_path()
     snapshot = remote.get()
-    server = [ShowRow(s.key, s.value, s.default, s.source, s.restart_required, s.description)
-              for s in snapshot.settings.values()]
+    server = list(snapshot.settings.values())
     settings, sources = client_sources(client_path)
     values = settings.as_dict()
     if values["api_key"]:

@@ -1,0 +1,43 @@
+"""What the benchmark scripts share: a real `engram serve` of their own on a free port."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def start_server(data_dir: Path, env: dict[str, str] | None = None, *extra: str
+                 ) -> tuple[subprocess.Popen, str]:
+    """`engram serve --port 0` on `data_dir`; answers (process, address) once it listens."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engram_cli", "serve", "--port", "0", "--data-dir",
+         str(data_dir), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        m = re.search(r"listening on (\S+)", line)
+        if m:
+            return proc, m.group(1)
+        if not line and proc.poll() is not None:
+            break
+    proc.kill()
+    raise SystemExit("engram serve did not start")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+    if proc.stdout:
+        proc.stdout.close()
