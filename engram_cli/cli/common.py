@@ -61,10 +61,33 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except BrokenPipeError:
             # A closed pipe (`engram recall - | head`) is the reader's choice, not an error.
-            sys.stderr.close()
+            discard_stdout()
             raise typer.Exit(0) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def discard_stdout() -> None:
+    """After the reader closed our stdout: send what is left to /dev/null, so that Python's
+    flush at exit does not fail too (it would exit 120 and print a warning)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (tests' captured stdout)
+        pass
+
+
+def flush_stdout() -> None:
+    """Flush now, where a closed pipe can still be handled, rather than at exit."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        discard_stdout()
+    except (OSError, ValueError):
+        pass
 
 
 def stdout_is_terminal() -> bool:

@@ -8,7 +8,7 @@ import typer
 
 from engram_cli import __version__
 from engram_cli.cli import bench, cache, import_cmd, recall, serve, stats, stop, tune
-from engram_cli.cli.common import EXIT_CODES_HELP, GlobalOptions
+from engram_cli.cli.common import EXIT_CODES_HELP, GlobalOptions, flush_stdout
 
 app = typer.Typer(
     name="engram",
@@ -62,6 +62,9 @@ bench.register(app)
 
 def main() -> None:
     # A cached recall is answered before Typer parses anything (see cli/recall.py).
-    if recall.answer_from_cache(sys.argv[1:]):
-        return
-    app()
+    try:
+        if recall.answer_from_cache(sys.argv[1:]):
+            return
+        app()
+    finally:
+        flush_stdout()

@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from engram_cli.cli.common import globals_of, handle_errors
+from engram_cli.cli.common import discard_stdout, globals_of, handle_errors
 
 FORMATS = ("table", "json", "jsonl")
 
@@ -277,7 +277,7 @@ def answer_from_cache(argv: list[str]) -> bool:
     try:
         (_table_printer() if fmt == "table" else _json_line)(answer)
     except BrokenPipeError:
-        sys.stderr.close()  # the reader left (`| head`): not an error
+        discard_stdout()  # the reader left (`| head`): not an error
     return True
 
 
