@@ -7,15 +7,11 @@ Order, highest first: command-line flag > environment variable > config file
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from engram_cli.compat import tomllib
 
 APP_NAME = "engram"
 DEFAULT_PORT = 50051

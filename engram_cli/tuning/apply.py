@@ -12,12 +12,12 @@ profile's values behind. `--set` changes only the keys it names.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engram_cli.compat import tomllib
 from engram_cli.errors import SettingsError
 from engram_cli.tuning.client_settings import (
     CLIENT_SPEC_BY_KEY,
@@ -32,11 +32,6 @@ from engram_cli.tuning.client_settings import (
 from engram_cli.tuning.profiles import Profile
 from engram_cli.tuning.remote import RemoteSetting, RemoteSettings, RemoteSnapshot
 from engram_cli.tuning.settings import SPEC_BY_KEY
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 SERVER_PREFIX = "server."
 

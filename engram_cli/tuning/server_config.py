@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any
 
 import tomli_w
 
+from engram_cli.compat import tomllib
 from engram_cli.errors import SettingsError
 from engram_cli.tuning.settings import (
     DEFAULT_SETTINGS,
@@ -32,11 +32,6 @@ from engram_cli.tuning.settings import (
     Settings,
     unknown_key_error,
 )
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 CONFIG_NAME = "engram.toml"
 ENGINE_TABLE = "engine"
