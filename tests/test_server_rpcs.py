@@ -279,3 +279,18 @@ def test_api_key_is_required_when_configured(tmp_path) -> None:
             assert status == health_pb2.HealthCheckResponse.SERVING
     finally:
         srv.stop(grace=1)
+
+
+def test_temporal_and_pattern_cues_are_unimplemented(rpc) -> None:
+    """Upstream Cue fields 4 (temporal) and 6 (pattern) are not in our protos: an upstream
+    client's cue of those kinds reaches us as an unknown field and gets UNIMPLEMENTED."""
+    stub, _ = rpc
+    for tag in (b"\x22\x00", b"\x32\x00"):  # field 4 / field 6, length-delimited, empty
+        request = pb.RecallRequest(cue=pb.Cue.FromString(tag))
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Recall(request)
+        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED, err.value.details()
+        assert "not served" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:  # a cue with no kind at all is the client's error
+        stub.Recall(pb.RecallRequest(cue=pb.Cue()))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT

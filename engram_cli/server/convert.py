@@ -15,7 +15,7 @@ from engram_cli.engine.model import (
     category_of,
 )
 from engram_cli.engine.store import RecallQuery, embedding_to_bytes
-from engram_cli.errors import InvalidArgument
+from engram_cli.errors import InvalidArgument, Unsupported
 from engram_cli.rpc import pb
 
 
@@ -94,6 +94,8 @@ def record_from_remember(req: Any) -> MemoryRecord:
     raise InvalidArgument("RememberRequest carries neither a memory nor an episode")
 
 
+_TEMPORAL_CUE, _PATTERN_CUE = 4, 6  # Cue field numbers upstream has and we don't serve
+
 # engram.v1's Memory has no consolidation state; our server reports it in this reserved
 # metadata key (upstream servers leave it out, and clients then treat the state as unknown).
 STATE_KEY = "engram.state"
@@ -151,6 +153,14 @@ def query_from_cue(cue: Any, max_results: int) -> RecallQuery:
         if q.time_start is None and q.time_end is None and not q.location and not q.participants:
             raise InvalidArgument("the context cue is empty")
     else:
+        from google.protobuf import unknown_fields
+
+        # Upstream cues also have `temporal` (4) and `pattern` (6); we don't declare them,
+        # so they arrive as unknown fields. The wire contract answers those UNIMPLEMENTED.
+        unknown = {f.field_number for f in unknown_fields.UnknownFieldSet(cue)}
+        if unknown & {_TEMPORAL_CUE, _PATTERN_CUE}:
+            raise Unsupported("temporal and pattern cues are not served",
+                              "use a semantic, embedding or context cue")
         raise InvalidArgument("the cue has no type",
                               "set semantic, embedding or context (temporal and pattern cues "
                               "are not served)")

@@ -17,6 +17,7 @@ from engram_cli.errors import (
     Overloaded,
     SettingsError,
     StoreClosed,
+    Unsupported,
 )
 
 log = logging.getLogger("engram.server")
@@ -28,6 +29,8 @@ RETRY_AFTER_KEY = "retry-after-ms"
 def _status_of(exc: EngramError) -> grpc.StatusCode:
     if isinstance(exc, (InvalidArgument, SettingsError)):
         return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(exc, Unsupported):
+        return grpc.StatusCode.UNIMPLEMENTED
     if isinstance(exc, NotFound):
         return grpc.StatusCode.NOT_FOUND
     if isinstance(exc, Overloaded):
