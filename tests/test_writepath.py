@@ -1,0 +1,50 @@
+"""The write path's statement shapes: a batch split into full and power-of-two chunks must
+store exactly what one statement per record would, in order (a later duplicate wins)."""
+
+from __future__ import annotations
+
+import pytest
+
+from engram_cli.engine import store as st
+from engram_cli.engine.model import MemoryRecord
+from engram_cli.engine.store import RecallQuery, Store
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 8-row statements: a 29-record batch becomes chunks of 8, 8, 8, 4 and 1.
+    monkeypatch.setattr(st, "_MAX_ROWS_PER_UPSERT", 8)
+
+
+def test_chunk_shapes_cover_every_row_once_in_order(small_chunks: None) -> None:
+    seen: list[int] = []
+
+    class Recorder:
+        def execute(self, sql: str, params: list) -> None:
+            seen.extend(params[1::13])  # the id column of each row
+
+    rows = [("s", i, "c", None, 0.5, 0.0, 0, 0, 1.0, 1.0, 1.0, "[]", "{}") for i in range(29)]
+    st._upsert(Recorder(), rows)  # type: ignore[arg-type]
+    assert seen == list(range(29))
+
+
+def test_duplicates_across_chunk_boundaries_keep_the_last_version(small_chunks: None,
+                                                                    tmp_path) -> None:
+    with Store(tmp_path / "data") as store:
+        records = [MemoryRecord(id=f"m{i}", content=f"first text number{i}") for i in range(20)]
+        # m3 again after the first chunk boundary and m5 as the very last (1-row) chunk.
+        records += [MemoryRecord(id=f"n{i}", content=f"other text item{i}") for i in range(7)]
+        records.append(MemoryRecord(id="m3", content="replaced zebra"))
+        records.append(MemoryRecord(id="m5", content="replaced giraffe"))
+        outcomes = store.remember_many("", records)
+        assert [o.outcome for o in outcomes] == ["created"] * 27 + ["updated", "updated"]
+        got = {m.id: m.content for m in store.get("", [r.id for r in records])}
+        assert len(got) == 27
+        assert got["m3"] == "replaced zebra"
+        assert got["m5"] == "replaced giraffe"
+        assert got["n6"] == "other text item6"
+        hits = store.recall("", RecallQuery(text="giraffe"))
+        assert [m.id for m in hits.memories] == ["m5"]
+        # The same batch again changes nothing.
+        again = store.remember_many("", records[20:])
+        assert {o.outcome for o in again} == {"unchanged"}
