@@ -9,9 +9,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -103,6 +104,48 @@ def server_process(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
             for stream in (sp.proc.stdout, sp.proc.stderr):
                 if stream:
                     stream.close()
+
+
+class UpstreamServer:
+    """A real gRPC server with only engram.v1's EngramService (no ExtensionService, unless
+    a test registers a partial one through `extra`), as an Engram deployment that is not
+    ours would be. Not a mock: the servicer runs over a real Store."""
+
+    def __init__(self, data_dir: Path, servicer_class: type | None = None,
+                 interceptors: Sequence[Any] = (),
+                 extra: Sequence[Callable[[Any], None]] = ()) -> None:
+        from concurrent import futures
+
+        import grpc
+
+        from engram_cli.engine.store import Store
+        from engram_cli.rpc import svc
+        from engram_cli.server.servicer import EngramServicer
+
+        self.store = Store(data_dir)
+        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=16),
+                                interceptors=list(interceptors))
+        svc.add_EngramServiceServicer_to_server((servicer_class or EngramServicer)(self.store),
+                                                self.grpc)
+        for register in extra:
+            register(self.grpc)
+        port = self.grpc.add_insecure_port("127.0.0.1:0")
+        self.address = f"127.0.0.1:{port}"
+        self.grpc.start()
+
+    def close(self) -> None:
+        self.grpc.stop(1).wait()
+        self.store.close()
+
+
+@pytest.fixture
+def upstream_server(tmp_path: Path) -> Iterator[UpstreamServer]:
+    """An upstream-shaped server (engram.v1 only) on a free port."""
+    srv = UpstreamServer(tmp_path / "upstream-data")
+    try:
+        yield srv
+    finally:
+        srv.close()
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """`engram bench` against real servers: ours (engram.v1 + extensions) and an
-upstream-shaped one that serves engram.v1 only, started here on port 0."""
+upstream_server-shaped one that serves engram.v1 only, started here on port 0."""
 
 from __future__ import annotations
 
@@ -12,11 +12,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
-import grpc
 import orjson
 import pytest
 
@@ -24,27 +22,11 @@ from engram_cli.client.connection import open_channel
 from engram_cli.engine.store import Store
 from engram_cli.rpc import pb, svc
 from engram_cli.server.servicer import EngramServicer
+from tests.conftest import UpstreamServer
 
 ROWS = ["batching", "pooling", "caching", "streaming"]
 SWEEP_SIZES = [1, 10, 100, 500, 1000]
 OTHER_SPACE = "keep-me"
-
-
-class UpstreamServer:
-    """A real gRPC server with only engram.v1's EngramService: no ExtensionService,
-    as an Engram deployment that is not ours would be."""
-
-    def __init__(self, data_dir: Path, servicer_class: type = EngramServicer) -> None:
-        self.store = Store(data_dir)
-        self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
-        svc.add_EngramServiceServicer_to_server(servicer_class(self.store), self.grpc)
-        port = self.grpc.add_insecure_port("127.0.0.1:0")
-        self.address = f"127.0.0.1:{port}"
-        self.grpc.start()
-
-    def close(self) -> None:
-        self.grpc.stop(1).wait()
-        self.store.close()
 
 
 class NoStreamingServicer(EngramServicer):
@@ -54,17 +36,8 @@ class NoStreamingServicer(EngramServicer):
 
 
 @pytest.fixture
-def upstream(tmp_path: Path) -> Iterator[UpstreamServer]:
-    srv = UpstreamServer(tmp_path / "upstream-data")
-    try:
-        yield srv
-    finally:
-        srv.close()
-
-
-@pytest.fixture
 def upstream_no_streaming(tmp_path: Path) -> Iterator[UpstreamServer]:
-    srv = UpstreamServer(tmp_path / "upstream-nostream-data", NoStreamingServicer)
+    srv = UpstreamServer(tmp_path / "upstream_server-nostream-data", NoStreamingServicer)
     try:
         yield srv
     finally:
@@ -148,10 +121,10 @@ def test_quick_json_against_our_server(runner: Any, server: Any) -> None:
     assert [r.id for r in server.store.get(OTHER_SPACE, [kept_id])] == [kept_id]
 
 
-def test_upstream_server_uses_engram_v1_only(runner: Any, upstream: UpstreamServer) -> None:
-    kept_id = remember_elsewhere(upstream.address)
+def test_upstream_server_uses_engram_v1_only(runner: Any, upstream_server: UpstreamServer) -> None:
+    kept_id = remember_elsewhere(upstream_server.address)
 
-    data = run_bench(runner, upstream.address, "--quick", "--rounds", "1")
+    data = run_bench(runner, upstream_server.address, "--quick", "--rounds", "1")
 
     assert data["extensions"] is False
     assert data["skipped"] == []
@@ -166,8 +139,8 @@ def test_upstream_server_uses_engram_v1_only(runner: Any, upstream: UpstreamServ
     # Without DropSpace every memory the run wrote is deleted one by one.
     assert data["cleanup"]["method"] == "Forget(DELETE) per id"
     assert data["cleanup"]["deleted"] > 1000
-    assert rows_by_space(upstream.store) == {OTHER_SPACE: 1}
-    assert [r.id for r in upstream.store.get(OTHER_SPACE, [kept_id])] == [kept_id]
+    assert rows_by_space(upstream_server.store) == {OTHER_SPACE: 1}
+    assert [r.id for r in upstream_server.store.get(OTHER_SPACE, [kept_id])] == [kept_id]
 
 
 def test_rows_the_server_cannot_run_are_reported(
@@ -263,14 +236,14 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 
 
 def test_ctrl_c_against_upstream_still_deletes_what_was_written(
-        upstream: UpstreamServer) -> None:
-    remember_elsewhere(upstream.address)
+        upstream_server: UpstreamServer) -> None:
+    remember_elsewhere(upstream_server.address)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engram_cli", "bench", "--server", upstream.address,
+        [sys.executable, "-m", "engram_cli", "bench", "--server", upstream_server.address,
          "--only", "sweep", "--rounds", "50"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
     try:
-        wait_for(lambda: sum(n for s, n in rows_by_space(upstream.store).items()
+        wait_for(lambda: sum(n for s, n in rows_by_space(upstream_server.store).items()
                              if s.startswith("bench-")) > 500)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
@@ -279,7 +252,7 @@ def test_ctrl_c_against_upstream_still_deletes_what_was_written(
             proc.kill()
             proc.communicate()
     assert proc.returncode == 130, err.decode()
-    assert rows_by_space(upstream.store) == {OTHER_SPACE: 1}
+    assert rows_by_space(upstream_server.store) == {OTHER_SPACE: 1}
 
 
 def test_a_small_max_batch_limits_the_rows_that_need_big_batches(

@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import gzip
 import threading
-from concurrent import futures
 from pathlib import Path
 
-import grpc
 import orjson
 import pytest
 
 from engram_cli.engine.model import content_id
-from engram_cli.engine.store import Store
-from engram_cli.rpc import svc
 from engram_cli.server.app import EngramServer, ServeOptions
-from engram_cli.server.servicer import EngramServicer
+from tests.conftest import UpstreamServer
 from tests.import_support import count_on, records, write_jsonl
 
 
@@ -301,37 +297,23 @@ def test_overloaded_server_is_retried_until_it_takes_everything(tmp_path, runner
         srv.stop(1)
 
 
-@pytest.fixture
-def upstream(tmp_path):
-    """A real upstream-shaped server: engram.v1 only, no ExtensionService."""
-    store = Store(tmp_path / "upstream-data")
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    svc.add_EngramServiceServicer_to_server(EngramServicer(store), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.stop(1).wait()
-        store.close()
-
-
-def test_upstream_server_without_batch_rpc_gets_streaming_remember(upstream, runner,
+def test_upstream_server_without_batch_rpc_gets_streaming_remember(upstream_server, runner,
                                                                     tmp_path):
     from engram_cli.cli.main import app
 
     rows = [*records(150), {"content": "w" * (1024 * 1024 + 1)}, *records(50, start=150)]
     path = write_jsonl(tmp_path / "up.jsonl", rows)
-    result = runner.invoke(app, ["--server", upstream, "import", str(path), "--json",
+    result = runner.invoke(app, ["--server", upstream_server.address, "import", str(path), "--json",
                                  "--batch", "40"])
     assert result.exit_code == 3, result.output
     assert result.stderr.count("StreamingRemember") == 1
     s = summary_of(result)
     assert (s["mode"], s["imported"], s["rejected"]) == ("stream", 200, 1)
-    assert count_on(upstream) == 200
+    assert count_on(upstream_server.address) == 200
     note = orjson.loads((tmp_path / "up.jsonl.rejects.jsonl").read_bytes())["_reject"]
     assert note["line"] == 151
-    no_stream = runner.invoke(app, ["--server", upstream, "import", str(path), "--no-stream"])
+    no_stream = runner.invoke(app, ["--server", upstream_server.address, "import", str(path),
+                                    "--no-stream"])
     assert no_stream.exit_code == 1, no_stream.output
     assert "no BatchRemember" in no_stream.output
 
@@ -416,20 +398,16 @@ def test_server_with_server_info_but_no_batch_rpc_switches_to_the_stream(runner,
             return ext.ServerInfoResponse(version="x", max_message_bytes=4 << 20,
                                           max_batch=1000)
 
-    store = Store(tmp_path / "data")
-    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    svc.add_EngramServiceServicer_to_server(EngramServicer(store), srv)
-    ext_svc.add_ExtensionServiceServicer_to_server(InfoOnly(), srv)
-    port = srv.add_insecure_port("127.0.0.1:0")
-    srv.start()
+    srv = UpstreamServer(tmp_path / "data", extra=[
+        lambda server: ext_svc.add_ExtensionServiceServicer_to_server(InfoOnly(), server)])
+    store = srv.store
     try:
         path = write_jsonl(tmp_path / "a.jsonl", records(500))
-        result = runner.invoke(app, ["--server", f"127.0.0.1:{port}", "import", str(path),
+        result = runner.invoke(app, ["--server", srv.address, "import", str(path),
                                      "--json", "--batch", "50", "--pool", "3"])
         assert result.exit_code == 0, result.output
         assert result.stderr.count("StreamingRemember") == 1
         assert summary_of(result)["mode"] == "stream"
         assert int(store.stats("default")["total_memories"]) == 500
     finally:
-        srv.stop(1).wait()
-        store.close()
+        srv.close()

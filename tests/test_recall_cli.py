@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,8 @@ from engram_cli.cli.main import app
 from engram_cli.client.cache import RecallCache, invalidate_space
 from engram_cli.client.recall import Recaller, RecallOptions
 from engram_cli.config import Connection
-from engram_cli.rpc import pb, svc
+from engram_cli.rpc import pb
+from tests.conftest import UpstreamServer
 from tests.rpc_helpers import stubs
 
 N = 40  # memories per loaded space
@@ -139,18 +139,10 @@ class _Recorder(grpc.ServerInterceptor):
 
 
 def test_max_hops_and_threshold_travel_as_request_metadata(runner, tmp_path: Path) -> None:
-    from engram_cli.engine.store import Store
-    from engram_cli.server.servicer import EngramServicer
-    from engram_cli.tuning.settings import DEFAULT_SETTINGS
-
-    store = Store(tmp_path / "d", DEFAULT_SETTINGS)
     recorder = _Recorder()
-    server = grpc.server(futures.ThreadPoolExecutor(4), interceptors=[recorder])
-    svc.add_EngramServiceServicer_to_server(EngramServicer(store), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    server = UpstreamServer(tmp_path / "d", interceptors=[recorder])
     try:
-        address = f"127.0.0.1:{port}"
+        address = server.address
         load(address, n=3)
         ok = runner.invoke(app, ["--server", address, "--api-key", "k1", "recall", word(1),
                                  "--max-hops", "2", "--threshold", "0.25"])
@@ -158,8 +150,7 @@ def test_max_hops_and_threshold_travel_as_request_metadata(runner, tmp_path: Pat
         plain = runner.invoke(app, ["--server", address, "recall", word(1), "--no-cache"])
         assert plain.exit_code == 0, plain.output
     finally:
-        server.stop(0)
-        store.close()
+        server.close()
     sent, without = recorder.seen
     assert sent["engram-max-hops"] == "2"
     assert float(sent["engram-activation-threshold"]) == 0.25

@@ -8,12 +8,9 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
 
 from engram_cli.cli.main import app
@@ -61,30 +58,11 @@ def test_a_bad_server_config_stops_serve_with_one_clear_line(tmp_path: Path, eng
     assert "Traceback" not in done.stderr
 
 
-@pytest.fixture
-def upstream_server(tmp_path: Path) -> Iterator[str]:
-    """A server with engram.v1 only, as an upstream Engram deployment: no ext service."""
-    from engram_cli.engine.store import Store
-    from engram_cli.rpc import svc
-    from engram_cli.server.servicer import EngramServicer
-
-    store = Store(tmp_path / "upstream-data")
-    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    svc.add_EngramServiceServicer_to_server(EngramServicer(store), srv)
-    port = srv.add_insecure_port("127.0.0.1:0")
-    srv.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        srv.stop(0).wait()
-        store.close()
-
-
 @pytest.mark.parametrize("args", [["--show"], ["--profile", "low-latency"],
                                   ["--set", "max_hops=2"], ["--reset"]])
 def test_a_server_without_the_settings_rpc_gets_the_write_config_hint(
-        runner: Any, upstream_server: str, isolated_env: Path, args: list[str]) -> None:
-    result = runner.invoke(app, ["--server", upstream_server, "tune", *args])
+        runner: Any, upstream_server: Any, isolated_env: Path, args: list[str]) -> None:
+    result = runner.invoke(app, ["--server", upstream_server.address, "tune", *args])
     assert result.exit_code == 1, result.output
     assert "has no settings RPC" in result.stderr
     assert "--write-config" in result.stderr
