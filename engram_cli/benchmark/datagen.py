@@ -172,13 +172,6 @@ def write_jsonl(path: Path | str, n: int, seed: int = 0) -> Path:
     return path
 
 
-def write_csv(path: Path | str, n: int, seed: int = 0) -> Path:
-    path = Path(path)
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        _write_csv(f, generate_records(n, seed))
-    return path
-
-
 def _write_csv(f: io.TextIOBase | Any, records: Iterator[dict[str, Any]]) -> None:
     w = csv.writer(f)
     w.writerow(["content", "tags", "confidence", "memory_type", "created_at",

@@ -88,7 +88,3 @@ def flush_stdout() -> None:
         discard_stdout()
     except (OSError, ValueError):
         pass
-
-
-def stdout_is_terminal() -> bool:
-    return sys.stdout.isatty()
