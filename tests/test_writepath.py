@@ -20,12 +20,18 @@ def test_chunk_shapes_cover_every_row_once_in_order(small_chunks: None) -> None:
     seen: list[int] = []
 
     class Recorder:
-        def execute(self, sql: str, params: list) -> None:
+        rowcount = 0
+
+        def execute(self, sql: str, params: list) -> Recorder:
             seen.extend(params[1::13])  # the id column of each row
+            self.rowcount = len(params) // 13
+            return self
 
     rows = [("s", i, "c", None, 0.5, 0.0, 0, 0, 1.0, 1.0, 1.0, "[]", "{}") for i in range(29)]
-    st._upsert(Recorder(), rows)  # type: ignore[arg-type]
+    changed = st._insert_rows(Recorder(), st._UPSERT_HEAD, st._UPSERT_TAIL,  # type: ignore[arg-type]
+                              rows)
     assert seen == list(range(29))
+    assert changed == 29
 
 
 def test_duplicates_across_chunk_boundaries_keep_the_last_version(small_chunks: None,

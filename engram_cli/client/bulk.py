@@ -85,6 +85,11 @@ def space_header(space: str) -> bytes:
     return b"\x0a" + varint(len(data)) + data
 
 
+# BatchRememberRequest.compact = true (field 12, varint): outcomes answered as one packed
+# list instead of a BatchItemResult per memory. Only BatchRemember requests carry it.
+COMPACT = b"\x60\x01"
+
+
 def default_pool() -> int:
     return 2 * (os.cpu_count() or 1)
 
@@ -277,6 +282,7 @@ class BulkSender:
         self.listener = listener
         self.metadata = tuple(metadata)
         self._header = space_header(space)
+        self._batch_header = self._header + COMPACT
         self.mode = "batch"
         self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
         self.server_max_batch = MAX_AUTO_BATCH
@@ -385,7 +391,7 @@ class BulkSender:
         send.sent_at = time.monotonic()
         self._inflight += 1
         if self.mode == "batch":
-            body = self._header + b"".join([e.framed for e in send.entries])
+            body = self._batch_header + b"".join([e.framed for e in send.entries])
             fut = lane.batch_remember.future(body, metadata=self.metadata,
                                              timeout=self.options.timeout_s)
             fut.add_done_callback(lambda f, s=send: self._q.put((s, f, None)))
@@ -469,28 +475,37 @@ class BulkSender:
         self.latencies.append(latency)
         self.pressure = resp.pressure
         self.sizer.observe(n, latency, resp.pressure)
-        if resp.rejected == 0 and len(results) == n:
-            counts = Counter(r.outcome for r in results)
+        compact = len(resp.outcomes) == n  # one outcome per item; results: the rejected
+        if resp.rejected == 0 and (compact or len(results) == n):
+            counts = Counter(resp.outcomes if compact else [r.outcome for r in results])
             self.listener.acked(send.token, n, {_OUTCOME_NAMES.get(k, "stored"): v
                                                 for k, v in counts.items()})
             self._settle(send)
             return
-        retry: list[Entry] = []
-        seen = [False] * n
-        outcomes: Counter[str] = Counter()
+        # Per item: its outcome, and for a rejected one the result saying why. An item
+        # the answer does not account for is sent again (its id makes that safe).
+        codes: list[int] = list(resp.outcomes) if compact else [0] * n
+        why: dict[int, Any] = {}
         for r in results:
             i = r.index
-            if not 0 <= i < n or seen[i]:
+            if not 0 <= i < n or i in why:
                 continue
-            seen[i] = True
             if r.outcome == ext.ITEM_OUTCOME_REJECTED:
-                if r.code in _TRANSIENT_VALUES:
+                why[i] = r
+            if not compact:
+                codes[i] = r.outcome
+        retry: list[Entry] = []
+        outcomes: Counter[str] = Counter()
+        for i, code in enumerate(codes):
+            if code == ext.ITEM_OUTCOME_REJECTED and i in why:
+                if why[i].code in _TRANSIENT_VALUES:
                     retry.append(entries[i])
                 else:
-                    self.listener.rejected(entries[i], r.error or "refused by the server")
+                    self.listener.rejected(entries[i], why[i].error or "refused by the server")
+            elif code in (0, ext.ITEM_OUTCOME_REJECTED):
+                retry.append(entries[i])
             else:
-                outcomes[_OUTCOME_NAMES.get(r.outcome, "stored")] += 1
-        retry.extend(e for i, e in enumerate(entries) if not seen[i])
+                outcomes[_OUTCOME_NAMES.get(code, "stored")] += 1
         if outcomes:
             self.listener.acked(send.token, sum(outcomes.values()), dict(outcomes))
         if retry:

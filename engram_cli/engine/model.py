@@ -100,6 +100,11 @@ class MemoryRecord:
     last_access: float = 0.0
 
 
+# What a write did to each memory (the same numbers as ext.v1's ItemOutcome).
+CREATED, UPDATED, UNCHANGED = 1, 2, 3
+OUTCOME_NAMES = {CREATED: "created", UPDATED: "updated", UNCHANGED: "unchanged"}
+
+
 @dataclass(slots=True)
 class WriteOutcome:
     index: int

@@ -44,9 +44,13 @@ from engram_cli.engine.consolidation import Consolidator, PassReport
 from engram_cli.engine.forgetting import decayed
 from engram_cli.engine.hot import HotTier, Row
 from engram_cli.engine.model import (
+    CREATED,
     MAX_CONTENT_BYTES,
     MAX_EMBEDDING_DIMS,
     MemoryRecord,
+    OUTCOME_NAMES,
+    UNCHANGED,
+    UPDATED,
     MemoryType,
     State,
     WriteOutcome,
@@ -77,6 +81,7 @@ ON CONFLICT (space, id) DO UPDATE SET
     updated_at = excluded.updated_at, tags = excluded.tags, metadata = excluded.metadata,
     suppressed = 0
 """
+_RECENT = int(State.RECENT)
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 
 
@@ -131,27 +136,78 @@ def embedding_to_bytes(values: Iterable[float]) -> bytes:
     return arr.tobytes()
 
 
-def validate_record(rec: MemoryRecord) -> None:
-    """Engine-level rules every stored memory satisfies; raises InvalidArgument."""
-    if not rec.content and not rec.embedding:
-        raise InvalidArgument("memory has neither content nor embedding")
-    if len(rec.content) * 4 > MAX_CONTENT_BYTES and len(rec.content.encode()) > MAX_CONTENT_BYTES:
-        raise InvalidArgument(
-            f"content is {len(rec.content.encode())} bytes; the limit is {MAX_CONTENT_BYTES}"
-        )
-    if not (0.0 <= rec.confidence <= 1.0) or math.isnan(rec.confidence):
-        raise InvalidArgument(f"confidence {rec.confidence} is outside 0..1")
-    if rec.embedding:
-        dims = len(rec.embedding) // 4
+_MEMORY_TYPES = frozenset(int(t) for t in MemoryType)
+_CONTENT_CHARS_SAFE = MAX_CONTENT_BYTES // 4  # a str this long is within the byte limit
+
+
+def memory_error(content: str, embedding: bytes, confidence: float, decay_rate: float,
+                 memory_type: int) -> str:
+    """Why a memory with these values cannot be stored, or '' when it can: the engine's
+    rules every stored memory satisfies (NaN fails every comparison, so it is refused)."""
+    if not content and not embedding:
+        return "memory has neither content nor embedding"
+    if len(content) > _CONTENT_CHARS_SAFE and len(content.encode()) > MAX_CONTENT_BYTES:
+        return f"content is {len(content.encode())} bytes; the limit is {MAX_CONTENT_BYTES}"
+    if not 0.0 <= confidence <= 1.0:
+        return f"confidence {confidence} is outside 0..1"
+    if embedding:
+        dims = len(embedding) // 4
         if dims > MAX_EMBEDDING_DIMS:
-            raise InvalidArgument(f"embedding has {dims} dimensions; the limit is "
-                                  f"{MAX_EMBEDDING_DIMS}")
-        if not np.isfinite(np.frombuffer(rec.embedding, dtype=np.float32)).all():
-            raise InvalidArgument("embedding contains NaN or infinity")
-    if rec.decay_rate < 0 or math.isnan(rec.decay_rate):
-        raise InvalidArgument(f"decay_rate {rec.decay_rate} is negative")
-    if rec.memory_type not in MemoryType._value2member_map_:
-        raise InvalidArgument(f"unknown memory_type {rec.memory_type}")
+            return f"embedding has {dims} dimensions; the limit is {MAX_EMBEDDING_DIMS}"
+        if not np.isfinite(np.frombuffer(embedding, dtype=np.float32)).all():
+            return "embedding contains NaN or infinity"
+    if not decay_rate >= 0:
+        return f"decay_rate {decay_rate} is negative"
+    if memory_type not in _MEMORY_TYPES:
+        return f"unknown memory_type {memory_type}"
+    return ""
+
+
+def validate_record(rec: MemoryRecord) -> None:
+    """Raises InvalidArgument unless the record can be stored (see memory_error)."""
+    error = memory_error(rec.content, rec.embedding, rec.confidence, rec.decay_rate,
+                         rec.memory_type)
+    if error:
+        raise InvalidArgument(error)
+
+
+class WriteBatch:
+    """Memories of one space made ready for the writer, in request order: one SQL row
+    each for the valid ones (validated, id filled in, tags and metadata as JSON), and the
+    reason for each one refused. Built by the caller's thread, so the writer thread - the
+    store's bottleneck under bulk load - does little more than run SQL."""
+
+    __slots__ = ("space", "now", "rows", "positions", "created_given", "rejected")
+
+    def __init__(self, space: str, now: float) -> None:
+        self.space = space
+        self.now = now
+        self.rows: list[tuple[Any, ...]] = []  # _UPSERT's 13 values
+        self.positions: list[int] = []  # each row's position in the request
+        self.created_given: list[bool] = []  # False: created_at is `now` (or kept, on update)
+        self.rejected: list[tuple[int, str, str]] = []  # (position, id, why)
+
+    def add(self, position: int, mid: str, content: str, embedding: bytes, confidence: float,
+            decay_rate: float, memory_type: int, created_at: float | None, tags: list[str],
+            metadata: dict[str, str]) -> None:
+        if not mid:
+            mid = content_id(content, embedding)
+        error = memory_error(content, embedding, confidence, decay_rate, memory_type)
+        if error:
+            self.rejected.append((position, mid, error))
+            return
+        now = self.now
+        self.rows.append((
+            self.space, mid, content, embedding or None, confidence, decay_rate, memory_type,
+            _RECENT, created_at or now, now, now, orjson.dumps(tags).decode(),
+            orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS).decode() if metadata else "{}",
+        ))
+        self.positions.append(position)
+        self.created_given.append(bool(created_at))
+
+    def add_record(self, position: int, rec: MemoryRecord) -> None:
+        self.add(position, rec.id, rec.content, rec.embedding, rec.confidence, rec.decay_rate,
+                 rec.memory_type, rec.created_at, rec.tags, rec.metadata)
 
 
 class _OutsideTransaction:
@@ -456,34 +512,37 @@ class Store:
     def remember_many(self, space_id: str, records: Sequence[MemoryRecord]) -> list[WriteOutcome]:
         """Store many memories in one transaction; answers one outcome per record, in order.
 
-        A record without an id gets its content id. An existing id is replaced (upsert);
-        one identical to what is stored is left alone ("unchanged").
+        A record without an id gets its content id (set on the record). An existing id is
+        replaced (upsert); one identical to what is stored is left alone ("unchanged").
         """
-        space = resolve_space(space_id)
-        outcomes: list[WriteOutcome] = []
-        valid: list[tuple[int, MemoryRecord]] = []
+        batch = WriteBatch(resolve_space(space_id), self.clock())
         for i, rec in enumerate(records):
-            if not rec.id:
-                rec.id = content_id(rec.content, rec.embedding)
-            try:
-                validate_record(rec)
-            except InvalidArgument as exc:
-                outcomes.append(WriteOutcome(i, rec.id, "rejected", str(exc)))
-                continue
-            outcomes.append(WriteOutcome(i, rec.id, "pending"))
-            valid.append((i, rec))
-        if valid:
-            written = self._write(_op_remember, space, valid, self.clock())
-            changed = []
-            for i, outcome in written:
-                outcomes[i].outcome = outcome
-                if outcome == "created":
-                    self.rows_written += 1
-                if outcome != "unchanged":
-                    changed.append(outcomes[i].memory_id)
+            batch.add_record(i, rec)
+        outcomes: list[WriteOutcome | None] = [None] * len(records)
+        for i, mid, why in batch.rejected:
+            outcomes[i] = WriteOutcome(i, mid, "rejected", why)
+        for i, row, code in zip(batch.positions, batch.rows, self.write_batch(batch),
+                                strict=True):
+            outcomes[i] = WriteOutcome(i, row[1], OUTCOME_NAMES[code])
+        for rec, out in zip(records, outcomes, strict=True):
+            rec.id = out.memory_id  # type: ignore[union-attr]  # every position is filled
+        return outcomes  # type: ignore[return-value]
+
+    def write_batch(self, batch: WriteBatch) -> list[int]:
+        """Write a WriteBatch's rows in one transaction; answers an outcome code (CREATED,
+        UPDATED or UNCHANGED) per row, in order."""
+        if not batch.rows:
+            return []
+        codes: list[int] = self._write(_op_remember, batch.space, batch.rows,
+                                       batch.created_given, batch.now)
+        created = codes.count(CREATED)
+        self.rows_written += created
+        if created < len(codes):  # a new memory cannot be in the hot tier: skip those
+            changed = [row[1] for row, code in zip(batch.rows, codes, strict=True)
+                       if code == UPDATED]
             if changed:
-                self.hot.invalidate(space, changed)
-        return outcomes
+                self.hot.invalidate(batch.space, changed)
+        return codes
 
     def remember(self, space_id: str, record: MemoryRecord) -> WriteOutcome:
         outcome = self.remember_many(space_id, [record])[0]
@@ -1010,54 +1069,63 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
 # -- write operations, run on the writer thread in a group transaction ----------------
 
 
-def _op_remember(conn: sqlite3.Connection, space: str, items: list[tuple[int, MemoryRecord]],
-                 now: float) -> list[tuple[int, str]]:
+def _op_remember(conn: sqlite3.Connection, space: str, rows: list[tuple[Any, ...]],
+                 created_given: list[bool], now: float) -> list[int]:
+    """Insert-first: every row goes in with ON CONFLICT DO NOTHING; when that inserted
+    them all (a bulk load of new memories), that is the whole write, with no look-up.
+    Otherwise the batch's ids are read back: those with rowids above the largest before
+    the insert were created by it; the rest (ids already stored, or repeated in the
+    batch) are compared and updated."""
     conn.execute("INSERT OR IGNORE INTO spaces (name, created_at) VALUES (?, ?)", (space, now))
+    before = conn.execute("SELECT max(rowid) FROM memories").fetchone()[0] or 0
+    inserted = _insert_rows(conn, _INSERT_NEW_HEAD, _INSERT_NEW_TAIL, rows)
+    codes = [CREATED] * len(rows)
+    if inserted == len(rows):
+        return codes
+    ids = list({row[1] for row in rows})
     existing: dict[str, tuple[Any, ...]] = {}
-    ids = list({rec.id for _, rec in items})
+    fresh: set[str] = set()
     for chunk in _chunks(ids, _SQL_CHUNK):
         marks = ",".join("?" * len(chunk))
         for row in conn.execute(
-            "SELECT id, content, embedding, confidence, decay_rate, memory_type, created_at, "
-            f"tags, metadata, state, suppressed FROM memories WHERE space = ? AND id IN ({marks})",
-            (space, *chunk),
+            "SELECT rowid, id, content, embedding, confidence, decay_rate, memory_type, "
+            "created_at, tags, metadata, state, suppressed FROM memories "
+            f"WHERE space = ? AND id IN ({marks})", (space, *chunk),
         ):
-            existing[row[0]] = row[1:]
-    rows = []
-    outcomes = []
-    for i, rec in items:
-        tags = orjson.dumps(rec.tags).decode()
-        meta = orjson.dumps(rec.metadata, option=orjson.OPT_SORT_KEYS).decode()
-        emb = rec.embedding or None
-        old = existing.get(rec.id)
-        if old is None:
-            state = State.RECENT
-            created = rec.created_at or now
-            outcome = "created"
+            existing[row[1]] = row[2:]
+            if row[0] > before:
+                fresh.add(row[1])
+    later = []
+    for j, row in enumerate(rows):
+        if row[1] in fresh:  # the first row with a new id is the one inserted
+            fresh.discard(row[1])
         else:
-            (o_content, o_emb, o_conf, o_decay, o_type, o_created, o_tags, o_meta, o_state,
-             o_suppressed) = old
-            created = rec.created_at or o_created
-            same = (
-                o_content == rec.content and o_emb == emb
-                and abs(o_conf - rec.confidence) < 1e-7 and abs(o_decay - rec.decay_rate) < 1e-7
-                and o_type == rec.memory_type and o_tags == tags and o_meta == meta
-                and abs(o_created - created) < 1e-6 and not o_suppressed
-            )
-            if same:
-                outcomes.append((i, "unchanged"))
-                continue
-            state = State.RECONSOLIDATING if o_state == State.CONSOLIDATED else o_state
-            outcome = "updated"
-        rows.append((space, rec.id, rec.content, emb, rec.confidence, rec.decay_rate,
-                     rec.memory_type, state, created, now, now, tags, meta))
-        # A later duplicate of this id in the same batch sees this version as stored.
-        existing[rec.id] = (rec.content, emb, rec.confidence, rec.decay_rate, rec.memory_type,
-                            created, tags, meta, state, 0)
-        outcomes.append((i, outcome))
-    if rows:
-        _upsert(conn, rows)
-    return outcomes
+            later.append(j)
+    updates = []
+    for j in later:
+        (_, mid, content, emb, conf, decay, mtype, _, created_at, _, _, tags, meta) = rows[j]
+        (o_content, o_emb, o_conf, o_decay, o_type, o_created, o_tags, o_meta, o_state,
+         o_suppressed) = existing[mid]
+        if not created_given[j]:
+            created_at = o_created
+        same = (
+            o_content == content and o_emb == emb
+            and abs(o_conf - conf) < 1e-7 and abs(o_decay - decay) < 1e-7
+            and o_type == mtype and o_tags == tags and o_meta == meta
+            and abs(o_created - created_at) < 1e-6 and not o_suppressed
+        )
+        if same:
+            codes[j] = UNCHANGED
+            continue
+        state = State.RECONSOLIDATING if o_state == State.CONSOLIDATED else o_state
+        updates.append((space, mid, content, emb, conf, decay, mtype, int(state), created_at,
+                        now, now, tags, meta))
+        # A later row with this id in the same batch sees this version as stored.
+        existing[mid] = (content, emb, conf, decay, mtype, created_at, tags, meta, state, 0)
+        codes[j] = UPDATED
+    if updates:
+        _insert_rows(conn, _UPSERT_HEAD, _UPSERT_TAIL, updates)
+    return codes
 
 
 # Many rows per statement: fewer statements for SQLite to prepare and step. (It was worth
@@ -1065,6 +1133,8 @@ def _op_remember(conn: sqlite3.Connection, space: str, items: list[tuple[int, Me
 # its pending index data at every statement; the writer no longer uses SAVEPOINTs.)
 _ROW_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
 _UPSERT_HEAD, _UPSERT_TAIL = _UPSERT.split(_ROW_MARKS.join(("VALUES ", "")), 1)
+_INSERT_NEW_HEAD = _UPSERT_HEAD
+_INSERT_NEW_TAIL = "\nON CONFLICT (space, id) DO NOTHING"
 _MAX_ROWS_PER_UPSERT = 2400
 
 
@@ -1078,26 +1148,31 @@ def _rows_per_upsert(conn: sqlite3.Connection) -> int:
     return max(1, min(_MAX_ROWS_PER_UPSERT, limit // 13))
 
 
-def _upsert(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    # Full chunks, then the remainder in power-of-two chunks (at most ~11 more statements):
-    # batch sizes vary from request to request, and a statement with a row count never
-    # seen before is parsed and compiled anew (about 1.5 us a record at 2,400-record
-    # batches of random size), while these few shapes stay in the statement cache.
+def _insert_rows(conn: sqlite3.Connection, head: str, tail: str, rows: list[tuple[Any, ...]]
+                 ) -> int:
+    """Run head VALUES (row), (row)... tail over all rows; answers the rows changed.
+
+    Full chunks, then the remainder in power-of-two chunks (at most ~11 more statements):
+    batch sizes vary from request to request, and a statement with a row count never seen
+    before is parsed and compiled anew (about 1.5 us a record at 2,400-record batches of
+    random size), while these few shapes stay in the statement cache."""
     full = _rows_per_upsert(conn)
-    start, total = 0, len(rows)
+    start, total, changed = 0, len(rows), 0
     while start < total:
         n = min(full, total - start)
         if n < full:
             n = 1 << (n.bit_length() - 1)
-        conn.execute(_upsert_sql(n),
-                     [value for row in rows[start : start + n] for value in row])
+        changed += conn.execute(_rows_sql(head, tail, n),
+                                [value for row in rows[start : start + n] for value in row]
+                                ).rowcount
         start += n
+    return changed
 
 
-@functools.lru_cache(maxsize=32)
-def _upsert_sql(n: int) -> str:
+@functools.lru_cache(maxsize=64)
+def _rows_sql(head: str, tail: str, n: int) -> str:
     # The same str object each time: the statement cache's lookup hashes it only once.
-    return f"{_UPSERT_HEAD}VALUES {','.join([_ROW_MARKS] * n)}{_UPSERT_TAIL}"
+    return f"{head}VALUES {','.join([_ROW_MARKS] * n)}{tail}"
 
 
 def _op_forget(conn: sqlite3.Connection, space: str, ids: list[str], mode: str, now: float

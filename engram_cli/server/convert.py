@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -14,7 +13,7 @@ from engram_cli.engine.model import (
     State,
     category_of,
 )
-from engram_cli.engine.store import RecallQuery, embedding_to_bytes
+from engram_cli.engine.store import RecallQuery, WriteBatch, embedding_to_bytes
 from engram_cli.errors import InvalidArgument, Unsupported
 from engram_cli.rpc import pb
 
@@ -39,8 +38,6 @@ def confidence_pb(value: float, reasoning: str = "") -> Any:
 
 def memory_from_pb(m: Any) -> MemoryRecord:
     confidence = m.confidence.value if m.HasField("confidence") else DEFAULT_CONFIDENCE
-    if math.isnan(confidence):
-        raise InvalidArgument("confidence is NaN")
     return MemoryRecord(
         id=m.id,
         content=m.content,
@@ -54,6 +51,18 @@ def memory_from_pb(m: Any) -> MemoryRecord:
         decay_rate=m.decay_rate,
         created_at=ts_to_float(m.created_at),
     )
+
+
+def add_memory_pb(batch: WriteBatch, position: int, m: Any) -> None:
+    """memory_from_pb straight into a WriteBatch: the bulk path, with no record object."""
+    ts = m.created_at
+    md = m.metadata
+    batch.add(position, m.id, m.content,
+              embedding_to_bytes(m.embedding) if len(m.embedding) else b"",
+              m.confidence.value if m.HasField("confidence") else DEFAULT_CONFIDENCE,
+              m.decay_rate, m.memory_type,
+              ts.seconds + ts.nanos / 1e9 if ts.seconds or ts.nanos else None,
+              list(m.tags), {k: md[k] for k in md} if md else {})
 
 
 def episode_from_pb(e: Any) -> MemoryRecord:

@@ -10,21 +10,18 @@ from typing import Any
 import grpc
 
 from engram_cli import __version__
-from engram_cli.engine.model import WriteOutcome
-from engram_cli.engine.store import Store
-from engram_cli.errors import EngramError
+from engram_cli.engine.model import CREATED, UNCHANGED, UPDATED, resolve_space
+from engram_cli.engine.store import Store, WriteBatch
+from engram_cli.errors import InvalidArgument
 from engram_cli.rpc import ext, ext_svc
-from engram_cli.server.convert import memory_from_pb
+from engram_cli.server.convert import add_memory_pb
 from engram_cli.server.errors import unary
 from engram_cli.tuning.server_config import ServerConfig
 from engram_cli.tuning.settings import SPECS
 
-_OUTCOMES = {
-    "created": ext.ITEM_OUTCOME_CREATED,
-    "updated": ext.ITEM_OUTCOME_UPDATED,
-    "unchanged": ext.ITEM_OUTCOME_UNCHANGED,
-    "rejected": ext.ITEM_OUTCOME_REJECTED,
-}
+# The engine's outcome codes are ItemOutcome's numbers, so they go on the wire as they are.
+assert (CREATED, UPDATED, UNCHANGED) == (
+    ext.ITEM_OUTCOME_CREATED, ext.ITEM_OUTCOME_UPDATED, ext.ITEM_OUTCOME_UNCHANGED)
 
 
 class ExtensionServicer(ext_svc.ExtensionServiceServicer):
@@ -35,39 +32,46 @@ class ExtensionServicer(ext_svc.ExtensionServiceServicer):
 
     @unary
     def BatchRemember(self, request: Any, context: grpc.ServicerContext) -> Any:
-        max_batch = self.store.settings.max_batch
-        n = len(request.memories)
+        store = self.store
+        max_batch = store.settings.max_batch
+        memories = request.memories
+        n = len(memories)
         if n > max_batch:
-            from engram_cli.errors import InvalidArgument
-
             raise InvalidArgument(f"batch of {n} memories is over max_batch {max_batch}",
                                   "send smaller batches")
-        records = []
-        refused: dict[int, WriteOutcome] = {}
-        for i, m in enumerate(request.memories):
-            try:
-                records.append(memory_from_pb(m))
-            except EngramError as exc:
-                refused[i] = WriteOutcome(i, m.id, "rejected", str(exc))
-        outcomes = self.store.remember_many(request.memory_space_id, records)
-        if refused:
-            it = iter(outcomes)
-            outcomes = [refused[i] if i in refused else next(it) for i in range(n)]
-        resp = ext.BatchRememberResponse(pressure=self.store.pressure, max_batch=max_batch)
+        batch = WriteBatch(resolve_space(request.memory_space_id), store.clock())
+        for i, m in enumerate(memories):
+            add_memory_pb(batch, i, m)
+        codes = store.write_batch(batch)
+        resp = ext.BatchRememberResponse(pressure=store.pressure, max_batch=max_batch,
+                                         stored=len(codes), rejected=len(batch.rejected))
         # results.add() with only the non-default fields: a third of the cost of building
         # BatchItemResult objects, which showed at tens of thousands of items per second.
         add = resp.results.add
         invalid = grpc.StatusCode.INVALID_ARGUMENT.value[0]
-        rejected = 0
-        for i, out in enumerate(outcomes):
-            if out.outcome == "rejected":
-                rejected += 1
-                add(index=i, memory_id=out.memory_id, outcome=ext.ITEM_OUTCOME_REJECTED,
-                    code=invalid, error=out.error)
+        if request.compact:
+            if batch.rejected:
+                outcomes = [ext.ITEM_OUTCOME_REJECTED] * n
+                for i, code in zip(batch.positions, codes, strict=True):
+                    outcomes[i] = code
             else:
-                add(index=i, memory_id=out.memory_id, outcome=_OUTCOMES[out.outcome])
-        resp.stored = n - rejected
-        resp.rejected = rejected
+                outcomes = codes  # rows are the request, in order
+            resp.outcomes.extend(outcomes)
+            for i, mid, why in batch.rejected:
+                add(index=i, memory_id=mid, outcome=ext.ITEM_OUTCOME_REJECTED, code=invalid,
+                    error=why)
+            return resp
+        answers: list[tuple[str, int]] = [("", 0)] * n
+        for i, row, code in zip(batch.positions, batch.rows, codes, strict=True):
+            answers[i] = (row[1], code)
+        errors = {i: why for i, _, why in batch.rejected}
+        for i, mid, _ in batch.rejected:
+            answers[i] = (mid, ext.ITEM_OUTCOME_REJECTED)
+        for i, (mid, code) in enumerate(answers):
+            if code == ext.ITEM_OUTCOME_REJECTED:
+                add(index=i, memory_id=mid, outcome=code, code=invalid, error=errors[i])
+            else:
+                add(index=i, memory_id=mid, outcome=code)
         return resp
 
     @unary
@@ -94,8 +98,6 @@ class ExtensionServicer(ext_svc.ExtensionServiceServicer):
 
     @unary
     def ApplySettings(self, request: Any, context: grpc.ServicerContext) -> Any:
-        from engram_cli.errors import InvalidArgument
-
         values = {}
         for key, raw in request.values_json.items():
             try:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from engram_cli.rpc.engram.v1 import memory_pb2 as engram__cli_dot_rpc_dot_engram_dot_v1_dot_memory__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x65ngram_cli/rpc/ext/v1/ext.proto\x12\x11\x65ngram_cli.ext.v1\x1a%engram_cli/rpc/engram/v1/memory.proto\"\x7f\n\x14\x42\x61tchRememberRequest\x12\x17\n\x0fmemory_space_id\x18\x01 \x01(\t\x12#\n\x08memories\x18\x02 \x03(\x0b\x32\x11.engram.v1.Memory\x12\x11\n\tauto_link\x18\n \x01(\x08\x12\x16\n\x0elink_threshold\x18\x0b \x01(\x02\"\x81\x01\n\x0f\x42\x61tchItemResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x11\n\tmemory_id\x18\x02 \x01(\t\x12/\n\x07outcome\x18\x03 \x01(\x0e\x32\x1e.engram_cli.ext.v1.ItemOutcome\x12\x0c\n\x04\x63ode\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"\x93\x01\n\x15\x42\x61tchRememberResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".engram_cli.ext.v1.BatchItemResult\x12\x0e\n\x06stored\x18\x02 \x01(\x05\x12\x10\n\x08rejected\x18\x03 \x01(\x05\x12\x10\n\x08pressure\x18\x04 \x01(\x02\x12\x11\n\tmax_batch\x18\x05 \x01(\x05\"\x13\n\x11ServerInfoRequest\"\x9e\x01\n\x12ServerInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\x03\x12\x10\n\x08\x64\x61ta_dir\x18\x03 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x04 \x01(\x03\x12\x11\n\tmax_batch\x18\x05 \x01(\x05\x12\x12\n\nstarted_at\x18\x06 \x01(\x01\x12\x16\n\x0eidle_timeout_s\x18\x07 \x01(\x01\"\x7f\n\x07Setting\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\nvalue_json\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x65\x66\x61ult_json\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x18\n\x10restart_required\x18\x05 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\"\x14\n\x12GetSettingsRequest\"X\n\x13GetSettingsResponse\x12,\n\x08settings\x18\x01 \x03(\x0b\x32\x1a.engram_cli.ext.v1.Setting\x12\x13\n\x0b\x63onfig_path\x18\x02 \x01(\t\"\xb7\x01\n\x14\x41pplySettingsRequest\x12L\n\x0bvalues_json\x18\x01 \x03(\x0b\x32\x37.engram_cli.ext.v1.ApplySettingsRequest.ValuesJsonEntry\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\x12\r\n\x05reset\x18\x03 \x01(\x08\x1a\x31\n\x0fValuesJsonEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"_\n\rSettingChange\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x13\n\x0b\x62\x65\x66ore_json\x18\x02 \x01(\t\x12\x12\n\nafter_json\x18\x03 \x01(\t\x12\x18\n\x10restart_required\x18\x04 \x01(\x08\"u\n\x15\x41pplySettingsResponse\x12\x31\n\x07\x63hanges\x18\x01 \x03(\x0b\x32 .engram_cli.ext.v1.SettingChange\x12\x18\n\x10restart_required\x18\x02 \x03(\t\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x08\"+\n\x10\x44ropSpaceRequest\x12\x17\n\x0fmemory_space_id\x18\x01 \x01(\t\"-\n\x11\x44ropSpaceResponse\x12\x18\n\x10memories_deleted\x18\x01 \x01(\x03*\x96\x01\n\x0bItemOutcome\x12\x1c\n\x18ITEM_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14ITEM_OUTCOME_CREATED\x10\x01\x12\x18\n\x14ITEM_OUTCOME_UPDATED\x10\x02\x12\x1a\n\x16ITEM_OUTCOME_UNCHANGED\x10\x03\x12\x19\n\x15ITEM_OUTCOME_REJECTED\x10\x04\x32\xeb\x03\n\x10\x45xtensionService\x12\x62\n\rBatchRemember\x12\'.engram_cli.ext.v1.BatchRememberRequest\x1a(.engram_cli.ext.v1.BatchRememberResponse\x12Y\n\nServerInfo\x12$.engram_cli.ext.v1.ServerInfoRequest\x1a%.engram_cli.ext.v1.ServerInfoResponse\x12\\\n\x0bGetSettings\x12%.engram_cli.ext.v1.GetSettingsRequest\x1a&.engram_cli.ext.v1.GetSettingsResponse\x12\x62\n\rApplySettings\x12\'.engram_cli.ext.v1.ApplySettingsRequest\x1a(.engram_cli.ext.v1.ApplySettingsResponse\x12V\n\tDropSpace\x12#.engram_cli.ext.v1.DropSpaceRequest\x1a$.engram_cli.ext.v1.DropSpaceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1f\x65ngram_cli/rpc/ext/v1/ext.proto\x12\x11\x65ngram_cli.ext.v1\x1a%engram_cli/rpc/engram/v1/memory.proto\"\x90\x01\n\x14\x42\x61tchRememberRequest\x12\x17\n\x0fmemory_space_id\x18\x01 \x01(\t\x12#\n\x08memories\x18\x02 \x03(\x0b\x32\x11.engram.v1.Memory\x12\x11\n\tauto_link\x18\n \x01(\x08\x12\x16\n\x0elink_threshold\x18\x0b \x01(\x02\x12\x0f\n\x07\x63ompact\x18\x0c \x01(\x08\"\x81\x01\n\x0f\x42\x61tchItemResult\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x11\n\tmemory_id\x18\x02 \x01(\t\x12/\n\x07outcome\x18\x03 \x01(\x0e\x32\x1e.engram_cli.ext.v1.ItemOutcome\x12\x0c\n\x04\x63ode\x18\x04 \x01(\x05\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"\xc5\x01\n\x15\x42\x61tchRememberResponse\x12\x33\n\x07results\x18\x01 \x03(\x0b\x32\".engram_cli.ext.v1.BatchItemResult\x12\x0e\n\x06stored\x18\x02 \x01(\x05\x12\x10\n\x08rejected\x18\x03 \x01(\x05\x12\x10\n\x08pressure\x18\x04 \x01(\x02\x12\x11\n\tmax_batch\x18\x05 \x01(\x05\x12\x30\n\x08outcomes\x18\x06 \x03(\x0e\x32\x1e.engram_cli.ext.v1.ItemOutcome\"\x13\n\x11ServerInfoRequest\"\x9e\x01\n\x12ServerInfoResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\x03\x12\x10\n\x08\x64\x61ta_dir\x18\x03 \x01(\t\x12\x19\n\x11max_message_bytes\x18\x04 \x01(\x03\x12\x11\n\tmax_batch\x18\x05 \x01(\x05\x12\x12\n\nstarted_at\x18\x06 \x01(\x01\x12\x16\n\x0eidle_timeout_s\x18\x07 \x01(\x01\"\x7f\n\x07Setting\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x12\n\nvalue_json\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x65\x66\x61ult_json\x18\x03 \x01(\t\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x18\n\x10restart_required\x18\x05 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\"\x14\n\x12GetSettingsRequest\"X\n\x13GetSettingsResponse\x12,\n\x08settings\x18\x01 \x03(\x0b\x32\x1a.engram_cli.ext.v1.Setting\x12\x13\n\x0b\x63onfig_path\x18\x02 \x01(\t\"\xb7\x01\n\x14\x41pplySettingsRequest\x12L\n\x0bvalues_json\x18\x01 \x03(\x0b\x32\x37.engram_cli.ext.v1.ApplySettingsRequest.ValuesJsonEntry\x12\x0f\n\x07\x64ry_run\x18\x02 \x01(\x08\x12\r\n\x05reset\x18\x03 \x01(\x08\x1a\x31\n\x0fValuesJsonEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"_\n\rSettingChange\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x13\n\x0b\x62\x65\x66ore_json\x18\x02 \x01(\t\x12\x12\n\nafter_json\x18\x03 \x01(\t\x12\x18\n\x10restart_required\x18\x04 \x01(\x08\"u\n\x15\x41pplySettingsResponse\x12\x31\n\x07\x63hanges\x18\x01 \x03(\x0b\x32 .engram_cli.ext.v1.SettingChange\x12\x18\n\x10restart_required\x18\x02 \x03(\t\x12\x0f\n\x07\x61pplied\x18\x03 \x01(\x08\"+\n\x10\x44ropSpaceRequest\x12\x17\n\x0fmemory_space_id\x18\x01 \x01(\t\"-\n\x11\x44ropSpaceResponse\x12\x18\n\x10memories_deleted\x18\x01 \x01(\x03*\x96\x01\n\x0bItemOutcome\x12\x1c\n\x18ITEM_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14ITEM_OUTCOME_CREATED\x10\x01\x12\x18\n\x14ITEM_OUTCOME_UPDATED\x10\x02\x12\x1a\n\x16ITEM_OUTCOME_UNCHANGED\x10\x03\x12\x19\n\x15ITEM_OUTCOME_REJECTED\x10\x04\x32\xeb\x03\n\x10\x45xtensionService\x12\x62\n\rBatchRemember\x12\'.engram_cli.ext.v1.BatchRememberRequest\x1a(.engram_cli.ext.v1.BatchRememberResponse\x12Y\n\nServerInfo\x12$.engram_cli.ext.v1.ServerInfoRequest\x1a%.engram_cli.ext.v1.ServerInfoResponse\x12\\\n\x0bGetSettings\x12%.engram_cli.ext.v1.GetSettingsRequest\x1a&.engram_cli.ext.v1.GetSettingsResponse\x12\x62\n\rApplySettings\x12\'.engram_cli.ext.v1.ApplySettingsRequest\x1a(.engram_cli.ext.v1.ApplySettingsResponse\x12V\n\tDropSpace\x12#.engram_cli.ext.v1.DropSpaceRequest\x1a$.engram_cli.ext.v1.DropSpaceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,36 +34,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_APPLYSETTINGSREQUEST_VALUESJSONENTRY']._loaded_options = None
   _globals['_APPLYSETTINGSREQUEST_VALUESJSONENTRY']._serialized_options = b'8\001'
-  _globals['_ITEMOUTCOME']._serialized_start=1422
-  _globals['_ITEMOUTCOME']._serialized_end=1572
-  _globals['_BATCHREMEMBERREQUEST']._serialized_start=93
-  _globals['_BATCHREMEMBERREQUEST']._serialized_end=220
-  _globals['_BATCHITEMRESULT']._serialized_start=223
-  _globals['_BATCHITEMRESULT']._serialized_end=352
-  _globals['_BATCHREMEMBERRESPONSE']._serialized_start=355
-  _globals['_BATCHREMEMBERRESPONSE']._serialized_end=502
-  _globals['_SERVERINFOREQUEST']._serialized_start=504
-  _globals['_SERVERINFOREQUEST']._serialized_end=523
-  _globals['_SERVERINFORESPONSE']._serialized_start=526
-  _globals['_SERVERINFORESPONSE']._serialized_end=684
-  _globals['_SETTING']._serialized_start=686
-  _globals['_SETTING']._serialized_end=813
-  _globals['_GETSETTINGSREQUEST']._serialized_start=815
-  _globals['_GETSETTINGSREQUEST']._serialized_end=835
-  _globals['_GETSETTINGSRESPONSE']._serialized_start=837
-  _globals['_GETSETTINGSRESPONSE']._serialized_end=925
-  _globals['_APPLYSETTINGSREQUEST']._serialized_start=928
-  _globals['_APPLYSETTINGSREQUEST']._serialized_end=1111
-  _globals['_APPLYSETTINGSREQUEST_VALUESJSONENTRY']._serialized_start=1062
-  _globals['_APPLYSETTINGSREQUEST_VALUESJSONENTRY']._serialized_end=1111
-  _globals['_SETTINGCHANGE']._serialized_start=1113
-  _globals['_SETTINGCHANGE']._serialized_end=1208
-  _globals['_APPLYSETTINGSRESPONSE']._serialized_start=1210
-  _globals['_APPLYSETTINGSRESPONSE']._serialized_end=1327
-  _globals['_DROPSPACEREQUEST']._serialized_start=1329
-  _globals['_DROPSPACEREQUEST']._serialized_end=1372
-  _globals['_DROPSPACERESPONSE']._serialized_start=1374
-  _globals['_DROPSPACERESPONSE']._serialized_end=1419
-  _globals['_EXTENSIONSERVICE']._serialized_start=1575
-  _globals['_EXTENSIONSERVICE']._serialized_end=2066
+  _globals['_ITEMOUTCOME']._serialized_start=1490
+  _globals['_ITEMOUTCOME']._serialized_end=1640
+  _globals['_BATCHREMEMBERREQUEST']._serialized_start=94
+  _globals['_BATCHREMEMBERREQUEST']._serialized_end=238
+  _globals['_BATCHITEMRESULT']._serialized_start=241
+  _globals['_BATCHITEMRESULT']._serialized_end=370
+  _globals['_BATCHREMEMBERRESPONSE']._serialized_start=373
+  _globals['_BATCHREMEMBERRESPONSE']._serialized_end=570
+  _globals['_SERVERINFOREQUEST']._serialized_start=572
+  _globals['_SERVERINFOREQUEST']._serialized_end=591
+  _globals['_SERVERINFORESPONSE']._serialized_start=594
+  _globals['_SERVERINFORESPONSE']._serialized_end=752
+  _globals['_SETTING']._serialized_start=754
+  _globals['_SETTING']._serialized_end=881
+  _globals['_GETSETTINGSREQUEST']._serialized_start=883
+  _globals['_GETSETTINGSREQUEST']._serialized_end=903
+  _globals['_GETSETTINGSRESPONSE']._serialized_start=905
+  _globals['_GETSETTINGSRESPONSE']._serialized_end=993
+  _globals['_APPLYSETTINGSREQUEST']._serialized_start=996
+  _globals['_APPLYSETTINGSREQUEST']._serialized_end=1179
+  _globals['_APPLYSETTINGSREQUEST_VALUESJSONENTRY']._serialized_start=1130
+  _globals['_APPLYSETTINGSREQUEST_VALUESJSONENTRY']._serialized_end=1179
+  _globals['_SETTINGCHANGE']._serialized_start=1181
+  _globals['_SETTINGCHANGE']._serialized_end=1276
+  _globals['_APPLYSETTINGSRESPONSE']._serialized_start=1278
+  _globals['_APPLYSETTINGSRESPONSE']._serialized_end=1395
+  _globals['_DROPSPACEREQUEST']._serialized_start=1397
+  _globals['_DROPSPACEREQUEST']._serialized_end=1440
+  _globals['_DROPSPACERESPONSE']._serialized_start=1442
+  _globals['_DROPSPACERESPONSE']._serialized_end=1487
+  _globals['_EXTENSIONSERVICE']._serialized_start=1643
+  _globals['_EXTENSIONSERVICE']._serialized_end=2134
 # @@protoc_insertion_point(module_scope)

@@ -22,16 +22,18 @@ ITEM_OUTCOME_UNCHANGED: ItemOutcome
 ITEM_OUTCOME_REJECTED: ItemOutcome
 
 class BatchRememberRequest(_message.Message):
-    __slots__ = ("memory_space_id", "memories", "auto_link", "link_threshold")
+    __slots__ = ("memory_space_id", "memories", "auto_link", "link_threshold", "compact")
     MEMORY_SPACE_ID_FIELD_NUMBER: _ClassVar[int]
     MEMORIES_FIELD_NUMBER: _ClassVar[int]
     AUTO_LINK_FIELD_NUMBER: _ClassVar[int]
     LINK_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    COMPACT_FIELD_NUMBER: _ClassVar[int]
     memory_space_id: str
     memories: _containers.RepeatedCompositeFieldContainer[_memory_pb2.Memory]
     auto_link: bool
     link_threshold: float
-    def __init__(self, memory_space_id: _Optional[str] = ..., memories: _Optional[_Iterable[_Union[_memory_pb2.Memory, _Mapping]]] = ..., auto_link: _Optional[bool] = ..., link_threshold: _Optional[float] = ...) -> None: ...
+    compact: bool
+    def __init__(self, memory_space_id: _Optional[str] = ..., memories: _Optional[_Iterable[_Union[_memory_pb2.Memory, _Mapping]]] = ..., auto_link: _Optional[bool] = ..., link_threshold: _Optional[float] = ..., compact: _Optional[bool] = ...) -> None: ...
 
 class BatchItemResult(_message.Message):
     __slots__ = ("index", "memory_id", "outcome", "code", "error")
@@ -48,18 +50,20 @@ class BatchItemResult(_message.Message):
     def __init__(self, index: _Optional[int] = ..., memory_id: _Optional[str] = ..., outcome: _Optional[_Union[ItemOutcome, str]] = ..., code: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class BatchRememberResponse(_message.Message):
-    __slots__ = ("results", "stored", "rejected", "pressure", "max_batch")
+    __slots__ = ("results", "stored", "rejected", "pressure", "max_batch", "outcomes")
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     STORED_FIELD_NUMBER: _ClassVar[int]
     REJECTED_FIELD_NUMBER: _ClassVar[int]
     PRESSURE_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
+    OUTCOMES_FIELD_NUMBER: _ClassVar[int]
     results: _containers.RepeatedCompositeFieldContainer[BatchItemResult]
     stored: int
     rejected: int
     pressure: float
     max_batch: int
-    def __init__(self, results: _Optional[_Iterable[_Union[BatchItemResult, _Mapping]]] = ..., stored: _Optional[int] = ..., rejected: _Optional[int] = ..., pressure: _Optional[float] = ..., max_batch: _Optional[int] = ...) -> None: ...
+    outcomes: _containers.RepeatedScalarFieldContainer[ItemOutcome]
+    def __init__(self, results: _Optional[_Iterable[_Union[BatchItemResult, _Mapping]]] = ..., stored: _Optional[int] = ..., rejected: _Optional[int] = ..., pressure: _Optional[float] = ..., max_batch: _Optional[int] = ..., outcomes: _Optional[_Iterable[_Union[ItemOutcome, str]]] = ...) -> None: ...
 
 class ServerInfoRequest(_message.Message):
     __slots__ = ()
