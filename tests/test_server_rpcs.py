@@ -238,6 +238,29 @@ def test_batch_remember_answers_per_item(rpc) -> None:
     assert total(stub) == 3
 
 
+def test_batch_remember_compact_answers_outcomes_in_order(rpc) -> None:
+    stub, ext_stub = rpc
+    remember(stub, "already here")
+    stub.Remember(pb.RememberRequest(memory=pb.Memory(id="old", content="old text")))
+    memories = [pb.Memory(content="already here"), pb.Memory(content="brand new"),
+                pb.Memory(content=""), pb.Memory(id="old", content="new text"),
+                pb.Memory(id="twice", content="first"), pb.Memory(id="twice", content="second"),
+                pb.Memory(content="brand new")]
+    resp = ext_stub.BatchRemember(ext.BatchRememberRequest(memories=memories, compact=True))
+    created, updated = ext.ITEM_OUTCOME_CREATED, ext.ITEM_OUTCOME_UPDATED
+    unchanged, rejected = ext.ITEM_OUTCOME_UNCHANGED, ext.ITEM_OUTCOME_REJECTED
+    assert list(resp.outcomes) == [unchanged, created, rejected, updated, created, updated,
+                                   unchanged]
+    # Only the rejected item has a result, with its position and reason.
+    assert [(r.index, r.outcome) for r in resp.results] == [(2, rejected)]
+    assert "content" in resp.results[0].error
+    assert (resp.stored, resp.rejected) == (6, 1)
+    got = {m.id: m.content for m in stub.Recall(pb.RecallRequest(cue=pb.Cue(
+        semantic=pb.SemanticCue(query="second new text")), max_results=10)).memories}
+    assert got.get("twice") == "second" and got.get("old") == "new text"
+    assert total(stub) == 4
+
+
 def test_health_and_reflection(server) -> None:
     channel = grpc.insecure_channel(server.address)
     try:

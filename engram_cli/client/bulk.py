@@ -49,8 +49,9 @@ CALL_TIMEOUT_S = 120.0
 PROBE_TIMEOUT_S = 10.0
 _BACKOFF_BASE_S = 0.05
 _BACKOFF_CAP_S = 5.0
-_OUTCOME_NAMES = {ext.ITEM_OUTCOME_CREATED: "created", ext.ITEM_OUTCOME_UPDATED: "updated",
-                  ext.ITEM_OUTCOME_UNCHANGED: "unchanged"}
+_OUTCOME_NAMES: dict[int, str] = {
+    ext.ITEM_OUTCOME_CREATED: "created", ext.ITEM_OUTCOME_UPDATED: "updated",
+    ext.ITEM_OUTCOME_UNCHANGED: "unchanged"}
 
 ENV_BATCH = "ENGRAM_BATCH"
 ENV_POOL = "ENGRAM_POOL"

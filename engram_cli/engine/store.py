@@ -47,10 +47,10 @@ from engram_cli.engine.model import (
     CREATED,
     MAX_CONTENT_BYTES,
     MAX_EMBEDDING_DIMS,
-    MemoryRecord,
     OUTCOME_NAMES,
     UNCHANGED,
     UPDATED,
+    MemoryRecord,
     MemoryType,
     State,
     WriteOutcome,
@@ -177,7 +177,7 @@ class WriteBatch:
     reason for each one refused. Built by the caller's thread, so the writer thread - the
     store's bottleneck under bulk load - does little more than run SQL."""
 
-    __slots__ = ("space", "now", "rows", "positions", "created_given", "rejected")
+    __slots__ = ("created_given", "now", "positions", "rejected", "rows", "space")
 
     def __init__(self, space: str, now: float) -> None:
         self.space = space

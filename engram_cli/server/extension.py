@@ -51,7 +51,7 @@ class ExtensionServicer(ext_svc.ExtensionServiceServicer):
         invalid = grpc.StatusCode.INVALID_ARGUMENT.value[0]
         if request.compact:
             if batch.rejected:
-                outcomes = [ext.ITEM_OUTCOME_REJECTED] * n
+                outcomes: list[int] = [ext.ITEM_OUTCOME_REJECTED] * n
                 for i, code in zip(batch.positions, codes, strict=True):
                     outcomes[i] = code
             else:
