@@ -26,7 +26,6 @@ import functools
 import heapq
 import math
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -57,7 +56,7 @@ from engram_cli.engine.model import (
     content_id,
     resolve_space,
 )
-from engram_cli.engine.text import TextSeeder
+from engram_cli.engine.text import WORD_RE, TextSeeder
 from engram_cli.errors import EngramError, InvalidArgument, NotFound, Overloaded, StoreClosed
 from engram_cli.tuning.settings import DEFAULT_SETTINGS, Settings
 
@@ -82,7 +81,6 @@ ON CONFLICT (space, id) DO UPDATE SET
     suppressed = 0
 """
 _RECENT = int(State.RECENT)
-_WORD_RE = re.compile(r"\w+", re.UNICODE)
 
 
 class DataDirLocked(EngramError):
@@ -933,10 +931,10 @@ class Store:
             if exact:
                 return 1.0, exact
             result = self.recall(space, RecallQuery(text=content, limit=5))
-            words = set(_WORD_RE.findall(content.lower()))
+            words = set(WORD_RE.findall(content.lower()))
             best = 0.0
             for rec in result.memories:
-                other = set(_WORD_RE.findall(rec.content.lower()))
+                other = set(WORD_RE.findall(rec.content.lower()))
                 if words or other:
                     best = max(best, len(words & other) / len(words | other))
             return best, result.memories

@@ -28,7 +28,10 @@ import threading
 import time
 from collections.abc import Callable
 
-WORD_RE = re.compile(r"\w+", re.UNICODE)
+# A word as the index's tokenizer (unicode61) cuts them: letters and digits, so "_" splits
+# words too. Each cue word must be one token: the index keeps no positions, so a quoted
+# run of several tokens (a phrase) cannot be matched.
+WORD_RE = re.compile(r"[^\W_]+")
 RARE_DF = 1_500
 RANK_BUDGET = 3_000
 COMMON_SCAN = 200

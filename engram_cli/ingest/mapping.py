@@ -191,14 +191,10 @@ class Encoder:
     """Turns records into serialized engram.v1 Memory messages, one at a time."""
 
     def __init__(self, fieldmap: FieldMap = FieldMap()) -> None:
-        from google.protobuf.timestamp_pb2 import Timestamp
-
         from engram_cli.rpc import pb
 
         self.fieldmap = fieldmap
         self._memory = pb.Memory
-        self._confidence = pb.Confidence
-        self._timestamp = Timestamp
 
     def encode(self, record: dict[str, Any], text_columns: bool = False) -> tuple[str, bytes]:
         """(memory id, serialized Memory) for one record; raises RecordError."""
@@ -262,8 +258,6 @@ class Encoder:
                                   f"{_kind(conf)}")
             if not 0.0 <= conf <= 1.0:
                 raise RecordError(f"{self._name('confidence')} {conf} is outside 0..1")
-            fields["confidence"] = self._confidence(value=conf,
-                                                    category=int(category_of(conf)))
 
         tags = get("tags")
         if tags is not None:
@@ -276,9 +270,6 @@ class Encoder:
             if type(meta) is not dict:
                 raise RecordError(f"{self._name('metadata')} must be an object, not "
                                   f"{_kind(meta)}")
-            fields["metadata"] = {
-                k: v if type(v) is str else orjson.dumps(v).decode() for k, v in meta.items()
-            }
 
         mtype = get("memory_type")
         if mtype is not None and mtype != "":
@@ -291,14 +282,14 @@ class Encoder:
                                   + "|".join(MEMORY_TYPES))
 
         created = get("created_at")
+        seconds = nanos = 0
         if created is not None and created != "":
             if type(created) is int:
-                fields["created_at"] = self._timestamp(seconds=created)
+                seconds = created
             else:
                 t = parse_time(created)
-                whole = math.floor(t)
-                fields["created_at"] = self._timestamp(seconds=whole,
-                                                       nanos=int((t - whole) * 1e9))
+                seconds = math.floor(t)
+                nanos = int((t - seconds) * 1e9)
 
         decay = get("decay_rate")
         if decay is not None:
@@ -306,10 +297,26 @@ class Encoder:
                 raise RecordError(f"{self._name('decay_rate')} must be a number >= 0, not "
                                   f"{decay!r}")
             fields["decay_rate"] = decay
+        # Sub-messages and the map are filled in place: building them apart and handing them
+        # to the constructor costs about twice as much (a map goes through the generic
+        # MutableMapping.update), and this runs once per imported record.
         try:
-            return self._memory(**fields)
+            m = self._memory(**fields)
+            if conf is not None:
+                c = m.confidence
+                c.value = conf
+                c.category = category_of(conf)
+            if seconds or nanos:
+                ts = m.created_at
+                ts.seconds = seconds
+                ts.nanos = nanos
+            if meta:
+                md = m.metadata
+                for k, v in meta.items():
+                    md[k] = v if type(v) is str else orjson.dumps(v).decode()
         except (ValueError, TypeError, OverflowError) as exc:
             raise RecordError(f"cannot encode the record: {exc}") from None
+        return m
 
     def _name(self, field: str) -> str:
         src = self.fieldmap.source_of(field)
