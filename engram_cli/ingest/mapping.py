@@ -266,10 +266,8 @@ class Encoder:
             fields["tags"] = tags
 
         meta = get("metadata")
-        if meta is not None:
-            if type(meta) is not dict:
-                raise RecordError(f"{self._name('metadata')} must be an object, not "
-                                  f"{_kind(meta)}")
+        if meta is not None and type(meta) is not dict:
+            raise RecordError(f"{self._name('metadata')} must be an object, not {_kind(meta)}")
 
         mtype = get("memory_type")
         if mtype is not None and mtype != "":
