@@ -193,7 +193,7 @@ class BatchSizer:
     WINDOW = 3  # batches per throughput measurement
 
     def __init__(self, fixed: int | None, high: int, start: int = START_BATCH,
-                 low: int = MIN_BATCH, fast_s: float = 0.5, slow_s: float = 1.5,
+                 low: int = MIN_BATCH, fast_s: float = 1.0, slow_s: float = 2.5,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.fixed = fixed
         self.high = max(1, high)
@@ -221,9 +221,12 @@ class BatchSizer:
             self._direction = -1
             self._resize(int(self.size * 0.7))
             return
-        if pressure < 0.5 and latency_s < self.fast_s and n >= self.size * 0.9:
+        if pressure < 0.5 and latency_s < self.fast_s:
+            # Any batch back quickly grows the size, even one sent before the last growth:
+            # with a window of batches in flight, waiting for one of the new size first
+            # took most of a 200,000-record import to reach the bound.
             self._direction = 1
-            self._resize(int(self.size * 1.25) + 1)
+            self._resize(int(self.size * 1.5) + 1)
             return
         self._window_records += n
         self._window_batches += 1

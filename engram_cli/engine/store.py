@@ -62,6 +62,10 @@ from engram_cli.tuning.settings import DEFAULT_SETTINGS, Settings
 
 DB_NAME = "engram.db"
 LOCK_NAME = "LOCK"
+# 16 KiB pages instead of SQLite's 4 KiB: the (space, id) index takes memories in random
+# order (ids are hashes), so each commit rewrites most of its leaf pages; a quarter as
+# many pages makes a bulk insert about 20% cheaper, for a file about 10% larger.
+PAGE_SIZE = 16384
 _SQL_CHUNK = 900  # stays under SQLite's host-parameter limit with room to spare
 _MAX_OPS_PER_COMMIT = 256
 _COLUMNS = (
@@ -416,6 +420,8 @@ class Store:
         conn = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30.0
         )
+        # Takes effect only when the file is created (an older store keeps its pages).
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
         conn.execute("PRAGMA temp_store=MEMORY")
