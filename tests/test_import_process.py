@@ -70,7 +70,8 @@ def test_server_killed_and_restarted_mid_import_still_stores_everything(server_p
     sp = server_process(data)
     port = int(sp.address.rsplit(":", 1)[1])
     path = big_file(tmp_path / "big.jsonl")
-    proc = start_import(sp.address, str(path), "--rate", "3000", "--json")
+    # Small batches at a steady rate: a batch is always on its way when the server dies.
+    proc = start_import(sp.address, str(path), "--rate", "3000", "--batch", "200", "--json")
     wait_for(lambda: count_on(sp.address) >= 1500)
     sp.kill9()
     restarted = server_process(data, port=port)
