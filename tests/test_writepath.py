@@ -29,7 +29,7 @@ def test_chunk_shapes_cover_every_row_once_in_order(small_chunks: None) -> None:
 
     rows = [("s", i, "c", None, 0.5, 0.0, 0, 0, 1.0, 1.0, 1.0, "[]", "{}") for i in range(29)]
     changed = st._insert_rows(Recorder(), st._UPSERT_HEAD, st._UPSERT_TAIL,  # type: ignore[arg-type]
-                              rows)
+                              [value for row in rows for value in row])
     assert seen == list(range(29))
     assert changed == 29
 

@@ -24,6 +24,7 @@ import contextlib
 import dataclasses
 import functools
 import heapq
+import itertools
 import math
 import os
 import sqlite3
@@ -537,7 +538,9 @@ class Store:
         UPDATED or UNCHANGED) per row, in order."""
         if not batch.rows:
             return []
-        codes: list[int] = self._write(_op_remember, batch.space, batch.rows,
+        # Flattened here, on the caller's thread, not on the writer's: it is the bottleneck.
+        values = list(itertools.chain.from_iterable(batch.rows))
+        codes: list[int] = self._write(_op_remember, batch.space, batch.rows, values,
                                        batch.created_given, batch.now)
         created = codes.count(CREATED)
         self.rows_written += created
@@ -1074,7 +1077,7 @@ def _chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
 
 
 def _op_remember(conn: sqlite3.Connection, space: str, rows: list[tuple[Any, ...]],
-                 created_given: list[bool], now: float) -> list[int]:
+                 values: list[Any], created_given: list[bool], now: float) -> list[int]:
     """Insert-first: every row goes in with ON CONFLICT DO NOTHING; when that inserted
     them all (a bulk load of new memories), that is the whole write, with no look-up.
     Otherwise the batch's ids are read back: those with rowids above the largest before
@@ -1082,7 +1085,7 @@ def _op_remember(conn: sqlite3.Connection, space: str, rows: list[tuple[Any, ...
     batch) are compared and updated."""
     conn.execute("INSERT OR IGNORE INTO spaces (name, created_at) VALUES (?, ?)", (space, now))
     before = conn.execute("SELECT max(rowid) FROM memories").fetchone()[0] or 0
-    inserted = _insert_rows(conn, _INSERT_NEW_HEAD, _INSERT_NEW_TAIL, rows)
+    inserted = _insert_rows(conn, _INSERT_NEW_HEAD, _INSERT_NEW_TAIL, values)
     codes = [CREATED] * len(rows)
     if inserted == len(rows):
         return codes
@@ -1128,7 +1131,8 @@ def _op_remember(conn: sqlite3.Connection, space: str, rows: list[tuple[Any, ...
         existing[mid] = (content, emb, conf, decay, mtype, created_at, tags, meta, state, 0)
         codes[j] = UPDATED
     if updates:
-        _insert_rows(conn, _UPSERT_HEAD, _UPSERT_TAIL, updates)
+        _insert_rows(conn, _UPSERT_HEAD, _UPSERT_TAIL,
+                     list(itertools.chain.from_iterable(updates)))
     return codes
 
 
@@ -1136,6 +1140,7 @@ def _op_remember(conn: sqlite3.Connection, space: str, rows: list[tuple[Any, ...
 # about 3x while the writer ran each operation in a SAVEPOINT, inside which FTS5 flushes
 # its pending index data at every statement; the writer no longer uses SAVEPOINTs.)
 _ROW_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+_ROW_WIDTH = _ROW_MARKS.count("?")
 _UPSERT_HEAD, _UPSERT_TAIL = _UPSERT.split(_ROW_MARKS.join(("VALUES ", "")), 1)
 _INSERT_NEW_HEAD = _UPSERT_HEAD
 _INSERT_NEW_TAIL = "\nON CONFLICT (space, id) DO NOTHING"
@@ -1149,26 +1154,25 @@ def _rows_per_upsert(conn: sqlite3.Connection) -> int:
             sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # type: ignore[attr-defined]
     except AttributeError:
         limit = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
-    return max(1, min(_MAX_ROWS_PER_UPSERT, limit // 13))
+    return max(1, min(_MAX_ROWS_PER_UPSERT, limit // _ROW_WIDTH))
 
 
-def _insert_rows(conn: sqlite3.Connection, head: str, tail: str, rows: list[tuple[Any, ...]]
-                 ) -> int:
-    """Run head VALUES (row), (row)... tail over all rows; answers the rows changed.
+def _insert_rows(conn: sqlite3.Connection, head: str, tail: str, values: list[Any]) -> int:
+    """Run head VALUES (row), (row)... tail over rows of _ROW_WIDTH values each, given one
+    after another in `values`; answers the rows changed.
 
     Full chunks, then the remainder in power-of-two chunks (at most ~11 more statements):
     batch sizes vary from request to request, and a statement with a row count never seen
     before is parsed and compiled anew (about 1.5 us a record at 2,400-record batches of
     random size), while these few shapes stay in the statement cache."""
     full = _rows_per_upsert(conn)
-    start, total, changed = 0, len(rows), 0
+    start, total, changed = 0, len(values) // _ROW_WIDTH, 0
     while start < total:
         n = min(full, total - start)
         if n < full:
             n = 1 << (n.bit_length() - 1)
         changed += conn.execute(_rows_sql(head, tail, n),
-                                [value for row in rows[start : start + n] for value in row]
-                                ).rowcount
+                                values[start * _ROW_WIDTH : (start + n) * _ROW_WIDTH]).rowcount
         start += n
     return changed
 
