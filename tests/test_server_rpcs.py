@@ -238,6 +238,14 @@ def test_batch_remember_answers_per_item(rpc) -> None:
     assert total(stub) == 3
 
 
+def test_engine_outcome_codes_are_the_wire_numbers() -> None:
+    # BatchRemember puts the engine's codes on the wire as they are.
+    from engram_cli.engine import model
+
+    assert (model.CREATED, model.UPDATED, model.UNCHANGED) == (
+        ext.ITEM_OUTCOME_CREATED, ext.ITEM_OUTCOME_UPDATED, ext.ITEM_OUTCOME_UNCHANGED)
+
+
 def test_batch_remember_compact_answers_outcomes_in_order(rpc) -> None:
     stub, ext_stub = rpc
     remember(stub, "already here")

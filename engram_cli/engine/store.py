@@ -166,14 +166,6 @@ def memory_error(content: str, embedding: bytes, confidence: float, decay_rate: 
     return ""
 
 
-def validate_record(rec: MemoryRecord) -> None:
-    """Raises InvalidArgument unless the record can be stored (see memory_error)."""
-    error = memory_error(rec.content, rec.embedding, rec.confidence, rec.decay_rate,
-                         rec.memory_type)
-    if error:
-        raise InvalidArgument(error)
-
-
 class WriteBatch:
     """Memories of one space made ready for the writer, in request order: one SQL row
     each for the valid ones (validated, id filled in, tags and metadata as JSON), and the

@@ -10,7 +10,7 @@ from typing import Any
 import grpc
 
 from engram_cli import __version__
-from engram_cli.engine.model import CREATED, UNCHANGED, UPDATED, resolve_space
+from engram_cli.engine.model import resolve_space
 from engram_cli.engine.store import Store, WriteBatch
 from engram_cli.errors import InvalidArgument
 from engram_cli.rpc import ext, ext_svc
@@ -18,10 +18,6 @@ from engram_cli.server.convert import add_memory_pb
 from engram_cli.server.errors import unary
 from engram_cli.tuning.server_config import ServerConfig
 from engram_cli.tuning.settings import SPECS
-
-# The engine's outcome codes are ItemOutcome's numbers, so they go on the wire as they are.
-assert (CREATED, UPDATED, UNCHANGED) == (
-    ext.ITEM_OUTCOME_CREATED, ext.ITEM_OUTCOME_UPDATED, ext.ITEM_OUTCOME_UNCHANGED)
 
 
 class ExtensionServicer(ext_svc.ExtensionServiceServicer):
@@ -55,7 +51,9 @@ class ExtensionServicer(ext_svc.ExtensionServiceServicer):
                 for i, code in zip(batch.positions, codes, strict=True):
                     outcomes[i] = code
             else:
-                outcomes = codes  # rows are the request, in order
+                # Rows are the request, in order, and the engine's outcome codes are
+                # ItemOutcome's numbers (tests/test_server_rpcs.py checks they stay so).
+                outcomes = codes
             resp.outcomes.extend(outcomes)
             for i, mid, why in batch.rejected:
                 add(index=i, memory_id=mid, outcome=ext.ITEM_OUTCOME_REJECTED, code=invalid,
