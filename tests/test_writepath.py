@@ -23,11 +23,12 @@ def test_chunk_shapes_cover_every_row_once_in_order(small_chunks: None) -> None:
         rowcount = 0
 
         def execute(self, sql: str, params: list) -> Recorder:
-            seen.extend(params[1::13])  # the id column of each row
-            self.rowcount = len(params) // 13
+            seen.extend(params[1::st._ROW_WIDTH])  # the id column of each row
+            self.rowcount = len(params) // st._ROW_WIDTH
             return self
 
-    rows = [("s", i, "c", None, 0.5, 0.0, 0, 0, 1.0, 1.0, 1.0, "[]", "{}") for i in range(29)]
+    rows = [("s", i, i, "c", None, 0.5, 0.0, 0, 0, 1.0, 1.0, 1.0, "[]", "{}") for i in range(29)]
+    assert all(len(row) == st._ROW_WIDTH for row in rows)
     changed = st._insert_rows(Recorder(), st._UPSERT_HEAD, st._UPSERT_TAIL,  # type: ignore[arg-type]
                               [value for row in rows for value in row])
     assert seen == list(range(29))
@@ -54,3 +55,21 @@ def test_duplicates_across_chunk_boundaries_keep_the_last_version(small_chunks: 
         # The same batch again changes nothing.
         again = store.remember_many("", records[20:])
         assert {o.outcome for o in again} == {"unchanged"}
+
+
+def test_a_key_collision_refuses_the_newcomer_and_keeps_the_stored_memory(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two ids whose 64-bit keys collide (forced here; 2^-64 odds in life): the memory
+    # stored first keeps the key, the other is refused by name, and neighbours are stored.
+    real = st.memory_key
+    monkeypatch.setattr(st, "memory_key",
+                        lambda space, mid: 7 if mid in ("alpha", "beta") else real(space, mid))
+    with Store(tmp_path / "data") as store:
+        assert store.remember_many("", [MemoryRecord(id="alpha", content="first owner")]
+                                   )[0].outcome == "created"
+        out = store.remember_many("", [MemoryRecord(id="beta", content="second claimant"),
+                                       MemoryRecord(id="gamma", content="a neighbour")])
+        assert [o.outcome for o in out] == ["rejected", "created"]
+        assert "'beta'" in out[0].error and "64-bit key" in out[0].error
+        assert [m.content for m in store.get("", ["alpha", "beta", "gamma"])] == [
+            "first owner", "a neighbour"]

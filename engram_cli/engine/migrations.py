@@ -190,10 +190,119 @@ def _m003_fts_postings_only(conn: sqlite3.Connection) -> None:
     )
 
 
+_FTS_TRIGGERS = """
+        CREATE TRIGGER memories_ai AFTER INSERT ON memories BEGIN
+            INSERT INTO memories_fts (rowid, content) VALUES (new.rowid, new.content);
+        END;
+        CREATE TRIGGER memories_ad AFTER DELETE ON memories BEGIN
+            INSERT INTO memories_fts (memories_fts, rowid, content)
+                VALUES ('delete', old.rowid, old.content);
+        END;
+        CREATE TRIGGER memories_au AFTER UPDATE OF content ON memories
+        WHEN old.content IS NOT new.content BEGIN
+            INSERT INTO memories_fts (memories_fts, rowid, content)
+                VALUES ('delete', old.rowid, old.content);
+            INSERT INTO memories_fts (rowid, content) VALUES (new.rowid, new.content);
+        END;
+"""
+_MEMORY_COLUMNS = """content, embedding, confidence, activation, decay_rate, memory_type,
+    state, created_at, last_access, updated_at, suppressed, tags, metadata"""
+
+
+def _m004_memory_keys(conn: sqlite3.Connection) -> None:
+    """Memories are found by a 64-bit key of (space, id) (model.memory_key, SQL function
+    engram_key) under a unique index, instead of a unique index of (space, id) itself:
+    ids are long and random, and that index made each commit of a bulk load rewrite
+    three to four times as many pages (about a third of an insert's cost at 1M
+    memories). The table is rebuilt with its rowids (the FTS index and the edges refer to
+    them); the association triggers look memories up by key, so a connection that writes
+    associations needs engram_key (Store registers it on each of its connections)."""
+    _run_script(
+        conn,
+        f"""
+        DROP TRIGGER associations_edges_ai;
+        DROP TRIGGER associations_edges_au;
+        DROP TRIGGER associations_edges_ad;
+        DROP TRIGGER memories_edges_ad;
+        DROP TRIGGER memories_ai;
+        DROP TRIGGER memories_ad;
+        DROP TRIGGER memories_au;
+        CREATE TABLE memories_keyed (
+            rowid INTEGER PRIMARY KEY,
+            space TEXT NOT NULL,
+            id TEXT NOT NULL,
+            key INTEGER NOT NULL,
+            content TEXT NOT NULL,
+            embedding BLOB,
+            confidence REAL NOT NULL,
+            activation REAL NOT NULL DEFAULT 0,
+            decay_rate REAL NOT NULL DEFAULT 0,
+            memory_type INTEGER NOT NULL DEFAULT 0,
+            state INTEGER NOT NULL DEFAULT 1,
+            created_at REAL NOT NULL,
+            last_access REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            suppressed INTEGER NOT NULL DEFAULT 0,
+            tags TEXT NOT NULL DEFAULT '[]',
+            metadata TEXT NOT NULL DEFAULT '{{}}'
+        );
+        INSERT INTO memories_keyed (rowid, space, id, key, {_MEMORY_COLUMNS})
+            SELECT rowid, space, id, engram_key(space, id), {_MEMORY_COLUMNS} FROM memories;
+        DROP TABLE memories;
+        ALTER TABLE memories_keyed RENAME TO memories;
+        CREATE UNIQUE INDEX memories_key ON memories (key);
+        CREATE INDEX memories_space_state ON memories (space, state);
+        {_FTS_TRIGGERS}
+        CREATE TRIGGER associations_edges_ai AFTER INSERT ON associations BEGIN
+            INSERT INTO edges (src, dst, strength)
+                SELECT s.rowid, t.rowid, new.strength FROM memories s, memories t
+                WHERE s.key = engram_key(new.space, new.source) AND s.id = new.source
+                  AND t.key = engram_key(new.space, new.target) AND t.id = new.target
+                ON CONFLICT (src, dst) DO UPDATE SET strength = max(strength, excluded.strength);
+            INSERT INTO edges (src, dst, strength)
+                SELECT t.rowid, s.rowid, new.strength FROM memories s, memories t
+                WHERE s.key = engram_key(new.space, new.source) AND s.id = new.source
+                  AND t.key = engram_key(new.space, new.target) AND t.id = new.target
+                ON CONFLICT (src, dst) DO UPDATE SET strength = max(strength, excluded.strength);
+        END;
+        CREATE TRIGGER associations_edges_au AFTER UPDATE OF strength ON associations BEGIN
+            INSERT INTO edges (src, dst, strength)
+                SELECT s.rowid, t.rowid, new.strength FROM memories s, memories t
+                WHERE s.key = engram_key(new.space, new.source) AND s.id = new.source
+                  AND t.key = engram_key(new.space, new.target) AND t.id = new.target
+                ON CONFLICT (src, dst) DO UPDATE SET strength = max(strength, excluded.strength);
+            INSERT INTO edges (src, dst, strength)
+                SELECT t.rowid, s.rowid, new.strength FROM memories s, memories t
+                WHERE s.key = engram_key(new.space, new.source) AND s.id = new.source
+                  AND t.key = engram_key(new.space, new.target) AND t.id = new.target
+                ON CONFLICT (src, dst) DO UPDATE SET strength = max(strength, excluded.strength);
+        END;
+        CREATE TRIGGER associations_edges_ad AFTER DELETE ON associations BEGIN
+            DELETE FROM edges
+                WHERE src = (SELECT rowid FROM memories
+                             WHERE key = engram_key(old.space, old.source) AND id = old.source)
+                  AND dst = (SELECT rowid FROM memories
+                             WHERE key = engram_key(old.space, old.target) AND id = old.target);
+            DELETE FROM edges
+                WHERE src = (SELECT rowid FROM memories
+                             WHERE key = engram_key(old.space, old.target) AND id = old.target)
+                  AND dst = (SELECT rowid FROM memories
+                             WHERE key = engram_key(old.space, old.source) AND id = old.source);
+        END;
+        CREATE TRIGGER memories_edges_ad AFTER DELETE ON memories BEGIN
+            DELETE FROM edges WHERE dst = old.rowid
+                AND src IN (SELECT dst FROM edges WHERE src = old.rowid);
+            DELETE FROM edges WHERE src = old.rowid;
+        END;
+        """
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _m001_initial),
     ("002_edges", _m002_edges),
     ("003_fts_postings_only", _m003_fts_postings_only),
+    ("004_memory_keys", _m004_memory_keys),
 ]
 
 

@@ -81,6 +81,15 @@ def content_id(content: str, embedding_bytes: bytes = b"") -> str:
     return "mem_" + h.hexdigest()
 
 
+def memory_key(space: str, mid: str) -> int:
+    """The 64-bit key the store finds a memory by: 8 bytes of blake2b over (space, id).
+    An index of the ids themselves (long, random text) made every bulk insert rewrite
+    three to four times as many index pages. (A space id has no NUL, so the pair is
+    unambiguous.)"""
+    digest = hashlib.blake2b(f"{space}\x00{mid}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
 @dataclass(slots=True)
 class MemoryRecord:
     """One memory as the engine stores it. `embedding` is float32 bytes (or b'')."""
@@ -100,9 +109,11 @@ class MemoryRecord:
     last_access: float = 0.0
 
 
-# What a write did to each memory (the same numbers as ext.v1's ItemOutcome).
-CREATED, UPDATED, UNCHANGED = 1, 2, 3
-OUTCOME_NAMES = {CREATED: "created", UPDATED: "updated", UNCHANGED: "unchanged"}
+# What a write did to each memory (the same numbers as ext.v1's ItemOutcome). The writer
+# refuses a memory only when its key (memory_key) is taken by another (space, id).
+CREATED, UPDATED, UNCHANGED, REFUSED = 1, 2, 3, 4
+OUTCOME_NAMES = {CREATED: "created", UPDATED: "updated", UNCHANGED: "unchanged",
+                 REFUSED: "rejected"}
 
 
 @dataclass(slots=True)

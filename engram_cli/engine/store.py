@@ -48,6 +48,7 @@ from engram_cli.engine.model import (
     MAX_CONTENT_BYTES,
     MAX_EMBEDDING_DIMS,
     OUTCOME_NAMES,
+    REFUSED,
     UNCHANGED,
     UPDATED,
     MemoryRecord,
@@ -55,6 +56,7 @@ from engram_cli.engine.model import (
     State,
     WriteOutcome,
     content_id,
+    memory_key,
     resolve_space,
 )
 from engram_cli.engine.text import WORD_RE, TextSeeder
@@ -74,10 +76,11 @@ _COLUMNS = (
     "state, created_at, last_access, tags, metadata"
 )
 _UPSERT = """
-INSERT INTO memories (space, id, content, embedding, confidence, decay_rate, memory_type,
-                      state, created_at, last_access, updated_at, tags, metadata, suppressed)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
-ON CONFLICT (space, id) DO UPDATE SET
+INSERT INTO memories (space, id, key, content, embedding, confidence, decay_rate,
+                      memory_type, state, created_at, last_access, updated_at, tags, metadata,
+                      suppressed)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+ON CONFLICT (key) DO UPDATE SET
     content = excluded.content, embedding = excluded.embedding,
     confidence = excluded.confidence, decay_rate = excluded.decay_rate,
     memory_type = excluded.memory_type, state = excluded.state,
@@ -177,7 +180,7 @@ class WriteBatch:
     def __init__(self, space: str, now: float) -> None:
         self.space = space
         self.now = now
-        self.rows: list[tuple[Any, ...]] = []  # _UPSERT's 13 values
+        self.rows: list[tuple[Any, ...]] = []  # _UPSERT's values
         self.positions: list[int] = []  # each row's position in the request
         self.created_given: list[bool] = []  # False: created_at is `now` (or kept, on update)
         self.rejected: list[tuple[int, str, str]] = []  # (position, id, why)
@@ -192,9 +195,11 @@ class WriteBatch:
             self.rejected.append((position, mid, error))
             return
         now = self.now
+        space = self.space
         self.rows.append((
-            self.space, mid, content, embedding or None, confidence, decay_rate, memory_type,
-            _RECENT, created_at or now, now, now, orjson.dumps(tags).decode(),
+            space, mid, memory_key(space, mid), content, embedding or None, confidence,
+            decay_rate, memory_type, _RECENT, created_at or now, now, now,
+            orjson.dumps(tags).decode(),
             orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS).decode() if metadata else "{}",
         ))
         self.positions.append(position)
@@ -415,6 +420,8 @@ class Store:
         )
         # Takes effect only when the file is created (an older store keeps its pages).
         conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
+        # The schema's triggers find memories by key (migration 004).
+        conn.create_function("engram_key", 2, memory_key, deterministic=True)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
         conn.execute("PRAGMA temp_store=MEMORY")
@@ -516,11 +523,11 @@ class Store:
         for i, rec in enumerate(records):
             batch.add_record(i, rec)
         outcomes: list[WriteOutcome | None] = [None] * len(records)
-        for i, mid, why in batch.rejected:
-            outcomes[i] = WriteOutcome(i, mid, "rejected", why)
         for i, row, code in zip(batch.positions, batch.rows, self.write_batch(batch),
                                 strict=True):
             outcomes[i] = WriteOutcome(i, row[1], OUTCOME_NAMES[code])
+        for i, mid, why in batch.rejected:
+            outcomes[i] = WriteOutcome(i, mid, "rejected", why)
         for rec, out in zip(records, outcomes, strict=True):
             rec.id = out.memory_id  # type: ignore[union-attr]  # every position is filled
         return outcomes  # type: ignore[return-value]
@@ -534,6 +541,12 @@ class Store:
         values = list(itertools.chain.from_iterable(batch.rows))
         codes: list[int] = self._write(_op_remember, batch.space, batch.rows, values,
                                        batch.created_given, batch.now)
+        if REFUSED in codes:
+            batch.rejected.extend(
+                (i, row[1], f"id {row[1]!r} has the same 64-bit key as another memory of "
+                            "this space: store it under another id")
+                for i, row, code in zip(batch.positions, batch.rows, codes, strict=True)
+                if code == REFUSED)
         created = codes.count(CREATED)
         self.rows_written += created
         if created < len(codes):  # a new memory cannot be in the hot tier: skip those
@@ -631,8 +644,9 @@ class Store:
             pending, self._touch_pending = self._touch_pending, {}
             self._touch_queued = False
         for space, times in pending.items():
-            conn.executemany("UPDATE memories SET last_access = ? WHERE space = ? AND id = ?",
-                             [(t, space, mid) for mid, t in times.items()])
+            conn.executemany(
+                "UPDATE memories SET last_access = ? WHERE key = ? AND space = ? AND id = ?",
+                [(t, memory_key(space, mid), space, mid) for mid, t in times.items()])
 
     # -- reads -------------------------------------------------------------------------
 
@@ -664,11 +678,8 @@ class Store:
             conn = self._reader()
             found: dict[str, MemoryRecord] = {}
             for chunk in _chunks(list(ids), _SQL_CHUNK):
-                marks = ",".join("?" * len(chunk))
-                for row in conn.execute(
-                    f"SELECT {_COLUMNS} FROM memories WHERE space = ? AND id IN ({marks})",
-                    (space, *chunk),
-                ):
+                where, args = _by_ids(space, chunk)
+                for row in conn.execute(f"SELECT {_COLUMNS} FROM memories WHERE {where}", args):
                     found[row[1]] = self._row_to_record(row, now)
             return [found[i] for i in ids if i in found]
         rows = self._rows_by_id(self._reader(), space, ids, self.hot.epoch())
@@ -683,10 +694,9 @@ class Store:
         if missing:
             loaded: list[Row] = []
             for chunk in _chunks(missing, _SQL_CHUNK):
-                marks = ",".join("?" * len(chunk))
+                where, args = _by_ids(space, chunk)
                 loaded.extend(conn.execute(
-                    f"SELECT {_COLUMNS} FROM memories WHERE space = ? AND id IN ({marks}) "
-                    f"AND suppressed = 0", (space, *chunk)))
+                    f"SELECT {_COLUMNS} FROM memories WHERE {where} AND suppressed = 0", args))
             self.hot.put_many(space, loaded, epoch)
             rows.update((r[1], r) for r in loaded)
         return rows
@@ -1072,39 +1082,40 @@ def _op_remember(conn: sqlite3.Connection, space: str, rows: list[tuple[Any, ...
                  values: list[Any], created_given: list[bool], now: float) -> list[int]:
     """Insert-first: every row goes in with ON CONFLICT DO NOTHING; when that inserted
     them all (a bulk load of new memories), that is the whole write, with no look-up.
-    Otherwise the batch's ids are read back: those with rowids above the largest before
+    Otherwise the batch's keys are read back: those with rowids above the largest before
     the insert were created by it; the rest (ids already stored, or repeated in the
-    batch) are compared and updated."""
+    batch) are compared and updated, and a row whose key another (space, id) holds is
+    refused."""
     conn.execute("INSERT OR IGNORE INTO spaces (name, created_at) VALUES (?, ?)", (space, now))
     before = conn.execute("SELECT max(rowid) FROM memories").fetchone()[0] or 0
     inserted = _insert_rows(conn, _INSERT_NEW_HEAD, _INSERT_NEW_TAIL, values)
     codes = [CREATED] * len(rows)
     if inserted == len(rows):
         return codes
-    ids = list({row[1] for row in rows})
-    existing: dict[str, tuple[Any, ...]] = {}
-    fresh: set[str] = set()
-    for chunk in _chunks(ids, _SQL_CHUNK):
+    keys = list({row[2] for row in rows})
+    existing: dict[int, tuple[Any, ...]] = {}
+    fresh: set[int] = set()
+    for chunk in _chunks(keys, _SQL_CHUNK):
         marks = ",".join("?" * len(chunk))
         for row in conn.execute(
-            "SELECT rowid, id, content, embedding, confidence, decay_rate, memory_type, "
-            "created_at, tags, metadata, state, suppressed FROM memories "
-            f"WHERE space = ? AND id IN ({marks})", (space, *chunk),
+            "SELECT rowid, key, space, id, content, embedding, confidence, decay_rate, "
+            "memory_type, created_at, tags, metadata, state, suppressed FROM memories "
+            f"WHERE key IN ({marks})", chunk,
         ):
             existing[row[1]] = row[2:]
             if row[0] > before:
                 fresh.add(row[1])
-    later = []
-    for j, row in enumerate(rows):
-        if row[1] in fresh:  # the first row with a new id is the one inserted
-            fresh.discard(row[1])
-        else:
-            later.append(j)
     updates = []
-    for j in later:
-        (_, mid, content, emb, conf, decay, mtype, _, created_at, _, _, tags, meta) = rows[j]
-        (o_content, o_emb, o_conf, o_decay, o_type, o_created, o_tags, o_meta, o_state,
-         o_suppressed) = existing[mid]
+    for j, row in enumerate(rows):
+        (_, mid, key, content, emb, conf, decay, mtype, _, created_at, _, _, tags, meta) = row
+        if key in fresh:  # the first row with a new key is the one inserted
+            fresh.discard(key)
+            continue
+        (o_space, o_id, o_content, o_emb, o_conf, o_decay, o_type, o_created, o_tags, o_meta,
+         o_state, o_suppressed) = existing[key]
+        if o_id != mid or o_space != space:
+            codes[j] = REFUSED
+            continue
         if not created_given[j]:
             created_at = o_created
         same = (
@@ -1117,10 +1128,11 @@ def _op_remember(conn: sqlite3.Connection, space: str, rows: list[tuple[Any, ...
             codes[j] = UNCHANGED
             continue
         state = State.RECONSOLIDATING if o_state == State.CONSOLIDATED else o_state
-        updates.append((space, mid, content, emb, conf, decay, mtype, int(state), created_at,
-                        now, now, tags, meta))
+        updates.append((space, mid, key, content, emb, conf, decay, mtype, int(state),
+                        created_at, now, now, tags, meta))
         # A later row with this id in the same batch sees this version as stored.
-        existing[mid] = (content, emb, conf, decay, mtype, created_at, tags, meta, state, 0)
+        existing[key] = (space, mid, content, emb, conf, decay, mtype, created_at, tags, meta,
+                         state, 0)
         codes[j] = UPDATED
     if updates:
         _insert_rows(conn, _UPSERT_HEAD, _UPSERT_TAIL,
@@ -1128,19 +1140,27 @@ def _op_remember(conn: sqlite3.Connection, space: str, rows: list[tuple[Any, ...
     return codes
 
 
+def _by_ids(space: str, ids: Sequence[str]) -> tuple[str, list[Any]]:
+    """A WHERE condition, and its values, for these ids of a space: found through the key
+    index ("+space": not through the (space, state) index)."""
+    marks = ",".join("?" * len(ids))
+    return (f"key IN ({marks}) AND +space = ? AND id IN ({marks})",
+            [*(memory_key(space, mid) for mid in ids), space, *ids])
+
+
 # Many rows per statement: fewer statements for SQLite to prepare and step. (It was worth
 # about 3x while the writer ran each operation in a SAVEPOINT, inside which FTS5 flushes
 # its pending index data at every statement; the writer no longer uses SAVEPOINTs.)
-_ROW_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
+_ROW_MARKS = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)"
 _ROW_WIDTH = _ROW_MARKS.count("?")
 _UPSERT_HEAD, _UPSERT_TAIL = _UPSERT.split(_ROW_MARKS.join(("VALUES ", "")), 1)
 _INSERT_NEW_HEAD = _UPSERT_HEAD
-_INSERT_NEW_TAIL = "\nON CONFLICT (space, id) DO NOTHING"
+_INSERT_NEW_TAIL = "\nON CONFLICT (key) DO NOTHING"
 _MAX_ROWS_PER_UPSERT = 2400
 
 
 def _rows_per_upsert(conn: sqlite3.Connection) -> int:
-    """As many rows as SQLite's limit on host parameters allows (13 a row)."""
+    """As many rows as SQLite's limit on host parameters allows."""
     try:
         limit = conn.getlimit(  # type: ignore[attr-defined]  # Python >= 3.11
             sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # type: ignore[attr-defined]
@@ -1180,19 +1200,19 @@ def _op_forget(conn: sqlite3.Connection, space: str, ids: list[str], mode: str, 
     affected = 0
     for chunk in _chunks(ids, _SQL_CHUNK):
         marks = ",".join("?" * len(chunk))
+        where, args = _by_ids(space, chunk)
         if mode == "delete":
-            cur = conn.execute(f"DELETE FROM memories WHERE space = ? AND id IN ({marks})",
-                               (space, *chunk))
+            cur = conn.execute(f"DELETE FROM memories WHERE {where}", args)
             conn.execute(f"DELETE FROM associations WHERE space = ? AND (source IN ({marks}) "
                          f"OR target IN ({marks}))", (space, *chunk, *chunk))
         elif mode == "overwrite":
             cur = conn.execute(
                 f"UPDATE memories SET content = '', embedding = NULL, suppressed = 1, "
-                f"updated_at = ? WHERE space = ? AND id IN ({marks})", (now, space, *chunk))
+                f"updated_at = ? WHERE {where}", (now, *args))
         else:
             cur = conn.execute(
                 f"UPDATE memories SET suppressed = 1, updated_at = ? "
-                f"WHERE space = ? AND suppressed = 0 AND id IN ({marks})", (now, space, *chunk))
+                f"WHERE {where} AND suppressed = 0", (now, *args))
         affected += cur.rowcount
     return affected
 
@@ -1200,8 +1220,9 @@ def _op_forget(conn: sqlite3.Connection, space: str, ids: list[str], mode: str, 
 def _op_associate(conn: sqlite3.Connection, space: str, source: str, target: str, kind: int,
                   strength: float, reason: str, now: float) -> tuple[bool, float]:
     for mid in (source, target):
-        if conn.execute("SELECT 1 FROM memories WHERE space = ? AND id = ? AND suppressed = 0",
-                        (space, mid)).fetchone() is None:
+        where, args = _by_ids(space, [mid])
+        if conn.execute(f"SELECT 1 FROM memories WHERE {where} AND suppressed = 0",
+                        args).fetchone() is None:
             raise NotFound(f"no memory {mid!r} in space {space!r}")
     row = conn.execute(
         "SELECT strength FROM associations WHERE space = ? AND source = ? AND target = ?",
@@ -1249,8 +1270,12 @@ def op_mark(conn: sqlite3.Connection, space: str | None, ids: list[str] | None,
     chosen: list[tuple[int, str, str]] = []
     if ids is not None:
         for chunk in _chunks(ids, _SQL_CHUNK):
-            chosen.extend(conn.execute(
-                sql + f" AND id IN ({','.join('?' * len(chunk))})", (*args, *chunk)))
+            if space is not None:
+                where, more = _by_ids(space, chunk)
+                chosen.extend(conn.execute(f"{sql} AND {where}", (*args, *more)))
+            else:
+                chosen.extend(conn.execute(
+                    sql + f" AND id IN ({','.join('?' * len(chunk))})", (*args, *chunk)))
         chosen.sort()
         chosen = chosen[:limit]
     else:

@@ -39,8 +39,10 @@ class ExtensionServicer(ext_svc.ExtensionServiceServicer):
         for i, m in enumerate(memories):
             add_memory_pb(batch, i, m)
         codes = store.write_batch(batch)
+        # (write_batch adds to batch.rejected what the writer refused.)
         resp = ext.BatchRememberResponse(pressure=store.pressure, max_batch=max_batch,
-                                         stored=len(codes), rejected=len(batch.rejected))
+                                         stored=n - len(batch.rejected),
+                                         rejected=len(batch.rejected))
         # results.add() with only the non-default fields: a third of the cost of building
         # BatchItemResult objects, which showed at tens of thousands of items per second.
         add = resp.results.add
