@@ -70,6 +70,7 @@ LOCK_NAME = "LOCK"
 # many pages makes a bulk insert about 20% cheaper, for a file about 10% larger.
 PAGE_SIZE = 16384
 _SQL_CHUNK = 900  # stays under SQLite's host-parameter limit with room to spare
+_ID_CHUNK = _SQL_CHUNK // 2  # ids looked up by key and id: two values each
 _MAX_OPS_PER_COMMIT = 256
 _COLUMNS = (
     "rowid, id, content, embedding, confidence, activation, decay_rate, memory_type, "
@@ -677,7 +678,7 @@ class Store:
         if include_suppressed:
             conn = self._reader()
             found: dict[str, MemoryRecord] = {}
-            for chunk in _chunks(list(ids), _SQL_CHUNK):
+            for chunk in _chunks(list(ids), _ID_CHUNK):
                 where, args = _by_ids(space, chunk)
                 for row in conn.execute(f"SELECT {_COLUMNS} FROM memories WHERE {where}", args):
                     found[row[1]] = self._row_to_record(row, now)
@@ -693,7 +694,7 @@ class Store:
         rows, missing = self.hot.get_many(space, ids)
         if missing:
             loaded: list[Row] = []
-            for chunk in _chunks(missing, _SQL_CHUNK):
+            for chunk in _chunks(missing, _ID_CHUNK):
                 where, args = _by_ids(space, chunk)
                 loaded.extend(conn.execute(
                     f"SELECT {_COLUMNS} FROM memories WHERE {where} AND suppressed = 0", args))
@@ -1198,7 +1199,7 @@ def _rows_sql(head: str, tail: str, n: int) -> str:
 def _op_forget(conn: sqlite3.Connection, space: str, ids: list[str], mode: str, now: float
                ) -> int:
     affected = 0
-    for chunk in _chunks(ids, _SQL_CHUNK):
+    for chunk in _chunks(ids, _ID_CHUNK):
         marks = ",".join("?" * len(chunk))
         where, args = _by_ids(space, chunk)
         if mode == "delete":
@@ -1269,7 +1270,7 @@ def op_mark(conn: sqlite3.Connection, space: str | None, ids: list[str] | None,
         args.append(after)
     chosen: list[tuple[int, str, str]] = []
     if ids is not None:
-        for chunk in _chunks(ids, _SQL_CHUNK):
+        for chunk in _chunks(ids, _ID_CHUNK):
             if space is not None:
                 where, more = _by_ids(space, chunk)
                 chosen.extend(conn.execute(f"{sql} AND {where}", (*args, *more)))
