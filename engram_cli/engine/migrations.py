@@ -179,7 +179,8 @@ def _m003_fts_postings_only(conn: sqlite3.Connection) -> None:
     """The full-text index keeps which memories hold a word and nothing more
     (detail=none): recall reads postings only (engine/text.py), never positions or
     columns, and without them an insert is about 12% cheaper and a store of 200,000
-    memories about 10% smaller. Rebuilt from the memories table; the triggers are re-created as they were."""
+    memories about 10% smaller. Rebuilt from the memories table; the triggers are
+    re-created as they were."""
     _run_script(
         conn,
         """
