@@ -535,7 +535,8 @@ class Store:
 
     def write_batch(self, batch: WriteBatch) -> list[int]:
         """Write a WriteBatch's rows in one transaction; answers an outcome code (CREATED,
-        UPDATED or UNCHANGED) per row, in order."""
+        UPDATED, UNCHANGED or REFUSED) per row, in order. A refused row (its key is held by
+        another id) is also added to batch.rejected, with the reason."""
         if not batch.rows:
             return []
         # Flattened here, on the caller's thread, not on the writer's: it is the bottleneck.

@@ -47,31 +47,31 @@ class ExtensionServicer(ext_svc.ExtensionServiceServicer):
         # BatchItemResult objects, which showed at tens of thousands of items per second.
         add = resp.results.add
         invalid = grpc.StatusCode.INVALID_ARGUMENT.value[0]
+        # One outcome per memory, in request order. Rows are the valid memories in order,
+        # and the engine's outcome codes are ItemOutcome's numbers (tests/test_server_rpcs.py
+        # checks they stay so).
+        outcomes: list[int] = codes
+        if batch.rejected:
+            outcomes = [ext.ITEM_OUTCOME_REJECTED] * n
+            for i, code in zip(batch.positions, codes, strict=True):
+                outcomes[i] = code
+        refused = {i: (mid, why) for i, mid, why in batch.rejected}
         if request.compact:
-            if batch.rejected:
-                outcomes: list[int] = [ext.ITEM_OUTCOME_REJECTED] * n
-                for i, code in zip(batch.positions, codes, strict=True):
-                    outcomes[i] = code
-            else:
-                # Rows are the request, in order, and the engine's outcome codes are
-                # ItemOutcome's numbers (tests/test_server_rpcs.py checks they stay so).
-                outcomes = codes
             resp.outcomes.extend(outcomes)
-            for i, mid, why in batch.rejected:
+            for i, (mid, why) in refused.items():
                 add(index=i, memory_id=mid, outcome=ext.ITEM_OUTCOME_REJECTED, code=invalid,
                     error=why)
             return resp
-        answers: list[tuple[str, int]] = [("", 0)] * n
-        for i, row, code in zip(batch.positions, batch.rows, codes, strict=True):
-            answers[i] = (row[1], code)
-        errors = {i: why for i, _, why in batch.rejected}
-        for i, mid, _ in batch.rejected:
-            answers[i] = (mid, ext.ITEM_OUTCOME_REJECTED)
-        for i, (mid, code) in enumerate(answers):
-            if code == ext.ITEM_OUTCOME_REJECTED:
-                add(index=i, memory_id=mid, outcome=code, code=invalid, error=errors[i])
+        ids = [""] * n
+        for i, row in zip(batch.positions, batch.rows, strict=True):
+            ids[i] = row[1]
+        for i, code in enumerate(outcomes):
+            if i in refused:
+                mid, why = refused[i]
+                add(index=i, memory_id=mid, outcome=ext.ITEM_OUTCOME_REJECTED, code=invalid,
+                    error=why)
             else:
-                add(index=i, memory_id=mid, outcome=code)
+                add(index=i, memory_id=ids[i], outcome=code)
         return resp
 
     @unary
