@@ -21,7 +21,7 @@ from engram_cli.server.app import EngramServer, ServeOptions
 
 _ENV_KEYS = ("ENGRAM_SERVER", "ENGRAM_SPACE", "ENGRAM_API_KEY", "ENGRAM_SERVER_KEYS",
              "ENGRAM_NO_AUTOSTART", "ENGRAM_DATA_DIR", "ENGRAM_CACHE_DIR", "ENGRAM_CONFIG_DIR",
-             "ENGRAM_DEFAULT_PORT")
+             "ENGRAM_DEFAULT_PORT", "ENGRAM_NICE")
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +34,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("ENGRAM_CACHE_DIR", str(home / "cache"))
     monkeypatch.setenv("ENGRAM_CONFIG_DIR", str(home / "config"))
     monkeypatch.setenv("ENGRAM_NO_AUTOSTART", "1")
+    # The in-process CLI would lower the test process's own CPU priority (a local server).
+    monkeypatch.setenv("ENGRAM_NICE", "0")
     return home
 
 

@@ -243,6 +243,38 @@ def test_fixed_batch_size_and_byte_limited_batches(tmp_path, runner):
         srv.stop(1)
 
 
+@pytest.mark.parametrize(("budget", "batch", "bound"), [
+    ({"INFLIGHT_RECORDS": 120}, 20, (120, None)),  # 6 batches of 20 at most, not 2 x pool
+    ({"INFLIGHT_RECORDS": 120}, 90, (180, None)),  # bigger batches: still two in flight
+    ({"INFLIGHT_BYTES": 40_000}, 20, (None, 40_000)),  # the same by encoded bytes
+])
+def test_what_is_in_flight_is_bounded_by_records_and_bytes(engram, server, tmp_path,
+                                                           monkeypatch, budget, batch, bound):
+    """Besides the count of calls (2 x --pool), the records and bytes sent and not yet
+    settled stay within a budget, or two batches when two batches are more."""
+    from engram_cli.client import bulk
+
+    for name, value in budget.items():
+        monkeypatch.setattr(bulk, name, value)
+    held: list[tuple[int, int]] = []
+    dispatch = bulk.BulkSender._dispatch
+
+    def spy(self, send):  # the real call, with what is held at that moment noted
+        held.append((self._held_records, self._held_bytes))
+        return dispatch(self, send)
+
+    monkeypatch.setattr(bulk.BulkSender, "_dispatch", spy)
+    path = write_jsonl(tmp_path / "w.jsonl", records(1500))
+    result = engram("import", str(path), "--json", "--batch", str(batch), "--pool", "4")
+    assert result.exit_code == 0, result.output
+    assert summary_of(result)["imported"] == 1500 == stored(server)
+    most_records, most_bytes = bound
+    if most_records is not None:
+        assert max(r for r, _ in held) <= most_records
+    if most_bytes is not None:
+        assert 20 * 300 < max(b for _, b in held) <= most_bytes  # a batch is ~20 x 330 B
+
+
 def test_record_refused_by_the_server_goes_to_rejects(engram, server, tmp_path):
     rows = [*records(5), {"content": "z" * (1024 * 1024 + 10)}, *records(5, start=5)]
     path = write_jsonl(tmp_path / "r.jsonl", rows)

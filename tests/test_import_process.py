@@ -5,6 +5,8 @@ server gone for longer than the retry budget. Each ends with the exact count sto
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -159,3 +161,54 @@ def test_progress_bar_on_a_terminal_and_only_the_summary_otherwise(server_proces
     plain = run_import(sp.address, str(path), "--quiet")
     assert plain.returncode == 3, plain.stderr
     assert plain.stderr == "" and plain.stdout.startswith("imported 6,000")
+
+
+def niceness(pid: int) -> int:
+    """The CPU niceness of process `pid`'s main thread (field 19 of /proc/PID/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[16])
+
+
+def test_importer_yields_the_cpu_to_a_server_on_this_machine(server, tmp_path):
+    """Against a local server the importer lowers its own priority (niceness 10) once it
+    is connected, and still imports everything."""
+    env = cli_env()
+    env.pop("ENGRAM_NICE", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engram_cli", "--server", server.address, "import", "-",
+         "--json"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=env)
+    try:
+        wait_for(lambda: niceness(proc.pid) == 10, timeout=30)
+        data = b"".join(orjson.dumps(r) + b"\n" for r in records(50))
+        out, err = proc.communicate(data, timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert last_json(out.decode())["imported"] == 50
+    assert count_on(server.address) == 50
+
+
+def test_the_priority_rule_flag_env_default_and_never_raised(tmp_path):
+    """yield_cpu in a process of its own (a lowered priority cannot be raised again)."""
+    script = (
+        "import json, os\n"
+        "from engram_cli.cli.import_cmd import yield_cpu\n"
+        "from engram_cli.errors import UsageError\n"
+        "out = [yield_cpu('db.example.com:50051', None, {}),\n"
+        "       yield_cpu('10.1.2.3:50051', None, {'ENGRAM_NICE': '3'}),\n"
+        "       yield_cpu('127.0.0.1:50051', 5, {'ENGRAM_NICE': '19'}),\n"
+        "       yield_cpu('localhost', None, {}),\n"
+        "       yield_cpu('[::1]:7000', 2, {}),\n"
+        "       os.getpriority(os.PRIO_PROCESS, 0)]\n"
+        "try:\n"
+        "    yield_cpu('localhost', None, {'ENGRAM_NICE': 'low'})\n"
+        "except UsageError as exc:\n"
+        "    out.append(str(exc))\n"
+        "print(json.dumps(out))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=cli_env(), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert orjson.loads(result.stdout) == [0, 3, 5, 10, 10, 10,
+                                           "ENGRAM_NICE 'low' is not valid"]

@@ -73,3 +73,18 @@ def test_a_key_collision_refuses_the_newcomer_and_keeps_the_stored_memory(
         assert "'beta'" in out[0].error and "64-bit key" in out[0].error
         assert [m.content for m in store.get("", ["alpha", "beta", "gamma"])] == [
             "first owner", "a neighbour"]
+
+
+def test_the_wal_is_checkpointed_in_128_mib_steps_and_gone_after_close(tmp_path) -> None:
+    data = tmp_path / "data"
+    with Store(data) as store:
+        store.remember_many("default", [MemoryRecord(id=f"m{i}", content=f"memory {i}")
+                                        for i in range(100)])
+        conn = store._writer._conn  # idle now: read its settings
+        pages = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        assert (pages * page_size, page_size) == (st.WAL_CHECKPOINT_BYTES, st.PAGE_SIZE)
+        assert (data / f"{st.DB_NAME}-wal").exists()
+    assert not (data / f"{st.DB_NAME}-wal").exists()
+    with Store(data) as store:
+        assert store.stats("default")["total_memories"] == 100

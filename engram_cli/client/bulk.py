@@ -40,8 +40,14 @@ _TRANSIENT_VALUES = frozenset(c.value[0] for c in TRANSIENT)
 
 START_BATCH = 500
 MIN_BATCH = 50
-MAX_AUTO_BATCH = 5000
+MAX_AUTO_BATCH = 20_000
 SOFT_BATCH_BYTES = 16 * 1024 * 1024  # bigger requests only add latency
+# What may be sent and not yet settled, besides the count of calls: at most this many
+# records and bytes (or two batches, when two batches are more). It bounds the importer's
+# memory whatever the batch size, and lets big batches (whose server commits are cheaper
+# per record) go with fewer calls in flight.
+INFLIGHT_RECORDS = 40_000
+INFLIGHT_BYTES = 64 * 1024 * 1024
 HEADROOM_BYTES = 64 * 1024  # request header and framing around the memories
 UPSTREAM_MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # gRPC's default, what an unknown server takes
 DEFAULT_RETRY_BUDGET_S = 60.0
@@ -301,6 +307,9 @@ class BulkSender:
         self._seq = 0
         self._open: dict[int, int] = {}  # id(token) -> sends not yet settled
         self._tokens: dict[int, Any] = {}
+        self._held: dict[int, tuple[int, int]] = {}  # id(token) -> (records, bytes) sent
+        self._held_records = 0
+        self._held_bytes = 0
         self._executor: ThreadPoolExecutor | None = None
         self._sent_records = 0
         self._started = time.monotonic()
@@ -369,7 +378,9 @@ class BulkSender:
         False, sending nothing, if `should_stop` turns true while waiting."""
         if self.fatal is not None:
             raise self.fatal
-        while self._inflight + len(self._retries) >= self.options.max_outstanding:
+        n = len(entries)
+        nbytes = sum([len(e.framed) for e in entries])
+        while self._window_full(n, nbytes):
             self.pump(0.1)
             if self.fatal is not None:
                 raise self.fatal
@@ -383,12 +394,23 @@ class BulkSender:
                     raise self.fatal
                 if should_stop():
                     return False
-        self._sent_records += len(entries)
+        self._sent_records += n
         key = id(token)
         self._open[key] = self._open.get(key, 0) + 1
         self._tokens[key] = token
+        held_records, held_bytes = self._held.get(key, (0, 0))
+        self._held[key] = (held_records + n, held_bytes + nbytes)
+        self._held_records += n
+        self._held_bytes += nbytes
         self._dispatch(_Send(token, entries))
         return True
+
+    def _window_full(self, n: int, nbytes: int) -> bool:
+        if self._inflight + len(self._retries) >= self.options.max_outstanding:
+            return True
+        return bool(self._held_records) and (
+            self._held_records + n > max(INFLIGHT_RECORDS, 2 * n)
+            or self._held_bytes + nbytes > max(INFLIGHT_BYTES, 2 * nbytes))
 
     def _dispatch(self, send: _Send) -> None:
         lane = self.pool.next()
@@ -633,6 +655,9 @@ class BulkSender:
             self._open[key] = left
             return
         del self._open[key]
+        records, nbytes = self._held.pop(key)
+        self._held_records -= records
+        self._held_bytes -= nbytes
         self.listener.done(self._tokens.pop(key))
 
     def _set_fatal(self, exc: EngramError) -> None:

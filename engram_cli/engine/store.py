@@ -69,6 +69,13 @@ LOCK_NAME = "LOCK"
 # order (ids are hashes), so each commit rewrites most of its leaf pages; a quarter as
 # many pages makes a bulk insert about 20% cheaper, for a file about 10% larger.
 PAGE_SIZE = 16384
+# The writer checkpoints the WAL into the database once it holds this much (SQLite's
+# default is 1,000 pages). Past a few hundred thousand memories a bulk commit rewrites
+# most of the key index's leaf pages; checkpointing after every such commit copied each
+# page back every time, letting the log grow over several commits copies it back once
+# (1,000,000-record import: 67k -> 71k records/s, four pairs of runs). The WAL file may
+# reach this size plus one commit; at shutdown it is checkpointed and removed.
+WAL_CHECKPOINT_BYTES = 128 * 1024 * 1024
 _SQL_CHUNK = 900  # stays under SQLite's host-parameter limit with room to spare
 _ID_CHUNK = _SQL_CHUNK // 2  # ids looked up by key and id: two values each
 _MAX_OPS_PER_COMMIT = 256
@@ -379,6 +386,8 @@ class Store:
             self._unlock()
             raise
         self._apply_durability(conn)
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page_size}")
         self._writer = _Writer(conn, settings.queue_capacity)
         self._writer.start()
         self.hot = HotTier(settings.hot_capacity)

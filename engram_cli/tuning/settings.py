@@ -109,7 +109,7 @@ SPECS: tuple[SettingSpec, ...] = (
                 "the best results found so far are returned", 1, 60_000),
     SettingSpec("queue_capacity", int, 1024, "write requests that may wait for the writer; "
                 "past it writes get RESOURCE_EXHAUSTED with retry-after-ms", 1, 1_000_000),
-    SettingSpec("max_batch", int, 10_000, "largest number of memories one batch call may "
+    SettingSpec("max_batch", int, 20_000, "largest number of memories one batch call may "
                 "carry", 1, 1_000_000),
     SettingSpec("durability", str, "fsync", "fsync: every commit is fsynced before the ack "
                 "(survives power loss); group: commits reach the OS before the ack and are "
@@ -143,7 +143,7 @@ class Settings:
     warm_path: str = ""
     recall_budget_ms: int = 50
     queue_capacity: int = 1024
-    max_batch: int = 10_000
+    max_batch: int = 20_000
     durability: str = "fsync"
     group_fsync_ms: int = 1000
     consolidation_interval_s: float = 60.0
