@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from engram_cli.engine.store import Store
 from engram_cli.rpc import pb, svc
 from engram_cli.server.servicer import EngramServicer
 from tests.conftest import UpstreamServer
+from tests.import_support import wait_for
 
 ROWS = ["batching", "pooling", "caching", "streaming"]
 SWEEP_SIZES = [1, 10, 100, 500, 1000]
@@ -210,48 +210,41 @@ def test_help_has_an_example(runner: Any) -> None:
     assert "Example: engram bench --quick" in result.output
 
 
-def test_ctrl_c_still_removes_the_scratch_space(server: Any) -> None:
-    remember_elsewhere(server.address)
+def interrupt_bench(address: str, until: Callable[[], bool]) -> tuple[int | None, str]:
+    """`engram bench` (the sweep) as a process, sent SIGINT once `until` holds; answers its
+    exit code and stderr."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engram_cli", "bench", "--server", server.address,
+        [sys.executable, "-m", "engram_cli", "bench", "--server", address,
          "--only", "sweep", "--rounds", "50"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
     try:
-        wait_for(lambda: any(s.startswith("bench-") for s in rows_by_space(server.store)))
+        wait_for(until, timeout=30.0)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 130, err.decode()
+    return proc.returncode, err.decode()
+
+
+def test_ctrl_c_still_removes_the_scratch_space(server: Any) -> None:
+    remember_elsewhere(server.address)
+    code, err = interrupt_bench(
+        server.address,
+        lambda: any(s.startswith("bench-") for s in rows_by_space(server.store)))
+    assert code == 130, err
     assert rows_by_space(server.store) == {OTHER_SPACE: 1}
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_ctrl_c_against_upstream_still_deletes_what_was_written(
         upstream_server: UpstreamServer) -> None:
     remember_elsewhere(upstream_server.address)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "engram_cli", "bench", "--server", upstream_server.address,
-         "--only", "sweep", "--rounds", "50"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
-    try:
-        wait_for(lambda: sum(n for s, n in rows_by_space(upstream_server.store).items()
-                             if s.startswith("bench-")) > 500)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 130, err.decode()
+    code, err = interrupt_bench(
+        upstream_server.address,
+        lambda: sum(n for s, n in rows_by_space(upstream_server.store).items()
+                    if s.startswith("bench-")) > 500)
+    assert code == 130, err
     assert rows_by_space(upstream_server.store) == {OTHER_SPACE: 1}
 
 
