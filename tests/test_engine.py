@@ -11,11 +11,11 @@ import grpc
 import pytest
 from google.protobuf.empty_pb2 import Empty
 
+from engram_cli.contract import STATE_KEY
 from engram_cli.engine.forgetting import decayed
 from engram_cli.engine.model import MemoryRecord, State
 from engram_cli.engine.store import RecallQuery, Store
 from engram_cli.rpc import pb
-from engram_cli.server.convert import STATE_KEY
 from engram_cli.tuning.settings import Settings
 from tests.rpc_helpers import recall, remember, stubs
 

@@ -30,11 +30,11 @@ from typing import Any
 
 import orjson
 
+from engram_cli.contract import STATE_CONSOLIDATED
 from engram_cli.engine.forgetting import decayed
 
 FILE_NAME = "recall-cache.sqlite3"
 ENV_NOW = "ENGRAM_NOW"
-CONSOLIDATED = "consolidated"
 _BUSY_TIMEOUT_MS = 5_000
 # Past the size bound, evict down to this fraction of it so that a full cache does not
 # pay an eviction scan on every store.
@@ -164,7 +164,7 @@ def qualifies(results: Sequence[Mapping[str, Any]], policy: CachePolicy) -> bool
     for r in results:
         if float(r.get("confidence", 0.0)) < policy.min_confidence:
             return False
-        if policy.require_consolidated and r.get("state") != CONSOLIDATED:
+        if policy.require_consolidated and r.get("state") != STATE_CONSOLIDATED:
             return False
     return True
 

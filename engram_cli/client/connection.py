@@ -9,6 +9,7 @@ from typing import Any
 import grpc
 
 from engram_cli.config import DEFAULT_MAX_MESSAGE_BYTES, Connection
+from engram_cli.contract import AUTHORIZATION_KEY, RETRY_AFTER_KEY, authorization
 from engram_cli.errors import (
     AuthError,
     EngramError,
@@ -18,8 +19,6 @@ from engram_cli.errors import (
     Unsupported,
     UsageError,
 )
-
-RETRY_AFTER_KEY = "retry-after-ms"
 
 CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.max_receive_message_length", DEFAULT_MAX_MESSAGE_BYTES),
@@ -40,7 +39,7 @@ def open_channel(address: str, extra_options: Sequence[tuple[str, Any]] = ()) ->
 
 
 def call_metadata(conn: Connection) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {conn.api_key}"),) if conn.api_key else ()
+    return ((AUTHORIZATION_KEY, authorization(conn.api_key)),) if conn.api_key else ()
 
 
 def retry_after_ms(err: grpc.RpcError) -> int | None:

@@ -12,7 +12,8 @@ from typing import Any
 import grpc
 
 from engram_cli.client.connection import open_channel
-from engram_cli.rpc import ENGRAM_SERVICE, EXTENSION_SERVICE, ext, pb
+from engram_cli.contract import ENGRAM_SERVICE, EXTENSION_SERVICE, method_path
+from engram_cli.rpc import ext, pb
 
 
 @dataclass
@@ -46,13 +47,13 @@ class ChannelPool:
         return Lane(
             channel=channel,
             batch_remember=channel.unary_unary(
-                f"/{EXTENSION_SERVICE}/BatchRemember", request_serializer=_identity,
+                method_path(EXTENSION_SERVICE, "BatchRemember"), request_serializer=_identity,
                 response_deserializer=ext.BatchRememberResponse.FromString),
             streaming_remember=channel.stream_stream(
-                f"/{ENGRAM_SERVICE}/StreamingRemember", request_serializer=_identity,
+                method_path(ENGRAM_SERVICE, "StreamingRemember"), request_serializer=_identity,
                 response_deserializer=pb.RememberResponse.FromString),
             server_info=channel.unary_unary(
-                f"/{EXTENSION_SERVICE}/ServerInfo",
+                method_path(EXTENSION_SERVICE, "ServerInfo"),
                 request_serializer=ext.ServerInfoRequest.SerializeToString,
                 response_deserializer=ext.ServerInfoResponse.FromString),
         )

@@ -23,13 +23,9 @@ from engram_cli.client.cache import (
     category_name,
 )
 from engram_cli.config import Connection
+from engram_cli.contract import MAX_HOPS_KEY, STATE_KEY, THRESHOLD_KEY
 from engram_cli.errors import EngramError, UsageError
 
-# gRPC request metadata our server reads for the per-request spreading settings that
-# engram.v1's Cue has no field for. Other servers ignore them.
-MAX_HOPS_KEY = "engram-max-hops"
-THRESHOLD_KEY = "engram-activation-threshold"
-STATE_KEY = "engram.state"  # engram_cli.server.convert.STATE_KEY, without importing it
 DEFAULT_WINDOW = 64  # calls in flight in stdin mode
 DEFAULT_TIMEOUT_S = 60.0
 _SETTINGS_TIMEOUT_S = 5.0

@@ -26,8 +26,4 @@ def _namespace(*modules: ModuleType) -> Any:
 
 pb: Any = _namespace(pb_service, pb_memory)
 
-ENGRAM_SERVICE = "engram.v1.EngramService"
-EXTENSION_SERVICE = "engram_cli.ext.v1.ExtensionService"
-
-__all__ = ["ENGRAM_SERVICE", "EXTENSION_SERVICE", "ext", "ext_svc", "pb", "pb_memory",
-           "pb_service", "svc"]
+__all__ = ["ext", "ext_svc", "pb", "pb_memory", "pb_service", "svc"]

@@ -24,8 +24,19 @@ import orjson
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from engram_cli.contract import (
+    AUTHORIZATION_KEY,
+    ENGRAM_SERVICE,
+    EXTENSION_SERVICE,
+    HEALTH_CHECKED,
+    HEALTH_SERVICE,
+    REFLECTION_PACKAGE,
+    RETRY_AFTER_KEY,
+    authorization,
+    method_path,
+)
 from engram_cli.engine.store import Store
-from engram_cli.rpc import ENGRAM_SERVICE, EXTENSION_SERVICE, ext, ext_svc, pb, svc
+from engram_cli.rpc import ext_svc, svc
 from engram_cli.server.extension import ExtensionServicer, started_info
 from engram_cli.server.servicer import EngramServicer
 from engram_cli.tuning.server_config import CONFIG_NAME, ServerConfig
@@ -33,7 +44,7 @@ from engram_cli.tuning.server_config import CONFIG_NAME, ServerConfig
 log = logging.getLogger("engram.server")
 SERVER_FILE = "server.json"
 GRACE_SECONDS = 10.0
-_UNTRACKED = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+_UNTRACKED = (method_path(HEALTH_SERVICE, ""), f"/{REFLECTION_PACKAGE}.")
 
 
 @dataclass
@@ -51,8 +62,8 @@ class ServeOptions:
 # once a write is pushed back (RESOURCE_EXHAUSTED + retry-after-ms) so that the remaining
 # workers stay free for reads: reads keep being served while writes wait.
 _WRITE_METHODS = frozenset({
-    f"/{ENGRAM_SERVICE}/Remember", f"/{ENGRAM_SERVICE}/StreamingRemember",
-    f"/{EXTENSION_SERVICE}/BatchRemember",
+    method_path(ENGRAM_SERVICE, "Remember"), method_path(ENGRAM_SERVICE, "StreamingRemember"),
+    method_path(EXTENSION_SERVICE, "BatchRemember"),
 })
 _READ_RESERVE = 0.25  # fraction of the worker threads writes may not take
 
@@ -65,14 +76,15 @@ class _Gate(grpc.ServerInterceptor):
     def __init__(self, api_keys: tuple[str, ...], on_activity: Callable[[], None],
                  write_slots: int = 24, retry_after_ms: Callable[[], int] = lambda: 100
                  ) -> None:
-        self._keys = {f"Bearer {k}" for k in api_keys}
+        self._keys = {authorization(k) for k in api_keys}
         self._on_activity = on_activity
         self._write_slots = threading.BoundedSemaphore(max(1, write_slots))
         self._retry_after_ms = retry_after_ms
 
         def deny(request: Any, context: grpc.ServicerContext) -> Any:
             context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                          "missing or wrong API key (send metadata 'authorization: Bearer KEY')")
+                          "missing or wrong API key (send metadata "
+                          f"'{AUTHORIZATION_KEY}: {authorization('KEY')}')")
 
         self._deny = grpc.unary_unary_rpc_method_handler(deny)
         self._deny_stream = grpc.stream_stream_rpc_method_handler(
@@ -84,7 +96,7 @@ class _Gate(grpc.ServerInterceptor):
             return continuation(details)
         self._on_activity()
         if self._keys:
-            auth = dict(details.invocation_metadata or ()).get("authorization", "")
+            auth = dict(details.invocation_metadata or ()).get(AUTHORIZATION_KEY, "")
             if auth not in self._keys:
                 return self._deny_stream if "Streaming" in method else self._deny
         handler = continuation(details)
@@ -93,8 +105,6 @@ class _Gate(grpc.ServerInterceptor):
         return handler
 
     def _push_back(self, context: grpc.ServicerContext) -> None:
-        from engram_cli.server.errors import RETRY_AFTER_KEY
-
         context.set_trailing_metadata(((RETRY_AFTER_KEY, str(self._retry_after_ms())),))
         context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
                       "too many writes in flight (retry after the hinted delay)")
@@ -167,12 +177,7 @@ class EngramServer:
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._grpc)
         reflection.enable_server_reflection(
-            (
-                pb.DESCRIPTOR.services_by_name["EngramService"].full_name,
-                ext.DESCRIPTOR.services_by_name["ExtensionService"].full_name,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
+            (ENGRAM_SERVICE, EXTENSION_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME),
             self._grpc,
         )
 
@@ -196,7 +201,7 @@ class EngramServer:
             raise EngramError(f"cannot listen on {bind}: {exc}",
                               "is another server on that port? pick another with --port") from exc
         self._grpc.start()
-        for name in ("", ENGRAM_SERVICE, EXTENSION_SERVICE):
+        for name in HEALTH_CHECKED:
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._write_server_file()
         if self.options.idle_timeout_s > 0:

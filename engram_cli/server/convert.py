@@ -6,6 +6,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from engram_cli.contract import STATE_KEY
 from engram_cli.engine.model import (
     DEFAULT_CONFIDENCE,
     MemoryRecord,
@@ -104,10 +105,6 @@ def record_from_remember(req: Any) -> MemoryRecord:
 
 
 _TEMPORAL_CUE, _PATTERN_CUE = 4, 6  # Cue field numbers upstream has and we don't serve
-
-# engram.v1's Memory has no consolidation state; our server reports it in this reserved
-# metadata key (upstream servers leave it out, and clients then treat the state as unknown).
-STATE_KEY = "engram.state"
 
 
 def memory_to_pb(rec: MemoryRecord, include_embedding: bool = True) -> Any:

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import grpc
 
+from engram_cli.contract import RETRY_AFTER_KEY
 from engram_cli.errors import (
     AuthError,
     EngramError,
@@ -22,8 +23,6 @@ from engram_cli.errors import (
 
 log = logging.getLogger("engram.server")
 F = TypeVar("F", bound=Callable[..., Any])
-
-RETRY_AFTER_KEY = "retry-after-ms"
 
 
 def _status_of(exc: EngramError) -> grpc.StatusCode:

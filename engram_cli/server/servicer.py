@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 
+from engram_cli.contract import MAX_HOPS_KEY, THRESHOLD_KEY
 from engram_cli.engine.model import MemoryRecord, State, resolve_space
 from engram_cli.engine.store import Store
 from engram_cli.errors import EngramError, InvalidArgument
@@ -49,8 +50,8 @@ def _rejected_response(error: str) -> Any:
 # Per-request recall knobs, sent as gRPC request metadata (engram.v1's cue has no field
 # for them): metadata key -> (RecallQuery field, type, min, max).
 RECALL_KNOBS: dict[str, tuple[str, type, float, float]] = {
-    "engram-max-hops": ("max_hops", int, 0, 10),
-    "engram-activation-threshold": ("threshold", float, 0.0, 1.0),
+    MAX_HOPS_KEY: ("max_hops", int, 0, 10),
+    THRESHOLD_KEY: ("threshold", float, 0.0, 1.0),
 }
 
 

@@ -1,0 +1,45 @@
+"""Names on the wire that our client and our server must spell alike: services, request and
+trailing metadata keys, the reserved metadata field and its values.
+
+Both sides import them from here. Plain strings only: this module imports neither
+protobuf nor grpc, so that the cache-hit path and the engine can use it for free
+(tests/test_client_settings.py checks the service names against the descriptors).
+"""
+
+from __future__ import annotations
+
+# Services. engram.v1 is the contract shared with upstream Engram; the extension service is
+# ours (batch writes, settings, server info) and other servers answer it UNIMPLEMENTED.
+ENGRAM_SERVICE = "engram.v1.EngramService"
+EXTENSION_SERVICE = "engram_cli.ext.v1.ExtensionService"
+HEALTH_SERVICE = "grpc.health.v1.Health"
+REFLECTION_PACKAGE = "grpc.reflection"
+# The names our health service reports SERVING: "" is the server as a whole.
+HEALTH_CHECKED = ("", ENGRAM_SERVICE, EXTENSION_SERVICE)
+
+# Request metadata: the API key, as `authorization: Bearer KEY`.
+AUTHORIZATION_KEY = "authorization"
+BEARER_SCHEME = "Bearer"
+
+# Request metadata: per-request spreading settings that engram.v1's Cue has no field for.
+# Our server reads them; other servers ignore them.
+MAX_HOPS_KEY = "engram-max-hops"
+THRESHOLD_KEY = "engram-activation-threshold"
+
+# Trailing metadata on RESOURCE_EXHAUSTED: milliseconds to wait before trying again.
+RETRY_AFTER_KEY = "retry-after-ms"
+
+# engram.v1's Memory has no consolidation state; our server reports it in this reserved
+# metadata key as the lower-case state name (upstream servers leave it out).
+STATE_KEY = "engram.state"
+STATE_CONSOLIDATED = "consolidated"
+
+
+def method_path(service: str, method: str) -> str:
+    """The HTTP/2 path of an RPC, as gRPC routes it: `/package.Service/Method`."""
+    return f"/{service}/{method}"
+
+
+def authorization(api_key: str) -> str:
+    """The `authorization` metadata value that carries an API key."""
+    return f"{BEARER_SCHEME} {api_key}"
