@@ -37,11 +37,11 @@ import datagen  # noqa: E402
 import orjson  # noqa: E402
 
 from engram_cli.client.api import EngramClient  # noqa: E402
+from engram_cli.client.settings_rpc import RemoteSettings  # noqa: E402
 from engram_cli.config import Connection  # noqa: E402
 from engram_cli.engine.model import content_id  # noqa: E402
 from engram_cli.rpc import pb  # noqa: E402
 from engram_cli.tuning import profiles as profile_lib  # noqa: E402
-from engram_cli.tuning.remote import RemoteSettings  # noqa: E402
 from engram_cli.tuning.settings import SPEC_BY_KEY  # noqa: E402
 
 

@@ -3,11 +3,14 @@ descriptors and the engine's states, and the module stays free of protobuf and g
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 from grpc_health.v1 import health_pb2
 
+import engram_cli.tuning
 from engram_cli import contract
 from engram_cli.engine.model import State
 from engram_cli.rpc import ext, pb
@@ -38,3 +41,24 @@ def test_contract_imports_neither_protobuf_nor_grpc() -> None:
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a file imports, at module level or inside a function."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_tuning_speaks_no_grpc() -> None:
+    """tuning/ is data and diffs; the settings RPCs live in client/settings_rpc.py."""
+    tuning = Path(engram_cli.tuning.__file__).parent
+    for path in sorted(tuning.glob("*.py")):
+        bad = {m for m in _imports(path) if m.split(".")[0] == "grpc"
+               or m in ("engram_cli.client.connection", "engram_cli.client.api")}
+        assert not bad, f"{path.name} imports {sorted(bad)}"

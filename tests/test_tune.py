@@ -273,8 +273,8 @@ def test_write_config_needs_a_profile(runner: Any, tmp_path: Path) -> None:
 def test_concurrent_applies_leave_file_engine_and_answer_in_agreement(
         server: EngramServer) -> None:
     from engram_cli.client.api import EngramClient
+    from engram_cli.client.settings_rpc import RemoteSettings
     from engram_cli.config import Connection
-    from engram_cli.tuning.remote import RemoteSettings
 
     errors: list[BaseException] = []
 

@@ -92,7 +92,7 @@ def tune(
 def _remote(ctx: typer.Context) -> Iterator[Any]:
     """The settings RPCs of the server the global options point at."""
     from engram_cli.client.api import EngramClient
-    from engram_cli.tuning.remote import RemoteSettings
+    from engram_cli.client.settings_rpc import RemoteSettings
 
     conn = globals_of(ctx).connection()
     with EngramClient(conn, autostart=conn.autostart) as client:

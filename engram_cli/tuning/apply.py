@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from engram_cli.client.settings_rpc import RemoteSetting, RemoteSnapshot
 from engram_cli.compat import tomllib
 from engram_cli.errors import SettingsError
 from engram_cli.tuning.client_settings import (
@@ -30,8 +31,10 @@ from engram_cli.tuning.client_settings import (
     write_client_settings,
 )
 from engram_cli.tuning.profiles import Profile
-from engram_cli.tuning.remote import RemoteSetting, RemoteSettings, RemoteSnapshot
 from engram_cli.tuning.settings import SPEC_BY_KEY
+
+if TYPE_CHECKING:
+    from engram_cli.client.settings_rpc import RemoteSettings
 
 SERVER_PREFIX = "server."
 

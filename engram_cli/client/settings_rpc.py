@@ -1,7 +1,6 @@
-"""The server half of `engram tune`: GetSettings / ApplySettings over our ext RPCs.
-
-The only module of tuning/ that speaks gRPC; it answers plain values and raises our
-exceptions, with a hint for servers that lack the settings RPC (upstream Engram).
+"""The settings RPCs of our ExtensionService (GetSettings / ApplySettings), for `engram
+tune`: plain values in and out, our exceptions on failure, and a hint for servers that
+lack the RPCs (upstream Engram). grpc and the stubs are imported only when a call is made.
 """
 
 from __future__ import annotations
@@ -12,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from engram_cli.errors import SettingsError, Unsupported
-from engram_cli.tuning.server_config import Change
 
 WRITE_CONFIG_HINT = ("for a server without it (such as upstream Engram), write a config file "
                      "instead: engram tune --profile NAME --write-config engram.toml")
@@ -26,6 +24,16 @@ class RemoteSetting:
     source: str
     restart_required: bool
     description: str
+
+
+@dataclass(frozen=True)
+class RemoteChange:
+    """One setting the server changed (or would change, in a dry run)."""
+
+    key: str
+    before: Any
+    after: Any
+    restart_required: bool
 
 
 @dataclass(frozen=True)
@@ -69,12 +77,12 @@ class RemoteSettings:
         return RemoteSnapshot(settings, resp.config_path)
 
     def apply(self, values: Mapping[str, Any], reset: bool = False, dry_run: bool = False
-              ) -> list[Change]:
+              ) -> list[RemoteChange]:
         from engram_cli.rpc import ext
 
         request = ext.ApplySettingsRequest(
             values_json={k: json.dumps(v) for k, v in values.items()},
             dry_run=dry_run, reset=reset)
         resp = self._call(self.client.ext.ApplySettings, request, "ApplySettings")
-        return [Change(c.key, json.loads(c.before_json), json.loads(c.after_json),
-                       c.restart_required) for c in resp.changes]
+        return [RemoteChange(c.key, json.loads(c.before_json), json.loads(c.after_json),
+                             c.restart_required) for c in resp.changes]
