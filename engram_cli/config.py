@@ -88,9 +88,15 @@ class Connection:
 
     @property
     def is_default_target(self) -> bool:
-        """Is this the embedded default's address (where autostart may start a server)?"""
-        port = default_port()
-        return normalize_address(self.server) in {f"localhost:{port}", f"127.0.0.1:{port}"}
+        """Is this the embedded default's address: this machine, at the default port? There
+        autostart may start a server."""
+        if not is_local(self.server) or self.server.startswith(_UNIX_SCHEMES):
+            return False
+        try:
+            _, port = split_address(normalize_address(self.server))
+        except ValueError:
+            return False
+        return port == default_port()
 
 
 ENV_DEFAULT_PORT = "ENGRAM_DEFAULT_PORT"
@@ -107,6 +113,32 @@ def default_port() -> int:
 
 def default_server() -> str:
     return f"{DEFAULT_HOST}:{default_port()}"
+
+
+_UNIX_SCHEMES = ("unix:", "unix-abstract:")
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` -> (host, port); ValueError when the port is not a number."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "localhost", int(port)
+
+
+def is_local(address: str) -> bool:
+    """Is the server at `address` on this machine: a unix socket, `localhost`, a loopback
+    address, or 0.0.0.0 / :: (which reach this machine when used as a target)?"""
+    import ipaddress
+
+    if address.startswith(_UNIX_SCHEMES):
+        return True
+    host = normalize_address(address).rpartition(":")[0].strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_unspecified
 
 
 def normalize_address(address: str) -> str:

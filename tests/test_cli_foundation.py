@@ -189,3 +189,45 @@ def test_serve_detach_then_stop(tmp_path: Path) -> None:
 def test_python_dash_m_and_version() -> None:
     proc = engram_proc("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("engram ")
+
+
+def test_one_answer_to_is_this_server_on_this_machine(runner, monkeypatch) -> None:
+    from engram_cli.client.autostart import bind_host
+    from engram_cli.config import Connection, is_local
+
+    local = ["localhost", "localhost:7000", "LOCALHOST:1", "127.0.0.1:50051", "127.8.9.1:5",
+             "[::1]:7000", "0.0.0.0:50051", "[::]:1", "unix:/tmp/engram.sock",
+             "unix-abstract:engram", "grpc://127.0.0.1:9"]
+    remote = ["db.example.com:50051", "10.1.2.3:50051", "[2001:db8::1]:50051", "example",
+              "localhost.example.com:1"]
+    assert [a for a in local if not is_local(a)] == []
+    assert [a for a in remote if is_local(a)] == []
+    monkeypatch.setenv("ENGRAM_DEFAULT_PORT", "7000")
+    assert all(Connection(server=a).is_default_target for a in
+               ["localhost:7000", "127.0.0.1:7000", "[::1]:7000", "0.0.0.0:7000"])
+    assert not any(Connection(server=a).is_default_target for a in
+                   ["127.0.0.1:50051", "db.example.com:7000", "unix:/tmp/x.sock"])
+    assert [bind_host(a) for a in ["localhost:1", "127.0.0.1:1", "[::1]:1", "0.0.0.0:1",
+                                   "[::]:1"]] == ["127.0.0.1", "127.0.0.1", "::1",
+                                                  "127.0.0.1", "::1"]
+    remote_stop = runner.invoke(app, ["--server", "db.example.com:50051", "stop"])
+    assert remote_stop.exit_code == 1, remote_stop.output
+    assert "db.example.com:50051 is not on this machine" in remote_stop.stderr
+
+
+def test_stop_knows_a_unix_socket_is_on_this_machine(runner) -> None:
+    import tempfile
+
+    from engram_cli.client.autostart import is_listening
+
+    with tempfile.TemporaryDirectory() as tmp:  # short: a socket path has ~100 bytes
+        path = Path(tmp) / "s.sock"
+        address = f"unix:{path}"
+        assert not is_listening(address)
+        nobody = runner.invoke(app, ["--server", address, "stop"])
+        assert nobody.exit_code == 0, nobody.output
+        assert f"no server running at {address}" in nobody.stdout
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(str(path))
+            sock.listen()
+            assert is_listening(address) and is_listening(f"unix://{path}")

@@ -152,6 +152,8 @@ def yield_cpu(address: str, nice: int | None, env: dict[str, str] | None = None)
 
             raise UsageError(f"{ENV_NICE} {raw!r} is not valid", "expected a niceness, 0..19")
     if nice is None:
+        from engram_cli.config import is_local
+
         nice = LOCAL_SERVER_NICE if is_local(address) else 0
     current = os.getpriority(os.PRIO_PROCESS, 0)
     if nice > current:
@@ -161,24 +163,6 @@ def yield_cpu(address: str, nice: int | None, env: dict[str, str] | None = None)
             return current
         return nice
     return current
-
-
-def is_local(address: str) -> bool:
-    """Is the server at `address` on this machine (a loopback address or a unix socket)?"""
-    import ipaddress
-
-    from engram_cli.config import normalize_address
-
-    if address.startswith(("unix:", "unix-abstract:")):
-        return True
-    host = normalize_address(address).rpartition(":")[0].strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return ip.is_loopback or ip.is_unspecified  # 0.0.0.0: this machine, as a target
 
 
 def _after_import(conn: Any, summary: Any) -> None:

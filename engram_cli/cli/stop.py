@@ -11,8 +11,6 @@ import typer
 from engram_cli.cli.common import globals_of, handle_errors
 from engram_cli.errors import EngramError
 
-_LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "0.0.0.0"}
-
 
 @handle_errors
 def stop(
@@ -25,11 +23,11 @@ def stop(
     Example: engram stop
     """
     from engram_cli.client.api import EngramClient
-    from engram_cli.client.autostart import is_listening, split_address
+    from engram_cli.client.autostart import is_listening
+    from engram_cli.config import is_local
 
     conn = globals_of(ctx).connection()
-    host, _ = split_address(conn.server)
-    if host not in _LOCAL_HOSTS:
+    if not is_local(conn.server):
         raise EngramError(f"{conn.server} is not on this machine",
                           "stop a remote server where it runs")
     if not is_listening(conn.server):

@@ -17,18 +17,34 @@ START_TIMEOUT_S = 20.0
 LOG_NAME = "server.log"
 
 
-def split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]") or "localhost", int(port)
-
-
 def is_listening(address: str, timeout: float = 0.5) -> bool:
-    host, port = split_address(address)
+    """Does something accept connections at `address` (host:port or a unix socket)?"""
     try:
-        with socket.create_connection((host, port), timeout=timeout):
+        if address.startswith(("unix:", "unix-abstract:")):
+            scheme, _, path = address.partition(":")
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(timeout)
+                sock.connect(path.removeprefix("//") if scheme == "unix" else "\0" + path)
             return True
-    except OSError:
+        with socket.create_connection(config.split_address(address), timeout=timeout):
+            return True
+    except (OSError, ValueError):
         return False
+
+
+def bind_host(address: str) -> str:
+    """Where the embedded server listens for a target on this machine: the loopback address
+    the target names, else 127.0.0.1 (which `localhost` and 0.0.0.0 reach)."""
+    import ipaddress
+
+    host, _ = config.split_address(address)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return "127.0.0.1"
+    if ip.is_loopback:
+        return host
+    return "::1" if ip.version == 6 else "127.0.0.1"
 
 
 def start_background_server(
@@ -74,8 +90,8 @@ def ensure_server(conn: config.Connection, announce: bool = True) -> None:
             "start one with `engram serve` (or unset ENGRAM_NO_AUTOSTART / drop "
             "--no-autostart to let engram start it)")
     data_dir = config.data_dir()
-    _, port = split_address(conn.server)
-    start_background_server(data_dir, "127.0.0.1", port)
+    _, port = config.split_address(conn.server)
+    start_background_server(data_dir, bind_host(conn.server), port)
     if announce:
         minutes = config.DEFAULT_IDLE_TIMEOUT_S / 60
         print(f"engram: started a local server on {conn.server} (data: {data_dir}; stops "
