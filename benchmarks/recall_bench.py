@@ -185,12 +185,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  goal: pipeline >= 20x one process per cue: {goal}")
 
         # (c) in-process: miss (fetch and store) vs hit, one warm channel.
-        from engram_cli.client.cache import RecallCache, resolve_policy
+        from engram_cli.client.cache import CachePolicy, RecallCache
         from engram_cli.client.recall import Recaller, RecallOptions
+        from engram_cli.client.settings import resolve_client_settings
         from engram_cli.config import Connection
 
         os.environ.update(ENGRAM_CACHE_MIN_CONFIDENCE="0")
-        cache = RecallCache(work / "cache-c.sqlite3", resolve_policy({}))
+        policy = CachePolicy.from_settings(resolve_client_settings())
+        cache = RecallCache(work / "cache-c.sqlite3", policy)
         conn = Connection(server=address, autostart=False)
         with Recaller(conn, RecallOptions(limit=10), cache) as recaller:
             recaller.recall("warm up the channel")

@@ -1,17 +1,21 @@
-"""Client-side configuration: typed values, module-level defaults, one resolver.
+"""Where things live and how to reach a server: the user dirs, the default address, the
+Connection value, whether a server is on this machine, and reading our TOML files with
+line numbers for error messages.
 
-Order, highest first: command-line flag > environment variable > config file
-(`<user config dir>/config.toml`, section [client]) > default.
+The client's settings (the [client] table of `<config dir>/config.toml`, environment
+variables and flags) are resolved in engram_cli/client/settings.py.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from engram_cli.compat import tomllib
+from engram_cli.errors import SettingsError
 
 APP_NAME = "engram"
 DEFAULT_PORT = 50051
@@ -57,24 +61,41 @@ def client_config_path() -> Path:
     return config_dir() / "config.toml"
 
 
-def read_client_config_file(path: Path | None = None) -> dict[str, Any]:
-    """The [client] table of the config file, or {} when there is none."""
-    path = path or client_config_path()
+def read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    """(document, text) of a TOML file; ({}, "") when it does not exist."""
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        raw = path.read_bytes()
     except FileNotFoundError:
-        return {}
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        from engram_cli.errors import UsageError
+        return {}, ""
+    except OSError as exc:
+        raise SettingsError(f"cannot read {path}: {exc.strerror}",
+                            "check its permissions") from exc
+    try:
+        text = raw.decode("utf-8")
+        return tomllib.loads(text), text
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"{path}: not valid TOML: {exc}", "fix the file or move it away"
+                            ) from exc
 
-        raise UsageError(f"cannot read config file {path}: {exc}", "fix or delete it") from exc
-    client = data.get("client", {})
-    return client if isinstance(client, dict) else {}
+
+def line_of(text: str, table: str, key: str) -> int | None:
+    """The line where `key = ...` is set inside `[table]`, for error messages."""
+    section = ""
+    pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
+    for number, line in enumerate(text.splitlines(), 1):
+        header = re.match(r"^\s*\[\s*([^\[\]]+?)\s*\]", line)
+        if header:
+            section = header.group(1)
+        elif section == table and pattern.match(line):
+            return number
+    return None
 
 
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+def located(path: Path, text: str, table: str, key: str) -> str:
+    """`file:line` where the key is set, or just the file when it cannot be found (for
+    instance a dotted key `engine.max_hops = 2` outside its table)."""
+    line = line_of(text, table, key)
+    return f"{path}:{line}" if line else str(path)
 
 
 @dataclass(frozen=True)
@@ -152,30 +173,3 @@ def normalize_address(address: str) -> str:
     if ":" not in address:
         return f"{address}:{DEFAULT_PORT}"
     return address
-
-
-def resolve_connection(
-    server: str | None = None,
-    space: str | None = None,
-    api_key: str | None = None,
-    no_autostart: bool | None = None,
-    file_config: dict[str, Any] | None = None,
-) -> Connection:
-    """Flags (arguments here) > environment > config file > defaults."""
-    cfg = read_client_config_file() if file_config is None else file_config
-    env = os.environ
-    resolved_server = server or env.get(ENV_SERVER) or cfg.get("server") or default_server()
-    resolved_space = space or env.get(ENV_SPACE) or cfg.get("space") or DEFAULT_SPACE
-    resolved_key = api_key or env.get(ENV_API_KEY) or cfg.get("api_key") or None
-    if no_autostart:
-        autostart = False
-    elif ENV_NO_AUTOSTART in env:
-        autostart = not _truthy(env.get(ENV_NO_AUTOSTART))
-    else:
-        autostart = bool(cfg.get("autostart", True))
-    return Connection(
-        server=normalize_address(str(resolved_server)),
-        space=str(resolved_space),
-        api_key=resolved_key,
-        autostart=autostart,
-    )

@@ -13,15 +13,15 @@ from typing import Any
 import pytest
 
 from engram_cli.client.cache import (
+    DEFAULT_POLICY,
     CachePolicy,
     Forgetting,
     RecallCache,
     cache_key,
     invalidate_space,
-    resolve_policy,
 )
+from engram_cli.client.settings import resolve_client_settings
 from engram_cli.engine.forgetting import decayed
-from engram_cli.errors import UsageError
 
 SERVER = "localhost:50051"
 CURVE = Forgetting(exponent=0.1, floor=0.2, scale_s=86_400.0)
@@ -202,20 +202,20 @@ def test_a_corrupt_cache_file_is_rebuilt(tmp_path: Path, clock: Clock) -> None:
         cache.close()
 
 
-def test_policy_resolution_env_over_file_over_default(monkeypatch) -> None:
-    assert resolve_policy({}) == CachePolicy()
-    file_cfg = {"cache_ttl_s": 60, "cache_min_confidence": 0.8,
-                "cache_require_consolidated": False, "cache_max_mb": 1}
-    p = resolve_policy(file_cfg, env={})
+def test_policy_is_the_caches_share_of_the_client_settings(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+
+    def policy(**env: str) -> CachePolicy:
+        return CachePolicy.from_settings(resolve_client_settings(env=env, path=path))
+
+    assert policy() == CachePolicy() == DEFAULT_POLICY
+    path.write_text("[client]\ncache_ttl_s = 60\ncache_min_confidence = 0.8\n"
+                    "cache_require_consolidated = false\ncache_max_mb = 1\n")
+    p = policy()
     assert (p.ttl_s, p.min_confidence, p.require_consolidated, p.max_bytes) == (
         60.0, 0.8, False, 1024 * 1024)
-    p = resolve_policy(file_cfg, env={"ENGRAM_CACHE_MIN_CONFIDENCE": "0.95",
-                                      "ENGRAM_CACHE_REQUIRE_CONSOLIDATED": "true"})
+    p = policy(ENGRAM_CACHE_MIN_CONFIDENCE="0.95", ENGRAM_CACHE_REQUIRE_CONSOLIDATED="true")
     assert p.min_confidence == 0.95 and p.require_consolidated is True and p.ttl_s == 60.0
-    with pytest.raises(UsageError, match=r"cache_min_confidence.*config file"):
-        resolve_policy({"cache_min_confidence": 1.5}, env={})
-    with pytest.raises(UsageError, match="ENGRAM_CACHE_TTL_S"):
-        resolve_policy({}, env={"ENGRAM_CACHE_TTL_S": "soon"})
 
 
 _WORKER = """

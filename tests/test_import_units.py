@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from engram_cli.client.bulk import BatchSizer, SendOptions, frame, space_header
+from engram_cli.client.settings import resolve_client_settings
 from engram_cli.engine.model import content_id
 from engram_cli.errors import InputError, UsageError
 from engram_cli.ingest.importer import ErrorLimit, expand_inputs
@@ -199,18 +200,22 @@ def test_framed_memories_concatenate_into_valid_requests():
     assert one.memory == mems[3] and one.memory_space_id == ""
 
 
-def test_send_options_flag_over_env_over_config():
-    cfg = {"batch": 300, "pool": 3, "stream": True, "rate": 10}
-    assert SendOptions.resolve(file_config=cfg, env={}) == SendOptions(
-        batch=300, pool=3, stream=True, rate=10.0)
-    env = {"ENGRAM_BATCH": "auto", "ENGRAM_POOL": "5"}
-    opts = SendOptions.resolve(file_config=cfg, env=env)
-    assert (opts.batch, opts.pool) == (None, 5)
-    opts = SendOptions.resolve(batch="50", pool=1, stream=False, rate=0, file_config=cfg,
-                               env=env)
+def test_send_options_are_the_senders_share_of_the_client_settings(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text("[client]\nbatch = 300\npool = 3\nstream = true\nrate = 10\n")
+
+    def options(flags=None, **env):
+        return SendOptions.from_settings(resolve_client_settings(flags, env=env, path=path))
+
+    assert options() == SendOptions(batch=300, pool=3, stream=True, rate=10.0)
+    env = {"ENGRAM_BATCH": "auto", "ENGRAM_POOL": "5", "ENGRAM_RETRY_BUDGET": "2"}
+    opts = options(**env)
+    assert (opts.batch, opts.pool, opts.retry_budget_s) == (None, 5, 2.0)
+    opts = options({"batch": "50", "pool": 1, "stream": False, "rate": 0}, **env)
     assert (opts.batch, opts.pool, opts.stream, opts.rate) == (50, 1, False, 0.0)
-    with pytest.raises(UsageError, match="ENGRAM_POOL"):
-        SendOptions.resolve(file_config={}, env={"ENGRAM_POOL": "zero"})
+    path.write_text('[client]\nstream = "auto"\n')
+    assert options().stream is None
+    assert options(ENGRAM_STREAM="true").stream is True
 
 
 def test_batch_sizer_adapts_within_bounds():
@@ -271,12 +276,3 @@ def test_batch_sizer_climbs_on_throughput_while_latency_is_middling():
         window(lambda size: 30_000 - abs(size - 2000) * 5)
         sizes.append(s.size)
     assert all(1000 <= x <= 3200 for x in sizes[6:]), sizes
-
-
-def test_stream_auto_in_config_means_unset():
-    assert SendOptions.resolve(file_config={"stream": "auto"}, env={}).stream is None
-    assert SendOptions.resolve(file_config={"stream": "auto"}, env={"ENGRAM_STREAM": "true"}
-                               ).stream is True
-    with pytest.raises(UsageError) as err:
-        SendOptions.resolve(file_config={"stream": "sometimes"}, env={})
-    assert "config [client] stream" in str(err.value) and "auto" in err.value.hint

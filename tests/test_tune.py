@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from engram_cli.cli.main import app
+from engram_cli.client.settings import DEFAULT_POOL
 from engram_cli.server.app import EngramServer, ServeOptions
-from engram_cli.tuning.client_settings import DEFAULT_POOL
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -327,28 +327,6 @@ def test_shipped_profiles_do_what_their_names_say() -> None:
     assert server("balanced", "max_hops") == DEFAULT_SETTINGS.max_hops
 
 
-def test_typed_client_reader_names_file_line_and_key(isolated_env: Path) -> None:
-    from engram_cli.errors import SettingsError
-    from engram_cli.tuning.client_settings import ClientSettings, read_client_settings
-
-    path = isolated_env / "config" / "config.toml"
-    path.parent.mkdir(parents=True)
-    assert read_client_settings() == ClientSettings()
-    path.write_text('[client]\nserver = "h:1"\nbatch = 300\nstream = true\n')
-    settings = read_client_settings()
-    assert (settings.batch, settings.stream, settings.pool) == (300, True, DEFAULT_POOL)
-    path.write_text('[client]\nbatch = 0\n')
-    with pytest.raises(SettingsError) as err:
-        read_client_settings()
-    assert f"{path}:2: [client] batch: 0 is not valid" in str(err.value)
-    assert err.value.hint == 'expected 1 to 1,000,000 or "auto"'
-    path.write_text('[client]\n\npooll = 2\n')
-    with pytest.raises(SettingsError) as err:
-        read_client_settings()
-    assert f"{path}:3: [client] pooll: unknown setting" in str(err.value)
-    assert err.value.hint == "did you mean 'pool'?"
-
-
 def test_a_failing_engine_update_leaves_file_and_settings_as_they_were(tmp_path: Path
                                                                        ) -> None:
     from engram_cli.errors import Overloaded
@@ -369,27 +347,3 @@ def test_a_failing_engine_update_leaves_file_and_settings_as_they_were(tmp_path:
     assert path.read_text() == "[engine]\nmax_hops = 2\n"
     assert config.settings.max_hops == 2 and config.source("max_hops") == "config"
     assert seen == [5, 2]  # the engine was handed the old settings back
-
-
-def test_client_values_resolve_flag_then_env_then_file_then_default(
-        isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from engram_cli.errors import SettingsError
-    from engram_cli.tuning.client_settings import resolve_client, write_client_settings
-
-    assert resolve_client("pool", env_var="ENGRAM_POOL") == DEFAULT_POOL
-    assert resolve_client("stream", env_var="ENGRAM_STREAM") == "auto"
-    write_client_settings({"pool": 3, "stream": True})
-    assert resolve_client("pool", env_var="ENGRAM_POOL") == 3
-    monkeypatch.setenv("ENGRAM_POOL", "5")
-    assert resolve_client("pool", env_var="ENGRAM_POOL") == 5
-    assert resolve_client("pool", flag=7, env_var="ENGRAM_POOL") == 7
-    assert resolve_client("stream") is True
-    monkeypatch.setenv("ENGRAM_STREAM", "no")
-    assert resolve_client("stream", env_var="ENGRAM_STREAM") is False
-    monkeypatch.setenv("ENGRAM_BATCH", "AUTO")
-    assert resolve_client("batch", env_var="ENGRAM_BATCH") == "auto"
-    monkeypatch.setenv("ENGRAM_POOL", "lots")
-    with pytest.raises(SettingsError) as err:
-        resolve_client("pool", env_var="ENGRAM_POOL")
-    assert str(err.value) == "ENGRAM_POOL: 'lots' is not valid"
-    assert err.value.hint == "expected 1 to 256"

@@ -16,6 +16,7 @@ cache_app = typer.Typer(
 @cache_app.command("stats")
 @handle_errors
 def stats(
+    ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Entries, size, hits and misses of the recall cache.
@@ -24,10 +25,10 @@ def stats(
     """
     import orjson
 
-    from engram_cli.client.cache import RecallCache, resolve_policy
-    from engram_cli.config import read_client_config_file
+    from engram_cli.client.cache import CachePolicy, RecallCache
 
-    with RecallCache.default(resolve_policy(read_client_config_file())) as cache:
+    policy = CachePolicy.from_settings(globals_of(ctx).settings())
+    with RecallCache.default(policy) as cache:
         st = cache.stats()
     data = st.as_dict()
     lookups = st.hits + st.misses
@@ -59,16 +60,15 @@ def clear(
 
     Example: engram cache clear --space notes
     """
-    from engram_cli.client.cache import RecallCache
-    from engram_cli.config import resolve_connection
+    from engram_cli.client.cache import CachePolicy, RecallCache
 
-    with RecallCache.default() as cache:
+    settings = globals_of(ctx).settings(space=space)
+    with RecallCache.default(CachePolicy.from_settings(settings)) as cache:
         if space is None:
             n = cache.clear()
             typer.echo(f"cleared {n} cached answer(s)")
             return
-        g = globals_of(ctx)
-        conn = resolve_connection(g.server, space, g.api_key, g.no_autostart)
+        conn = settings.connection
         n = cache.invalidate(conn.server, conn.space)
         typer.echo(f"cleared {n} cached answer(s) of space {conn.space!r} on {conn.server}")
 

@@ -27,11 +27,20 @@ class GlobalOptions:
     api_key: str | None = None
     no_autostart: bool = False
 
-    def connection(self, space: str | None = None) -> Any:
-        from engram_cli.config import resolve_connection
+    def settings(self, **flags: Any) -> Any:
+        """This command's client settings (engram_cli.client.settings): its own flags over
+        the global ones, then the environment, the config file and the defaults. Resolve
+        them once per command and build everything else from the result."""
+        from engram_cli.client.settings import resolve_client_settings
 
-        return resolve_connection(self.server, space or self.space, self.api_key,
-                                  self.no_autostart)
+        given = {"server": self.server, "space": self.space, "api_key": self.api_key,
+                 "autostart": False if self.no_autostart else None}
+        given.update({k: v for k, v in flags.items() if v is not None and v != ""})
+        return resolve_client_settings(given)
+
+    def connection(self, space: str | None = None) -> Any:
+        """Where to reach the server, for commands that need nothing else from settings."""
+        return self.settings(space=space).connection
 
 
 def globals_of(ctx: typer.Context) -> GlobalOptions:

@@ -78,6 +78,8 @@ def import_(
     from engram_cli.ingest.importer import ErrorLimit, Importer, ImportOptions
     from engram_cli.ingest.mapping import FieldMap
 
+    settings = globals_of(ctx).settings(space=space, batch=batch, pool=pool, stream=stream,
+                                        rate=rate)
     options = ImportOptions(
         inputs=list(files),
         fmt=fmt.lower() if fmt else None,
@@ -86,13 +88,13 @@ def import_(
         max_errors=ErrorLimit.parse(max_errors),
         resume=resume,
         dry_run=dry_run,
-        send=SendOptions.resolve(batch, pool, stream, rate),
+        send=SendOptions.from_settings(settings),
     )
     conn = None
     if not dry_run:
         from engram_cli.client.autostart import ensure_server
 
-        conn = globals_of(ctx).connection(space)
+        conn = settings.connection
         _check_space(conn.space)
         ensure_server(conn)  # first: a server started here must keep the normal priority
         yield_cpu(conn.server, nice)

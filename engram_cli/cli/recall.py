@@ -56,9 +56,8 @@ def recall(
 
     Example: cat cues.txt | engram recall - --limit 3 | jq -r '.results[].content'
     """
-    from engram_cli.client.cache import RecallCache, resolve_policy
+    from engram_cli.client.cache import CachePolicy, RecallCache
     from engram_cli.client.recall import Recaller, RecallOptions
-    from engram_cli.config import read_client_config_file, resolve_connection
     from engram_cli.errors import UsageError
 
     if fmt is not None and fmt not in FORMATS:
@@ -71,13 +70,11 @@ def recall(
     if fmt is None:
         fmt = "table" if sys.stdout.isatty() else ("jsonl" if stdin_mode else "json")
 
-    g = globals_of(ctx)
-    file_config = read_client_config_file()
-    conn = resolve_connection(g.server, space or g.space, g.api_key, g.no_autostart,
-                              file_config=file_config)
+    settings = globals_of(ctx).settings(space=space)
+    conn = settings.connection
     options = RecallOptions(limit=limit, max_hops=max_hops, threshold=threshold,
                             spread=spread, tags=tuple(tags or ()), trace=trace)
-    cache = None if no_cache else RecallCache.default(resolve_policy(file_config))
+    cache = None if no_cache else RecallCache.default(CachePolicy.from_settings(settings))
     emit = _table_printer() if fmt == "table" else _json_line
     with Recaller(conn, options, cache, refresh=refresh) as recaller:
         if not stdin_mode:
@@ -254,18 +251,19 @@ def answer_from_cache(argv: list[str]) -> bool:
         o = _parse_plain(argv)
     except _NotPlain:
         return False
-    from engram_cli.client.cache import RecallCache, resolve_policy
+    from engram_cli.client.cache import CachePolicy, RecallCache
     from engram_cli.client.recall import RecallOptions, cached_answer
-    from engram_cli.config import read_client_config_file, resolve_connection
+    from engram_cli.client.settings import resolve_client_settings
     from engram_cli.errors import EngramError
 
     try:
-        file_config = read_client_config_file()
-        policy = resolve_policy(file_config)
+        settings = resolve_client_settings({
+            "server": o["server"], "space": o["space"] or o["g_space"],
+            "api_key": o["api_key"], "autostart": False if o["no_autostart"] else None})
     except EngramError:
         return False  # Typer's run reports it
-    conn = resolve_connection(o["server"], o["space"] or o["g_space"], o["api_key"],
-                              o["no_autostart"], file_config=file_config)
+    conn = settings.connection
+    policy = CachePolicy.from_settings(settings)
     options = RecallOptions(limit=o["limit"], max_hops=o["max_hops"],
                             threshold=o["threshold"], spread=o["spread"],
                             tags=tuple(o["tags"]), trace=o["trace"])

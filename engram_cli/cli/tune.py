@@ -77,9 +77,10 @@ def tune(
     from engram_cli.tuning.apply import split_assignments
 
     server_values, client_values = split_assignments(pairs)
-    with _remote(ctx) as remote:
+    settings = globals_of(ctx).settings()
+    with _remote(settings.connection) as remote:
         if show:
-            _show(remote, as_json)
+            _show(remote, settings, as_json)
             return
         from engram_cli.tuning.apply import tune as apply_tune
 
@@ -89,12 +90,11 @@ def tune(
 
 
 @contextlib.contextmanager
-def _remote(ctx: typer.Context) -> Iterator[Any]:
-    """The settings RPCs of the server the global options point at."""
+def _remote(conn: Any) -> Iterator[Any]:
+    """The settings RPCs of the server at `conn`."""
     from engram_cli.client.api import EngramClient
     from engram_cli.client.settings_rpc import RemoteSettings
 
-    conn = globals_of(ctx).connection()
     with EngramClient(conn, autostart=conn.autostart) as client:
         yield RemoteSettings(client)
 
@@ -161,12 +161,12 @@ def _write_config(name: str, pairs: list[str], path: Path, as_json: bool, dry_ru
                    "[engine] for engram serve")
 
 
-def _show(remote: Any, as_json: bool) -> None:
+def _show(remote: Any, settings: Any, as_json: bool) -> None:
     import orjson
 
     from engram_cli.tuning.apply import show
 
-    result = show(remote)
+    result = show(remote, settings)
     if as_json:
         typer.echo(orjson.dumps(result.to_json()).decode())
         return

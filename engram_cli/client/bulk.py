@@ -15,7 +15,6 @@ some items of a batch is a join of their bytes, not a re-encode.
 from __future__ import annotations
 
 import heapq
-import os
 import queue
 import random
 import time
@@ -29,8 +28,9 @@ import grpc
 
 from engram_cli.client.connection import retry_after_ms, translate
 from engram_cli.client.pool import ChannelPool, Lane
+from engram_cli.client.settings import AUTO, DEFAULT_RETRY_BUDGET_S, ClientSettings
 from engram_cli.config import DEFAULT_MAX_MESSAGE_BYTES
-from engram_cli.errors import EngramError, ServerUnavailable, Unsupported, UsageError
+from engram_cli.errors import EngramError, ServerUnavailable, Unsupported
 from engram_cli.rpc import ext
 
 S = grpc.StatusCode
@@ -50,7 +50,6 @@ INFLIGHT_RECORDS = 40_000
 INFLIGHT_BYTES = 64 * 1024 * 1024
 HEADROOM_BYTES = 64 * 1024  # request header and framing around the memories
 UPSTREAM_MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # gRPC's default, what an unknown server takes
-DEFAULT_RETRY_BUDGET_S = 60.0
 CALL_TIMEOUT_S = 120.0
 PROBE_TIMEOUT_S = 10.0
 _BACKOFF_BASE_S = 0.05
@@ -58,12 +57,6 @@ _BACKOFF_CAP_S = 5.0
 _OUTCOME_NAMES: dict[int, str] = {
     ext.ITEM_OUTCOME_CREATED: "created", ext.ITEM_OUTCOME_UPDATED: "updated",
     ext.ITEM_OUTCOME_UNCHANGED: "unchanged"}
-
-ENV_BATCH = "ENGRAM_BATCH"
-ENV_POOL = "ENGRAM_POOL"
-ENV_STREAM = "ENGRAM_STREAM"
-ENV_RATE = "ENGRAM_RATE"
-ENV_RETRY_BUDGET = "ENGRAM_RETRY_BUDGET"
 
 
 def varint(n: int) -> bytes:
@@ -97,10 +90,6 @@ def space_header(space: str) -> bytes:
 COMPACT = b"\x60\x01"
 
 
-def default_pool() -> int:
-    return 2 * (os.cpu_count() or 1)
-
-
 @dataclass(frozen=True)
 class SendOptions:
     batch: int | None = None  # None: adaptive
@@ -116,75 +105,12 @@ class SendOptions:
         return self.window or 2 * self.pool
 
     @classmethod
-    def resolve(cls, batch: str | None = None, pool: int | None = None,
-                stream: bool | None = None, rate: float | None = None,
-                file_config: dict[str, Any] | None = None,
-                env: dict[str, str] | None = None) -> SendOptions:
-        """Flag > environment (ENGRAM_BATCH, ENGRAM_POOL, ENGRAM_STREAM, ENGRAM_RATE,
-        ENGRAM_RETRY_BUDGET) > config file [client] > default."""
-        from engram_cli.config import read_client_config_file
-
-        cfg = read_client_config_file() if file_config is None else file_config
-        env = dict(os.environ) if env is None else env
-
-        def pick(flag: Any, env_key: str, cfg_key: str) -> tuple[Any, str]:
-            if flag is not None:
-                return flag, "--" + cfg_key
-            if env.get(env_key, "") != "":
-                return env[env_key], env_key
-            if cfg.get(cfg_key) is not None:
-                return cfg[cfg_key], f"config [client] {cfg_key}"
-            return None, ""
-
-        value, where = pick(batch, ENV_BATCH, "batch")
-        size = None
-        if value is not None and str(value).strip().lower() != "auto":
-            size = _positive_int(value, where, "a number of records or 'auto'")
-        value, where = pick(pool, ENV_POOL, "pool")
-        channels = default_pool() if value is None else _positive_int(value, where,
-                                                                      "a number of channels")
-        value, where = pick(stream, ENV_STREAM, "stream")
-        # "auto" (the batch RPC when served, else StreamingRemember) is the unset default.
-        auto = value is None or str(value).strip().lower() == "auto"
-        streaming = None if auto else _boolean(value, where)
-        value, where = pick(rate, ENV_RATE, "rate")
-        per_second = 0.0 if value is None else _non_negative(value, where, "records per second")
-        budget = DEFAULT_RETRY_BUDGET_S
-        if env.get(ENV_RETRY_BUDGET, "") != "":
-            budget = _non_negative(env[ENV_RETRY_BUDGET], ENV_RETRY_BUDGET, "seconds")
-        return cls(batch=size, pool=channels, stream=streaming, rate=per_second,
-                   retry_budget_s=budget)
-
-
-def _positive_int(value: Any, where: str, what: str) -> int:
-    try:
-        n = int(value) if not isinstance(value, bool) else -1
-    except (TypeError, ValueError):
-        n = -1
-    if n < 1:
-        raise UsageError(f"{where} {value!r} is not valid", f"expected {what} (at least 1)")
-    return n
-
-
-def _non_negative(value: Any, where: str, what: str) -> float:
-    try:
-        x = float(value) if not isinstance(value, bool) else -1.0
-    except (TypeError, ValueError):
-        x = -1.0
-    if not x >= 0:
-        raise UsageError(f"{where} {value!r} is not valid", f"expected {what} (0 or more)")
-    return x
-
-
-def _boolean(value: Any, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise UsageError(f"{where} {value!r} is not valid", "expected true, false or auto")
+    def from_settings(cls, settings: ClientSettings) -> SendOptions:
+        """The sender's share of the client settings ("auto" batch and stream: None)."""
+        return cls(batch=None if settings.batch == AUTO else int(settings.batch),
+                   pool=settings.pool,
+                   stream=None if settings.stream == AUTO else bool(settings.stream),
+                   rate=settings.rate, retry_budget_s=settings.retry_budget_s)
 
 
 class BatchSizer:

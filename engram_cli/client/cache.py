@@ -30,6 +30,13 @@ from typing import Any
 
 import orjson
 
+from engram_cli.client.settings import (
+    DEFAULT_CACHE_MAX_MB,
+    DEFAULT_CACHE_MIN_CONFIDENCE,
+    DEFAULT_CACHE_REQUIRE_CONSOLIDATED,
+    DEFAULT_CACHE_TTL_S,
+    ClientSettings,
+)
 from engram_cli.contract import STATE_CONSOLIDATED
 from engram_cli.engine.forgetting import decayed
 
@@ -48,67 +55,20 @@ _FLUSH_EVERY = 256  # lookups between writes of the hit/miss counters and LRU ti
 class CachePolicy:
     """What may be cached and for how long."""
 
-    ttl_s: float = 3600.0
-    min_confidence: float = 0.9
-    require_consolidated: bool = True
-    max_bytes: int = 64 * 1024 * 1024
+    ttl_s: float = DEFAULT_CACHE_TTL_S
+    min_confidence: float = DEFAULT_CACHE_MIN_CONFIDENCE
+    require_consolidated: bool = DEFAULT_CACHE_REQUIRE_CONSOLIDATED
+    max_bytes: int = int(DEFAULT_CACHE_MAX_MB * 1024 * 1024)
+
+    @classmethod
+    def from_settings(cls, settings: ClientSettings) -> CachePolicy:
+        """The cache's share of the client settings (the cache_* keys)."""
+        return cls(ttl_s=settings.cache_ttl_s, min_confidence=settings.cache_min_confidence,
+                   require_consolidated=settings.cache_require_consolidated,
+                   max_bytes=int(settings.cache_max_mb * 1024 * 1024))
 
 
 DEFAULT_POLICY = CachePolicy()
-
-# config key -> (environment variable, type, lowest allowed, highest allowed)
-_POLICY_KEYS: dict[str, tuple[str, type, float | None, float | None]] = {
-    "cache_ttl_s": ("ENGRAM_CACHE_TTL_S", float, 0.0, None),
-    "cache_min_confidence": ("ENGRAM_CACHE_MIN_CONFIDENCE", float, 0.0, 1.0),
-    "cache_require_consolidated": ("ENGRAM_CACHE_REQUIRE_CONSOLIDATED", bool, None, None),
-    "cache_max_mb": ("ENGRAM_CACHE_MAX_MB", float, 0.0, None),
-}
-
-
-def _policy_value(key: str, raw: Any, source: str) -> Any:
-    from engram_cli.errors import UsageError
-
-    _, kind, low, high = _POLICY_KEYS[key]
-    value: Any = raw
-    if kind is bool:
-        if isinstance(raw, str) and raw.strip().lower() in ("1", "true", "yes", "on",
-                                                             "0", "false", "no", "off"):
-            value = raw.strip().lower() in ("1", "true", "yes", "on")
-        if not isinstance(value, bool):
-            raise UsageError(f"{key} = {raw!r} in {source} is not valid", "use true or false")
-        return value
-    try:
-        if isinstance(raw, bool):
-            raise ValueError
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise UsageError(f"{key} = {raw!r} in {source} is not a number",
-                         "give a number") from None
-    if (low is not None and value < low) or (high is not None and value > high):
-        limits = f"{low:g} to {high:g}" if high is not None else f"at least {low:g}"
-        raise UsageError(f"{key} = {raw!r} in {source} is out of range", f"use {limits}")
-    return value
-
-
-def resolve_policy(file_config: Mapping[str, Any] | None = None,
-                   env: Mapping[str, str] | None = None) -> CachePolicy:
-    """Environment (ENGRAM_CACHE_*) > config file [client] cache_* keys > defaults."""
-    env = os.environ if env is None else env
-    cfg = file_config or {}
-    values: dict[str, Any] = {}
-    for key, (env_name, _, _, _) in _POLICY_KEYS.items():
-        if env.get(env_name, "").strip():
-            values[key] = _policy_value(key, env[env_name], f"environment variable {env_name}")
-        elif key in cfg:
-            values[key] = _policy_value(key, cfg[key], "the config file [client]")
-    d = DEFAULT_POLICY
-    return CachePolicy(
-        ttl_s=values.get("cache_ttl_s", d.ttl_s),
-        min_confidence=values.get("cache_min_confidence", d.min_confidence),
-        require_consolidated=values.get("cache_require_consolidated", d.require_consolidated),
-        max_bytes=int(values["cache_max_mb"] * 1024 * 1024) if "cache_max_mb" in values
-        else d.max_bytes,
-    )
 
 
 @dataclass(frozen=True)

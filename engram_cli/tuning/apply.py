@@ -12,24 +12,24 @@ profile's values behind. `--set` changes only the keys it names.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engram_cli.client.settings import (
+    CLIENT_SPEC_BY_KEY,
+    CLIENT_SPECS,
+    DEFAULT_CLIENT_SETTINGS,
+    TUNABLE_KEYS,
+    ClientSettings,
+    read_client_file,
+)
 from engram_cli.client.settings_rpc import RemoteSetting, RemoteSnapshot
 from engram_cli.compat import tomllib
 from engram_cli.errors import SettingsError
-from engram_cli.tuning.client_settings import (
-    CLIENT_SPEC_BY_KEY,
-    CLIENT_SPECS,
-    PREFIX,
-    TUNABLE_KEYS,
-    client_sources,
-    plan_client,
-    read_client_settings,
-    write_client_settings,
-)
+from engram_cli.tuning.client_settings import PREFIX, plan_client, write_client_settings
 from engram_cli.tuning.profiles import Profile
 from engram_cli.tuning.settings import SPEC_BY_KEY
 
@@ -138,7 +138,7 @@ def tune(
     client_vals = {**(profile.client if profile else {}), **(client_values or {})}
     from_defaults = reset or profile is not None
 
-    client_before = read_client_settings(client_path)
+    _, client_file = read_client_file(client_path)
     _, client_changes = plan_client(client_vals, reset=from_defaults, path=client_path)
     snapshot = remote.get()
     server_changes = remote.apply(server_vals, reset=from_defaults, dry_run=dry_run)
@@ -153,7 +153,7 @@ def tune(
     rows = _server_rows(snapshot, server_vals, server_changes, everything=reset and not profile)
     mentioned = set(client_vals) | (set(TUNABLE_KEYS) if reset and not profile else set())
     by_key = {c.key: c for c in client_changes}
-    before = client_before.as_dict()
+    before = dataclasses.replace(DEFAULT_CLIENT_SETTINGS, **client_file).as_dict()
     for spec in CLIENT_SPECS:
         change = by_key.get(spec.key)
         if change is not None:
@@ -200,17 +200,18 @@ class ShowResult:
                 "client": {"config_path": self.client_config, "settings": table(self.client)}}
 
 
-def show(remote: RemoteSettings, client_path: Path | None = None) -> ShowResult:
-    """The server's settings and the client's, each with where its value came from."""
+def show(remote: RemoteSettings, settings: ClientSettings, client_path: Path | None = None
+         ) -> ShowResult:
+    """The server's settings and the client's (as resolved for this command), each with
+    where its value came from."""
     from engram_cli.config import client_config_path
 
     client_path = client_path or client_config_path()
     snapshot = remote.get()
     server = list(snapshot.settings.values())
-    settings, sources = client_sources(client_path)
     values = settings.as_dict()
     if values["api_key"]:
         values["api_key"] = "<set>"  # a secret has no business in a terminal's scrollback
-    client = [ShowRow(s.key, values[s.key], s.default, sources[s.key], False, s.description)
-              for s in CLIENT_SPECS]
+    client = [ShowRow(s.key, values[s.key], s.default, settings.origins.get(s.key, "default"),
+                      False, s.description) for s in CLIENT_SPECS]
     return ShowResult(server, client, snapshot.config_path, str(client_path))

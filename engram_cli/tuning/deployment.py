@@ -11,14 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from engram_cli.config import read_toml
 from engram_cli.errors import SettingsError
 from engram_cli.tuning.profiles import UPSTREAM_DEFAULTS, UPSTREAM_RANGES, Profile
-from engram_cli.tuning.server_config import (
-    ENGINE_TABLE,
-    PERSISTENCE_TABLE,
-    read_toml,
-    write_toml_atomic,
-)
+from engram_cli.tuning.server_config import ENGINE_TABLE, PERSISTENCE_TABLE, write_toml_atomic
 from engram_cli.tuning.settings import DEFAULT_SETTINGS
 
 UPSTREAM_DATA_ROOT = "~/.local/share/engram"

@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engram_cli.client.settings import CLIENT_SPEC_BY_KEY, check, unknown_client_key
+from engram_cli.config import located, read_toml
 from engram_cli.errors import SettingsError, UsageError
-from engram_cli.tuning.client_settings import CLIENT_SPEC_BY_KEY, unknown_client_key
-from engram_cli.tuning.server_config import located, read_toml, validate_table
+from engram_cli.tuning.server_config import validate_table
 
 PROFILE_DIR = "profiles"
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -118,10 +119,7 @@ def _validate_client_table(table: Any, path: Path, text: str) -> dict[str, Any]:
         if spec is None or not spec.tunable:
             err = unknown_client_key(key, tunable_only=True)
             raise SettingsError(f"{where}: {err}", err.hint)
-        try:
-            out[key] = spec.coerce(value)
-        except SettingsError as exc:
-            raise SettingsError(f"{where}: {value!r} is not valid", exc.hint) from None
+        out[key] = check(spec, value, where)
     return out
 
 

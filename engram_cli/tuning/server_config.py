@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ from typing import Any
 
 import tomli_w
 
-from engram_cli.compat import tomllib
+from engram_cli.config import located, read_toml
 from engram_cli.errors import SettingsError
 from engram_cli.tuning.settings import (
     DEFAULT_SETTINGS,
@@ -44,26 +43,6 @@ class Change:
     before: Any
     after: Any
     restart_required: bool
-
-
-def line_of(text: str, table: str, key: str) -> int | None:
-    """The line where `key = ...` is set inside `[table]`, for error messages."""
-    section = ""
-    pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
-    for number, line in enumerate(text.splitlines(), 1):
-        header = re.match(r"^\s*\[\s*([^\[\]]+?)\s*\]", line)
-        if header:
-            section = header.group(1)
-        elif section == table and pattern.match(line):
-            return number
-    return None
-
-
-def located(path: Path, text: str, table: str, key: str) -> str:
-    """`file:line` where the key is set, or just the file when it cannot be found (for
-    instance a dotted key `engine.max_hops = 2` outside its table)."""
-    line = line_of(text, table, key)
-    return f"{path}:{line}" if line else str(path)
 
 
 def validate_table(values: Any, path: Path, text: str, table: str) -> dict[str, Any]:
@@ -94,23 +73,6 @@ def check_paths(values: Mapping[str, Any]) -> None:
         if value and not Path(str(value)).expanduser().is_absolute():
             raise SettingsError(f"setting {key!r}: {value!r} is not an absolute path",
                                 "give a full path, e.g. /mnt/nvme/engram")
-
-
-def read_toml(path: Path) -> tuple[dict[str, Any], str]:
-    """(document, text) of a TOML file; ({}, "") when it does not exist."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return {}, ""
-    except OSError as exc:
-        raise SettingsError(f"cannot read {path}: {exc.strerror}",
-                            "check its permissions") from exc
-    try:
-        text = raw.decode("utf-8")
-        return tomllib.loads(text), text
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise SettingsError(f"{path}: not valid TOML: {exc}", "fix the file or move it away"
-                            ) from exc
 
 
 def write_toml_atomic(path: Path, doc: Mapping[str, Any], header: str = "") -> None:

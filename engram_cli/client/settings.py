@@ -1,0 +1,239 @@
+"""The client's settings: one typed, frozen value, resolved once per command.
+
+Every setting of the client (the connection, `import`'s sender, `recall`'s cache) is a
+`ClientSpec` in CLIENT_SPECS: its key in the [client] table of `<config dir>/config.toml`,
+its environment variable, its flag, its type, range and default. `resolve_client_settings`
+is the one place that reads them, in one order, highest first:
+
+    command-line flag > environment variable > config file [client] > default
+
+with one set of rules. A value of the wrong type or out of range, or an unknown key in the
+file, is a SettingsError (exit 2) that names where the value came from (the flag, the
+variable, or the file, line and key) and what is valid. The file is checked whole, whatever
+the command and its flags, so every command accepts or rejects a config file alike.
+
+The bulk sender's options (`SendOptions.from_settings`) and the recall cache's policy
+(`CachePolicy.from_settings`) are built from the result; `engram tune` writes the file
+through the same specs (tuning/client_settings.py). No grpc here: the cache-hit path of
+`engram recall` resolves settings too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engram_cli.config import (
+    DEFAULT_SERVER,
+    DEFAULT_SPACE,
+    ENV_API_KEY,
+    ENV_NO_AUTOSTART,
+    ENV_SERVER,
+    ENV_SPACE,
+    Connection,
+    client_config_path,
+    default_server,
+    located,
+    normalize_address,
+    read_toml,
+)
+from engram_cli.errors import SettingsError
+from engram_cli.tuning.settings import SettingSpec
+
+CLIENT_TABLE = "client"
+AUTO = "auto"  # batch and stream: decided from what the server says
+
+DEFAULT_BATCH = AUTO
+# One connection sends while another waits for its commit, per core.
+DEFAULT_POOL = 2 * (os.cpu_count() or 1)
+DEFAULT_STREAM = AUTO
+DEFAULT_RATE = 0.0  # records per second; 0: no limit
+DEFAULT_RETRY_BUDGET_S = 60.0
+DEFAULT_CACHE_TTL_S = 3600.0
+DEFAULT_CACHE_MIN_CONFIDENCE = 0.9
+DEFAULT_CACHE_REQUIRE_CONSOLIDATED = True
+DEFAULT_CACHE_MAX_MB = 64.0
+
+# Where a resolved value came from (ClientSettings.origins; `engram tune --show`).
+FLAG, ENV, CONFIG, DEFAULT = "flag", "env", "config", "default"
+
+# Environment variables say yes/no/1/0/on/off as often as true/false.
+_BOOL_WORDS = {"1": True, "yes": True, "on": True, "0": False, "no": False, "off": False}
+
+
+@dataclass(frozen=True)
+class ClientSpec(SettingSpec):
+    """A client setting: a typed range (SettingSpec's rules) plus where else it is set."""
+
+    env: str = ""  # its environment variable
+    flag: str = ""  # its command-line flag, as error messages name it
+    literals: tuple[str, ...] = ()  # words accepted besides the typed range ("auto")
+    tunable: bool = True  # profiles and `engram tune --set` may change it
+    env_negates: bool = False  # ENGRAM_NO_AUTOSTART=1 means autostart = false
+
+    def describe_range(self) -> str:
+        if self.type is str:
+            return "a string"
+        return super().describe_range() + "".join(f' or "{w}"' for w in self.literals)
+
+    def coerce(self, value: Any) -> Any:
+        if isinstance(value, str):
+            word = value.strip().lower()
+            if word in self.literals:
+                return word
+            if self.type is bool and word in _BOOL_WORDS:
+                return _BOOL_WORDS[word]
+            if self.type is not str:
+                value = value.strip()
+        return super().coerce(value)
+
+
+CLIENT_SPECS: tuple[ClientSpec, ...] = (
+    ClientSpec("batch", int, DEFAULT_BATCH, "import: memories per batch call (auto: sized "
+               "from the server's max_batch and message limit)", 1, 1_000_000,
+               env="ENGRAM_BATCH", flag="--batch", literals=(AUTO,)),
+    ClientSpec("pool", int, DEFAULT_POOL, "import: gRPC connections sending in parallel "
+               "(default: 2x cores)", 1, 256, env="ENGRAM_POOL", flag="--pool"),
+    ClientSpec("stream", bool, DEFAULT_STREAM, "import: true sends over StreamingRemember, "
+               "false only over the batch RPC, auto the batch RPC when the server has it",
+               env="ENGRAM_STREAM", flag="--stream", literals=(AUTO,)),
+    ClientSpec("rate", float, DEFAULT_RATE, "import: records per second at most (0: "
+               "unlimited)", 0.0, 1e9, env="ENGRAM_RATE", flag="--rate"),
+    ClientSpec("retry_budget_s", float, DEFAULT_RETRY_BUDGET_S, "import: seconds a batch "
+               "may keep failing before the import gives up", 0.0, 7 * 86_400.0,
+               env="ENGRAM_RETRY_BUDGET"),
+    ClientSpec("cache_ttl_s", float, DEFAULT_CACHE_TTL_S, "recall cache: seconds an answer "
+               "stays fresh (0: no caching)", 0.0, 365 * 86_400.0, env="ENGRAM_CACHE_TTL_S"),
+    ClientSpec("cache_min_confidence", float, DEFAULT_CACHE_MIN_CONFIDENCE, "recall cache: "
+               "only answers whose memories are at least this confident are cached", 0.0, 1.0,
+               env="ENGRAM_CACHE_MIN_CONFIDENCE"),
+    ClientSpec("cache_require_consolidated", bool, DEFAULT_CACHE_REQUIRE_CONSOLIDATED,
+               "recall cache: only cache answers made of consolidated memories (the ones "
+               "that no longer change)", env="ENGRAM_CACHE_REQUIRE_CONSOLIDATED"),
+    ClientSpec("cache_max_mb", float, DEFAULT_CACHE_MAX_MB, "recall cache: size limit on "
+               "disk in MB (0: no cache)", 0.0, 1e6, env="ENGRAM_CACHE_MAX_MB"),
+    ClientSpec("server", str, DEFAULT_SERVER, "server address", env=ENV_SERVER,
+               flag="--server", tunable=False),
+    ClientSpec("space", str, DEFAULT_SPACE, "memory space (empty: the server's default)",
+               env=ENV_SPACE, flag="--space", tunable=False),
+    ClientSpec("api_key", str, "", "API key", env=ENV_API_KEY, flag="--api-key",
+               tunable=False),
+    ClientSpec("autostart", bool, True, "start the embedded server when the default one is "
+               f"not running ({ENV_NO_AUTOSTART}=1 turns it off)", env=ENV_NO_AUTOSTART,
+               flag="--no-autostart", tunable=False, env_negates=True),
+)
+
+CLIENT_SPEC_BY_KEY: dict[str, ClientSpec] = {s.key: s for s in CLIENT_SPECS}
+TUNABLE_KEYS: tuple[str, ...] = tuple(s.key for s in CLIENT_SPECS if s.tunable)
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Every client setting, typed and checked; `origins` says where each came from
+    (flag, env, config or default) and takes no part in comparisons."""
+
+    batch: int | str = DEFAULT_BATCH
+    pool: int = DEFAULT_POOL
+    stream: bool | str = DEFAULT_STREAM
+    rate: float = DEFAULT_RATE
+    retry_budget_s: float = DEFAULT_RETRY_BUDGET_S
+    cache_ttl_s: float = DEFAULT_CACHE_TTL_S
+    cache_min_confidence: float = DEFAULT_CACHE_MIN_CONFIDENCE
+    cache_require_consolidated: bool = DEFAULT_CACHE_REQUIRE_CONSOLIDATED
+    cache_max_mb: float = DEFAULT_CACHE_MAX_MB
+    server: str = DEFAULT_SERVER
+    space: str = DEFAULT_SPACE
+    api_key: str = ""
+    autostart: bool = True
+    origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The settings by key (without `origins`)."""
+        return {s.key: getattr(self, s.key) for s in CLIENT_SPECS}
+
+    @property
+    def connection(self) -> Connection:
+        return Connection(server=self.server, space=self.space, api_key=self.api_key or None,
+                          autostart=self.autostart)
+
+
+DEFAULT_CLIENT_SETTINGS = ClientSettings()
+
+
+def unknown_client_key(key: str, tunable_only: bool = False) -> SettingsError:
+    import difflib
+
+    if key in CLIENT_SPEC_BY_KEY and tunable_only:
+        flag = CLIENT_SPEC_BY_KEY[key].flag
+        return SettingsError(f"client setting {key!r} is a connection setting, not a tuning one",
+                             f"set it in {client_config_path()} by hand or with {flag}")
+    keys = TUNABLE_KEYS if tunable_only else tuple(CLIENT_SPEC_BY_KEY)
+    close = difflib.get_close_matches(key, keys, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else "known: " + ", ".join(keys)
+    return SettingsError(f"unknown client setting {key!r}", hint)
+
+
+def check(spec: ClientSpec, value: Any, where: str) -> Any:
+    """`value` typed and within the spec's range; else the one error every source gets:
+    `<where>: <value> is not valid`, with what is valid as the hint."""
+    try:
+        return spec.coerce(value)
+    except SettingsError as exc:
+        raise SettingsError(f"{where}: {value!r} is not valid", exc.hint) from None
+
+
+def read_client_file(path: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the whole document, its checked [client] values) of the config file; ({}, {})
+    when there is no file. Errors name the file, the line and the key."""
+    path = path or client_config_path()
+    doc, text = read_toml(path)
+    table = doc.get(CLIENT_TABLE, {})
+    if not isinstance(table, Mapping):
+        raise SettingsError(f"{path}: [{CLIENT_TABLE}] must be a table of settings",
+                            "see `engram tune --show` for the keys")
+    values = {}
+    for key, value in table.items():
+        where = f"{located(path, text, CLIENT_TABLE, key)}: [{CLIENT_TABLE}] {key}"
+        spec = CLIENT_SPEC_BY_KEY.get(key)
+        if spec is None:
+            raise SettingsError(f"{where}: unknown setting", unknown_client_key(key).hint)
+        values[key] = check(spec, value, where)
+    return doc, values
+
+
+def resolve_client_settings(flags: Mapping[str, Any] | None = None, *,
+                            env: Mapping[str, str] | None = None,
+                            path: Path | None = None) -> ClientSettings:
+    """The client settings: `flags` (by key; None or "" is not given) > environment >
+    config file [client] > default. Raises SettingsError (exit 2) on the first bad value."""
+    flags = flags or {}
+    env = os.environ if env is None else env
+    _, table = read_client_file(path)
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for spec in CLIENT_SPECS:
+        key = spec.key
+        flag = flags.get(key)
+        raw = env.get(spec.env, "").strip() if spec.env else ""
+        if flag is not None and flag != "":
+            values[key], origins[key] = check(spec, flag, spec.flag or key), FLAG
+        elif raw:
+            value = check(spec, raw, spec.env)
+            values[key], origins[key] = (not value if spec.env_negates else value), ENV
+        elif key in table:
+            values[key], origins[key] = table[key], CONFIG
+        else:
+            origins[key] = DEFAULT
+    values["server"] = normalize_address(values.get("server") or default_server())
+    return ClientSettings(**values, origins=origins)
+
+
+def _check_defaults() -> None:
+    specs = {s.key: s.default for s in CLIENT_SPECS}
+    assert DEFAULT_CLIENT_SETTINGS.as_dict() == specs, "ClientSettings and CLIENT_SPECS disagree"
+
+
+_check_defaults()
