@@ -6,11 +6,15 @@ import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
 from engram_cli.errors import EXIT_INTERRUPTED, EngramError
+
+if TYPE_CHECKING:
+    from engram_cli.client.settings import ClientSettings
+    from engram_cli.config import Connection
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -27,7 +31,7 @@ class GlobalOptions:
     api_key: str | None = None
     no_autostart: bool = False
 
-    def settings(self, **flags: Any) -> Any:
+    def settings(self, **flags: Any) -> ClientSettings:
         """This command's client settings (engram_cli.client.settings): its own flags over
         the global ones, then the environment, the config file and the defaults. Resolve
         them once per command and build everything else from the result."""
@@ -38,7 +42,7 @@ class GlobalOptions:
         given.update({k: v for k, v in flags.items() if v is not None and v != ""})
         return resolve_client_settings(given)
 
-    def connection(self, space: str | None = None) -> Any:
+    def connection(self, space: str | None = None) -> Connection:
         """Where to reach the server, for commands that need nothing else from settings."""
         return self.settings(space=space).connection
 
