@@ -28,7 +28,7 @@ from engram_cli.config import Connection
 from engram_cli.errors import EngramError, InputError, MaxErrorsExceeded, UsageError
 from engram_cli.ingest import checkpoint as ckpt
 from engram_cli.ingest.mapping import Encoder, FieldMap, RecordError
-from engram_cli.ingest.readers import Input, Position
+from engram_cli.ingest.readers import Input, Item, Position
 from engram_cli.ingest.rejects import RejectsFile, default_path, prune, reject_line
 
 CHECKPOINT_EVERY_S = 1.0
@@ -175,7 +175,8 @@ class Importer:
                                space=conn.space if conn is not None else "")
         self._reading = -1  # index of the input being read
         self._read_done: set[int] = set()
-        self._next_pos = Position()
+        self._start_pos = Position()  # where reading of the current input began
+        self._last_item: Item | None = None  # its last record read
         self._stop = False
         self._interrupted = False
         self._started = time.monotonic()
@@ -315,7 +316,7 @@ class Importer:
                 self._bytes_done += inp.size() or 0
                 continue
             self._reading = idx
-            self._next_pos = starts[idx]
+            self._start_pos, self._last_item = starts[idx], None
             text_columns = inp.is_csv
             for item in inp.read(starts[idx]):
                 summary.read += 1
@@ -328,7 +329,7 @@ class Importer:
                         self._reject_item(idx, item.line, str(exc), item.raw, item.record)
                     else:
                         yield Entry(frame(payload), idx, item.line, item.start, item.raw)
-                self._next_pos = Position(item.end, item.next_line)
+                self._last_item = item  # a checkpoint makes the Position, not every record
                 if self._stop:
                     self.tick()
                     return
@@ -422,7 +423,11 @@ class Importer:
             if first is not None:
                 mark.offset, mark.line, mark.done = first.offset, first.line, False
             elif i == self._reading and i not in self._read_done:
-                mark.offset, mark.line = self._next_pos.offset, self._next_pos.line
+                last = self._last_item
+                if last is None:
+                    mark.offset, mark.line = self._start_pos.offset, self._start_pos.line
+                else:
+                    mark.offset, mark.line = last.end, last.next_line
                 mark.done = False
             elif i in self._read_done:
                 mark.done = True
