@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import datagen
 
 from engram_cli.engine.model import MemoryRecord, MemoryType
+from engram_cli.engine.settings import Settings
 from engram_cli.engine.store import RecallQuery, Store
-from engram_cli.tuning.settings import Settings
 
 SPACE = "default"
 IMPORT_SPACE = "import"  # the concurrent import's space: a kept store stays reusable

@@ -13,10 +13,10 @@ from google.protobuf.empty_pb2 import Empty
 
 from engram_cli.engine.forgetting import decayed
 from engram_cli.engine.model import MemoryRecord, State
+from engram_cli.engine.settings import Settings
 from engram_cli.engine.store import RecallQuery, Store
 from engram_cli.rpc import pb
 from engram_cli.server.convert import STATE_KEY
-from engram_cli.tuning.settings import Settings
 from tests.rpc_helpers import recall, remember, stubs
 
 DAY = 86_400.0

@@ -59,9 +59,9 @@ from engram_cli.engine.model import (
     memory_key,
     resolve_space,
 )
+from engram_cli.engine.settings import DEFAULT_SETTINGS, Settings
 from engram_cli.engine.text import WORD_RE, TextSeeder
 from engram_cli.errors import EngramError, InvalidArgument, NotFound, Overloaded, StoreClosed
-from engram_cli.tuning.settings import DEFAULT_SETTINGS, Settings
 
 DB_NAME = "engram.db"
 LOCK_NAME = "LOCK"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engram_cli.compat import tomllib
+from engram_cli.engine.settings import SPEC_BY_KEY
 from engram_cli.errors import SettingsError
 from engram_cli.tuning.client_settings import (
     CLIENT_SPEC_BY_KEY,
@@ -31,7 +32,6 @@ from engram_cli.tuning.client_settings import (
 )
 from engram_cli.tuning.profiles import Profile
 from engram_cli.tuning.remote import RemoteSetting, RemoteSettings, RemoteSnapshot
-from engram_cli.tuning.settings import SPEC_BY_KEY
 
 SERVER_PREFIX = "server."
 

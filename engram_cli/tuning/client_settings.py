@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from engram_cli.config import DEFAULT_SERVER, client_config_path
+from engram_cli.engine.settings import SettingSpec
 from engram_cli.errors import SettingsError
 from engram_cli.tuning.server_config import Change, located, read_toml, write_toml_atomic
-from engram_cli.tuning.settings import SettingSpec
 
 CLIENT_TABLE = "client"
 PREFIX = "client."

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from engram_cli.engine.settings import DEFAULT_SETTINGS
 from engram_cli.errors import SettingsError
 from engram_cli.tuning.profiles import UPSTREAM_DEFAULTS, UPSTREAM_RANGES, Profile
 from engram_cli.tuning.server_config import (
@@ -19,7 +20,6 @@ from engram_cli.tuning.server_config import (
     read_toml,
     write_toml_atomic,
 )
-from engram_cli.tuning.settings import DEFAULT_SETTINGS
 
 UPSTREAM_DATA_ROOT = "~/.local/share/engram"
 
