@@ -13,8 +13,9 @@ from google.protobuf.empty_pb2 import Empty
 
 from engram_cli.engine.forgetting import decayed
 from engram_cli.engine.model import MemoryRecord, State
+from engram_cli.engine.recall import RecallQuery
 from engram_cli.engine.settings import Settings
-from engram_cli.engine.store import RecallQuery, Store
+from engram_cli.engine.store import Store
 from engram_cli.rpc import pb
 from engram_cli.server.convert import STATE_KEY
 from tests.rpc_helpers import recall, remember, stubs
@@ -230,7 +231,7 @@ def test_updating_a_consolidated_memory_reconsolidates_it(make_store: Callable[.
 
 
 def test_a_pass_cut_short_is_finished_by_the_next(make_store: Callable[..., Store]) -> None:
-    from engram_cli.engine.store import op_mark
+    from engram_cli.engine.writes import op_mark
 
     store = make_store(consolidation_min_age_s=0.0)
     mid = put(store, "Half-consolidated memory of the night train")
