@@ -140,6 +140,8 @@ def test_bad_map_is_a_usage_error(spec):
     ({"tags": ["x"]}, "missing content"),
     ({"content": 5}, "content must be text"),
     ({"content": "x", "confidence": 1.5}, "outside 0..1"),
+    ({"content": "z" * (1024 * 1024 + 1)}, "content is 1048577 bytes; the limit is 1048576"),
+    ({"content": "x", "embedding": [0.5] * 8193}, "8193 dimensions; the limit is 8192"),
     ({"content": "x", "confidence": "high"}, "confidence must be a number"),
     ({"content": "x", "tags": "a,b"}, "tags must be a list"),
     ({"content": "x", "embedding": [1, "2"]}, "embedding must be a list of numbers"),
