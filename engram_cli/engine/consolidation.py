@@ -18,6 +18,7 @@ common tag would link everything to everything.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,6 +36,8 @@ CO_RECALL_MIN = 2
 CO_RECALL_STEP = 0.1
 _MAX_PAIRS = 50_000
 MAX_CHANGES = 10_000  # state changes listed in a report (all are counted)
+
+log = logging.getLogger("engram.engine")
 
 
 @dataclass
@@ -55,6 +58,7 @@ class ConsolidationStats:
     last_pass_at: float = 0.0
     last_pass_s: float = 0.0
     next_pass_at: float = 0.0
+    failed_passes: int = 0
 
 
 class Consolidator:
@@ -196,3 +200,9 @@ class Consolidator:
                 self.run_pass()
             except EngramError:
                 pass  # the store is closing or overloaded; the next pass retries
+            except Exception:
+                # A bug or a broken store must not end consolidation for the life of the
+                # server without a word: say what failed, and try again next interval.
+                log.exception("consolidation pass failed; the next one runs in %g s",
+                              interval)
+                self.stats.failed_passes += 1
