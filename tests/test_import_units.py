@@ -146,6 +146,7 @@ def test_bad_map_is_a_usage_error(spec):
     ({"content": "x", "tags": "a,b"}, "tags must be a list"),
     ({"content": "x", "embedding": [1, "2"]}, "embedding must be a list of numbers"),
     ({"content": "x", "embedding": [1e39]}, "float32"),
+    ({"content": "x", "embedding": [1.0, float("nan")]}, "NaN"),
     ({"content": "x", "metadata": [1]}, "metadata must be an object"),
     ({"content": "x", "memory_type": "dream"}, "memory_type"),
     ({"content": "x", "created_at": "yesterday"}, "created_at"),

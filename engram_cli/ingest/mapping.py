@@ -196,6 +196,7 @@ class Encoder:
 
         self.fieldmap = fieldmap
         self._memory = pb.Memory
+        self._namer = self._name  # made once: the rules take it for every record
 
     def encode(self, record: dict[str, Any], text_columns: bool = False) -> tuple[str, bytes]:
         """(memory id, serialized Memory) for one record; raises RecordError."""
@@ -228,7 +229,6 @@ class Encoder:
         fields["content"] = content
 
         emb = get("embedding")
-        values: bytes | array[float] = b""
         emb_bytes = b""
         if emb is not None:
             if type(emb) is not list or not set(map(type, emb)) <= {int, float}:
@@ -287,8 +287,9 @@ class Encoder:
                                   f"{decay!r}")
             fields["decay_rate"] = decay
 
-        error = memory_error(content, values, DEFAULT_CONFIDENCE if conf is None else conf,
-                             decay or 0.0, fields.get("memory_type", 0), self._name)
+        error = memory_error(content, b"" if emb is None else emb,
+                             DEFAULT_CONFIDENCE if conf is None else conf,
+                             decay or 0.0, fields.get("memory_type", 0), self._namer)
         if error:
             raise RecordError(error)
         # Sub-messages and the map are filled in place: building them apart and handing them
