@@ -8,7 +8,8 @@ from pathlib import Path
 
 from engram_cli.engine import migrations
 from engram_cli.engine.model import MemoryRecord
-from engram_cli.engine.store import DB_NAME, RecallQuery, Store
+from engram_cli.engine.recall import RecallQuery
+from engram_cli.engine.store import DB_NAME, Store
 
 
 def _old_store(data: Path) -> None:

@@ -302,8 +302,8 @@ def test_concurrent_applies_leave_file_engine_and_answer_in_agreement(
 
 
 def test_shipped_profiles_do_what_their_names_say() -> None:
+    from engram_cli.engine.settings import DEFAULT_SETTINGS
     from engram_cli.tuning import profiles
-    from engram_cli.tuning.settings import DEFAULT_SETTINGS
 
     loaded = {name: profiles.load(name) for name in profiles.available()}
 

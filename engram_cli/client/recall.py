@@ -419,7 +419,7 @@ class Recaller:
         when the server does not serve our extension (upstream Engram)."""
         if self._forgetting is not None:
             return self._forgetting
-        from engram_cli.tuning.settings import DEFAULT_SETTINGS
+        from engram_cli.engine.settings import DEFAULT_SETTINGS
 
         values = {"forgetting_exponent": DEFAULT_SETTINGS.forgetting_exponent,
                   "forgetting_floor": DEFAULT_SETTINGS.forgetting_floor,

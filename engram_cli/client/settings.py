@@ -40,8 +40,8 @@ from engram_cli.config import (
     normalize_address,
     read_toml,
 )
+from engram_cli.engine.settings import SettingSpec
 from engram_cli.errors import SettingsError
-from engram_cli.tuning.settings import SettingSpec
 
 CLIENT_TABLE = "client"
 AUTO = "auto"  # batch and stream: decided from what the server says

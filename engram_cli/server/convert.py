@@ -13,8 +13,10 @@ from engram_cli.engine.model import (
     MemoryType,
     State,
     category_of,
+    embedding_to_bytes,
 )
-from engram_cli.engine.store import RecallQuery, WriteBatch, embedding_to_bytes
+from engram_cli.engine.recall import RecallQuery
+from engram_cli.engine.writes import WriteBatch
 from engram_cli.errors import InvalidArgument, Unsupported
 from engram_cli.rpc import pb
 

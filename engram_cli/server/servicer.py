@@ -205,7 +205,7 @@ class EngramServicer(svc.EngramServiceServicer):
 
     @unary
     def Recognize(self, request: Any, context: grpc.ServicerContext) -> Any:
-        from engram_cli.engine.store import embedding_to_bytes
+        from engram_cli.engine.model import embedding_to_bytes
 
         kind = request.WhichOneof("input")
         content, embedding = "", b""
