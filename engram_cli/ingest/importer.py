@@ -25,7 +25,13 @@ from typing import Any
 
 from engram_cli.client.bulk import BulkSender, DrySender, Entry, SendOptions, frame
 from engram_cli.config import Connection
-from engram_cli.errors import EngramError, InputError, MaxErrorsExceeded, UsageError
+from engram_cli.errors import (
+    DamagedInput,
+    EngramError,
+    InputError,
+    MaxErrorsExceeded,
+    UsageError,
+)
 from engram_cli.ingest import checkpoint as ckpt
 from engram_cli.ingest.mapping import Encoder, FieldMap, RecordError
 from engram_cli.ingest.readers import Input, Item, Position
@@ -177,6 +183,8 @@ class Importer:
         self._read_done: set[int] = set()
         self._start_pos = Position()  # where reading of the current input began
         self._last_item: Item | None = None  # its last record read
+        # Inputs that broke off part way (a truncated gzip): where their readable part ends.
+        self._broken_at: dict[int, Position] = {}
         self._stop = False
         self._interrupted = False
         self._started = time.monotonic()
@@ -254,7 +262,8 @@ class Importer:
 
     def _check_unchanged(self, found: ckpt.Checkpoint) -> None:
         for inp, mark in zip(self.inputs, found.inputs, strict=False):
-            size = inp.size()
+            # A checkpoint's offset counts decompressed bytes: no bound from a gzip's size.
+            size = None if inp.compressed() else inp.size()
             if ckpt.head_hash(inp.path) != mark.head or (size is not None and size < mark.offset
                                                           and not mark.done):
                 raise UsageError(
@@ -318,23 +327,34 @@ class Importer:
             self._reading = idx
             self._start_pos, self._last_item = starts[idx], None
             text_columns = inp.is_csv
-            for item in inp.read(starts[idx]):
-                summary.read += 1
-                if item.error is not None:
-                    self._reject_item(idx, item.line, item.error, item.raw, None)
-                else:
-                    try:
-                        _, payload = encode(item.record, text_columns)  # type: ignore[arg-type]
-                    except RecordError as exc:
-                        self._reject_item(idx, item.line, str(exc), item.raw, item.record)
+            try:
+                for item in inp.read(starts[idx]):
+                    summary.read += 1
+                    if item.error is not None:
+                        self._reject_item(idx, item.line, item.error, item.raw, None)
                     else:
-                        yield Entry(frame(payload), idx, item.line, item.start, item.raw)
-                self._last_item = item  # a checkpoint makes the Position, not every record
-                if self._stop:
-                    self.tick()
-                    return
-                if summary.read & 1023 == 0:
-                    self.tick()
+                        try:
+                            _, payload = encode(item.record,  # type: ignore[arg-type]
+                                                text_columns)
+                        except RecordError as exc:
+                            self._reject_item(idx, item.line, str(exc), item.raw, item.record)
+                        else:
+                            yield Entry(frame(payload), idx, item.line, item.start, item.raw)
+                    self._last_item = item  # a checkpoint makes the Position, not each record
+                    if self._stop:
+                        self.tick()
+                        return
+                    if summary.read & 1023 == 0:
+                        self.tick()
+            except DamagedInput as exc:
+                # What came before the damage goes on to the server; the run ends with
+                # exit 1 and a checkpoint at the damage, after the other inputs.
+                last = self._last_item
+                self._broken_at[idx] = (Position(last.end, last.next_line) if last is not None
+                                        else self._start_pos)
+                if summary.error is None:
+                    summary.error = exc
+                continue
             self._read_done.add(idx)
             self._bytes_done += inp.size() or 0
 
@@ -422,6 +442,9 @@ class Importer:
             first = unsettled.get(i)
             if first is not None:
                 mark.offset, mark.line, mark.done = first.offset, first.line, False
+            elif i in self._broken_at:
+                at = self._broken_at[i]
+                mark.offset, mark.line, mark.done = at.offset, at.line, False
             elif i == self._reading and i not in self._read_done:
                 last = self._last_item
                 if last is None:

@@ -16,6 +16,7 @@ import gzip
 import io
 import re
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import IO, Any
 
 import orjson
 
-from engram_cli.errors import InputError, UsageError
+from engram_cli.errors import DamagedInput, InputError, UsageError
 
 FORMATS = ("jsonl", "json", "csv", "tsv")
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
@@ -96,6 +97,16 @@ class Input:
         except OSError:
             return None
 
+    def compressed(self) -> bool:
+        """Whether the file is gzip (by its magic bytes); False for stdin."""
+        if self.path is None:
+            return False
+        try:
+            with open(self.path, "rb") as f:
+                return f.read(2) == _GZIP_MAGIC
+        except OSError:
+            return False
+
     def bytes_read(self) -> int | None:
         """How far into the file (on disk, so compressed bytes for gzip) reading got."""
         raw = self._raw
@@ -119,7 +130,7 @@ class Input:
         self._raw = raw
         head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
         if head == _GZIP_MAGIC:
-            return gzip.GzipFile(fileobj=raw, mode="rb"), True  # type: ignore[return-value]
+            return _Gzip(raw, self.display), True  # type: ignore[return-value]
         return raw, False
 
     def close(self) -> None:
@@ -224,6 +235,54 @@ class Input:
     @property
     def is_csv(self) -> bool:
         return self.format in ("csv", "tsv")
+
+
+class _Gzip(gzip.GzipFile):
+    """A gzip stream whose damage (a truncated file, corrupt data) is a DamagedInput naming
+    the file and the compressed offset, not an EOFError: the command-line framework takes
+    an escaping EOFError for Ctrl-D and prints only "Aborted."."""
+
+    def __init__(self, raw: Any, display: str) -> None:
+        super().__init__(fileobj=raw, mode="rb")
+        self._raw_file = raw
+        self._display = display
+
+    def _damaged(self, exc: Exception) -> DamagedInput:
+        try:
+            at = int(self._raw_file.tell())
+        except (OSError, ValueError):
+            at = -1
+        where = f" at compressed byte {at:,}" if at >= 0 else ""
+        if isinstance(exc, EOFError):
+            what = f"{self._display}: the gzip data ends early{where} (the file is truncated)"
+        else:
+            what = f"{self._display}: damaged gzip data{where}: {exc}"
+        return DamagedInput(what, "every record before that point was read; replace the "
+                            "file and run the same command with --resume")
+
+    def read(self, size: int | None = -1) -> bytes:
+        try:
+            return super().read(size)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise self._damaged(exc) from None
+
+    def read1(self, size: int = -1) -> bytes:
+        try:
+            return super().read1(size)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise self._damaged(exc) from None
+
+    def peek(self, n: int) -> bytes:
+        try:
+            return super().peek(n)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise self._damaged(exc) from None
+
+    def readline(self, size: int | None = -1) -> bytes:
+        try:
+            return super().readline(size)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise self._damaged(exc) from None
 
 
 def _first_byte(stream: IO[bytes]) -> bytes:
