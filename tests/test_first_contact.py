@@ -47,3 +47,60 @@ def test_truncated_gzip_stores_what_precedes_the_damage_and_names_file_and_offse
     assert "resuming" in resumed.stderr
     assert json.loads(resumed.stdout)["read"] == 3000 - readable
     assert count_on(server.address) == 3000
+
+
+def _fill_cache(spaces: list[str]) -> None:
+    from engram_cli.client.cache import RecallCache, cache_key
+    from tests.test_cache import CURVE, result
+
+    with RecallCache.default() as cache:
+        for space in spaces:
+            key = cache_key("localhost:50051", space, "cue", {"limit": 10})
+            assert cache.put(key, "localhost:50051", space, "cue", [result(1)], CURVE)
+
+
+def _entries() -> dict[str, int]:
+    from engram_cli.client.cache import RecallCache
+
+    with RecallCache.default() as cache:
+        return dict(cache.stats().spaces)
+
+
+def test_global_space_env_and_config_choose_what_cache_clear_clears(runner, isolated_env,
+                                                                      monkeypatch):
+    from engram_cli.cli.main import app
+
+    _fill_cache(["notes", "work", "other", "default"])
+    done = runner.invoke(app, ["--space", "notes", "cache", "clear"])
+    assert done.exit_code == 0, done.output
+    assert "space 'notes'" in done.output and len(_entries()) == 3
+    monkeypatch.setenv("ENGRAM_SPACE", "work")
+    assert runner.invoke(app, ["cache", "clear"]).exit_code == 0
+    assert len(_entries()) == 2
+    monkeypatch.delenv("ENGRAM_SPACE")
+    config = isolated_env / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "config.toml").write_text('[client]\nspace = "other"\n')
+    assert runner.invoke(app, ["cache", "clear"]).exit_code == 0
+    assert len(_entries()) == 1
+    (config / "config.toml").write_text("")
+    bad = runner.invoke(app, ["cache", "clear", "--space", "BAD!"])
+    assert bad.exit_code == 2 and "invalid memory space" in bad.output
+    assert runner.invoke(app, ["cache", "clear"]).exit_code == 0
+    assert _entries() == {}
+
+
+def test_stats_answers_for_the_global_space(engram, server, tmp_path, monkeypatch):
+    from tests.import_support import write_jsonl
+
+    write_jsonl(tmp_path / "a.jsonl", records(30))
+    write_jsonl(tmp_path / "b.jsonl", records(20, start=100))
+    assert engram("import", str(tmp_path / "a.jsonl"), "--space", "notes").exit_code == 0
+    assert engram("import", str(tmp_path / "b.jsonl"), "--space", "work").exit_code == 0
+    whole = json.loads(engram("stats", "--json").stdout)
+    assert whole["total_memories"] == 50 and whole["space"] == "(all)"
+    monkeypatch.setenv("ENGRAM_SPACE", "notes")
+    one = json.loads(engram("stats", "--json").stdout)
+    assert one["total_memories"] == 30 and one["space"] == "notes"
+    work = json.loads(engram("--space", "work", "stats", "--json").stdout)
+    assert work["total_memories"] == 20

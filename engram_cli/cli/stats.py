@@ -11,7 +11,8 @@ from engram_cli.cli.common import globals_of, handle_errors
 def stats(
     ctx: typer.Context,
     space: str = typer.Option(None, "--space", metavar="NAME",
-                              help="One space (default: all spaces)."),
+                              help="One space (default: the global --space, ENGRAM_SPACE "
+                              "or the config file's space; else all spaces)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Show memory counts, averages and health (Introspect).
@@ -23,8 +24,8 @@ def stats(
 
     from engram_cli.client.api import EngramClient
 
-    g = globals_of(ctx)
-    conn = g.connection()
+    conn = globals_of(ctx).connection(space)
+    space = conn.space
     with EngramClient(conn) as client:
         resp = client.introspect(space)
     st = resp.statistics
