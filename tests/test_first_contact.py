@@ -104,3 +104,32 @@ def test_stats_answers_for_the_global_space(engram, server, tmp_path, monkeypatc
     assert one["total_memories"] == 30 and one["space"] == "notes"
     work = json.loads(engram("--space", "work", "stats", "--json").stdout)
     assert work["total_memories"] == 20
+
+
+def _engram(*args: str, stdin: object = subprocess.DEVNULL, close_stdin: bool = False
+            ) -> subprocess.CompletedProcess:
+    """`engram ...` as a real process; with close_stdin its fd 0 is closed (`<&-`)."""
+    import os
+
+    pre = (lambda: os.close(0)) if close_stdin else None
+    return subprocess.run([sys.executable, "-m", "engram_cli", *args], stdin=None if
+                          close_stdin else stdin, capture_output=True, text=True,
+                          env=cli_env(), timeout=60, preexec_fn=pre)
+
+
+def test_closed_stdin_and_unusable_data_dirs_get_one_line_not_a_traceback(tmp_path):
+    cases = [
+        (_engram("recall", "-", close_stdin=True), 1, "stdin: it is closed"),
+        (_engram("import", "-", "--dry-run", close_stdin=True), 1, "stdin: it is closed"),
+        (_engram("serve", "--port", "0", "--data-dir", "/proc/nope"), 2,
+         "/proc/nope cannot be created"),
+    ]
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    cases.append((_engram("serve", "--port", "0", "--data-dir", str(afile)), 2,
+                  "is not a directory"))
+    for done, code, said in cases:
+        assert done.returncode == code, done.stderr
+        assert "Traceback" not in done.stderr and said in done.stderr, done.stderr
+        errors = [ln for ln in done.stderr.splitlines() if ln.startswith("Error:")]
+        assert len(errors) == 1, done.stderr

@@ -61,9 +61,8 @@ def clear(
 
     Example: engram cache clear --space notes
     """
-    from engram_cli.client.cache import CachePolicy, RecallCache
-
     from engram_cli.cli.import_cmd import _check_space
+    from engram_cli.client.cache import CachePolicy, RecallCache
 
     settings = globals_of(ctx).settings(space=space)
     # The space comes from this flag, the global --space, ENGRAM_SPACE or the config file,

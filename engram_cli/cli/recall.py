@@ -62,6 +62,10 @@ def recall(
 
     if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if sys.stdin is None and (cue is None or cue == "-"):
+        from engram_cli.errors import InputError
+
+        raise InputError("cannot read cues from stdin: it is closed", "give a CUE")
     stdin_mode = cue == "-" or (cue is None and not sys.stdin.isatty())
     if cue is None and not stdin_mode:
         raise UsageError("no cue given", "give a CUE, or pipe cues on stdin with `-`")

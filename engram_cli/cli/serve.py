@@ -37,6 +37,7 @@ def serve(
     from engram_cli import config
 
     directory = data_dir or config.data_dir()
+    _check_data_dir(directory, "--data-dir" if data_dir else "the data dir")
     keys = tuple(api_key or ()) + tuple(
         k for k in os.environ.get("ENGRAM_SERVER_KEYS", "").split(",") if k)
     if detach:
@@ -63,6 +64,24 @@ def serve(
     code = serve_forever(ServeOptions(data_dir=directory, host=host, port=port,
                                       idle_timeout_s=idle_timeout, api_keys=keys), ready)
     raise typer.Exit(code)
+
+
+def _check_data_dir(directory: Path, where: str) -> None:
+    """One line, not a traceback, when the store cannot live in `directory`."""
+    from engram_cli.errors import UsageError
+
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{where} {directory} is not a directory",
+                         "point --data-dir (or ENGRAM_DATA_DIR) at a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{where} {directory} cannot be created: {exc.strerror}",
+                         "point --data-dir (or ENGRAM_DATA_DIR) at a writable directory"
+                         ) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError(f"{where} {directory} is not writable",
+                         "point --data-dir (or ENGRAM_DATA_DIR) at a writable directory")
 
 
 def register(app: typer.Typer) -> None:

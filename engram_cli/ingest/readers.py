@@ -119,6 +119,9 @@ class Input:
 
     def _open(self) -> tuple[IO[bytes], bool]:
         if self.path is None:
+            if sys.stdin is None:
+                raise InputError("cannot read stdin: it is closed",
+                                 "pipe the records in, or name a file")
             raw: Any = sys.stdin.buffer
         else:
             try:
