@@ -133,3 +133,46 @@ def test_closed_stdin_and_unusable_data_dirs_get_one_line_not_a_traceback(tmp_pa
         assert "Traceback" not in done.stderr and said in done.stderr, done.stderr
         errors = [ln for ln in done.stderr.splitlines() if ln.startswith("Error:")]
         assert len(errors) == 1, done.stderr
+
+
+def test_readme_cache_demo_runs_as_written_and_hits(server_process, tmp_path):
+    import os
+    import re
+
+    from tests.import_support import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- cache-demo -->\n```sh\n(.*?)```", readme, re.S)
+    assert block is not None
+    commands = [c for c in block.group(1).splitlines() if c.strip()]
+    sp = server_process(tmp_path / "demo-data")
+    env = cli_env(ENGRAM_SERVER=sp.address,
+                  PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    outputs = []
+    for command in commands:
+        done = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, (command, done.stderr)
+        outputs.append(done.stdout.strip())
+    assert outputs[-2] == '{"cached":false,"cache":{"stored":true}}'
+    assert outputs[-1] == '{"cached":true,"cache":null}'
+
+
+def test_json_answer_says_why_it_was_not_cached(engram, tmp_path):
+    from tests.import_support import write_jsonl
+
+    write_jsonl(tmp_path / "m.jsonl", [
+        {"content": "the blue kettle whistles", "confidence": 0.95},
+        {"content": "the red teapot cracked", "confidence": 0.5}])
+    assert engram("import", str(tmp_path / "m.jsonl")).exit_code == 0
+    fresh = json.loads(engram("recall", "blue kettle", "--format", "json").stdout)
+    assert fresh["cache"]["stored"] is False and "not consolidated" in fresh["cache"]["reason"]
+    assert engram("consolidate").exit_code == 0
+    settled = json.loads(engram("recall", "blue kettle", "--format", "json").stdout)
+    assert settled["cache"] == {"stored": True}
+    low = json.loads(engram("recall", "red teapot", "--format", "json").stdout)
+    assert "confidence 0.50, under the cache's 0.9" in low["cache"]["reason"]
+    empty = json.loads(engram("recall", "zebra", "--format", "json").stdout)
+    assert empty["cache"] == {"stored": False, "reason": "an empty answer is never cached"}
+    off = json.loads(engram("recall", "blue kettle", "--no-cache", "--format", "json").stdout)
+    assert off["cache"] == {"stored": False, "reason": "--no-cache"}

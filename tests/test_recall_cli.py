@@ -168,7 +168,9 @@ def test_no_cache_and_refresh(engram, loaded) -> None:
     assert stale["cached"] is True and len(stale["results"]) == 1
     fresh = engram("recall", word(9), "--refresh")
     assert fresh.exit_code == 0, fresh.output
-    assert orjson.loads(fresh.output) == {"cue": word(9), "cached": False, "results": []}
+    assert orjson.loads(fresh.output) == {
+        "cue": word(9), "cached": False, "results": [],
+        "cache": {"stored": False, "reason": "an empty answer is never cached"}}
     # The empty answer does not qualify, so --refresh dropped the stale entry.
     assert cache_stats()["entries"] == 0
 

@@ -7,7 +7,17 @@ import sys
 import typer
 
 from engram_cli import __version__
-from engram_cli.cli import bench, cache, import_cmd, recall, serve, stats, stop, tune
+from engram_cli.cli import (
+    bench,
+    cache,
+    consolidate,
+    import_cmd,
+    recall,
+    serve,
+    stats,
+    stop,
+    tune,
+)
 from engram_cli.cli.common import EXIT_CODES_HELP, GlobalOptions, flush_stdout
 
 app = typer.Typer(
@@ -55,6 +65,7 @@ stop.register(app)
 stats.register(app)
 import_cmd.register(app)
 recall.register(app)
+consolidate.register(app)
 cache.register(app)
 tune.register(app)
 bench.register(app)

@@ -119,14 +119,24 @@ def category_name(confidence: float) -> str:
 def qualifies(results: Sequence[Mapping[str, Any]], policy: CachePolicy) -> bool:
     """Stable enough to cache: non-empty, every memory confident enough and consolidated.
     An empty answer is never cached: the memory it lacks may arrive any moment."""
+    return not_cached_because(results, policy) is None
+
+
+def not_cached_because(results: Sequence[Mapping[str, Any]], policy: CachePolicy
+                       ) -> str | None:
+    """Why an answer does not qualify for the cache (for the user), or None if it does."""
     if not results:
-        return False
+        return "an empty answer is never cached"
     for r in results:
-        if float(r.get("confidence", 0.0)) < policy.min_confidence:
-            return False
+        confidence = float(r.get("confidence", 0.0))
+        if confidence < policy.min_confidence:
+            return (f"{r.get('id')} has confidence {confidence:.2f}, under the cache's "
+                    f"{policy.min_confidence:g} (cache_min_confidence)")
         if policy.require_consolidated and r.get("state") != STATE_CONSOLIDATED:
-            return False
-    return True
+            state = r.get("state")
+            return (f"{r.get('id')} is not consolidated yet (state {state})" if state else
+                    f"the server does not report {r.get('id')}'s consolidation state")
+    return None
 
 
 @dataclass

@@ -72,6 +72,8 @@ class Answer:
     trace: list[dict[str, Any]] | None = None
     line: int | None = None  # 1-based input line in stdin mode
     error: EngramError | None = None
+    # A fetched answer: {"stored": bool, "reason": why not} for the recall cache.
+    cache: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         if self.error is not None:
@@ -83,6 +85,8 @@ class Answer:
                "results": [_public(r) for r in self.results]}
         if self.trace is not None:
             out["trace"] = self.trace
+        if self.cache is not None:
+            out["cache"] = self.cache
         return out
 
 
@@ -404,15 +408,22 @@ class Recaller:
     def _answer(self, cue: str, resp: Any) -> Answer:
         results = [result_of(m) for m in resp.memories]
         trace = trace_of(resp) if self.options.trace else None
+        note: dict[str, Any] = {"stored": False, "reason": "--no-cache"}
         if self.cache is not None:
-            from engram_cli.client.cache import qualifies
+            from engram_cli.client.cache import not_cached_because
 
-            if qualifies(results, self.cache.policy):
-                self.cache.put(self._key(cue), self.conn.server, self.conn.space, cue,
-                               results, self.forgetting(), trace)
-            elif self.refresh:
-                self.cache.discard(self._key(cue))
-        return Answer(cue, results, cached=False, trace=trace)
+            why = not_cached_because(results, self.cache.policy)
+            if why is None:
+                stored = self.cache.put(self._key(cue), self.conn.server, self.conn.space,
+                                        cue, results, self.forgetting(), trace)
+                note = {"stored": True} if stored else {
+                    "stored": False, "reason": "the cache is unusable or the answer is "
+                    "larger than cache_max_mb"}
+            else:
+                note = {"stored": False, "reason": why}
+                if self.refresh:
+                    self.cache.discard(self._key(cue))
+        return Answer(cue, results, cached=False, trace=trace, cache=note)
 
     def forgetting(self) -> Forgetting:
         """The server's forgetting curve (GetSettings), once per process; the defaults
