@@ -176,3 +176,40 @@ def test_json_answer_says_why_it_was_not_cached(engram, tmp_path):
     assert empty["cache"] == {"stored": False, "reason": "an empty answer is never cached"}
     off = json.loads(engram("recall", "blue kettle", "--no-cache", "--format", "json").stdout)
     assert off["cache"] == {"stored": False, "reason": "--no-cache"}
+
+
+def test_readme_profile_table_lists_every_setting_each_profile_changes():
+    import dataclasses
+    import re
+
+    from engram_cli.client.settings import DEFAULT_CLIENT_SETTINGS
+    from engram_cli.engine.settings import DEFAULT_SETTINGS
+    from engram_cli.tuning import profiles
+    from tests.import_support import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    server_defaults = dataclasses.asdict(DEFAULT_SETTINGS)
+    client_defaults = DEFAULT_CLIENT_SETTINGS.as_dict()
+    for name in ("low-latency", "high-throughput", "balanced", "memory-limited"):
+        row = re.search(rf"^\| `{name}` \|.*$", readme, re.M)
+        assert row is not None, name
+        profile = profiles.load(name)
+        assert not {"batch", "pool"} & set(profile.client), name
+        changed = [k for k, v in profile.server.items() if server_defaults[k] != v]
+        changed += [k for k, v in profile.client.items() if client_defaults[k] != v]
+        for key in changed:
+            assert f"`{key} = " in row.group(0), (name, key)
+        if not changed:
+            assert "the defaults" in row.group(0)
+
+
+def test_import_after_low_latency_profile_keeps_its_default_batches(engram, server,
+                                                                     tmp_path):
+    from tests.import_support import write_jsonl
+
+    assert engram("tune", "--profile", "low-latency").exit_code == 0
+    write_jsonl(tmp_path / "m.jsonl", records(3000))
+    done = engram("import", str(tmp_path / "m.jsonl"), "--json")
+    assert done.exit_code == 0, done.output
+    # Batches capped by this server's max_batch (1,000), not 50 a call as before.
+    assert json.loads(done.stdout)["batches"] <= 6
