@@ -213,3 +213,36 @@ def test_import_after_low_latency_profile_keeps_its_default_batches(engram, serv
     assert done.exit_code == 0, done.output
     # Batches capped by this server's max_batch (1,000), not 50 a call as before.
     assert json.loads(done.stdout)["batches"] <= 6
+
+
+def test_csv_delimiter_is_detected_or_given(engram, server, tmp_path):
+    semi = tmp_path / "semi.csv"
+    semi.write_text("content;tags\nthe kettle whistles;kitchen\nthe door creaks;house\n")
+    done = engram("import", str(semi), "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["imported"] == 2
+    # One column only: nothing to sniff; --delimiter says it.
+    pipe = tmp_path / "pipe.csv"
+    pipe.write_text("content|confidence\nred teapot|0.5\n")
+    given = engram("import", str(pipe), "--delimiter", "|", "--json")
+    assert given.exit_code == 0, given.output
+    assert count_on(server.address) == 3
+
+
+def test_headerless_csv_binary_file_json_named_jsonl_and_directory_stop_early(engram,
+                                                                                tmp_path):
+    headerless = tmp_path / "nohead.csv"
+    headerless.write_text("the kettle whistles,kitchen\nthe door creaks,house\n")
+    binary = tmp_path / "blob.jsonl"
+    binary.write_bytes(bytes(range(256)) * 800)
+    array = tmp_path / "array.jsonl"
+    array.write_text(json.dumps([{"content": "a"}, {"content": "b"}], indent=2))
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    cases = [(headerless, "is not a header"), (binary, "binary data"),
+             (array, "is a JSON array, not JSONL"), (folder, "it is a directory")]
+    for path, said in cases:
+        done = engram("import", str(path))
+        assert done.exit_code == 1, done.output
+        assert said in done.output and "Traceback" not in done.output, done.output
+        assert not Path(f"{path}.rejects.jsonl").exists()

@@ -25,6 +25,9 @@ def import_(
                                       "optionally .gz; - is stdin (JSONL unless --format)."),
     fmt: str = typer.Option(None, "--format", metavar="jsonl|json|csv|tsv",
                             help="Format of every input (default: from the extension)."),
+    delimiter: str = typer.Option(None, "--delimiter", metavar="CHAR",
+                                  help="CSV field delimiter (default: detected from the "
+                                  "first lines; \\t for tab)."),
     batch: str = typer.Option(None, "--batch", metavar="N|auto",
                               help="Records per batch; auto adapts to the server "
                               "(env ENGRAM_BATCH; default auto)."),
@@ -89,6 +92,7 @@ def import_(
         resume=resume,
         dry_run=dry_run,
         send=SendOptions.from_settings(settings),
+        delimiter=("\t" if delimiter == "\\t" else delimiter) or None,
     )
     conn = None
     if not dry_run:

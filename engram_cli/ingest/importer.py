@@ -33,7 +33,7 @@ from engram_cli.errors import (
     UsageError,
 )
 from engram_cli.ingest import checkpoint as ckpt
-from engram_cli.ingest.mapping import Encoder, FieldMap, RecordError
+from engram_cli.ingest.mapping import FIELDS, Encoder, FieldMap, RecordError
 from engram_cli.ingest.readers import Input, Item, Position
 from engram_cli.ingest.rejects import RejectsFile, default_path, prune, reject_line
 
@@ -92,6 +92,7 @@ class ImportOptions:
     resume: bool = False
     dry_run: bool = False
     send: SendOptions = field(default_factory=SendOptions)
+    delimiter: str | None = None  # CSV: None sniffs it from the first lines
 
 
 @dataclass
@@ -150,6 +151,9 @@ def expand_inputs(args: list[str]) -> list[str]:
     for name in names:
         if name != "-" and not Path(name).exists():
             raise InputError(f"cannot read {name}: no such file")
+        if name != "-" and Path(name).is_dir():
+            raise InputError(f"cannot read {name}: it is a directory",
+                             f"name its files, e.g. '{name.rstrip('/')}/*.jsonl'")
     if not names:
         raise UsageError("no input", "name files, globs, or - for stdin")
     return names
@@ -175,7 +179,10 @@ class Importer:
         self._notice = notice
         self.warn = warn
         self.names = expand_inputs(options.inputs)
-        self.inputs = [Input(n, options.fmt) for n in self.names]
+        known = frozenset(FIELDS) | {src for _, src in options.fieldmap.pairs}
+        content = options.fieldmap.source_of("content")
+        self.inputs = [Input(n, options.fmt, options.delimiter, known, content)
+                       for n in self.names]
         self.encoder = Encoder(options.fieldmap)
         self.summary = Summary(dry_run=options.dry_run,
                                space=conn.space if conn is not None else "")
