@@ -115,41 +115,53 @@ def ids_of(conn: sqlite3.Connection, rows: dict[int, Row], rowids: set[int]) -> 
 
 
 def counts(conn: sqlite3.Connection, space: str | None) -> dict[str, Any]:
-    """Counts and averages for one space, or all spaces when space is None."""
-    where, args = ("WHERE suppressed = 0", [])
+    """Counts and averages for one space, or all spaces when space is None: from the
+    counter tables the writes keep (migration 005), never a scan of the memories."""
+    where, args = ("", [])
     if space is not None:
-        where += " AND space = ?"
-        args = [space]
-    row = conn.execute(
-        f"SELECT count(*), avg(activation), avg(confidence), min(created_at), "
-        f"max(created_at) FROM memories {where}", args).fetchone()
-    by_type = {
-        MemoryType(t).name.lower(): n for t, n in conn.execute(
-            f"SELECT memory_type, count(*) FROM memories {where} GROUP BY memory_type", args)
-    }
-    by_state = {
-        State(st).name.lower(): n for st, n in conn.execute(
-            f"SELECT state, count(*) FROM memories {where} GROUP BY state", args)
-    }
-    per_space = dict(conn.execute(
-        f"SELECT space, count(*) FROM memories {where} GROUP BY space", args).fetchall())
-    if space is None:
-        assoc = conn.execute("SELECT count(*) FROM associations").fetchone()[0]
-    else:
-        assoc = conn.execute("SELECT count(*) FROM associations WHERE space = ?",
-                             args).fetchone()[0]
-    suppressed = conn.execute(
-        "SELECT count(*) FROM memories WHERE suppressed = 1"
-        + (" AND space = ?" if space is not None else ""), args).fetchone()[0]
+        where, args = " WHERE space = ?", [space]
+    total = suppressed = 0
+    sum_conf = sum_act = 0.0
+    by_type: dict[str, int] = {}
+    by_state: dict[str, int] = {}
+    per_space: dict[str, int] = {}
+    for sp, mtype, st, supp, n, sc, sa in conn.execute(
+            "SELECT space, memory_type, state, suppressed, n, sum_confidence, sum_activation "
+            "FROM memory_counts" + where, args):
+        if n <= 0:
+            continue
+        if supp:
+            suppressed += n
+            continue
+        total += n
+        sum_conf += sc
+        sum_act += sa
+        t, s_ = MemoryType(mtype).name.lower(), State(st).name.lower()
+        by_type[t] = by_type.get(t, 0) + n
+        by_state[s_] = by_state.get(s_, 0) + n
+        per_space[sp] = per_space.get(sp, 0) + n
+    oldest = newest = None
+    for sp, lo, hi, stale in conn.execute(
+            "SELECT space, oldest, newest, stale FROM memory_bounds" + where, args).fetchall():
+        if sp not in per_space:
+            continue
+        if stale:  # the memory that set a bound left: this space's bounds, from its rows
+            lo, hi = conn.execute("SELECT min(created_at), max(created_at) FROM memories "
+                                  "WHERE space = ? AND suppressed = 0", (sp,)).fetchone()
+        if lo is not None:
+            oldest = lo if oldest is None else min(oldest, lo)
+            newest = hi if newest is None else max(newest, hi)
+    assoc = conn.execute("SELECT total(n) FROM association_counts" + where,
+                         args).fetchone()[0]
     return {
-        "total_memories": row[0],
-        "avg_activation": row[1] or 0.0,
-        "avg_confidence": row[2] or 0.0,
-        "oldest_memory": row[3],
-        "newest_memory": row[4],
+        "total_memories": total,
+        "avg_activation": sum_act / total if total else 0.0,
+        "avg_confidence": sum_conf / total if total else 0.0,
+        "oldest_memory": oldest,
+        "newest_memory": newest,
         "by_type": by_type,
         "by_state": by_state,
         "spaces": per_space,
-        "total_associations": assoc,
+        "total_associations": int(assoc),
         "suppressed": suppressed,
     }
