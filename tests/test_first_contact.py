@@ -246,3 +246,30 @@ def test_headerless_csv_binary_file_json_named_jsonl_and_directory_stop_early(en
         assert done.exit_code == 1, done.output
         assert said in done.output and "Traceback" not in done.output, done.output
         assert not Path(f"{path}.rejects.jsonl").exists()
+
+
+def test_version_completion_and_log_levels(tmp_path, server_process):
+    from engram_cli import __version__
+
+    assert _engram("-V").stdout.strip() == f"engram {__version__}"
+    script = _engram("--show-completion", "bash")
+    assert script.returncode == 0 and "complete" in script.stdout and "engram" in script.stdout
+    both = _engram("--verbose", "--quiet", "cache", "stats")
+    assert both.returncode == 2 and "exclude each other" in both.stderr
+    # --quiet keeps the server's INFO lines (listening, stopping) off stderr.
+    sp = server_process(tmp_path / "q-data")
+    assert sp.terminate() == 0
+    loud = sp.proc.stderr.read()
+    assert " INFO " in loud
+    import re as _re
+
+    quiet = subprocess.Popen([sys.executable, "-m", "engram_cli", "--quiet", "serve", "--port",
+                              "0", "--data-dir", str(tmp_path / "q2")], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=cli_env())
+    try:
+        line = quiet.stdout.readline()
+        assert _re.search(r"listening on", line), line
+    finally:
+        quiet.terminate()
+        _, err = quiet.communicate(timeout=30)
+    assert " INFO " not in err, err

@@ -47,6 +47,24 @@ class GlobalOptions:
         return self.settings(space=space).connection
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# The global --verbose / --quiet: None keeps each command's own default (INFO for serve).
+LOG_LEVEL: int | None = None
+
+
+def set_log_level(verbose: bool, quiet: bool) -> None:
+    """--verbose: debug lines; --quiet: warnings and errors only."""
+    import logging
+
+    global LOG_LEVEL
+    if verbose and quiet:
+        raise typer.BadParameter("--verbose and --quiet exclude each other",
+                                 param_hint="--verbose")
+    if verbose or quiet:
+        LOG_LEVEL = logging.DEBUG if verbose else logging.WARNING
+        logging.basicConfig(level=LOG_LEVEL, stream=sys.stderr, format=LOG_FORMAT)
+
+
 def globals_of(ctx: typer.Context) -> GlobalOptions:
     obj = ctx.find_root().obj
     return obj if isinstance(obj, GlobalOptions) else GlobalOptions()

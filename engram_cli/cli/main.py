@@ -18,7 +18,7 @@ from engram_cli.cli import (
     stop,
     tune,
 )
-from engram_cli.cli.common import EXIT_CODES_HELP, GlobalOptions, flush_stdout
+from engram_cli.cli.common import EXIT_CODES_HELP, GlobalOptions, flush_stdout, set_log_level
 
 app = typer.Typer(
     name="engram",
@@ -28,7 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 
 
@@ -53,9 +53,13 @@ def main_options(
     no_autostart: bool = typer.Option(False, "--no-autostart",
                                       help="Never start the embedded server "
                                       "(env: ENGRAM_NO_AUTOSTART=1)."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
+    verbose: bool = typer.Option(False, "--verbose", help="Debug log lines on stderr."),
+    quiet: bool = typer.Option(False, "--quiet",
+                               help="Only warnings and errors in the log on stderr."),
 ) -> None:
+    set_log_level(verbose, quiet)
     ctx.obj = GlobalOptions(server=server, space=space, api_key=api_key,
                             no_autostart=no_autostart)
 

@@ -52,10 +52,11 @@ def serve(
 
     import logging
 
+    from engram_cli.cli import common
     from engram_cli.server.app import ServeOptions, serve_forever
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=common.LOG_LEVEL or logging.INFO, stream=sys.stderr,
+                        format=common.LOG_FORMAT)
 
     def ready(server: object) -> None:
         typer.echo(f"listening on {server.address} (data: {directory})")  # type: ignore[attr-defined]
