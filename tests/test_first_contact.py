@@ -273,3 +273,65 @@ def test_version_completion_and_log_levels(tmp_path, server_process):
         quiet.terminate()
         _, err = quiet.communicate(timeout=30)
     assert " INFO " not in err, err
+
+
+def test_help_shows_no_python_types_and_keeps_sentences_whole(runner):
+    from engram_cli.cli.main import app
+
+    for command in (["import"], ["recall"], ["serve"], ["tune"], ["stats"], ["cache", "clear"],
+                    []):
+        out = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "80"}).output
+        for python_type in ("<bool>", "<str>", "<int>", "<float>", "<list[str]>"):
+            assert python_type not in out, (command, python_type)
+    serve = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "80"}).output
+    assert "sent twice is stored once" in " ".join(serve.split())
+    assert " sent twice\n" not in serve
+
+
+def test_stats_table_shows_times_in_iso_8601(engram, tmp_path):
+    from tests.import_support import write_jsonl
+
+    write_jsonl(tmp_path / "m.jsonl", records(5))
+    assert engram("import", str(tmp_path / "m.jsonl")).exit_code == 0
+    assert engram("consolidate").exit_code == 0
+    out = engram("stats").stdout
+    assert "e+09" not in out
+    import re
+
+    assert re.search(r"consolidation\.last_pass_at\s+│?\s*20\d\d-\d\d-\d\dT", out), out
+
+
+def test_progress_bar_keeps_its_times_at_80_columns():
+    import io
+
+    from rich.console import Console
+
+    from engram_cli.cli.import_cmd import _ProgressBar
+    from engram_cli.ingest.importer import Progress
+
+    buf = io.StringIO()
+    bar = _ProgressBar(Console(file=buf, width=80, force_terminal=True))
+    bar.update(Progress(read=123_456, imported=120_000, rejected=3_456, bytes_done=50_000_000,
+                        bytes_total=200_000_000, seconds=65.0,
+                        current="exports/a-rather-long-input-name.jsonl.gz"))
+    bar._progress.refresh()
+    bar.stop()
+    text = buf.getvalue()
+    import re
+
+    last = text.split("\x1b[2K")[-2]
+    assert re.search(r"\d:\d\d:\d\d", last) and "0:0…" not in text, text
+
+
+def test_recall_trace_sits_on_each_result_and_table_ids_stay_whole(engram, tmp_path):
+    from tests.import_support import write_jsonl
+
+    write_jsonl(tmp_path / "m.jsonl", [{"content": "the blue kettle whistles loudly"}])
+    assert engram("import", str(tmp_path / "m.jsonl")).exit_code == 0
+    answer = json.loads(engram("recall", "blue kettle", "--trace", "--format", "json").stdout)
+    assert "trace" not in answer
+    assert all("path" in r["trace"] and "activation" in r["trace"] for r in answer["results"])
+    table = engram("recall", "blue kettle", "--trace", "--format", "table")
+    mid = answer["results"][0]["id"]
+    assert mid in table.stdout, table.stdout
+    assert "activation paths" in table.stdout

@@ -65,6 +65,26 @@ def set_log_level(verbose: bool, quiet: bool) -> None:
         logging.basicConfig(level=LOG_LEVEL, stream=sys.stderr, format=LOG_FORMAT)
 
 
+def _plain_help_types() -> None:
+    """Typer (0.2x) shows a Python type after every option: `<bool>` after a flag,
+    `<str>` after a value. A flag takes no value: nothing; a value: its metavar (every
+    value option of ours names one); an argument's name already says it all."""
+    from typer.core import TyperArgument, TyperOption
+
+    def option_type(self: Any, ctx: Any) -> str | None:
+        return None if self.is_flag else self.metavar
+
+    def argument_type(self: Any, ctx: Any) -> str | None:
+        return None
+
+    TyperOption.display_type_rich = option_type  # type: ignore[method-assign,assignment]
+    TyperArgument.display_type_rich = argument_type  # type: ignore[method-assign,assignment]
+
+
+if hasattr(typer.core.TyperOption, "display_type_rich"):
+    _plain_help_types()
+
+
 def globals_of(ctx: typer.Context) -> GlobalOptions:
     obj = ctx.find_root().obj
     return obj if isinstance(obj, GlobalOptions) else GlobalOptions()

@@ -220,7 +220,7 @@ class _ProgressBar:
     """A rich progress bar on stderr: records/s, MB/s and ETA by bytes read (compressed
     bytes for gzip); for stdin a live count."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Any = None) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -230,11 +230,21 @@ class _ProgressBar:
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
+        from rich.table import Column
+
+        # On a narrow terminal the name and the figures give way (ellipsis), never the
+        # times (they shrank to "0:0…" at 80 columns).
+        def fixed() -> Column:
+            return Column(no_wrap=True, min_width=7)
 
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
-            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=Console(stderr=True), transient=True)
+            TextColumn("[bold]{task.description}",
+                       table_column=Column(no_wrap=True, overflow="ellipsis", max_width=24)),
+            BarColumn(bar_width=16), TaskProgressColumn(),
+            TextColumn("{task.fields[stats]}",
+                       table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
+            TimeElapsedColumn(table_column=fixed()), TimeRemainingColumn(table_column=fixed()),
+            console=console or Console(stderr=True), transient=True)
         self._task: Any = None
 
     def update(self, p: Any) -> None:

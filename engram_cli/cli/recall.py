@@ -23,11 +23,11 @@ def recall(
     cue: str = typer.Argument(None, metavar="CUE",
                               help="What to recall (text). '-', or no CUE with stdin not a "
                               "terminal: one cue per stdin line."),
-    limit: int = typer.Option(10, "--limit", min=1, max=10_000, help="At most this many "
-                              "results per cue."),
-    max_hops: int = typer.Option(None, "--max-hops", min=0, max=10, help="Spreading "
+    limit: int = typer.Option(10, "--limit", metavar="N", min=1, max=10_000,
+                              help="At most this many results per cue."),
+    max_hops: int = typer.Option(None, "--max-hops", metavar="N", min=0, max=10, help="Spreading "
                                  "activation: hops to follow (default: the server's)."),
-    threshold: float = typer.Option(None, "--threshold", min=0.0, max=1.0,
+    threshold: float = typer.Option(None, "--threshold", metavar="X", min=0.0, max=1.0,
                                     help="Spreading activation: activation below this is "
                                     "neither spread nor returned (default: the server's)."),
     spread: bool = typer.Option(True, "--spread/--no-spread",
@@ -140,7 +140,8 @@ def _table_printer() -> Any:
         table.add_column("#", justify="right")
         table.add_column("content", ratio=1, overflow="fold")
         for col in ("confidence", "activation", "state", "id"):
-            table.add_column(col, no_wrap=col != "id", overflow="fold")
+            # An id must stay whole to be copied; the content column gives way instead.
+            table.add_column(col, no_wrap=True, min_width=len(col) if col != "id" else 10)
         for i, r in enumerate(answer.results, 1):
             table.add_row(str(i), r["content"],
                           f"{r['confidence']:.2f} {r['confidence_category']}",
@@ -149,9 +150,10 @@ def _table_printer() -> Any:
             table.caption = "no memories match"
         console.print(table)
         if answer.trace:
+            console.print("activation paths (memory: path from a direct match, activation):")
             for t in answer.trace:
                 console.print(f"  {t['memory_id']}: {' -> '.join(t['path'])} "
-                              f"({t['activation']:.2f})")
+                              f"(activation {t['activation']:.2f})", soft_wrap=True)
 
     return show
 

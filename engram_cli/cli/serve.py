@@ -13,9 +13,11 @@ from engram_cli.cli.common import handle_errors
 
 @handle_errors
 def serve(
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(50051, "--port", min=0, max=65535,
-                             help="Port (0: any free port; the chosen one is printed)."),
+    host: str = typer.Option("127.0.0.1", "--host", metavar="HOST",
+                             help="Address to listen on."),
+    port: int = typer.Option(None, "--port", metavar="PORT", min=0, max=65535,
+                             help="Port (0: any free port; the chosen one is printed; "
+                             "default 50051, or ENGRAM_DEFAULT_PORT)."),
     data_dir: Path = typer.Option(None, "--data-dir", metavar="DIR",
                                   help="Store directory (env: ENGRAM_DATA_DIR; default: the "
                                   "user data dir)."),
@@ -37,6 +39,8 @@ def serve(
     from engram_cli import config
 
     directory = data_dir or config.data_dir()
+    if port is None:
+        port = config.default_port()
     _check_data_dir(directory, "--data-dir" if data_dir else "the data dir")
     keys = tuple(api_key or ()) + tuple(
         k for k in os.environ.get("ENGRAM_SERVER_KEYS", "").split(",") if k)

@@ -60,8 +60,21 @@ def stats(
     for key, value in data["by_type"].items():
         table.add_row(f"type {key}", str(value))
     for key, value in data["metrics"].items():
-        table.add_row(key, f"{value:g}")
+        table.add_row(key, _shown(key, value))
     Console().print(table)
+
+
+def _shown(key: str, value: float) -> str:
+    """A metric for people: times (`..._at`, unix seconds) in ISO 8601, counts whole."""
+    if key.endswith("_at"):
+        if value <= 0:
+            return "never"
+        from datetime import datetime, timezone
+
+        return datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds")
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.4g}"
 
 
 def register(app: typer.Typer) -> None:

@@ -81,10 +81,15 @@ class Answer:
             if self.line is not None:
                 out["line"] = self.line
             return out
-        out = {"cue": self.cue, "cached": self.cached,
-               "results": [_public(r) for r in self.results]}
+        results = [_public(r) for r in self.results]
         if self.trace is not None:
-            out["trace"] = self.trace
+            # Each result carries its own activation path (the README's promise).
+            paths = {t["memory_id"]: t for t in self.trace}
+            for r in results:
+                t = paths.get(r["id"])
+                r["trace"] = ({"activation": t["activation"], "path": t["path"]}
+                              if t is not None else None)
+        out = {"cue": self.cue, "cached": self.cached, "results": results}
         if self.cache is not None:
             out["cache"] = self.cache
         return out
