@@ -335,3 +335,49 @@ def test_recall_trace_sits_on_each_result_and_table_ids_stay_whole(engram, tmp_p
     mid = answer["results"][0]["id"]
     assert mid in table.stdout, table.stdout
     assert "activation paths" in table.stdout
+
+
+def test_server_typo_is_a_usage_error(runner, monkeypatch):
+    from engram_cli.cli.main import app
+
+    bad = runner.invoke(app, ["--server", "localhost:notaport", "stats"])
+    assert bad.exit_code == 2 and "--server: 'localhost:notaport' is not valid" in bad.output
+    monkeypatch.setenv("ENGRAM_SERVER", "host:99999")
+    assert runner.invoke(app, ["stats"]).exit_code == 2
+
+
+def test_stale_checkpoints_are_pruned_by_the_next_import(engram, tmp_path):
+    import os
+    import time
+
+    from engram_cli.ingest import checkpoint
+
+    folder = checkpoint.checkpoint_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    old, fresh = folder / "old.json", folder / "fresh.json"
+    for path in (old, fresh):
+        path.write_text("{}")
+    month_ago = time.time() - 31 * 86_400
+    os.utime(old, (month_ago, month_ago))
+    from tests.import_support import write_jsonl
+
+    write_jsonl(tmp_path / "m.jsonl", records(3))
+    assert engram("import", str(tmp_path / "m.jsonl")).exit_code == 0
+    assert not old.exists() and fresh.exists()
+
+
+def test_localhost_and_127_0_0_1_share_cache_entries_and_clear_bad_space_exits_2():
+    from engram_cli.client.cache import cache_key
+
+    assert cache_key("localhost:7000", "", "c", {}) == cache_key("127.0.0.1:7000", "", "c", {})
+    assert cache_key("localhost:7000", "", "c", {}) != cache_key("10.0.0.1:7000", "", "c", {})
+
+
+def test_unknown_config_key_is_named_with_a_suggestion(runner, isolated_env):
+    from engram_cli.cli.main import app
+
+    config = isolated_env / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "config.toml").write_text("[client]\npoool = 3\n")
+    done = runner.invoke(app, ["cache", "stats"])
+    assert done.exit_code == 2 and "poool" in done.output and "pool" in done.output

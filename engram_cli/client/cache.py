@@ -99,12 +99,22 @@ def normalize_space(space: str) -> str:
     return space or "default"
 
 
-def cache_key(server: str, space: str, cue: str, params: Mapping[str, Any]) -> str:
-    """The entry for (server, space, cue, every parameter that changes the answer)."""
+def server_key(server: str) -> str:
+    """The server as the cache names it: `localhost:P` and `127.0.0.1:P` are one server."""
     from engram_cli.config import normalize_address
 
+    address = normalize_address(server)
+    host, _, port = address.rpartition(":")
+    if host in ("localhost", "127.0.0.1"):
+        return f"127.0.0.1:{port}"
+    return address
+
+
+def cache_key(server: str, space: str, cue: str, params: Mapping[str, Any]) -> str:
+    """The entry for (server, space, cue, every parameter that changes the answer)."""
+
     blob = orjson.dumps(
-        {"v": 1, "server": normalize_address(server), "space": normalize_space(space),
+        {"v": 1, "server": server_key(server), "space": normalize_space(space),
          "cue": cue, "params": dict(params)},
         option=orjson.OPT_SORT_KEYS)
     return hashlib.blake2b(blob, digest_size=16).hexdigest()
@@ -379,7 +389,6 @@ class RecallCache:
             trace: Sequence[Mapping[str, Any]] | None = None) -> bool:
         """Store the answer if it qualifies; True when stored. A non-qualifying answer
         removes any older entry for the key (it is no longer the answer)."""
-        from engram_cli.config import normalize_address
 
         now = self.clock()
         policy = self.policy
@@ -404,7 +413,7 @@ class RecallCache:
                 "space = excluded.space, cue = excluded.cue, stored_at = excluded.stored_at, "
                 "last_used = excluded.last_used, size = excluded.size, "
                 "forgetting = excluded.forgetting, body = excluded.body",
-                (key, normalize_address(server), normalize_space(space), cue, now, now, size,
+                (key, server_key(server), normalize_space(space), cue, now, now, size,
                  forgetting_json, body))
             expired = conn.execute("DELETE FROM entries WHERE stored_at < ?",
                                    (now - policy.ttl_s,)).rowcount
@@ -428,11 +437,10 @@ class RecallCache:
 
     def invalidate(self, server: str, space: str) -> int:
         """Drop every entry of one space on one server; the number dropped."""
-        from engram_cli.config import normalize_address
 
         return int(self._write(
             lambda conn: conn.execute("DELETE FROM entries WHERE server = ? AND space = ?",
-                                      (normalize_address(server), normalize_space(space))
+                                      (server_key(server), normalize_space(space))
                                       ).rowcount, create=False, default=0))
 
     def clear(self) -> int:

@@ -228,7 +228,21 @@ def resolve_client_settings(flags: Mapping[str, Any] | None = None, *,
         else:
             origins[key] = DEFAULT
     values["server"] = normalize_address(values.get("server") or default_server())
+    _check_address(values["server"], origins["server"])
     return ClientSettings(**values, origins=origins)
+
+
+def _check_address(address: str, origin: str) -> None:
+    """HOST:PORT with a port number (or a unix socket): a typo is a usage error (exit 2),
+    not an unreachable server."""
+    if address.startswith(("unix:", "unix-abstract:")):
+        return
+    port = address.rsplit(":", 1)[-1]
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        where = {FLAG: "--server", ENV: "ENGRAM_SERVER", CONFIG: "[client] server"}.get(
+            origin, "server")
+        raise SettingsError(f"{where}: {address!r} is not valid",
+                            "expected HOST:PORT with a port from 1 to 65535")
 
 
 def _check_defaults() -> None:
