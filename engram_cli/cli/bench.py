@@ -40,8 +40,8 @@ def bench(
     """
     import orjson
 
-    from engram_cli.benchmark import BenchPlan, run_bench
-    from engram_cli.benchmark.report import render, to_json
+    from engram_cli.benchsuite import BenchPlan, run_bench
+    from engram_cli.benchsuite.report import render, to_json
     from engram_cli.client.autostart import ensure_server
     from engram_cli.errors import EngramError
 
