@@ -151,6 +151,18 @@ def test_the_fast_path_reads_each_option_as_typer_does() -> None:
             assert default == (p.default if not p.multiple else tuple(p.default or ())), p.name
 
 
+def test_the_fast_path_reads_the_global_options_as_typer_does() -> None:
+    group = typer_group()
+    values = {p.opts[0] for p in group.params if not p.is_flag}
+    flags = {p.opts[0] for p in group.params if p.is_flag}
+    assert set(cached_recall.GLOBAL_VALUE_OPTIONS) == values
+    # --version (and help) answer instead of recalling: Typer's, as any unknown option.
+    assert set(cached_recall.GLOBAL_FLAG_OPTIONS) == flags - {"--version"}
+    for name, key in cached_recall.GLOBAL_FLAG_OPTIONS.items():
+        (param,) = [p for p in group.params if name in p.opts]
+        assert (param.name, param.default) == (key, False)
+
+
 def test_reads_a_plain_command_line() -> None:
     o = parse_recall_argv(["--server", "h:1", "--space=a1b", "--no-autostart", "--api-key",
                            "k", "recall", "--limit=5", "coffee beans", "--tag", "x",
