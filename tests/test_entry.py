@@ -12,7 +12,7 @@ import pytest
 import typer.main
 
 from engram_cli import __version__
-from engram_cli.cli import cached_recall, entry
+from engram_cli.cli import cached_recall, console
 from engram_cli.cli.cached_recall import parse_recall_argv
 from engram_cli.cli.main import app
 
@@ -54,8 +54,8 @@ def first_paragraph(text: str) -> str:
 
 def test_fast_help_lists_exactly_the_apps_commands_and_their_one_line_help() -> None:
     group = typer_group()
-    assert [name for name, _ in entry.COMMANDS] == list(group.commands)
-    for name, line in entry.COMMANDS:
+    assert [name for name, _ in console.COMMANDS] == list(group.commands)
+    for name, line in console.COMMANDS:
         assert line == first_paragraph(group.commands[name].help), name
 
 
@@ -67,14 +67,14 @@ def test_fast_help_lists_exactly_the_apps_global_options() -> None:
         names, _ = param.get_help_record(ctx)
         typer_options.append((names, param.help))
     fast = [(f"{names} {metavar}" if metavar else names, text)
-            for names, metavar, text in entry.GLOBAL_OPTIONS]
+            for names, metavar, text in console.GLOBAL_OPTIONS]
     assert fast == typer_options
 
 
 def test_typer_prints_the_same_top_level_help(runner) -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0, result.output
-    assert result.output == entry.top_level_help()
+    assert result.output == console.top_level_help()
     assert "130 interrupted" in result.output
 
 
@@ -83,17 +83,17 @@ def test_top_level_help_needs_no_typer(args: list[str]) -> None:
     proc, imported_typer = run_entry(*args, env={"COLUMNS": "80"})
     assert proc.returncode == (0 if args else 2), proc.stderr  # no arguments: usage error
     assert not imported_typer
-    assert proc.stdout == entry.top_level_help()
-    for name, _ in entry.COMMANDS:
+    assert proc.stdout == console.top_level_help()
+    for name, _ in console.COMMANDS:
         assert f"\n  {name}  " in proc.stdout
 
 
 def test_help_follows_the_terminal_width_as_typers_does(monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "60")
-    narrow = entry.top_level_help()
+    narrow = console.top_level_help()
     assert max(len(line) for line in narrow.splitlines()) <= 58
     monkeypatch.setenv("COLUMNS", "200")  # at most 80, as Typer's formatter
-    assert max(len(line) for line in entry.top_level_help().splitlines()) <= 78
+    assert max(len(line) for line in console.top_level_help().splitlines()) <= 78
 
 
 def test_version_needs_no_typer() -> None:
@@ -105,7 +105,7 @@ def test_version_needs_no_typer() -> None:
 def test_anything_else_goes_to_typer() -> None:
     proc, imported_typer = run_entry("--server", "h:1", "--help")
     assert proc.returncode == 0 and imported_typer
-    assert proc.stdout == entry.top_level_help()
+    assert proc.stdout == console.top_level_help()
     proc, imported_typer = run_entry("--bogus")
     assert proc.returncode == 2 and imported_typer
     assert "No such option: --bogus" in proc.stderr

@@ -161,7 +161,7 @@ def answer_from_cache(argv: list[str]) -> bool:
     try:
         (table_printer() if fmt == "table" else json_line)(answer)
     except BrokenPipeError:
-        from engram_cli.cli.entry import discard_stdout
+        from engram_cli.cli.console import discard_stdout
 
         discard_stdout()  # the reader left (`| head`): not an error
     return True

@@ -11,8 +11,8 @@ import typer
 
 # EXIT_CODES_HELP and the stdout helpers live in the entry module, which must not import
 # Typer; the commands take them from here.
-from engram_cli.cli.entry import EXIT_CODES_HELP as EXIT_CODES_HELP
-from engram_cli.cli.entry import discard_stdout
+from engram_cli.cli.console import EXIT_CODES_HELP as EXIT_CODES_HELP
+from engram_cli.cli.console import discard_stdout
 from engram_cli.errors import EXIT_INTERRUPTED, EngramError
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from typer.core import TyperGroup
 from engram_cli import __version__
 from engram_cli.cli import bench, cache, import_cmd, recall, serve, stats, stop, tune
 from engram_cli.cli.common import GlobalOptions
-from engram_cli.cli.entry import ABOUT, GLOBAL_HELP, flush_stdout, top_level_help
+from engram_cli.cli.console import ABOUT, GLOBAL_HELP, flush_stdout, top_level_help
 
 
 class _EngramGroup(TyperGroup):
