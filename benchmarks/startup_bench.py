@@ -123,6 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     engram, sqlite_utils = command("engram"), command("sqlite-utils")
 
     work = Path(tempfile.mkdtemp(prefix="startup-bench-"))
+    # As installed by pip, which compiles the bytecode: an editable checkout run with
+    # PYTHONDONTWRITEBYTECODE set would otherwise compile every module on every start.
+    import compileall
+
+    import engram_cli
+
+    compileall.compile_dir(Path(engram_cli.__file__).parent, quiet=1)
     env = {**os.environ, "ENGRAM_CACHE_DIR": str(work / "cache"),
            "ENGRAM_CONFIG_DIR": str(work / "config"), "ENGRAM_DATA_DIR": str(work / "data"),
            "ENGRAM_NO_AUTOSTART": "1"}

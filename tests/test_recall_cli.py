@@ -311,7 +311,8 @@ try:
 except SystemExit as exc:
     code = exc.code
 heavy = [m for m in ("grpc", "numpy", "engram_cli.engine.store", "engram_cli.server",
-                     "rich", "pydantic", "typer") if m in sys.modules]
+                     "rich", "pydantic", "typer",
+                     "orjson", "typing", "difflib", "tomllib") if m in sys.modules]
 print("HEAVY=" + ",".join(heavy), file=sys.stderr)
 sys.exit(code)
 """
@@ -339,7 +340,7 @@ def test_cached_answer_is_served_with_the_server_stopped_and_without_grpc(
     assert hit.returncode == 0, hit.stderr
     data = orjson.loads(hit.stdout)
     assert data["cached"] is True and word(1) in data["results"][0]["content"]
-    assert heavy == ""  # no grpc, numpy, engine, server, rich, pydantic or Typer
+    assert heavy == ""  # no grpc, numpy, engine, server, rich, pydantic, Typer, orjson or typing
 
     # The Typer path (what CliRunner runs) prints the same answer.
     from typer.testing import CliRunner
