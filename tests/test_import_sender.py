@@ -12,7 +12,8 @@ from typing import Any
 import grpc
 import pytest
 
-from engram_cli.client.bulk import BulkSender, Entry, SendOptions, frame
+from engram_cli.client.batching import Entry, SendOptions, frame
+from engram_cli.client.bulk import BulkSender
 from engram_cli.client.pool import ChannelPool
 from engram_cli.ingest.mapping import Encoder
 from engram_cli.rpc import ext_svc

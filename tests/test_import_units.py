@@ -10,7 +10,7 @@ import numpy as np
 import orjson
 import pytest
 
-from engram_cli.client.bulk import BatchSizer, SendOptions, frame, space_header
+from engram_cli.client.batching import BatchSizer, SendOptions, frame, space_header
 from engram_cli.client.settings import resolve_client_settings
 from engram_cli.engine.model import content_id
 from engram_cli.errors import InputError, UsageError

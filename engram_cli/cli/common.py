@@ -10,6 +10,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
+# EXIT_CODES_HELP and the stdout helpers live in the entry module, which must not import
+# Typer; the commands take them from here.
+from engram_cli.cli.console import EXIT_CODES_HELP as EXIT_CODES_HELP
+from engram_cli.cli.console import discard_stdout
 from engram_cli.errors import EXIT_INTERRUPTED, EngramError
 
 if TYPE_CHECKING:
@@ -17,11 +21,6 @@ if TYPE_CHECKING:
     from engram_cli.config import Connection
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_CODES_HELP = (
-    "Exit codes: 0 done; 1 failed (server unreachable, error); 2 usage error; "
-    "3 finished but some records rejected; 130 interrupted."
-)
 
 
 @dataclass
@@ -116,26 +115,3 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(0) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def discard_stdout() -> None:
-    """After the reader closed our stdout: send what is left to /dev/null, so that Python's
-    flush at exit does not fail too (it would exit 120 and print a warning)."""
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):  # no real file descriptor (tests' captured stdout)
-        pass
-
-
-def flush_stdout() -> None:
-    """Flush now, where a closed pipe can still be handled, rather than at exit."""
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        discard_stdout()
-    except (OSError, ValueError):
-        pass

@@ -77,7 +77,7 @@ def import_(
 
     Example: engram import memories.jsonl 'exports/*.csv.gz' --max-errors 1%
     """
-    from engram_cli.client.bulk import SendOptions
+    from engram_cli.client.batching import SendOptions
     from engram_cli.ingest.importer import ErrorLimit, Importer, ImportOptions
     from engram_cli.ingest.mapping import FieldMap
 

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from engram_cli.client.cache import (
     Forgetting,
@@ -25,6 +24,11 @@ from engram_cli.client.cache import (
 from engram_cli.config import Connection
 from engram_cli.contract import MAX_HOPS_KEY, STATE_KEY, THRESHOLD_KEY
 from engram_cli.errors import EngramError, UsageError
+
+# typing costs a cached recall several ms at import; annotations are strings here.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_WINDOW = 64  # calls in flight in stdin mode
 DEFAULT_TIMEOUT_S = 60.0

@@ -24,7 +24,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from engram_cli.config import (
     DEFAULT_SERVER,
@@ -40,8 +39,13 @@ from engram_cli.config import (
     normalize_address,
     read_toml,
 )
-from engram_cli.engine.settings import SettingSpec
+from engram_cli.engine.spec import SettingSpec
 from engram_cli.errors import SettingsError
+
+# typing costs a cached recall several ms at import; annotations are strings here.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CLIENT_TABLE = "client"
 AUTO = "auto"  # batch and stream: decided from what the server says

@@ -35,27 +35,6 @@ class State(IntEnum):
     RECONSOLIDATING = 4
 
 
-class Category(IntEnum):
-    UNSPECIFIED = 0
-    NONE = 1
-    LOW = 2
-    MEDIUM = 3
-    HIGH = 4
-    CERTAIN = 5
-
-
-def category_of(value: float) -> Category:
-    if value < 0.05:
-        return Category.NONE
-    if value < 0.3:
-        return Category.LOW
-    if value < 0.7:
-        return Category.MEDIUM
-    if value < 0.99:
-        return Category.HIGH
-    return Category.CERTAIN
-
-
 def resolve_space(space_id: str) -> str:
     """'' -> 'default'; anything else must be 3-64 characters of [a-z0-9_-]."""
     if not space_id:

@@ -23,7 +23,8 @@ from typing import Any
 
 import orjson
 
-from engram_cli.engine.model import DEFAULT_CONFIDENCE, category_of, content_id
+from engram_cli.engine.confidence import category_of
+from engram_cli.engine.model import DEFAULT_CONFIDENCE, content_id
 from engram_cli.engine.rules import memory_error, memory_type_error, memory_type_number
 from engram_cli.errors import EngramError, UsageError
 
