@@ -125,6 +125,7 @@ class BulkSender:
         self.latencies: list[float] = []
         self.pressure = 0.0
         self.fatal: EngramError | None = None
+        self._told_unavailable = False  # a server gone mid-import is said once
         self._stopping = False
         self._q: queue.SimpleQueue[tuple[_Send, Any, Any]] = queue.SimpleQueue()
         self._inflight = 0
@@ -520,6 +521,12 @@ class BulkSender:
                 f"{self.options.retry_budget_s:g} s of retries ({what})",
                 "check the server, then run the same command with --resume"))
             return
+        if (err is not None and not self._told_unavailable
+                and err.code() == grpc.StatusCode.UNAVAILABLE):  # type: ignore[attr-defined]
+            self._told_unavailable = True
+            self.listener.notice(
+                f"the server at {self.pool.address} is unavailable (restarting?): waiting "
+                f"for it, up to {self.options.retry_budget_s:g} s")
         send.attempt += 1
         self.retried += len(send.entries)
         base = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** min(send.attempt, 10))
