@@ -381,3 +381,29 @@ def test_unknown_config_key_is_named_with_a_suggestion(runner, isolated_env):
     (config / "config.toml").write_text("[client]\npoool = 3\n")
     done = runner.invoke(app, ["cache", "stats"])
     assert done.exit_code == 2 and "poool" in done.output and "pool" in done.output
+
+
+def test_busy_port_is_one_line_and_serve_honours_engram_default_port(server_process,
+                                                                     tmp_path):
+    import socket
+
+    sp = server_process(tmp_path / "first")
+    port = sp.address.rsplit(":", 1)[1]
+    busy = _engram("serve", "--port", port, "--data-dir", str(tmp_path / "second"))
+    assert busy.returncode == 1, busy.stderr
+    assert busy.stderr.strip().splitlines() == [
+        f"Error: cannot listen on 127.0.0.1:{port}: the port is in use: is another server "
+        "on that port? pick another with --port"]
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "engram_cli", "serve", "--data-dir",
+                             str(tmp_path / "third")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env=cli_env(ENGRAM_DEFAULT_PORT=str(free)))
+    try:
+        assert f"listening on 127.0.0.1:{free} " in proc.stdout.readline()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

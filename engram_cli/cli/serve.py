@@ -41,6 +41,8 @@ def serve(
     directory = data_dir or config.data_dir()
     if port is None:
         port = config.default_port()
+    if not detach:
+        _check_port_free(host, port)
     _check_data_dir(directory, "--data-dir" if data_dir else "the data dir")
     keys = tuple(api_key or ()) + tuple(
         k for k in os.environ.get("ENGRAM_SERVER_KEYS", "").split(",") if k)
@@ -69,6 +71,26 @@ def serve(
     code = serve_forever(ServeOptions(data_dir=directory, host=host, port=port,
                                       idle_timeout_s=idle_timeout, api_keys=keys), ready)
     raise typer.Exit(code)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A busy port is our one line, before gRPC would log its own raw error about it."""
+    import errno
+    import socket
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host.strip("[]"), port))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            return  # anything else is for the server's own bind to report
+        from engram_cli.errors import EngramError
+
+        raise EngramError(f"cannot listen on {host}:{port}: the port is in use",
+                          "is another server on that port? pick another with --port") from None
 
 
 def _check_data_dir(directory: Path, where: str) -> None:
