@@ -407,3 +407,26 @@ def test_busy_port_is_one_line_and_serve_honours_engram_default_port(server_proc
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_a_background_server_says_each_line_once_in_its_log(tmp_path):
+    import socket
+    import time
+
+    from engram_cli.client.autostart import LOG_NAME
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = str(probe.getsockname()[1])
+    data = tmp_path / "bg"
+    started = _engram("serve", "--detach", "--port", port, "--data-dir", str(data))
+    assert started.returncode == 0, started.stderr
+    try:
+        log = data / LOG_NAME
+        deadline = time.monotonic() + 30
+        while "listening on" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        assert _engram("--server", f"127.0.0.1:{port}", "stop").returncode == 0
+    assert log.read_text().count("listening on") == 1, log.read_text()

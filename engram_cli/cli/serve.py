@@ -64,13 +64,30 @@ def serve(
     logging.basicConfig(level=common.LOG_LEVEL or logging.INFO, stream=sys.stderr,
                         format=common.LOG_FORMAT)
 
+    # A background server's stdout and stderr are the same log file, where the log has
+    # said "listening on" already: say it once.
+    said_in_log = _same_file(sys.stdout, sys.stderr) and (common.LOG_LEVEL or logging.INFO
+                                                          ) <= logging.INFO
+
     def ready(server: object) -> None:
+        if said_in_log:
+            return
         typer.echo(f"listening on {server.address} (data: {directory})")  # type: ignore[attr-defined]
         sys.stdout.flush()
 
     code = serve_forever(ServeOptions(data_dir=directory, host=host, port=port,
                                       idle_timeout_s=idle_timeout, api_keys=keys), ready)
     raise typer.Exit(code)
+
+
+def _same_file(a: object, b: object) -> bool:
+    try:
+        sa, sb = os.fstat(a.fileno()), os.fstat(b.fileno())  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError):
+        return False
+    import stat
+
+    return stat.S_ISREG(sa.st_mode) and (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
 
 
 def _check_port_free(host: str, port: int) -> None:
