@@ -100,6 +100,9 @@ def _check_port_free(host: str, port: int) -> None:
     family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
     try:
         with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As gRPC binds: a port in TIME_WAIT (a server just killed) is free; only a
+            # listener makes the bind fail.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             probe.bind((host.strip("[]"), port))
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
