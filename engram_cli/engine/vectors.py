@@ -24,6 +24,7 @@ numpy and usearch are imported when an index is opened.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import re
@@ -357,6 +358,13 @@ class VectorIndex:
             found = sp.index.search(q, k)
         keys, dist = found.keys, found.distances
         return [(int(keys[i]), 1.0 - float(dist[i])) for i in range(len(keys))]
+
+    def set_expansion_search(self, ef: int) -> None:
+        """Candidates examined per search (HNSW ef), for every space from now on."""
+        with self._lock.write():
+            self.config = dataclasses.replace(self.config, expansion_search=ef)
+            for sp in self._spaces.values():
+                sp.index.expansion_search = ef
 
     def dim(self, space: str) -> int | None:
         """The dimension a space's index holds; None before its first vector."""
