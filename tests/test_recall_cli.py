@@ -194,14 +194,15 @@ def test_invalidate_space_makes_the_next_recall_fetch(engram, server) -> None:
 
 def test_stdin_mode_keeps_input_order_with_error_lines(engram, loaded) -> None:
     # Some cues are cache hits (answered locally at once), most go to the server: the
-    # output must still follow the input.
+    # output must still follow the input. The cues are made-up words, one per memory:
+    # lexical mode, as the vector index would add their look-alikes.
     for i in range(0, N, 4):
-        assert engram("recall", word(i)).exit_code == 0
+        assert engram("recall", word(i), "--mode", "lexical").exit_code == 0
     cues = [word(i % N) for i in range(300)]
     cues[7] = ""
     cues[150] = "   "
     cues[299] = "nothing matches this xyzzy"
-    result = engram("recall", "-", input="\n".join(cues) + "\n")
+    result = engram("recall", "-", "--mode", "lexical", input="\n".join(cues) + "\n")
     assert result.exit_code == 3, result.output
     out = lines(result.stdout)
     assert len(out) == 300

@@ -31,6 +31,7 @@ VALUE_OPTIONS: dict[str, tuple[str, type, float | None, float | None]] = {
     "--tag": ("tags", str, None, None),
     "--space": ("space", str, None, None),
     "--format": ("fmt", str, None, None),
+    "--mode": ("mode", str, None, None),
 }
 REPEATABLE = frozenset({"--tag"})
 #   option: (key, value it sets)
@@ -40,7 +41,8 @@ FLAG_OPTIONS: dict[str, tuple[str, bool]] = {
     "--trace": ("trace", True),
 }
 DEFAULTS: dict[str, Any] = {"limit": 10, "max_hops": None, "threshold": None, "tags": (),
-                            "space": None, "fmt": None, "spread": True, "trace": False}
+                            "space": None, "fmt": None, "spread": True, "trace": False,
+                            "mode": None}
 # recall's options that always go to Typer: they change more than where the answer comes
 # from (a test checks that every option of the Typer command is in one of these tables).
 LEFT_TO_TYPER = frozenset({"--no-cache", "--refresh", "-h", "--help"})
@@ -156,7 +158,7 @@ def answer_from_cache(argv: list[str]) -> bool:
     policy = CachePolicy.from_settings(settings)
     options = RecallOptions(limit=o["limit"], max_hops=o["max_hops"],
                             threshold=o["threshold"], spread=o["spread"],
-                            tags=tuple(o["tags"]), trace=o["trace"])
+                            tags=tuple(o["tags"]), trace=o["trace"], mode=o["mode"])
     with RecallCache.default(policy) as cache:
         answer = cached_answer(cache, conn, options, o["cue"], count_miss=False)
     if answer is None:

@@ -40,6 +40,9 @@ def recall(
                             help="Default: table on a terminal, JSON otherwise. In stdin "
                             "mode JSON is one line per cue, in input order."),
     trace: bool = typer.Option(False, "--trace", help="Include the activation paths."),
+    mode: str = typer.Option(None, "--mode", metavar="hybrid|lexical|vector",
+                             help="Which indexes seed a text cue on our server: both, fused "
+                             "(default), the full-text index or the vector index."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the "
                                   "local cache."),
     refresh: bool = typer.Option(False, "--refresh", help="Fetch from the server even on a "
@@ -58,8 +61,11 @@ def recall(
     """
     from engram_cli.client.cache import CachePolicy, RecallCache
     from engram_cli.client.recall import Recaller, RecallOptions
+    from engram_cli.contract import RECALL_MODES
     from engram_cli.errors import UsageError
 
+    if mode is not None and mode not in RECALL_MODES:
+        raise UsageError(f"--mode {mode!r} is not one of {', '.join(RECALL_MODES)}")
     if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     if sys.stdin is None and (cue is None or cue == "-"):
@@ -77,7 +83,7 @@ def recall(
     settings = globals_of(ctx).settings(space=space)
     conn = settings.connection
     options = RecallOptions(limit=limit, max_hops=max_hops, threshold=threshold,
-                            spread=spread, tags=tuple(tags or ()), trace=trace)
+                            spread=spread, tags=tuple(tags or ()), trace=trace, mode=mode)
     cache = None if no_cache else RecallCache.default(CachePolicy.from_settings(settings))
     emit = table_printer() if fmt == "table" else json_line
     with Recaller(conn, options, cache, refresh=refresh) as recaller:

@@ -41,6 +41,13 @@ def stats(
         "health": resp.health.summary,
         "metrics": {k: resp.metrics[k] for k in sorted(resp.metrics)},
     }
+    vector = {k.removeprefix("vector_index."): v for k, v in resp.metrics.items()
+              if k.startswith("vector_index.")}
+    if vector:  # our server: the vector index and its embedding model
+        models = [k.removeprefix("model.") for k in vector if k.startswith("model.")]
+        data["vector_index"] = {"model": models[0] if models else None,
+                                **{k: int(vector.get(k, 0)) for k in
+                                   ("dim", "indexed", "pending", "bytes", "embedded")}}
     if st.HasField("oldest_memory") and st.oldest_memory.seconds:
         data["oldest_memory"] = MessageToDict(st)["oldestMemory"]
         data["newest_memory"] = MessageToDict(st)["newestMemory"]

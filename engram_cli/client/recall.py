@@ -22,7 +22,7 @@ from engram_cli.client.cache import (
     category_name,
 )
 from engram_cli.config import Connection
-from engram_cli.contract import MAX_HOPS_KEY, STATE_KEY, THRESHOLD_KEY
+from engram_cli.contract import MAX_HOPS_KEY, RECALL_MODE_KEY, STATE_KEY, THRESHOLD_KEY
 from engram_cli.errors import EngramError, UsageError
 
 # typing costs a cached recall several ms at import; annotations are strings here.
@@ -47,11 +47,13 @@ class RecallOptions:
     spread: bool = True
     tags: tuple[str, ...] = ()  # every result must carry all of these
     trace: bool = False
+    mode: str | None = None  # hybrid | lexical | vector; None: the server's (hybrid)
 
     def key_params(self, api_key: str | None) -> dict[str, Any]:
         return {
             "limit": self.limit, "max_hops": self.max_hops, "threshold": self.threshold,
             "spread": self.spread, "tags": sorted(set(self.tags)), "trace": self.trace,
+            "mode": self.mode,
             # Another key may see other memories (or none): never share answers across keys.
             "key": hashlib.blake2b(api_key.encode(), digest_size=8).hexdigest()
             if api_key else "",
@@ -63,6 +65,8 @@ class RecallOptions:
             out.append((MAX_HOPS_KEY, str(self.max_hops)))
         if self.threshold is not None:
             out.append((THRESHOLD_KEY, repr(float(self.threshold))))
+        if self.mode is not None:
+            out.append((RECALL_MODE_KEY, self.mode))
         return tuple(out)
 
 

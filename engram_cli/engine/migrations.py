@@ -380,12 +380,51 @@ def _m005_stat_counters(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m006_vector_log(conn: sqlite3.Connection) -> None:
+    """What the vector indexer follows (engine/indexer.py): every insert, delete and change
+    of a memory's content, embedding or visibility appends its rowid to `vector_log`, in
+    the writing transaction, so the index (a cache of SQLite, saved with the last sequence
+    it holds) catches up after a crash by replaying the log past its watermark. `vectors`
+    holds the vectors the server computed for memories sent without one (float16; a
+    memory's own embedding stays in `memories.embedding`); a change of content drops it.
+    Existing memories are logged once so that an older store gets indexed."""
+    _run_script(
+        conn,
+        """
+        CREATE TABLE vector_log (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            rid INTEGER NOT NULL,
+            space TEXT NOT NULL
+        );
+        CREATE TABLE vectors (
+            rid INTEGER PRIMARY KEY,
+            model TEXT NOT NULL,
+            vec BLOB NOT NULL
+        );
+        CREATE TRIGGER memories_vlog_ai AFTER INSERT ON memories BEGIN
+            INSERT INTO vector_log (rid, space) VALUES (NEW.rowid, NEW.space);
+        END;
+        CREATE TRIGGER memories_vlog_au AFTER UPDATE OF content, embedding, suppressed
+        ON memories BEGIN
+            DELETE FROM vectors WHERE rid = NEW.rowid AND NEW.content IS NOT OLD.content;
+            INSERT INTO vector_log (rid, space) VALUES (NEW.rowid, NEW.space);
+        END;
+        CREATE TRIGGER memories_vlog_ad AFTER DELETE ON memories BEGIN
+            DELETE FROM vectors WHERE rid = OLD.rowid;
+            INSERT INTO vector_log (rid, space) VALUES (OLD.rowid, OLD.space);
+        END;
+        INSERT INTO vector_log (rid, space) SELECT rowid, space FROM memories;
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _m001_initial),
     ("002_edges", _m002_edges),
     ("003_fts_postings_only", _m003_fts_postings_only),
     ("004_memory_keys", _m004_memory_keys),
     ("005_stat_counters", _m005_stat_counters),
+    ("006_vector_log", _m006_vector_log),
 ]
 
 

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 import orjson
 
+from engram_cli.contract import RECALL_MODES
 from engram_cli.engine import rows
 from engram_cli.engine.activation import path_to, spread
 from engram_cli.engine.forgetting import decayed
@@ -59,6 +60,7 @@ class RecallQuery:
     decay: float | None = None  # per-hop activation kept; None: the server setting
     threshold: float | None = None  # activation threshold; None: the server setting
     trace: bool = False
+    mode: str = "hybrid"  # a text cue's seeds: hybrid, lexical or vector (MODES)
 
 
 @dataclass
@@ -81,6 +83,16 @@ class RecallResult:
 
 
 Seeds = tuple[dict[int, float], bool]  # ({rowid: relevance 0..1}, budget exhausted)
+
+
+MODES = RECALL_MODES
+# How much a vector seed's cosine similarity counts beside full-text relevance (0..1).
+VECTOR_WEIGHT = 0.5
+# A text cue's vector seeds in hybrid mode must be at least this similar to the cue: with
+# the default model unrelated sentences score 0.0-0.17 and paraphrases from about 0.2
+# ("the cottage in the Swiss mountains" ~ "a chalet high in the Alps": 0.23), so hybrid
+# adds what is related and not the whole space. `--mode vector` takes any similarity.
+HYBRID_MIN_SIMILARITY = 0.2
 
 
 class Cue(enum.Enum):
@@ -151,6 +163,86 @@ def embedding_scan(conn: sqlite3.Connection, space: str, q: RecallQuery, want: i
             exhausted)
 
 
+def vector_seeds(index: Any, conn: sqlite3.Connection, space: str, cue: Any, want: int,
+                 floor: float) -> dict[int, float]:
+    """Nearest neighbours from the vector index, each re-read from SQLite (still there,
+    visible, in this space) and re-scored exactly with its stored vector: the index only
+    proposes, so nothing deleted, suppressed or changed comes back from it."""
+    found = index.search(space, cue, want * 2)
+    if not found:
+        return {}
+    rids = [rid for rid, _ in found]
+    marks = ",".join("?" * len(rids))
+    out: dict[int, float] = {}
+    for rid, own, computed in conn.execute(
+            f"SELECT m.rowid, m.embedding, v.vec FROM memories m LEFT JOIN vectors v "
+            f"ON v.rid = m.rowid WHERE m.rowid IN ({marks}) AND m.space = ? "
+            f"AND m.suppressed = 0", (*rids, space)):
+        if own:
+            vec = np.frombuffer(own, dtype=np.float32)
+        elif computed:
+            vec = np.frombuffer(computed, dtype="<f2").astype(np.float32)
+        else:
+            continue  # its text changed since it was indexed: not this vector any more
+        if len(vec) != len(cue):
+            continue
+        norm = float(np.linalg.norm(vec))
+        sim = float(vec @ cue) / norm if norm else 0.0
+        if sim > floor:
+            out[rid] = sim
+    best = sorted(out.items(), key=lambda kv: kv[1], reverse=True)[:want]
+    return dict(best)
+
+
+def index_source(indexer: Callable[[], Any]) -> SeedSource:
+    """The vector index as a seed source: an embedding cue's own vector, or a text cue
+    embedded with the server's model. Falls back to a scan while the index is not open."""
+    def seeds(conn: sqlite3.Connection, space: str, q: RecallQuery, want: int, limit: int,
+              deadline: float) -> Seeds:
+        ix = indexer()
+        if q.text is not None:
+            if ix is None or not ix.ready.is_set():
+                return {}, False
+            cue = ix.embed_cue(q.text)
+            if cue is None:
+                return {}, False
+            floor = HYBRID_MIN_SIMILARITY if q.mode == "hybrid" else 0.0
+            return vector_seeds(ix.index, conn, space, cue, want, floor), False
+        if ix is None or not ix.ready.is_set() or ix.index.dim(space) is None:
+            return embedding_scan(conn, space, q, want, limit, deadline)
+        cue = np.frombuffer(q.embedding or b"", dtype=np.float32)
+        norm = float(np.linalg.norm(cue))
+        if norm == 0:
+            raise InvalidArgument("embedding cue is all zeros")
+        held = ix.index.dim(space)
+        if len(cue) != held:
+            raise InvalidArgument(
+                f"embedding cue has {len(cue)} dimensions; space {space!r} holds {held}",
+                f"send a {held}-dimensional vector")
+        return vector_seeds(ix.index, conn, space, cue / norm, want,
+                            q.similarity_threshold), False
+    return seeds
+
+
+def fuse(lexical: dict[int, float], vector: dict[int, float],
+         weight: float = VECTOR_WEIGHT) -> dict[int, float]:
+    """One seed list from the full-text and the vector seeds: relevance = lexical relevance
+    + `weight` x cosine similarity, scaled so the best is 1.
+
+    Reciprocal rank fusion (the usual default) was tried first: it ranks by position only,
+    so a memory the vector index does not hold yet (the indexer runs behind an import) fell
+    below partial word matches that both lists held, and the README's demo, run right
+    after its import, answered a memory about a storm for "espresso machine leaking
+    water". A weighted sum keeps a strong word match on top and lets a close paraphrase in."""
+    scores = dict(lexical)
+    for rid, sim in vector.items():
+        scores[rid] = scores.get(rid, 0.0) + weight * sim
+    if not scores:
+        return {}
+    top = max(scores.values())
+    return {rid: score / top for rid, score in scores.items()} if top > 0 else scores
+
+
 def context_seeds(conn: sqlite3.Connection, space: str, q: RecallQuery, want: int,
                   limit: int, deadline: float) -> Seeds:
     """Memories in the time range, at the location, with the participants: newest first."""
@@ -188,17 +280,18 @@ class Recaller:
 
     def __init__(self, reader: Callable[[], sqlite3.Connection], hot: HotTier,
                  text: TextSeeder, settings: Callable[[], Settings],
-                 clock: Callable[[], float], recalled: Callable[[str, list[str]], None]
-                 ) -> None:
+                 clock: Callable[[], float], recalled: Callable[[str, list[str]], None],
+                 indexer: Callable[[], Any] = lambda: None) -> None:
         # recalled(space, ids): told what each recall returned (access times, co-recall).
         self._reader = reader
         self._hot = hot
         self._settings = settings
         self._clock = clock
         self._recalled = recalled
+        vectors = index_source(indexer)
         self.sources: dict[Cue, list[SeedSource]] = {
-            Cue.TEXT: [text_source(text)],
-            Cue.EMBEDDING: [embedding_scan],
+            Cue.TEXT: [text_source(text), vectors],
+            Cue.EMBEDDING: [vectors],
             Cue.CONTEXT: [context_seeds],
         }
 
@@ -213,18 +306,20 @@ class Recaller:
 
     def seeds(self, conn: sqlite3.Connection, space: str, q: RecallQuery, want: int,
               limit: int, deadline: float) -> Seeds:
-        sources = self.sources[cue_of(q)]
+        kind = cue_of(q)
+        sources = self.sources[kind]
+        if kind is Cue.TEXT:
+            if q.mode not in MODES:
+                raise InvalidArgument(f"recall mode {q.mode!r} is not one of "
+                                      f"{', '.join(MODES)}")
+            # lexical: the full-text index; vector: the vector index; hybrid: both, fused.
+            sources = {"lexical": sources[:1], "vector": sources[1:]}.get(q.mode, sources)
         if len(sources) == 1:
             return sources[0](conn, space, q, want, limit, deadline)
-        merged: dict[int, float] = {}
-        exhausted = False
-        for source in sources:
-            found, cut = source(conn, space, q, want, limit, deadline)
-            exhausted = exhausted or cut
-            for rowid, relevance in found.items():
-                if relevance > merged.get(rowid, 0.0):
-                    merged[rowid] = relevance
-        return merged, exhausted
+        # hybrid: the full-text seeds, then the vector seeds, fused.
+        lexical, cut_lexical = sources[0](conn, space, q, want, limit, deadline)
+        vector, cut_vector = sources[1](conn, space, q, want, limit, deadline)
+        return fuse(lexical, vector), cut_lexical or cut_vector
 
     def recall(self, space: str, q: RecallQuery) -> RecallResult:
         """Seeds -> spreading activation along associations -> rank by activation x
@@ -330,7 +425,7 @@ class Recaller:
             q = RecallQuery(embedding=rec.embedding, limit=6, similarity_threshold=threshold)
         elif rec.content:
             # Candidates by text relevance, however weak: similarity decides below.
-            q = RecallQuery(text=rec.content, limit=10, threshold=0.0)
+            q = RecallQuery(text=rec.content, limit=10, threshold=0.0, mode="lexical")
         else:
             return []
         scored = []
@@ -351,7 +446,7 @@ class Recaller:
             exact = self.get(space, [content_id(content)])
             if exact:
                 return 1.0, exact
-            result = self.recall(space, RecallQuery(text=content, limit=5))
+            result = self.recall(space, RecallQuery(text=content, limit=5, mode="lexical"))
             words = set(WORD_RE.findall(content.lower()))
             best = 0.0
             for rec in result.memories:

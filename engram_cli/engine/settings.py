@@ -58,6 +58,11 @@ SPECS: tuple[SettingSpec, ...] = (
                 "seconds", 1.0, 365 * 86_400.0),
     SettingSpec("max_message_bytes", int, 64 * 1024 * 1024, "largest gRPC message the "
                 "server accepts", 1024 * 1024, 1024 * 1024 * 1024, restart_required=True),
+    SettingSpec("embedding_model", str, "wordllama-l2-supercat-256", "model the server "
+                "embeds text-only memories and text cues with (none: lexical recall only)",
+                choices=("wordllama-l2-supercat-256", "none"), restart_required=True),
+    SettingSpec("vector_ef", int, 128, "vector index: candidates examined per search "
+                "(HNSW ef): higher finds more of the true nearest, slower", 16, 4096),
 )
 
 SPEC_BY_KEY: dict[str, SettingSpec] = {s.key: s for s in SPECS}
@@ -81,6 +86,8 @@ class Settings:
     forgetting_floor: float = 0.2
     forgetting_scale_s: float = 86_400.0
     max_message_bytes: int = 64 * 1024 * 1024
+    embedding_model: str = "wordllama-l2-supercat-256"
+    vector_ef: int = 128
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -25,6 +25,7 @@ from typing import Any
 from engram_cli.engine import migrations, rows
 from engram_cli.engine.consolidation import Consolidator, PassReport
 from engram_cli.engine.hot import HotTier
+from engram_cli.engine.indexer import INDEX_DIR, Indexer
 from engram_cli.engine.model import (
     CREATED,
     OUTCOME_NAMES,
@@ -109,10 +110,14 @@ class Store:
         self._syncer.start()
         self.consolidator = Consolidator(self.write, self.invalidate, lambda: self.settings,
                                          self.clock)
+        self.indexer = Indexer(db_dir / INDEX_DIR, settings.embedding_model, self._reader,
+                               self.write, settings.vector_ef)
         self._recaller = Recaller(self._reader, self.hot,
                                   TextSeeder(lambda: self.rows_written),
-                                  lambda: self.settings, self.clock, self._recalled)
+                                  lambda: self.settings, self.clock, self._recalled,
+                                  lambda: self.indexer)
         self.consolidator.start()
+        self.indexer.start()
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -174,6 +179,8 @@ class Store:
         self.settings = settings
         self._writer.capacity = settings.queue_capacity
         self.hot.resize(settings.hot_capacity)
+        if settings.vector_ef != old.vector_ef:
+            self.indexer.set_ef(settings.vector_ef)
         if (settings.consolidation_interval_s != old.consolidation_interval_s
                 or settings.consolidation_min_age_s != old.consolidation_min_age_s):
             self.consolidator.wake()
@@ -368,6 +375,21 @@ class Store:
             "commits": self._writer.commits,
             "tiers": self.tier_stats(),
             "consolidation": dataclasses.asdict(self.consolidator.stats),
+            "vector_index": self.vector_stats(),
+        }
+
+    def vector_stats(self) -> dict[str, Any]:
+        ix = self.indexer
+        vs = ix.index.stats() if ix.index is not None else None
+        return {
+            "model": ix.model_name,
+            "dim": ix.model.dim if ix.model is not None else 0,
+            "indexed": vs.count if vs else 0,
+            "pending": ix.pending(),
+            "bytes": vs.bytes if vs else 0,
+            "embedded": ix.embedded,
+            "ready": ix.ready.is_set(),
+            "error": ix.error,
         }
 
     def tier_stats(self) -> dict[str, Any]:
@@ -406,6 +428,7 @@ class Store:
         """Finish queued writes, checkpoint the WAL, release the data directory."""
         if self._closed:
             return
+        self.indexer.stop()  # saves the index; its last write goes before the writer closes
         self._closed = True
         self.consolidator.stop()
         self._syncer.stop()
