@@ -1,4 +1,4 @@
-"""Shim: the generator lives in engram_cli/benchmark/datagen.py; benchmark scripts that put
+"""Shim: the generator lives in engram_cli/benchsuite/datagen.py; benchmark scripts that put
 benchmarks/ on sys.path keep writing `import datagen`.
 
     python benchmarks/datagen.py 200000 > memories.jsonl
@@ -6,8 +6,8 @@ benchmarks/ on sys.path keep writing `import datagen`.
 
 import sys
 
-from engram_cli.benchmark.datagen import *  # noqa: F403
-from engram_cli.benchmark.datagen import main
+from engram_cli.benchsuite.datagen import *  # noqa: F403
+from engram_cli.benchsuite.datagen import main
 
 if __name__ == "__main__":
     sys.exit(main())

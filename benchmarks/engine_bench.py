@@ -32,8 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import datagen
 
 from engram_cli.engine.model import MemoryRecord, MemoryType
-from engram_cli.engine.store import RecallQuery, Store
-from engram_cli.tuning.settings import Settings
+from engram_cli.engine.recall import RecallQuery
+from engram_cli.engine.settings import Settings
+from engram_cli.engine.store import Store
 
 SPACE = "default"
 IMPORT_SPACE = "import"  # the concurrent import's space: a kept store stays reusable

@@ -51,7 +51,7 @@ def load(address: str, n: int) -> float:
     import grpc
     from google.protobuf.empty_pb2 import Empty
 
-    from engram_cli.benchmark.workload import to_memory
+    from engram_cli.benchsuite.workload import to_memory
     from engram_cli.rpc import ext, ext_svc, pb, svc
 
     started = time.perf_counter()

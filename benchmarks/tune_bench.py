@@ -40,9 +40,9 @@ from engram_cli.client.api import EngramClient  # noqa: E402
 from engram_cli.client.settings_rpc import RemoteSettings  # noqa: E402
 from engram_cli.config import Connection  # noqa: E402
 from engram_cli.engine.model import content_id  # noqa: E402
+from engram_cli.engine.settings import SPEC_BY_KEY  # noqa: E402
 from engram_cli.rpc import pb  # noqa: E402
 from engram_cli.tuning import profiles as profile_lib  # noqa: E402
-from engram_cli.tuning.settings import SPEC_BY_KEY  # noqa: E402
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:

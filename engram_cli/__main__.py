@@ -1,3 +1,3 @@
-from engram_cli.cli.main import main
+from engram_cli.cli.entry import main
 
 main()

@@ -12,10 +12,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from engram_cli.compat import tomllib
 from engram_cli.errors import SettingsError
+
+# typing costs a cached recall several ms at import; annotations are strings here.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 APP_NAME = "engram"
 DEFAULT_PORT = 50051
@@ -70,6 +73,8 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str]:
     except OSError as exc:
         raise SettingsError(f"cannot read {path}: {exc.strerror}",
                             "check its permissions") from exc
+    from engram_cli.compat import tomllib  # only when there is a file to read
+
     try:
         text = raw.decode("utf-8")
         return tomllib.loads(text), text

@@ -25,6 +25,9 @@ BEARER_SCHEME = "Bearer"
 # Our server reads them; other servers ignore them.
 MAX_HOPS_KEY = "engram-max-hops"
 THRESHOLD_KEY = "engram-activation-threshold"
+# hybrid | lexical | vector: which indexes seed a text cue (our server; others ignore it)
+RECALL_MODE_KEY = "engram-recall-mode"
+RECALL_MODES = ("hybrid", "lexical", "vector")  # the first is the default
 
 # Trailing metadata on RESOURCE_EXHAUSTED: milliseconds to wait before trying again.
 RETRY_AFTER_KEY = "retry-after-ms"

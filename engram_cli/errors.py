@@ -69,5 +69,10 @@ class InputError(EngramError):
     """An input file cannot be read at all (missing, unreadable, unknown format)."""
 
 
+class DamagedInput(InputError):
+    """An input breaks off part way (a truncated or corrupt gzip): what came before it was
+    read, the rest cannot be."""
+
+
 class MaxErrorsExceeded(EngramError):
     """More records were rejected than --max-errors allows; the import stopped."""

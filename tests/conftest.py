@@ -19,16 +19,13 @@ from typer.testing import CliRunner
 
 from engram_cli.server.app import EngramServer, ServeOptions
 
-_ENV_KEYS = ("ENGRAM_SERVER", "ENGRAM_SPACE", "ENGRAM_API_KEY", "ENGRAM_SERVER_KEYS",
-             "ENGRAM_NO_AUTOSTART", "ENGRAM_DATA_DIR", "ENGRAM_CACHE_DIR", "ENGRAM_CONFIG_DIR",
-             "ENGRAM_DEFAULT_PORT", "ENGRAM_NICE")
-
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No test sees the developer's config, cache, data or servers."""
-    for key in _ENV_KEYS:
-        monkeypatch.delenv(key, raising=False)
+    """No test sees the developer's config, cache, data, servers or settings."""
+    # By prefix, not by list: a setting added later is dropped too.
+    for key in [k for k in os.environ if k.startswith("ENGRAM_")]:
+        monkeypatch.delenv(key)
     home = tmp_path / "home"
     monkeypatch.setenv("ENGRAM_DATA_DIR", str(home / "data"))
     monkeypatch.setenv("ENGRAM_CACHE_DIR", str(home / "cache"))

@@ -1,5 +1,5 @@
 """Helpers shared by the tests of `engram import`: realistic data from
-engram_cli.benchmark.datagen, counting what a server holds, running the CLI as a process."""
+engram_cli.benchsuite.datagen, counting what a server holds, running the CLI as a process."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 import orjson
 
-from engram_cli.benchmark import datagen
+from engram_cli.benchsuite import datagen
 from engram_cli.rpc import pb, svc
 
 ROOT = Path(__file__).resolve().parent.parent

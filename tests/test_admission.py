@@ -126,8 +126,9 @@ def test_write_flood_is_pushed_back_while_reads_are_served(
 
 def test_writes_cannot_take_the_workers_reads_need(
         start_server: Callable[..., EngramServer]) -> None:
-    # 4 workers: writes may hold 2, the rest stay free for reads.
-    server = start_server(max_workers=4, queue_capacity=100)
+    # 4 workers: writes may hold 2, the rest stay free for reads. No embedding model: the
+    # test counts the writer's queue, and the indexer would queue writes of its own.
+    server = start_server(max_workers=4, queue_capacity=100, embedding_model="none")
     with stubs(server.address) as (stub, ext_stub):
         remember(stub, "Otters hold hands while they sleep")
         with BlockedWriter(server):

@@ -294,10 +294,10 @@ def test_a_scratch_space_left_behind_is_a_failure(runner: Any, tmp_path: Path) -
 
 
 def test_every_benchmark_write_has_content_of_its_own() -> None:
-    from engram_cli.benchmark.workload import Workload
+    from engram_cli.benchsuite.workload import Workload
 
     workload = Workload()
     contents = [m.content for m in workload.memories(3000)]
     contents += [r.memory.content for r in workload.requests("bench-x", 3000)]
     assert len(set(contents)) == 6000, workload.source_name
-    assert workload.source_name == "engram_cli.benchmark.datagen"
+    assert workload.source_name == "engram_cli.benchsuite.datagen"

@@ -3,6 +3,8 @@ the hot tier, co-recall edges and per-request recall knobs, on a real store and 
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,9 +16,10 @@ from google.protobuf.empty_pb2 import Empty
 from engram_cli.contract import STATE_KEY
 from engram_cli.engine.forgetting import decayed
 from engram_cli.engine.model import MemoryRecord, State
-from engram_cli.engine.store import RecallQuery, Store
+from engram_cli.engine.recall import RecallQuery
+from engram_cli.engine.settings import Settings
+from engram_cli.engine.store import Store
 from engram_cli.rpc import pb
-from engram_cli.tuning.settings import Settings
 from tests.rpc_helpers import recall, remember, stubs
 
 DAY = 86_400.0
@@ -215,6 +218,28 @@ def test_scheduler_moves_old_memories_to_consolidated(make_store: Callable[..., 
     assert store.get("", [old])[0].content.endswith("corrected")
 
 
+def test_a_pass_that_fails_unexpectedly_is_logged_and_the_scheduler_keeps_running(
+        make_store: Callable[..., Store], caplog: pytest.LogCaptureFixture) -> None:
+    store = make_store(consolidation_interval_s=0.05, consolidation_min_age_s=0.0)
+    put(store, "The lighthouse keeper climbed the stairs")
+    put(store, "The lighthouse keeper lit the lamp")
+    # A damaged store: the next pass's first write (the co-recall edge of the two memories
+    # recalled together below) fails with SQLite's own error, not one the engine raises.
+    store.write(lambda conn: conn.execute("DROP TABLE associations"))
+    caplog.set_level(logging.ERROR, logger="engram.engine")
+    for _ in range(2):
+        assert len(store.recall("", RecallQuery(text="lighthouse keeper")).memories) == 2
+    wait_for(lambda: store.consolidator.stats.failed_passes == 1)
+    [record] = [r for r in caplog.records if r.name == "engram.engine"]
+    assert record.getMessage().startswith("consolidation pass failed")
+    assert record.exc_info is not None and record.exc_info[0] is sqlite3.OperationalError
+    assert "no such table: associations" in str(record.exc_info[1])
+
+    later = put(store, "A memory stored after the failed pass")
+    wait_for(lambda: state_of(store, later) is State.CONSOLIDATED)
+    assert store.consolidator.stats.failed_passes == 1
+
+
 def test_updating_a_consolidated_memory_reconsolidates_it(make_store: Callable[..., Store]
                                                           ) -> None:
     store = make_store(consolidation_min_age_s=0.0)  # no scheduler: passes run by hand
@@ -230,7 +255,7 @@ def test_updating_a_consolidated_memory_reconsolidates_it(make_store: Callable[.
 
 
 def test_a_pass_cut_short_is_finished_by_the_next(make_store: Callable[..., Store]) -> None:
-    from engram_cli.engine.store import op_mark
+    from engram_cli.engine.writes import op_mark
 
     store = make_store(consolidation_min_age_s=0.0)
     mid = put(store, "Half-consolidated memory of the night train")

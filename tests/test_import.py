@@ -223,7 +223,8 @@ def test_fixed_batch_size_and_byte_limited_batches(tmp_path, runner):
     srv.start()
     try:
         big = [{"content": f"{i} " + "x" * 300_000} for i in range(6)]
-        huge = {"content": "y" * 1_200_000}
+        # Content within the memory limit (1 MiB), in a message over the server's 1 MiB.
+        huge = {"content": "y" * 1_000_000, "metadata": {"pad": "z" * 100_000}}
         rows = [*big[:3], huge, *big[3:]]
         path = write_jsonl(tmp_path / "big.jsonl", rows)
         result = runner.invoke(app, ["--server", srv.address, "import", str(path), "--json",
@@ -275,15 +276,26 @@ def test_what_is_in_flight_is_bounded_by_records_and_bytes(engram, server, tmp_p
         assert 20 * 300 < max(b for _, b in held) <= most_bytes  # a batch is ~20 x 330 B
 
 
-def test_record_refused_by_the_server_goes_to_rejects(engram, server, tmp_path):
-    rows = [*records(5), {"content": "z" * (1024 * 1024 + 10)}, *records(5, start=5)]
-    path = write_jsonl(tmp_path / "r.jsonl", rows)
+def test_record_refused_by_the_server_goes_to_rejects(engram, server, tmp_path, monkeypatch):
+    # The importer checks a record by the server's own rules, so what only the server can
+    # refuse is an id whose 64-bit key another id of the space holds (forced here).
+    from engram_cli.engine import rows, writes
+    from engram_cli.engine.model import MemoryRecord, memory_key
+
+    def colliding(space: str, mid: str) -> int:
+        return 7 if mid in ("first", "second") else memory_key(space, mid)
+
+    for module in (writes, rows):
+        monkeypatch.setattr(module, "memory_key", colliding)
+    server.store.remember("default", MemoryRecord(id="first", content="stored first"))
+    lines = [*records(5), {"id": "second", "content": "zzz"}, *records(5, start=5)]
+    path = write_jsonl(tmp_path / "r.jsonl", lines)
     result = engram("import", str(path), "--json")
     assert result.exit_code == 3, result.output
-    assert stored(server) == 10
+    assert stored(server) == 11
     rec = orjson.loads((tmp_path / "r.jsonl.rejects.jsonl").read_bytes())
-    assert rec["_reject"]["line"] == 6 and "limit" in rec["_reject"]["reason"]
-    assert rec["content"].startswith("zzz")
+    assert rec["_reject"]["line"] == 6 and "64-bit key" in rec["_reject"]["reason"]
+    assert rec["content"] == "zzz"
 
 
 def test_overloaded_server_is_retried_until_it_takes_everything(tmp_path, runner):

@@ -81,6 +81,7 @@ def test_server_killed_and_restarted_mid_import_still_stores_everything(server_p
     assert proc.returncode == 3, err
     s = last_json(out)
     assert s["retried"] > 0, s
+    assert err.count("is unavailable (restarting?)") == 1, err  # said once
     assert count_on(restarted.address) == N
     assert reject_lines(tmp_path / "big.jsonl.rejects.jsonl") == list(BAD_LINES)
 

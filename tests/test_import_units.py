@@ -10,7 +10,7 @@ import numpy as np
 import orjson
 import pytest
 
-from engram_cli.client.bulk import BatchSizer, SendOptions, frame, space_header
+from engram_cli.client.batching import BatchSizer, SendOptions, frame, space_header
 from engram_cli.client.settings import resolve_client_settings
 from engram_cli.engine.model import content_id
 from engram_cli.errors import InputError, UsageError
@@ -141,10 +141,13 @@ def test_bad_map_is_a_usage_error(spec):
     ({"tags": ["x"]}, "missing content"),
     ({"content": 5}, "content must be text"),
     ({"content": "x", "confidence": 1.5}, "outside 0..1"),
+    ({"content": "z" * (1024 * 1024 + 1)}, "content is 1048577 bytes; the limit is 1048576"),
+    ({"content": "x", "embedding": [0.5] * 8193}, "8193 dimensions; the limit is 8192"),
     ({"content": "x", "confidence": "high"}, "confidence must be a number"),
     ({"content": "x", "tags": "a,b"}, "tags must be a list"),
     ({"content": "x", "embedding": [1, "2"]}, "embedding must be a list of numbers"),
     ({"content": "x", "embedding": [1e39]}, "float32"),
+    ({"content": "x", "embedding": [1.0, float("nan")]}, "NaN"),
     ({"content": "x", "metadata": [1]}, "metadata must be an object"),
     ({"content": "x", "memory_type": "dream"}, "memory_type"),
     ({"content": "x", "created_at": "yesterday"}, "created_at"),

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from engram_cli.engine import migrations
 from engram_cli.engine.model import MemoryRecord
-from engram_cli.engine.store import DB_NAME, RecallQuery, Store
+from engram_cli.engine.recall import RecallQuery
+from engram_cli.engine.store import DB_NAME, Store
 
 
 def _old_store(data: Path) -> None:
@@ -49,7 +50,8 @@ def test_an_old_store_is_migrated_and_keeps_its_memories_index_and_edges(tmp_pat
     assert "UNIQUE (space, id)" in _schema(data, "memories")
 
     with Store(data) as store:
-        assert store.applied_migrations == ["003_fts_postings_only", "004_memory_keys"]
+        assert store.applied_migrations == ["003_fts_postings_only", "004_memory_keys",
+                                            "005_stat_counters", "006_vector_log"]
         assert [m.id for m in store.get("", ["p", "k"])] == ["p", "k"]
         assert [m.id for m in store.recall("", RecallQuery(text="whistling kettle")).memories
                 ][:1] == ["k"]

@@ -61,7 +61,7 @@ def test_dry_run_answers_the_diff_and_changes_nothing(engram: Any, server: Engra
     assert set(data) == {"profile", "changed", "restart_required"}
     assert data["profile"] == "low-latency"
     assert data["changed"]["max_hops"] == {"before": 3, "after": 1}
-    assert data["changed"]["client.batch"] == {"before": "auto", "after": 50}
+    assert data["changed"]["client.cache_ttl_s"] == {"before": 3600.0, "after": 600.0}
     assert server.config.settings.max_hops == 3
     assert server.store.settings.max_hops == 3
     assert not (server.data_dir / "engram.toml").exists()
@@ -77,18 +77,21 @@ def test_profile_is_applied_live_persisted_and_written_to_the_client_config(
     assert server.store.settings.recall_budget_ms == 8
     assert server_file(server)["engine"]["max_hops"] == 1
     assert server_file(server)["persistence"]["hot_capacity"] == 500_000
-    assert client_config(isolated_env)["client"]["batch"] == 50
+    # Import's batch and pool are nobody's profile: the config file reaches every server.
+    assert client_config(isolated_env)["client"]["cache_ttl_s"] == 600.0
+    assert not {"batch", "pool"} & set(client_config(isolated_env)["client"])
     shown = as_json(engram("tune", "--show", "--json"))
     assert shown["server"]["settings"]["max_hops"]["source"] == "live"
     assert shown["server"]["settings"]["forgetting_floor"]["source"] == "default"
-    assert shown["client"]["settings"]["batch"] == {
-        **shown["client"]["settings"]["batch"], "value": 50, "source": "config"}
+    assert shown["client"]["settings"]["cache_ttl_s"] == {
+        **shown["client"]["settings"]["cache_ttl_s"], "value": 600.0, "source": "config"}
+    assert shown["client"]["settings"]["batch"]["source"] == "default"
 
 
 def test_table_output_shows_before_and_after(engram: Any) -> None:
     text = ok(engram("tune", "--profile", "high-throughput")).stdout
     assert "durability" in text and "fsync" in text and "group" in text
-    assert "client.batch" in text
+    assert "client.cache_ttl_s" in text
 
 
 def test_a_profile_starts_from_the_defaults(engram: Any, server: EngramServer,
@@ -302,8 +305,8 @@ def test_concurrent_applies_leave_file_engine_and_answer_in_agreement(
 
 
 def test_shipped_profiles_do_what_their_names_say() -> None:
+    from engram_cli.engine.settings import DEFAULT_SETTINGS
     from engram_cli.tuning import profiles
-    from engram_cli.tuning.settings import DEFAULT_SETTINGS
 
     loaded = {name: profiles.load(name) for name in profiles.available()}
 
@@ -318,10 +321,9 @@ def test_shipped_profiles_do_what_their_names_say() -> None:
     assert server("high-throughput", "durability") == "group"
     # Streaming where there is no batch RPC; never forced off (upstream has no batch RPC).
     assert all(p.client["stream"] == "auto" for p in loaded.values())
-    ints = {n: p.client["batch"] for n, p in loaded.items() if isinstance(p.client["batch"], int)}
-    assert max(ints, key=ints.__getitem__) == "high-throughput"
-    pools = {n: p.client.get("pool", DEFAULT_POOL) for n, p in loaded.items()}
-    assert pools["high-throughput"] == max(pools.values())
+    # Import's batch and pool would reach every server from the config file: no profile
+    # sets them (the server half's max_batch caps batches where it matters).
+    assert all(not {"batch", "pool"} & set(p.client) for p in loaded.values())
     assert min(loaded, key=lambda n: server(n, "hot_capacity")) == "memory-limited"
     assert min(loaded, key=lambda n: loaded[n].client["cache_max_mb"]) == "memory-limited"
     assert server("balanced", "max_hops") == DEFAULT_SETTINGS.max_hops

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import pytest
 
+from engram_cli.engine import rows, writes
 from engram_cli.engine import store as st
-from engram_cli.engine.model import MemoryRecord
-from engram_cli.engine.store import RecallQuery, Store
+from engram_cli.engine.model import MemoryRecord, memory_key
+from engram_cli.engine.recall import RecallQuery
+from engram_cli.engine.store import Store
 
 
 @pytest.fixture
 def small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     # 8-row statements: a 29-record batch becomes chunks of 8, 8, 8, 4 and 1.
-    monkeypatch.setattr(st, "_MAX_ROWS_PER_UPSERT", 8)
+    monkeypatch.setattr(writes, "_MAX_ROWS_PER_UPSERT", 8)
 
 
 def test_chunk_shapes_cover_every_row_once_in_order(small_chunks: None) -> None:
@@ -23,14 +25,14 @@ def test_chunk_shapes_cover_every_row_once_in_order(small_chunks: None) -> None:
         rowcount = 0
 
         def execute(self, sql: str, params: list) -> Recorder:
-            seen.extend(params[1::st._ROW_WIDTH])  # the id column of each row
-            self.rowcount = len(params) // st._ROW_WIDTH
+            seen.extend(params[1::writes._ROW_WIDTH])  # the id column of each row
+            self.rowcount = len(params) // writes._ROW_WIDTH
             return self
 
-    rows = [("s", i, i, "c", None, 0.5, 0.0, 0, 0, 1.0, 1.0, 1.0, "[]", "{}") for i in range(29)]
-    assert all(len(row) == st._ROW_WIDTH for row in rows)
-    changed = st._insert_rows(Recorder(), st._UPSERT_HEAD, st._UPSERT_TAIL,  # type: ignore[arg-type]
-                              [value for row in rows for value in row])
+    batch = [("s", i, i, "c", None, 0.5, 0.0, 0, 0, 1.0, 1.0, 1.0, "[]", "{}") for i in range(29)]
+    assert all(len(row) == writes._ROW_WIDTH for row in batch)
+    changed = writes._insert_rows(Recorder(), writes._UPSERT_HEAD,  # type: ignore[arg-type]
+                                  writes._UPSERT_TAIL, [value for row in batch for value in row])
     assert seen == list(range(29))
     assert changed == 29
 
@@ -61,9 +63,11 @@ def test_a_key_collision_refuses_the_newcomer_and_keeps_the_stored_memory(
         tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Two ids whose 64-bit keys collide (forced here; 2^-64 odds in life): the memory
     # stored first keeps the key, the other is refused by name, and neighbours are stored.
-    real = st.memory_key
-    monkeypatch.setattr(st, "memory_key",
-                        lambda space, mid: 7 if mid in ("alpha", "beta") else real(space, mid))
+    def colliding(space: str, mid: str) -> int:
+        return 7 if mid in ("alpha", "beta") else memory_key(space, mid)
+
+    for module in (writes, rows, st):  # the rows written, the look-ups, SQL's engram_key
+        monkeypatch.setattr(module, "memory_key", colliding)
     with Store(tmp_path / "data") as store:
         assert store.remember_many("", [MemoryRecord(id="alpha", content="first owner")]
                                    )[0].outcome == "created"

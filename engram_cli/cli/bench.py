@@ -25,9 +25,10 @@ def bench(
     only: list[str] = typer.Option(None, "--only", metavar="NAME",
                                    help=f"Run only this row (repeatable): {ROW_NAMES}."),
 ) -> None:
-    """Measure batching, pooling, caching and streaming against a server, before and after
-    side by side (interleaved rounds, medians), beside the seed's published figures, plus
-    a batch-size sweep.
+    """Measure batching, pooling, caching and streaming against a server, before and after.
+
+    Each row runs both variants side by side (interleaved rounds, medians), beside the
+    seed's published figures; a batch-size sweep follows.
 
     Works in a scratch memory space (bench-<hex>) that is deleted afterwards, even on
     Ctrl-C; other spaces are never touched. Against a server without engram-cli's
@@ -40,8 +41,8 @@ def bench(
     """
     import orjson
 
-    from engram_cli.benchmark import BenchPlan, run_bench
-    from engram_cli.benchmark.report import render, to_json
+    from engram_cli.benchsuite import BenchPlan, run_bench
+    from engram_cli.benchsuite.report import render, to_json
     from engram_cli.client.autostart import ensure_server
     from engram_cli.errors import EngramError
 

@@ -56,15 +56,20 @@ def clear(
     space: str = typer.Option(None, "--space", metavar="NAME",
                               help="Only this space's entries (of the --server in use)."),
 ) -> None:
-    """Empty the recall cache (all of it, or one space).
+    """Empty the recall cache: all of it, or one space (--space here, the global --space,
+    ENGRAM_SPACE or the config file's space).
 
     Example: engram cache clear --space notes
     """
+    from engram_cli.cli.import_cmd import _check_space
     from engram_cli.client.cache import CachePolicy, RecallCache
 
     settings = globals_of(ctx).settings(space=space)
+    # The space comes from this flag, the global --space, ENGRAM_SPACE or the config file,
+    # as everywhere; only with none of them is the whole cache cleared.
+    _check_space(settings.space)
     with RecallCache.default(CachePolicy.from_settings(settings)) as cache:
-        if space is None:
+        if not settings.space:
             n = cache.clear()
             typer.echo(f"cleared {n} cached answer(s)")
             return

@@ -10,6 +10,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
+# EXIT_CODES_HELP and the stdout helpers live in the entry module, which must not import
+# Typer; the commands take them from here.
+from engram_cli.cli.console import EXIT_CODES_HELP as EXIT_CODES_HELP
+from engram_cli.cli.console import discard_stdout
 from engram_cli.errors import EXIT_INTERRUPTED, EngramError
 
 if TYPE_CHECKING:
@@ -17,11 +21,6 @@ if TYPE_CHECKING:
     from engram_cli.config import Connection
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_CODES_HELP = (
-    "Exit codes: 0 done; 1 failed (server unreachable, error); 2 usage error; "
-    "3 finished but some records rejected; 130 interrupted."
-)
 
 
 @dataclass
@@ -45,6 +44,44 @@ class GlobalOptions:
     def connection(self, space: str | None = None) -> Connection:
         """Where to reach the server, for commands that need nothing else from settings."""
         return self.settings(space=space).connection
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# The global --verbose / --quiet: None keeps each command's own default (INFO for serve).
+LOG_LEVEL: int | None = None
+
+
+def set_log_level(verbose: bool, quiet: bool) -> None:
+    """--verbose: debug lines; --quiet: warnings and errors only."""
+    import logging
+
+    global LOG_LEVEL
+    if verbose and quiet:
+        raise typer.BadParameter("--verbose and --quiet exclude each other",
+                                 param_hint="--verbose")
+    if verbose or quiet:
+        LOG_LEVEL = logging.DEBUG if verbose else logging.WARNING
+        logging.basicConfig(level=LOG_LEVEL, stream=sys.stderr, format=LOG_FORMAT)
+
+
+def _plain_help_types() -> None:
+    """Typer (0.2x) shows a Python type after every option: `<bool>` after a flag,
+    `<str>` after a value. A flag takes no value: nothing; a value: its metavar (every
+    value option of ours names one); an argument's name already says it all."""
+    from typer.core import TyperArgument, TyperOption
+
+    def option_type(self: Any, ctx: Any) -> str | None:
+        return None if self.is_flag else self.metavar
+
+    def argument_type(self: Any, ctx: Any) -> str | None:
+        return None
+
+    TyperOption.display_type_rich = option_type  # type: ignore[method-assign,assignment]
+    TyperArgument.display_type_rich = argument_type  # type: ignore[method-assign,assignment]
+
+
+if hasattr(typer.core.TyperOption, "display_type_rich"):
+    _plain_help_types()
 
 
 def globals_of(ctx: typer.Context) -> GlobalOptions:
@@ -78,26 +115,3 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(0) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def discard_stdout() -> None:
-    """After the reader closed our stdout: send what is left to /dev/null, so that Python's
-    flush at exit does not fail too (it would exit 120 and print a warning)."""
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):  # no real file descriptor (tests' captured stdout)
-        pass
-
-
-def flush_stdout() -> None:
-    """Flush now, where a closed pipe can still be handled, rather than at exit."""
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        discard_stdout()
-    except (OSError, ValueError):
-        pass

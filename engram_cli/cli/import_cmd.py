@@ -25,6 +25,9 @@ def import_(
                                       "optionally .gz; - is stdin (JSONL unless --format)."),
     fmt: str = typer.Option(None, "--format", metavar="jsonl|json|csv|tsv",
                             help="Format of every input (default: from the extension)."),
+    delimiter: str = typer.Option(None, "--delimiter", metavar="CHAR",
+                                  help="CSV field delimiter (default: detected from the "
+                                  "first lines; \\t for tab)."),
     batch: str = typer.Option(None, "--batch", metavar="N|auto",
                               help="Records per batch; auto adapts to the server "
                               "(env ENGRAM_BATCH; default auto)."),
@@ -74,7 +77,7 @@ def import_(
 
     Example: engram import memories.jsonl 'exports/*.csv.gz' --max-errors 1%
     """
-    from engram_cli.client.bulk import SendOptions
+    from engram_cli.client.batching import SendOptions
     from engram_cli.ingest.importer import ErrorLimit, Importer, ImportOptions
     from engram_cli.ingest.mapping import FieldMap
 
@@ -89,6 +92,7 @@ def import_(
         resume=resume,
         dry_run=dry_run,
         send=SendOptions.from_settings(settings),
+        delimiter=("\t" if delimiter == "\\t" else delimiter) or None,
     )
     conn = None
     if not dry_run:
@@ -216,7 +220,7 @@ class _ProgressBar:
     """A rich progress bar on stderr: records/s, MB/s and ETA by bytes read (compressed
     bytes for gzip); for stdin a live count."""
 
-    def __init__(self) -> None:
+    def __init__(self, console: Any = None) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -226,11 +230,21 @@ class _ProgressBar:
             TimeElapsedColumn,
             TimeRemainingColumn,
         )
+        from rich.table import Column
+
+        # On a narrow terminal the name and the figures give way (ellipsis), never the
+        # times (they shrank to "0:0…" at 80 columns).
+        def fixed() -> Column:
+            return Column(no_wrap=True, min_width=7)
 
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
-            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-            console=Console(stderr=True), transient=True)
+            TextColumn("[bold]{task.description}",
+                       table_column=Column(no_wrap=True, overflow="ellipsis", max_width=24)),
+            BarColumn(bar_width=16), TaskProgressColumn(),
+            TextColumn("{task.fields[stats]}",
+                       table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
+            TimeElapsedColumn(table_column=fixed()), TimeRemainingColumn(table_column=fixed()),
+            console=console or Console(stderr=True), transient=True)
         self._task: Any = None
 
     def update(self, p: Any) -> None:

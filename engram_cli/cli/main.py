@@ -1,24 +1,49 @@
-"""The `engram` Typer app: global options and command registration."""
+"""The `engram` Typer app: global options and command registration.
+
+The executable starts in cli/entry.py, which answers the top-level help, --version and a
+cached recall without importing this module (or Typer).
+"""
 
 from __future__ import annotations
 
-import sys
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from engram_cli import __version__
-from engram_cli.cli import bench, cache, import_cmd, recall, serve, stats, stop, tune
-from engram_cli.cli.common import EXIT_CODES_HELP, GlobalOptions, flush_stdout
+from engram_cli.cli import (
+    bench,
+    cache,
+    consolidate,
+    import_cmd,
+    recall,
+    serve,
+    stats,
+    stop,
+    tune,
+)
+from engram_cli.cli.common import GlobalOptions, set_log_level
+from engram_cli.cli.console import ABOUT, GLOBAL_HELP, flush_stdout, top_level_help
+
+
+class _EngramGroup(TyperGroup):
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        # The same text the entry module prints without Typer (`engram --help` lands
+        # there; `engram --server X --help` and the tests' runner land here).
+        formatter.write(top_level_help())
+
 
 app = typer.Typer(
     name="engram",
-    help="Load, query and tune Engram memory servers.\n\n"
-    "Example: engram import examples/memories.jsonl && engram recall \"coffee\"\n\n"
-    + EXIT_CODES_HELP,
+    cls=_EngramGroup,
+    help=ABOUT,
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
+    # Plain help: rendering it with rich costs `engram CMD --help` more than the rest.
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,
 )
 
 
@@ -32,20 +57,19 @@ def _version(value: bool) -> None:
 def main_options(
     ctx: typer.Context,
     server: str = typer.Option(None, "--server", metavar="HOST:PORT",
-                               help="Engram server (env: ENGRAM_SERVER; default "
-                               "localhost:50051)."),
+                               help=GLOBAL_HELP["--server"]),
     space: str = typer.Option(None, "--space", metavar="NAME",
-                              help="Memory space (env: ENGRAM_SPACE; default: the server's "
-                              "default space)."),
+                              help=GLOBAL_HELP["--space"]),
     api_key: str = typer.Option(None, "--api-key", metavar="KEY",
-                                help="Sent as 'authorization: Bearer KEY' (env: "
-                                "ENGRAM_API_KEY)."),
+                                help=GLOBAL_HELP["--api-key"]),
     no_autostart: bool = typer.Option(False, "--no-autostart",
-                                      help="Never start the embedded server "
-                                      "(env: ENGRAM_NO_AUTOSTART=1)."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
+                                      help=GLOBAL_HELP["--no-autostart"]),
+    version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                 help=GLOBAL_HELP["-V, --version"]),
+    verbose: bool = typer.Option(False, "--verbose", help=GLOBAL_HELP["--verbose"]),
+    quiet: bool = typer.Option(False, "--quiet", help=GLOBAL_HELP["--quiet"]),
 ) -> None:
+    set_log_level(verbose, quiet)
     ctx.obj = GlobalOptions(server=server, space=space, api_key=api_key,
                             no_autostart=no_autostart)
 
@@ -55,16 +79,15 @@ stop.register(app)
 stats.register(app)
 import_cmd.register(app)
 recall.register(app)
+consolidate.register(app)
 cache.register(app)
 tune.register(app)
 bench.register(app)
 
 
 def main() -> None:
-    # A cached recall is answered before Typer parses anything (see cli/recall.py).
+    """Run the Typer app with sys.argv: what cli/entry.py's main() could not answer."""
     try:
-        if recall.answer_from_cache(sys.argv[1:]):
-            return
         app()
     finally:
         flush_stdout()

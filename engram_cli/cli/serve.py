@@ -13,9 +13,11 @@ from engram_cli.cli.common import handle_errors
 
 @handle_errors
 def serve(
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
-    port: int = typer.Option(50051, "--port", min=0, max=65535,
-                             help="Port (0: any free port; the chosen one is printed)."),
+    host: str = typer.Option("127.0.0.1", "--host", metavar="HOST",
+                             help="Address to listen on."),
+    port: int = typer.Option(None, "--port", metavar="PORT", min=0, max=65535,
+                             help="Port (0: any free port; the chosen one is printed; "
+                             "default 50051, or ENGRAM_DEFAULT_PORT)."),
     data_dir: Path = typer.Option(None, "--data-dir", metavar="DIR",
                                   help="Store directory (env: ENGRAM_DATA_DIR; default: the "
                                   "user data dir)."),
@@ -37,6 +39,11 @@ def serve(
     from engram_cli import config
 
     directory = data_dir or config.data_dir()
+    if port is None:
+        port = config.default_port()
+    if not detach:
+        _check_port_free(host, port)
+    _check_data_dir(directory, "--data-dir" if data_dir else "the data dir")
     keys = tuple(api_key or ()) + tuple(
         k for k in os.environ.get("ENGRAM_SERVER_KEYS", "").split(",") if k)
     if detach:
@@ -51,18 +58,77 @@ def serve(
 
     import logging
 
+    from engram_cli.cli import common
     from engram_cli.server.app import ServeOptions, serve_forever
 
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=common.LOG_LEVEL or logging.INFO, stream=sys.stderr,
+                        format=common.LOG_FORMAT)
+
+    # A background server's stdout and stderr are the same log file, where the log has
+    # said "listening on" already: say it once.
+    said_in_log = _same_file(sys.stdout, sys.stderr) and (common.LOG_LEVEL or logging.INFO
+                                                          ) <= logging.INFO
 
     def ready(server: object) -> None:
+        if said_in_log:
+            return
         typer.echo(f"listening on {server.address} (data: {directory})")  # type: ignore[attr-defined]
         sys.stdout.flush()
 
     code = serve_forever(ServeOptions(data_dir=directory, host=host, port=port,
                                       idle_timeout_s=idle_timeout, api_keys=keys), ready)
     raise typer.Exit(code)
+
+
+def _same_file(a: object, b: object) -> bool:
+    try:
+        sa, sb = os.fstat(a.fileno()), os.fstat(b.fileno())  # type: ignore[attr-defined]
+    except (OSError, ValueError, AttributeError):
+        return False
+    import stat
+
+    return stat.S_ISREG(sa.st_mode) and (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A busy port is our one line, before gRPC would log its own raw error about it."""
+    import errno
+    import socket
+
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As gRPC binds: a port in TIME_WAIT (a server just killed) is free; only a
+            # listener makes the bind fail.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host.strip("[]"), port))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            return  # anything else is for the server's own bind to report
+        from engram_cli.errors import EngramError
+
+        raise EngramError(f"cannot listen on {host}:{port}: the port is in use",
+                          "is another server on that port? pick another with --port") from None
+
+
+def _check_data_dir(directory: Path, where: str) -> None:
+    """One line, not a traceback, when the store cannot live in `directory`."""
+    from engram_cli.errors import UsageError
+
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{where} {directory} is not a directory",
+                         "point --data-dir (or ENGRAM_DATA_DIR) at a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{where} {directory} cannot be created: {exc.strerror}",
+                         "point --data-dir (or ENGRAM_DATA_DIR) at a writable directory"
+                         ) from None
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError(f"{where} {directory} is not writable",
+                         "point --data-dir (or ENGRAM_DATA_DIR) at a writable directory")
 
 
 def register(app: typer.Typer) -> None:

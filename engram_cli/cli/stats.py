@@ -11,7 +11,8 @@ from engram_cli.cli.common import globals_of, handle_errors
 def stats(
     ctx: typer.Context,
     space: str = typer.Option(None, "--space", metavar="NAME",
-                              help="One space (default: all spaces)."),
+                              help="One space (default: the global --space, ENGRAM_SPACE "
+                              "or the config file's space; else all spaces)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Show memory counts, averages and health (Introspect).
@@ -23,8 +24,8 @@ def stats(
 
     from engram_cli.client.api import EngramClient
 
-    g = globals_of(ctx)
-    conn = g.connection()
+    conn = globals_of(ctx).connection(space)
+    space = conn.space
     with EngramClient(conn) as client:
         resp = client.introspect(space)
     st = resp.statistics
@@ -40,6 +41,13 @@ def stats(
         "health": resp.health.summary,
         "metrics": {k: resp.metrics[k] for k in sorted(resp.metrics)},
     }
+    vector = {k.removeprefix("vector_index."): v for k, v in resp.metrics.items()
+              if k.startswith("vector_index.")}
+    if vector:  # our server: the vector index and its embedding model
+        models = [k.removeprefix("model.") for k in vector if k.startswith("model.")]
+        data["vector_index"] = {"model": models[0] if models else None,
+                                **{k: int(vector.get(k, 0)) for k in
+                                   ("dim", "indexed", "pending", "bytes", "embedded")}}
     if st.HasField("oldest_memory") and st.oldest_memory.seconds:
         data["oldest_memory"] = MessageToDict(st)["oldestMemory"]
         data["newest_memory"] = MessageToDict(st)["newestMemory"]
@@ -59,8 +67,21 @@ def stats(
     for key, value in data["by_type"].items():
         table.add_row(f"type {key}", str(value))
     for key, value in data["metrics"].items():
-        table.add_row(key, f"{value:g}")
+        table.add_row(key, _shown(key, value))
     Console().print(table)
+
+
+def _shown(key: str, value: float) -> str:
+    """A metric for people: times (`..._at`, unix seconds) in ISO 8601, counts whole."""
+    if key.endswith("_at"):
+        if value <= 0:
+            return "never"
+        from datetime import datetime, timezone
+
+        return datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds")
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.4g}"
 
 
 def register(app: typer.Typer) -> None:

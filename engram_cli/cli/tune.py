@@ -136,11 +136,11 @@ def _write_config(name: str, pairs: list[str], path: Path, as_json: bool, dry_ru
 
     import orjson
 
+    from engram_cli.engine.settings import validate
     from engram_cli.errors import UsageError
     from engram_cli.tuning import profiles
     from engram_cli.tuning.apply import split_assignments
     from engram_cli.tuning.deployment import write_deployment_config
-    from engram_cli.tuning.settings import validate
 
     chosen = profiles.load(name)
     server_values, client_values = split_assignments(pairs)

@@ -1,11 +1,13 @@
-"""The bulk sender: batches of serialized memories to a server, concurrently over a
-channel pool, with a bounded number in flight, retries that resend only what failed,
-adaptive batch sizes, and a fallback to `StreamingRemember` for servers without our
-batch RPC (upstream Engram).
+"""The bulk sender: records in, batches out. It cuts the records it is handed into
+batches (records and bytes per batch, adaptive or fixed, within the server's limits),
+sends them concurrently over a channel pool with a bounded amount in flight, retries
+what failed and only that, splits a batch refused as a whole down to the bad record,
+falls back to `StreamingRemember` for servers without our batch RPC (upstream Engram),
+and tells its caller what became of every record (`Listener`).
 
 Threading: gRPC completes calls on its own threads; their callbacks only put the outcome
 on a queue. Everything else (retries, accounting, what the caller hears) runs on the
-caller's thread inside `submit`, `pump` and `drain`, so none of it needs a lock.
+caller's thread inside `send`, so none of it needs a lock.
 
 Requests are built by concatenation: a memory serialized once (`frame`) is the same bytes
 inside a `BatchRememberRequest` (field 2) and a `RememberRequest` (field 2), so a retry of
@@ -18,17 +20,29 @@ import heapq
 import queue
 import random
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import grpc
 
+from engram_cli.client.batching import (
+    COMPACT,
+    HEADROOM_BYTES,
+    INFLIGHT_BYTES,
+    INFLIGHT_RECORDS,
+    MAX_AUTO_BATCH,
+    SOFT_BATCH_BYTES,
+    UPSTREAM_MAX_MESSAGE_BYTES,
+    BatchSizer,
+    Entry,
+    Listener,
+    SendOptions,
+    space_header,
+)
 from engram_cli.client.connection import retry_after_ms, translate
 from engram_cli.client.pool import ChannelPool, Lane
-from engram_cli.client.settings import AUTO, DEFAULT_RETRY_BUDGET_S, ClientSettings
 from engram_cli.config import DEFAULT_MAX_MESSAGE_BYTES
 from engram_cli.errors import EngramError, ServerUnavailable, Unsupported
 from engram_cli.rpc import ext
@@ -38,19 +52,6 @@ TRANSIENT = frozenset({S.UNAVAILABLE, S.RESOURCE_EXHAUSTED, S.DEADLINE_EXCEEDED,
                        S.CANCELLED})
 _TRANSIENT_VALUES = frozenset(c.value[0] for c in TRANSIENT)
 
-START_BATCH = 500
-MIN_BATCH = 50
-MAX_AUTO_BATCH = 20_000
-SOFT_BATCH_BYTES = 16 * 1024 * 1024  # bigger requests only add latency
-# What may be sent and not yet settled, besides the count of calls: at most this many
-# records and bytes (or two batches, when two batches are more). It bounds the importer's
-# memory whatever the batch size, and lets big batches (whose server commits are cheaper
-# per record) go with fewer calls in flight.
-INFLIGHT_RECORDS = 40_000
-INFLIGHT_BYTES = 64 * 1024 * 1024
-HEADROOM_BYTES = 64 * 1024  # request header and framing around the memories
-UPSTREAM_MAX_MESSAGE_BYTES = 4 * 1024 * 1024  # gRPC's default, what an unknown server takes
-CALL_TIMEOUT_S = 120.0
 PROBE_TIMEOUT_S = 10.0
 _BACKOFF_BASE_S = 0.05
 _BACKOFF_CAP_S = 5.0
@@ -59,149 +60,35 @@ _OUTCOME_NAMES: dict[int, str] = {
     ext.ITEM_OUTCOME_UNCHANGED: "unchanged"}
 
 
-def varint(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
-    if n < 0x4000:  # most memories: one shortcut instead of the loop
-        return bytes(((n & 0x7F) | 0x80, n >> 7))
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
-def frame(memory: bytes) -> bytes:
-    """A serialized Memory as field 2 of BatchRememberRequest / RememberRequest."""
-    return b"\x12" + varint(len(memory)) + memory
+def _too_large(size: int, limit: int) -> str:
+    return (f"record is {size} bytes encoded; the largest message the server takes is "
+            f"{limit} bytes")
 
 
-def space_header(space: str) -> bytes:
-    """Field 1 (memory_space_id) of both request types; empty for the default space."""
-    if not space:
-        return b""
-    data = space.encode()
-    return b"\x0a" + varint(len(data)) + data
+class _Batch:
+    """Records of one source cut as one request; settled when every call carrying some
+    of them (the first, retries of a part, halves of a split) is."""
 
+    __slots__ = ("count", "done", "entries", "nbytes", "parts", "source")
 
-# BatchRememberRequest.compact = true (field 12, varint): outcomes answered as one packed
-# list instead of a BatchItemResult per memory. Only BatchRemember requests carry it.
-COMPACT = b"\x60\x01"
-
-
-@dataclass(frozen=True)
-class SendOptions:
-    batch: int | None = None  # None: adaptive
-    pool: int = 4
-    stream: bool | None = None  # None: batch RPC when served; True: always stream; False: never
-    rate: float = 0.0  # records/s; 0: unlimited
-    retry_budget_s: float = DEFAULT_RETRY_BUDGET_S
-    window: int = 0  # calls in flight (or waiting to retry); 0: twice the pool
-    timeout_s: float = CALL_TIMEOUT_S
-
-    @property
-    def max_outstanding(self) -> int:
-        return self.window or 2 * self.pool
-
-    @classmethod
-    def from_settings(cls, settings: ClientSettings) -> SendOptions:
-        """The sender's share of the client settings ("auto" batch and stream: None)."""
-        return cls(batch=None if settings.batch == AUTO else int(settings.batch),
-                   pool=settings.pool,
-                   stream=None if settings.stream == AUTO else bool(settings.stream),
-                   rate=settings.rate, retry_budget_s=settings.retry_budget_s)
-
-
-class BatchSizer:
-    """Records per batch. Fixed, or adaptive: grows fast while batches come back quickly and
-    the server's write queue is calm, shrinks when they are slow or the server pushes back,
-    and in between climbs on measured throughput.
-
-    With several batches in flight a batch's latency is mostly time spent queued behind the
-    others, so latency alone stops growth early; bigger batches still pay off on the server
-    (its commits amortize index writes), and records/s over a few batches shows it."""
-
-    WINDOW = 3  # batches per throughput measurement
-
-    def __init__(self, fixed: int | None, high: int, start: int = START_BATCH,
-                 low: int = MIN_BATCH, fast_s: float = 1.0, slow_s: float = 2.5,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.fixed = fixed
-        self.high = max(1, high)
-        self.low = min(low, self.high)
-        self.size = min(fixed, self.high) if fixed else max(self.low, min(start, self.high))
-        self.fast_s = fast_s
-        self.slow_s = slow_s
-        self._clock = clock
-        self._window_start = clock()
-        self._window_records = 0
-        self._window_batches = 0
-        self._last_rate = 0.0
-        self._direction = 1  # +1 growing, -1 shrinking
-
-    def _resize(self, size: int) -> None:
-        self.size = max(self.low, min(self.high, size))
-        self._window_start = self._clock()
-        self._window_records = self._window_batches = 0
-
-    def observe(self, n: int, latency_s: float, pressure: float = 0.0) -> None:
-        if self.fixed:
-            return
-        if pressure >= 0.75 or latency_s > self.slow_s:
-            self._last_rate = 0.0
-            self._direction = -1
-            self._resize(int(self.size * 0.7))
-            return
-        if pressure < 0.5 and latency_s < self.fast_s:
-            # Any batch back quickly grows the size, even one sent before the last growth:
-            # with a window of batches in flight, waiting for one of the new size first
-            # took most of a 200,000-record import to reach the bound.
-            self._direction = 1
-            self._resize(int(self.size * 1.5) + 1)
-            return
-        self._window_records += n
-        self._window_batches += 1
-        if self._window_batches < self.WINDOW:
-            return
-        elapsed = self._clock() - self._window_start
-        rate = self._window_records / elapsed if elapsed > 0 else 0.0
-        if self._last_rate and rate < self._last_rate * 0.97:
-            self._direction = -self._direction  # the last step made things worse
-        self._last_rate = rate
-        step = 1.25 if self._direction > 0 else 0.8
-        self._resize(int(self.size * step) + (1 if self._direction > 0 else 0))
-
-    def overloaded(self) -> None:
-        if not self.fixed:
-            self._direction = -1
-            self._resize(self.size // 2)
-
-
-class Entry:
-    """One memory on its way: `framed` is what goes on the wire; the rest is the caller's."""
-
-    __slots__ = ("framed", "line", "raw", "source")
-
-    def __init__(self, framed: bytes, source: int, line: int, raw: bytes) -> None:
-        self.framed = framed
+    def __init__(self, source: int, entries: list[Entry]) -> None:
         self.source = source
-        self.line = line
-        self.raw = raw
-
-
-class Listener(Protocol):
-    def acked(self, token: Any, n: int, outcomes: dict[str, int]) -> None: ...
-    def rejected(self, entry: Entry, reason: str) -> None: ...
-    def done(self, token: Any) -> None: ...
-    def notice(self, message: str) -> None: ...
+        self.entries = entries
+        self.count = 0
+        self.nbytes = 0
+        self.parts = 0  # calls not yet settled
+        self.done = False
 
 
 class _Send:
-    __slots__ = ("attempt", "entries", "first_failure", "sent_at", "token")
+    """One call: a batch, or the part of it still to store."""
 
-    def __init__(self, token: Any, entries: list[Entry]) -> None:
-        self.token = token
+    __slots__ = ("attempt", "batch", "entries", "first_failure", "sent_at")
+
+    def __init__(self, batch: _Batch, entries: list[Entry]) -> None:
+        self.batch = batch
         self.entries = entries
         self.attempt = 0
         self.first_failure: float | None = None
@@ -209,7 +96,17 @@ class _Send:
 
 
 class BulkSender:
-    """Send batches; hear back, on the caller's thread, what was stored and rejected."""
+    """Sends the records it is handed in batches it cuts and sizes itself; tells its
+    listener, on the caller's thread, what became of each record.
+
+        sender = BulkSender(pool, space, options, listener)
+        sender.connect()
+        complete = sender.send(records)  # any iterable of Entry
+
+    Batches never exceed the batch size (fixed, or adapting to latency and server pressure
+    between MIN_BATCH and MAX_AUTO_BATCH), the server's max_batch, or the bytes one request
+    may carry; what is in flight stays within 2 x pool calls and INFLIGHT_RECORDS /
+    INFLIGHT_BYTES (or two batches, when two batches are more)."""
 
     def __init__(self, pool: ChannelPool, space: str, options: SendOptions,
                  listener: Listener, metadata: Sequence[tuple[str, str]] = ()) -> None:
@@ -223,18 +120,21 @@ class BulkSender:
         self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
         self.server_max_batch = MAX_AUTO_BATCH
         self.sizer = BatchSizer(options.batch, MAX_AUTO_BATCH)
+        self.batches = 0  # batches cut; a retry or a split is not a new one
         self.retried = 0
         self.latencies: list[float] = []
         self.pressure = 0.0
         self.fatal: EngramError | None = None
+        self._told_unavailable = False  # a server gone mid-import is said once
+        self._stopping = False
         self._q: queue.SimpleQueue[tuple[_Send, Any, Any]] = queue.SimpleQueue()
         self._inflight = 0
         self._retries: list[tuple[float, int, _Send]] = []
         self._seq = 0
-        self._open: dict[int, int] = {}  # id(token) -> sends not yet settled
-        self._tokens: dict[int, Any] = {}
-        self._held: dict[int, tuple[int, int]] = {}  # id(token) -> (records, bytes) sent
-        self._held_records = 0
+        # Batches cut and not yet settled, in the order cut (a settled one leaves once
+        # those before it have): what `unsettled` answers from.
+        self._order: deque[_Batch] = deque()
+        self._held_records = 0  # sent and not yet settled
         self._held_bytes = 0
         self._executor: ThreadPoolExecutor | None = None
         self._sent_records = 0
@@ -284,10 +184,6 @@ class BulkSender:
                     "server?): sending with StreamingRemember")
 
     @property
-    def batch_size(self) -> int:
-        return self.sizer.size
-
-    @property
     def max_record_bytes(self) -> int:
         """The largest framed memory a request can carry."""
         return self.max_message_bytes - HEADROOM_BYTES
@@ -296,40 +192,105 @@ class BulkSender:
     def max_batch_bytes(self) -> int:
         return min(SOFT_BATCH_BYTES, self.max_record_bytes)
 
-    # -- sending -----------------------------------------------------------------------
+    # -- the caller's side -------------------------------------------------------------
 
-    def submit(self, entries: list[Entry], token: Any,
-               should_stop: Callable[[], bool] = lambda: False) -> bool:
-        """Send `entries`, waiting while the window is full (and for --rate). Answers
-        False, sending nothing, if `should_stop` turns true while waiting."""
+    def send(self, records: Iterable[Entry]) -> bool:
+        """Send every record of `records` and wait until each is settled: stored, or
+        rejected (refused by the server, or too large for a request). Answers True when
+        all are; False after `stop` (what was not sent stays unsettled). Raises the error
+        that ended sending - the server's, or one from `records` - once the calls in
+        flight have been answered."""
+        try:
+            self._feed(records)
+        except Exception:
+            self._stopping = True
+            self._drain()
+            raise
+        self._drain()
         if self.fatal is not None:
             raise self.fatal
-        n = len(entries)
-        nbytes = sum([len(e.framed) for e in entries])
-        while self._window_full(n, nbytes):
-            self.pump(0.1)
-            if self.fatal is not None:
-                raise self.fatal
-            if should_stop():
-                return False
-        if self.options.rate > 0:
-            due = self._started + (self._sent_records + len(entries)) / self.options.rate
-            while (wait := due - time.monotonic()) > 0:
-                self.pump(min(wait, 0.1))
+        return not self._stopping
+
+    def stop(self) -> None:
+        """Send nothing more, no new batch and no retry; `send` returns once the calls in
+        flight are answered."""
+        self._stopping = True
+
+    def unsettled(self) -> dict[int, Entry]:
+        """For each source with records handed over and not yet settled, the first record
+        of its earliest batch holding such records: every record of that source before it
+        is settled."""
+        firsts: dict[int, Entry] = {}
+        for batch in self._order:
+            if not batch.done and batch.source not in firsts:
+                firsts[batch.source] = batch.entries[0]
+        return firsts
+
+    # -- cutting batches ---------------------------------------------------------------
+
+    def _feed(self, records: Iterable[Entry]) -> None:
+        batch: _Batch | None = None
+        entries: list[Entry] = []
+        source = nbytes = count = 0
+        most, max_record, max_bytes = self._limits()
+        for entry in records:
+            size = len(entry.framed)
+            if size > max_record:
+                self.listener.rejected(entry, _too_large(size, max_record))
+                continue
+            if batch is not None and (nbytes + size > max_bytes or entry.source != source):
+                if not self._launch(batch, nbytes):
+                    return
+                batch = None
+            if batch is None:
+                most, max_record, max_bytes = self._limits()
+                source, nbytes, entries = entry.source, 0, []
+                batch = _Batch(source, entries)
+                self._order.append(batch)
+            entries.append(entry)
+            nbytes += size
+            if len(entries) >= most:  # sent at once: the caller may stop before the next
+                if not self._launch(batch, nbytes):
+                    return
+                batch = None
+            count += 1
+            if not count & 1023:
+                self._pump(0)
                 if self.fatal is not None:
-                    raise self.fatal
-                if should_stop():
-                    return False
+                    return
+        if batch is not None:
+            self._launch(batch, nbytes)
+
+    def _limits(self) -> tuple[int, int, int]:
+        """Records per batch, bytes per record and bytes per batch, as they are now."""
+        return self.sizer.size, self.max_record_bytes, self.max_batch_bytes
+
+    def _launch(self, batch: _Batch, nbytes: int) -> bool:
+        """Send a batch of `nbytes` once the window has room (and --rate allows). Answers
+        False, sending nothing, if sending stopped or failed meanwhile: the batch then
+        stays unsettled."""
+        n = len(batch.entries)
+        while self._window_full(n, nbytes) and self._going():
+            self._pump(0.1)
+            self.listener.tick()
+        if self.options.rate > 0:
+            due = self._started + (self._sent_records + n) / self.options.rate
+            while (wait := due - time.monotonic()) > 0 and self._going():
+                self._pump(min(wait, 0.1))
+                self.listener.tick()
+        if not self._going():
+            return False
         self._sent_records += n
-        key = id(token)
-        self._open[key] = self._open.get(key, 0) + 1
-        self._tokens[key] = token
-        held_records, held_bytes = self._held.get(key, (0, 0))
-        self._held[key] = (held_records + n, held_bytes + nbytes)
         self._held_records += n
         self._held_bytes += nbytes
-        self._dispatch(_Send(token, entries))
+        batch.count, batch.nbytes, batch.parts = n, nbytes, 1
+        self.batches += 1
+        self._dispatch(_Send(batch, batch.entries))
+        self._pump(0)
         return True
+
+    def _going(self) -> bool:
+        return not self._stopping and self.fatal is None
 
     def _window_full(self, n: int, nbytes: int) -> bool:
         if self._inflight + len(self._retries) >= self.options.max_outstanding:
@@ -368,7 +329,7 @@ class BulkSender:
 
     # -- hearing back ------------------------------------------------------------------
 
-    def pump(self, timeout: float = 0.0) -> int:
+    def _pump(self, timeout: float = 0.0) -> int:
         """Handle finished calls (waiting up to `timeout` for the first) and start due
         retries. Answers how many calls finished."""
         handled = 0
@@ -392,17 +353,13 @@ class BulkSender:
             self._dispatch(send)
         return handled
 
-    def drain(self, retry: bool = True) -> None:
-        """Wait until everything sent is settled. With retry=False (stopping early) only
-        the calls in flight are awaited; what waits for a retry stays unsent."""
-        while self._inflight or (retry and self._retries and self.fatal is None):
-            self.pump(0.1)
-        if self.fatal is not None or not retry:
-            self._retries.clear()
-
-    @property
-    def idle(self) -> bool:
-        return not self._inflight and not self._retries
+    def _drain(self) -> None:
+        """Wait until everything sent is settled. Once stopped (or failed) only the calls
+        in flight are awaited; what waits for a retry stays unsent."""
+        while self._inflight or (self._retries and self._going()):
+            self._pump(0.1)
+            self.listener.tick()
+        self._retries.clear()
 
     def _complete(self, send: _Send, result: Any, error: Any) -> None:
         self._inflight -= 1
@@ -430,8 +387,8 @@ class BulkSender:
         compact = len(resp.outcomes) == n  # one outcome per item; results: the rejected
         if resp.rejected == 0 and (compact or len(results) == n):
             counts = Counter(resp.outcomes if compact else [r.outcome for r in results])
-            self.listener.acked(send.token, n, {_OUTCOME_NAMES.get(k, "stored"): v
-                                                for k, v in counts.items()})
+            self.listener.stored(n, {_OUTCOME_NAMES.get(k, "stored"): v
+                                     for k, v in counts.items()})
             self._settle(send)
             return
         # Per item: its outcome, and for a rejected one the result saying why. An item
@@ -459,7 +416,7 @@ class BulkSender:
             else:
                 outcomes[_OUTCOME_NAMES.get(code, "stored")] += 1
         if outcomes:
-            self.listener.acked(send.token, sum(outcomes.values()), dict(outcomes))
+            self.listener.stored(sum(outcomes.values()), dict(outcomes))
         if retry:
             send.entries = retry
             self._retry_later(send, None)
@@ -478,7 +435,7 @@ class BulkSender:
                 reason = answer.storage_confidence.reasoning or "refused by the server"
                 self.listener.rejected(entry, reason.removeprefix("rejected: "))
         if stored:
-            self.listener.acked(send.token, stored, {"stored": stored})
+            self.listener.stored(stored, {"stored": stored})
         rest = entries[answered:]
         if error is None:
             self.latencies.append(latency)
@@ -540,9 +497,9 @@ class BulkSender:
             if too_large:
                 self.sizer.overloaded()
             half = len(send.entries) // 2
-            other = _Send(send.token, send.entries[half:])
+            other = _Send(send.batch, send.entries[half:])
             send.entries = send.entries[:half]
-            self._open[id(send.token)] += 1
+            send.batch.parts += 1
             self._inflight_again(send)
             self._inflight_again(other)
         else:
@@ -564,6 +521,12 @@ class BulkSender:
                 f"{self.options.retry_budget_s:g} s of retries ({what})",
                 "check the server, then run the same command with --resume"))
             return
+        if (err is not None and not self._told_unavailable
+                and err.code() == grpc.StatusCode.UNAVAILABLE):  # type: ignore[attr-defined]
+            self._told_unavailable = True
+            self.listener.notice(
+                f"the server at {self.pool.address} is unavailable (restarting?): waiting "
+                f"for it, up to {self.options.retry_budget_s:g} s")
         send.attempt += 1
         self.retried += len(send.entries)
         base = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** min(send.attempt, 10))
@@ -575,16 +538,17 @@ class BulkSender:
         heapq.heappush(self._retries, (now + delay, self._seq, send))
 
     def _settle(self, send: _Send) -> None:
-        key = id(send.token)
-        left = self._open[key] - 1
-        if left:
-            self._open[key] = left
+        batch = send.batch
+        batch.parts -= 1
+        if batch.parts:
             return
-        del self._open[key]
-        records, nbytes = self._held.pop(key)
-        self._held_records -= records
-        self._held_bytes -= nbytes
-        self.listener.done(self._tokens.pop(key))
+        batch.done = True
+        batch.entries = []  # their bytes are not needed any more
+        self._held_records -= batch.count
+        self._held_bytes -= batch.nbytes
+        order = self._order
+        while order and order[0].done:
+            order.popleft()
 
     def _set_fatal(self, exc: EngramError) -> None:
         if self.fatal is None:
@@ -594,3 +558,41 @@ class BulkSender:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+
+class DrySender:
+    """A dry run's sender: sends nothing. A record counts as stored unless it is too large
+    for a request to a server with the default message size limit; then it is rejected,
+    as BulkSender would reject it."""
+
+    mode = "dry-run"
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.max_record_bytes = DEFAULT_MAX_MESSAGE_BYTES - HEADROOM_BYTES
+        self.batches = 0
+        self.retried = 0
+        self.latencies: list[float] = []
+
+    def connect(self) -> None:
+        pass
+
+    def send(self, records: Iterable[Entry]) -> bool:
+        limit = self.max_record_bytes
+        stored = self.listener.stored
+        for entry in records:
+            size = len(entry.framed)
+            if size > limit:
+                self.listener.rejected(entry, _too_large(size, limit))
+            else:
+                stored(1, {})
+        return True
+
+    def stop(self) -> None:
+        pass  # nothing is in flight; the caller's records end when it stops
+
+    def unsettled(self) -> dict[int, Entry]:
+        return {}
+
+    def close(self) -> None:
+        pass

@@ -10,7 +10,8 @@ once: LRU by a `last_used` column, bounded in total bytes (a counter kept by tri
 TTL by `stored_at`. A broken or locked cache never fails a recall: it just misses.
 
 This module is on the fast path of `engram recall`: it imports neither grpc nor the
-engine's store, only the standard library, orjson and the pure forgetting curve.
+engine's store, only the standard library and the pure forgetting curve (orjson only
+to store an answer).
 
 Testing hook: ENGRAM_NOW (unix seconds) overrides the clock of caches built without an
 explicit clock, so that subprocess tests can age entries.
@@ -19,6 +20,7 @@ explicit clock, so that subprocess tests can age entries.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sqlite3
 import threading
@@ -26,9 +28,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import orjson
 
 from engram_cli.client.settings import (
     DEFAULT_CACHE_MAX_MB,
@@ -39,6 +38,11 @@ from engram_cli.client.settings import (
 )
 from engram_cli.contract import STATE_CONSOLIDATED
 from engram_cli.engine.forgetting import decayed
+
+# typing costs a cached recall several ms at import; annotations are strings here.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 FILE_NAME = "recall-cache.sqlite3"
 ENV_NOW = "ENGRAM_NOW"
@@ -99,19 +103,30 @@ def normalize_space(space: str) -> str:
     return space or "default"
 
 
-def cache_key(server: str, space: str, cue: str, params: Mapping[str, Any]) -> str:
-    """The entry for (server, space, cue, every parameter that changes the answer)."""
+def server_key(server: str) -> str:
+    """The server as the cache names it: `localhost:P` and `127.0.0.1:P` are one server."""
     from engram_cli.config import normalize_address
 
-    blob = orjson.dumps(
-        {"v": 1, "server": normalize_address(server), "space": normalize_space(space),
+    address = normalize_address(server)
+    host, _, port = address.rpartition(":")
+    if host in ("localhost", "127.0.0.1"):
+        return f"127.0.0.1:{port}"
+    return address
+
+
+def cache_key(server: str, space: str, cue: str, params: Mapping[str, Any]) -> str:
+    """The entry for (server, space, cue, every parameter that changes the answer)."""
+    # The standard library's json, not orjson: a cache hit must not pay orjson's import
+    # (about half of a cached recall's process time here).
+    blob = json.dumps(
+        {"v": 2, "server": server_key(server), "space": normalize_space(space),
          "cue": cue, "params": dict(params)},
-        option=orjson.OPT_SORT_KEYS)
+        sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
     return hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
 def category_name(confidence: float) -> str:
-    from engram_cli.engine.model import category_of
+    from engram_cli.engine.confidence import category_of
 
     return category_of(confidence).name.lower()
 
@@ -119,14 +134,24 @@ def category_name(confidence: float) -> str:
 def qualifies(results: Sequence[Mapping[str, Any]], policy: CachePolicy) -> bool:
     """Stable enough to cache: non-empty, every memory confident enough and consolidated.
     An empty answer is never cached: the memory it lacks may arrive any moment."""
+    return not_cached_because(results, policy) is None
+
+
+def not_cached_because(results: Sequence[Mapping[str, Any]], policy: CachePolicy
+                       ) -> str | None:
+    """Why an answer does not qualify for the cache (for the user), or None if it does."""
     if not results:
-        return False
+        return "an empty answer is never cached"
     for r in results:
-        if float(r.get("confidence", 0.0)) < policy.min_confidence:
-            return False
+        confidence = float(r.get("confidence", 0.0))
+        if confidence < policy.min_confidence:
+            return (f"{r.get('id')} has confidence {confidence:.2f}, under the cache's "
+                    f"{policy.min_confidence:g} (cache_min_confidence)")
         if policy.require_consolidated and r.get("state") != STATE_CONSOLIDATED:
-            return False
-    return True
+            state = r.get("state")
+            return (f"{r.get('id')} is not consolidated yet (state {state})" if state else
+                    f"the server does not report {r.get('id')}'s consolidation state")
+    return None
 
 
 @dataclass
@@ -369,7 +394,7 @@ class RecallCache:
             trace: Sequence[Mapping[str, Any]] | None = None) -> bool:
         """Store the answer if it qualifies; True when stored. A non-qualifying answer
         removes any older entry for the key (it is no longer the answer)."""
-        from engram_cli.config import normalize_address
+        import orjson
 
         now = self.clock()
         policy = self.policy
@@ -394,7 +419,7 @@ class RecallCache:
                 "space = excluded.space, cue = excluded.cue, stored_at = excluded.stored_at, "
                 "last_used = excluded.last_used, size = excluded.size, "
                 "forgetting = excluded.forgetting, body = excluded.body",
-                (key, normalize_address(server), normalize_space(space), cue, now, now, size,
+                (key, server_key(server), normalize_space(space), cue, now, now, size,
                  forgetting_json, body))
             expired = conn.execute("DELETE FROM entries WHERE stored_at < ?",
                                    (now - policy.ttl_s,)).rowcount
@@ -418,11 +443,10 @@ class RecallCache:
 
     def invalidate(self, server: str, space: str) -> int:
         """Drop every entry of one space on one server; the number dropped."""
-        from engram_cli.config import normalize_address
 
         return int(self._write(
             lambda conn: conn.execute("DELETE FROM entries WHERE server = ? AND space = ?",
-                                      (normalize_address(server), normalize_space(space))
+                                      (server_key(server), normalize_space(space))
                                       ).rowcount, create=False, default=0))
 
     def clear(self) -> int:
@@ -492,8 +516,8 @@ def _counter(conn: sqlite3.Connection, name: str) -> int:
 
 def _decayed_answer(body: bytes, forgetting_json: str, stored_at: float, age: float
                     ) -> CachedAnswer:
-    data = orjson.loads(body)
-    f = orjson.loads(forgetting_json)
+    data = json.loads(body)
+    f = json.loads(forgetting_json)
     results = data["results"]
     for r in results:
         c = decayed(float(r["confidence"]), age, float(r.get("decay_rate") or 0.0),

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from engram_cli.client.cache import (
     Forgetting,
@@ -23,8 +22,13 @@ from engram_cli.client.cache import (
     category_name,
 )
 from engram_cli.config import Connection
-from engram_cli.contract import MAX_HOPS_KEY, STATE_KEY, THRESHOLD_KEY
+from engram_cli.contract import MAX_HOPS_KEY, RECALL_MODE_KEY, STATE_KEY, THRESHOLD_KEY
 from engram_cli.errors import EngramError, UsageError
+
+# typing costs a cached recall several ms at import; annotations are strings here.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_WINDOW = 64  # calls in flight in stdin mode
 DEFAULT_TIMEOUT_S = 60.0
@@ -43,11 +47,13 @@ class RecallOptions:
     spread: bool = True
     tags: tuple[str, ...] = ()  # every result must carry all of these
     trace: bool = False
+    mode: str | None = None  # hybrid | lexical | vector; None: the server's (hybrid)
 
     def key_params(self, api_key: str | None) -> dict[str, Any]:
         return {
             "limit": self.limit, "max_hops": self.max_hops, "threshold": self.threshold,
             "spread": self.spread, "tags": sorted(set(self.tags)), "trace": self.trace,
+            "mode": self.mode,
             # Another key may see other memories (or none): never share answers across keys.
             "key": hashlib.blake2b(api_key.encode(), digest_size=8).hexdigest()
             if api_key else "",
@@ -59,6 +65,8 @@ class RecallOptions:
             out.append((MAX_HOPS_KEY, str(self.max_hops)))
         if self.threshold is not None:
             out.append((THRESHOLD_KEY, repr(float(self.threshold))))
+        if self.mode is not None:
+            out.append((RECALL_MODE_KEY, self.mode))
         return tuple(out)
 
 
@@ -72,6 +80,8 @@ class Answer:
     trace: list[dict[str, Any]] | None = None
     line: int | None = None  # 1-based input line in stdin mode
     error: EngramError | None = None
+    # A fetched answer: {"stored": bool, "reason": why not} for the recall cache.
+    cache: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         if self.error is not None:
@@ -79,10 +89,17 @@ class Answer:
             if self.line is not None:
                 out["line"] = self.line
             return out
-        out = {"cue": self.cue, "cached": self.cached,
-               "results": [_public(r) for r in self.results]}
+        results = [_public(r) for r in self.results]
         if self.trace is not None:
-            out["trace"] = self.trace
+            # Each result carries its own activation path (the README's promise).
+            paths = {t["memory_id"]: t for t in self.trace}
+            for r in results:
+                t = paths.get(r["id"])
+                r["trace"] = ({"activation": t["activation"], "path": t["path"]}
+                              if t is not None else None)
+        out = {"cue": self.cue, "cached": self.cached, "results": results}
+        if self.cache is not None:
+            out["cache"] = self.cache
         return out
 
 
@@ -404,22 +421,29 @@ class Recaller:
     def _answer(self, cue: str, resp: Any) -> Answer:
         results = [result_of(m) for m in resp.memories]
         trace = trace_of(resp) if self.options.trace else None
+        note: dict[str, Any] = {"stored": False, "reason": "--no-cache"}
         if self.cache is not None:
-            from engram_cli.client.cache import qualifies
+            from engram_cli.client.cache import not_cached_because
 
-            if qualifies(results, self.cache.policy):
-                self.cache.put(self._key(cue), self.conn.server, self.conn.space, cue,
-                               results, self.forgetting(), trace)
-            elif self.refresh:
-                self.cache.discard(self._key(cue))
-        return Answer(cue, results, cached=False, trace=trace)
+            why = not_cached_because(results, self.cache.policy)
+            if why is None:
+                stored = self.cache.put(self._key(cue), self.conn.server, self.conn.space,
+                                        cue, results, self.forgetting(), trace)
+                note = {"stored": True} if stored else {
+                    "stored": False, "reason": "the cache is unusable or the answer is "
+                    "larger than cache_max_mb"}
+            else:
+                note = {"stored": False, "reason": why}
+                if self.refresh:
+                    self.cache.discard(self._key(cue))
+        return Answer(cue, results, cached=False, trace=trace, cache=note)
 
     def forgetting(self) -> Forgetting:
         """The server's forgetting curve (GetSettings), once per process; the defaults
         when the server does not serve our extension (upstream Engram)."""
         if self._forgetting is not None:
             return self._forgetting
-        from engram_cli.tuning.settings import DEFAULT_SETTINGS
+        from engram_cli.engine.settings import DEFAULT_SETTINGS
 
         values = {"forgetting_exponent": DEFAULT_SETTINGS.forgetting_exponent,
                   "forgetting_floor": DEFAULT_SETTINGS.forgetting_floor,

@@ -24,7 +24,6 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from engram_cli.config import (
     DEFAULT_SERVER,
@@ -40,8 +39,13 @@ from engram_cli.config import (
     normalize_address,
     read_toml,
 )
+from engram_cli.engine.spec import SettingSpec
 from engram_cli.errors import SettingsError
-from engram_cli.tuning.settings import SettingSpec
+
+# typing costs a cached recall several ms at import; annotations are strings here.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 CLIENT_TABLE = "client"
 AUTO = "auto"  # batch and stream: decided from what the server says
@@ -228,7 +232,21 @@ def resolve_client_settings(flags: Mapping[str, Any] | None = None, *,
         else:
             origins[key] = DEFAULT
     values["server"] = normalize_address(values.get("server") or default_server())
+    _check_address(values["server"], origins["server"])
     return ClientSettings(**values, origins=origins)
+
+
+def _check_address(address: str, origin: str) -> None:
+    """HOST:PORT with a port number (or a unix socket): a typo is a usage error (exit 2),
+    not an unreachable server."""
+    if address.startswith(("unix:", "unix-abstract:")):
+        return
+    port = address.rsplit(":", 1)[-1]
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        where = {FLAG: "--server", ENV: "ENGRAM_SERVER", CONFIG: "[client] server"}.get(
+            origin, "server")
+        raise SettingsError(f"{where}: {address!r} is not valid",
+                            "expected HOST:PORT with a port from 1 to 65535")
 
 
 def _check_defaults() -> None:

@@ -18,16 +18,17 @@ common tag would link everything to everything.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from engram_cli.engine.model import State
-
-if TYPE_CHECKING:
-    from engram_cli.engine.store import Store
+from engram_cli.engine.settings import Settings
+from engram_cli.engine.writes import op_finish, op_mark, op_reinforce
+from engram_cli.errors import EngramError
 
 BATCH = 5_000
 CO_RECALL_TOP = 3
@@ -35,6 +36,8 @@ CO_RECALL_MIN = 2
 CO_RECALL_STEP = 0.1
 _MAX_PAIRS = 50_000
 MAX_CHANGES = 10_000  # state changes listed in a report (all are counted)
+
+log = logging.getLogger("engram.engine")
 
 
 @dataclass
@@ -55,13 +58,23 @@ class ConsolidationStats:
     last_pass_at: float = 0.0
     last_pass_s: float = 0.0
     next_pass_at: float = 0.0
+    failed_passes: int = 0
 
 
 class Consolidator:
-    """The scheduler thread and the pass logic; the store's writer does the writing."""
+    """The scheduler thread and the pass logic; the store's writer does the writing.
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    write(fn, *args) runs a write operation on the writer thread and answers its result;
+    invalidate(keys) drops (space, id) pairs from the hot tier after a write changed them;
+    settings() answers the live settings; clock() the store's time."""
+
+    def __init__(self, write: Callable[..., Any],
+                 invalidate: Callable[[Sequence[tuple[str, str]]], None],
+                 settings: Callable[[], Settings], clock: Callable[[], float]) -> None:
+        self._write = write
+        self._invalidate = invalidate
+        self._settings = settings
+        self._clock = clock
         self.stats = ConsolidationStats()
         self._pairs: dict[tuple[str, str, str], int] = {}
         self._pairs_lock = threading.Lock()
@@ -97,8 +110,8 @@ class Consolidator:
 
     def run_pass(self) -> PassReport:
         """One background pass over every space (minimum age applies)."""
-        min_age = self.store.settings.consolidation_min_age_s
-        return self._run(space=None, ids=None, stored_before=self.store.clock() - min_age)
+        min_age = self._settings().consolidation_min_age_s
+        return self._run(space=None, ids=None, stored_before=self._clock() - min_age)
 
     def consolidate(self, space: str, ids: list[str] | None = None,
                     older_than: float | None = None, types: Sequence[int] = (),
@@ -110,15 +123,13 @@ class Consolidator:
     def _run(self, space: str | None, ids: list[str] | None, stored_before: float | None = None,
              created_before: float | None = None, types: list[int] | None = None,
              min_confidence: float = 0.0) -> PassReport:
-        from engram_cli.engine import store as st
-
         report = PassReport(started_at=time.time())
         t0 = time.perf_counter()
         with self._pass_lock:
             # Edges first, so a memory consolidated in this pass carries what was learned.
             for sp, a, b, n in self._take_pairs(space):
-                created = self.store.write(st.op_reinforce, sp, a, b, min(1.0, CO_RECALL_STEP * n),
-                                           "co-recalled", self.store.clock())
+                created = self._write(op_reinforce, sp, a, b, min(1.0, CO_RECALL_STEP * n),
+                                      "co-recalled", self._clock())
                 if created is None:
                     continue
                 if created:
@@ -131,17 +142,17 @@ class Consolidator:
                                           (State.RECENT, stored_before)):
                 after: Any = None
                 while True:
-                    batch = self.store.write(
-                        st.op_mark, space, ids, int(state_from), int(State.CONSOLIDATING),
+                    batch = self._write(
+                        op_mark, space, ids, int(state_from), int(State.CONSOLIDATING),
                         age_limit, created_before, types or [], min_confidence, BATCH, after)
                     if not batch:
                         break
                     after = batch[-1][0]
                     keys = [(sp, mid) for _, sp, mid in batch]
-                    self.store.invalidate(keys)
-                    done = self.store.write(st.op_finish, [r for r, _, _ in batch],
-                                            int(State.CONSOLIDATED))
-                    self.store.invalidate(keys)
+                    self._invalidate(keys)
+                    done = self._write(op_finish, [r for r, _, _ in batch],
+                                       int(State.CONSOLIDATED))
+                    self._invalidate(keys)
                     report.consolidated += done
                     for _, _sp, mid in batch[:MAX_CHANGES - len(report.changes)]:
                         report.changes[mid] = int(State.CONSOLIDATED)
@@ -174,10 +185,8 @@ class Consolidator:
             self._thread.join(timeout=30)
 
     def _loop(self) -> None:
-        from engram_cli.errors import EngramError
-
         while not self._stop.is_set():
-            interval = self.store.settings.consolidation_interval_s
+            interval = self._settings().consolidation_interval_s
             if interval <= 0:
                 self.stats.next_pass_at = 0.0
                 self._wake.wait(1.0)
@@ -191,3 +200,9 @@ class Consolidator:
                 self.run_pass()
             except EngramError:
                 pass  # the store is closing or overloaded; the next pass retries
+            except Exception:
+                # A bug or a broken store must not end consolidation for the life of the
+                # server without a word: say what failed, and try again next interval.
+                log.exception("consolidation pass failed; the next one runs in %g s",
+                              interval)
+                self.stats.failed_passes += 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -15,8 +16,6 @@ from engram_cli.errors import InvalidArgument
 
 DEFAULT_SPACE = "default"
 SPACE_RE = re.compile(r"^[a-z0-9_-]{3,64}$")
-MAX_CONTENT_BYTES = 1024 * 1024
-MAX_EMBEDDING_DIMS = 8192
 DEFAULT_CONFIDENCE = 0.9
 
 
@@ -34,27 +33,6 @@ class State(IntEnum):
     CONSOLIDATING = 2
     CONSOLIDATED = 3
     RECONSOLIDATING = 4
-
-
-class Category(IntEnum):
-    UNSPECIFIED = 0
-    NONE = 1
-    LOW = 2
-    MEDIUM = 3
-    HIGH = 4
-    CERTAIN = 5
-
-
-def category_of(value: float) -> Category:
-    if value < 0.05:
-        return Category.NONE
-    if value < 0.3:
-        return Category.LOW
-    if value < 0.7:
-        return Category.MEDIUM
-    if value < 0.99:
-        return Category.HIGH
-    return Category.CERTAIN
 
 
 def resolve_space(space_id: str) -> str:
@@ -79,6 +57,15 @@ def content_id(content: str, embedding_bytes: bytes = b"") -> str:
         h.update(b"\x00embedding\x00")
         h.update(embedding_bytes)
     return "mem_" + h.hexdigest()
+
+
+def embedding_to_bytes(values: Iterable[float]) -> bytes:
+    """An embedding as the engine keeps it: float32 bytes."""
+    import numpy as np  # here, not above: the importer uses this module without numpy
+
+    arr = np.asarray(list(values) if not isinstance(values, np.ndarray) else values,
+                     dtype=np.float32)
+    return arr.tobytes()
 
 
 def memory_key(space: str, mid: str) -> int:

@@ -94,7 +94,27 @@ def load(key: str) -> Checkpoint | None:
     return Checkpoint(key, path, marks, body.get("describe", {}))
 
 
+STALE_AFTER_S = 30 * 86_400  # a checkpoint untouched this long is for an import given up
+
+
+def prune_stale(now: float | None = None) -> int:
+    """Remove checkpoints not written for STALE_AFTER_S (an import nobody resumed);
+    answers how many. Each new import does this, so they cannot pile up forever."""
+    import time
+
+    cutoff = (time.time() if now is None else now) - STALE_AFTER_S
+    removed = 0
+    with contextlib.suppress(OSError):
+        for path in checkpoint_dir().glob("*.json"):
+            with contextlib.suppress(OSError):
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed += 1
+    return removed
+
+
 def new(key: str, names: list[str], paths: list[Path | None],
         describe: dict[str, Any]) -> Checkpoint:
+    prune_stale()
     marks = [InputMark(name, head=head_hash(p)) for name, p in zip(names, paths, strict=False)]
     return Checkpoint(key, checkpoint_dir() / f"{key}.json", marks, describe)

@@ -1,11 +1,13 @@
-"""The import job: inputs -> readers -> records -> batches -> the bulk sender, with the
-rejects file, the checkpoint, the counters and the progress it reports.
+"""The import job: inputs -> readers -> mapped records -> the bulk sender, which cuts and
+sends the batches; here, the rejects file, the checkpoint, the counters and the progress,
+from what the sender reports back about each record.
 
 A record is *done* when the server has acknowledged it or it is in the rejects file.
 Batches finish out of order, so the checkpoint of an input is the start of its earliest
-batch not yet done (or, with none pending, the end of the last record read): everything
-before it is done, whatever happens after. It is saved about once a second, when the run
-stops (error, --max-errors, Ctrl-C) and removed when the run completes.
+batch not yet done, as the sender tells it (or, with none pending, the end of the last
+record read): everything before it is done, whatever happens after. It is saved about
+once a second, when the run stops (error, --max-errors, Ctrl-C) and removed when the run
+completes.
 """
 
 from __future__ import annotations
@@ -16,18 +18,24 @@ import signal
 import sys
 import threading
 import time
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engram_cli.client.bulk import Entry, SendOptions, frame
-from engram_cli.config import DEFAULT_MAX_MESSAGE_BYTES, Connection
-from engram_cli.errors import EngramError, InputError, MaxErrorsExceeded, UsageError
+from engram_cli.client.batching import Entry, SendOptions, frame
+from engram_cli.client.bulk import BulkSender, DrySender
+from engram_cli.config import Connection
+from engram_cli.errors import (
+    DamagedInput,
+    EngramError,
+    InputError,
+    MaxErrorsExceeded,
+    UsageError,
+)
 from engram_cli.ingest import checkpoint as ckpt
-from engram_cli.ingest.mapping import Encoder, FieldMap, RecordError
-from engram_cli.ingest.readers import Input, Position
+from engram_cli.ingest.mapping import FIELDS, Encoder, FieldMap, RecordError
+from engram_cli.ingest.readers import Input, Item, Position
 from engram_cli.ingest.rejects import RejectsFile, default_path, prune, reject_line
 
 CHECKPOINT_EVERY_S = 1.0
@@ -85,6 +93,7 @@ class ImportOptions:
     resume: bool = False
     dry_run: bool = False
     send: SendOptions = field(default_factory=SendOptions)
+    delimiter: str | None = None  # CSV: None sniffs it from the first lines
 
 
 @dataclass
@@ -143,23 +152,12 @@ def expand_inputs(args: list[str]) -> list[str]:
     for name in names:
         if name != "-" and not Path(name).exists():
             raise InputError(f"cannot read {name}: no such file")
+        if name != "-" and Path(name).is_dir():
+            raise InputError(f"cannot read {name}: it is a directory",
+                             f"name its files, e.g. '{name.rstrip('/')}/*.jsonl'")
     if not names:
         raise UsageError("no input", "name files, globs, or - for stdin")
     return names
-
-
-class _Batch:
-    """A batch as the checkpoint sees it: which input, where it starts, whether done."""
-
-    __slots__ = ("done", "entries", "line", "nbytes", "offset", "source")
-
-    def __init__(self, source: int) -> None:
-        self.source = source
-        self.offset = 0
-        self.line = 1
-        self.entries: list[Entry] = []
-        self.nbytes = 0
-        self.done = False
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -182,22 +180,27 @@ class Importer:
         self._notice = notice
         self.warn = warn
         self.names = expand_inputs(options.inputs)
-        self.inputs = [Input(n, options.fmt) for n in self.names]
+        known = frozenset(FIELDS) | {src for _, src in options.fieldmap.pairs}
+        content = options.fieldmap.source_of("content")
+        self.inputs = [Input(n, options.fmt, options.delimiter, known, content)
+                       for n in self.names]
         self.encoder = Encoder(options.fieldmap)
         self.summary = Summary(dry_run=options.dry_run,
                                space=conn.space if conn is not None else "")
-        self._pending: deque[_Batch] = deque()
-        self._filling: _Batch | None = None
         self._reading = -1  # index of the input being read
         self._read_done: set[int] = set()
-        self._next_pos = Position()
+        self._start_pos = Position()  # where reading of the current input began
+        self._last_item: Item | None = None  # its last record read
+        # Inputs that broke off part way (a truncated gzip): where their readable part ends.
+        self._broken_at: dict[int, Position] = {}
         self._stop = False
         self._interrupted = False
         self._started = time.monotonic()
         self._last_checkpoint = self._started
         self._last_progress = 0.0
         self._bytes_done = 0
-        self._sender: Any = None
+        self._sender: BulkSender | DrySender | None = None
+        self._settled = False  # the sender answered that every record is settled
         self._ck: ckpt.Checkpoint | None = None
         self._rejects: dict[int, RejectsFile] = {}
         has_stdin = "-" in self.names
@@ -267,7 +270,8 @@ class Importer:
 
     def _check_unchanged(self, found: ckpt.Checkpoint) -> None:
         for inp, mark in zip(self.inputs, found.inputs, strict=False):
-            size = inp.size()
+            # A checkpoint's offset counts decompressed bytes: no bound from a gzip's size.
+            size = None if inp.compressed() else inp.size()
             if ckpt.head_hash(inp.path) != mark.head or (size is not None and size < mark.offset
                                                           and not mark.done):
                 raise UsageError(
@@ -287,7 +291,6 @@ class Importer:
         gc.set_threshold(max(gc_threshold[0], 100_000), *gc_threshold[1:])
         try:
             if not self.options.dry_run:
-                from engram_cli.client.bulk import BulkSender
                 from engram_cli.client.connection import call_metadata
                 from engram_cli.client.pool import ChannelPool
 
@@ -295,23 +298,17 @@ class Importer:
                 pool = ChannelPool(self.conn.server, self.options.send.pool)
                 self._sender = BulkSender(pool, self.conn.space, self.options.send, self,
                                           call_metadata(self.conn))
-                self._sender.connect()
-                self.summary.mode = self._sender.mode
             else:
-                self.summary.mode = "dry-run"
+                self._sender = DrySender(self)
+            self._sender.connect()
+            self.summary.mode = self._sender.mode
+            records = self._records(starts)
             try:
-                self._read_all(starts)
-                if self._sender is not None:
-                    if self._stop:
-                        self._sender.drain(retry=False)
-                    else:
-                        self._drain()
+                self._settled = self._sender.send(records)
             except EngramError as exc:
-                self.summary.error = exc
-                if self._sender is not None:
-                    self._sender.drain(retry=False)
-            if self._sender is not None and self._sender.fatal is not None:
-                self.summary.error = self.summary.error or self._sender.fatal
+                self.summary.error = self.summary.error or exc
+            finally:
+                records.close()
             if (self.summary.error is None and not self._interrupted
                     and self.options.max_errors.exceeded(self.summary.rejected,
                                                          self.summary.read, final=True)):
@@ -326,111 +323,48 @@ class Importer:
                 pool.close()
         return self._finish_summary()
 
-    def _drain(self) -> None:
-        sender = self._sender
-        while not sender.idle:
-            sender.pump(0.1)
-            self._tick()
-            if sender.fatal is not None:
-                break
-            if self._interrupted:
-                sender.drain(retry=False)
-                break
-        if sender.fatal is None:
-            sender.drain(retry=not self._interrupted)
-
-    def _read_all(self, starts: list[Position]) -> None:
+    def _records(self, starts: list[Position]) -> Generator[Entry, None, None]:
+        """Every record of the inputs, read, mapped and framed, for the sender; a record
+        that cannot be is rejected here. Ends early when the run stops."""
+        encode = self.encoder.encode
+        summary = self.summary
         for idx, inp in enumerate(self.inputs):
             if idx in self._read_done:
                 self._bytes_done += inp.size() or 0
                 continue
             self._reading = idx
-            self._next_pos = starts[idx]
-            self._filling = None
-            self._read_one(idx, inp, starts[idx])
-            if self._stop:
-                return
-            if (self._filling is not None and self._filling.entries
-                    and not self._submit(self._filling)):
-                return
-            self._filling = None
+            self._start_pos, self._last_item = starts[idx], None
+            text_columns = inp.is_csv
+            try:
+                for item in inp.read(starts[idx]):
+                    summary.read += 1
+                    if item.error is not None:
+                        self._reject_item(idx, item.line, item.error, item.raw, None)
+                    else:
+                        try:
+                            _, payload = encode(item.record,  # type: ignore[arg-type]
+                                                text_columns)
+                        except RecordError as exc:
+                            self._reject_item(idx, item.line, str(exc), item.raw, item.record)
+                        else:
+                            yield Entry(frame(payload), idx, item.line, item.start, item.raw)
+                    self._last_item = item  # a checkpoint makes the Position, not each record
+                    if self._stop:
+                        self.tick()
+                        return
+                    if summary.read & 1023 == 0:
+                        self.tick()
+            except DamagedInput as exc:
+                # What came before the damage goes on to the server; the run ends with
+                # exit 1 and a checkpoint at the damage, after the other inputs.
+                last = self._last_item
+                self._broken_at[idx] = (Position(last.end, last.next_line) if last is not None
+                                        else self._start_pos)
+                if summary.error is None:
+                    summary.error = exc
+                continue
             self._read_done.add(idx)
             self._bytes_done += inp.size() or 0
-
-    def _read_one(self, idx: int, inp: Input, start: Position) -> None:
-        encode = self.encoder.encode
-        text_columns = inp.is_csv
-        summary = self.summary
-        batch = _Batch(idx)
-        self._filling = batch
-        sender = self._sender
-        max_record = (sender.max_record_bytes if sender is not None
-                      else DEFAULT_MAX_MESSAGE_BYTES - 64 * 1024)
-        max_batch_bytes = sender.max_batch_bytes if sender is not None else 0
-        for item in inp.read(start):
-            summary.read += 1
-            if item.error is not None:
-                self._reject_item(idx, item.line, item.error, item.raw, None)
-            else:
-                try:
-                    _, payload = encode(item.record, text_columns)  # type: ignore[arg-type]
-                except RecordError as exc:
-                    self._reject_item(idx, item.line, str(exc), item.raw, item.record)
-                else:
-                    framed = frame(payload)
-                    size = len(framed)
-                    if size > max_record:
-                        self._reject_item(idx, item.line,
-                                          f"record is {size} bytes encoded; the largest "
-                                          f"message the server takes is {max_record} bytes",
-                                          item.raw, item.record)
-                    elif sender is None:
-                        summary.imported += 1
-                    else:
-                        if batch.entries and batch.nbytes + size > max_batch_bytes:
-                            if not self._submit(batch):
-                                return  # stopping: the unsent batch holds the checkpoint
-                            batch = self._filling = _Batch(idx)
-                        if not batch.entries:
-                            batch.offset, batch.line = item.start, item.line
-                        batch.entries.append(Entry(framed, idx, item.line, item.raw))
-                        batch.nbytes += size
-                        if len(batch.entries) >= sender.batch_size:
-                            if not self._submit(batch):
-                                self._next_pos = Position(item.end, item.next_line)
-                                return
-                            batch = self._filling = _Batch(idx)
-            self._next_pos = Position(item.end, item.next_line)
-            if self._stop or self._interrupted:
-                self._stop = True
-                return
-            if summary.read & 1023 == 0:
-                self._tick()
-
-    def _submit(self, batch: _Batch) -> bool:
-        """Hand a batch to the sender; False (and stop) if interrupted while waiting."""
-        sender = self._sender
-        if not sender.submit(batch.entries, batch, lambda: self._interrupted):
-            self._stop = True
-            return False
-        self._pending.append(batch)
-        self.summary.batches += 1
-        self._tick()
-        return True
-
-    def _tick(self) -> None:
-        """Between records: hear back from the sender, checkpoint and report when due."""
-        if self._sender is not None:
-            self._sender.pump(0)
-            if self._sender.fatal is not None:
-                raise self._sender.fatal
-        now = time.monotonic()
-        if self._ck is not None and now - self._last_checkpoint >= CHECKPOINT_EVERY_S:
-            self._save_checkpoint()
-            self._last_checkpoint = now
-        if self.on_progress is not None and now - self._last_progress >= PROGRESS_EVERY_S:
-            self._last_progress = now
-            self.on_progress(self.progress())
 
     def progress(self) -> Progress:
         total = None
@@ -447,23 +381,30 @@ class Importer:
 
     # -- what the sender reports (Listener) ----------------------------------------------
 
-    def acked(self, token: Any, n: int, outcomes: dict[str, int]) -> None:
+    def stored(self, n: int, outcomes: dict[str, int]) -> None:
         s = self.summary
         s.imported += n
-        s.created += outcomes.get("created", 0)
-        s.updated += outcomes.get("updated", 0)
-        s.unchanged += outcomes.get("unchanged", 0)
+        if outcomes:
+            s.created += outcomes.get("created", 0)
+            s.updated += outcomes.get("updated", 0)
+            s.unchanged += outcomes.get("unchanged", 0)
 
     def rejected(self, entry: Entry, reason: str) -> None:
         inp = self.inputs[entry.source]
         self._reject_item(entry.source, entry.line, reason, entry.raw, inp.reparse(entry.raw))
 
-    def done(self, token: Any) -> None:
-        token.done = True
-        token.entries = []  # their bytes are not needed any more
-        pending = self._pending
-        while pending and pending[0].done:
-            pending.popleft()
+    def tick(self) -> None:
+        """Between records and while the sender waits: a stop (Ctrl-C, --max-errors)
+        reaches the sender; the checkpoint and the progress are reported when due."""
+        if self._stop and self._sender is not None:
+            self._sender.stop()
+        now = time.monotonic()
+        if self._ck is not None and now - self._last_checkpoint >= CHECKPOINT_EVERY_S:
+            self._save_checkpoint()
+            self._last_checkpoint = now
+        if self.on_progress is not None and now - self._last_progress >= PROGRESS_EVERY_S:
+            self._last_progress = now
+            self.on_progress(self.progress())
 
     def notice(self, message: str) -> None:
         self._notice(message)
@@ -504,20 +445,20 @@ class Importer:
     def _marks_now(self) -> None:
         ck = self._ck
         assert ck is not None
-        first_pending: dict[int, _Batch] = {}
-        for b in self._pending:
-            if not b.done and b.source not in first_pending:
-                first_pending[b.source] = b
+        unsettled = self._sender.unsettled() if self._sender is not None else {}
         for i, mark in enumerate(ck.inputs):
-            first = first_pending.get(i)
+            first = unsettled.get(i)
             if first is not None:
                 mark.offset, mark.line, mark.done = first.offset, first.line, False
+            elif i in self._broken_at:
+                at = self._broken_at[i]
+                mark.offset, mark.line, mark.done = at.offset, at.line, False
             elif i == self._reading and i not in self._read_done:
-                f = self._filling
-                if f is not None and f.entries:
-                    mark.offset, mark.line = f.offset, f.line
+                last = self._last_item
+                if last is None:
+                    mark.offset, mark.line = self._start_pos.offset, self._start_pos.line
                 else:
-                    mark.offset, mark.line = self._next_pos.offset, self._next_pos.line
+                    mark.offset, mark.line = last.end, last.next_line
                 mark.done = False
             elif i in self._read_done:
                 mark.done = True
@@ -533,7 +474,7 @@ class Importer:
     def _finish_state(self) -> None:
         complete = (self.summary.error is None and not self._interrupted and not self._stop
                     and len(self._read_done) == len(self.inputs)
-                    and (self._sender is None or self._sender.idle))
+                    and self._settled)
         if self._ck is not None:
             try:
                 if complete:
@@ -553,6 +494,7 @@ class Importer:
         s.rejects_files = self._rejects_files()
         if self._sender is not None:
             s.mode = self._sender.mode  # it may have fallen back to the stream mid-run
+            s.batches = self._sender.batches
             s.retried = self._sender.retried
             lat = self._sender.latencies
             s.batch_p50_ms = round(_percentile(lat, 0.5) * 1000, 2)
@@ -570,7 +512,7 @@ class Importer:
         def on_signal(signum: int, frame: Any) -> None:
             if self._interrupted:
                 raise KeyboardInterrupt
-            self._interrupted = True
+            self._interrupted = self._stop = True
 
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
 

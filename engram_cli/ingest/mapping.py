@@ -3,7 +3,9 @@
 Three steps, in this order: the user's field names are renamed to ours (`--map`,
 `--id-field`, `--content-field`); CSV/TSV text values become typed values (`tags` as
 `a;b` or a JSON list, `embedding` as a JSON list, `metadata.KEY` columns); then the
-record is validated and built. Every failure is a `RecordError` whose message names the
+record is validated and built: each field's type here, its value by the server's own
+rules (engram_cli/engine/rules.py), so a record the server would refuse is rejected before
+it is sent, with the same reason. Every failure is a `RecordError` whose message names the
 field. The id is always set: the record's id field, else the content id the server would
 compute (`engram.model.content_id`), so a retry or a re-run never stores a second copy,
 even on servers that would assign random ids.
@@ -21,14 +23,14 @@ from typing import Any
 
 import orjson
 
-from engram_cli.engine.model import category_of, content_id
+from engram_cli.engine.confidence import category_of
+from engram_cli.engine.model import DEFAULT_CONFIDENCE, content_id
+from engram_cli.engine.rules import memory_error, memory_type_error, memory_type_number
 from engram_cli.errors import EngramError, UsageError
 
-MEMORY_TYPES = {"episodic": 1, "semantic": 2, "procedural": 3, "working": 4}
 FIELDS = ("id", "content", "confidence", "embedding", "tags", "metadata", "memory_type",
           "created_at", "decay_rate")
 REJECT_KEY = "_reject"  # the rejects file's annotation; ignored when a record is read back
-_FLOAT32_MAX = 3.4028234663852886e38
 
 
 class RecordError(EngramError):
@@ -195,6 +197,7 @@ class Encoder:
 
         self.fieldmap = fieldmap
         self._memory = pb.Memory
+        self._namer = self._name  # made once: the rules take it for every record
 
     def encode(self, record: dict[str, Any], text_columns: bool = False) -> tuple[str, bytes]:
         """(memory id, serialized Memory) for one record; raises RecordError."""
@@ -232,14 +235,9 @@ class Encoder:
             if type(emb) is not list or not set(map(type, emb)) <= {int, float}:
                 raise RecordError(f"{self._name('embedding')} must be a list of numbers")
             values = array("d", emb)
-            if values and not (min(values) >= -_FLOAT32_MAX and max(values) <= _FLOAT32_MAX):
-                raise RecordError(f"{self._name('embedding')} contains NaN, infinity or a "
-                                  "value out of float32 range")
             fields["embedding"] = values
             if not content:
                 emb_bytes = array("f", values).tobytes()
-        if not content and not emb_bytes:
-            raise RecordError(f"missing {self._name('content')} (and no embedding)")
 
         mid = get("id")
         if mid is None or mid == "":
@@ -252,12 +250,9 @@ class Encoder:
         fields["id"] = mid
 
         conf = get("confidence")
-        if conf is not None:
-            if type(conf) not in (int, float):
-                raise RecordError(f"{self._name('confidence')} must be a number, not "
-                                  f"{_kind(conf)}")
-            if not 0.0 <= conf <= 1.0:
-                raise RecordError(f"{self._name('confidence')} {conf} is outside 0..1")
+        if conf is not None and type(conf) not in (int, float):
+            raise RecordError(f"{self._name('confidence')} must be a number, not "
+                              f"{_kind(conf)}")
 
         tags = get("tags")
         if tags is not None:
@@ -271,13 +266,10 @@ class Encoder:
 
         mtype = get("memory_type")
         if mtype is not None and mtype != "":
-            if type(mtype) is str and mtype.lower() in MEMORY_TYPES:
-                fields["memory_type"] = MEMORY_TYPES[mtype.lower()]
-            elif type(mtype) is int and 0 <= mtype <= 4:
-                fields["memory_type"] = mtype
-            else:
-                raise RecordError(f"{self._name('memory_type')} {mtype!r} is not one of "
-                                  + "|".join(MEMORY_TYPES))
+            number = memory_type_number(mtype)
+            if number is None:
+                raise RecordError(memory_type_error(mtype, self._name("memory_type")))
+            fields["memory_type"] = number
 
         created = get("created_at")
         seconds = nanos = 0
@@ -291,10 +283,16 @@ class Encoder:
 
         decay = get("decay_rate")
         if decay is not None:
-            if type(decay) not in (int, float) or not decay >= 0:
+            if type(decay) not in (int, float):
                 raise RecordError(f"{self._name('decay_rate')} must be a number >= 0, not "
                                   f"{decay!r}")
             fields["decay_rate"] = decay
+
+        error = memory_error(content, b"" if emb is None else emb,
+                             DEFAULT_CONFIDENCE if conf is None else conf,
+                             decay or 0.0, fields.get("memory_type", 0), self._namer)
+        if error:
+            raise RecordError(error)
         # Sub-messages and the map are filled in place: building them apart and handing them
         # to the constructor costs about twice as much (a map goes through the generic
         # MutableMapping.update), and this runs once per imported record.

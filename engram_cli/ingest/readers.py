@@ -16,6 +16,7 @@ import gzip
 import io
 import re
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import IO, Any
 
 import orjson
 
-from engram_cli.errors import InputError, UsageError
+from engram_cli.errors import DamagedInput, InputError, UsageError
 
 FORMATS = ("jsonl", "json", "csv", "tsv")
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
@@ -33,6 +34,8 @@ _READ_BUFFER = 1 << 20
 # A JSON element whose end cannot be found within this many bytes has unbalanced brackets
 # (or is far over any message size): the rest of that file cannot be split into records.
 MAX_ELEMENT_BYTES = 256 * 1024 * 1024
+_HEAD_CHECK = 64 * 1024  # how much of an input's start is checked against its format
+_HEAD_LINES = 5
 
 
 @dataclass(slots=True)
@@ -67,7 +70,9 @@ def format_of(name: str) -> str | None:
 class Input:
     """One input named on the command line: a path, or `-` for stdin."""
 
-    def __init__(self, name: str, fmt: str | None = None) -> None:
+    def __init__(self, name: str, fmt: str | None = None, delimiter: str | None = None,
+                 known_fields: frozenset[str] = frozenset(), content_field: str = "content"
+                 ) -> None:
         self.name = name
         self.is_stdin = name == "-"
         self.path = None if self.is_stdin else Path(name)
@@ -80,7 +85,15 @@ class Input:
         if chosen not in FORMATS:
             raise UsageError(f"unknown format {chosen!r}", "use " + "|".join(FORMATS))
         self.format: str = chosen
+        if delimiter is not None and len(delimiter) != 1:
+            raise UsageError(f"--delimiter {delimiter!r} is not one character",
+                             "e.g. --delimiter ';' (\\t for tab)")
+        self.delimiter = delimiter
+        # A CSV header is told from a first data row by these (see _check_header).
+        self._known = known_fields
+        self._content_field = content_field
         self._header: list[str] | None = None
+        self._used_delimiter = "\t" if self.format == "tsv" else ","
         self._raw: Any = None
 
     @property
@@ -96,6 +109,16 @@ class Input:
         except OSError:
             return None
 
+    def compressed(self) -> bool:
+        """Whether the file is gzip (by its magic bytes); False for stdin."""
+        if self.path is None:
+            return False
+        try:
+            with open(self.path, "rb") as f:
+                return f.read(2) == _GZIP_MAGIC
+        except OSError:
+            return False
+
     def bytes_read(self) -> int | None:
         """How far into the file (on disk, so compressed bytes for gzip) reading got."""
         raw = self._raw
@@ -108,6 +131,9 @@ class Input:
 
     def _open(self) -> tuple[IO[bytes], bool]:
         if self.path is None:
+            if sys.stdin is None:
+                raise InputError("cannot read stdin: it is closed",
+                                 "pipe the records in, or name a file")
             raw: Any = sys.stdin.buffer
         else:
             try:
@@ -119,7 +145,7 @@ class Input:
         self._raw = raw
         head = raw.peek(2)[:2] if hasattr(raw, "peek") else b""
         if head == _GZIP_MAGIC:
-            return gzip.GzipFile(fileobj=raw, mode="rb"), True  # type: ignore[return-value]
+            return _Gzip(raw, self.display), True  # type: ignore[return-value]
         return raw, False
 
     def close(self) -> None:
@@ -131,6 +157,8 @@ class Input:
         """Items from `start` (a record start from a checkpoint) to the end."""
         stream, compressed = self._open()
         try:
+            if start.offset <= 0:
+                self._check_head(stream)
             if self.format in ("csv", "tsv"):
                 yield from self._read_csv(stream, compressed, start)
                 return
@@ -161,9 +189,70 @@ class Input:
             return stream
         raise InputError(f"cannot resume {self.display}: it cannot seek")
 
+    def _check_head(self, stream: IO[bytes]) -> None:
+        """Stop with one message, before any record, when the start of the input is not
+        the format it claims: binary data, or a JSON document named JSONL."""
+        head = stream.peek(_HEAD_CHECK)[:_HEAD_CHECK] if hasattr(stream, "peek") else b""
+        nul = head.find(b"\x00")
+        if nul >= 0:
+            raise InputError(f"{self.display} is not {self.format.upper()} text: it holds "
+                             f"binary data (a NUL byte at byte {nul})",
+                             "check that this is the file you meant")
+        if self.format != "jsonl":
+            return
+        lines = [ln for ln in head.split(b"\n")[:-1] if ln.strip()][:_HEAD_LINES]
+        first = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+        if not lines:
+            return
+        parsed = 0
+        for ln in lines:
+            try:
+                orjson.loads(ln)
+                parsed += 1
+            except orjson.JSONDecodeError:
+                pass
+        if parsed:
+            return
+        if first in (b"[", b"{"):
+            what = "a JSON array" if first == b"[" else "one JSON document over many lines"
+            raise InputError(f"{self.display} is {what}, not JSONL (one record per line)",
+                             "use --format json (or name it .json)")
+        if len(lines) >= 3:
+            raise InputError(f"{self.display} is not JSONL: none of its first {len(lines)} "
+                             "lines is JSON",
+                             "check the file, or name its format with --format")
+
+    def _delimiter(self, stream: IO[bytes]) -> str:
+        """--delimiter, a tab for TSV, else the one csv.Sniffer finds in the first lines
+        (`;` and `|` files are common), else a comma."""
+        if self.delimiter is not None:
+            return self.delimiter
+        if self.format == "tsv":
+            return "\t"
+        head = stream.peek(_HEAD_CHECK)[:_HEAD_CHECK] if hasattr(stream, "peek") else b""
+        sample = b"\n".join(head.split(b"\n")[:_HEAD_LINES]).decode("utf-8", "replace")
+        try:
+            return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+        except csv.Error:
+            return ","
+
+    def _check_header(self, header: list[str]) -> None:
+        """A first row whose cells name none of the fields a record can have, and not the
+        content field, is data: without a header its first row would be lost."""
+        if not self._known or self._content_field in header:
+            return
+        if any(h in self._known or h.startswith("metadata.") for h in header):
+            return
+        shown = ", ".join(repr(h[:20]) for h in header[:3])
+        raise InputError(f"{self.display}:1: the first row ({shown}) is not a header: it "
+                         f"names no known field and no {self._content_field!r} column",
+                         f"add a header row naming the columns (e.g. {self._content_field},"
+                         "tags), or pass --content-field / --delimiter")
+
     def _read_csv(self, stream: IO[bytes], compressed: bool, start: Position) -> Iterator[Item]:
         csv.field_size_limit(max(csv.field_size_limit(), MAX_ELEMENT_BYTES))
-        delimiter = "\t" if self.format == "tsv" else ","
+        delimiter = self._delimiter(stream)
+        self._used_delimiter = delimiter
         feed = _LineFeed(stream)
         reader = csv.reader(feed, delimiter=delimiter)
         try:
@@ -178,6 +267,7 @@ class Input:
         if not any(header):
             raise InputError(f"{self.display}:1: the header row is empty",
                              "the first row must name the columns (content, tags, ...)")
+        self._check_header(header)
         self._header = header
         feed.take()
         if start.offset > feed.pos:
@@ -212,7 +302,7 @@ class Input:
         try:
             if self.format in ("csv", "tsv") and self._header is not None:
                 rows = list(csv.reader(io.StringIO(raw.decode("utf-8")),
-                                       delimiter="\t" if self.format == "tsv" else ","))
+                                       delimiter=self._used_delimiter))
                 if len(rows) == 1 and len(rows[0]) == len(self._header):
                     return dict(zip(self._header, rows[0], strict=False))
                 return None
@@ -224,6 +314,54 @@ class Input:
     @property
     def is_csv(self) -> bool:
         return self.format in ("csv", "tsv")
+
+
+class _Gzip(gzip.GzipFile):
+    """A gzip stream whose damage (a truncated file, corrupt data) is a DamagedInput naming
+    the file and the compressed offset, not an EOFError: the command-line framework takes
+    an escaping EOFError for Ctrl-D and prints only "Aborted."."""
+
+    def __init__(self, raw: Any, display: str) -> None:
+        super().__init__(fileobj=raw, mode="rb")
+        self._raw_file = raw
+        self._display = display
+
+    def _damaged(self, exc: Exception) -> DamagedInput:
+        try:
+            at = int(self._raw_file.tell())
+        except (OSError, ValueError):
+            at = -1
+        where = f" at compressed byte {at:,}" if at >= 0 else ""
+        if isinstance(exc, EOFError):
+            what = f"{self._display}: the gzip data ends early{where} (the file is truncated)"
+        else:
+            what = f"{self._display}: damaged gzip data{where}: {exc}"
+        return DamagedInput(what, "every record before that point was read; replace the "
+                            "file and run the same command with --resume")
+
+    def read(self, size: int | None = -1) -> bytes:
+        try:
+            return super().read(size)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise self._damaged(exc) from None
+
+    def read1(self, size: int = -1) -> bytes:
+        try:
+            return super().read1(size)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise self._damaged(exc) from None
+
+    def peek(self, n: int) -> bytes:
+        try:
+            return super().peek(n)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise self._damaged(exc) from None
+
+    def readline(self, size: int | None = -1) -> bytes:
+        try:
+            return super().readline(size)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise self._damaged(exc) from None
 
 
 def _first_byte(stream: IO[bytes]) -> bytes:

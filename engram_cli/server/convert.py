@@ -7,14 +7,16 @@ from typing import Any
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from engram_cli.contract import STATE_KEY
+from engram_cli.engine.confidence import category_of
 from engram_cli.engine.model import (
     DEFAULT_CONFIDENCE,
     MemoryRecord,
     MemoryType,
     State,
-    category_of,
+    embedding_to_bytes,
 )
-from engram_cli.engine.store import RecallQuery, WriteBatch, embedding_to_bytes
+from engram_cli.engine.recall import RecallQuery
+from engram_cli.engine.writes import WriteBatch
 from engram_cli.errors import InvalidArgument, Unsupported
 from engram_cli.rpc import pb
 

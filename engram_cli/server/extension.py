@@ -11,13 +11,14 @@ import grpc
 
 from engram_cli import __version__
 from engram_cli.engine.model import resolve_space
-from engram_cli.engine.store import Store, WriteBatch
+from engram_cli.engine.settings import SPECS
+from engram_cli.engine.store import Store
+from engram_cli.engine.writes import WriteBatch
 from engram_cli.errors import InvalidArgument
 from engram_cli.rpc import ext, ext_svc
 from engram_cli.server.convert import add_memory_pb
 from engram_cli.server.errors import unary
 from engram_cli.tuning.server_config import ServerConfig
-from engram_cli.tuning.settings import SPECS
 
 
 class ExtensionServicer(ext_svc.ExtensionServiceServicer):

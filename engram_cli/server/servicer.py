@@ -10,8 +10,9 @@ from typing import Any
 
 import grpc
 
-from engram_cli.contract import MAX_HOPS_KEY, THRESHOLD_KEY
+from engram_cli.contract import MAX_HOPS_KEY, RECALL_MODE_KEY, THRESHOLD_KEY
 from engram_cli.engine.model import MemoryRecord, State, resolve_space
+from engram_cli.engine.recall import MODES
 from engram_cli.engine.store import Store
 from engram_cli.errors import EngramError, InvalidArgument
 from engram_cli.rpc import pb, svc
@@ -59,6 +60,12 @@ def recall_knobs(metadata: Any) -> dict[str, Any]:
     """Request metadata -> {RecallQuery field: value}; a bad value names its key."""
     out: dict[str, Any] = {}
     for key, value in metadata or ():
+        if key == RECALL_MODE_KEY:
+            if value not in MODES:
+                raise InvalidArgument(f"request metadata {key}: {value!r} is not valid",
+                                      f"expected one of {', '.join(MODES)}")
+            out["mode"] = value
+            continue
         spec = RECALL_KNOBS.get(key)
         if spec is None:
             continue
@@ -152,6 +159,7 @@ class EngramServicer(svc.EngramServiceServicer):
         if knobs:
             q.max_hops = knobs.get("max_hops", q.max_hops)
             q.threshold = knobs.get("threshold", q.threshold)
+            q.mode = knobs.get("mode", q.mode)
         result = self.store.recall(request.memory_space_id, q)
         resp = pb.RecallResponse(
             memories=[memory_to_pb(r) for r in result.memories],
@@ -205,7 +213,7 @@ class EngramServicer(svc.EngramServiceServicer):
 
     @unary
     def Recognize(self, request: Any, context: grpc.ServicerContext) -> Any:
-        from engram_cli.engine.store import embedding_to_bytes
+        from engram_cli.engine.model import embedding_to_bytes
 
         kind = request.WhichOneof("input")
         content, embedding = "", b""
@@ -281,6 +289,10 @@ class EngramServicer(svc.EngramServiceServicer):
             "tier.warm.size": float(stats["total_memories"] + stats["suppressed"]),
             "tier.warm.bytes": float(tiers["warm_bytes"]),
         })
+        vectors = stats["vector_index"]
+        metrics.update({f"vector_index.{k}": float(vectors[k])
+                        for k in ("dim", "indexed", "pending", "bytes", "embedded")})
+        metrics[f"vector_index.model.{vectors['model']}"] = 1.0
         for key, value in stats["consolidation"].items():
             metrics[f"consolidation.{key}"] = float(value)
         for name, n in stats["spaces"].items():

@@ -28,10 +28,10 @@ from engram_cli.client.settings import (
 )
 from engram_cli.client.settings_rpc import RemoteSetting, RemoteSnapshot
 from engram_cli.compat import tomllib
+from engram_cli.engine.settings import SPEC_BY_KEY
 from engram_cli.errors import SettingsError
 from engram_cli.tuning.client_settings import PREFIX, plan_client, write_client_settings
 from engram_cli.tuning.profiles import Profile
-from engram_cli.tuning.settings import SPEC_BY_KEY
 
 if TYPE_CHECKING:
     from engram_cli.client.settings_rpc import RemoteSettings

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from engram_cli.config import read_toml
+from engram_cli.engine.settings import DEFAULT_SETTINGS
 from engram_cli.errors import SettingsError
 from engram_cli.tuning.profiles import UPSTREAM_DEFAULTS, UPSTREAM_RANGES, Profile
 from engram_cli.tuning.server_config import ENGINE_TABLE, PERSISTENCE_TABLE, write_toml_atomic
-from engram_cli.tuning.settings import DEFAULT_SETTINGS
 
 UPSTREAM_DATA_ROOT = "~/.local/share/engram"
 

@@ -23,14 +23,14 @@ from typing import Any
 import tomli_w
 
 from engram_cli.config import located, read_toml
-from engram_cli.errors import SettingsError
-from engram_cli.tuning.settings import (
+from engram_cli.engine.settings import (
     DEFAULT_SETTINGS,
     SPEC_BY_KEY,
     SPECS,
     Settings,
     unknown_key_error,
 )
+from engram_cli.errors import SettingsError
 
 CONFIG_NAME = "engram.toml"
 ENGINE_TABLE = "engine"

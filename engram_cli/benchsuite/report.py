@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engram_cli.benchmark.runner import WARMUP_ROUNDS, BenchResult, RowResult
+from engram_cli.benchsuite.runner import WARMUP_ROUNDS, BenchResult, RowResult
 
 # The performance guide's table, measured on its authors' machine.
 SEED_ROWS: dict[str, dict[str, Any]] = {

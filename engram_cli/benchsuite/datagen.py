@@ -6,8 +6,8 @@ and an RFC 3339 `created_at`. Record i is a pure function of (i, seed) and its t
 carries its own date and time (61 s apart), so every record's content is distinct:
 deterministic ids never collapse two records into one.
 
-    python -m engram_cli.benchmark.datagen 200000 > memories.jsonl
-    python -m engram_cli.benchmark.datagen 3000 --csv > memories.csv
+    python -m engram_cli.benchsuite.datagen 200000 > memories.jsonl
+    python -m engram_cli.benchsuite.datagen 3000 --csv > memories.csv
 
 It lives in the package (not only under benchmarks/) so that an installed `engram bench`
 writes the same sentences as the benchmark scripts.

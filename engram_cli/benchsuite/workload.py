@@ -5,7 +5,7 @@ Unique content matters: a memory sent without an id gets a content-derived id, s
 writing the same text twice is an "unchanged" no-op on the second write and would make
 a write benchmark measure lookups instead of writes.
 
-The records come from engram_cli.benchmark.datagen: the same sentences every other
+The records come from engram_cli.benchsuite.datagen: the same sentences every other
 benchmark uses.
 """
 
@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from engram_cli.benchmark import datagen
+from engram_cli.benchsuite import datagen
 from engram_cli.rpc import pb
 
 _TYPES = {"episodic", "semantic", "procedural", "working"}
@@ -28,7 +28,7 @@ class Workload:
                  = None) -> None:
         if source is None:
             source = datagen.record
-            self.source_name = "engram_cli.benchmark.datagen"
+            self.source_name = "engram_cli.benchsuite.datagen"
         else:
             self.source_name = getattr(source, "__name__", "custom")
         self._source = source

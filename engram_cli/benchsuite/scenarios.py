@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from engram_cli.benchmark.runner import (
+from engram_cli.benchsuite.runner import (
     WARMUP_ROUNDS,
     BenchPlan,
     Progress,
@@ -25,8 +25,8 @@ from engram_cli.benchmark.runner import (
     SweepPoint,
     interleave,
 )
-from engram_cli.benchmark.target import Target
-from engram_cli.benchmark.workload import Workload, cue_sequence, hot_cues, to_memory
+from engram_cli.benchsuite.target import Target
+from engram_cli.benchsuite.workload import Workload, cue_sequence, hot_cues, to_memory
 
 Row = Callable[[Target, Workload, BenchPlan, Progress], RowResult]
 
@@ -145,7 +145,7 @@ def streaming(t: Target, w: Workload, plan: BenchPlan, progress: Progress) -> Ro
 
 
 def caching(t: Target, w: Workload, plan: BenchPlan, progress: Progress) -> RowResult:
-    from engram_cli.benchmark.caching import recallers
+    from engram_cli.benchsuite.caching import recallers
 
     progress(f"caching: storing {plan.cache_corpus} memories to recall from")
     records = _write_many(t, w, plan.cache_corpus)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 
-from engram_cli.benchmark import scenarios
-from engram_cli.benchmark.runner import BenchPlan, BenchResult, Progress, RowSkipped, quiet
-from engram_cli.benchmark.target import Target
-from engram_cli.benchmark.workload import Workload
+from engram_cli.benchsuite import scenarios
+from engram_cli.benchsuite.runner import BenchPlan, BenchResult, Progress, RowSkipped, quiet
+from engram_cli.benchsuite.target import Target
+from engram_cli.benchsuite.workload import Workload
 from engram_cli.config import Connection
 from engram_cli.errors import Unsupported, UsageError
 

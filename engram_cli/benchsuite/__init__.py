@@ -8,7 +8,7 @@ the scratch space; scenarios.py has one function per row and the batch-size swee
 table, the chart and JSON; suite.py's `run_bench` ties them together.
 """
 
-from engram_cli.benchmark.runner import BenchPlan, BenchResult, RowResult
-from engram_cli.benchmark.suite import run_bench
+from engram_cli.benchsuite.runner import BenchPlan, BenchResult, RowResult
+from engram_cli.benchsuite.suite import run_bench
 
 __all__ = ["BenchPlan", "BenchResult", "RowResult", "run_bench"]

@@ -9,88 +9,17 @@ Resolution on the server: default < config file (`<data dir>/engram.toml`, secti
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from engram_cli.engine.spec import SettingSpec
 from engram_cli.errors import SettingsError
 
+# typing costs a cached recall several ms at import; annotations are strings here.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-def _number(x: float) -> str:
-    """1048576 -> "1,048,576" (":g" would say 1.04858e+06); 0.5 stays 0.5."""
-    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
-
-
-@dataclass(frozen=True)
-class SettingSpec:
-    key: str
-    type: type
-    default: Any
-    description: str
-    min: float | None = None
-    max: float | None = None
-    choices: tuple[str, ...] | None = None
-    restart_required: bool = False
-
-    def describe_range(self) -> str:
-        if self.choices:
-            return "one of " + ", ".join(self.choices)
-        if self.type is bool:
-            return "true or false"
-        if self.min is not None and self.max is not None:
-            return f"{_number(self.min)} to {_number(self.max)}"
-        if self.min is not None:
-            return f"at least {_number(self.min)}"
-        return f"a {self.type.__name__}"
-
-    def coerce(self, value: Any) -> Any:
-        """Validate one value; raise SettingsError naming the key and the range."""
-        t = self.type
-        ok = True
-        if t is bool:
-            if isinstance(value, str) and value.lower() in ("true", "false"):
-                value = value.lower() == "true"
-            ok = isinstance(value, bool)
-        elif t is int:
-            if isinstance(value, str):
-                try:
-                    value = int(value.replace("_", ""))
-                except ValueError:
-                    ok = False
-            elif isinstance(value, float) and value.is_integer():
-                value = int(value)
-            ok = ok and isinstance(value, int) and not isinstance(value, bool)
-        elif t is float:
-            if isinstance(value, str):
-                try:
-                    value = float(value)
-                except ValueError:
-                    ok = False
-            ok = ok and isinstance(value, (int, float)) and not isinstance(value, bool)
-            if ok:
-                value = float(value)
-        elif t is str:
-            ok = isinstance(value, str)
-        if not ok:
-            raise SettingsError(
-                f"setting {self.key!r}: {value!r} is not valid",
-                f"expected {self.describe_range()}",
-            )
-        if self.choices and value not in self.choices:
-            raise SettingsError(
-                f"setting {self.key!r}: {value!r} is not allowed",
-                f"expected {self.describe_range()}",
-            )
-        if t in (int, float) and (
-            (self.min is not None and value < self.min)
-            or (self.max is not None and value > self.max)
-        ):
-            raise SettingsError(
-                f"setting {self.key!r}: {value!r} is out of range",
-                f"expected {self.describe_range()}",
-            )
-        return value
 
 
 SPECS: tuple[SettingSpec, ...] = (
@@ -129,6 +58,11 @@ SPECS: tuple[SettingSpec, ...] = (
                 "seconds", 1.0, 365 * 86_400.0),
     SettingSpec("max_message_bytes", int, 64 * 1024 * 1024, "largest gRPC message the "
                 "server accepts", 1024 * 1024, 1024 * 1024 * 1024, restart_required=True),
+    SettingSpec("embedding_model", str, "wordllama-l2-supercat-256", "model the server "
+                "embeds text-only memories and text cues with (none: lexical recall only)",
+                choices=("wordllama-l2-supercat-256", "none"), restart_required=True),
+    SettingSpec("vector_ef", int, 128, "vector index: candidates examined per search "
+                "(HNSW ef): higher finds more of the true nearest, slower", 16, 4096),
 )
 
 SPEC_BY_KEY: dict[str, SettingSpec] = {s.key: s for s in SPECS}
@@ -152,6 +86,8 @@ class Settings:
     forgetting_floor: float = 0.2
     forgetting_scale_s: float = 86_400.0
     max_message_bytes: int = 64 * 1024 * 1024
+    embedding_model: str = "wordllama-l2-supercat-256"
+    vector_ef: int = 128
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -165,6 +101,8 @@ DEFAULT_SETTINGS = Settings()
 
 
 def unknown_key_error(key: str) -> SettingsError:
+    import difflib
+
     close = difflib.get_close_matches(key, SPEC_BY_KEY, n=1)
     hint = f"did you mean {close[0]!r}?" if close else "see `engram tune --show` for the keys"
     return SettingsError(f"unknown setting {key!r}", hint)

@@ -1,0 +1,112 @@
+"""What `engram` shows before any command-line framework is loaded: the top-level help
+(the commands, the global options, the exit codes) and stdout handling for readers that
+leave early. The entry module and the Typer app both read it; standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 done; 1 failed (server unreachable, error); 2 usage error; "
+    "3 finished but some records rejected; 130 interrupted."
+)
+
+ABOUT = (
+    "Load, query and tune Engram memory servers.\n\n"
+    "Example: engram import examples/memories.jsonl && engram recall \"coffee\"\n\n"
+    + EXIT_CODES_HELP
+)
+
+# The global options as (names, metavar or "" for a flag, help). cli/main.py's callback
+# takes its help text from here; a test checks that the two list the same options.
+GLOBAL_OPTIONS = (
+    ("--server", "HOST:PORT", "Engram server (env: ENGRAM_SERVER; default localhost:50051)."),
+    ("--space", "NAME",
+     "Memory space (env: ENGRAM_SPACE; default: the server's default space)."),
+    ("--api-key", "KEY", "Sent as 'authorization: Bearer KEY' (env: ENGRAM_API_KEY)."),
+    ("--no-autostart", "", "Never start the embedded server (env: ENGRAM_NO_AUTOSTART=1)."),
+    ("-V, --version", "", "Print the version and exit."),
+    ("--verbose", "", "Debug log lines on stderr."),
+    ("--quiet", "", "Only warnings and errors in the log on stderr."),
+    ("--install-completion", "", "Install completion for the current shell."),
+    ("--show-completion", "",
+     "Show completion for the current shell, to copy it or customize the installation."),
+    ("-h, --help", "", "Show this message and exit."),
+)
+GLOBAL_HELP = {names: text for names, _, text in GLOBAL_OPTIONS}
+
+# The commands in the order cli/main.py registers them, each with the first paragraph of
+# its help; a test checks both against the Typer app.
+COMMANDS = (
+    ("serve", "Serve engram.v1 (plus our batch and settings RPCs, health and reflection)."),
+    ("stop", "Stop the Engram server at --server (default: the embedded one on "
+     "localhost:50051)."),
+    ("stats", "Show memory counts, averages and health (Introspect)."),
+    ("import", "Import memories from JSONL, JSON, CSV or TSV files, or stdin, fast."),
+    ("recall", "Recall memories that match a cue, from the server or the local cache."),
+    ("consolidate", "Consolidate a space's memories now (engram.v1 Consolidate)."),
+    ("tune", "Tune the server and this client for low latency, high throughput and more."),
+    ("bench", "Measure batching, pooling, caching and streaming against a server, before "
+     "and after."),
+    ("cache", "The local recall cache: stats and clear."),
+)
+
+
+def top_level_help() -> str:
+    """`engram --help`, laid out as Typer lays out the commands' own help."""
+    import textwrap
+
+    width = _help_width()
+
+    def row(first: str, text: str, column: int) -> str:
+        # `first` in the left column (alone on its line when too wide), `text` wrapped right.
+        pad = " " * column
+        head = f"  {first}".ljust(column) if len(first) <= column - 4 else f"  {first}\n{pad}"
+        return head + f"\n{pad}".join(textwrap.wrap(text, width - column)) + "\n"
+
+    out = ["Usage: engram [OPTIONS] COMMAND [ARGS]...\n\n"]
+    out += [textwrap.indent(textwrap.fill(paragraph, width - 2), "  ") + "\n\n"
+            for paragraph in ABOUT.split("\n\n")]
+    options = [(f"{names} {metavar}" if metavar else names, text)
+               for names, metavar, text in GLOBAL_OPTIONS]
+    column = min(max(len(first) for first, _ in options), 30) + 4
+    out += ["Options:\n", *(row(first, text, column) for first, text in options)]
+    column = min(max(len(name) for name, _ in COMMANDS), 30) + 4
+    out += ["\nCommands:\n", *(row(name, text, column) for name, text in COMMANDS)]
+    return "".join(out)
+
+
+def _help_width() -> int:
+    # What Typer's help formatter uses: the terminal's width (or COLUMNS), at most 80,
+    # less a margin of 2, at least 50.
+    try:
+        columns = int(os.environ.get("COLUMNS") or 0)
+        if columns <= 0 and sys.__stdout__ is not None:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+    except (OSError, ValueError):  # not a terminal
+        columns = 0
+    columns = columns if columns > 0 else 80
+    return max(min(columns, 80) - 2, 50)
+
+
+def discard_stdout() -> None:
+    """After the reader closed our stdout: send what is left to /dev/null, so that Python's
+    flush at exit does not fail too (it would exit 120 and print a warning)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (tests' captured stdout)
+        pass
+
+
+def flush_stdout() -> None:
+    """Flush now, where a closed pipe can still be handled, rather than at exit."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        discard_stdout()
+    except (OSError, ValueError):
+        pass

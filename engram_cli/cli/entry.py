@@ -1,0 +1,42 @@
+"""The `engram` executable: what it can answer without the command-line framework, then the
+Typer app.
+
+Importing Typer (with the pydantic it builds its parameters on) costs a process more than
+a cached recall does in all, so `main()` first answers what needs no framework: the
+top-level help (`engram`, `-h`, `--help`), `--version`, and a plain `engram recall CUE`
+whose answer is cached (cli/cached_recall.py). Everything else, and anything doubtful,
+goes to the Typer app in cli/main.py, which parses, reports errors and counts cache
+misses. Only the standard library is imported here at module level.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from engram_cli.cli.console import flush_stdout, top_level_help
+
+
+def main() -> None:
+    """Run `engram` with sys.argv (the console script and `python -m engram_cli`)."""
+    argv = sys.argv[1:]
+    if argv in ([], ["-h"], ["--help"]):
+        sys.stdout.write(top_level_help())
+        flush_stdout()
+        if not argv:
+            sys.exit(2)  # a usage error, as Typer's no_args_is_help has it
+        return
+    if argv in (["--version"], ["-V"]):
+        from engram_cli import __version__
+
+        sys.stdout.write(f"engram {__version__}\n")
+        flush_stdout()
+        return
+    if "recall" in argv:
+        from engram_cli.cli.cached_recall import answer_from_cache
+
+        if answer_from_cache(argv):
+            flush_stdout()
+            return
+    from engram_cli.cli.main import main as run_typer_app
+
+    run_typer_app()

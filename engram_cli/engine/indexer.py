@@ -1,0 +1,245 @@
+"""The background indexer: keeps the vector index (engine/vectors.py) in step with SQLite and
+embeds the memories that arrived without a vector, off the write path.
+
+A write is acknowledged when it commits, as always; its rowid is then in `vector_log`
+(migration 006's triggers, in the writing transaction). This thread follows the log: for
+each logged memory still visible it indexes the memory's own embedding, or the vector the
+server computed for it (`vectors`), or embeds its text (in batches, storing the vectors
+through the writer like any write); a memory deleted or suppressed is removed. Every few
+seconds the index is saved with the last log sequence it holds, and the log up to there is
+dropped. After kill -9 the index opens at its saved watermark and the log replays the
+rest; an index that cannot be used is rebuilt from every memory.
+
+The thread lowers its own CPU priority: on a small machine embedding competes with the
+writer and the RPC threads, and both matter more than how soon a vector is searchable.
+Recall re-reads every candidate from SQLite, so a lagging index can miss a new memory but
+never return one that was deleted, suppressed or changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engram_cli.engine.embedding import NONE, load_model
+from engram_cli.engine.vectors import IndexConfig, VectorIndex
+from engram_cli.errors import Overloaded
+
+log = logging.getLogger("engram.indexer")
+
+INDEX_DIR = "vectors"
+LOG_BATCH = 2048  # log rows handled per step
+EMBED_BATCH = 512  # texts embedded and stored per write
+SAVE_EVERY_S = 5.0
+NICENESS = 10
+_DTYPE = "<f2"  # server-computed vectors are kept as float16: half the bytes, same ranking
+
+
+class Indexer(threading.Thread):
+    """One per store. `index` is None until the thread has opened it."""
+
+    def __init__(self, directory: Path, model_name: str,
+                 reader: Callable[[], sqlite3.Connection],
+                 write: Callable[..., Any], ef: int) -> None:
+        super().__init__(name="engram-indexer", daemon=True)
+        self.directory = directory
+        self.model_name = model_name
+        self._reader = reader
+        self._write = write
+        self._ef = ef
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self.ready = threading.Event()  # the index is open (recall may use it)
+        self.index: VectorIndex | None = None
+        self.model: Any = None
+        self.applied = 0  # last log sequence whose effect is in the index
+        self.embedded = 0
+        self.error = ""
+
+    # -- what others ask -----------------------------------------------------------------
+
+    def pending(self) -> int:
+        """Logged changes not yet in the index."""
+        try:
+            row = self._reader().execute(
+                "SELECT count(*) FROM vector_log WHERE seq > ?", (self.applied,)).fetchone()
+            return int(row[0])
+        except sqlite3.Error:
+            return 0
+
+    def embed_cue(self, text: str) -> Any:
+        """The cue's vector (float32, unit), or None without a model."""
+        model = self.model
+        if model is None or not text.strip():
+            return None
+        vec = model.embed([text])[0]
+        return vec if float((vec * vec).sum()) > 0 else None
+
+    def set_ef(self, ef: int) -> None:
+        self._ef = ef
+        if self.index is not None:
+            self.index.set_expansion_search(ef)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self.is_alive():
+            self.join(timeout=30)
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    # -- the thread ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
+        try:
+            self._open()
+        except Exception as exc:  # the server keeps serving lexical recall
+            self.error = f"vector index unavailable: {exc}"
+            log.exception("vector index unavailable")
+            return
+        last_save = time.monotonic()
+        while not self._stopping.is_set():
+            try:
+                did = self._step()
+                now = time.monotonic()
+                if self.index is not None and self.index.stats().unsaved and (
+                        not did or now - last_save > SAVE_EVERY_S):
+                    self._save()
+                    last_save = now
+            except Overloaded:
+                # The writer's queue is full (an import): the log keeps what is not done.
+                did = False
+                self._stopping.wait(0.5)
+            except Exception as exc:
+                # A bad step must not end indexing: log it, wait, try again.
+                self.error = str(exc)
+                log.exception("indexer step failed")
+                did = False
+                self._stopping.wait(1.0)
+            if not did:
+                self._wake.wait(0.5)
+                self._wake.clear()
+        if self.index is not None:
+            with contextlib.suppress(Exception):
+                self._save()
+
+    def _open(self) -> None:
+        if self.model_name != NONE:
+            self.model = load_model(self.model_name)
+        config = IndexConfig(model=self.model_name, expansion_search=self._ef)
+        index = VectorIndex.open(self.directory, config)
+        self.applied = index.watermark
+        if index.watermark == 0:
+            if index.rebuild_reason:
+                log.warning("rebuilding the vector index: %s", index.rebuild_reason)
+            # Whatever the log still holds, index every memory once.
+            self._write(_op_log_all)
+        self.index = index
+        self.ready.set()
+
+    def _save(self) -> None:
+        assert self.index is not None
+        self.index.save(self.applied)
+        self._write(_op_trim_log, self.applied)
+
+    def _step(self) -> bool:
+        """Apply the next batch of the log; False when there was nothing to do."""
+        assert self.index is not None
+        conn = self._reader()
+        log_rows = conn.execute(
+            "SELECT seq, rid, space FROM vector_log WHERE seq > ? ORDER BY seq LIMIT ?",
+            (self.applied, LOG_BATCH)).fetchall()
+        if not log_rows:
+            return False
+        last = log_rows[-1][0]
+        spaces = {rid: space for _, rid, space in log_rows}
+        rids = list(spaces)
+        found: dict[int, tuple[Any, ...]] = {}
+        for i in range(0, len(rids), 450):
+            part = rids[i:i + 450]
+            marks = ",".join("?" * len(part))
+            for row in conn.execute(
+                    f"SELECT m.rowid, m.space, m.content, m.embedding, m.suppressed, v.vec "
+                    f"FROM memories m LEFT JOIN vectors v ON v.rid = m.rowid "
+                    f"WHERE m.rowid IN ({marks})", part):
+                found[row[0]] = row
+        import numpy as np
+
+        gone: dict[str, list[int]] = {}
+        add: dict[str, list[tuple[int, Any]]] = {}
+        to_embed: list[tuple[int, str, str]] = []
+        for rid in rids:
+            row = found.get(rid)
+            if row is None or row[4]:
+                gone.setdefault(spaces[rid], []).append(rid)
+                continue
+            _, space, content, own, _, computed = row
+            if own:
+                add.setdefault(space, []).append((rid, np.frombuffer(own, dtype=np.float32)))
+            elif computed:
+                add.setdefault(space, []).append(
+                    (rid, np.frombuffer(computed, dtype=_DTYPE).astype(np.float32)))
+            elif content and self.model is not None:
+                to_embed.append((rid, space, content))
+            else:
+                gone.setdefault(space, []).append(rid)
+        for space, keys in gone.items():
+            self.index.remove(space, keys)
+        for i in range(0, len(to_embed), EMBED_BATCH):
+            if self._stopping.is_set():
+                return True  # not applied: the log replays it next time
+            part = to_embed[i:i + EMBED_BATCH]
+            vecs = self.model.embed([c for _, _, c in part])
+            rows = [(rid, content, vecs[j]) for j, (rid, _, content) in enumerate(part)
+                    if float((vecs[j] * vecs[j]).sum()) > 0]
+            stored = set(self._write(_op_store_vectors, self.model_name, [
+                (rid, content, vec.astype(_DTYPE).tobytes()) for rid, content, vec in rows]))
+            self.embedded += len(stored)
+            for rid, _, vec in rows:
+                if rid in stored:
+                    add.setdefault(spaces[rid], []).append((rid, vec))
+        for space, items in add.items():
+            by_dim: dict[int, list[tuple[int, Any]]] = {}
+            for rid, vec in items:
+                by_dim.setdefault(len(vec), []).append((rid, vec))
+            held = self.index.dim(space)
+            for dim, group in by_dim.items():
+                if held is not None and dim != held:
+                    continue  # refused on the write path since the space got its dimension
+                self.index.add(space, [r for r, _ in group], np.stack([v for _, v in group]))
+                held = dim
+        self.applied = last
+        return True
+
+
+def _op_log_all(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT INTO vector_log (rid, space) SELECT rowid, space FROM memories")
+
+
+def _op_trim_log(conn: sqlite3.Connection, upto: int) -> None:
+    conn.execute("DELETE FROM vector_log WHERE seq <= ?", (upto,))
+
+
+def _op_store_vectors(conn: sqlite3.Connection, model: str,
+                      rows: list[tuple[int, str, bytes]]) -> list[int]:
+    """Store computed vectors of memories whose text is still the one embedded and that
+    still have no vector of their own; answers the rowids stored."""
+    stored = []
+    for rid, content, vec in rows:
+        cur = conn.execute(
+            "INSERT OR REPLACE INTO vectors (rid, model, vec) SELECT ?, ?, ? WHERE EXISTS "
+            "(SELECT 1 FROM memories WHERE rowid = ? AND content = ? AND embedding IS NULL "
+            "AND suppressed = 0)", (rid, model, vec, rid, content))
+        if cur.rowcount:
+            stored.append(rid)
+    return stored

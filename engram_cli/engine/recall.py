@@ -1,0 +1,461 @@
+"""Recall: seeds -> spreading activation -> ranking, inside one time budget.
+
+A cue is one of three kinds (`Cue`): text, an embedding, or a context (time range,
+location, participants). Each kind has its seed sources (`SeedSource`): text has the
+full-text index (engine/text.py), an embedding a similarity scan of the stored vectors,
+a context a filtered walk newest first. A source answers {memory rowid: relevance 0..1}
+for one space; when a kind has several sources their seeds are merged (the strongest
+relevance of a memory wins), so a vector index or an embedder can be added beside the
+text index without touching the rest of the pipeline.
+
+From the seeds, spreading activation follows the association edges
+(engine/activation.py); the memories reached are ranked by activation x decayed
+confidence (engine/forgetting.py) x a small recency boost, and cut to the limit. Rows
+come from the hot tier when they can (engine/rows.py). The whole recall shares one
+budget (`recall_budget_ms`): seeding and spreading stop when it runs out and the best
+found so far is ranked and returned.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+
+from engram_cli.contract import RECALL_MODES
+from engram_cli.engine import rows
+from engram_cli.engine.activation import path_to, spread
+from engram_cli.engine.forgetting import decayed
+from engram_cli.engine.hot import HotTier, Row
+from engram_cli.engine.model import MemoryRecord, content_id
+from engram_cli.engine.settings import Settings
+from engram_cli.engine.text import WORD_RE, TextSeeder, word_similarity
+from engram_cli.errors import InvalidArgument
+
+
+@dataclass
+class RecallQuery:
+    """What to recall; exactly one of text, embedding or a context (time/location) is set."""
+
+    text: str | None = None
+    embedding: bytes | None = None
+    similarity_threshold: float = 0.0
+    time_start: float | None = None
+    time_end: float | None = None
+    location: str = ""
+    participants: Sequence[str] = ()
+    required_tags: Sequence[str] = ()
+    excluded_tags: Sequence[str] = ()
+    min_confidence: float = 0.0
+    limit: int = 10
+    spread: bool = False
+    max_hops: int | None = None  # None: the server setting
+    decay: float | None = None  # per-hop activation kept; None: the server setting
+    threshold: float | None = None  # activation threshold; None: the server setting
+    trace: bool = False
+    mode: str = "hybrid"  # a text cue's seeds: hybrid, lexical or vector (MODES)
+
+
+@dataclass
+class Trace:
+    memory_id: str
+    activation: float
+    path: list[str]
+
+
+@dataclass
+class RecallResult:
+    memories: list[MemoryRecord] = field(default_factory=list)
+    total_activated: int = 0
+    above_threshold: int = 0
+    avg_activation: float = 0.0
+    elapsed_ms: float = 0.0
+    activation_path: list[str] = field(default_factory=list)
+    traces: list[Trace] = field(default_factory=list)
+    budget_exhausted: bool = False
+
+
+Seeds = tuple[dict[int, float], bool]  # ({rowid: relevance 0..1}, budget exhausted)
+
+
+MODES = RECALL_MODES
+# How much a vector seed's cosine similarity counts beside full-text relevance (0..1).
+VECTOR_WEIGHT = 0.5
+# A text cue's vector seeds in hybrid mode must be at least this similar to the cue: with
+# the default model unrelated sentences score 0.0-0.17 and paraphrases from about 0.2
+# ("the cottage in the Swiss mountains" ~ "a chalet high in the Alps": 0.23), so hybrid
+# adds what is related and not the whole space. `--mode vector` takes any similarity.
+HYBRID_MIN_SIMILARITY = 0.2
+
+
+class Cue(enum.Enum):
+    TEXT = "text"
+    EMBEDDING = "embedding"
+    CONTEXT = "context"
+
+
+def cue_of(q: RecallQuery) -> Cue:
+    """Which kind of cue a query is (text wins over an embedding, both over a context)."""
+    if q.text is not None:
+        return Cue.TEXT
+    if q.embedding is not None:
+        return Cue.EMBEDDING
+    if q.time_start is not None or q.time_end is not None or q.location or q.participants:
+        return Cue.CONTEXT
+    raise InvalidArgument("the cue is empty", "give a semantic query, an embedding or a context")
+
+
+class SeedSource(Protocol):
+    def __call__(self, conn: sqlite3.Connection, space: str, q: RecallQuery, want: int,
+                 limit: int, deadline: float) -> Seeds:
+        """Up to `want` seeds of this space's visible memories for the cue, stopping at
+        the deadline (perf_counter) with what it has; `limit` is what the caller keeps."""
+        ...
+
+
+def text_source(seeder: TextSeeder) -> SeedSource:
+    """The full-text index as a seed source."""
+    def seeds(conn: sqlite3.Connection, space: str, q: RecallQuery, want: int, limit: int,
+              deadline: float) -> Seeds:
+        return seeder.seeds(conn, space, q.text or "", want, deadline, limit)
+    return seeds
+
+
+def embedding_scan(conn: sqlite3.Connection, space: str, q: RecallQuery, want: int,
+                   limit: int, deadline: float) -> Seeds:
+    """Cosine similarity against every stored vector of the cue's size (no index)."""
+    vector = q.embedding or b""
+    cue = np.frombuffer(vector, dtype=np.float32)
+    norm = float(np.linalg.norm(cue))
+    if norm == 0:
+        raise InvalidArgument("embedding cue is all zeros")
+    cue = cue / norm
+    best: list[tuple[float, int]] = []
+    exhausted = False
+    cur = conn.execute(
+        "SELECT rowid, embedding FROM memories WHERE space = ? AND suppressed = 0 "
+        "AND embedding IS NOT NULL AND length(embedding) = ?", (space, len(vector)))
+    while True:
+        if time.perf_counter() > deadline:
+            exhausted = True  # the best of what was scanned so far
+            break
+        found = cur.fetchmany(8192)
+        if not found:
+            break
+        mat = np.frombuffer(b"".join(r[1] for r in found), dtype=np.float32).reshape(
+            len(found), -1)
+        norms = np.linalg.norm(mat, axis=1)
+        norms[norms == 0] = 1.0
+        sims = (mat @ cue) / norms
+        k = min(want, len(found))
+        idx = np.argpartition(-sims, k - 1)[:k]
+        best.extend((float(sims[i]), found[i][0]) for i in idx)
+        best = sorted(best, reverse=True)[:want]
+    cur.close()
+    return ({rowid: sim for sim, rowid in best if sim >= q.similarity_threshold and sim > 0},
+            exhausted)
+
+
+def vector_seeds(index: Any, conn: sqlite3.Connection, space: str, cue: Any, want: int,
+                 floor: float) -> dict[int, float]:
+    """Nearest neighbours from the vector index, each re-read from SQLite (still there,
+    visible, in this space) and re-scored exactly with its stored vector: the index only
+    proposes, so nothing deleted, suppressed or changed comes back from it."""
+    found = index.search(space, cue, want * 2)
+    if not found:
+        return {}
+    rids = [rid for rid, _ in found]
+    marks = ",".join("?" * len(rids))
+    out: dict[int, float] = {}
+    for rid, own, computed in conn.execute(
+            f"SELECT m.rowid, m.embedding, v.vec FROM memories m LEFT JOIN vectors v "
+            f"ON v.rid = m.rowid WHERE m.rowid IN ({marks}) AND m.space = ? "
+            f"AND m.suppressed = 0", (*rids, space)):
+        if own:
+            vec = np.frombuffer(own, dtype=np.float32)
+        elif computed:
+            vec = np.frombuffer(computed, dtype="<f2").astype(np.float32)
+        else:
+            continue  # its text changed since it was indexed: not this vector any more
+        if len(vec) != len(cue):
+            continue
+        norm = float(np.linalg.norm(vec))
+        sim = float(vec @ cue) / norm if norm else 0.0
+        if sim > floor:
+            out[rid] = sim
+    best = sorted(out.items(), key=lambda kv: kv[1], reverse=True)[:want]
+    return dict(best)
+
+
+def index_source(indexer: Callable[[], Any]) -> SeedSource:
+    """The vector index as a seed source: an embedding cue's own vector, or a text cue
+    embedded with the server's model. Falls back to a scan while the index is not open."""
+    def seeds(conn: sqlite3.Connection, space: str, q: RecallQuery, want: int, limit: int,
+              deadline: float) -> Seeds:
+        ix = indexer()
+        if q.text is not None:
+            if ix is None or not ix.ready.is_set():
+                return {}, False
+            cue = ix.embed_cue(q.text)
+            if cue is None:
+                return {}, False
+            floor = HYBRID_MIN_SIMILARITY if q.mode == "hybrid" else 0.0
+            return vector_seeds(ix.index, conn, space, cue, want, floor), False
+        if ix is None or not ix.ready.is_set() or ix.index.dim(space) is None:
+            return embedding_scan(conn, space, q, want, limit, deadline)
+        cue = np.frombuffer(q.embedding or b"", dtype=np.float32)
+        norm = float(np.linalg.norm(cue))
+        if norm == 0:
+            raise InvalidArgument("embedding cue is all zeros")
+        held = ix.index.dim(space)
+        if len(cue) != held:
+            raise InvalidArgument(
+                f"embedding cue has {len(cue)} dimensions; space {space!r} holds {held}",
+                f"send a {held}-dimensional vector")
+        return vector_seeds(ix.index, conn, space, cue / norm, want,
+                            q.similarity_threshold), False
+    return seeds
+
+
+def fuse(lexical: dict[int, float], vector: dict[int, float],
+         weight: float = VECTOR_WEIGHT) -> dict[int, float]:
+    """One seed list from the full-text and the vector seeds: relevance = lexical relevance
+    + `weight` x cosine similarity, scaled so the best is 1.
+
+    Reciprocal rank fusion (the usual default) was tried first: it ranks by position only,
+    so a memory the vector index does not hold yet (the indexer runs behind an import) fell
+    below partial word matches that both lists held, and the README's demo, run right
+    after its import, answered a memory about a storm for "espresso machine leaking
+    water". A weighted sum keeps a strong word match on top and lets a close paraphrase in."""
+    scores = dict(lexical)
+    for rid, sim in vector.items():
+        scores[rid] = scores.get(rid, 0.0) + weight * sim
+    if not scores:
+        return {}
+    top = max(scores.values())
+    return {rid: score / top for rid, score in scores.items()} if top > 0 else scores
+
+
+def context_seeds(conn: sqlite3.Connection, space: str, q: RecallQuery, want: int,
+                  limit: int, deadline: float) -> Seeds:
+    """Memories in the time range, at the location, with the participants: newest first."""
+    sql = "SELECT rowid, metadata, tags FROM memories WHERE space = ? AND suppressed = 0"
+    args: list[Any] = [space]
+    if q.time_start is not None:
+        sql += " AND created_at >= ?"
+        args.append(q.time_start)
+    if q.time_end is not None:
+        sql += " AND created_at <= ?"
+        args.append(q.time_end)
+    sql += " ORDER BY created_at DESC"
+    seeds: dict[int, float] = {}
+    participants = {p.lower() for p in q.participants}
+    for n, (rowid, metadata, tags) in enumerate(conn.execute(sql, args)):
+        if n % 1024 == 1023 and time.perf_counter() > deadline:
+            return seeds, True
+        if q.location or participants:
+            meta = orjson.loads(metadata)
+            if q.location and meta.get("location", "").lower() != q.location.lower():
+                continue
+            if participants:
+                who = {t.lower() for t in orjson.loads(tags)}
+                who |= {w.strip().lower() for w in meta.get("who", "").split(",")}
+                if not participants & who:
+                    continue
+        seeds[rowid] = 1.0
+        if len(seeds) >= want:
+            break
+    return seeds, False
+
+
+class Recaller:
+    """The read side of the store: get by id, recall, recognize."""
+
+    def __init__(self, reader: Callable[[], sqlite3.Connection], hot: HotTier,
+                 text: TextSeeder, settings: Callable[[], Settings],
+                 clock: Callable[[], float], recalled: Callable[[str, list[str]], None],
+                 indexer: Callable[[], Any] = lambda: None) -> None:
+        # recalled(space, ids): told what each recall returned (access times, co-recall).
+        self._reader = reader
+        self._hot = hot
+        self._settings = settings
+        self._clock = clock
+        self._recalled = recalled
+        vectors = index_source(indexer)
+        self.sources: dict[Cue, list[SeedSource]] = {
+            Cue.TEXT: [text_source(text), vectors],
+            Cue.EMBEDDING: [vectors],
+            Cue.CONTEXT: [context_seeds],
+        }
+
+    def get(self, space: str, ids: Sequence[str], include_suppressed: bool = False
+            ) -> list[MemoryRecord]:
+        now, s, conn = self._clock(), self._settings(), self._reader()
+        if include_suppressed:
+            found = rows.suppressed_too(conn, space, ids)
+        else:
+            found = rows.rows_by_id(conn, self._hot, space, ids, self._hot.epoch())
+        return [rows.row_to_record(found[i], now, s) for i in ids if i in found]
+
+    def seeds(self, conn: sqlite3.Connection, space: str, q: RecallQuery, want: int,
+              limit: int, deadline: float) -> Seeds:
+        kind = cue_of(q)
+        sources = self.sources[kind]
+        if kind is Cue.TEXT:
+            if q.mode not in MODES:
+                raise InvalidArgument(f"recall mode {q.mode!r} is not one of "
+                                      f"{', '.join(MODES)}")
+            # lexical: the full-text index; vector: the vector index; hybrid: both, fused.
+            sources = {"lexical": sources[:1], "vector": sources[1:]}.get(q.mode, sources)
+        if len(sources) == 1:
+            return sources[0](conn, space, q, want, limit, deadline)
+        # hybrid: the full-text seeds, then the vector seeds, fused.
+        lexical, cut_lexical = sources[0](conn, space, q, want, limit, deadline)
+        vector, cut_vector = sources[1](conn, space, q, want, limit, deadline)
+        return fuse(lexical, vector), cut_lexical or cut_vector
+
+    def recall(self, space: str, q: RecallQuery) -> RecallResult:
+        """Seeds -> spreading activation along associations -> rank by activation x
+        current confidence -> limit."""
+        started = time.perf_counter()
+        s = self._settings()
+        conn = self._reader()
+        now = self._clock()
+        epoch = self._hot.epoch()
+        deadline = started + s.recall_budget_ms / 1000.0
+        limit = max(1, min(q.limit, 100_000))
+        want = max(limit * 3, 32)
+        seeds, exhausted = self.seeds(conn, space, q, want, limit, deadline)
+        threshold = s.threshold if q.threshold is None else q.threshold
+        hops = s.max_hops if q.max_hops is None else q.max_hops
+        per_hop = s.decay if q.decay is None else q.decay
+        # Everything below is keyed by memory rowid; ids come with the rows. Seeds are
+        # visible memories of this space already.
+        activations = dict(seeds)
+        parent: dict[int, int] = {}
+        if q.spread and hops > 0 and activations and not exhausted:
+            activations, parent, exhausted = spread(
+                conn, activations, hops, per_hop, threshold, deadline)
+        total = len(activations)
+        above = {rid: a for rid, a in activations.items() if a >= threshold}
+        top, found = self._rank(conn, space, above, q, limit, now, epoch, s)
+        results = []
+        for _, rid, a in top:
+            rec = rows.row_to_record(found[rid], now, s)
+            rec.activation = a
+            results.append(rec)
+        ids = [r.id for r in results]
+        self._recalled(space, ids)
+        result = RecallResult(
+            memories=results,
+            total_activated=total,
+            above_threshold=len(above),
+            avg_activation=(sum(above.values()) / len(above)) if above else 0.0,
+            budget_exhausted=exhausted,
+        )
+        if results:
+            paths = {rid: path_to(rid, parent) for _, rid, _ in (top if q.trace else top[:1])}
+            names = rows.ids_of(conn, found, {r for p in paths.values() for r in p})
+            named = {rid: [names.get(r, "?") for r in p] for rid, p in paths.items()}
+            result.activation_path = named[top[0][1]]
+            if q.trace:
+                result.traces = [Trace(rec.id, rec.activation, named[rid])
+                                 for rec, (_, rid, _) in zip(results, top, strict=True)]
+        result.elapsed_ms = (time.perf_counter() - started) * 1000.0
+        return result
+
+    def _rank(self, conn: sqlite3.Connection, space: str, above: dict[int, float],
+              q: RecallQuery, limit: int, now: float, epoch: int, s: Settings
+              ) -> tuple[list[tuple[float, int, float]], dict[int, Row]]:
+        """The `limit` best by activation x current confidence x recency, best first.
+
+        Rows are read in activation order and reading stops once no unread memory can
+        beat the current top `limit`: confidence is at most 1 and the recency boost at
+        most 5%, so activation x 1.05 bounds a score. A spread reaching hundreds of
+        memories then reads a few dozen rows, not hundreds."""
+        exponent, floor, scale = s.forgetting_exponent, s.forgetting_floor, s.forgetting_scale_s
+        required = set(q.required_tags)
+        excluded = set(q.excluded_tags)
+        order = sorted(above.items(), key=lambda kv: kv[1], reverse=True)
+        best: list[tuple[float, int, float]] = []  # min-heap of the top `limit`
+        found: dict[int, Row] = {}
+        step = max(limit, 16)
+        for i in range(0, len(order), step):
+            if len(best) >= limit and min(1.0, order[i][1]) * 1.05 < best[0][0]:
+                break
+            batch = order[i : i + step]
+            found.update(rows.rows_by_rowid(conn, self._hot, space, [r for r, _ in batch],
+                                            epoch))
+            for rid, a in batch:
+                row = found.get(rid)
+                if row is None:
+                    continue  # suppressed, or gone since the edge was followed
+                # rowid, id, content, embedding, confidence, activation, decay_rate, ...
+                elapsed = now - row[10]
+                conf = decayed(row[4], elapsed, row[6], exponent, floor, scale)
+                if conf < q.min_confidence:
+                    continue
+                if required or excluded:
+                    tags = set(orjson.loads(row[11]))
+                    if not required.issubset(tags) or excluded & tags:
+                        continue
+                # A small recency boost: at most 5%, fading over days since the last access.
+                recency = 1.0 + 0.05 / (1.0 + max(0.0, elapsed) / 86_400.0)
+                a = min(1.0, a)
+                item = (a * conf * recency, rid, a)
+                if len(best) < limit:
+                    heapq.heappush(best, item)
+                elif item > best[0]:
+                    heapq.heapreplace(best, item)
+        return sorted(best, reverse=True), found
+
+    def similar(self, space: str, rec: MemoryRecord, threshold: float, most: int = 5
+                ) -> list[tuple[float, str]]:
+        """The `most` memories most similar to a stored one (cosine for embeddings, word
+        overlap for text) with similarity at least `threshold`: (similarity, id), best
+        first."""
+        if rec.embedding:
+            q = RecallQuery(embedding=rec.embedding, limit=6, similarity_threshold=threshold)
+        elif rec.content:
+            # Candidates by text relevance, however weak: similarity decides below.
+            q = RecallQuery(text=rec.content, limit=10, threshold=0.0, mode="lexical")
+        else:
+            return []
+        scored = []
+        for other in self.recall(space, q).memories:
+            if other.id == rec.id:
+                continue
+            sim = other.activation if rec.embedding else word_similarity(rec.content,
+                                                                         other.content)
+            if sim >= threshold:
+                scored.append((sim, other.id))
+        scored.sort(reverse=True)
+        return scored[:most]
+
+    def recognize(self, space: str, content: str = "", embedding: bytes = b""
+                  ) -> tuple[float, list[MemoryRecord]]:
+        """How familiar is this? Answers (familiarity 0..1, the most similar memories)."""
+        if content:
+            exact = self.get(space, [content_id(content)])
+            if exact:
+                return 1.0, exact
+            result = self.recall(space, RecallQuery(text=content, limit=5, mode="lexical"))
+            words = set(WORD_RE.findall(content.lower()))
+            best = 0.0
+            for rec in result.memories:
+                other = set(WORD_RE.findall(rec.content.lower()))
+                if words or other:
+                    best = max(best, len(words & other) / len(words | other))
+            return best, result.memories
+        if embedding:
+            result = self.recall(space, RecallQuery(embedding=embedding, limit=5))
+            best = max((r.activation for r in result.memories), default=0.0)
+            return best, result.memories
+        raise InvalidArgument("nothing to recognize", "send content, an embedding or a memory")

@@ -1,0 +1,167 @@
+"""Reading memory rows: by id or rowid, from the hot tier when they can, else from disk
+(and then they go hot), and rows -> MemoryRecords with the forgetting curve applied.
+
+Also the SQL helpers reads and writes share (chunks under SQLite's parameter limit, the
+key-index look-up by id) and the store's counts. Only visible (not suppressed) rows are
+ever cached in the hot tier.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from engram_cli.engine.forgetting import decayed
+from engram_cli.engine.hot import HotTier, Row
+from engram_cli.engine.model import MemoryRecord, MemoryType, State, memory_key
+from engram_cli.engine.settings import Settings
+
+SQL_CHUNK = 900  # stays under SQLite's host-parameter limit with room to spare
+ID_CHUNK = SQL_CHUNK // 2  # ids looked up by key and id: two values each
+COLUMNS = (
+    "rowid, id, content, embedding, confidence, activation, decay_rate, memory_type, "
+    "state, created_at, last_access, tags, metadata"
+)
+
+
+def chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def by_ids(space: str, ids: Sequence[str]) -> tuple[str, list[Any]]:
+    """A WHERE condition, and its values, for these ids of a space: found through the key
+    index ("+space": not through the (space, state) index)."""
+    marks = ",".join("?" * len(ids))
+    return (f"key IN ({marks}) AND +space = ? AND id IN ({marks})",
+            [*(memory_key(space, mid) for mid in ids), space, *ids])
+
+
+def row_to_record(row: Sequence[Any], now: float, s: Settings) -> MemoryRecord:
+    (_rowid, mid, content, emb, conf, activation, decay_rate, mtype, state, created,
+     last_access, tags, metadata) = row
+    return MemoryRecord(
+        id=mid,
+        content=content,
+        embedding=emb or b"",
+        confidence=decayed(conf, now - last_access, decay_rate, s.forgetting_exponent,
+                           s.forgetting_floor, s.forgetting_scale_s),
+        tags=orjson.loads(tags),
+        metadata=orjson.loads(metadata),
+        memory_type=mtype,
+        decay_rate=decay_rate,
+        created_at=created,
+        activation=activation,
+        state=state,
+        last_access=last_access,
+    )
+
+
+def suppressed_too(conn: sqlite3.Connection, space: str, ids: Sequence[str]
+                   ) -> dict[str, Row]:
+    """Rows by id, suppressed ones included: straight from disk, never cached."""
+    found: dict[str, Row] = {}
+    for chunk in chunks(list(ids), ID_CHUNK):
+        where, args = by_ids(space, chunk)
+        for row in conn.execute(f"SELECT {COLUMNS} FROM memories WHERE {where}", args):
+            found[row[1]] = row
+    return found
+
+
+def rows_by_id(conn: sqlite3.Connection, hot: HotTier, space: str, ids: Iterable[str],
+               epoch: int) -> dict[str, Row]:
+    rows, missing = hot.get_many(space, ids)
+    if missing:
+        loaded: list[Row] = []
+        for chunk in chunks(missing, ID_CHUNK):
+            where, args = by_ids(space, chunk)
+            loaded.extend(conn.execute(
+                f"SELECT {COLUMNS} FROM memories WHERE {where} AND suppressed = 0", args))
+        hot.put_many(space, loaded, epoch)
+        rows.update((r[1], r) for r in loaded)
+    return rows
+
+
+def rows_by_rowid(conn: sqlite3.Connection, hot: HotTier, space: str, rowids: Iterable[int],
+                  epoch: int) -> dict[int, Row]:
+    # "+space": without the plus SQLite's planner prefers the (space, state) index,
+    # which scans the whole space instead of looking up a few rowids.
+    found, missing = hot.get_rowids(rowids)
+    rows = {rid: row for rid, (sp, row) in found.items() if sp == space}
+    if missing:
+        loaded: list[Row] = []
+        for chunk in chunks(missing, SQL_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            loaded.extend(conn.execute(
+                f"SELECT {COLUMNS} FROM memories WHERE rowid IN ({marks}) AND +space = ? "
+                f"AND suppressed = 0", (*chunk, space)))
+        hot.put_many(space, loaded, epoch)
+        rows.update((r[0], r) for r in loaded)
+    return rows
+
+
+def ids_of(conn: sqlite3.Connection, rows: dict[int, Row], rowids: set[int]) -> dict[int, str]:
+    """The ids of these rowids: from rows already read, else from disk."""
+    out = {rid: rows[rid][1] for rid in rowids if rid in rows}
+    missing = [rid for rid in rowids if rid not in out]
+    for chunk in chunks(missing, SQL_CHUNK):
+        out.update(conn.execute(
+            f"SELECT rowid, id FROM memories WHERE rowid IN ({','.join('?' * len(chunk))})",
+            chunk).fetchall())
+    return out
+
+
+def counts(conn: sqlite3.Connection, space: str | None) -> dict[str, Any]:
+    """Counts and averages for one space, or all spaces when space is None: from the
+    counter tables the writes keep (migration 005), never a scan of the memories."""
+    where, args = ("", [])
+    if space is not None:
+        where, args = " WHERE space = ?", [space]
+    total = suppressed = 0
+    sum_conf = sum_act = 0.0
+    by_type: dict[str, int] = {}
+    by_state: dict[str, int] = {}
+    per_space: dict[str, int] = {}
+    for sp, mtype, st, supp, n, sc, sa in conn.execute(
+            "SELECT space, memory_type, state, suppressed, n, sum_confidence, sum_activation "
+            "FROM memory_counts" + where, args):
+        if n <= 0:
+            continue
+        if supp:
+            suppressed += n
+            continue
+        total += n
+        sum_conf += sc
+        sum_act += sa
+        t, s_ = MemoryType(mtype).name.lower(), State(st).name.lower()
+        by_type[t] = by_type.get(t, 0) + n
+        by_state[s_] = by_state.get(s_, 0) + n
+        per_space[sp] = per_space.get(sp, 0) + n
+    oldest = newest = None
+    for sp, lo, hi, stale in conn.execute(
+            "SELECT space, oldest, newest, stale FROM memory_bounds" + where, args).fetchall():
+        if sp not in per_space:
+            continue
+        if stale:  # the memory that set a bound left: this space's bounds, from its rows
+            lo, hi = conn.execute("SELECT min(created_at), max(created_at) FROM memories "
+                                  "WHERE space = ? AND suppressed = 0", (sp,)).fetchone()
+        if lo is not None:
+            oldest = lo if oldest is None else min(oldest, lo)
+            newest = hi if newest is None else max(newest, hi)
+    assoc = conn.execute("SELECT total(n) FROM association_counts" + where,
+                         args).fetchone()[0]
+    return {
+        "total_memories": total,
+        "avg_activation": sum_act / total if total else 0.0,
+        "avg_confidence": sum_conf / total if total else 0.0,
+        "oldest_memory": oldest,
+        "newest_memory": newest,
+        "by_type": by_type,
+        "by_state": by_state,
+        "spaces": per_space,
+        "total_associations": int(assoc),
+        "suppressed": suppressed,
+    }

@@ -1,0 +1,83 @@
+"""What makes a memory storable: the limits and value rules, in one place.
+
+The server's write path checks every memory with `memory_error` before it reaches the
+writer; the importer's mapping (engram_cli/ingest/mapping.py) calls the same function on
+each record once it has typed the record's fields, so a record the server would refuse is
+rejected before it is sent, with the same reason. Each message names the field (the
+importer passes a `name` that also says which of the user's fields it came from).
+
+Light on purpose: the importer imports this, so numpy is imported only when a float32
+embedding (the server's form) is checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from engram_cli.engine.model import MemoryType
+
+MAX_CONTENT_BYTES = 1024 * 1024
+MAX_EMBEDDING_DIMS = 8192
+FLOAT32_MAX = 3.4028234663852886e38
+MEMORY_TYPES = frozenset(int(t) for t in MemoryType)  # the numbers, 0 (unspecified) too
+MEMORY_TYPE_NAMES = {t.name.lower(): int(t) for t in MemoryType if t}
+_CONTENT_CHARS_SAFE = MAX_CONTENT_BYTES // 4  # a str this long is within the byte limit
+
+
+def _field(name: str) -> str:
+    return name
+
+
+def memory_type_number(value: Any) -> int | None:
+    """A memory type given by name (any case) or number -> its number; None if unknown."""
+    if type(value) is str:
+        return MEMORY_TYPE_NAMES.get(value.lower())
+    if type(value) is int and value in MEMORY_TYPES:
+        return value
+    return None
+
+
+def memory_type_error(value: Any, name: str = "memory_type") -> str:
+    return f"{name} {value!r} is not one of " + "|".join(MEMORY_TYPE_NAMES)
+
+
+def memory_error(content: str, embedding: bytes | Sequence[float], confidence: float,
+                 decay_rate: float, memory_type: int,
+                 name: Callable[[str], str] = _field) -> str:
+    """Why a memory with these values cannot be stored, or '' when it can. `embedding` is
+    float32 bytes (the server's form) or a sequence of numbers (the importer's). NaN fails
+    every comparison, so it is refused wherever a number is."""
+    if not content and not embedding:
+        return f"missing {name('content')} (and no embedding)"
+    if len(content) > _CONTENT_CHARS_SAFE and len(content.encode()) > MAX_CONTENT_BYTES:
+        return (f"{name('content')} is {len(content.encode())} bytes; the limit is "
+                f"{MAX_CONTENT_BYTES}")
+    if not 0.0 <= confidence <= 1.0:
+        return f"{name('confidence')} {confidence} is outside 0..1"
+    if embedding:
+        error = _embedding_error(embedding)
+        if error:
+            return f"{name('embedding')} {error}"
+    if not decay_rate >= 0:
+        return f"{name('decay_rate')} must be a number >= 0, not {decay_rate!r}"
+    if memory_type not in MEMORY_TYPES:
+        return memory_type_error(memory_type, name("memory_type"))
+    return ""
+
+
+def _embedding_error(embedding: bytes | Sequence[float]) -> str:
+    dims = len(embedding) // 4 if isinstance(embedding, bytes) else len(embedding)
+    if dims > MAX_EMBEDDING_DIMS:
+        return f"has {dims} dimensions; the limit is {MAX_EMBEDDING_DIMS}"
+    if isinstance(embedding, bytes):
+        import numpy as np
+
+        finite = bool(np.isfinite(np.frombuffer(embedding, dtype=np.float32)).all())
+    else:
+        # One cheap pass for the common case: magnitudes that sum to within float32's
+        # range bound every value (NaN and infinity fail the comparison); only a vector
+        # that fails it is checked value by value.
+        finite = (sum(map(abs, embedding)) <= FLOAT32_MAX
+                  or all(-FLOAT32_MAX <= x <= FLOAT32_MAX for x in embedding))
+    return "" if finite else "contains NaN, infinity or a value out of float32 range"

@@ -1,0 +1,114 @@
+"""The embedding models: the default WordLlama model for real, offline, and the registry."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from engram_cli.engine import embedding
+from engram_cli.engine.embedding import DEFAULT_MODEL, MAX_TOKENS, load_model, model_info
+from engram_cli.errors import SettingsError
+
+
+@pytest.fixture(scope="module")
+def model() -> embedding.EmbeddingModel:
+    m = load_model(DEFAULT_MODEL)
+    assert m is not None
+    return m
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again once the with block ends
+
+
+_OFFLINE_SCRIPT = r"""
+import json, logging, sys, time
+attempts = []
+def hook(event, args):
+    if event in ("socket.connect", "socket.getaddrinfo", "urllib.Request"):
+        attempts.append(f"{event} {args!r}")
+sys.addaudithook(hook)
+handlers_before = list(logging.getLogger().handlers)
+t = time.perf_counter()
+from engram_cli.engine.embedding import DEFAULT_MODEL, load_model
+m = load_model(DEFAULT_MODEL)
+vecs = m.embed(["the cottage in the Swiss mountains", "a chalet near Zermatt"])
+print(json.dumps({"seconds": time.perf_counter() - t, "name": m.name, "dim": m.dim,
+                  "shape": list(vecs.shape), "attempts": attempts,
+                  "root_handlers_changed": logging.getLogger().handlers != handlers_before}))
+"""
+
+
+def test_default_model_loads_with_the_network_unreachable(tmp_path):
+    proxy = f"http://127.0.0.1:{_closed_port()}"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),  # no cached model in ~/.cache
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HTTP_PROXY": proxy,
+           "HTTPS_PROXY": proxy, "ALL_PROXY": proxy, "http_proxy": proxy,
+           "https_proxy": proxy, "all_proxy": proxy, "NO_PROXY": ""}
+    proc = subprocess.run([sys.executable, "-c", _OFFLINE_SCRIPT], capture_output=True,
+                          text=True, env=env, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["attempts"] == [], "the model tried the network"
+    assert (out["name"], out["dim"], out["shape"]) == (DEFAULT_MODEL, 256, [2, 256])
+    assert not out["root_handlers_changed"], "loading the model took over the root logger"
+    assert not (tmp_path / ".cache").exists(), "the model wrote a cache in the home dir"
+
+
+def test_importing_the_module_loads_no_numpy_or_model():
+    code = ("import sys; import engram_cli.engine.embedding as e; "
+            "print(e.model_names(), 'numpy' in sys.modules, 'wordllama' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("]")[1].split() == ["False", "False"], proc.stdout
+
+
+def test_embed_answers_unit_float32_rows_that_mean_something(model):
+    texts = ["the cottage in the Swiss mountains", "a wooden chalet high in the Alps",
+             "replication lag on the primary database", ""]
+    vecs = model.embed(texts)
+    assert vecs.shape == (4, 256) and vecs.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vecs[:3], axis=1), 1.0, atol=1e-5)
+    assert not vecs[3].any(), "an empty text has nothing to embed: a row of zeros"
+    assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2] + 0.1
+    assert model.embed([]).shape == (0, 256)
+    # Order in, order out, whatever the length sorting inside does; and deterministic.
+    again = model.embed(texts[::-1])
+    assert np.array_equal(again[::-1], vecs)
+
+
+def test_embed_matches_wordllama_own_embed(model):
+    raw = model._model  # type: ignore[attr-defined]
+    texts = [f"memory number {i} about {'lorem ipsum ' * (i % 17)}" for i in range(300)]
+    assert np.allclose(model.embed(texts), raw.embed(texts, norm=True), atol=1e-6)
+
+
+def test_a_huge_text_is_capped_not_a_memory_blowup(model):
+    huge = "alpine hut " * 200_000
+    head = " ".join(["alpine hut"] * (MAX_TOKENS // 2))
+    t = time.perf_counter()
+    vecs = model.embed([huge, "short one"])
+    assert time.perf_counter() - t < 5
+    assert vecs.shape == (2, 256)
+    assert float(vecs[0] @ model.embed([head])[0]) > 0.999
+
+
+def test_none_means_no_model_and_unknown_names_say_the_choices():
+    assert load_model("none") is None
+    assert model_info(DEFAULT_MODEL).dim == 256  # type: ignore[union-attr]
+    with pytest.raises(SettingsError) as err:
+        load_model("all-mpnet-base-v2")
+    assert "embedding_model" in str(err.value) and DEFAULT_MODEL in err.value.hint
+
+
+def test_the_model_is_loaded_once_per_process(model):
+    assert load_model(DEFAULT_MODEL) is model

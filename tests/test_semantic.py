@@ -1,0 +1,187 @@
+"""Semantic memory in our server: the background indexer, vector and hybrid recall, what the
+index must never return, dimensions, recovery after kill -9, and how it shows (--mode,
+stats). Real stores and servers, the real default model (loaded offline from its wheel)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from engram_cli.engine.model import MemoryRecord
+from engram_cli.engine.recall import RecallQuery
+from engram_cli.engine.settings import Settings
+from engram_cli.engine.store import Store
+from engram_cli.errors import InvalidArgument
+
+CHALET = "We rented a chalet high in the Alps for the ski week"
+NOTES = [
+    CHALET,
+    "The espresso machine leaks water onto the counter",
+    "Tomatoes in the greenhouse are finally ripe",
+    "Train timetable for the weekend trip to the coast",
+]
+# No word in common with CHALET (the full-text index drops none of "the", "in").
+COTTAGE = "cottage Swiss mountains"
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def indexed(store: Store, n: int) -> bool:
+    st = store.vector_stats()
+    return st["indexed"] >= n and st["pending"] == 0
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "data", Settings().replace({"consolidation_interval_s": 0.0}))
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def put(store: Store, *texts: str, space: str = "default") -> list[str]:
+    out = store.remember_many(space, [MemoryRecord(id="", content=t, confidence=0.9)
+                                      for t in texts])
+    return [o.memory_id for o in out]
+
+
+def contents(store: Store, q: RecallQuery) -> list[str]:
+    return [m.content for m in store.recall("default", q).memories]
+
+
+def test_a_paraphrase_is_found_by_vector_and_hybrid_recall_not_by_words(store: Store) -> None:
+    put(store, *NOTES)
+    wait_for(lambda: indexed(store, len(NOTES)))
+    assert store.vector_stats()["embedded"] == len(NOTES)
+    assert contents(store, RecallQuery(text=COTTAGE, mode="vector", limit=1)) == [CHALET]
+    assert contents(store, RecallQuery(text=COTTAGE, mode="hybrid", limit=1)) == [CHALET]
+    assert CHALET not in contents(store, RecallQuery(text=COTTAGE, mode="lexical"))
+    # A strong word match stays on top in hybrid mode.
+    hybrid = contents(store, RecallQuery(text="espresso machine leaks water", limit=2))
+    assert hybrid[0] == NOTES[1]
+
+
+def test_forgotten_and_changed_memories_never_come_back_from_the_index(store: Store) -> None:
+    chalet, espresso, tomatoes, _ = put(store, *NOTES)
+    wait_for(lambda: indexed(store, len(NOTES)))
+    cue = RecallQuery(text=COTTAGE, mode="vector", limit=10)
+    store.forget("default", [chalet], "suppress")
+    store.forget("default", [espresso], "delete")
+    # Asked at once, before the indexer has seen the changes: SQLite decides.
+    got = contents(store, cue)
+    assert CHALET not in got and NOTES[1] not in got
+    store.remember("default", MemoryRecord(id=tomatoes, content="Invoices are due on Friday",
+                                           confidence=0.9))
+    wait_for(lambda: store.vector_stats()["pending"] == 0)
+    assert store.vector_stats()["indexed"] == 2
+    greenhouse = contents(store, RecallQuery(text="ripe tomatoes greenhouse", mode="vector"))
+    assert NOTES[2] not in greenhouse
+    assert "Invoices are due on Friday" in contents(
+        store, RecallQuery(text="bills to pay this week", mode="vector", limit=1))
+    # Storing it again brings a suppressed memory back, into the index too.
+    put(store, CHALET)
+    wait_for(lambda: indexed(store, 3))
+    assert contents(store, RecallQuery(text=COTTAGE, mode="vector", limit=1)) == [CHALET]
+
+
+def test_an_embedding_cue_goes_through_the_index_and_its_dimension_is_checked(
+        store: Store) -> None:
+    rng = np.random.default_rng(7)
+    vecs = rng.standard_normal((50, 8)).astype(np.float32)
+    store.remember_many("vecs", [MemoryRecord(id=f"v{i}", content="", confidence=0.9,
+                                              embedding=vecs[i].tobytes())
+                                 for i in range(50)])
+    wait_for(lambda: store.vector_stats()["indexed"] >= 50)
+    cue = vecs[17] + 0.01 * rng.standard_normal(8).astype(np.float32)
+    top = store.recall("vecs", RecallQuery(embedding=cue.tobytes(), limit=1)).memories
+    assert [m.id for m in top] == ["v17"]
+    with pytest.raises(InvalidArgument) as err:
+        store.recall("vecs", RecallQuery(embedding=np.ones(3, np.float32).tobytes()))
+    assert "3" in str(err.value) and "8" in str(err.value)
+
+
+def test_an_unknown_mode_is_refused(store: Store) -> None:
+    with pytest.raises(InvalidArgument):
+        store.recall("default", RecallQuery(text="x", mode="fuzzy"))
+
+
+_WRITER = textwrap.dedent("""
+    import sys, time
+    from engram_cli.engine.model import MemoryRecord
+    from engram_cli.engine.store import Store
+    store = Store(sys.argv[1])
+    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split()
+    for b in range(40):
+        store.remember_many("default", [MemoryRecord(
+            id=f"m{b}-{i}", content=f"note {b} {i} " + " ".join(words[(b + i) % 12:]),
+            confidence=0.9) for i in range(100)])
+    print("written", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_after_kill9_the_index_catches_up_and_counts_match(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(data)],
+                            stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "written"
+        time.sleep(1.0)  # the indexer is somewhere in the middle, or done
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    store = Store(data)
+    try:
+        wait_for(lambda: indexed(store, 4000), timeout=60)
+        assert store.vector_stats()["indexed"] == store.stats()["total_memories"] == 4000
+    finally:
+        store.close()
+
+
+def test_recall_mode_and_stats_through_the_cli(engram: Callable[..., object],
+                                               server: object) -> None:
+    from engram_cli.client.api import EngramClient  # noqa: F401  (server is ours)
+
+    records = "\n".join(orjson.dumps({"content": t, "confidence": 0.95}).decode()
+                        for t in NOTES)
+    imported = engram("import", "-", "--format", "jsonl", "--quiet", input=records)
+    assert imported.exit_code == 0, imported.output
+
+    def stats() -> dict:
+        result = engram("stats", "--json")
+        assert result.exit_code == 0, result.output
+        return orjson.loads(result.stdout)
+
+    wait_for(lambda: stats()["vector_index"]["indexed"] == len(NOTES))
+    vi = stats()["vector_index"]
+    assert vi["model"] == "wordllama-l2-supercat-256" and vi["dim"] == 256
+    assert vi["pending"] == 0 and vi["bytes"] > 0
+
+    def top(mode: str) -> list[str]:
+        result = engram("recall", COTTAGE, "--mode", mode, "--format", "json", "--no-cache")
+        assert result.exit_code == 0, result.output
+        return [r["content"] for r in orjson.loads(result.stdout)["results"]]
+
+    assert top("vector")[0] == CHALET
+    assert CHALET not in top("lexical")
+    bad = engram("recall", COTTAGE, "--mode", "fuzzy")
+    assert bad.exit_code == 2 and "--mode" in bad.output

@@ -1,0 +1,249 @@
+"""The vector index: real WordLlama vectors of the sample memories, real files, kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engram_cli.engine.embedding import DEFAULT_MODEL, load_model
+from engram_cli.engine.vectors import MANIFEST, IndexConfig, VectorIndex
+from engram_cli.errors import InvalidArgument, UsageError
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "memories.jsonl"
+CONFIG = IndexConfig(model=DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="module")
+def vecs() -> np.ndarray:
+    """The 3,000 sample memories, embedded by the default model; key i+1 is row i."""
+    texts = [json.loads(line)["content"] for line in EXAMPLES.read_text().splitlines()]
+    model = load_model(DEFAULT_MODEL)
+    assert model is not None
+    return model.embed(texts)
+
+
+def keys(a: int, b: int) -> np.ndarray:
+    return np.arange(a + 1, b + 1, dtype=np.int64)
+
+
+def exact(vecs: np.ndarray, q: np.ndarray, k: int, live: np.ndarray) -> set[int]:
+    sims = vecs[live - 1] @ q
+    return {int(x) for x in live[np.argsort(-sims)[:k]]}
+
+
+def test_search_finds_the_nearest_memories(tmp_path, vecs):
+    ix = VectorIndex.open(tmp_path / "vec", CONFIG)
+    ix.add("default", keys(0, len(vecs)), vecs)
+    assert len(ix) == len(vecs)
+    live = keys(0, len(vecs))
+    hits = 0
+    for qi in range(0, len(vecs), 30):
+        got = ix.search("default", vecs[qi], 10)
+        assert got[0][0] == qi + 1 and got[0][1] > 0.98  # a memory is its own best match
+        assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
+        hits += len({k for k, _ in got} & exact(vecs, vecs[qi], 10, live))
+    assert hits / (10 * len(range(0, len(vecs), 30))) >= 0.95
+
+
+def test_removed_and_replaced_vectors_never_come_back(tmp_path, vecs):
+    ix = VectorIndex.open(tmp_path / "vec", CONFIG)
+    ix.add("default", keys(0, 1000), vecs[:1000])
+    assert ix.remove("default", [5, 6, 99_999]) == 2
+    assert len(ix) == 998
+    for q in (4, 5):
+        assert {k for k, _ in ix.search("default", vecs[q], 50)}.isdisjoint({5, 6})
+    # Key 7 now holds another memory's vector (an updated memory): found by the new one
+    # only, and still one entry.
+    ix.add("default", [7], vecs[2000:2001])
+    assert len(ix) == 998
+    assert ix.search("default", vecs[2000], 1)[0][0] == 7
+    assert 7 not in {k for k, _ in ix.search("default", vecs[6], 5)}
+    # Within one batch the last vector of a key wins.
+    ix.add("default", [8, 8], vecs[2001:2003])
+    assert ix.search("default", vecs[2002], 1)[0][0] == 8
+    assert len(ix) == 998
+
+
+def test_spaces_are_isolated_and_hold_one_dimension(tmp_path, vecs):
+    ix = VectorIndex.open(tmp_path / "vec", CONFIG)
+    ix.add("alpha", keys(0, 500), vecs[:500])
+    ix.add("beta", keys(0, 500), vecs[500:1000])
+    assert ix.search("alpha", vecs[10], 1)[0][0] == 11
+    assert ix.search("beta", vecs[510], 1)[0][0] == 11
+    assert ix.search("beta", vecs[10], 1)[0][1] < 0.98  # alpha's vector is not in beta
+    assert ix.search("gamma", vecs[10], 5) == []
+    with pytest.raises(InvalidArgument, match=r"768 dimensions; space 'alpha' holds 256"):
+        ix.add("alpha", [9999], np.ones((1, 768), np.float32))
+    with pytest.raises(InvalidArgument, match=r"cue has 768 dimensions.*holds 256"):
+        ix.search("alpha", np.ones(768, np.float32), 5)
+    ix.add("wide", [1], np.ones((1, 768), np.float32))  # another space, its own dimension
+    assert ix.dim("wide") == 768 and ix.dim("alpha") == 256
+    stats = ix.stats()
+    assert stats.count == 1001 and set(stats.spaces) == {"alpha", "beta", "wide"}
+    assert stats.bytes > 0 and stats.unsaved == 1001
+
+
+def test_save_and_open_keep_everything_in_private_files(tmp_path, vecs):
+    d = tmp_path / "vec"
+    ix = VectorIndex.open(d, CONFIG)
+    ix.add("alpha", keys(0, 1500), vecs[:1500])
+    ix.add("beta", keys(0, 100), vecs[1500:1600])
+    ix.save(41)
+    before = ix.search("alpha", vecs[3], 10)
+    ix.add("beta", [500], vecs[2500:2501])
+    ix.save(42)  # alpha unchanged: its file is kept, not rewritten
+    assert ix.stats().unsaved == 0
+    again = VectorIndex.open(d, CONFIG)
+    assert again.rebuild_reason == "" and again.watermark == 42
+    assert len(again) == 1601
+    assert again.search("alpha", vecs[3], 10) == before
+    assert again.search("beta", vecs[2500], 1)[0][0] == 500
+    assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    names = sorted(p.name for p in d.iterdir())
+    assert names == sorted([MANIFEST, "alpha.1.usearch", "beta.2.usearch"]), names
+    for p in d.iterdir():
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
+
+
+def test_a_symlinked_directory_is_refused(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(UsageError, match="symlink"):
+        VectorIndex.open(tmp_path / "link", CONFIG)
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "missing", "manifest", "model"])
+def test_unusable_files_mean_an_empty_index_and_a_reason(tmp_path, vecs, damage):
+    d = tmp_path / "vec"
+    ix = VectorIndex.open(d, CONFIG)
+    ix.add("alpha", keys(0, 300), vecs[:300])
+    ix.save(7)
+    data = d / "alpha.1.usearch"
+    config = CONFIG
+    if damage == "flip":
+        raw = bytearray(data.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        data.write_bytes(bytes(raw))
+    elif damage == "truncate":
+        os.truncate(data, data.stat().st_size // 2)
+    elif damage == "missing":
+        data.unlink()
+    elif damage == "manifest":
+        (d / MANIFEST).write_text("{not json")
+    else:
+        config = IndexConfig(model="another-model")
+    again = VectorIndex.open(d, config)
+    assert again.watermark == 0 and len(again) == 0 and again.rebuild_reason
+    # The caller rebuilds from SQLite; the next save replaces the damaged files.
+    again.add("alpha", keys(0, 300), vecs[:300])
+    again.save(8)
+    assert VectorIndex.open(d, config).watermark == 8
+
+
+_WRITER = r"""
+import sys
+import numpy as np
+from engram_cli.engine.vectors import IndexConfig, VectorIndex
+d, mode = sys.argv[1], sys.argv[2]
+vecs = np.load(sys.argv[3])
+ix = VectorIndex.open(__import__("pathlib").Path(d), IndexConfig(model="m"))
+step = 100
+if mode == "saves":  # save after every step: the watermark is the rows indexed
+    for n in range(step, len(vecs) + 1, step):
+        ix.add("default", np.arange(n - step + 1, n + 1), vecs[n - step:n])
+        ix.save(n)
+        print(n, flush=True)
+    sys.stdin.read()
+else:  # one save at 1000, then more adds that are never saved
+    ix.add("default", np.arange(1, 1001), vecs[:1000])
+    ix.save(1000)
+    ix.add("default", np.arange(1001, 2001), vecs[1000:2000])
+    ix.remove("default", np.arange(1, 101))
+    print("ready", flush=True)
+    sys.stdin.read()
+"""
+
+
+def _kill9(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe:
+            pipe.close()
+
+
+def _writer(tmp_path: Path, vecs: np.ndarray, mode: str) -> subprocess.Popen:
+    np.save(tmp_path / "v.npy", vecs)
+    return subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path / "vec"), mode,
+                             str(tmp_path / "v.npy")], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+
+
+def test_kill9_after_unsaved_changes_then_replay(tmp_path, vecs):
+    proc = _writer(tmp_path, vecs, "unsaved")
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    _kill9(proc)
+    ix = VectorIndex.open(tmp_path / "vec", IndexConfig(model="m"))
+    assert ix.rebuild_reason == "" and ix.watermark == 1000 and len(ix) == 1000
+    # Replay what came after the watermark (twice: replaying is idempotent).
+    for _ in range(2):
+        ix.add("default", np.arange(1001, 2001), vecs[1000:2000])
+        ix.remove("default", np.arange(1, 101))
+    assert len(ix) == 1900
+    assert ix.search("default", vecs[1500], 1)[0][0] == 1501
+    assert 50 not in {k for k, _ in ix.search("default", vecs[49], 20)}
+
+
+def test_kill9_in_the_middle_of_saves_leaves_a_whole_save(tmp_path, vecs):
+    proc = _writer(tmp_path, vecs, "saves")
+    assert proc.stdout is not None
+    # Kill it somewhere inside a save: after some saves were reported, at once.
+    for _ in range(7):
+        proc.stdout.readline()
+    _kill9(proc)
+    ix = VectorIndex.open(tmp_path / "vec", IndexConfig(model="m"))
+    assert ix.rebuild_reason == ""
+    assert ix.watermark >= 700 and len(ix) == ix.watermark  # the files match their watermark
+    assert not [p for p in (tmp_path / "vec").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_searches_run_while_one_writer_adds(tmp_path, vecs):
+    ix = VectorIndex.open(tmp_path / "vec", CONFIG)
+    ix.add("default", keys(0, 1000), vecs[:1000])
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def searcher(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        try:
+            while not stop.is_set():
+                q = int(rng.integers(0, 1000))
+                got = ix.search("default", vecs[q], 5)
+                assert got and all(1 <= k <= len(vecs) for k, _ in got)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=searcher, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for start in range(1000, len(vecs), 250):
+            ix.add("default", keys(start, start + 250), vecs[start:start + 250])
+            ix.remove("default", keys(start - 1000, start - 990))
+        ix.save(1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[0]
+    assert len(ix) == len(vecs) - 80
