@@ -46,3 +46,10 @@ def method_path(service: str, method: str) -> str:
 def authorization(api_key: str) -> str:
     """The `authorization` metadata value that carries an API key."""
     return f"{BEARER_SCHEME} {api_key}"
+
+
+def bearer_key(value: str) -> str:
+    """The API key in an `authorization` value, or "" when it is not a Bearer credential.
+    HTTP auth schemes are case-insensitive (RFC 9110 11.1), so `bearer KEY` counts too."""
+    scheme, _, key = value.strip().partition(" ")
+    return key.strip() if scheme.lower() == BEARER_SCHEME.lower() else ""

@@ -294,13 +294,20 @@ def test_api_key_is_required_when_configured(tmp_path) -> None:
     try:
         srv.start()
         with stubs(srv.address) as (stub, _):
-            for metadata in ((), (("authorization", "Bearer wrong"),)):
+            for metadata in ((), (("authorization", "Bearer wrong"),),
+                             (("authorization", f"Basic {key}"),),
+                             (("authorization", f"Bearer {key}x"),),
+                             (("authorization", "Bearer "),)):
                 with pytest.raises(grpc.RpcError) as err:
                     stub.Remember(pb.RememberRequest(memory=pb.Memory(content="x")),
                                   metadata=metadata)
                 assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
             ok = stub.Remember(pb.RememberRequest(memory=pb.Memory(content="x")),
                                metadata=(("authorization", f"Bearer {key}"),))
+            assert ok.memory_id
+            # The scheme is case-insensitive, as HTTP auth schemes are.
+            ok = stub.Remember(pb.RememberRequest(memory=pb.Memory(content="y")),
+                               metadata=(("authorization", f"bearer {key}"),))
             assert ok.memory_id
             # Health probes stay open.
             channel = grpc.insecure_channel(srv.address)

@@ -8,6 +8,7 @@ the grace period), close the store (queued writes commit first), exit 0.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 import os
 import signal
@@ -33,6 +34,7 @@ from engram_cli.contract import (
     REFLECTION_PACKAGE,
     RETRY_AFTER_KEY,
     authorization,
+    bearer_key,
     method_path,
 )
 from engram_cli.engine.store import Store
@@ -76,7 +78,7 @@ class _Gate(grpc.ServerInterceptor):
     def __init__(self, api_keys: tuple[str, ...], on_activity: Callable[[], None],
                  write_slots: int = 24, retry_after_ms: Callable[[], int] = lambda: 100
                  ) -> None:
-        self._keys = {authorization(k) for k in api_keys}
+        self._keys = tuple(k.encode() for k in api_keys)
         self._on_activity = on_activity
         self._write_slots = threading.BoundedSemaphore(max(1, write_slots))
         self._retry_after_ms = retry_after_ms
@@ -97,12 +99,21 @@ class _Gate(grpc.ServerInterceptor):
         self._on_activity()
         if self._keys:
             auth = dict(details.invocation_metadata or ()).get(AUTHORIZATION_KEY, "")
-            if auth not in self._keys:
+            if not self._known(bearer_key(auth)):
                 return self._deny_stream if "Streaming" in method else self._deny
         handler = continuation(details)
         if method in _WRITE_METHODS and handler is not None:
             return self._admitted(handler)
         return handler
+
+    def _known(self, key: str) -> bool:
+        # Every stored key is compared, each in constant time, so the answer's timing says
+        # nothing about how much of a key was right or which key came close.
+        given = key.encode()
+        found = False
+        for known in self._keys:
+            found |= hmac.compare_digest(given, known)
+        return bool(key) and found
 
     def _push_back(self, context: grpc.ServicerContext) -> None:
         context.set_trailing_metadata(((RETRY_AFTER_KEY, str(self._retry_after_ms())),))
