@@ -154,7 +154,7 @@ def test_readme_cache_demo_runs_as_written_and_hits(server_process, tmp_path):
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, (command, done.stderr)
         outputs.append(done.stdout.strip())
-    assert outputs[-2] == '"cached":false'
+    assert outputs[-2] == '"cached":false', outputs
     assert outputs[-1] == '"cached":true'
 
 
