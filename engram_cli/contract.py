@@ -29,6 +29,39 @@ THRESHOLD_KEY = "engram-activation-threshold"
 RECALL_MODE_KEY = "engram-recall-mode"
 RECALL_MODES = ("hybrid", "lexical", "vector")  # the first is the default
 
+# Trailing metadata on a Recall whose answer may be incomplete, comma-separated:
+# `budget` (the recall time budget ran out; the best found so far) and `index-behind=N`
+# (the vector index had about N changes still to take in). A client should not cache such
+# an answer. Other servers never send it.
+RECALL_PARTIAL_KEY = "engram-recall-partial"
+PARTIAL_BUDGET = "budget"
+PARTIAL_INDEX_BEHIND = "index-behind"
+
+
+def partial_reasons(budget_exhausted: bool, index_behind: int) -> str:
+    """The RECALL_PARTIAL_KEY value for an answer ("" when it is complete)."""
+    parts = [PARTIAL_BUDGET] if budget_exhausted else []
+    if index_behind > 0:
+        parts.append(f"{PARTIAL_INDEX_BEHIND}={index_behind}")
+    return ",".join(parts)
+
+
+def partial_text(value: str) -> str:
+    """A RECALL_PARTIAL_KEY value in words, for users ("" when complete)."""
+    words = []
+    for part in filter(None, (p.strip() for p in value.split(","))):
+        name, _, n = part.partition("=")
+        if name == PARTIAL_BUDGET:
+            words.append("the server's recall time budget ran out (recall_budget_ms); "
+                         "this is the best it found in time")
+        elif name == PARTIAL_INDEX_BEHIND:
+            words.append(f"the server's vector index is still taking in about {n} "
+                         "changes; the answer may change once it has")
+        else:
+            words.append(part)
+    return "; ".join(words)
+
+
 # Trailing metadata on RESOURCE_EXHAUSTED: milliseconds to wait before trying again.
 RETRY_AFTER_KEY = "retry-after-ms"
 

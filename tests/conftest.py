@@ -117,11 +117,13 @@ class UpstreamServer:
 
         import grpc
 
+        from engram_cli.engine.settings import Settings
         from engram_cli.engine.store import Store
         from engram_cli.rpc import svc
         from engram_cli.server.servicer import EngramServicer
 
-        self.store = Store(data_dir)
+        # Upstream embeds nothing on the server; its answers are never partial.
+        self.store = Store(data_dir, Settings().replace({"embedding_model": "none"}))
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=16),
                                 interceptors=list(interceptors))
         svc.add_EngramServiceServicer_to_server((servicer_class or EngramServicer)(self.store),

@@ -64,6 +64,30 @@ def cache_stats() -> dict[str, Any]:
         return cache.stats().as_dict()
 
 
+def lexical_data_dir(data: Path) -> Path:
+    """A data dir whose server runs without an embedding model (see `server` below)."""
+    data.mkdir(mode=0o700)
+    (data / "engram.toml").write_text('[engine]\nembedding_model = "none"\n')
+    return data
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Any]:
+    """Our server without an embedding model: these tests are about output and the cache,
+    and their premise (cue word(i) finds memory i and nothing else) is lexical. With the
+    model on, a hybrid answer also holds the notes most like the cue, and changes while
+    the index catches up (tests/test_semantic.py covers that)."""
+    from engram_cli.server.app import EngramServer, ServeOptions
+
+    srv = EngramServer(ServeOptions(data_dir=lexical_data_dir(tmp_path / "server-data"),
+                                    port=0))
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop(grace=1.0)
+
+
 @pytest.fixture
 def loaded(server) -> Any:
     load(server.address)
@@ -75,7 +99,7 @@ def loaded(server) -> Any:
 def test_json_answer_shape_then_served_from_the_cache(engram, loaded) -> None:
     first = engram("recall", word(3), "--format", "json")
     assert first.exit_code == 0, first.output
-    data = orjson.loads(first.output)
+    data = orjson.loads(first.stdout)
     assert data["cue"] == word(3) and data["cached"] is False
     (r,) = data["results"]
     assert {"id", "content", "confidence", "confidence_category", "activation", "state",
@@ -86,7 +110,7 @@ def test_json_answer_shape_then_served_from_the_cache(engram, loaded) -> None:
 
     second = engram("recall", word(3))  # not a terminal: JSON by default
     assert second.exit_code == 0, second.output
-    again = orjson.loads(second.output)
+    again = orjson.loads(second.stdout)
     assert again["cached"] is True
     assert [x["id"] for x in again["results"]] == [r["id"]]
     assert again["results"][0]["confidence"] == pytest.approx(r["confidence"], abs=1e-3)
@@ -100,12 +124,12 @@ def test_only_qualifying_answers_are_cached(engram, server) -> None:
     load(server.address, n=5, first=200, consolidate=False)  # still RECENT
     # A batch consolidate above would have consolidated the RECENT ones too: ask the
     # server what it reports, so the test states what it relies on.
-    recent = orjson.loads(engram("recall", word(200), "--no-cache").output)["results"][0]
+    recent = orjson.loads(engram("recall", word(200), "--no-cache").stdout)["results"][0]
     assert recent["state"] == "recent", recent
     for cue in (word(1), word(101), word(201), "nothing matches this xyzzy"):
         assert engram("recall", cue).exit_code == 0
     for cue, cached in ((word(1), True), (word(101), False), (word(201), False)):
-        assert orjson.loads(engram("recall", cue).output)["cached"] is cached, cue
+        assert orjson.loads(engram("recall", cue).stdout)["cached"] is cached, cue
     assert cache_stats()["entries"] == 1
 
 
@@ -120,7 +144,7 @@ def test_tags_and_spreading_flags_change_the_key_and_are_sent(engram, loaded) ->
     assert engram("recall", "lighthouse", "--limit", "3").exit_code == 0
     tagged = engram("recall", "lighthouse", "--tag", "n7", "--limit", "3")
     assert tagged.exit_code == 0, tagged.output
-    assert [r["tags"] for r in orjson.loads(tagged.output)["results"]] == [["lighthouse",
+    assert [r["tags"] for r in orjson.loads(tagged.stdout)["results"]] == [["lighthouse",
                                                                             "n7"]]
     assert engram("recall", "lighthouse", "--limit", "3", "--max-hops", "1").exit_code == 0
     assert engram("recall", "lighthouse", "--limit", "3", "--threshold", "0.2").exit_code == 0
@@ -159,16 +183,16 @@ def test_max_hops_and_threshold_travel_as_request_metadata(runner, tmp_path: Pat
 
 
 def test_no_cache_and_refresh(engram, loaded) -> None:
-    assert orjson.loads(engram("recall", word(9), "--no-cache").output)["cached"] is False
+    assert orjson.loads(engram("recall", word(9), "--no-cache").stdout)["cached"] is False
     assert cache_stats()["entries"] == 0
     assert engram("recall", word(9)).exit_code == 0
     with stubs(loaded.address) as (stub, _):
         stub.Forget(pb.ForgetRequest(memory_id=loaded_id(engram, word(9)), mode=2))
-    stale = orjson.loads(engram("recall", word(9)).output)
+    stale = orjson.loads(engram("recall", word(9)).stdout)
     assert stale["cached"] is True and len(stale["results"]) == 1
     fresh = engram("recall", word(9), "--refresh")
     assert fresh.exit_code == 0, fresh.output
-    assert orjson.loads(fresh.output) == {
+    assert orjson.loads(fresh.stdout) == {
         "cue": word(9), "cached": False, "results": [],
         "cache": {"stored": False, "reason": "an empty answer is never cached"}}
     # The empty answer does not qualify, so --refresh dropped the stale entry.
@@ -176,7 +200,7 @@ def test_no_cache_and_refresh(engram, loaded) -> None:
 
 
 def loaded_id(engram: Any, cue: str) -> str:
-    return str(orjson.loads(engram("recall", cue).output)["results"][0]["id"])
+    return str(orjson.loads(engram("recall", cue).stdout)["results"][0]["id"])
 
 
 def test_invalidate_space_makes_the_next_recall_fetch(engram, server) -> None:
@@ -185,8 +209,8 @@ def test_invalidate_space_makes_the_next_recall_fetch(engram, server) -> None:
     for space in ("default", "notes"):
         assert engram("--space", space, "recall", word(1)).exit_code == 0
     assert invalidate_space(server.address, "") == 1  # '' is the default space
-    assert orjson.loads(engram("recall", word(1)).output)["cached"] is False
-    notes = orjson.loads(engram("--space", "notes", "recall", word(1)).output)
+    assert orjson.loads(engram("recall", word(1)).stdout)["cached"] is False
+    notes = orjson.loads(engram("--space", "notes", "recall", word(1)).stdout)
     assert notes["cached"] is True
 
 
@@ -288,7 +312,7 @@ def test_exit_codes(engram, loaded) -> None:
     assert engram("recall", "x", "--limit", "0").exit_code == 2
     none = engram("recall", "nothing matches this xyzzy")
     assert none.exit_code == 0, none.output
-    assert orjson.loads(none.output)["results"] == []
+    assert orjson.loads(none.stdout)["results"] == []
 
 
 def test_server_unreachable_without_a_cache_entry(runner) -> None:
@@ -331,7 +355,7 @@ def probe(*args: str, env: dict | None = None) -> tuple[subprocess.CompletedProc
 
 def test_cached_answer_is_served_with_the_server_stopped_and_without_grpc(
         server_process, tmp_path: Path) -> None:
-    sp = server_process(tmp_path / "data")
+    sp = server_process(lexical_data_dir(tmp_path / "data"))
     load(sp.address, n=3)
     miss, heavy = probe("--server", sp.address, "recall", word(1), "--limit", "2")
     assert miss.returncode == 0, miss.stderr
@@ -364,7 +388,7 @@ def test_cached_answer_is_served_with_the_server_stopped_and_without_grpc(
 
 
 def test_ttl_expiry_across_processes_with_ENGRAM_NOW(server_process, tmp_path: Path) -> None:
-    sp = server_process(tmp_path / "data")
+    sp = server_process(lexical_data_dir(tmp_path / "data"))
     load(sp.address, n=2)
     now = time.time()
     args = ("--server", sp.address, "recall", word(0))
@@ -383,12 +407,12 @@ def test_cache_stats_and_clear(engram, runner, server) -> None:
     load(server.address, space="notes", n=3)
     empty = runner.invoke(app, ["cache", "stats", "--json"])
     assert empty.exit_code == 0, empty.output
-    assert orjson.loads(empty.output)["entries"] == 0
+    assert orjson.loads(empty.stdout)["entries"] == 0
     for space in ("default", "notes"):
         for i in range(3):
             assert engram("--space", space, "recall", word(i)).exit_code == 0
     assert engram("recall", word(0)).exit_code == 0
-    st = orjson.loads(runner.invoke(app, ["cache", "stats", "--json"]).output)
+    st = orjson.loads(runner.invoke(app, ["cache", "stats", "--json"]).stdout)
     assert (st["entries"], st["hits"], st["misses"]) == (6, 1, 6)
     assert st["bytes"] > 0 and st["spaces"] == {f"{server.address}/default": 3,
                                                f"{server.address}/notes": 3}
@@ -399,7 +423,7 @@ def test_cache_stats_and_clear(engram, runner, server) -> None:
     assert one.exit_code == 0 and "cleared 3" in one.output
     everything = runner.invoke(app, ["cache", "clear"])
     assert everything.exit_code == 0 and "cleared 3" in everything.output
-    st = orjson.loads(runner.invoke(app, ["cache", "stats", "--json"]).output)
+    st = orjson.loads(runner.invoke(app, ["cache", "stats", "--json"]).stdout)
     assert (st["entries"], st["bytes"], st["hits"]) == (0, 0, 0)
 
 

@@ -185,3 +185,37 @@ def test_recall_mode_and_stats_through_the_cli(engram: Callable[..., object],
     assert CHALET not in top("lexical")
     bad = engram("recall", COTTAGE, "--mode", "fuzzy")
     assert bad.exit_code == 2 and "--mode" in bad.output
+
+
+def test_an_answer_from_a_lagging_index_says_so_and_is_not_cached(
+        engram: Callable[..., object], server: object) -> None:
+    indexer = server.store.indexer  # type: ignore[attr-defined]
+    wait_for(indexer.ready.is_set)
+    indexer._step = lambda: False  # the index stops taking in changes: it lags
+    records = "\n".join(orjson.dumps({"content": t, "confidence": 0.95}).decode()
+                        for t in NOTES)
+    assert engram("import", "-", "--format", "jsonl", "--quiet", input=records).exit_code == 0
+    assert engram("consolidate").exit_code == 0
+
+    def recall(*extra: str) -> dict:
+        result = engram("recall", "espresso machine", "--format", "json", *extra)
+        assert result.exit_code == 0, result.output
+        return orjson.loads(result.stdout)
+
+    lagging = recall()
+    assert "vector index is still taking in about 4 changes" in lagging["partial"]
+    assert lagging["cache"]["stored"] is False
+    assert "may be incomplete" in lagging["cache"]["reason"]
+    assert recall()["cached"] is False
+    # Lexical recall does not use the index: complete, and cached.
+    assert "partial" not in recall("--mode", "lexical")
+    assert recall("--mode", "lexical")["cached"] is True
+
+    del indexer._step  # the index catches up; --wait-indexed waits for it
+    again = engram("import", "-", "--format", "jsonl", "--quiet", "--wait-indexed", "30",
+                   input=records)
+    assert again.exit_code == 0, again.output
+    assert server.store.vector_stats()["pending"] == 0  # type: ignore[attr-defined]
+    complete = recall()
+    assert "partial" not in complete and complete["cache"] == {"stored": True}
+    assert recall()["cached"] is True

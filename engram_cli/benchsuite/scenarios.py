@@ -149,6 +149,7 @@ def caching(t: Target, w: Workload, plan: BenchPlan, progress: Progress) -> RowR
 
     progress(f"caching: storing {plan.cache_corpus} memories to recall from")
     records = _write_many(t, w, plan.cache_corpus)
+    t.wait_indexed()  # as a user's cache would see it: after the index caught up
     with tempfile.TemporaryDirectory(prefix="engram-bench-") as tmp:
         plain, cached = recallers(t.conn, t.space, Path(tmp))
         try:

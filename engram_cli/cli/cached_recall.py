@@ -205,6 +205,8 @@ def table_printer() -> Any:
                           f"{r['activation']:.2f}", r.get("state") or "?", r["id"])
         if not answer.results:
             table.caption = "no memories match"
+        if answer.partial:
+            table.caption = f"{table.caption or ''} (may be incomplete: {answer.partial})"
         console.print(table)
         if answer.trace:
             console.print("activation paths (memory: path from a direct match, activation):")

@@ -63,6 +63,11 @@ def import_(
     quiet: bool = typer.Option(False, "--quiet", "-q",
                                help="No progress and no per-record messages; only the "
                                "summary."),
+    wait_indexed: float = typer.Option(
+        None, "--wait-indexed", metavar="SECONDS", min=0, show_default=False,
+        help="After the last batch, wait up to SECONDS until the server has embedded and "
+        "indexed everything, so that a vector or hybrid recall right after sees it (our "
+        "server; others index as they write)."),
     nice: int = typer.Option(None, "--nice", metavar="N", min=0, max=19,
                              help="Run at CPU niceness N or lower priority (env ENGRAM_NICE; "
                              "default 10 when the server is on this machine, so that it "
@@ -116,6 +121,8 @@ def import_(
             bar.stop()
     if conn is not None and summary.imported:
         _after_import(conn, summary)
+    if conn is not None and wait_indexed and summary.error is None and not summary.interrupted:
+        _wait_indexed(conn, wait_indexed, say)
     _print_summary(summary, as_json)
     if summary.interrupted:
         from engram_cli.errors import EXIT_INTERRUPTED
@@ -177,6 +184,16 @@ def _after_import(conn: Any, summary: Any) -> None:
     from engram_cli.client.cache import invalidate_space
 
     invalidate_space(conn.server, conn.space)
+
+
+def _wait_indexed(conn: Any, timeout_s: float, say: Any) -> None:
+    from engram_cli.client.api import EngramClient
+
+    with EngramClient(conn, autostart=False) as client:
+        left = client.wait_indexed(conn.space, timeout_s)
+    if left:
+        say(f"engram: the server's vector index still had {left:,} changes to take in "
+            f"after {timeout_s:g} s; vector and hybrid recall will see them when it has")
 
 
 def _check_space(space: str) -> None:

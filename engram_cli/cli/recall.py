@@ -88,8 +88,12 @@ def recall(
     emit = table_printer() if fmt == "table" else json_line
     with Recaller(conn, options, cache, refresh=refresh) as recaller:
         if not stdin_mode:
-            emit(recaller.recall(cue))
+            answer = recaller.recall(cue)
+            emit(answer)
             _warn_cache(cache)
+            if PARTIAL_BUDGET_WORDS in answer.partial:
+                typer.echo(f"engram: warning: the answer may be incomplete: {answer.partial}",
+                           err=True)
             return
         failed = 0
         fatal = None
@@ -107,6 +111,11 @@ def recall(
 
         typer.echo(f"engram: {failed} cue(s) failed; see their error lines", err=True)
         raise typer.Exit(EXIT_PARTIAL)
+
+
+# partial_text's words for a budget cut; such an answer gets a warning on stderr, since a
+# user who trusts it may miss a memory (a lagging index only says so in the answer).
+PARTIAL_BUDGET_WORDS = "recall time budget ran out"
 
 
 def _is_fatal(err: Exception) -> bool:

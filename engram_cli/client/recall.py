@@ -22,7 +22,14 @@ from engram_cli.client.cache import (
     category_name,
 )
 from engram_cli.config import Connection
-from engram_cli.contract import MAX_HOPS_KEY, RECALL_MODE_KEY, STATE_KEY, THRESHOLD_KEY
+from engram_cli.contract import (
+    MAX_HOPS_KEY,
+    RECALL_MODE_KEY,
+    RECALL_PARTIAL_KEY,
+    STATE_KEY,
+    THRESHOLD_KEY,
+    partial_text,
+)
 from engram_cli.errors import EngramError, UsageError
 
 # typing costs a cached recall several ms at import; annotations are strings here.
@@ -82,6 +89,8 @@ class Answer:
     error: EngramError | None = None
     # A fetched answer: {"stored": bool, "reason": why not} for the recall cache.
     cache: dict[str, Any] | None = None
+    # Why the server says this answer may be incomplete, in words ("" when it is not).
+    partial: str = ""
 
     def to_json(self) -> dict[str, Any]:
         if self.error is not None:
@@ -98,6 +107,8 @@ class Answer:
                 r["trace"] = ({"activation": t["activation"], "path": t["path"]}
                               if t is not None else None)
         out = {"cue": self.cue, "cached": self.cached, "results": results}
+        if self.partial:
+            out["partial"] = self.partial
         if self.cache is not None:
             out["cache"] = self.cache
         return out
@@ -143,6 +154,13 @@ def _iso(ts: Any) -> str | None:
     from datetime import datetime, timezone
 
     return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, timezone.utc).isoformat()
+
+
+def _partial_of(call: Any) -> str:
+    for key, value in call.trailing_metadata() or ():
+        if key == RECALL_PARTIAL_KEY:
+            return str(value)
+    return ""
 
 
 def trace_of(resp: Any) -> list[dict[str, Any]]:
@@ -260,9 +278,11 @@ class Recaller:
         stub = self._connect()
         return self._answer(cue, self._call(stub, cue))
 
-    def _call(self, stub: Any, cue: str, future: Any = None, done_at: float = 0.0) -> Any:
+    def _call(self, stub: Any, cue: str, future: Any = None, done_at: float = 0.0
+              ) -> tuple[Any, str]:
         """One Recall (or the result of one already started), resent while the server
-        says it is overloaded; raises our exceptions."""
+        says it is overloaded: the response and its RECALL_PARTIAL_KEY trailer ("" when
+        absent). Raises our exceptions."""
         import grpc
 
         from engram_cli.client.connection import retry_after_ms, translate
@@ -271,9 +291,11 @@ class Recaller:
             try:
                 if future is not None:
                     call, future = future, None
-                    return call.result()
-                return stub.Recall(self._request(cue), metadata=self._metadata,
-                                   timeout=self.timeout_s)
+                    resp = call.result()
+                else:
+                    resp, call = stub.Recall.with_call(
+                        self._request(cue), metadata=self._metadata, timeout=self.timeout_s)
+                return resp, _partial_of(call)
             except grpc.RpcError as err:
                 code = err.code() if hasattr(err, "code") else None
                 if code != grpc.StatusCode.RESOURCE_EXHAUSTED or attempt == _OVERLOAD_RETRIES:
@@ -418,14 +440,18 @@ class Recaller:
                        max_results=o.limit, spread_activation=o.spread),
             max_results=o.limit, include_metadata=o.trace, trace_activation=o.trace)
 
-    def _answer(self, cue: str, resp: Any) -> Answer:
+    def _answer(self, cue: str, called: tuple[Any, str]) -> Answer:
+        resp, partial = called
         results = [result_of(m) for m in resp.memories]
         trace = trace_of(resp) if self.options.trace else None
+        partial = partial_text(partial)
         note: dict[str, Any] = {"stored": False, "reason": "--no-cache"}
         if self.cache is not None:
             from engram_cli.client.cache import not_cached_because
 
             why = not_cached_because(results, self.cache.policy)
+            if why is None and partial:
+                why = f"the answer may be incomplete: {partial}"
             if why is None:
                 stored = self.cache.put(self._key(cue), self.conn.server, self.conn.space,
                                         cue, results, self.forgetting(), trace)
@@ -436,7 +462,7 @@ class Recaller:
                 note = {"stored": False, "reason": why}
                 if self.refresh:
                     self.cache.discard(self._key(cue))
-        return Answer(cue, results, cached=False, trace=trace, cache=note)
+        return Answer(cue, results, cached=False, trace=trace, cache=note, partial=partial)
 
     def forgetting(self) -> Forgetting:
         """The server's forgetting curve (GetSettings), once per process; the defaults

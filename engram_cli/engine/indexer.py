@@ -74,6 +74,20 @@ class Indexer(threading.Thread):
         except sqlite3.Error:
             return 0
 
+    def lag(self) -> int:
+        """About how many logged changes the index has yet to take in (cheap: one index
+        lookup, for every recall); at least 1 while the index is still opening; 0 when the
+        thread is not running, since then the index will not catch up and an answer is as
+        complete as it gets."""
+        if not self.is_alive():
+            return 0
+        try:
+            row = self._reader().execute("SELECT max(seq) FROM vector_log").fetchone()
+        except sqlite3.Error:
+            return 0
+        behind = max(0, int(row[0] or 0) - self.applied)
+        return behind if self.ready.is_set() else max(1, behind)
+
     def embed_cue(self, text: str) -> Any:
         """The cue's vector (float32, unit), or None without a model."""
         model = self.model

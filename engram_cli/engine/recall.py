@@ -80,6 +80,9 @@ class RecallResult:
     activation_path: list[str] = field(default_factory=list)
     traces: list[Trace] = field(default_factory=list)
     budget_exhausted: bool = False
+    # Logged changes the vector index had not taken in when this answer used it: the
+    # answer may change once it has (0: complete, or the index played no part).
+    index_behind: int = 0
 
 
 Seeds = tuple[dict[int, float], bool]  # ({rowid: relevance 0..1}, budget exhausted)
@@ -171,27 +174,47 @@ def vector_seeds(index: Any, conn: sqlite3.Connection, space: str, cue: Any, wan
     found = index.search(space, cue, want * 2)
     if not found:
         return {}
-    rids = [rid for rid, _ in found]
+    out = similarities(conn, space, [rid for rid, _ in found], cue, floor)
+    best = sorted(out.items(), key=lambda kv: kv[1], reverse=True)[:want]
+    return dict(best)
+
+
+def similarities(conn: sqlite3.Connection, space: str, rids: Sequence[int], cue: Any,
+                 floor: float, embed: Callable[[list[str]], Any] | None = None
+                 ) -> dict[int, float]:
+    """The exact cosine similarity to `cue` of each of these memories that is visible in
+    this space and more than `floor` similar, from its stored vector. A memory without a
+    vector yet (its text changed, or the indexer has not reached it) is left out, or, with
+    `embed`, embedded now."""
+    if not rids:
+        return {}
     marks = ",".join("?" * len(rids))
     out: dict[int, float] = {}
-    for rid, own, computed in conn.execute(
-            f"SELECT m.rowid, m.embedding, v.vec FROM memories m LEFT JOIN vectors v "
-            f"ON v.rid = m.rowid WHERE m.rowid IN ({marks}) AND m.space = ? "
+    unembedded: list[tuple[int, str]] = []
+    for rid, own, computed, content in conn.execute(
+            f"SELECT m.rowid, m.embedding, v.vec, m.content FROM memories m LEFT JOIN "
+            f"vectors v ON v.rid = m.rowid WHERE m.rowid IN ({marks}) AND m.space = ? "
             f"AND m.suppressed = 0", (*rids, space)):
         if own:
             vec = np.frombuffer(own, dtype=np.float32)
         elif computed:
             vec = np.frombuffer(computed, dtype="<f2").astype(np.float32)
         else:
-            continue  # its text changed since it was indexed: not this vector any more
+            if embed is not None and content:
+                unembedded.append((rid, content))
+            continue
         if len(vec) != len(cue):
             continue
         norm = float(np.linalg.norm(vec))
         sim = float(vec @ cue) / norm if norm else 0.0
         if sim > floor:
             out[rid] = sim
-    best = sorted(out.items(), key=lambda kv: kv[1], reverse=True)[:want]
-    return dict(best)
+    if unembedded and embed is not None:
+        for (rid, _), vec in zip(unembedded, embed([c for _, c in unembedded]), strict=True):
+            sim = float(np.asarray(vec, dtype=np.float32) @ cue)  # unit vectors
+            if sim > floor:
+                out[rid] = sim
+    return out
 
 
 def index_source(indexer: Callable[[], Any]) -> SeedSource:
@@ -288,6 +311,7 @@ class Recaller:
         self._settings = settings
         self._clock = clock
         self._recalled = recalled
+        self._indexer = indexer
         vectors = index_source(indexer)
         self.sources: dict[Cue, list[SeedSource]] = {
             Cue.TEXT: [text_source(text), vectors],
@@ -319,7 +343,24 @@ class Recaller:
         # hybrid: the full-text seeds, then the vector seeds, fused.
         lexical, cut_lexical = sources[0](conn, space, q, want, limit, deadline)
         vector, cut_vector = sources[1](conn, space, q, want, limit, deadline)
+        self._complete(conn, space, q, lexical, vector)
         return fuse(lexical, vector), cut_lexical or cut_vector
+
+    def _complete(self, conn: sqlite3.Connection, space: str, q: RecallQuery,
+                  lexical: dict[int, float], vector: dict[int, float]) -> None:
+        """Give every full-text seed its vector similarity too, not only those the vector
+        search proposed: a word match the index has not reached yet (it runs behind an
+        import) or that fell just outside the index's candidates would otherwise lose to
+        weaker matches that have one, and the answer would change as the index fills."""
+        ix = self._indexer()
+        missing = [rid for rid in lexical if rid not in vector]
+        if not missing or ix is None or ix.model is None or not q.text:
+            return
+        cue = ix.embed_cue(q.text)
+        if cue is None:
+            return
+        vector.update(similarities(conn, space, missing, cue, HYBRID_MIN_SIMILARITY,
+                                   embed=ix.model.embed))
 
     def recall(self, space: str, q: RecallQuery) -> RecallResult:
         """Seeds -> spreading activation along associations -> rank by activation x
@@ -359,6 +400,7 @@ class Recaller:
             above_threshold=len(above),
             avg_activation=(sum(above.values()) / len(above)) if above else 0.0,
             budget_exhausted=exhausted,
+            index_behind=self._index_behind(q),
         )
         if results:
             paths = {rid: path_to(rid, parent) for _, rid, _ in (top if q.trace else top[:1])}
@@ -370,6 +412,17 @@ class Recaller:
                                  for rec, (_, rid, _) in zip(results, top, strict=True)]
         result.elapsed_ms = (time.perf_counter() - started) * 1000.0
         return result
+
+    def _index_behind(self, q: RecallQuery) -> int:
+        """How far behind the vector index was, when it took part in this answer."""
+        ix = self._indexer()
+        if ix is None:
+            return 0
+        kind = cue_of(q)
+        if kind is Cue.CONTEXT or (kind is Cue.TEXT and (q.mode == "lexical"
+                                                          or ix.model is None)):
+            return 0
+        return int(ix.lag())
 
     def _rank(self, conn: sqlite3.Connection, space: str, above: dict[int, float],
               q: RecallQuery, limit: int, now: float, epoch: int, s: Settings

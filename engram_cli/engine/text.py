@@ -35,6 +35,7 @@ WORD_RE = re.compile(r"[^\W_]+")
 RARE_DF = 1_500
 RANK_BUDGET = 3_000
 COMMON_SCAN = 200
+TIE_BREAK_EXTRA = 2_048  # tied memories read past the seed cut to choose among them
 DF_CAP = 100_000
 STOP_FRACTION = 0.05
 MAX_TERMS = 32
@@ -155,20 +156,36 @@ class TextSeeder:
     @staticmethod
     def _in_space(conn: sqlite3.Connection, space: str, scores: dict[int, float], want: int
                   ) -> dict[int, float]:
-        """The `want` best-scored rowids that are visible memories of this space."""
-        ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
-        out: dict[int, float] = {}
+        """The `want` best-scored rowids that are visible memories of this space.
+
+        Memories that match the same words score the same, and a cue often matches many
+        of them alike ("who keeps the spare key": 109 of the sample's 3,000). Which of
+        those make the cut must not depend on the order they were written in (an import
+        over several connections commits in no fixed order): ties at the cut are broken
+        by stored confidence, then id, as ranking prefers the confident ones anyway. At
+        most TIE_BREAK_EXTRA tied memories past the cut are read for it; beyond that the
+        newest win."""
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], -kv[0]))
+        found: list[tuple[float, float, str, int]] = []  # (score, confidence, id, rowid)
+        cut: float | None = None  # the score of the want-th seed, once there are `want`
         step = max(want * 2, 64)
         for i in range(0, len(ranked), step):
             chunk = ranked[i : i + step]
+            if cut is not None and (chunk[0][1] < cut or len(found) >= want + TIE_BREAK_EXTRA):
+                break
             # "+space": without the plus SQLite prefers the (space, state) index and scans
             # the whole space instead of looking up a few rowids.
-            ok = {r for (r,) in conn.execute(
-                f"SELECT rowid FROM memories WHERE rowid IN ({','.join('?' * len(chunk))}) "
-                f"AND +space = ? AND suppressed = 0", (*(r for r, _ in chunk), space))}
+            visible = {r: (c, m) for r, c, m in conn.execute(
+                f"SELECT rowid, confidence, id FROM memories WHERE rowid IN "
+                f"({','.join('?' * len(chunk))}) AND +space = ? AND suppressed = 0",
+                (*(r for r, _ in chunk), space))}
             for rowid, sc in chunk:
-                if rowid in ok:
-                    out[rowid] = sc
-                    if len(out) >= want:
-                        return out
-        return out
+                if cut is not None and sc < cut:
+                    break
+                if rowid in visible:
+                    confidence, mid = visible[rowid]
+                    found.append((sc, confidence, mid, rowid))
+                    if cut is None and len(found) >= want:
+                        cut = sc
+        found.sort(key=lambda f: (-f[0], -f[1], f[2]))
+        return {rowid: sc for sc, _, _, rowid in found[:want]}

@@ -45,6 +45,9 @@ _SPACE_FILE = re.compile(r"^[a-z0-9_-]{1,64}$")
 # Vectors added under one exclusive hold of the lock: at ~10-20k vectors/s that keeps a
 # search's wait for a writer to a few milliseconds.
 WRITE_CHUNK = 64
+# Spaces of at most this many vectors are searched exhaustively (see search()); above it
+# the HNSW walk wins (2x faster at 20,000, and the gap grows with the space).
+EXACT_BELOW = 10_000
 
 
 @dataclass(frozen=True)
@@ -355,7 +358,10 @@ class VectorIndex:
             if q.shape[0] != sp.dim:
                 raise InvalidArgument(
                     f"cue has {q.shape[0]} dimensions; space {space!r} holds {sp.dim}")
-            found = sp.index.search(q, k)
+            # A small space is scanned exhaustively: as fast as the graph walk there
+            # (measured: 1.2 against 1.2 ms at 3,000 vectors), exact, and so the same
+            # answer whatever order the memories were indexed in.
+            found = sp.index.search(q, k, exact=len(sp.index) <= EXACT_BELOW)
         keys, dist = found.keys, found.distances
         return [(int(keys[i]), 1.0 - float(dist[i])) for i in range(len(keys))]
 

@@ -10,7 +10,13 @@ from typing import Any
 
 import grpc
 
-from engram_cli.contract import MAX_HOPS_KEY, RECALL_MODE_KEY, THRESHOLD_KEY
+from engram_cli.contract import (
+    MAX_HOPS_KEY,
+    RECALL_MODE_KEY,
+    RECALL_PARTIAL_KEY,
+    THRESHOLD_KEY,
+    partial_reasons,
+)
 from engram_cli.engine.model import MemoryRecord, State, resolve_space
 from engram_cli.engine.recall import MODES
 from engram_cli.engine.store import Store
@@ -151,7 +157,8 @@ class EngramServicer(svc.EngramServiceServicer):
                     answers[i] = _stored_response(out.memory_id, _initial_state(out.outcome))
         yield from answers
 
-    def _recall(self, request: Any, knobs: dict[str, Any] | None = None) -> Any:
+    def _recall(self, request: Any, knobs: dict[str, Any] | None = None) -> tuple[Any, str]:
+        """The answer, and why it may be incomplete (RECALL_PARTIAL_KEY's value, or "")."""
         if not request.HasField("cue"):
             raise InvalidArgument("RecallRequest has no cue")
         q = query_from_cue(request.cue, request.max_results)
@@ -161,6 +168,7 @@ class EngramServicer(svc.EngramServiceServicer):
             q.threshold = knobs.get("threshold", q.threshold)
             q.mode = knobs.get("mode", q.mode)
         result = self.store.recall(request.memory_space_id, q)
+        partial = partial_reasons(result.budget_exhausted, result.index_behind)
         resp = pb.RecallResponse(
             memories=[memory_to_pb(r) for r in result.memories],
             recall_confidence=confidence_pb(
@@ -178,18 +186,21 @@ class EngramServicer(svc.EngramServiceServicer):
         for t in result.traces:
             resp.traces.add(memory_id=t.memory_id, activation_level=t.activation,
                             activation_path=t.path, timestamp=now)
-        return resp
+        return resp, partial
 
     @unary
     def Recall(self, request: Any, context: grpc.ServicerContext) -> Any:
-        return self._recall(request, recall_knobs(context.invocation_metadata()))
+        resp, partial = self._recall(request, recall_knobs(context.invocation_metadata()))
+        if partial:
+            context.set_trailing_metadata(((RECALL_PARTIAL_KEY, partial),))
+        return resp
 
     @streaming
     def StreamingRecall(self, request_iterator: Any, context: grpc.ServicerContext
                         ) -> Iterator[Any]:
         knobs = recall_knobs(context.invocation_metadata())
         for request in request_iterator:
-            yield self._recall(request, knobs)
+            yield self._recall(request, knobs)[0]
 
     @unary
     def Forget(self, request: Any, context: grpc.ServicerContext) -> Any:
