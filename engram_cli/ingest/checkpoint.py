@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from engram_cli import config
+from engram_cli.errors import UnsafePath
 from engram_cli.files import private_dir, read_private, write_atomic
 
 DIR_NAME = "imports"
@@ -46,12 +47,26 @@ class Checkpoint:
     inputs: list[InputMark]
     describe: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def tmp_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".tmp")
+
+    def check(self) -> None:
+        """Before an import sends anything: its private directory exists and no symlink
+        waits at the checkpoint or its temporary file (UnsafePath; save() would refuse
+        them too, but only after records were sent)."""
+        private_dir(self.path.parent)
+        for path in (self.path, self.tmp_path):
+            if path.is_symlink():
+                raise UnsafePath(f"{path} is a symbolic link",
+                                 "refusing to write through it: remove it and run again")
+
     def save(self) -> None:
         private_dir(self.path.parent)
         body = {"version": VERSION, "key": self.key, "describe": self.describe,
                 "inputs": [asdict(m) for m in self.inputs]}
         write_atomic(self.path, orjson.dumps(body, option=orjson.OPT_INDENT_2),
-                     tmp=self.path.with_name(self.path.name + ".tmp"))
+                     tmp=self.tmp_path)
 
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):

@@ -237,10 +237,10 @@ class Importer:
                 self._ck = ckpt.new(key, self.names, [i.path for i in self.inputs],
                                     {"inputs": self.names, "server": self.conn.server,
                                      "space": self.conn.space})
-            # Written once before anything is sent: a symlink planted at the checkpoint
-            # stops the import here (UnsafePath); a read-only data dir means no resume.
+            # A symlink planted at the checkpoint stops the import before anything is
+            # sent; a data dir we cannot write means no resume, said once.
             try:
-                self._ck.save()
+                self._ck.check()
             except OSError as exc:
                 self.warn(f"cannot write the checkpoint {self._ck.path}: {exc.strerror} "
                           "(--resume cannot continue this import)")
