@@ -68,9 +68,13 @@ def private_dir(path: Path, *, own: bool = True) -> Path:
     return path
 
 
-def open_private(path: Path | str, flags: int) -> int:
+def open_private(path: Path | str, flags: int, single_link: bool = False) -> int:
     """os.open(path, flags) never through a symlink, creating the file 0600; an existing
-    file of ours that others may read is tightened to 0600. Answers the descriptor."""
+    file of ours that others may read is tightened to 0600. Answers the descriptor.
+
+    single_link: also refuse a file with other hard links (for paths in a directory others
+    may write, such as a rejects file beside its input; a store's own files may have
+    them, from a `cp -al` backup)."""
     try:
         fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC, FILE_MODE)
     except OSError as exc:
@@ -79,6 +83,9 @@ def open_private(path: Path | str, flags: int) -> int:
         raise
     try:
         st = os.fstat(fd)
+        if single_link and stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            # A second name for some other file of ours, planted where we write.
+            raise UnsafePath(f"{path} has other hard links", _REFUSE_HINT)
         if (stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != FILE_MODE
                 and st.st_uid == os.geteuid()):
             os.fchmod(fd, FILE_MODE)
@@ -95,8 +102,10 @@ def create_private(path: Path | str) -> None:
 
 
 def append_private(path: Path | str) -> BinaryIO:
-    """A binary file opened for appending (created 0600), never through a symlink."""
-    return os.fdopen(open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND), "ab")
+    """A binary file opened for appending (created 0600), never through a symlink or
+    into a file with other hard links."""
+    return os.fdopen(open_private(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                                  single_link=True), "ab")
 
 
 def read_private(path: Path | str) -> bytes:
@@ -127,7 +136,10 @@ def create_exclusive(tmp: Path) -> int:
             raise UnsafePath(f"{tmp} is in the way and is not a file of ours",
                              "remove it and run again") from None
         os.unlink(tmp)
-        fd = os.open(tmp, flags, FILE_MODE)
+        try:
+            fd = os.open(tmp, flags, FILE_MODE)
+        except FileExistsError:  # planted again in between: someone is at work there
+            raise UnsafePath(f"{tmp} keeps reappearing", "remove it and run again") from None
     os.fchmod(fd, FILE_MODE)  # the umask may have taken bits away; 0600 exactly
     return fd
 

@@ -153,3 +153,16 @@ def test_write_atomic_refuses_symlinks_and_replaces_a_stale_tmp(tmp_path, target
         with pytest.raises(UnsafePath, match="is a symbolic link"):
             attempt()
     assert target.read_bytes() == PRECIOUS and dest.read_bytes() == b"new"
+
+
+def test_a_hard_link_planted_at_the_rejects_path_is_refused(tmp_path, target) -> None:
+    import os
+
+    from engram_cli.errors import UnsafePath
+    from engram_cli.files import append_private
+
+    link = tmp_path / "in.jsonl.rejects.jsonl"
+    os.link(target, link)
+    with pytest.raises(UnsafePath, match="has other hard links"):
+        append_private(link)
+    assert target.read_bytes() == PRECIOUS
