@@ -38,7 +38,7 @@ def serve(
 
     Example: engram serve --port 50051 --data-dir ./engram-data
 
-    Example: ENGRAM_SERVER_KEYS="$(cat ~/.engram-key)" engram serve --detach --port 50051
+    Example: engram serve --detach --key-file ~/.engram-keys
 
     Memories without an id get one derived from their content (the same memory sent twice
     is stored once); a memory with an existing id replaces it. SIGINT/SIGTERM stop it
