@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from engram_cli.server.app import EngramServer, ServeOptions
-from tests.import_support import records, write_jsonl
+from tests.import_support import records, wait_for, write_jsonl
 from tests.rpc_helpers import recall, remember, stubs
 from tests.test_cli_foundation import engram_proc, free_port
 
@@ -202,6 +202,8 @@ def test_a_detached_server_gets_its_keys_without_a_command_line(umask022, tmp_pa
     assert started.returncode == 0, started.stderr
     address = f"127.0.0.1:{port}"
     try:
+        # The port answers a moment before the server writes server.json.
+        wait_for(lambda: (data / "server.json").exists())
         pid = orjson.loads((data / "server.json").read_bytes())["pid"]
         cmdline = _cmdline(pid)
         assert "serve" in cmdline and KEY not in cmdline, cmdline
