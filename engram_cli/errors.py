@@ -65,6 +65,11 @@ class Unsupported(EngramError):
     """The server does not serve an RPC this command needs."""
 
 
+class UnsafePath(EngramError):
+    """A path we would write (or read back) is a symbolic link or something else not ours:
+    refused, so that whatever it points at stays untouched."""
+
+
 class InputError(EngramError):
     """An input file cannot be read at all (missing, unreadable, unknown format)."""
 

@@ -16,7 +16,7 @@ import pytest
 
 from engram_cli.engine.embedding import DEFAULT_MODEL, load_model
 from engram_cli.engine.vectors import MANIFEST, IndexConfig, VectorIndex
-from engram_cli.errors import InvalidArgument, UsageError
+from engram_cli.errors import InvalidArgument, UnsafePath
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "memories.jsonl"
 CONFIG = IndexConfig(model=DEFAULT_MODEL)
@@ -117,7 +117,7 @@ def test_save_and_open_keep_everything_in_private_files(tmp_path, vecs):
 def test_a_symlinked_directory_is_refused(tmp_path):
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
-    with pytest.raises(UsageError, match="symlink"):
+    with pytest.raises(UnsafePath, match="is a symbolic link"):
         VectorIndex.open(tmp_path / "link", CONFIG)
 
 

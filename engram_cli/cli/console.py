@@ -25,7 +25,8 @@ GLOBAL_OPTIONS = (
     ("--server", "HOST:PORT", "Engram server (env: ENGRAM_SERVER; default localhost:50051)."),
     ("--space", "NAME",
      "Memory space (env: ENGRAM_SPACE; default: the server's default space)."),
-    ("--api-key", "KEY", "Sent as 'authorization: Bearer KEY' (env: ENGRAM_API_KEY)."),
+    ("--api-key", "KEY", "Sent as 'authorization: Bearer KEY' (env: ENGRAM_API_KEY, "
+     "or api_key in the config file: other local users can read a command line)."),
     ("--no-autostart", "", "Never start the embedded server (env: ENGRAM_NO_AUTOSTART=1)."),
     ("-V, --version", "", "Print the version and exit."),
     ("--verbose", "", "Debug log lines on stderr."),

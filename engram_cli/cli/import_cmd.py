@@ -200,7 +200,7 @@ def _check_space(space: str) -> None:
     from engram_cli.engine.model import SPACE_RE
     from engram_cli.errors import UsageError
 
-    if space and not SPACE_RE.match(space):
+    if space and not SPACE_RE.fullmatch(space):
         raise UsageError(f"invalid memory space id {space!r}",
                          "use 3 to 64 characters of lowercase letters, digits, '_' and '-'")
 

@@ -10,6 +10,8 @@ import typer
 
 from engram_cli.cli.common import handle_errors
 
+KEYS_ENV = "ENGRAM_SERVER_KEYS"
+
 
 @handle_errors
 def serve(
@@ -25,12 +27,18 @@ def serve(
     idle_timeout: float = typer.Option(0.0, "--idle-timeout", metavar="SECONDS", min=0,
                                        help="Stop after this long without requests (0: never)."),
     api_key: list[str] = typer.Option(None, "--require-key", metavar="KEY",
-                                      help="Require this API key (repeatable) "
-                                      "(env: ENGRAM_SERVER_KEYS, comma-separated)."),
+                                      help="Require this API key (repeatable). Other local "
+                                      "users can read a command line: prefer "
+                                      "ENGRAM_SERVER_KEYS (comma-separated) or --key-file."),
+    key_file: Path = typer.Option(None, "--key-file", metavar="FILE",
+                                  help="Require the API keys in FILE (one a line; blank "
+                                  "lines and # comments ignored)."),
 ) -> None:
     """Serve engram.v1 (plus our batch and settings RPCs, health and reflection).
 
     Example: engram serve --port 50051 --data-dir ./engram-data
+
+    Example: engram serve --detach --key-file ~/.engram-keys
 
     Memories without an id get one derived from their content (the same memory sent twice
     is stored once); a memory with an existing id replaces it. SIGINT/SIGTERM stop it
@@ -44,15 +52,21 @@ def serve(
     if not detach:
         _check_port_free(host, port)
     _check_data_dir(directory, "--data-dir" if data_dir else "the data dir")
-    keys = tuple(api_key or ()) + tuple(
-        k for k in os.environ.get("ENGRAM_SERVER_KEYS", "").split(",") if k)
+    if api_key:
+        typer.echo("Warning: --require-key puts the key on the command line, where other "
+                   "local users can read it (ps, /proc): set ENGRAM_SERVER_KEYS or use "
+                   "--key-file FILE instead", err=True)
+    keys = tuple(api_key or ()) + _read_key_file(key_file) + tuple(
+        k for k in os.environ.get(KEYS_ENV, "").split(",") if k)
     if detach:
         from engram_cli.client.autostart import start_background_server
 
-        extra: tuple[str, ...] = tuple(a for k in keys for a in ("--require-key", k))
         if port == 0:
             raise typer.BadParameter("--detach needs a fixed --port", param_hint="--port")
-        start_background_server(directory, host, port, idle_timeout, extra)
+        # The keys reach the server through its environment (readable by this user
+        # only), never its command line.
+        start_background_server(directory, host, port, idle_timeout,
+                                env={KEYS_ENV: _join_keys(keys)})
         typer.echo(f"engram server running on {host}:{port} (data: {directory})")
         return
 
@@ -78,6 +92,38 @@ def serve(
     code = serve_forever(ServeOptions(data_dir=directory, host=host, port=port,
                                       idle_timeout_s=idle_timeout, api_keys=keys), ready)
     raise typer.Exit(code)
+
+
+def _read_key_file(path: Path | None) -> tuple[str, ...]:
+    if path is None:
+        return ()
+    from engram_cli.errors import UsageError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UsageError(f"cannot read --key-file {path}: {reason}",
+                         "give a readable file with one API key a line") from None
+    keys = tuple(s for line in text.splitlines()
+                 if (s := line.strip()) and not s.startswith("#"))
+    if not keys:
+        raise UsageError(f"--key-file {path} holds no key",
+                         "write one API key a line (# starts a comment)")
+    if os.stat(path).st_mode & 0o077:
+        typer.echo(f"Warning: --key-file {path} is readable by other users: "
+                   f"`chmod 600 {path}`", err=True)
+    return keys
+
+
+def _join_keys(keys: tuple[str, ...]) -> str:
+    for key in keys:
+        if "," in key:
+            from engram_cli.errors import UsageError
+
+            raise UsageError("an API key contains ',', which separates the keys of "
+                             f"{KEYS_ENV}", "use keys without commas")
+    return ",".join(keys)
 
 
 def _same_file(a: object, b: object) -> bool:
@@ -120,8 +166,10 @@ def _check_data_dir(directory: Path, where: str) -> None:
     if directory.exists() and not directory.is_dir():
         raise UsageError(f"{where} {directory} is not a directory",
                          "point --data-dir (or ENGRAM_DATA_DIR) at a directory")
+    from engram_cli.files import private_dir
+
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        private_dir(directory, own=False)
     except OSError as exc:
         raise UsageError(f"{where} {directory} cannot be created: {exc.strerror}",
                          "point --data-dir (or ENGRAM_DATA_DIR) at a writable directory"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from engram_cli import config
 from engram_cli.errors import EngramError, ServerUnavailable
+from engram_cli.files import append_private, private_dir
 
 START_TIMEOUT_S = 20.0
 LOG_NAME = "server.log"
@@ -53,16 +54,21 @@ def start_background_server(
     port: int = config.DEFAULT_PORT,
     idle_timeout_s: float = config.DEFAULT_IDLE_TIMEOUT_S,
     extra_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
-    """Spawn `engram serve` detached from this terminal; return once it accepts calls."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    """Spawn `engram serve` detached from this terminal; return once it accepts calls.
+
+    Secrets (API keys) go in `env`, never in `extra_args`: a command line is visible to
+    every local user (`ps`), a process's environment only to its owner."""
+    private_dir(data_dir, own=False)
     log_path = data_dir / LOG_NAME
     cmd = [sys.executable, "-m", "engram_cli", "serve", "--host", host, "--port", str(port),
            "--data-dir", str(data_dir), "--idle-timeout", str(idle_timeout_s), *extra_args]
-    with open(log_path, "ab") as log:
+    with append_private(log_path) as log:
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            start_new_session=True, close_fds=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            start_new_session=True, close_fds=True,
+            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
     address = f"{host}:{port}"
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:

@@ -244,12 +244,15 @@ class RecallCache:
             return None
         if not create and not self.path.exists():
             return None
+        from engram_cli.errors import UnsafePath
+        from engram_cli.files import create_private, private_dir
+
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            if not self.path.exists():
-                # Answers hold memory contents: only this user may read them (SQLite gives
-                # the -wal and -shm files the database file's permissions).
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            private_dir(self.path.parent, own=False)
+            # Answers hold memory contents: only this user may read them (SQLite gives
+            # the -wal and -shm files the database file's permissions), and a symlink
+            # planted at the path is refused.
+            create_private(self.path)
             conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000,
                                    isolation_level=None, check_same_thread=False)
             try:
@@ -271,6 +274,9 @@ class RecallCache:
             return None
         except (sqlite3.Error, OSError) as exc:
             self.error = f"{self.path}: {exc}"
+            return None
+        except UnsafePath as exc:
+            self.error = f"{exc}: {exc.hint}"
             return None
         self._conn = conn
         return conn

@@ -15,7 +15,8 @@ from enum import IntEnum
 from engram_cli.errors import InvalidArgument
 
 DEFAULT_SPACE = "default"
-SPACE_RE = re.compile(r"^[a-z0-9_-]{3,64}$")
+# Matched with fullmatch: `$` would let a trailing newline through ("sec\n").
+SPACE_RE = re.compile(r"[a-z0-9_-]{3,64}")
 DEFAULT_CONFIDENCE = 0.9
 
 
@@ -39,7 +40,7 @@ def resolve_space(space_id: str) -> str:
     """'' -> 'default'; anything else must be 3-64 characters of [a-z0-9_-]."""
     if not space_id:
         return DEFAULT_SPACE
-    if not SPACE_RE.match(space_id):
+    if not SPACE_RE.fullmatch(space_id):
         raise InvalidArgument(
             f"invalid memory space id {space_id!r}",
             "use 3 to 64 characters of lowercase letters, digits, '_' and '-'",

@@ -50,6 +50,7 @@ from engram_cli.engine.writes import (
     op_remember,
 )
 from engram_cli.errors import EngramError, InvalidArgument, StoreClosed
+from engram_cli.files import create_private, open_private, private_dir
 
 DB_NAME = "engram.db"
 LOCK_NAME = "LOCK"
@@ -79,14 +80,15 @@ class Store:
         settings: Settings = DEFAULT_SETTINGS,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.data_dir = Path(data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = private_dir(Path(data_dir), own=False)
         self.settings = settings
         self.clock = clock
         self._lock_fd = self._lock_data_dir()
         db_dir = Path(settings.warm_path) if settings.warm_path else self.data_dir
-        db_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(db_dir, own=False)
         self.path = db_dir / DB_NAME
+        # SQLite gives the -wal and -shm files the database file's mode: 0600 from here.
+        create_private(self.path)
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._local = threading.local()
@@ -124,7 +126,7 @@ class Store:
     def _lock_data_dir(self) -> int:
         import fcntl
 
-        fd = os.open(self.data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_private(self.data_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

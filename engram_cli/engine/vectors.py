@@ -28,7 +28,6 @@ import dataclasses
 import hashlib
 import os
 import re
-import stat
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -38,10 +37,11 @@ from typing import Any
 import orjson
 
 from engram_cli.errors import InvalidArgument, UsageError
+from engram_cli.files import create_exclusive, fsync_dir, private_dir, read_private
 
 FORMAT = 1
 MANIFEST = "manifest.json"
-_SPACE_FILE = re.compile(r"^[a-z0-9_-]{1,64}$")
+_SPACE_FILE = re.compile(r"[a-z0-9_-]{1,64}")  # fullmatch: no trailing newline
 # Vectors added under one exclusive hold of the lock: at ~10-20k vectors/s that keeps a
 # search's wait for a writer to a few milliseconds.
 WRITE_CHUNK = 64
@@ -158,7 +158,7 @@ class VectorIndex:
         ones with watermark 0 when there are none or they cannot be used."""
         if config.dtype not in ("i8", "f16", "f32"):
             raise UsageError(f"vector index dtype {config.dtype!r} is not one of i8, f16, f32")
-        _private_dir(directory)
+        private_dir(directory)
         self = cls(directory, config)
         try:
             self._load()
@@ -172,7 +172,7 @@ class VectorIndex:
     def _load(self) -> None:
         path = self.directory / MANIFEST
         try:
-            raw = _read_private(path)
+            raw = read_private(path)
         except FileNotFoundError:
             if any(self.directory.glob("*.usearch")):
                 raise _Unusable("index files without a manifest") from None
@@ -198,7 +198,7 @@ class VectorIndex:
                                            entry["blake2b"])
             except (KeyError, TypeError, ValueError) as exc:
                 raise _Unusable(f"manifest entry of space {space!r}: {exc}") from None
-            if not _SPACE_FILE.match(space) or Path(file).name != file:
+            if not _SPACE_FILE.fullmatch(space) or Path(file).name != file:
                 raise _Unusable(f"manifest names a bad space or file: {space!r} {file!r}")
             fpath = self.directory / file
             # A damaged file must never reach the native loader: it trusts the offsets it
@@ -396,28 +396,8 @@ class _Unusable(Exception):
 
 
 def _check_space(space: str) -> None:
-    if not _SPACE_FILE.match(space):
+    if not _SPACE_FILE.fullmatch(space):
         raise InvalidArgument(f"space name {space!r} cannot name an index file")
-
-
-def _private_dir(path: Path) -> None:
-    """Create `path` as 0700, or make the existing one so; refuse a symlink."""
-    try:
-        path.mkdir(mode=0o700, parents=True)
-    except FileExistsError:
-        pass
-    st = path.lstat()
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise UsageError(f"{path} is not a directory (a symlink?)",
-                         "point the index at a real directory")
-    if stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(path, 0o700)
-
-
-def _read_private(path: Path) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as f:
-        return f.read()
 
 
 def _digest(path: Path) -> tuple[int, str]:
@@ -436,11 +416,9 @@ def _write_private(path: Path, write: Callable[[str], Any]) -> tuple[int, str]:
     """Have `write(temp_path)` fill a fresh 0600 temporary file, fsync it and rename it to
     `path`; answers the file's (size, digest)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()  # left by a process of the same pid that was killed
-    # Created here, exclusively and private, so the writer only ever truncates our file.
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                     | getattr(os, "O_CLOEXEC", 0), 0o600))
+    # Created here, exclusively and private (one left by a killed process of the same pid
+    # is replaced), so the writer only ever truncates our file.
+    os.close(create_exclusive(tmp))
     try:
         write(str(tmp))
         fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
@@ -454,9 +432,5 @@ def _write_private(path: Path, write: Callable[[str], Any]) -> tuple[int, str]:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    fsync_dir(path.parent)
     return result

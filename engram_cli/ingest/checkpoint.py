@@ -6,14 +6,14 @@ A checkpoint lives in `<user data dir>/imports/<key>.json` (ENGRAM_DATA_DIR over
 the data dir); the key is a hash of the resolved input paths, the server, the space and
 the options that change what records are made (format, field mapping). It is written
 atomically (temporary file, fsync, rename), so a crash leaves the old or the new one,
-never half of one, and it is deleted when the import finishes.
+never half of one, and it is deleted when the import finishes. The directory is 0700, the
+files 0600, and neither is ever written through a symlink (engram_cli/files.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,8 @@ from typing import Any
 import orjson
 
 from engram_cli import config
+from engram_cli.errors import UnsafePath
+from engram_cli.files import private_dir, read_private, write_atomic
 
 DIR_NAME = "imports"
 _HEAD_BYTES = 64 * 1024  # identifies an input: appending to it keeps the checkpoint valid
@@ -45,16 +47,26 @@ class Checkpoint:
     inputs: list[InputMark]
     describe: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def tmp_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".tmp")
+
+    def check(self) -> None:
+        """Before an import sends anything: its private directory exists and no symlink
+        waits at the checkpoint or its temporary file (UnsafePath; save() would refuse
+        them too, but only after records were sent)."""
+        private_dir(self.path.parent)
+        for path in (self.path, self.tmp_path):
+            if path.is_symlink():
+                raise UnsafePath(f"{path} is a symbolic link",
+                                 "refusing to write through it: remove it and run again")
+
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         body = {"version": VERSION, "key": self.key, "describe": self.describe,
                 "inputs": [asdict(m) for m in self.inputs]}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(orjson.dumps(body, option=orjson.OPT_INDENT_2))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_atomic(self.path, orjson.dumps(body, option=orjson.OPT_INDENT_2),
+                     tmp=self.tmp_path)
 
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -85,7 +97,7 @@ def head_hash(path: Path | None) -> str:
 def load(key: str) -> Checkpoint | None:
     path = checkpoint_dir() / f"{key}.json"
     try:
-        body = orjson.loads(path.read_bytes())
+        body = orjson.loads(read_private(path))
         if body.get("version") != VERSION or body.get("key") != key:
             return None
         marks = [InputMark(**m) for m in body["inputs"]]

@@ -31,6 +31,7 @@ from engram_cli.errors import (
     EngramError,
     InputError,
     MaxErrorsExceeded,
+    UnsafePath,
     UsageError,
 )
 from engram_cli.ingest import checkpoint as ckpt
@@ -236,6 +237,14 @@ class Importer:
                 self._ck = ckpt.new(key, self.names, [i.path for i in self.inputs],
                                     {"inputs": self.names, "server": self.conn.server,
                                      "space": self.conn.space})
+            # A symlink planted at the checkpoint stops the import before anything is
+            # sent; a data dir we cannot write means no resume, said once.
+            try:
+                self._ck.check()
+            except OSError as exc:
+                self.warn(f"cannot write the checkpoint {self._ck.path}: {exc.strerror} "
+                          "(--resume cannot continue this import)")
+                self._ck = None
         resuming = self._ck is not None and opts.resume and any(
             m.done or m.offset for m in self._ck.inputs)
         shared_file: RejectsFile | None = None
@@ -481,8 +490,9 @@ class Importer:
                     self._ck.remove()
                 else:
                     self._save_checkpoint()
-            except OSError as exc:
-                self.warn(f"cannot write the checkpoint {self._ck.path}: {exc.strerror}")
+            except (OSError, UnsafePath) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else f"{exc}: {exc.hint}"
+                self.warn(f"cannot write the checkpoint {self._ck.path}: {why}")
         for rf in set(self._rejects.values()):
             rf.close()
 

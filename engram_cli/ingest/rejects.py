@@ -5,7 +5,8 @@ One JSON line per rejected record: the record's own fields as they were read (be
 `--map` renaming, so re-import with the same flags), plus the annotation
 `"_reject": {"source", "line", "reason", "raw"}` (and `"format": "csv"` when the fields
 are CSV text). Readers ignore `_reject` when the file is imported again. A line that did
-not parse at all has only the annotation: rewrite it from `raw`.
+not parse at all has only the annotation: rewrite it from `raw`. The file is 0600 (the
+records are the user's data) and never written through a symlink.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import IO, Any
 
 import orjson
 
-from engram_cli.errors import InputError
+from engram_cli.errors import InputError, UnsafePath
+from engram_cli.files import append_private, read_private, write_atomic
 from engram_cli.ingest.mapping import REJECT_KEY
 
 STDIN_REJECTS = "stdin.rejects.jsonl"
@@ -62,7 +64,13 @@ class RejectsFile:
     _f: IO[bytes] | None = field(default=None, repr=False)
 
     def prepare(self) -> None:
-        """A fresh run starts without the previous run's rejects."""
+        """A fresh run starts without the previous run's rejects. A symlink at the path
+        is refused before anything is read or sent (someone may have planted it there to
+        have us append to its target)."""
+        if self.path.is_symlink():
+            raise UnsafePath(f"the rejects file {self.path} is a symbolic link",
+                             "refusing to write through it: remove it or pass --rejects "
+                             "FILE")
         if self.fresh:
             try:
                 self.path.unlink()
@@ -76,7 +84,7 @@ class RejectsFile:
         if self._f is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._f = open(self.path, "ab")  # noqa: SIM115
+                self._f = append_private(self.path)
             except OSError as exc:
                 raise InputError(f"cannot write rejects file {self.path}: {exc.strerror}",
                                  "pass --rejects FILE somewhere writable") from None
@@ -100,7 +108,7 @@ def prune(path: Path, source: str, from_line: int) -> tuple[int, int]:
     """Drop the entries of `source` at or after `from_line` (a resumed run writes them
     again); answers (dropped, kept) counts for `source`. Other sources' entries stay."""
     try:
-        data = path.read_bytes()
+        data = read_private(path)
     except FileNotFoundError:
         return 0, 0
     keep: list[bytes] = []
@@ -117,7 +125,5 @@ def prune(path: Path, source: str, from_line: int) -> tuple[int, int]:
             kept += 1
         keep.append(line)
     if dropped:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(b"".join(keep))
-        os.replace(tmp, path)
+        write_atomic(path, b"".join(keep), tmp=path.with_name(path.name + ".tmp"))
     return dropped, kept

@@ -37,7 +37,8 @@ from engram_cli.contract import (
     bearer_key,
     method_path,
 )
-from engram_cli.engine.store import Store
+from engram_cli.engine.store import DB_NAME, LOCK_NAME, Store
+from engram_cli.files import exposure_warning, private_dir, write_atomic
 from engram_cli.rpc import ext_svc, svc
 from engram_cli.server.extension import ExtensionServicer, started_info
 from engram_cli.server.servicer import EngramServicer
@@ -45,6 +46,9 @@ from engram_cli.tuning.server_config import CONFIG_NAME, ServerConfig
 
 log = logging.getLogger("engram.server")
 SERVER_FILE = "server.json"
+# What a store's warning looks at: the files that hold memories, settings or the address.
+STORE_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", LOCK_NAME, SERVER_FILE,
+               CONFIG_NAME, "server.log", "vectors", "imports")
 GRACE_SECONDS = 10.0
 _UNTRACKED = (method_path(HEALTH_SERVICE, ""), f"/{REFLECTION_PACKAGE}.")
 
@@ -55,7 +59,7 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 50051
     idle_timeout_s: float = 0.0  # 0: run until stopped
-    api_keys: tuple[str, ...] = ()
+    api_keys: tuple[str, ...] = field(default=(), repr=False)  # never in a log line
     max_workers: int = 32
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -154,8 +158,10 @@ class _Gate(grpc.ServerInterceptor):
 class EngramServer:
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
-        self.data_dir = Path(options.data_dir)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = private_dir(Path(options.data_dir), own=False)
+        warning = exposure_warning(self.data_dir, STORE_FILES)
+        if warning:
+            log.warning("%s", warning)
         self.config = ServerConfig(self.data_dir / CONFIG_NAME)
         self.store = Store(self.data_dir, self.config.settings)
         self.last_activity = time.monotonic()
@@ -223,7 +229,7 @@ class EngramServer:
     def _write_server_file(self) -> None:
         info = {"pid": os.getpid(), "address": self.address, "port": self.port,
                 "data_dir": str(self.data_dir), "started_at": time.time()}
-        (self.data_dir / SERVER_FILE).write_bytes(orjson.dumps(info))
+        write_atomic(self.data_dir / SERVER_FILE, orjson.dumps(info))
 
     def _idle_watch(self) -> None:
         timeout = self.options.idle_timeout_s

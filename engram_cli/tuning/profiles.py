@@ -25,7 +25,7 @@ from engram_cli.errors import SettingsError, UsageError
 from engram_cli.tuning.server_config import validate_table
 
 PROFILE_DIR = "profiles"
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # fullmatch: no trailing newline
 TOP_LEVEL = ("description", "server", "client", "upstream")
 
 # Upstream Engram's own ranges for its tier capacities (its configuration reference).
@@ -74,7 +74,7 @@ def available() -> dict[str, tuple[Path, str]]:
     for directory, origin in ((shipped_dir(), "shipped"), (user_dir(), "user")):
         if directory.is_dir():
             for path in sorted(directory.glob("*.toml")):
-                if NAME_RE.match(path.stem):
+                if NAME_RE.fullmatch(path.stem):
                     found[path.stem] = (path, origin)
     return dict(sorted(found.items()))
 

@@ -31,6 +31,7 @@ from engram_cli.engine.settings import (
     unknown_key_error,
 )
 from engram_cli.errors import SettingsError
+from engram_cli.files import private_dir, write_atomic
 
 CONFIG_NAME = "engram.toml"
 ENGINE_TABLE = "engine"
@@ -76,27 +77,14 @@ def check_paths(values: Mapping[str, Any]) -> None:
 
 
 def write_toml_atomic(path: Path, doc: Mapping[str, Any], header: str = "") -> None:
-    """Write-then-rename, fsynced, so that a crash leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            if header:
-                f.write(header.encode())
-            tomli_w.dump(dict(doc), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    with contextlib.suppress(OSError):  # not every platform can fsync a directory
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    """Write-then-rename, fsynced, so that a crash leaves the old file or the new one;
+    0600 in a directory made 0700 when new (the client's file holds its API key), never
+    through a symlink."""
+    private_dir(path.parent, own=False)
+    body = header.encode() + tomli_w.dumps(dict(doc)).encode()
+    # One temporary file per thread: settings RPCs may write the server's file at once.
+    write_atomic(path, body,
+                 tmp=path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"))
 
 
 def read_server_values(path: Path) -> dict[str, Any]:
@@ -215,9 +203,8 @@ class ServerConfig:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
             return
-        tmp = self.path.with_name(f".{self.path.name}.restore.tmp")
-        tmp.write_bytes(old)
-        os.replace(tmp, self.path)
+        write_atomic(self.path, old, tmp=self.path.with_name(
+            f".{self.path.name}.{os.getpid()}.{threading.get_ident()}.restore.tmp"))
 
     def _write(self, engine: dict[str, Any]) -> None:
         try:
