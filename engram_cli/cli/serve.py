@@ -26,11 +26,19 @@ def serve(
                                        help="Stop after this long without requests (0: never)."),
     api_key: list[str] = typer.Option(None, "--require-key", metavar="KEY",
                                       help="Require this API key (repeatable) "
-                                      "(env: ENGRAM_SERVER_KEYS, comma-separated)."),
+                                      "(env: ENGRAM_SERVER_KEYS, comma-separated); "
+                                      "such a key may use every space."),
+    key_file: Path = typer.Option(None, "--key-file", metavar="FILE",
+                                  help="Require an API key from FILE, each scoped to spaces: "
+                                  "one `KEY space1,space2` or `KEY *` per line; the file must "
+                                  "be private (chmod 600); SIGHUP rereads it "
+                                  "(env: ENGRAM_SERVER_KEY_FILE)."),
 ) -> None:
     """Serve engram.v1 (plus our batch and settings RPCs, health and reflection).
 
     Example: engram serve --port 50051 --data-dir ./engram-data
+
+    Example: engram serve --key-file ./engram-keys   (then: kill -HUP <pid> after editing it)
 
     Memories without an id get one derived from their content (the same memory sent twice
     is stored once); a memory with an existing id replaces it. SIGINT/SIGTERM stop it
@@ -46,10 +54,19 @@ def serve(
     _check_data_dir(directory, "--data-dir" if data_dir else "the data dir")
     keys = tuple(api_key or ()) + tuple(
         k for k in os.environ.get("ENGRAM_SERVER_KEYS", "").split(",") if k)
+    if key_file is None and os.environ.get("ENGRAM_SERVER_KEY_FILE"):
+        key_file = Path(os.environ["ENGRAM_SERVER_KEY_FILE"])
+    if key_file is not None:
+        from engram_cli.server.keys import read_key_file
+
+        key_file = key_file.absolute()
+        read_key_file(key_file)  # a bad or open file is one line now, not in a log later
     if detach:
         from engram_cli.client.autostart import start_background_server
 
         extra: tuple[str, ...] = tuple(a for k in keys for a in ("--require-key", k))
+        if key_file is not None:
+            extra += ("--key-file", str(key_file))
         if port == 0:
             raise typer.BadParameter("--detach needs a fixed --port", param_hint="--port")
         start_background_server(directory, host, port, idle_timeout, extra)
@@ -76,7 +93,8 @@ def serve(
         sys.stdout.flush()
 
     code = serve_forever(ServeOptions(data_dir=directory, host=host, port=port,
-                                      idle_timeout_s=idle_timeout, api_keys=keys), ready)
+                                      idle_timeout_s=idle_timeout, api_keys=keys,
+                                      key_file=key_file), ready)
     raise typer.Exit(code)
 
 

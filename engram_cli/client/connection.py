@@ -15,6 +15,7 @@ from engram_cli.errors import (
     EngramError,
     NotFound,
     Overloaded,
+    PermissionDenied,
     ServerUnavailable,
     Unsupported,
     UsageError,
@@ -63,7 +64,11 @@ def translate(err: grpc.RpcError, address: str, what: str = "request") -> Engram
             "start one with `engram serve`, or point --server / ENGRAM_SERVER at one")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return ServerUnavailable(f"{what} to {address} timed out", "is the server overloaded?")
-    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return PermissionDenied(f"{address} refused the request: {detail}",
+                                "use a space the key grants (--space), or a key that grants "
+                                "this one")
+    if code == grpc.StatusCode.UNAUTHENTICATED:
         return AuthError(f"{address} refused the request: {detail}",
                          "check --api-key / ENGRAM_API_KEY")
     if code == grpc.StatusCode.UNIMPLEMENTED:

@@ -114,23 +114,34 @@ class EngramServicer(svc.EngramServiceServicer):
             try:
                 for req in request_iterator:
                     inbox.put(req)
-            except Exception as exc:  # the client went away
+            except Exception as exc:  # the client went away, or the gate refused one
                 inbox.put(exc)
             inbox.put(done)
 
         threading.Thread(target=pump, daemon=True, name="stream-pump").start()
         finished = False
+        refused: EngramError | None = None
         while not finished:
-            group = [inbox.get()]
-            while len(group) < _STREAM_GROUP:
+            group: list[Any] = []
+            item = inbox.get()
+            while True:
+                # The end, or an error reading the stream: the client went away, or the
+                # gate refused a request (that ends the stream with its status).
+                if item is done or isinstance(item, Exception):
+                    finished = True
+                    if isinstance(item, EngramError):
+                        refused = item
+                    break
+                group.append(item)
+                if len(group) >= _STREAM_GROUP:
+                    break
                 try:
-                    group.append(inbox.get_nowait())
+                    item = inbox.get_nowait()
                 except queue.Empty:
                     break
-            if group[-1] is done or isinstance(group[-1], Exception):
-                finished = True
-                group.pop()
             yield from self._remember_group(group)
+        if refused is not None:
+            raise refused
 
     def _remember_group(self, group: list[Any]) -> Iterator[Any]:
         # Requests may name different spaces; keep order, write per space.
