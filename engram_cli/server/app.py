@@ -91,6 +91,8 @@ class _Gate(grpc.ServerInterceptor):
         self._on_activity = on_activity
         self._write_slots = threading.BoundedSemaphore(max(1, write_slots))
         self._retry_after_ms = retry_after_ms
+        self._calls: dict[str, int] = {}  # method name -> calls received (Introspect)
+        self._calls_lock = threading.Lock()
 
         def deny(request: Any, context: grpc.ServicerContext) -> Any:
             context.abort(grpc.StatusCode.UNAUTHENTICATED,
@@ -106,6 +108,9 @@ class _Gate(grpc.ServerInterceptor):
         if method.startswith(_UNTRACKED):
             return continuation(details)
         self._on_activity()
+        name = method.rsplit("/", 1)[-1]
+        with self._calls_lock:
+            self._calls[name] = self._calls.get(name, 0) + 1
         ring = self._keys()
         spaces: frozenset[str] | None = None
         if ring:
@@ -121,6 +126,12 @@ class _Gate(grpc.ServerInterceptor):
         if method in _WRITE_METHODS:
             return self._admitted(handler)
         return handler
+
+    def calls(self) -> dict[str, int]:
+        """Calls received per method since the server started (health and reflection
+        not counted): how a balancing client spread its calls shows here."""
+        with self._calls_lock:
+            return dict(self._calls)
 
     def _push_back(self, context: grpc.ServicerContext) -> None:
         context.set_trailing_metadata(((RETRY_AFTER_KEY, str(self._retry_after_ms())),))
@@ -228,13 +239,14 @@ class EngramServer:
         self._stop_lock = threading.Lock()
         self.keys = self._read_keys()
         max_bytes = self.config.settings.max_message_bytes
+        gate = _Gate(
+            lambda: self.keys, self._touch,
+            write_slots=options.max_workers - max(2, int(options.max_workers * _READ_RESERVE)),
+            retry_after_ms=self.store.retry_after_ms)
         self._grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=options.max_workers,
                                        thread_name_prefix="engram-rpc"),
-            interceptors=[_Gate(
-                lambda: self.keys, self._touch,
-                write_slots=options.max_workers - max(2, int(options.max_workers * _READ_RESERVE)),
-                retry_after_ms=self.store.retry_after_ms)],
+            interceptors=[gate],
             options=[
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", max_bytes),
@@ -246,7 +258,8 @@ class EngramServer:
             ],
             maximum_concurrent_rpcs=options.max_workers * 8,
         )
-        svc.add_EngramServiceServicer_to_server(EngramServicer(self.store), self._grpc)
+        svc.add_EngramServiceServicer_to_server(EngramServicer(self.store, gate.calls),
+                                                self._grpc)
         ext_svc.add_ExtensionServiceServicer_to_server(
             ExtensionServicer(self.store, self.config, started_info(options.idle_timeout_s)),
             self._grpc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -87,8 +87,9 @@ def _initial_state(outcome: str) -> int:
 
 
 class EngramServicer(svc.EngramServiceServicer):
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, calls: Callable[[], dict[str, int]] = dict) -> None:
         self.store = store
+        self.calls = calls  # calls received per method (counted at the server's gate)
 
     @unary
     def Remember(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -310,6 +311,8 @@ class EngramServicer(svc.EngramServiceServicer):
             metrics[f"space.{name}.memories"] = float(n)
         for name, n in stats["by_state"].items():
             metrics[f"state.{name}"] = float(n)
+        for name, n in self.calls().items():
+            metrics[f"calls.{name}"] = float(n)
         if request.metrics:
             wanted = set(request.metrics)
             metrics = {k: v for k, v in metrics.items() if k in wanted}
