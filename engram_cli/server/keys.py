@@ -23,7 +23,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from engram_cli.engine.model import DEFAULT_SPACE, SPACE_RE
+from engram_cli.engine.model import SPACE_RE
 from engram_cli.errors import SettingsError
 
 EVERY_SPACE = "*"
@@ -68,7 +68,7 @@ def read_key_file(path: Path) -> tuple[tuple[str, frozenset[str]], ...]:
     """The (key, spaces) lines of a key file; SettingsError naming the file (and line) for
     a file that cannot be read, is open to group or others, or has a bad line."""
     try:
-        # O_NOFOLLOW is not needed: the mode checked is the one of the file read (fstat).
+        # fstat of the file opened: the mode checked is the one of the file read.
         with open(path, "rb") as f:
             mode = os.fstat(f.fileno()).st_mode
             if mode & 0o077:
@@ -108,5 +108,3 @@ def read_key_file(path: Path) -> tuple[tuple[str, frozenset[str]], ...]:
         out[key] = spaces
     return tuple(out.items())
 
-
-__all__ = ["DEFAULT_SPACE", "EVERY_SPACE", "KeyRing", "allows", "read_key_file"]
