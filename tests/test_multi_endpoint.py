@@ -155,3 +155,26 @@ def test_a_server_that_is_down_from_the_start_is_skipped(server, tmp_path: Path)
     finally:
         channel.close()
     assert count_on(server.address) == 10
+
+
+def test_a_dns_name_with_several_addresses_spreads_over_them(tmp_path: Path) -> None:
+    """`dns:///localhost:P` resolves to 127.0.0.1 and ::1: a server on each, one port."""
+    from engram_cli.server.app import EngramServer, ServeOptions
+
+    v4 = EngramServer(ServeOptions(data_dir=tmp_path / "v4", port=0))
+    v4.start()
+    v6 = EngramServer(ServeOptions(data_dir=tmp_path / "v6", host="::1", port=v4.port))
+    try:
+        v6.start()
+        channel = open_channel(f"dns:///localhost:{v4.port}")
+        try:
+            stub = svc.EngramServiceStub(channel)
+            for i in range(40):
+                stub.Remember(pb.RememberRequest(memory=pb.Memory(content=f"m{i}")), timeout=10)
+        finally:
+            channel.close()
+        counts = [count_on(v4.address), count_on(v6.address)]
+        assert sum(counts) == 40 and min(counts) > 0, counts
+    finally:
+        v6.stop(grace=1)
+        v4.stop(grace=1)
