@@ -207,3 +207,23 @@ def test_sighup_rereads_the_key_file(tmp_path: Path, server_process) -> None:
     log = sp.proc.stderr.read() if sp.proc.stderr else ""
     assert "key file not reloaded" in log and "chmod 600" in log
     assert "Traceback" not in log
+
+
+def test_the_cli_says_which_space_the_key_lacks(scoped_server, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from engram_cli.cli.main import app
+
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"content": "a note"}\n')
+    runner = CliRunner()
+    base = ["--server", scoped_server.address, "--api-key", TEAM]
+    ok = runner.invoke(app, [*base, "--space", "notes", "import", str(path)])
+    assert ok.exit_code == 0, ok.output
+    for args in (["--space", "secrets", "import", str(path)],
+                 ["--space", "secrets", "recall", "note", "--no-cache"]):
+        denied = runner.invoke(app, [*base, *args])
+        assert denied.exit_code == 1, denied.output
+        assert "may not use memory space 'secrets'" in denied.output
+        assert "use a space the key grants" in denied.output
+        assert "Traceback" not in denied.output
