@@ -203,6 +203,12 @@ def test_sighup_rereads_the_key_file(tmp_path: Path, server_process) -> None:
         assert _wait_for(lambda: _code(stub.Remember, remember, metadata=_auth(TEAM))[0]
                          == grpc.StatusCode.UNAUTHENTICATED)
         assert _code(stub.Remember, remember, metadata=_auth(OPS))[0] == grpc.StatusCode.OK
+        # A file emptied of keys revokes them all; it does not open the server.
+        _key_file(keys, "# nobody for now\n")
+        os.kill(sp.proc.pid, signal.SIGHUP)
+        assert _wait_for(lambda: _code(stub.Remember, remember, metadata=_auth(OPS))[0]
+                         == grpc.StatusCode.UNAUTHENTICATED)
+        assert _code(stub.Remember, remember)[0] == grpc.StatusCode.UNAUTHENTICATED
     assert sp.terminate() == 0
     log = sp.proc.stderr.read() if sp.proc.stderr else ""
     assert "key file not reloaded" in log and "chmod 600" in log

@@ -272,7 +272,7 @@ class EngramServer:
 
     def _read_keys(self) -> KeyRing:
         path = self.options.key_file
-        scoped = read_key_file(path) if path is not None else ()
+        scoped = read_key_file(path) if path is not None else None
         return KeyRing.build(self.options.api_keys, scoped)
 
     def reload_keys(self) -> bool:

@@ -37,18 +37,24 @@ class KeyRing:
     key was right or which key came close."""
 
     entries: tuple[tuple[bytes, frozenset[str]], ...] = ()
+    # A key file, even one with no keys left in it, means every call needs a key: emptying
+    # the file revokes every key; it does not open the server.
+    required: bool = False
 
     @classmethod
     def build(cls, all_spaces: tuple[str, ...] = (),
-              scoped: tuple[tuple[str, frozenset[str]], ...] = ()) -> KeyRing:
+              scoped: tuple[tuple[str, frozenset[str]], ...] | None = None) -> KeyRing:
+        """Keys for every space (--require-key) and, with a key file, its keys."""
         merged: dict[str, frozenset[str]] = {k: _ALL for k in all_spaces if k}
-        for key, spaces in scoped:
+        for key, spaces in scoped or ():
             merged[key] = _ALL if EVERY_SPACE in spaces or merged.get(key) == _ALL else (
                 merged.get(key, frozenset()) | spaces)
-        return cls(tuple((k.encode(), v) for k, v in merged.items()))
+        return cls(tuple((k.encode(), v) for k, v in merged.items()),
+                   required=scoped is not None)
 
     def __bool__(self) -> bool:
-        return bool(self.entries)
+        """Does a call need a key?"""
+        return self.required or bool(self.entries)
 
     def grants(self, key: str) -> frozenset[str] | None:
         """The spaces `key` may use (`{"*"}`: every one), or None for an unknown key."""
