@@ -116,7 +116,8 @@ class Connection:
     def is_default_target(self) -> bool:
         """Is this the embedded default's address: this machine, at the default port? There
         autostart may start a server."""
-        if not is_local(self.server) or self.server.startswith(_UNIX_SCHEMES):
+        if (not is_local(self.server) or self.server.startswith(_UNIX_SCHEMES)
+                or is_multi_endpoint(self.server)):
             return False
         try:
             _, port = split_address(normalize_address(self.server))
@@ -155,6 +156,8 @@ def is_local(address: str) -> bool:
     address, or 0.0.0.0 / :: (which reach this machine when used as a target)?"""
     import ipaddress
 
+    if "," in address:
+        return all(is_local(part) for part in endpoints(address))
     if address.startswith(_UNIX_SCHEMES):
         return True
     host = normalize_address(address).rpartition(":")[0].strip("[]").lower()
@@ -167,9 +170,36 @@ def is_local(address: str) -> bool:
     return ip.is_loopback or ip.is_unspecified
 
 
+DNS_SCHEME = "dns:///"
+
+
+def is_multi_endpoint(server: str) -> bool:
+    """Several servers behind one --server: a comma-separated list, or a `dns:///` name
+    (every address it resolves to). Calls are spread over them (client/connection.py)."""
+    return "," in server or server.startswith(DNS_SCHEME)
+
+
+def endpoints(server: str) -> list[str]:
+    """The `HOST:PORT` parts of a --server value (one for a single server)."""
+    return [normalize_address(part) for part in server.split(",") if part.strip()]
+
+
+def normalize_server(server: str) -> str:
+    """A --server value as the client uses it: each part of a list normalized, a
+    `dns:///` name kept as such (gRPC resolves it to every address), a single address
+    normalized."""
+    server = server.strip()
+    if server.startswith(DNS_SCHEME) and "," not in server:
+        return DNS_SCHEME + normalize_address(server)
+    if "," in server:
+        return ",".join(endpoints(server))
+    return normalize_address(server)
+
+
 def normalize_address(address: str) -> str:
     """`host` -> `host:50051`; strips a grpc:// or http:// scheme."""
-    for scheme in ("grpc://", "http://", "dns:///"):
+    address = address.strip()
+    for scheme in ("grpc://", "http://", DNS_SCHEME):
         if address.startswith(scheme):
             address = address[len(scheme) :]
     address = address.rstrip("/")

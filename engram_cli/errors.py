@@ -61,6 +61,10 @@ class AuthError(EngramError):
     """The server refused the API key (missing, wrong, or without rights to the space)."""
 
 
+class PermissionDenied(AuthError):
+    """The API key is valid but does not grant the space (or the call) asked for."""
+
+
 class Unsupported(EngramError):
     """The server does not serve an RPC this command needs."""
 

@@ -51,9 +51,9 @@ def bench(
     if server:
         from dataclasses import replace
 
-        from engram_cli.config import normalize_address
+        from engram_cli.config import normalize_server
 
-        conn = replace(conn, server=normalize_address(server))
+        conn = replace(conn, server=normalize_server(server))
     ensure_server(conn)
     plan = BenchPlan.quick_plan(rounds) if quick else BenchPlan.full(rounds)
 

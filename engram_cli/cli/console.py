@@ -22,7 +22,8 @@ ABOUT = (
 # The global options as (names, metavar or "" for a flag, help). cli/main.py's callback
 # takes its help text from here; a test checks that the two list the same options.
 GLOBAL_OPTIONS = (
-    ("--server", "HOST:PORT", "Engram server (env: ENGRAM_SERVER; default localhost:50051)."),
+    ("--server", "HOST:PORT", "Engram server, or several: A:PORT,B:PORT or dns:///NAME:PORT "
+     "(calls spread over them) (env: ENGRAM_SERVER; default localhost:50051)."),
     ("--space", "NAME",
      "Memory space (env: ENGRAM_SPACE; default: the server's default space)."),
     ("--api-key", "KEY", "Sent as 'authorization: Bearer KEY' (env: ENGRAM_API_KEY, "

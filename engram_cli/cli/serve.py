@@ -27,18 +27,23 @@ def serve(
     idle_timeout: float = typer.Option(0.0, "--idle-timeout", metavar="SECONDS", min=0,
                                        help="Stop after this long without requests (0: never)."),
     api_key: list[str] = typer.Option(None, "--require-key", metavar="KEY",
-                                      help="Require this API key (repeatable). Other local "
-                                      "users can read a command line: prefer "
-                                      "ENGRAM_SERVER_KEYS (comma-separated) or --key-file."),
+                                      help="Require this API key (repeatable); such a key may "
+                                      "use every space. Other local users can read a command "
+                                      "line: prefer ENGRAM_SERVER_KEYS (comma-separated) or "
+                                      "--key-file."),
     key_file: Path = typer.Option(None, "--key-file", metavar="FILE",
-                                  help="Require the API keys in FILE (one a line; blank "
-                                  "lines and # comments ignored)."),
+                                  help="Require an API key from FILE, each scoped to spaces: "
+                                  "one `KEY space1,space2` or `KEY *` per line; the file must "
+                                  "be private (chmod 600); SIGHUP rereads it "
+                                  "(env: ENGRAM_SERVER_KEY_FILE)."),
 ) -> None:
     """Serve engram.v1 (plus our batch and settings RPCs, health and reflection).
 
     Example: engram serve --port 50051 --data-dir ./engram-data
 
-    Example: engram serve --detach --key-file ~/.engram-keys
+    Example: engram serve --detach --port 50051 --key-file ./engram-keys
+
+    After editing the key file, `kill -HUP <pid>` makes the server reread it.
 
     Memories without an id get one derived from their content (the same memory sent twice
     is stored once); a memory with an existing id replaces it. SIGINT/SIGTERM stop it
@@ -56,8 +61,15 @@ def serve(
         typer.echo("Warning: --require-key puts the key on the command line, where other "
                    "local users can read it (ps, /proc): set ENGRAM_SERVER_KEYS or use "
                    "--key-file FILE instead", err=True)
-    keys = tuple(api_key or ()) + _read_key_file(key_file) + tuple(
+    keys = tuple(api_key or ()) + tuple(
         k for k in os.environ.get(KEYS_ENV, "").split(",") if k)
+    if key_file is None and os.environ.get("ENGRAM_SERVER_KEY_FILE"):
+        key_file = Path(os.environ["ENGRAM_SERVER_KEY_FILE"])
+    if key_file is not None:
+        from engram_cli.server.keys import read_key_file
+
+        key_file = key_file.absolute()
+        read_key_file(key_file)  # a bad or open file is one line now, not in a log later
     if detach:
         from engram_cli.client.autostart import start_background_server
 
@@ -65,7 +77,9 @@ def serve(
             raise typer.BadParameter("--detach needs a fixed --port", param_hint="--port")
         # The keys reach the server through its environment (readable by this user
         # only), never its command line.
+        # A key file's path is no secret; the keys in it stay in the file.
         start_background_server(directory, host, port, idle_timeout,
+                                ("--key-file", str(key_file)) if key_file else (),
                                 env={KEYS_ENV: _join_keys(keys)})
         typer.echo(f"engram server running on {host}:{port} (data: {directory})")
         return
@@ -90,30 +104,9 @@ def serve(
         sys.stdout.flush()
 
     code = serve_forever(ServeOptions(data_dir=directory, host=host, port=port,
-                                      idle_timeout_s=idle_timeout, api_keys=keys), ready)
+                                      idle_timeout_s=idle_timeout, api_keys=keys,
+                                      key_file=key_file), ready)
     raise typer.Exit(code)
-
-
-def _read_key_file(path: Path | None) -> tuple[str, ...]:
-    if path is None:
-        return ()
-    from engram_cli.errors import UsageError
-
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise UsageError(f"cannot read --key-file {path}: {reason}",
-                         "give a readable file with one API key a line") from None
-    keys = tuple(s for line in text.splitlines()
-                 if (s := line.strip()) and not s.startswith("#"))
-    if not keys:
-        raise UsageError(f"--key-file {path} holds no key",
-                         "write one API key a line (# starts a comment)")
-    if os.stat(path).st_mode & 0o077:
-        typer.echo(f"Warning: --key-file {path} is readable by other users: "
-                   f"`chmod 600 {path}`", err=True)
-    return keys
 
 
 def _join_keys(keys: tuple[str, ...]) -> str:

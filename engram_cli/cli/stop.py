@@ -9,7 +9,7 @@ import time
 import typer
 
 from engram_cli.cli.common import globals_of, handle_errors
-from engram_cli.errors import EngramError
+from engram_cli.errors import EngramError, UsageError
 
 
 @handle_errors
@@ -24,9 +24,12 @@ def stop(
     """
     from engram_cli.client.api import EngramClient
     from engram_cli.client.autostart import is_listening
-    from engram_cli.config import is_local
+    from engram_cli.config import is_local, is_multi_endpoint
 
     conn = globals_of(ctx).connection()
+    if is_multi_endpoint(conn.server):
+        raise UsageError(f"--server {conn.server} names several servers",
+                         "engram stop stops one: name it with --server HOST:PORT")
     if not is_local(conn.server):
         raise EngramError(f"{conn.server} is not on this machine",
                           "stop a remote server where it runs")

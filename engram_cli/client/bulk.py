@@ -16,6 +16,7 @@ some items of a batch is a join of their bytes, not a re-encode.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import queue
 import random
@@ -42,8 +43,9 @@ from engram_cli.client.batching import (
     space_header,
 )
 from engram_cli.client.connection import retry_after_ms, translate
-from engram_cli.client.pool import ChannelPool, Lane
-from engram_cli.config import DEFAULT_MAX_MESSAGE_BYTES
+from engram_cli.client.fallback import stream_call, unary_calls
+from engram_cli.client.pool import ChannelPool
+from engram_cli.config import DEFAULT_MAX_MESSAGE_BYTES, is_multi_endpoint
 from engram_cli.errors import EngramError, ServerUnavailable, Unsupported
 from engram_cli.rpc import ext
 
@@ -62,7 +64,7 @@ _OUTCOME_NAMES: dict[int, str] = {
 
 
 
-def _too_large(size: int, limit: int) -> str:
+def too_large(size: int, limit: int) -> str:
     return (f"record is {size} bytes encoded; the largest message the server takes is "
             f"{limit} bytes")
 
@@ -172,13 +174,22 @@ class BulkSender:
             raise Unsupported(
                 f"the server at {self.pool.address} has no BatchRemember (an upstream Engram "
                 "server?)", "drop --no-stream to send with StreamingRemember")
-        if self.mode != "stream":
-            self.mode = "stream"
+        if self.mode == "batch":
+            # Several upstream endpoints are a cluster, which proxies unary calls to each
+            # space's owner but handles a StreamingRemember where it lands: unary Remember
+            # there, unless --stream asked for the stream.
+            several = is_multi_endpoint(self.pool.address) and self.options.stream is None
+            self.mode = "unary" if several else "stream"
             if self.max_message_bytes == DEFAULT_MAX_MESSAGE_BYTES:
                 self.max_message_bytes = UPSTREAM_MAX_MESSAGE_BYTES
             self._executor = ThreadPoolExecutor(self.options.max_outstanding,
                                                 thread_name_prefix="engram-stream")
-            if announce:
+            if several:
+                self.listener.notice(
+                    f"the servers at {self.pool.address} have no batch RPC (an upstream "
+                    "Engram cluster?): sending with unary Remember, which any node passes "
+                    "to the space's owner (StreamingRemember would not be)")
+            elif announce:
                 self.listener.notice(
                     f"the server at {self.pool.address} has no batch RPC (an upstream Engram "
                     "server?): sending with StreamingRemember")
@@ -236,7 +247,7 @@ class BulkSender:
         for entry in records:
             size = len(entry.framed)
             if size > max_record:
-                self.listener.rejected(entry, _too_large(size, max_record))
+                self.listener.rejected(entry, too_large(size, max_record))
                 continue
             if batch is not None and (nbytes + size > max_bytes or entry.source != source):
                 if not self._launch(batch, nbytes):
@@ -310,21 +321,12 @@ class BulkSender:
             fut.add_done_callback(lambda f, s=send: self._q.put((s, f, None)))
         else:
             assert self._executor is not None
-            self._executor.submit(self._stream_call, lane, send)
+            call = unary_calls if self.mode == "unary" else stream_call
+            requests = [self._header + e.framed for e in send.entries]
+            self._executor.submit(call, lane, requests, self.metadata, self.options.timeout_s,
+                                  functools.partial(self._answered, send))
 
-    def _stream_call(self, lane: Lane, send: _Send) -> None:
-        header = self._header
-        requests = [header + e.framed for e in send.entries]
-        answers: list[Any] = []
-        error = None
-        try:
-            for answer in lane.streaming_remember(iter(requests), metadata=self.metadata,
-                                                  timeout=self.options.timeout_s):
-                answers.append(answer)
-        except grpc.RpcError as err:
-            error = err
-        except Exception as exc:  # never lose a completion: the caller waits for it
-            error = exc
+    def _answered(self, send: _Send, answers: list[Any], error: BaseException | None) -> None:
         self._q.put((send, answers, error))
 
     # -- hearing back ------------------------------------------------------------------
@@ -525,6 +527,9 @@ class BulkSender:
                 and err.code() == grpc.StatusCode.UNAVAILABLE):  # type: ignore[attr-defined]
             self._told_unavailable = True
             self.listener.notice(
+                f"a server of {self.pool.address} is unavailable: sending to the others "
+                f"(retries for up to {self.options.retry_budget_s:g} s)"
+                if is_multi_endpoint(self.pool.address) else
                 f"the server at {self.pool.address} is unavailable (restarting?): waiting "
                 f"for it, up to {self.options.retry_budget_s:g} s")
         send.attempt += 1
@@ -558,41 +563,3 @@ class BulkSender:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
-
-
-class DrySender:
-    """A dry run's sender: sends nothing. A record counts as stored unless it is too large
-    for a request to a server with the default message size limit; then it is rejected,
-    as BulkSender would reject it."""
-
-    mode = "dry-run"
-
-    def __init__(self, listener: Listener) -> None:
-        self.listener = listener
-        self.max_record_bytes = DEFAULT_MAX_MESSAGE_BYTES - HEADROOM_BYTES
-        self.batches = 0
-        self.retried = 0
-        self.latencies: list[float] = []
-
-    def connect(self) -> None:
-        pass
-
-    def send(self, records: Iterable[Entry]) -> bool:
-        limit = self.max_record_bytes
-        stored = self.listener.stored
-        for entry in records:
-            size = len(entry.framed)
-            if size > limit:
-                self.listener.rejected(entry, _too_large(size, limit))
-            else:
-                stored(1, {})
-        return True
-
-    def stop(self) -> None:
-        pass  # nothing is in flight; the caller's records end when it stops
-
-    def unsettled(self) -> dict[int, Entry]:
-        return {}
-
-    def close(self) -> None:
-        pass

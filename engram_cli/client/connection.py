@@ -15,6 +15,7 @@ from engram_cli.errors import (
     EngramError,
     NotFound,
     Overloaded,
+    PermissionDenied,
     ServerUnavailable,
     Unsupported,
     UsageError,
@@ -31,11 +32,99 @@ CHANNEL_OPTIONS: tuple[tuple[str, Any], ...] = (
 )
 
 
+# Reads are safe to send again: gRPC itself retries them on another server when the one
+# it picked is gone (several endpoints only). Writes are retried by the bulk sender, which
+# knows which items of a batch are still unanswered.
+_RETRIED_READS = ("Recall", "StreamingRecall", "Recognize", "Introspect")
+_RETRIED_EXT = ("ServerInfo", "GetSettings")
+
+
+def _balanced_service_config() -> str:
+    import json
+
+    from engram_cli.contract import ENGRAM_SERVICE, EXTENSION_SERVICE
+
+    return json.dumps({
+        # round_robin: one subchannel per address, each call to the next READY one; an
+        # address that does not connect (or fails its health check) gets no calls, and is
+        # tried again in the background.
+        "loadBalancingConfig": [{"round_robin": {}}],
+        # Client-side health checking (grpc.health.v1 Watch): a server going down
+        # gracefully (NOT_SERVING) stops getting calls before it closes. A server without
+        # the health service (UNIMPLEMENTED) counts as healthy.
+        "healthCheckConfig": {"serviceName": ""},
+        "methodConfig": [{
+            "name": [{"service": ENGRAM_SERVICE, "method": m} for m in _RETRIED_READS]
+            + [{"service": EXTENSION_SERVICE, "method": m} for m in _RETRIED_EXT],
+            "retryPolicy": {"maxAttempts": 4, "initialBackoff": "0.05s",
+                            "maxBackoff": "1s", "backoffMultiplier": 2,
+                            "retryableStatusCodes": ["UNAVAILABLE"]},
+        }],
+    })
+
+
+def channel_target(server: str) -> tuple[str, list[tuple[str, Any]]]:
+    """The gRPC target and extra channel options for a --server value. One HOST:PORT is
+    used as it is. Several endpoints use gRPC's own client-side load balancing: a
+    `dns:///NAME:PORT` target is resolved (and re-resolved) by gRPC's DNS resolver; a list
+    `a:P,b:P` becomes an `ipv4:`/`ipv6:` target list (its host names resolved once, here);
+    both with the round_robin policy and health checking."""
+    from engram_cli.config import DNS_SCHEME, endpoints, is_multi_endpoint
+
+    if not is_multi_endpoint(server):
+        return server, []
+    options: list[tuple[str, Any]] = [
+        ("grpc.service_config", _balanced_service_config()),
+        ("grpc.service_config_disable_resolution", 1),  # ours, not one from DNS TXT
+        ("grpc.enable_retries", 1),  # only the reads named in the service config
+    ]
+    if server.startswith(DNS_SCHEME):
+        return server, options
+    return _address_list(endpoints(server)), options
+
+
+def _address_list(parts: list[str]) -> str:
+    import ipaddress
+    import socket
+
+    from engram_cli.config import split_address
+
+    v4: list[str] = []
+    v6: list[str] = []
+    for part in parts:
+        host, port = split_address(part)
+        try:
+            ip = ipaddress.ip_address(host)
+            found = [(ip.version, str(ip))]
+        except ValueError:
+            try:
+                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise ServerUnavailable(f"cannot resolve {host}: {exc.strerror or exc}",
+                                        "check the host names in --server") from None
+            found = [(4 if info[0] == socket.AF_INET else 6, str(info[4][0]))
+                     for info in infos if info[0] in (socket.AF_INET, socket.AF_INET6)]
+        # One address per endpoint (IPv4 first, as `localhost` usually serves it): the
+        # list names servers, not every address of each.
+        for version, ip_text in sorted(found)[:1]:
+            (v4 if version == 4 else v6).append(
+                f"{ip_text}:{port}" if version == 4 else f"[{ip_text}]:{port}")
+    if v4 and v6:
+        raise UsageError(f"--server {','.join(parts)} mixes IPv4 and IPv6 servers",
+                         "list servers of one address family (gRPC takes one per target)")
+    return ("ipv4:" + ",".join(v4)) if v4 else ("ipv6:" + ",".join(v6))
+
+
 def open_channel(address: str, extra_options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
     """A new channel (its own TCP connection: the option makes gRPC not share subchannels
-    between channels of the same target, which a pool needs)."""
-    options = [*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1), *extra_options]
-    return grpc.insecure_channel(address, options=options)
+    between channels of the same target, which a pool needs). Several endpoints in
+    `address` are balanced by gRPC (see `channel_target`)."""
+    target, balanced = channel_target(address)
+    # A later option replaces an earlier one of the same name (gRPC would take one of
+    # the two, which one depending on its version).
+    options = dict([*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1), *balanced,
+                    *extra_options])
+    return grpc.insecure_channel(target, options=list(options.items()))
 
 
 def call_metadata(conn: Connection) -> tuple[tuple[str, str], ...]:
@@ -63,7 +152,11 @@ def translate(err: grpc.RpcError, address: str, what: str = "request") -> Engram
             "start one with `engram serve`, or point --server / ENGRAM_SERVER at one")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return ServerUnavailable(f"{what} to {address} timed out", "is the server overloaded?")
-    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return PermissionDenied(f"{address} refused the request: {detail}",
+                                "use a space the key grants (--space), or a key that grants "
+                                "this one")
+    if code == grpc.StatusCode.UNAUTHENTICATED:
         return AuthError(f"{address} refused the request: {detail}",
                          "check --api-key / ENGRAM_API_KEY")
     if code == grpc.StatusCode.UNIMPLEMENTED:

@@ -1,5 +1,6 @@
-"""A pool of gRPC channels to one server, each its own TCP connection (keepalive on),
-handed out round-robin, with the two write calls a bulk loader makes taking requests that
+"""A pool of gRPC channels to one server (or to several endpoints, each channel balancing
+over all of them: see client/connection.py), each its own TCP connection (keepalive on),
+handed out round-robin, with the write calls a bulk loader makes taking requests that
 are already serialized bytes (the sender builds them by concatenation; see client/bulk.py).
 """
 
@@ -23,6 +24,7 @@ class Lane:
     channel: grpc.Channel
     batch_remember: grpc.UnaryUnaryMultiCallable
     streaming_remember: grpc.StreamStreamMultiCallable
+    remember: grpc.UnaryUnaryMultiCallable
     server_info: grpc.UnaryUnaryMultiCallable
 
 
@@ -51,6 +53,9 @@ class ChannelPool:
                 response_deserializer=ext.BatchRememberResponse.FromString),
             streaming_remember=channel.stream_stream(
                 method_path(ENGRAM_SERVICE, "StreamingRemember"), request_serializer=_identity,
+                response_deserializer=pb.RememberResponse.FromString),
+            remember=channel.unary_unary(
+                method_path(ENGRAM_SERVICE, "Remember"), request_serializer=_identity,
                 response_deserializer=pb.RememberResponse.FromString),
             server_info=channel.unary_unary(
                 method_path(EXTENSION_SERVICE, "ServerInfo"),

@@ -28,6 +28,7 @@ from pathlib import Path
 from engram_cli.config import (
     DEFAULT_SERVER,
     DEFAULT_SPACE,
+    DNS_SCHEME,
     ENV_API_KEY,
     ENV_NO_AUTOSTART,
     ENV_SERVER,
@@ -36,7 +37,7 @@ from engram_cli.config import (
     client_config_path,
     default_server,
     located,
-    normalize_address,
+    normalize_server,
     read_toml,
 )
 from engram_cli.engine.spec import SettingSpec
@@ -231,7 +232,7 @@ def resolve_client_settings(flags: Mapping[str, Any] | None = None, *,
             values[key], origins[key] = table[key], CONFIG
         else:
             origins[key] = DEFAULT
-    values["server"] = normalize_address(values.get("server") or default_server())
+    values["server"] = normalize_server(values.get("server") or default_server())
     _check_address(values["server"], origins["server"])
     return ClientSettings(**values, origins=origins)
 
@@ -239,14 +240,20 @@ def resolve_client_settings(flags: Mapping[str, Any] | None = None, *,
 def _check_address(address: str, origin: str) -> None:
     """HOST:PORT with a port number (or a unix socket): a typo is a usage error (exit 2),
     not an unreachable server."""
-    if address.startswith(("unix:", "unix-abstract:")):
-        return
-    port = address.rsplit(":", 1)[-1]
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        where = {FLAG: "--server", ENV: "ENGRAM_SERVER", CONFIG: "[client] server"}.get(
-            origin, "server")
+    where = {FLAG: "--server", ENV: "ENGRAM_SERVER", CONFIG: "[client] server"}.get(
+        origin, "server")
+    parts = address.removeprefix(DNS_SCHEME).split(",")
+    if len(parts) > 1 and any(p.startswith(("unix:", "unix-abstract:")) for p in parts):
         raise SettingsError(f"{where}: {address!r} is not valid",
-                            "expected HOST:PORT with a port from 1 to 65535")
+                            "a list of servers takes HOST:PORT parts, not unix sockets")
+    for part in parts:
+        if part.startswith(("unix:", "unix-abstract:")):
+            return
+        port = part.rsplit(":", 1)[-1]
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(f"{where}: {address!r} is not valid",
+                                "expected HOST:PORT (or HOST:PORT,HOST:PORT,..., or "
+                                "dns:///NAME:PORT) with ports from 1 to 65535")
 
 
 def _check_defaults() -> None:

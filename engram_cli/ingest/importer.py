@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from engram_cli.client.batching import Entry, SendOptions, frame
-from engram_cli.client.bulk import BulkSender, DrySender
+from engram_cli.client.bulk import BulkSender
+from engram_cli.client.dry import DrySender
 from engram_cli.config import Connection
 from engram_cli.errors import (
     DamagedInput,

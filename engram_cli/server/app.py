@@ -8,7 +8,6 @@ the grace period), close the store (queued writes commit first), exit 0.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import logging
 import os
 import signal
@@ -37,10 +36,14 @@ from engram_cli.contract import (
     bearer_key,
     method_path,
 )
+from engram_cli.engine.model import resolve_space
 from engram_cli.engine.store import DB_NAME, LOCK_NAME, Store
+from engram_cli.errors import EngramError, PermissionDenied
 from engram_cli.files import exposure_warning, private_dir, write_atomic
 from engram_cli.rpc import ext_svc, svc
+from engram_cli.server.errors import abort_with
 from engram_cli.server.extension import ExtensionServicer, started_info
+from engram_cli.server.keys import EVERY_SPACE, KeyRing, allows, read_key_file
 from engram_cli.server.servicer import EngramServicer
 from engram_cli.tuning.server_config import CONFIG_NAME, ServerConfig
 
@@ -59,7 +62,9 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 50051
     idle_timeout_s: float = 0.0  # 0: run until stopped
-    api_keys: tuple[str, ...] = field(default=(), repr=False)  # never in a log line
+    # Keys that may use every space; never in a log line.
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    key_file: Path | None = None  # keys scoped to spaces (server/keys.py); SIGHUP rereads
     max_workers: int = 32
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -72,20 +77,27 @@ _WRITE_METHODS = frozenset({
     method_path(EXTENSION_SERVICE, "BatchRemember"),
 })
 _READ_RESERVE = 0.25  # fraction of the worker threads writes may not take
+# What a key scoped to some spaces may not do: change the whole server, or look at every
+# space at once (Introspect with an empty space id answers for the whole server).
+_EVERY_SPACE_METHODS = frozenset({method_path(EXTENSION_SERVICE, "ApplySettings")})
+_WHOLE_SERVER_WHEN_EMPTY = frozenset({method_path(ENGRAM_SERVICE, "Introspect")})
 
 
 class _Gate(grpc.ServerInterceptor):
-    """Checks the API key (when the server has keys), records activity for the idle timer
-    and admits write RPCs while worker threads are left for reads. Health checks and
-    reflection are always open and do not count as activity."""
+    """Checks the API key (when the server has keys) and, for a key scoped to some
+    spaces, the space every request names; records activity for the idle timer and admits
+    write RPCs while worker threads are left for reads. Health checks and reflection are
+    always open and do not count as activity."""
 
-    def __init__(self, api_keys: tuple[str, ...], on_activity: Callable[[], None],
+    def __init__(self, keys: Callable[[], KeyRing], on_activity: Callable[[], None],
                  write_slots: int = 24, retry_after_ms: Callable[[], int] = lambda: 100
                  ) -> None:
-        self._keys = tuple(k.encode() for k in api_keys)
+        self._keys = keys  # called per request: a SIGHUP reload swaps the ring
         self._on_activity = on_activity
         self._write_slots = threading.BoundedSemaphore(max(1, write_slots))
         self._retry_after_ms = retry_after_ms
+        self._calls: dict[str, int] = {}  # method name -> calls received (Introspect)
+        self._calls_lock = threading.Lock()
 
         def deny(request: Any, context: grpc.ServicerContext) -> Any:
             context.abort(grpc.StatusCode.UNAUTHENTICATED,
@@ -101,23 +113,30 @@ class _Gate(grpc.ServerInterceptor):
         if method.startswith(_UNTRACKED):
             return continuation(details)
         self._on_activity()
-        if self._keys:
+        name = method.rsplit("/", 1)[-1]
+        with self._calls_lock:
+            self._calls[name] = self._calls.get(name, 0) + 1
+        ring = self._keys()
+        spaces: frozenset[str] | None = None
+        if ring:
             auth = dict(details.invocation_metadata or ()).get(AUTHORIZATION_KEY, "")
-            if not self._known(bearer_key(auth)):
+            spaces = ring.grants(bearer_key(auth))
+            if spaces is None:
                 return self._deny_stream if "Streaming" in method else self._deny
         handler = continuation(details)
-        if method in _WRITE_METHODS and handler is not None:
+        if handler is None:
+            return None
+        if spaces is not None and EVERY_SPACE not in spaces:
+            handler = _scoped(handler, method, spaces)
+        if method in _WRITE_METHODS:
             return self._admitted(handler)
         return handler
 
-    def _known(self, key: str) -> bool:
-        # Every stored key is compared, each in constant time, so the answer's timing says
-        # nothing about how much of a key was right or which key came close.
-        given = key.encode()
-        found = False
-        for known in self._keys:
-            found |= hmac.compare_digest(given, known)
-        return bool(key) and found
+    def calls(self) -> dict[str, int]:
+        """Calls received per method since the server started (health and reflection
+        not counted): how a balancing client spread its calls shows here."""
+        with self._calls_lock:
+            return dict(self._calls)
 
     def _push_back(self, context: grpc.ServicerContext) -> None:
         context.set_trailing_metadata(((RETRY_AFTER_KEY, str(self._retry_after_ms())),))
@@ -155,6 +174,63 @@ class _Gate(grpc.ServerInterceptor):
         return handler
 
 
+def _check_space(request: Any, method: str, spaces: frozenset[str]) -> None:
+    """Raise PermissionDenied naming the space unless a key granting `spaces` may make
+    this request. The deserialized request is read, so every RPC that names a space (ours
+    and engram.v1's, each item of a stream) is checked in this one place."""
+    space_id = getattr(request, "memory_space_id", None)
+    granted = ", ".join(sorted(spaces)) or "none"
+    if method in _EVERY_SPACE_METHODS or (space_id == "" and method in _WHOLE_SERVER_WHEN_EMPTY):
+        raise PermissionDenied(
+            f"{method.rsplit('/', 1)[-1]} {'of every space ' if space_id == '' else ''}"
+            f"needs an API key granted every space ('*'); this key may use: {granted}")
+    if space_id is None:
+        return  # names no space and changes nothing (ServerInfo, GetSettings)
+    space = resolve_space(space_id)  # InvalidArgument for a malformed id
+    if not allows(spaces, space):
+        raise PermissionDenied(f"this API key may not use memory space '{space}' "
+                               f"(it may use: {granted})")
+
+
+def _scoped(handler: Any, method: str, spaces: frozenset[str]) -> Any:
+    """`handler`, checking the space of each request it receives first."""
+    kwargs = {"request_deserializer": handler.request_deserializer,
+              "response_serializer": handler.response_serializer}
+    if handler.unary_unary is not None:
+        inner = handler.unary_unary
+
+        def unary(request: Any, context: grpc.ServicerContext) -> Any:
+            try:
+                _check_space(request, method, spaces)
+            except EngramError as exc:
+                abort_with(context, exc)
+            return inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
+    if handler.stream_stream is not None:
+        inner_stream = handler.stream_stream
+
+        def stream(request_iterator: Any, context: grpc.ServicerContext) -> Any:
+            # Like upstream, the first request outside the key's spaces ends the stream
+            # with PERMISSION_DENIED (the servicers raise what reading requests raised);
+            # those before it were handled.
+            def checked() -> Any:
+                for request in request_iterator:
+                    _check_space(request, method, spaces)
+                    yield request
+
+            return inner_stream(checked(), context)
+
+        return grpc.stream_stream_rpc_method_handler(stream, **kwargs)
+
+    # engram.v1 and our service have no other shapes; refuse rather than pass unchecked.
+    def refuse(request: Any, context: grpc.ServicerContext) -> Any:
+        abort_with(context, PermissionDenied(
+            "this call needs an API key granted every space ('*')"))
+
+    return grpc.unary_unary_rpc_method_handler(refuse)
+
+
 class EngramServer:
     def __init__(self, options: ServeOptions) -> None:
         self.options = options
@@ -168,14 +244,16 @@ class EngramServer:
         self.port = 0
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
+        self.keys = self._read_keys()
         max_bytes = self.config.settings.max_message_bytes
+        gate = _Gate(
+            lambda: self.keys, self._touch,
+            write_slots=options.max_workers - max(2, int(options.max_workers * _READ_RESERVE)),
+            retry_after_ms=self.store.retry_after_ms)
         self._grpc = grpc.server(
             futures.ThreadPoolExecutor(max_workers=options.max_workers,
                                        thread_name_prefix="engram-rpc"),
-            interceptors=[_Gate(
-                options.api_keys, self._touch,
-                write_slots=options.max_workers - max(2, int(options.max_workers * _READ_RESERVE)),
-                retry_after_ms=self.store.retry_after_ms)],
+            interceptors=[gate],
             options=[
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", max_bytes),
@@ -187,7 +265,8 @@ class EngramServer:
             ],
             maximum_concurrent_rpcs=options.max_workers * 8,
         )
-        svc.add_EngramServiceServicer_to_server(EngramServicer(self.store), self._grpc)
+        svc.add_EngramServiceServicer_to_server(EngramServicer(self.store, gate.calls),
+                                                self._grpc)
         ext_svc.add_ExtensionServiceServicer_to_server(
             ExtensionServicer(self.store, self.config, started_info(options.idle_timeout_s)),
             self._grpc)
@@ -197,6 +276,28 @@ class EngramServer:
             (ENGRAM_SERVICE, EXTENSION_SERVICE, HEALTH_SERVICE, reflection.SERVICE_NAME),
             self._grpc,
         )
+
+    def _read_keys(self) -> KeyRing:
+        path = self.options.key_file
+        scoped = read_key_file(path) if path is not None else None
+        return KeyRing.build(self.options.api_keys, scoped)
+
+    def reload_keys(self) -> bool:
+        """Read the key file again (SIGHUP). A file that became unreadable, open to others
+        or invalid is logged and the keys in use stay: a typo must not lock everyone out,
+        nor let everyone in."""
+        if self.options.key_file is None:
+            log.info("SIGHUP: no key file to reread")
+            return True
+        try:
+            keys = self._read_keys()
+        except EngramError as exc:
+            log.warning("key file not reloaded, the previous keys stay in use: %s (%s)",
+                        exc, exc.hint)
+            return False
+        self.keys = keys
+        log.info("key file reloaded: %d key(s)", len(keys.entries))
+        return True
 
     def _touch(self) -> None:
         self.last_activity = time.monotonic()
@@ -255,19 +356,28 @@ class EngramServer:
 
 
 def serve_forever(options: ServeOptions, on_ready: Callable[[EngramServer], None]) -> int:
-    """Run until SIGINT/SIGTERM or the idle timeout; answers the exit code (0)."""
+    """Run until SIGINT/SIGTERM or the idle timeout, rereading the key file on SIGHUP;
+    answers the exit code (0)."""
     server = EngramServer(options)
     stop_requested = threading.Event()
+    reload_requested = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
         stop_requested.set()
 
+    def on_hangup(signum: int, frame: Any) -> None:
+        reload_requested.set()
+
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    old[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
     try:
         server.start()
         on_ready(server)
         while not stop_requested.is_set() and not server._stopped.is_set():
-            stop_requested.wait(0.5)
+            stop_requested.wait(0.2)
+            if reload_requested.is_set():
+                reload_requested.clear()
+                server.reload_keys()
         server.stop()
     finally:
         for s, handler in old.items():

@@ -16,6 +16,7 @@ from engram_cli.errors import (
     InvalidArgument,
     NotFound,
     Overloaded,
+    PermissionDenied,
     SettingsError,
     StoreClosed,
     Unsupported,
@@ -36,6 +37,8 @@ def _status_of(exc: EngramError) -> grpc.StatusCode:
         return grpc.StatusCode.RESOURCE_EXHAUSTED
     if isinstance(exc, StoreClosed):
         return grpc.StatusCode.UNAVAILABLE
+    if isinstance(exc, PermissionDenied):
+        return grpc.StatusCode.PERMISSION_DENIED
     if isinstance(exc, AuthError):
         return grpc.StatusCode.UNAUTHENTICATED
     return grpc.StatusCode.INTERNAL

@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -93,8 +93,9 @@ def _initial_state(outcome: str) -> int:
 
 
 class EngramServicer(svc.EngramServiceServicer):
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, calls: Callable[[], dict[str, int]] = dict) -> None:
         self.store = store
+        self.calls = calls  # calls received per method (counted at the server's gate)
 
     @unary
     def Remember(self, request: Any, context: grpc.ServicerContext) -> Any:
@@ -120,23 +121,34 @@ class EngramServicer(svc.EngramServiceServicer):
             try:
                 for req in request_iterator:
                     inbox.put(req)
-            except Exception as exc:  # the client went away
+            except Exception as exc:  # the client went away, or the gate refused one
                 inbox.put(exc)
             inbox.put(done)
 
         threading.Thread(target=pump, daemon=True, name="stream-pump").start()
         finished = False
+        refused: EngramError | None = None
         while not finished:
-            group = [inbox.get()]
-            while len(group) < _STREAM_GROUP:
+            group: list[Any] = []
+            item = inbox.get()
+            while True:
+                # The end, or an error reading the stream: the client went away, or the
+                # gate refused a request (that ends the stream with its status).
+                if item is done or isinstance(item, Exception):
+                    finished = True
+                    if isinstance(item, EngramError):
+                        refused = item
+                    break
+                group.append(item)
+                if len(group) >= _STREAM_GROUP:
+                    break
                 try:
-                    group.append(inbox.get_nowait())
+                    item = inbox.get_nowait()
                 except queue.Empty:
                     break
-            if group[-1] is done or isinstance(group[-1], Exception):
-                finished = True
-                group.pop()
             yield from self._remember_group(group)
+        if refused is not None:
+            raise refused
 
     def _remember_group(self, group: list[Any]) -> Iterator[Any]:
         # Requests may name different spaces; keep order, write per space.
@@ -310,6 +322,8 @@ class EngramServicer(svc.EngramServiceServicer):
             metrics[f"space.{name}.memories"] = float(n)
         for name, n in stats["by_state"].items():
             metrics[f"state.{name}"] = float(n)
+        for name, n in self.calls().items():
+            metrics[f"calls.{name}"] = float(n)
         if request.metrics:
             wanted = set(request.metrics)
             metrics = {k: v for k, v in metrics.items() if k in wanted}
