@@ -29,6 +29,9 @@ THRESHOLD_KEY = "engram-activation-threshold"
 RECALL_MODE_KEY = "engram-recall-mode"
 RECALL_MODES = ("hybrid", "lexical", "vector")  # the first is the default
 
+# Upstream Engram refuses a memory (and an embedding cue) whose vector has another length.
+UPSTREAM_EMBEDDING_DIM = 768
+
 # Trailing metadata on RESOURCE_EXHAUSTED: milliseconds to wait before trying again.
 RETRY_AFTER_KEY = "retry-after-ms"
 
