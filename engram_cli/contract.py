@@ -62,6 +62,9 @@ def partial_text(value: str) -> str:
     return "; ".join(words)
 
 
+# Upstream Engram refuses a memory (and an embedding cue) whose vector has another length.
+UPSTREAM_EMBEDDING_DIM = 768
+
 # Trailing metadata on RESOURCE_EXHAUSTED: milliseconds to wait before trying again.
 RETRY_AFTER_KEY = "retry-after-ms"
 

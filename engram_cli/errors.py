@@ -83,5 +83,10 @@ class DamagedInput(InputError):
     read, the rest cannot be."""
 
 
+class EmbeddingRequired(EngramError):
+    """The server refuses memories without an embedding of its dimension (upstream Engram
+    needs 768 floats on every memory); the import stopped at its first batch."""
+
+
 class MaxErrorsExceeded(EngramError):
     """More records were rejected than --max-errors allows; the import stopped."""

@@ -108,7 +108,9 @@ def server_process(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
 class UpstreamServer:
     """A real gRPC server with only engram.v1's EngramService (no ExtensionService, unless
     a test registers a partial one through `extra`), as an Engram deployment that is not
-    ours would be. Not a mock: the servicer runs over a real Store."""
+    ours would be: by default its servicer behaves as upstream's does on the wire
+    (tests/upstream_fake.py: 768-d embeddings required, a refused item ends a stream).
+    Not a mock: the servicer runs over a real Store, with no embedding model of its own."""
 
     def __init__(self, data_dir: Path, servicer_class: type | None = None,
                  interceptors: Sequence[Any] = (),
@@ -120,14 +122,14 @@ class UpstreamServer:
         from engram_cli.engine.settings import Settings
         from engram_cli.engine.store import Store
         from engram_cli.rpc import svc
-        from engram_cli.server.servicer import EngramServicer
+        from tests.upstream_fake import UpstreamServicer
 
         # Upstream embeds nothing on the server; its answers are never partial.
         self.store = Store(data_dir, Settings().replace({"embedding_model": "none"}))
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=16),
                                 interceptors=list(interceptors))
-        svc.add_EngramServiceServicer_to_server((servicer_class or EngramServicer)(self.store),
-                                                self.grpc)
+        self.servicer = (servicer_class or UpstreamServicer)(self.store)
+        svc.add_EngramServiceServicer_to_server(self.servicer, self.grpc)
         for register in extra:
             register(self.grpc)
         port = self.grpc.add_insecure_port("127.0.0.1:0")

@@ -23,6 +23,7 @@ from engram_cli.rpc import pb, svc
 from engram_cli.server.servicer import EngramServicer
 from tests.conftest import UpstreamServer
 from tests.import_support import wait_for
+from tests.upstream_fake import UPSTREAM_VECTOR
 
 ROWS = ["batching", "pooling", "caching", "streaming"]
 SWEEP_SIZES = [1, 10, 100, 500, 1000]
@@ -50,7 +51,8 @@ def remember_elsewhere(address: str) -> str:
     try:
         resp = svc.EngramServiceStub(channel).Remember(pb.RememberRequest(
             memory_space_id=OTHER_SPACE,
-            memory=pb.Memory(content="The spare key to the garage is under the blue pot.")),
+            memory=pb.Memory(content="The spare key to the garage is under the blue pot.",
+                             embedding=UPSTREAM_VECTOR)),
             timeout=10)
     finally:
         channel.close()

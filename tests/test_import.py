@@ -14,6 +14,7 @@ from engram_cli.engine.model import content_id
 from engram_cli.server.app import EngramServer, ServeOptions
 from tests.conftest import UpstreamServer
 from tests.import_support import count_on, records, write_jsonl
+from tests.upstream_fake import UPSTREAM_VECTOR
 
 
 def stored(server: EngramServer, space: str = "default") -> int:
@@ -346,6 +347,8 @@ def test_upstream_server_without_batch_rpc_gets_streaming_remember(upstream_serv
     from engram_cli.cli.main import app
 
     rows = [*records(150), {"content": "w" * (1024 * 1024 + 1)}, *records(50, start=150)]
+    for row in rows:  # upstream stores nothing without a 768-d vector
+        row["embedding"] = UPSTREAM_VECTOR
     path = write_jsonl(tmp_path / "up.jsonl", rows)
     result = runner.invoke(app, ["--server", upstream_server.address, "import", str(path), "--json",
                                  "--batch", "40"])
@@ -446,7 +449,8 @@ def test_server_with_server_info_but_no_batch_rpc_switches_to_the_stream(runner,
         lambda server: ext_svc.add_ExtensionServiceServicer_to_server(InfoOnly(), server)])
     store = srv.store
     try:
-        path = write_jsonl(tmp_path / "a.jsonl", records(500))
+        rows = [{**r, "embedding": UPSTREAM_VECTOR} for r in records(500)]
+        path = write_jsonl(tmp_path / "a.jsonl", rows)
         result = runner.invoke(app, ["--server", srv.address, "import", str(path),
                                      "--json", "--batch", "50", "--pool", "3"])
         assert result.exit_code == 0, result.output

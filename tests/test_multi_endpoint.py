@@ -108,7 +108,8 @@ def test_a_server_killed_mid_import_is_routed_around(server_process, tmp_path: P
     assert proc.returncode == 0, err
     summary = last_json(out)
     assert summary["imported"] == n and summary["rejected"] == 0, summary
-    assert "is unavailable: sending to the others" in err, err
+    # (Whether a batch was in flight to b when it died, and so whether the importer said
+    # "is unavailable: sending to the others", depends on timing: the counts below do not.)
     assert a.terminate() == 0
     on_a, on_b = ids_in(a.data_dir), ids_in(b.data_dir)
     # Every record is on one of them: acknowledged by b before it died, or by a (sent
@@ -126,14 +127,16 @@ def test_several_upstream_endpoints_get_unary_remember(tmp_path: Path) -> None:
     try:
         n = 400
         path = write_jsonl(tmp_path / "in.jsonl", records(n))
-        result = run_import(",".join(s.address for s in nodes), str(path), "--json")
+        # Upstream stores only 768-d vectors: the client embeds (and pads) the text.
+        embed = ("--embed", "--embed-dim", "768")
+        result = run_import(",".join(s.address for s in nodes), str(path), "--json", *embed)
         assert result.returncode == 0, result.stderr
         assert "sending with unary Remember" in result.stderr
         assert last_json(result.stdout)["imported"] == n
         counts = [count_on(s.address) for s in nodes]
         assert sum(counts) == n and min(counts) > 0, counts
         # One endpoint alone still streams, as before.
-        single = run_import(nodes[0].address, str(path), "--json")
+        single = run_import(nodes[0].address, str(path), "--json", *embed)
         assert single.returncode == 0 and "StreamingRemember" in single.stderr
     finally:
         for s in nodes:

@@ -25,6 +25,7 @@ from engram_cli.config import Connection
 from engram_cli.rpc import pb
 from tests.conftest import UpstreamServer
 from tests.rpc_helpers import stubs
+from tests.upstream_fake import UPSTREAM_VECTOR
 
 N = 40  # memories per loaded space
 
@@ -35,13 +36,15 @@ def word(i: int) -> str:
 
 
 def load(address: str, space: str = "", n: int = N, confidence: float = 0.97,
-         consolidate: bool = True, first: int = 0) -> list[str]:
+         consolidate: bool = True, first: int = 0, embedding: list[float] | None = None
+         ) -> list[str]:
     ids = []
     with stubs(address) as (stub, _):
         for i in range(first, first + n):
             resp = stub.Remember(pb.RememberRequest(memory_space_id=space, memory=pb.Memory(
                 content=f"note {word(i)} about the lighthouse keeper number {i}",
-                confidence=pb.Confidence(value=confidence), tags=["lighthouse", f"n{i}"])))
+                confidence=pb.Confidence(value=confidence), tags=["lighthouse", f"n{i}"],
+                embedding=embedding)))
             ids.append(resp.memory_id)
         if consolidate:
             stub.Consolidate(pb.ConsolidateRequest(memory_space_id=space, all=Empty()))
@@ -167,7 +170,7 @@ def test_max_hops_and_threshold_travel_as_request_metadata(runner, tmp_path: Pat
     server = UpstreamServer(tmp_path / "d", interceptors=[recorder])
     try:
         address = server.address
-        load(address, n=3)
+        load(address, n=3, embedding=UPSTREAM_VECTOR)
         ok = runner.invoke(app, ["--server", address, "--api-key", "k1", "recall", word(1),
                                  "--max-hops", "2", "--threshold", "0.25"])
         assert ok.exit_code == 0, ok.output

@@ -55,7 +55,7 @@ def _write_many(t: Target, w: Workload, n: int) -> list[dict[str, Any]]:
     records = w.records(n)
     step = min(1000, t.max_batch) if t.extensions and t.max_batch else 1000
     for i in range(0, n, step):
-        chunk = [to_memory(r) for r in records[i:i + step]]
+        chunk = [to_memory(r, w.embedding_dim) for r in records[i:i + step]]
         if t.extensions:
             t.batch(chunk)
             continue

@@ -37,10 +37,15 @@ def run_bench(conn: Connection, plan: BenchPlan, only: Sequence[str] = (),
     try:
         target.probe()
         result.extensions = target.extensions
+        if not target.extensions:
+            from engram_cli.contract import UPSTREAM_EMBEDDING_DIM
+
+            workload.embedding_dim = UPSTREAM_EMBEDDING_DIM
         result.server_version = target.server_version
         result.data_source = workload.source_name
         progress(f"server {address}: " + ("engram.v1 + engram-cli extensions"
-                                          if target.extensions else "engram.v1 only")
+                                          if target.extensions else "engram.v1 only (memories "
+                                          f"carry {workload.embedding_dim}-d vectors)")
                  + f"; scratch space {target.space}")
         for name in names:
             try:

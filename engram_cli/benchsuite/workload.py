@@ -34,6 +34,9 @@ class Workload:
         self._source = source
         self._seed = seed
         self._next = 0
+        # Upstream refuses a memory without a vector of its dimension: against a server
+        # without our extensions every memory carries one (`embedding_dim`).
+        self.embedding_dim = 0
 
     def records(self, n: int) -> list[dict[str, Any]]:
         start = self._next
@@ -41,13 +44,15 @@ class Workload:
         return [self._source(i, self._seed) for i in range(start, start + n)]
 
     def memories(self, n: int) -> list[Any]:
-        return [to_memory(r) for r in self.records(n)]
+        return [to_memory(r, self.embedding_dim) for r in self.records(n)]
 
     def requests(self, space: str, n: int) -> list[Any]:
         return [pb.RememberRequest(memory_space_id=space, memory=m) for m in self.memories(n)]
 
 
-def to_memory(record: dict[str, Any]) -> Any:
+def to_memory(record: dict[str, Any], embedding_dim: int = 0) -> Any:
+    """The engram.v1 Memory of a record; with `embedding_dim`, carrying a placeholder unit
+    vector of that length (the write costs what a real one would; recall is by text)."""
     kind = str(record.get("memory_type", ""))
     m = pb.Memory(
         content=record["content"], tags=record.get("tags", []),
@@ -57,7 +62,19 @@ def to_memory(record: dict[str, Any]) -> Any:
         m.confidence.value = float(record["confidence"])
     if record.get("created_at"):
         m.created_at.FromJsonString(record["created_at"])
+    if embedding_dim:
+        m.embedding.extend(_placeholder(embedding_dim))
     return m
+
+
+_PLACEHOLDERS: dict[int, list[float]] = {}
+
+
+def _placeholder(dim: int) -> list[float]:
+    vector = _PLACEHOLDERS.get(dim)
+    if vector is None:
+        vector = _PLACEHOLDERS[dim] = [1.0] + [0.0] * (dim - 1)
+    return vector
 
 
 def cue_for(record: dict[str, Any], rng: random.Random) -> str:

@@ -45,7 +45,7 @@ DEFAULTS: dict[str, Any] = {"limit": 10, "max_hops": None, "threshold": None, "t
                             "mode": None}
 # recall's options that always go to Typer: they change more than where the answer comes
 # from (a test checks that every option of the Typer command is in one of these tables).
-LEFT_TO_TYPER = frozenset({"--no-cache", "--refresh", "-h", "--help"})
+LEFT_TO_TYPER = frozenset({"--no-cache", "--refresh", "--embed", "--embed-dim", "-h", "--help"})
 
 # The global options (before the command) that the fast path reads.
 GLOBAL_VALUE_OPTIONS = {"--server": "server", "--space": "g_space", "--api-key": "api_key"}

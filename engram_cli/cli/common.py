@@ -115,3 +115,32 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(0) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+EMBED_DEFAULT = "default"  # --embed given without a MODEL
+
+
+def _names_a_model(word: str) -> bool:
+    from engram_cli.engine.embedding import MODELS
+
+    return word in MODELS
+
+
+class EmbedCommand(typer.core.TyperCommand):
+    """A command whose `--embed` takes an optional MODEL (`--embed`, `--embed NAME`,
+    `--embed=NAME`). Click cannot say "optional value" through Typer, so the word after a
+    bare `--embed` is taken as its value only when it names a registered model; otherwise
+    `--embed` means the default model and the word stays what it was (an input, a cue,
+    another option)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        out: list[str] = []
+        for i, arg in enumerate(args):
+            if arg == "--":
+                out.extend(args[i:])
+                break
+            if arg == "--embed" and not (i + 1 < len(args) and _names_a_model(args[i + 1])):
+                out.append(f"--embed={EMBED_DEFAULT}")
+            else:
+                out.append(arg)
+        return super().parse_args(ctx, out)  # type: ignore[no-any-return]

@@ -9,7 +9,13 @@ from typing import Any
 
 import typer
 
-from engram_cli.cli.common import EXIT_CODES_HELP, globals_of, handle_errors
+from engram_cli.cli.common import (
+    EMBED_DEFAULT,
+    EXIT_CODES_HELP,
+    EmbedCommand,
+    globals_of,
+    handle_errors,
+)
 
 IMPORT_EPILOG = (
     EXIT_CODES_HELP + " Exit 3 means every record that could be stored was stored and the "
@@ -59,6 +65,20 @@ def import_(
     rate: float = typer.Option(None, "--rate", metavar="N",
                                help="At most N records per second (env ENGRAM_RATE; 0: no "
                                "limit)."),
+    embed: str = typer.Option(None, "--embed", metavar="[MODEL]",
+                              help="Embed on this machine the text of every record without "
+                              "an embedding (MODEL: the server's registry, default "
+                              "wordllama-l2-supercat-256, offline). Needed by servers that "
+                              "take only vectors (upstream Engram: --embed --embed-dim 768); "
+                              "optional with ours, which embeds by itself."),
+    embed_dim: int = typer.Option(None, "--embed-dim", metavar="N",
+                                  help="Send vectors of N dimensions: a Matryoshka-trained "
+                                  "model (WordLlama) is truncated, any model zero-padded; "
+                                  "padding keeps every cosine unchanged. Default: the "
+                                  "model's own."),
+    embed_workers: int = typer.Option(None, "--embed-workers", metavar="N", min=0,
+                                      help="Processes that embed (default: one per core; "
+                                      "0: in this process)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object."),
     quiet: bool = typer.Option(False, "--quiet", "-q",
                                help="No progress and no per-record messages; only the "
@@ -80,12 +100,20 @@ def import_(
     Records that cannot be stored go to the rejects file with line and reason:
     fix them there and import that file. Nothing is ever stored twice.
 
+    With --embed, vectors are made here, in worker processes, and cached on disk by
+    text (a re-run or --resume embeds nothing twice).
+
     Example: engram import memories.jsonl 'exports/*.csv.gz' --max-errors 1%
+
+    Example: engram import notes.jsonl --embed --embed-dim 768   # for upstream Engram
     """
     from engram_cli.client.batching import SendOptions
     from engram_cli.ingest.importer import ErrorLimit, Importer, ImportOptions
     from engram_cli.ingest.mapping import FieldMap
 
+    embed_options = None
+    if embed is not None or embed_dim is not None or embed_workers is not None:
+        embed_options = _embed_options(embed, embed_dim, embed_workers)
     settings = globals_of(ctx).settings(space=space, batch=batch, pool=pool, stream=stream,
                                         rate=rate)
     options = ImportOptions(
@@ -98,6 +126,7 @@ def import_(
         dry_run=dry_run,
         send=SendOptions.from_settings(settings),
         delimiter=("\t" if delimiter == "\\t" else delimiter) or None,
+        embed=embed_options,
     )
     conn = None
     if not dry_run:
@@ -135,6 +164,20 @@ def import_(
         from engram_cli.errors import EXIT_PARTIAL
 
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _embed_options(embed: str | None, dim: int | None, workers: int | None) -> Any:
+    """--embed [MODEL], --embed-dim, --embed-workers -> EmbedOptions."""
+    from engram_cli.client.embedder import EmbedSpec
+    from engram_cli.errors import UsageError
+    from engram_cli.ingest.embedstage import default_workers
+    from engram_cli.ingest.importer import EmbedOptions
+
+    if embed is None:
+        raise UsageError("--embed-dim and --embed-workers need --embed",
+                         "add --embed (e.g. --embed --embed-dim 768)")
+    return EmbedOptions(EmbedSpec.resolve(None if embed == EMBED_DEFAULT else embed, dim),
+                        default_workers() if workers is None else workers)
 
 
 ENV_NICE = "ENGRAM_NICE"
@@ -229,6 +272,11 @@ def _print_summary(summary: Any, as_json: bool) -> None:
             line += f"; batch latency p50 {s.batch_p50_ms:.0f} ms, p99 {s.batch_p99_ms:.0f} ms"
         line += ")"
     typer.echo(line)
+    if s.embedded or s.embed_cache_hits:
+        rate = (f" ({s.embedded / s.embed_model_seconds:,.0f} texts/s of model time)"
+                if s.embed_model_seconds else "")
+        typer.echo(f"embedded {s.embedded:,}{rate}, {s.embed_cache_hits:,} from the "
+                   "embedding cache")
     if s.rejects_files:
         typer.echo("rejects: " + ", ".join(s.rejects_files))
 
@@ -268,6 +316,8 @@ class _ProgressBar:
         rate = p.imported / p.seconds if p.seconds else 0.0
         mbs = p.bytes_done / p.seconds / 1e6 if p.seconds else 0.0
         stats = f"{p.imported:,} stored {p.rejected:,} rejected  {rate:,.0f} rec/s"
+        if p.embedded:
+            stats += f"  {p.embedded / p.seconds if p.seconds else 0:,.0f} embedded/s"
         if p.bytes_total is not None:
             stats += f"  {mbs:.1f} MB/s"
         if self._task is None:
@@ -282,4 +332,4 @@ class _ProgressBar:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("import", epilog=IMPORT_EPILOG)(import_)
+    app.command("import", cls=EmbedCommand, epilog=IMPORT_EPILOG)(import_)

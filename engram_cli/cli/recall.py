@@ -43,6 +43,15 @@ def recall(
     mode: str = typer.Option(None, "--mode", metavar="hybrid|lexical|vector",
                              help="Which indexes seed a text cue on our server: both, fused "
                              "(default), the full-text index or the vector index."),
+    embed: str = typer.Option(None, "--embed", metavar="[MODEL]",
+                              help="Embed the cue on this machine and send an embedding cue "
+                              "(for servers that do not embed, such as upstream Engram: "
+                              "--embed --embed-dim 768). MODEL: the server's registry, "
+                              "default wordllama-l2-supercat-256; loaded once, only for a "
+                              "cue the cache cannot answer."),
+    embed_dim: int = typer.Option(None, "--embed-dim", metavar="N",
+                                  help="The cue vector's dimensions: truncated (Matryoshka "
+                                  "models) or zero-padded, which keeps every cosine."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Neither read nor write the "
                                   "local cache."),
     refresh: bool = typer.Option(False, "--refresh", help="Fetch from the server even on a "
@@ -58,6 +67,8 @@ def recall(
     1 server unreachable (and no cache entry) or failed; 2 usage error (an empty cue).
 
     Example: cat cues.txt | engram recall - --limit 3 | jq -r '.results[].content'
+
+    Example: engram recall --embed --embed-dim 768 "a chalet in the Alps"
     """
     from engram_cli.client.cache import CachePolicy, RecallCache
     from engram_cli.client.recall import Recaller, RecallOptions
@@ -80,10 +91,21 @@ def recall(
     if fmt is None:
         fmt = "table" if sys.stdout.isatty() else ("jsonl" if stdin_mode else "json")
 
+    model = None
+    if embed is not None or embed_dim is not None:
+        from engram_cli.cli.common import EMBED_DEFAULT
+        from engram_cli.client.embedder import EmbedSpec
+        from engram_cli.engine.embedding import DEFAULT_MODEL
+
+        if embed is None:
+            raise UsageError("--embed-dim needs --embed", "add --embed")
+        model = DEFAULT_MODEL if embed == EMBED_DEFAULT else embed
+        EmbedSpec.resolve(model, embed_dim)  # a bad model or dimension: exit 2 now
     settings = globals_of(ctx).settings(space=space)
     conn = settings.connection
     options = RecallOptions(limit=limit, max_hops=max_hops, threshold=threshold,
-                            spread=spread, tags=tuple(tags or ()), trace=trace, mode=mode)
+                            spread=spread, tags=tuple(tags or ()), trace=trace, mode=mode,
+                            embed=model, embed_dim=embed_dim if model else None)
     cache = None if no_cache else RecallCache.default(CachePolicy.from_settings(settings))
     emit = table_printer() if fmt == "table" else json_line
     with Recaller(conn, options, cache, refresh=refresh) as recaller:
@@ -132,4 +154,6 @@ def _warn_cache(cache: Any) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(recall)
+    from engram_cli.cli.common import EmbedCommand
+
+    app.command(cls=EmbedCommand)(recall)

@@ -7,12 +7,14 @@ caller implements. No gRPC here: the sizer and the framing are tested on their o
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from engram_cli.client.settings import AUTO, DEFAULT_RETRY_BUDGET_S, ClientSettings
+from engram_cli.errors import EmbeddingRequired
 
 START_BATCH = 500
 MIN_BATCH = 50
@@ -53,6 +55,23 @@ def space_header(space: str) -> bytes:
         return b""
     data = space.encode()
     return b"\x0a" + varint(len(data)) + data
+
+
+# Upstream's refusal: "Embedding must be exactly 768 dimensions".
+_DIMENSION_REFUSAL = re.compile(r"embedding.*exactly (\d+) dimensions", re.IGNORECASE)
+
+
+def embedding_refusal(address: str, details: str) -> EmbeddingRequired | None:
+    """The error to stop with when a server refuses a record for its embedding's
+    dimension (the number taken from the server's message); None for any other refusal."""
+    m = _DIMENSION_REFUSAL.search(details or "")
+    if m is None:
+        return None
+    dim = m.group(1)
+    return EmbeddingRequired(
+        f"the server at {address} stores only memories with a {dim}-dimensional embedding "
+        f"and refused the first records (\"{details}\")",
+        f"embed the text on this machine: run the same command with --embed --embed-dim {dim}")
 
 
 # BatchRememberRequest.compact = true (field 12, varint): outcomes answered as one packed
@@ -152,17 +171,19 @@ class Entry:
     """One record on its way. `framed` is what goes on the wire (see `frame`); `source`
     says which input it came from: a batch holds records of one source, so that what is
     settled can be told per source (`BulkSender.unsettled`). `line`, `offset` and `raw`
-    are the caller's, handed back with the record's outcome."""
+    are the caller's, handed back with the record's outcome. `text` is what an embedding
+    stage is to embed for it before it is sent (None: nothing)."""
 
-    __slots__ = ("framed", "line", "offset", "raw", "source")
+    __slots__ = ("framed", "line", "offset", "raw", "source", "text")
 
     def __init__(self, framed: bytes, source: int, line: int, offset: int,
-                 raw: bytes) -> None:
+                 raw: bytes, text: str | None = None) -> None:
         self.framed = framed
         self.source = source
         self.line = line
         self.offset = offset
         self.raw = raw
+        self.text = text
 
 
 class Listener(Protocol):

@@ -40,6 +40,7 @@ from engram_cli.client.batching import (
     Entry,
     Listener,
     SendOptions,
+    embedding_refusal,
     space_header,
 )
 from engram_cli.client.connection import retry_after_ms, translate
@@ -140,6 +141,7 @@ class BulkSender:
         self._held_bytes = 0
         self._executor: ThreadPoolExecutor | None = None
         self._sent_records = 0
+        self._stored_any = False  # a refusal before any store may be about the whole input
         self._started = time.monotonic()
 
     # -- set-up ------------------------------------------------------------------------
@@ -387,6 +389,7 @@ class BulkSender:
         self.pressure = resp.pressure
         self.sizer.observe(n, latency, resp.pressure)
         compact = len(resp.outcomes) == n  # one outcome per item; results: the rejected
+        self._stored_any = True
         if resp.rejected == 0 and (compact or len(results) == n):
             counts = Counter(resp.outcomes if compact else [r.outcome for r in results])
             self.listener.stored(n, {_OUTCOME_NAMES.get(k, "stored"): v
@@ -437,6 +440,7 @@ class BulkSender:
                 reason = answer.storage_confidence.reasoning or "refused by the server"
                 self.listener.rejected(entry, reason.removeprefix("rejected: "))
         if stored:
+            self._stored_any = True
             self.listener.stored(stored, {"stored": stored})
         rest = entries[answered:]
         if error is None:
@@ -459,8 +463,14 @@ class BulkSender:
             self._retry_later(send, error)
         elif code == S.INVALID_ARGUMENT:
             # The stream stopped at the first memory it refused: that one is rejected,
-            # the ones after it go again.
-            self.listener.rejected(rest[0], f"refused by the server: {error.details()}")  # type: ignore[attr-defined]
+            # the ones after it go again on a new stream. A first refusal for want of
+            # vectors would be every record's: stop at once instead.
+            details = error.details() or ""  # type: ignore[attr-defined]
+            needs = None if self._stored_any else embedding_refusal(self.pool.address, details)
+            if needs is not None:
+                self._set_fatal(needs)
+                return
+            self.listener.rejected(rest[0], f"refused by the server: {details}")
             send.entries = rest[1:]
             if send.entries:
                 self._inflight_again(send)
@@ -491,6 +501,10 @@ class BulkSender:
                 return
             self._inflight_again(send)
         elif code == S.INVALID_ARGUMENT or too_large:
+            needs = None if self._stored_any else embedding_refusal(self.pool.address, details)
+            if needs is not None:
+                self._set_fatal(needs)
+                return
             if len(send.entries) == 1:
                 self.listener.rejected(send.entries[0], f"refused by the server: {details}")
                 self._settle(send)

@@ -55,12 +55,16 @@ class RecallOptions:
     tags: tuple[str, ...] = ()  # every result must carry all of these
     trace: bool = False
     mode: str | None = None  # hybrid | lexical | vector; None: the server's (hybrid)
+    embed: str | None = None  # --embed: the model that makes the cue's vector, here
+    embed_dim: int | None = None  # --embed-dim: the vector's length (None: the model's)
 
     def key_params(self, api_key: str | None) -> dict[str, Any]:
         return {
             "limit": self.limit, "max_hops": self.max_hops, "threshold": self.threshold,
             "spread": self.spread, "tags": sorted(set(self.tags)), "trace": self.trace,
             "mode": self.mode,
+            # An embedding cue is another question than a text cue, and another per model.
+            **({"embed": self.embed, "embed_dim": self.embed_dim} if self.embed else {}),
             # Another key may see other memories (or none): never share answers across keys.
             "key": hashlib.blake2b(api_key.encode(), digest_size=8).hexdigest()
             if api_key else "",
@@ -251,6 +255,7 @@ class Recaller:
         self._forgetting: Forgetting | None = None
         self._connect_lock = threading.Lock()
         self._waited_at = 0.0  # when the last overload wait ended (monotonic)
+        self._embedder: Any = None
 
     def close(self) -> None:
         if self._channel is not None:
@@ -434,10 +439,19 @@ class Recaller:
         from engram_cli.rpc import pb
 
         o = self.options
+        if o.embed:
+            # Loaded at the first cue the cache cannot answer, once for all of them.
+            with self._connect_lock:
+                if self._embedder is None:
+                    from engram_cli.client.embedder import CueEmbedder
+
+                    self._embedder = CueEmbedder(o.embed, o.embed_dim)
+            kind = {"embedding": pb.EmbeddingCue(vector=self._embedder.vector(cue))}
+        else:
+            kind = {"semantic": pb.SemanticCue(query=cue, required_tags=list(o.tags))}
         return pb.RecallRequest(
             memory_space_id=self.conn.space,
-            cue=pb.Cue(semantic=pb.SemanticCue(query=cue, required_tags=list(o.tags)),
-                       max_results=o.limit, spread_activation=o.spread),
+            cue=pb.Cue(**kind, max_results=o.limit, spread_activation=o.spread),
             max_results=o.limit, include_metadata=o.trace, trace_activation=o.trace)
 
     def _answer(self, cue: str, called: tuple[Any, str]) -> Answer:

@@ -63,6 +63,9 @@ class ModelInfo:
     dim: int
     description: str
     load: Callable[[], EmbeddingModel]
+    # Trained so that a prefix of a vector is a good smaller vector (Matryoshka
+    # representation learning): it may be truncated to fewer dimensions.
+    matryoshka: bool = False
 
 
 class WordLlamaModel:
@@ -139,7 +142,7 @@ MODELS: dict[str, ModelInfo] = {
     DEFAULT_MODEL: ModelInfo(
         DEFAULT_MODEL, 256,
         "WordLlama l2_supercat, 256 dimensions; ships in the wordllama wheel, works offline",
-        lambda: WordLlamaModel("l2_supercat", 256, DEFAULT_MODEL)),
+        lambda: WordLlamaModel("l2_supercat", 256, DEFAULT_MODEL), matryoshka=True),
 }
 
 _loaded: dict[str, EmbeddingModel] = {}

@@ -21,11 +21,12 @@ import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engram_cli.client.batching import Entry, SendOptions, frame
 from engram_cli.client.bulk import BulkSender
 from engram_cli.client.dry import DrySender
+from engram_cli.client.embedder import EmbedSpec
 from engram_cli.config import Connection
 from engram_cli.errors import (
     DamagedInput,
@@ -39,6 +40,9 @@ from engram_cli.ingest import checkpoint as ckpt
 from engram_cli.ingest.mapping import FIELDS, Encoder, FieldMap, RecordError
 from engram_cli.ingest.readers import Input, Item, Position
 from engram_cli.ingest.rejects import RejectsFile, default_path, prune, reject_line
+
+if TYPE_CHECKING:
+    from engram_cli.ingest.embedstage import EmbedStage
 
 CHECKPOINT_EVERY_S = 1.0
 PROGRESS_EVERY_S = 0.2
@@ -96,6 +100,16 @@ class ImportOptions:
     dry_run: bool = False
     send: SendOptions = field(default_factory=SendOptions)
     delimiter: str | None = None  # CSV: None sniffs it from the first lines
+    embed: EmbedOptions | None = None  # --embed: vectors made here for records without one
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """--embed [MODEL], --embed-dim N, --embed-workers N."""
+
+    spec: EmbedSpec
+    workers: int = 1  # 0: in this process
+    cache: bool = True
 
 
 @dataclass
@@ -107,6 +121,7 @@ class Progress:
     bytes_total: int | None  # None: unknown (stdin)
     seconds: float
     current: str
+    embedded: int = 0  # texts embedded or taken from the embedding cache (--embed)
 
 
 @dataclass
@@ -130,6 +145,10 @@ class Summary:
     rejected_before_resume: int = 0  # in the rejects files from the runs this one resumes
     rejects_files: list[str] = field(default_factory=list)
     space: str = ""
+    embedded: int = 0  # texts embedded here (--embed)
+    embed_cache_hits: int = 0  # texts whose vector came from the embedding cache
+    embed_model_seconds: float = 0.0  # the model's time, summed over the workers
+    embedded_per_second: float = 0.0  # over the run
     error: EngramError | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -202,6 +221,7 @@ class Importer:
         self._last_progress = 0.0
         self._bytes_done = 0
         self._sender: BulkSender | DrySender | None = None
+        self._stage: EmbedStage | None = None
         self._settled = False  # the sender answered that every record is settled
         self._ck: ckpt.Checkpoint | None = None
         self._rejects: dict[int, RejectsFile] = {}
@@ -293,6 +313,13 @@ class Importer:
 
     def run(self) -> Summary:
         starts = self._prepare_state()
+        embed = self.options.embed
+        if embed is not None:
+            from engram_cli.client.embedder import EmbeddingCache
+            from engram_cli.ingest.embedstage import EmbedStage
+
+            self._stage = EmbedStage(embed.spec, embed.workers,
+                                     EmbeddingCache.default() if embed.cache else None)
         restore = self._install_signal_handlers()
         pool = None
         # Records make no reference cycles, but millions of short-lived dicts would run
@@ -313,11 +340,16 @@ class Importer:
             self._sender.connect()
             self.summary.mode = self._sender.mode
             records = self._records(starts)
+            embedded: Generator[Entry, None, None] | None = None
             try:
-                self._settled = self._sender.send(records)
+                if self._stage is not None:
+                    embedded = self._stage.run(records)  # type: ignore[assignment]
+                self._settled = self._sender.send(embedded or records)
             except EngramError as exc:
                 self.summary.error = self.summary.error or exc
             finally:
+                if embedded is not None:
+                    embedded.close()
                 records.close()
             if (self.summary.error is None and not self._interrupted
                     and self.options.max_errors.exceeded(self.summary.rejected,
@@ -329,6 +361,8 @@ class Importer:
             self._finish_state()
             if self._sender is not None:
                 self._sender.close()
+            if self._stage is not None:
+                self._stage.close(wait=self.summary.error is None and not self._stop)
             if pool is not None:
                 pool.close()
         return self._finish_summary()
@@ -336,7 +370,8 @@ class Importer:
     def _records(self, starts: list[Position]) -> Generator[Entry, None, None]:
         """Every record of the inputs, read, mapped and framed, for the sender; a record
         that cannot be is rejected here. Ends early when the run stops."""
-        encode = self.encoder.encode
+        encode = (self.encoder.encode_text if self.options.embed is not None
+                  else self.encoder.encode_payload)
         summary = self.summary
         for idx, inp in enumerate(self.inputs):
             if idx in self._read_done:
@@ -352,12 +387,13 @@ class Importer:
                         self._reject_item(idx, item.line, item.error, item.raw, None)
                     else:
                         try:
-                            _, payload = encode(item.record,  # type: ignore[arg-type]
-                                                text_columns)
+                            payload, text = encode(item.record,  # type: ignore[arg-type]
+                                                   text_columns)
                         except RecordError as exc:
                             self._reject_item(idx, item.line, str(exc), item.raw, item.record)
                         else:
-                            yield Entry(frame(payload), idx, item.line, item.start, item.raw)
+                            yield Entry(frame(payload), idx, item.line, item.start, item.raw,
+                                        text)
                     self._last_item = item  # a checkpoint makes the Position, not each record
                     if self._stop:
                         self.tick()
@@ -385,9 +421,11 @@ class Importer:
         if 0 <= self._reading < len(self.inputs) and self._reading not in self._read_done:
             current = self.inputs[self._reading].bytes_read() or 0
         name = self.inputs[self._reading].display if self._reading >= 0 else ""
+        stage = self._stage
         return Progress(self.summary.read, self.summary.imported, self.summary.rejected,
                         self._bytes_done + current, total,
-                        time.monotonic() - self._started, name)
+                        time.monotonic() - self._started, name,
+                        stage.embedded + stage.cache_hits if stage is not None else 0)
 
     # -- what the sender reports (Listener) ----------------------------------------------
 
@@ -456,6 +494,8 @@ class Importer:
         ck = self._ck
         assert ck is not None
         unsettled = self._sender.unsettled() if self._sender is not None else {}
+        if self._stage is not None:  # what it holds comes after what the sender holds
+            unsettled = {**self._stage.unsettled(), **unsettled}
         for i, mark in enumerate(ck.inputs):
             first = unsettled.get(i)
             if first is not None:
@@ -503,6 +543,10 @@ class Importer:
         s.records_per_second = round(s.imported / s.seconds, 1) if s.seconds > 0 else 0.0
         s.interrupted = self._interrupted
         s.rejects_files = self._rejects_files()
+        if self._stage is not None:
+            s.embedded, s.embed_cache_hits = self._stage.embedded, self._stage.cache_hits
+            s.embed_model_seconds = round(self._stage.model_seconds, 3)
+            s.embedded_per_second = round(s.embedded / s.seconds, 1) if s.seconds else 0.0
         if self._sender is not None:
             s.mode = self._sender.mode  # it may have fallen back to the stream mid-run
             s.batches = self._sender.batches

@@ -204,6 +204,18 @@ class Encoder:
         m = self.memory(record, text_columns)
         return m.id, m.SerializeToString()
 
+    def encode_text(self, record: dict[str, Any], text_columns: bool = False
+                    ) -> tuple[bytes, str | None]:
+        """(serialized Memory, the text to embed for it: its content when it has some and
+        no embedding, else None); raises RecordError."""
+        m = self.memory(record, text_columns)
+        return m.SerializeToString(), m.content if m.content and not m.embedding else None
+
+    def encode_payload(self, record: dict[str, Any], text_columns: bool = False
+                       ) -> tuple[bytes, str | None]:
+        """(serialized Memory, None): `encode_text` for an import that does not embed."""
+        return self.memory(record, text_columns).SerializeToString(), None
+
     def memory(self, record: dict[str, Any], text_columns: bool = False) -> Any:
         """The engram.v1 Memory for one record; raises RecordError."""
         annotation = record.get(REJECT_KEY)

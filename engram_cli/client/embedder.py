@@ -1,0 +1,232 @@
+"""Embedding on the client: which model and dimension (`EmbedSpec`), fitting a model's
+vectors to a server's dimension, and the on-disk cache that means a text is embedded once.
+
+The models are the server's own registry (engram_cli.engine.embedding), so a vector made
+here is the vector our server would make. Fitting to another dimension: a Matryoshka-
+trained model (WordLlama) may be truncated (then re-normalised); any model may be padded
+with zeros, which changes no dot product and no norm, so every cosine stays as it was.
+
+The cache is SQLite in the user cache dir (`embeddings/vectors.sqlite`, 0600 in a 0700
+directory), keyed by a hash of the model name and the text, holding the model's own
+vector (so one entry serves every --embed-dim), bounded by size: the oldest entries go
+first. It is only a cache: when it cannot be used, embedding goes on without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from engram_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+DEFAULT_CACHE_MB = 1024
+CACHE_DIR_NAME = "embeddings"
+CACHE_FILE_NAME = "vectors.sqlite"
+MAX_DIM = 65_536
+_ROW_OVERHEAD = 48  # bytes per entry besides the vector: key, rowid, b-tree
+
+
+@dataclass(frozen=True)
+class EmbedSpec:
+    """A model and the dimension its vectors are sent with."""
+
+    model: str
+    dim: int  # what is sent
+    native: int  # what the model makes
+    matryoshka: bool = False
+
+    @classmethod
+    def resolve(cls, model: str | None, dim: int | None) -> EmbedSpec:
+        """From --embed MODEL and --embed-dim N; raises UsageError."""
+        from engram_cli.engine.embedding import DEFAULT_MODEL, MODELS, NONE
+
+        name = model or DEFAULT_MODEL
+        info = MODELS.get(name)
+        if info is None:
+            raise UsageError(f"--embed: unknown model {name!r}" + (
+                " (none embeds nothing)" if name == NONE else ""),
+                f"choose one of: {', '.join(MODELS)}")
+        target = info.dim if dim is None else dim
+        if not 1 <= target <= MAX_DIM:
+            raise UsageError(f"--embed-dim {target} is not valid", f"give 1 to {MAX_DIM}")
+        if target < info.dim and not info.matryoshka:
+            raise UsageError(
+                f"--embed-dim {target} is below {name}'s {info.dim} dimensions, and its "
+                "vectors are not trained to be truncated",
+                f"give --embed-dim {info.dim} or more (zero padding keeps every cosine)")
+        return cls(name, target, info.dim, info.matryoshka)
+
+    def fit(self, vectors: np.ndarray) -> np.ndarray:
+        """(n, native) unit rows -> (n, dim) float32: zero-padded or truncated and
+        re-normalised."""
+        import numpy as np
+
+        if self.dim == self.native:
+            return vectors.astype(np.float32, copy=False)
+        if self.dim > self.native:
+            out = np.zeros((len(vectors), self.dim), dtype=np.float32)
+            out[:, :self.native] = vectors
+            return out
+        out = np.array(vectors[:, :self.dim], dtype=np.float32)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        np.divide(out, norms, out=out, where=norms > 0)
+        return out
+
+
+def text_key(model: str, text: str) -> bytes:
+    """The cache key of `text` embedded by `model`."""
+    return hashlib.blake2b(f"{model}\0{text}".encode(), digest_size=16).digest()
+
+
+def embedding_field(row: np.ndarray) -> bytes:
+    """A vector as engram.v1 Memory field 2 (`repeated float embedding`, packed): appended
+    to a serialized Memory, it is that memory with this embedding."""
+    from engram_cli.client.batching import varint
+
+    data = row.astype("<f4", copy=False).tobytes()
+    return b"\x12" + varint(len(data)) + data
+
+
+def private_dir(path: Path) -> Path:
+    """`path` as a directory only this user can use (0700), never a symlink."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise OSError(f"{path} is not a plain directory")
+    if stat.S_IMODE(st.st_mode) != 0o700:
+        os.chmod(path, 0o700)
+    return path
+
+
+class EmbeddingCache:
+    """Model vectors by (model, text), on disk, bounded to `max_mb`."""
+
+    def __init__(self, path: Path, max_mb: float = DEFAULT_CACHE_MB) -> None:
+        self.path = path
+        self.max_bytes = int(max_mb * 1024 * 1024)
+        self.error: str | None = None
+        self.hits = 0
+        self._conn: sqlite3.Connection | None = None
+        self._bytes = -1  # unknown until the first write
+
+    @classmethod
+    def default(cls, max_mb: float = DEFAULT_CACHE_MB) -> EmbeddingCache:
+        """The cache in the user cache dir (ENGRAM_CACHE_DIR overrides it)."""
+        from engram_cli.config import cache_dir
+
+        return cls(cache_dir() / CACHE_DIR_NAME / CACHE_FILE_NAME, max_mb)
+
+    def _db(self) -> sqlite3.Connection | None:
+        if self._conn is not None or self.error is not None:
+            return self._conn
+        try:
+            private_dir(self.path.parent)
+            fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+            os.fchmod(fd, 0o600)
+            os.close(fd)
+            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("CREATE TABLE IF NOT EXISTS vectors (n INTEGER PRIMARY KEY, "
+                         "key BLOB NOT NULL UNIQUE, vec BLOB NOT NULL)")
+        except (sqlite3.Error, OSError) as exc:
+            self.error = f"{self.path}: {exc}"
+            return None
+        self._conn = conn
+        return conn
+
+    def get_many(self, model: str, dim: int, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
+        """The cached vectors of those `keys` it holds (of `dim` floats)."""
+        import numpy as np
+
+        conn = self._db()
+        if conn is None or not keys:
+            return {}
+        found: dict[bytes, np.ndarray] = {}
+        try:
+            for start in range(0, len(keys), 500):
+                part = keys[start:start + 500]
+                rows = conn.execute("SELECT key, vec FROM vectors WHERE key IN ("
+                                    + ",".join("?" * len(part)) + ")", part).fetchall()
+                for key, vec in rows:
+                    if len(vec) == 4 * dim:
+                        found[key] = np.frombuffer(vec, dtype="<f4")
+        except sqlite3.Error as exc:
+            self._fail(exc)
+            return {}
+        self.hits += len(found)
+        return found
+
+    def put_many(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
+        """Store vectors (one row per key); drops the oldest entries over the bound."""
+        conn = self._db()
+        if conn is None or not keys:
+            return
+        try:
+            blobs = [v.astype("<f4", copy=False).tobytes() for v in vectors]
+            conn.execute("BEGIN")
+            conn.executemany("INSERT OR IGNORE INTO vectors (key, vec) VALUES (?, ?)",
+                             zip(keys, blobs, strict=True))
+            conn.execute("COMMIT")
+            if self._bytes < 0:
+                self._bytes = conn.execute(
+                    "SELECT COALESCE(SUM(LENGTH(vec)), 0) + COUNT(*) * ? FROM vectors",
+                    (_ROW_OVERHEAD,)).fetchone()[0]
+            else:
+                self._bytes += sum(len(b) + _ROW_OVERHEAD for b in blobs)
+            if self._bytes > self.max_bytes:
+                self._evict(conn, len(blobs[0]) + _ROW_OVERHEAD)
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._fail(exc)
+
+    def _evict(self, conn: sqlite3.Connection, row_bytes: int) -> None:
+        # Down to 90% of the bound, so that eviction runs now and then, not every write.
+        excess = self._bytes - int(self.max_bytes * 0.9)
+        rows = max(1, excess // row_bytes)
+        conn.execute("DELETE FROM vectors WHERE n IN (SELECT n FROM vectors ORDER BY n "
+                     "LIMIT ?)", (rows,))
+        self._bytes = -1
+
+    def _fail(self, exc: Exception) -> None:
+        self.error = f"{self.path}: {exc}"
+        self.close()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class CueEmbedder:
+    """`recall --embed`: a cue's vector, from the embedding cache or the model (loaded at
+    the first cue the cache does not hold)."""
+
+    def __init__(self, model: str, dim: int | None) -> None:
+        self.spec = EmbedSpec.resolve(model, dim)
+        self.cache = EmbeddingCache.default()
+        self._model: Any = None
+
+    def vector(self, text: str) -> list[float]:
+        key = text_key(self.spec.model, text)
+        found = self.cache.get_many(self.spec.model, self.spec.native, [key]).get(key)
+        if found is None:
+            if self._model is None:
+                from engram_cli.engine.embedding import load_model
+
+                self._model = load_model(self.spec.model)
+            vectors = self._model.embed([text])
+            self.cache.put_many([key], vectors)
+            found = vectors[0]
+        return [float(x) for x in self.spec.fit(found[None, :])[0]]

@@ -1,0 +1,236 @@
+"""`import --embed`: a stage on the record iterator, between the reader and the sender,
+that gives each record without an embedding the vector of its text.
+
+Records come in and go out in the same order (a checkpoint relies on it), in chunks of
+CHUNK records: the texts of a chunk that the cache does not hold, each once, go to a
+worker process (or, with 0 workers, a thread of this one); while workers embed, this
+process keeps reading, and the sender keeps sending what came before. At most
+`2 x workers + 1` chunks are out at a time, so memory stays flat however large the input.
+A text is embedded at most once per run (a repeat waiting on an earlier chunk takes that
+chunk's vector) and, with the cache, once ever.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor, Future
+from typing import TYPE_CHECKING, Any
+
+from engram_cli.client.batching import Entry, varint
+from engram_cli.client.embedder import EmbeddingCache, EmbedSpec, embedding_field, text_key
+from engram_cli.errors import EngramError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+CHUNK = 256  # records per chunk: a few batches of the model's own, one IPC round trip
+
+_worker_model: Any = None
+
+
+def _init_worker(model: str) -> None:
+    """In each worker process: load the model once; leave Ctrl-C to the importer, which
+    stops reading and lets what is in flight finish."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    global _worker_model
+    from engram_cli.engine.embedding import load_model
+
+    _worker_model = load_model(model)
+
+
+def _embed(texts: list[str]) -> tuple[np.ndarray, float]:
+    """In a worker: the model's vectors of `texts`, and the seconds they took."""
+    started = time.perf_counter()
+    vectors = _worker_model.embed(texts)
+    return vectors, time.perf_counter() - started
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else os.cpu_count() or 1)
+
+
+class _Chunk:
+    __slots__ = ("borrowed", "entries", "future", "keys", "known", "texts", "vectors")
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self.entries = entries
+        self.keys: list[bytes | None] = []  # per entry: its text's key, None: no text
+        self.known: dict[bytes, np.ndarray] = {}  # cache hits
+        self.texts: list[str] = []  # sent to the model, each once
+        self.borrowed: dict[bytes, _Chunk] = {}  # keys an earlier chunk out is embedding
+        self.future: Future | None = None
+        self.vectors: dict[bytes, np.ndarray] = {}  # what the model made, by key
+
+
+class EmbedStage:
+    """Embeds the records it is handed (`run`), in order; counts what it did."""
+
+    def __init__(self, spec: EmbedSpec, workers: int = 0,
+                 cache: EmbeddingCache | None = None, chunk: int = CHUNK) -> None:
+        self.spec = spec
+        self.workers = workers
+        self.cache = cache
+        self.chunk = chunk
+        self.embedded = 0  # texts the model embedded
+        self.cache_hits = 0  # texts the cache answered
+        self.model_seconds = 0.0  # summed over the workers
+        self._executor: Executor | None = None
+        self._out: dict[bytes, _Chunk] = {}  # key -> the chunk out that embeds it
+        self._held: deque[_Chunk] = deque()  # chunks out, in input order
+        self._part: list[Entry] = []  # the chunk being filled
+
+    def start(self) -> None:
+        """Start the workers (at the first text the cache does not hold: an import the
+        cache answers whole loads no model)."""
+        if self._executor is not None:
+            return
+        if self.workers > 0:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn: a fork would copy gRPC's threads and locks in whatever state.
+            self._executor = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker, initargs=(self.spec.model,))
+            for _ in range(self.workers):
+                self._executor.submit(len, "")  # start them now, not at the first chunk
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="engram-embed",
+                                                initializer=_init_worker_thread,
+                                                initargs=(self.spec.model,))
+
+    def run(self, entries: Iterable[Entry]) -> Iterator[Entry]:
+        most = 2 * max(1, self.workers) + 1
+        out = self._held
+        for entry in entries:
+            self._part.append(entry)
+            if len(self._part) >= self.chunk:
+                out.append(self._submit(self._part))
+                self._part = []
+                while out and (len(out) >= most or _ready(out[0])):
+                    yield from self._finish(out[0])
+                    out.popleft()
+        if self._part:
+            out.append(self._submit(self._part))
+            self._part = []
+        while out:
+            yield from self._finish(out[0])
+            out.popleft()
+
+    def unsettled(self) -> dict[int, Entry]:
+        """Per source, the first record held here (read, not yet all handed on): a
+        checkpoint must start no later than it."""
+        firsts: dict[int, Entry] = {}
+        for entries in [*(c.entries for c in self._held), self._part]:
+            for e in entries:
+                firsts.setdefault(e.source, e)
+        return firsts
+
+    def _submit(self, entries: list[Entry]) -> _Chunk:
+        chunk = _Chunk(entries)
+        model = self.spec.model
+        wanted: dict[bytes, str] = {}
+        for e in entries:
+            key = None if e.text is None else text_key(model, e.text)
+            chunk.keys.append(key)
+            if key is not None and key not in wanted:
+                wanted[key] = e.text  # type: ignore[assignment]
+        for key in [k for k in wanted if k in self._out]:
+            chunk.borrowed[key] = self._out[key]
+            del wanted[key]
+        if self.cache is not None and wanted:
+            chunk.known = self.cache.get_many(model, self.spec.native, list(wanted))
+            for key in chunk.known:
+                del wanted[key]
+        self.cache_hits += sum(1 for k in chunk.keys if k is not None and k in chunk.known)
+        if wanted:
+            chunk.texts = list(wanted.values())
+            self.start()
+            assert self._executor is not None
+            chunk.future = self._executor.submit(_embed, chunk.texts)
+            for key in wanted:
+                self._out[key] = chunk
+            chunk.vectors = dict.fromkeys(wanted)  # type: ignore[assignment]
+        return chunk
+
+    def _finish(self, chunk: _Chunk) -> Iterator[Entry]:
+        import numpy as np
+
+        if chunk.future is not None:
+            try:
+                vectors, seconds = chunk.future.result()
+            except EngramError:
+                raise
+            except Exception as exc:
+                raise EngramError(f"embedding failed in a worker: {exc}",
+                                  "run again with --embed-workers 0 to embed in this "
+                                  "process") from None
+            self.model_seconds += seconds
+            self.embedded += len(chunk.texts)
+            keys: list[bytes] = list(chunk.vectors)
+            chunk.vectors = dict(zip(keys, vectors, strict=True))
+            for key in keys:
+                if self._out.get(key) is chunk:
+                    del self._out[key]
+            if self.cache is not None:
+                self.cache.put_many(keys, vectors)
+        rows: list[Any] = []
+        for k in chunk.keys:
+            if k is None:
+                continue
+            v = chunk.known.get(k)
+            if v is None:
+                v = chunk.vectors.get(k)
+            if v is None:
+                v = chunk.borrowed[k].vectors[k]
+            rows.append(v)
+        fitted = self.spec.fit(np.stack(rows)) if rows else None
+        i = 0
+        for entry, has in zip(chunk.entries, chunk.keys, strict=True):
+            if has is not None:
+                assert fitted is not None
+                entry.framed = with_field(entry.framed, embedding_field(fitted[i]))
+                entry.text = None
+                i += 1
+            yield entry
+
+    def close(self, wait: bool = True) -> None:
+        """Stop the workers: at once (`wait` False) after an error or an interruption."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=wait, cancel_futures=True)
+            self._executor = None
+        if self.cache is not None:
+            self.cache.close()
+
+
+def _init_worker_thread(model: str) -> None:
+    global _worker_model
+    from engram_cli.engine.embedding import load_model
+
+    _worker_model = load_model(model)
+
+
+def _ready(chunk: _Chunk) -> bool:
+    return chunk.future is None or chunk.future.done()
+
+
+def with_field(framed: bytes, field: bytes) -> bytes:
+    """A framed Memory (see batching.frame) with `field` appended to the Memory."""
+    size = start = 0
+    shift = 0
+    for start, byte in enumerate(framed[1:], 1):  # noqa: B007 - `start` is used after
+        size |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    body = framed[start + 1:]
+    assert len(body) == size, "not a framed Memory"
+    return b"\x12" + varint(size + len(field)) + body + field

@@ -1,0 +1,172 @@
+"""Embedding on the client (`import --embed`, `recall --embed`) against the faithful
+upstream fake (tests/upstream_fake.py) and our own server: a text-only import stops at
+once naming --embed, embedded records arrive with 768 floats, a stream cut by one bad item
+loses and doubles nothing, the embedding cache survives --resume."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from engram_cli.cli.main import app
+from tests.conftest import UpstreamServer
+from tests.import_support import count_on, records, run_import, write_jsonl
+from tests.upstream_fake import UPSTREAM_DIM, UPSTREAM_VECTOR
+
+
+def summary_of(result: Any) -> dict[str, Any]:
+    return dict(orjson.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def test_text_only_import_into_upstream_stops_at_once_naming_embed(
+        runner: Any, upstream_server: UpstreamServer, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "t.jsonl", records(2000))
+    result = runner.invoke(app, ["--server", upstream_server.address, "import", str(path),
+                                 "--batch", "100"])
+    assert result.exit_code == 1, result.output
+    err = result.stderr
+    assert "768-dimensional" in err and "--embed --embed-dim 768" in err, err
+    assert err.count("Error:") == 1
+    assert not (tmp_path / "t.jsonl.rejects.jsonl").exists()  # nothing rejected one by one
+    assert upstream_server.servicer.remembered == 0
+
+
+def test_import_embed_sends_768_floats_to_upstream(
+        runner: Any, upstream_server: UpstreamServer, tmp_path: Path) -> None:
+    rows = records(300)
+    rows[5]["embedding"] = UPSTREAM_VECTOR  # a record with its own vector keeps it
+    path = write_jsonl(tmp_path / "t.jsonl", rows)
+    result = runner.invoke(app, ["--server", upstream_server.address, "import", str(path),
+                                 "--embed", "--embed-dim", "768", "--embed-workers", "1",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    s = summary_of(result)
+    assert (s["imported"], s["embedded"], s["embed_cache_hits"]) == (300, 299, 0)
+    assert s["mode"] == "stream"
+    fake = upstream_server.servicer
+    assert fake.remembered == 300 == count_on(upstream_server.address)
+    assert fake.embeddings_seen == [UPSTREAM_DIM] * 300
+
+
+def test_padding_keeps_the_models_vector_and_its_cosines(tmp_path: Path) -> None:
+    from engram_cli.client.embedder import EmbedSpec
+    from engram_cli.engine.embedding import load_model
+
+    model = load_model("wordllama-l2-supercat-256")
+    assert model is not None
+    v = model.embed(["a cottage in the mountains", "a chalet in the Alps", "tax forms"])
+    padded = EmbedSpec.resolve(None, 768).fit(v)
+    assert padded.shape == (3, 768) and not padded[:, 256:].any()
+    assert np.allclose(padded @ padded.T, v @ v.T, atol=1e-6)
+    short = EmbedSpec.resolve(None, 64).fit(v)  # Matryoshka: truncated, unit length again
+    assert short.shape == (3, 64) and np.allclose(np.linalg.norm(short, axis=1), 1, atol=1e-5)
+
+
+def test_a_stream_cut_by_one_bad_item_stores_every_other_record_once(
+        runner: Any, upstream_server: UpstreamServer, tmp_path: Path) -> None:
+    rows = [{**r, "embedding": UPSTREAM_VECTOR} for r in records(120)]
+    rows[40]["embedding"] = [0.5] * 10  # upstream refuses it and ends the stream there
+    rows[90]["embedding"] = [0.5] * 12
+    path = write_jsonl(tmp_path / "t.jsonl", rows)
+    result = runner.invoke(app, ["--server", upstream_server.address, "import", str(path),
+                                 "--batch", "50", "--json"])
+    assert result.exit_code == 3, result.output
+    s = summary_of(result)
+    assert (s["imported"], s["rejected"]) == (118, 2)
+    fake = upstream_server.servicer
+    assert fake.remembered == 118 == count_on(upstream_server.address)  # none twice
+    rejects = [orjson.loads(line)["_reject"] for line in
+               (tmp_path / "t.jsonl.rejects.jsonl").read_bytes().splitlines()]
+    assert [r["line"] for r in rejects] == [41, 91]
+    assert all("Embedding must be exactly 768 dimensions" in r["reason"] for r in rejects)
+    assert fake.streams >= 4  # each refusal ended a stream; the rest went on new ones
+
+
+def test_embedding_cache_survives_resume_and_nothing_is_embedded_twice(
+        server_process: Any, tmp_path: Path, isolated_env: Path) -> None:
+    sp = server_process()
+    rows = [*records(400), {"content": ""}, *records(400, start=400)]
+    path = write_jsonl(tmp_path / "t.jsonl", rows)
+    args = (str(path), "--embed", "--embed-workers", "0", "--batch", "50", "--json")
+    first = run_import(sp.address, *args, "--max-errors", "0")
+    assert first.returncode == 1, first.stderr
+    s1 = orjson.loads(first.stdout.strip().splitlines()[-1])
+    resumed = run_import(sp.address, *args, "--resume")
+    assert resumed.returncode == 3, resumed.stderr
+    s2 = orjson.loads(resumed.stdout.strip().splitlines()[-1])
+    # Every distinct text embedded once over both runs; what the resumed run sends again
+    # (from its checkpoint) comes from the cache.
+    assert s1["embedded"] + s2["embedded"] == 800
+    assert s2["embed_cache_hits"] > 0
+    assert count_on(sp.address) == 800
+    again = run_import(sp.address, *args)
+    s3 = orjson.loads(again.stdout.strip().splitlines()[-1])
+    assert (s3["embedded"], s3["embed_cache_hits"]) == (0, 800)
+    folder = isolated_env / "cache" / "embeddings"
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+    for f in folder.iterdir():
+        assert stat.S_IMODE(os.stat(f).st_mode) == 0o600, f
+
+
+def test_recall_embed_sends_an_embedding_cue_and_a_cache_hit_loads_no_model(
+        runner: Any, upstream_server: UpstreamServer, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "t.jsonl", [
+        {"content": "a small wooden cottage high in the Swiss mountains", "confidence": 0.97},
+        {"content": "quarterly tax forms for the accountant", "confidence": 0.97}])
+    imported = runner.invoke(app, ["--server", upstream_server.address, "import", str(path),
+                                   "--embed", "--embed-dim", "768", "--embed-workers", "0"])
+    assert imported.exit_code == 0, imported.output
+    ask = ["--server", upstream_server.address, "recall", "--embed", "--embed-dim", "768",
+           "a chalet in the Alps", "--format", "json", "--limit", "1"]
+    result = runner.invoke(app, ask)
+    assert result.exit_code == 0, result.output
+    assert upstream_server.servicer.recall_cues == ["embedding"]
+    assert "cottage" in orjson.loads(result.stdout)["results"][0]["content"]
+    text = runner.invoke(app, ["--server", upstream_server.address, "recall",
+                               "a chalet in the Alps", "--format", "json", "--no-cache"])
+    assert text.exit_code == 0, text.output
+    assert upstream_server.servicer.recall_cues == ["embedding", "semantic"]
+    wrong = runner.invoke(app, [*ask[:4], "--embed-dim", "300", *ask[6:]])
+    assert wrong.exit_code == 2 and "768" in wrong.output, wrong.output
+
+
+def test_a_cached_embedding_cue_loads_no_model_and_the_key_holds_the_model() -> None:
+    from engram_cli.client.cache import Forgetting, RecallCache, cache_key
+    from engram_cli.client.recall import Recaller, RecallOptions
+    from engram_cli.config import Connection
+
+    conn = Connection(server="127.0.0.1:1", space="")
+    embed = RecallOptions(embed="wordllama-l2-supercat-256", embed_dim=768)
+    assert embed.key_params(None) != RecallOptions().key_params(None)
+    assert embed.key_params(None) != RecallOptions(
+        embed="wordllama-l2-supercat-256").key_params(None)
+    answer = [{"id": "mem_1", "content": "cottage", "confidence": 0.97,
+               "confidence_category": "high", "activation": 0.8, "state": "consolidated",
+               "tags": [], "decay_rate": 0.0}]
+    with RecallCache.default() as cache:
+        key = cache_key(conn.server, conn.space, "chalet", embed.key_params(None))
+        assert cache.put(key, conn.server, conn.space, "chalet", answer,
+                         Forgetting(exponent=0.1, floor=0.2, scale_s=86_400.0))
+    with Recaller(conn, embed, RecallCache.default()) as recaller:
+        got = recaller.recall("chalet")  # the server at :1 is never asked
+        assert got.cached and got.results[0]["content"] == "cottage"
+        assert recaller._embedder is None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--embed=no-such-model"], "unknown model"),
+    (["--embed-dim", "768"], "need --embed"),
+    (["--embed", "--embed-dim", "0"], "--embed-dim 0 is not valid"),
+])
+def test_bad_embed_flags_are_usage_errors(runner: Any, tmp_path: Path, args: list[str],
+                                          message: str) -> None:
+    path = write_jsonl(tmp_path / "t.jsonl", records(2))
+    result = runner.invoke(app, ["import", str(path), "--dry-run", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
