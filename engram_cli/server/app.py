@@ -40,6 +40,7 @@ from engram_cli.contract import (
 from engram_cli.engine.store import Store
 from engram_cli.rpc import ext_svc, svc
 from engram_cli.server.extension import ExtensionServicer, started_info
+from engram_cli.server.guard import Guard, StreamSlots
 from engram_cli.server.servicer import EngramServicer
 from engram_cli.tuning.server_config import CONFIG_NAME, ServerConfig
 
@@ -68,6 +69,11 @@ _WRITE_METHODS = frozenset({
     method_path(EXTENSION_SERVICE, "BatchRemember"),
 })
 _READ_RESERVE = 0.25  # fraction of the worker threads writes may not take
+# HTTP/2 streams (calls in flight) one client connection may have; more wait at the client.
+MAX_STREAMS_PER_CONNECTION = 128
+# Pings on an otherwise silent connection find a peer that went away without closing it.
+KEEPALIVE_TIME_MS = 60_000
+KEEPALIVE_TIMEOUT_MS = 20_000
 
 
 class _Gate(grpc.ServerInterceptor):
@@ -76,8 +82,9 @@ class _Gate(grpc.ServerInterceptor):
     reflection are always open and do not count as activity."""
 
     def __init__(self, api_keys: tuple[str, ...], on_activity: Callable[[], None],
-                 write_slots: int = 24, retry_after_ms: Callable[[], int] = lambda: 100
-                 ) -> None:
+                 write_slots: int = 24, retry_after_ms: Callable[[], int] = lambda: 100,
+                 guard: Guard | None = None) -> None:
+        self._guard = guard or Guard(StreamSlots(16, lambda: 0.0))
         self._keys = tuple(k.encode() for k in api_keys)
         self._on_activity = on_activity
         self._write_slots = threading.BoundedSemaphore(max(1, write_slots))
@@ -94,8 +101,9 @@ class _Gate(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation: Any, details: Any) -> Any:
         method = details.method or ""
+        wrap = self._guard.wrap
         if method.startswith(_UNTRACKED):
-            return continuation(details)
+            return wrap(method, continuation(details))
         self._on_activity()
         if self._keys:
             auth = dict(details.invocation_metadata or ()).get(AUTHORIZATION_KEY, "")
@@ -103,8 +111,8 @@ class _Gate(grpc.ServerInterceptor):
                 return self._deny_stream if "Streaming" in method else self._deny
         handler = continuation(details)
         if method in _WRITE_METHODS and handler is not None:
-            return self._admitted(handler)
-        return handler
+            handler = self._admitted(handler)
+        return wrap(method, handler)
 
     def _known(self, key: str) -> bool:
         # Every stored key is compared, each in constant time, so the answer's timing says
@@ -162,15 +170,26 @@ class EngramServer:
         self.port = 0
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
-        max_bytes = self.config.settings.max_message_bytes
+        settings = self.config.settings
+        max_bytes = settings.max_message_bytes
+        # Streams hold their thread while they last: the pool has max_streams threads
+        # beyond the unary calls' max_workers, and streams may take no more than those.
+        self.streams = StreamSlots(settings.max_streams,
+                                   lambda: self.store.settings.stream_idle_timeout_s)
+        self.guard = Guard(self.streams)
+        idle_ms = int(settings.connection_idle_timeout_s * 1000)
         self._grpc = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=options.max_workers,
+            futures.ThreadPoolExecutor(max_workers=options.max_workers + settings.max_streams,
                                        thread_name_prefix="engram-rpc"),
             interceptors=[_Gate(
                 options.api_keys, self._touch,
                 write_slots=options.max_workers - max(2, int(options.max_workers * _READ_RESERVE)),
-                retry_after_ms=self.store.retry_after_ms)],
+                retry_after_ms=self.store.retry_after_ms, guard=self.guard)],
             options=[
+                ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+                ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+                ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+                *([("grpc.max_connection_idle_ms", idle_ms)] if idle_ms > 0 else []),
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", max_bytes),
                 # One server per port: without this a second server could share the port.
@@ -179,7 +198,7 @@ class EngramServer:
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                 ("grpc.http2.max_ping_strikes", 0),
             ],
-            maximum_concurrent_rpcs=options.max_workers * 8,
+            maximum_concurrent_rpcs=options.max_workers * 8 + settings.max_streams,
         )
         svc.add_EngramServiceServicer_to_server(EngramServicer(self.store), self._grpc)
         ext_svc.add_ExtensionServiceServicer_to_server(
@@ -212,6 +231,7 @@ class EngramServer:
             raise EngramError(f"cannot listen on {bind}: {exc}",
                               "is another server on that port? pick another with --port") from exc
         self._grpc.start()
+        self.streams.start()
         for name in HEALTH_CHECKED:
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._write_server_file()
@@ -238,6 +258,7 @@ class EngramServer:
             if self._stopped.is_set():
                 return
             self._health.enter_graceful_shutdown()
+            self.streams.stop()
             self._grpc.stop(grace).wait()
             self.store.close()
             with contextlib.suppress(FileNotFoundError):

@@ -110,13 +110,25 @@ class EngramServicer(svc.EngramServiceServicer):
         inbox: queue.Queue = queue.Queue(maxsize=_STREAM_GROUP * 2)
         done = object()
 
+        def put(item: Any) -> bool:
+            # Once the call is over nobody takes from the inbox: do not wait for room.
+            while True:
+                try:
+                    inbox.put(item, timeout=1.0)
+                    return True
+                except queue.Full:
+                    if not context.is_active():
+                        return False
+
         def pump() -> None:
             try:
                 for req in request_iterator:
-                    inbox.put(req)
-            except Exception as exc:  # the client went away
-                inbox.put(exc)
-            inbox.put(done)
+                    if not put(req):
+                        return
+            except Exception as exc:  # the client went away, or a malformed request
+                put(exc)
+                return
+            put(done)
 
         threading.Thread(target=pump, daemon=True, name="stream-pump").start()
         finished = False
@@ -127,10 +139,17 @@ class EngramServicer(svc.EngramServiceServicer):
                     group.append(inbox.get_nowait())
                 except queue.Empty:
                     break
-            if group[-1] is done or isinstance(group[-1], Exception):
-                finished = True
-                group.pop()
+            ending: Any = None
+            for i, item in enumerate(group):
+                if item is done or isinstance(item, Exception):
+                    finished, ending = True, item
+                    del group[i:]
+                    break
             yield from self._remember_group(group)
+            # A malformed request ends the stream INVALID_ARGUMENT once the requests
+            # before it are answered; a client that went away just ends it.
+            if isinstance(ending, EngramError):
+                raise ending
 
     def _remember_group(self, group: list[Any]) -> Iterator[Any]:
         # Requests may name different spaces; keep order, write per space.
