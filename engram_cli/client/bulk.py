@@ -44,6 +44,7 @@ from engram_cli.client.batching import (
 from engram_cli.client.connection import retry_after_ms, translate
 from engram_cli.client.pool import ChannelPool, Lane
 from engram_cli.config import DEFAULT_MAX_MESSAGE_BYTES
+from engram_cli.contract import STORE_FULL_DETAIL
 from engram_cli.errors import EngramError, ServerUnavailable, Unsupported
 from engram_cli.rpc import ext
 
@@ -126,6 +127,7 @@ class BulkSender:
         self.pressure = 0.0
         self.fatal: EngramError | None = None
         self._told_unavailable = False  # a server gone mid-import is said once
+        self._told_full = False  # so is a full store
         self._stopping = False
         self._q: queue.SimpleQueue[tuple[_Send, Any, Any]] = queue.SimpleQueue()
         self._inflight = 0
@@ -476,7 +478,7 @@ class BulkSender:
         details = err.details() or ""  # type: ignore[attr-defined]
         too_large = "larger than max" in details or "message too large" in details.lower()
         if code in TRANSIENT and not too_large:
-            if code == S.RESOURCE_EXHAUSTED:
+            if code == S.RESOURCE_EXHAUSTED and not details.startswith(STORE_FULL_DETAIL):
                 self.sizer.overloaded()
             self._retry_later(send, err)
         elif code == S.UNIMPLEMENTED:
@@ -527,6 +529,13 @@ class BulkSender:
             self.listener.notice(
                 f"the server at {self.pool.address} is unavailable (restarting?): waiting "
                 f"for it, up to {self.options.retry_budget_s:g} s")
+        if (err is not None and not self._told_full
+                and err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
+                and (err.details() or "").startswith(STORE_FULL_DETAIL)):  # type: ignore[attr-defined]
+            self._told_full = True
+            self.listener.notice(
+                f"the server's store is full: waiting for room, up to "
+                f"{self.options.retry_budget_s:g} s per batch ({err.details()})")  # type: ignore[attr-defined]
         send.attempt += 1
         self.retried += len(send.entries)
         base = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** min(send.attempt, 10))

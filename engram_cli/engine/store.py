@@ -39,7 +39,13 @@ from engram_cli.engine.model import (
 from engram_cli.engine.recall import Recaller, RecallQuery, RecallResult
 from engram_cli.engine.settings import DEFAULT_SETTINGS, Settings
 from engram_cli.engine.text import TextSeeder
-from engram_cli.engine.writer import OutsideTransaction, Syncer, Writer, apply_durability
+from engram_cli.engine.writer import (
+    OutsideTransaction,
+    Syncer,
+    Writer,
+    apply_durability,
+    apply_size_cap,
+)
 from engram_cli.engine.writes import (
     AccessTimes,
     WriteBatch,
@@ -99,6 +105,7 @@ class Store:
             self._unlock()
             raise
         apply_durability(conn, settings.durability)
+        apply_size_cap(conn, settings.max_store_bytes)
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page_size}")
         self._writer = Writer(conn, settings.queue_capacity)
@@ -176,6 +183,9 @@ class Store:
             # raises Overloaded before anything has changed, so the caller can roll back.
             self._writer.submit(OutsideTransaction(
                 lambda conn: apply_durability(conn, settings.durability))).result()
+        if settings.max_store_bytes != old.max_store_bytes:
+            self._writer.submit(OutsideTransaction(
+                lambda conn: apply_size_cap(conn, settings.max_store_bytes))).result()
         self.settings = settings
         self._writer.capacity = settings.queue_capacity
         self.hot.resize(settings.hot_capacity)
@@ -414,6 +424,14 @@ class Store:
             components["storage"] = (True, f"sqlite {sqlite3.sqlite_version} at {self.path}")
         except sqlite3.Error as exc:
             components["storage"] = (False, f"storage error: {exc}")
+        writer = self._writer
+        if writer.full_since:
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(writer.full_since))
+            components["space"] = (False, f"full since {since}: writes refused "
+                                   f"({writer.full_error}); free disk space or raise "
+                                   "max_store_bytes")
+        else:
+            components["space"] = (True, "room to write")
         alive = self._writer.is_alive()
         components["writer"] = (alive, f"queue {self._writer.depth}/{self._writer.capacity}"
                                 if alive else "writer thread stopped")
