@@ -186,3 +186,30 @@ def test_streams_past_max_streams_are_refused_and_unary_calls_still_answer(
     finally:
         stop.set()
         srv.stop(grace=1.0)
+
+
+_ROTATING = """
+import logging, sys
+from engram_cli.server.logfile import RotatingLog
+logging.basicConfig(level=logging.INFO, handlers=[RotatingLog(sys.argv[1], 4096, 2)])
+for i in range(500):
+    logging.getLogger("engram.server").info("line %d %s", i, "x" * 40)
+    if i % 50 == 0:
+        print(f"raw stdout {i}", flush=True)
+sys.stderr.write("raw stderr at the end\\n")
+"""
+
+
+def test_the_server_log_rotates_and_stdout_stderr_follow_it(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    log = tmp_path / "server.log"
+    subprocess.run([sys.executable, "-c", _ROTATING, str(log)], check=True, timeout=60)
+    files = {p.name: p.stat().st_size for p in tmp_path.glob("server.log*")}
+    assert set(files) == {"server.log", "server.log.1", "server.log.2"}
+    assert max(files.values()) <= 4096 + 200, files
+    text = log.read_text()
+    assert "line 499" in text
+    assert text.endswith("raw stderr at the end\n")
+    assert "raw stdout 450" in text + (tmp_path / "server.log.1").read_text()

@@ -58,7 +58,8 @@ def start_background_server(
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / LOG_NAME
     cmd = [sys.executable, "-m", "engram_cli", "serve", "--host", host, "--port", str(port),
-           "--data-dir", str(data_dir), "--idle-timeout", str(idle_timeout_s), *extra_args]
+           "--data-dir", str(data_dir), "--idle-timeout", str(idle_timeout_s),
+           "--log-file", str(log_path), *extra_args]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
