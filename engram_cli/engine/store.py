@@ -110,7 +110,7 @@ class Store:
         conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page_size}")
         self._writer = Writer(conn, settings.queue_capacity)
         self._writer.start()
-        self.hot = HotTier(settings.hot_capacity)
+        self.hot = HotTier(settings.hot_capacity, settings.hot_max_bytes)
         self.rows_written = 0
         self._accesses = AccessTimes(self._writer.submit)
         self._syncer = Syncer(lambda: self._connect(cache_mib=1), lambda: self.settings)
@@ -188,7 +188,7 @@ class Store:
                 lambda conn: apply_size_cap(conn, settings.max_store_bytes))).result()
         self.settings = settings
         self._writer.capacity = settings.queue_capacity
-        self.hot.resize(settings.hot_capacity)
+        self.hot.resize(settings.hot_capacity, settings.hot_max_bytes)
         if settings.vector_ef != old.vector_ef:
             self.indexer.set_ef(settings.vector_ef)
         if (settings.consolidation_interval_s != old.consolidation_interval_s
@@ -410,6 +410,8 @@ class Store:
         return {
             "hot_size": len(self.hot),
             "hot_capacity": self.hot.capacity,
+            "hot_bytes": self.hot.bytes,
+            "hot_max_bytes": self.hot.max_bytes,
             "hot_hits": self.hot.hits,
             "hot_misses": self.hot.misses,
             "hot_hit_rate": self.hot.hit_rate,

@@ -302,6 +302,8 @@ class EngramServicer(svc.EngramServiceServicer):
         metrics.update({
             "tier.hot.size": float(tiers["hot_size"]),
             "tier.hot.capacity": float(tiers["hot_capacity"]),
+            "tier.hot.bytes": float(tiers["hot_bytes"]),
+            "tier.hot.max_bytes": float(tiers["hot_max_bytes"]),
             "tier.hot.hit_rate": float(tiers["hot_hit_rate"]),
             "tier.hot.hits": float(tiers["hot_hits"]),
             "tier.hot.misses": float(tiers["hot_misses"]),
