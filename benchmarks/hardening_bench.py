@@ -217,6 +217,12 @@ def main() -> None:
                 stub = svc.EngramServiceStub(channel)
                 stub.Remember(pb.RememberRequest(memory=pb.Memory(
                     content="the lighthouse keeper logs the fog at dawn")))
+                # The embedding model loads with the first memory: start after it.
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and not stub.Introspect(
+                        pb.IntrospectRequest()).metrics.get("vector_index.embedded"):
+                    time.sleep(0.2)
+                time.sleep(args.settle)
                 p50, worst, failed = latencies(channel)
             start_rss = rss_mb(pid)
             rows.append(("start", start_rss, f"health+Recall p50 {p50:.1f} ms, max "

@@ -213,3 +213,45 @@ def test_the_server_log_rotates_and_stdout_stderr_follow_it(tmp_path: Path) -> N
     assert "line 499" in text
     assert text.endswith("raw stderr at the end\n")
     assert "raw stdout 450" in text + (tmp_path / "server.log.1").read_text()
+
+
+def test_the_hot_tier_is_bounded_in_bytes_as_well_as_rows() -> None:
+    from engram_cli.engine.hot import HotTier, row_bytes
+
+    hot = HotTier(capacity=1000, max_bytes=100_000)
+    big = [(i, f"big-{i}", "x" * 10_000, b"\0" * 1024) for i in range(50)]
+    hot.put_many("default", big, hot.epoch())
+    assert hot.bytes <= 100_000 < sum(row_bytes(r) for r in big)
+    kept = len(hot)
+    assert 0 < kept < 50
+    found, missing = hot.get_many("default", ["big-49", "big-0"])
+    assert list(found) == ["big-49"] and missing == ["big-0"]  # the oldest went first
+
+    small = [(100 + i, f"small-{i}", "tiny") for i in range(200)]
+    hot.put_many("default", small, hot.epoch())
+    assert len(hot) > kept and hot.bytes <= 100_000
+    before = hot.bytes
+    hot.invalidate("default", ["small-199"])
+    assert hot.bytes < before
+    hot.resize(1000, 0)
+    assert len(hot) == 0 and hot.bytes == 0
+    hot.clear()
+    assert hot.bytes == 0
+
+
+def test_a_store_keeps_its_hot_tier_within_hot_max_bytes(tmp_path: Path) -> None:
+    from engram_cli.engine.model import MemoryRecord
+    from engram_cli.engine.recall import RecallQuery
+    from engram_cli.engine.settings import Settings
+    from engram_cli.engine.store import Store
+
+    settings = Settings().replace({"hot_max_bytes": 200_000, "embedding_model": "none"})
+    with Store(tmp_path / "data", settings) as store:
+        store.remember_many("default", [
+            MemoryRecord(id=f"m{i}", content=f"harbour ledger entry {i} " + "word " * 4000)
+            for i in range(100)])
+        found = store.recall("default", RecallQuery(text="harbour ledger", limit=100))
+        assert len(found.memories) > 10
+        tiers = store.tier_stats()
+        assert 0 < tiers["hot_bytes"] <= 200_000
+        assert tiers["hot_size"] < 100

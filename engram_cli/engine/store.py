@@ -72,6 +72,12 @@ PAGE_SIZE = 16384
 WAL_CHECKPOINT_BYTES = 128 * 1024 * 1024
 
 
+# SQLite page cache of each reading thread's connection. A server has up to
+# max_workers + max_streams such threads (48 by default), so this bounds them at about
+# 200 MiB together; pages past it come from the OS file cache, a pread away.
+READER_CACHE_MIB = 4
+
+
 class DataDirLocked(EngramError):
     """Another server holds the data directory."""
 
@@ -166,7 +172,7 @@ class Store:
         if conn is None:
             if self._closed:
                 raise StoreClosed("the store is closed")
-            conn = self._connect(cache_mib=16)
+            conn = self._connect(cache_mib=READER_CACHE_MIB)
             conn.execute("PRAGMA query_only=ON")
             self._local.conn = conn
             with self._readers_lock:

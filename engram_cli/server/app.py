@@ -41,6 +41,7 @@ from engram_cli.engine.store import Store
 from engram_cli.rpc import ext_svc, svc
 from engram_cli.server.extension import ExtensionServicer, started_info
 from engram_cli.server.guard import Guard, StreamSlots
+from engram_cli.server.memory import limit_arenas, trim_periodically
 from engram_cli.server.servicer import EngramServicer
 from engram_cli.tuning.server_config import CONFIG_NAME, ServerConfig
 
@@ -161,6 +162,7 @@ class _Gate(grpc.ServerInterceptor):
 
 class EngramServer:
     def __init__(self, options: ServeOptions) -> None:
+        limit_arenas()  # before the store and the RPC threads allocate
         self.options = options
         self.data_dir = Path(options.data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -232,6 +234,7 @@ class EngramServer:
                               "is another server on that port? pick another with --port") from exc
         self._grpc.start()
         self.streams.start()
+        trim_periodically(self._stopped)
         for name in HEALTH_CHECKED:
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._write_server_file()
