@@ -32,12 +32,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import grpc  # noqa: E402
-from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from benchmarks._support import start_server, stop_server  # noqa: E402
-from engram_cli.contract import ENGRAM_SERVICE, EXTENSION_SERVICE, method_path  # noqa: E402
-from engram_cli.rpc import ext, ext_svc, pb, svc  # noqa: E402
+from benchmarks._support import start_server, stop_server
+from engram_cli.contract import ENGRAM_SERVICE, EXTENSION_SERVICE, method_path
+from engram_cli.rpc import ext, ext_svc, pb, svc
 
 WORDS = ("lighthouse fog keeper harbour ledger kettle studio garden weather orbit comet "
          "violin archive river lantern pepper quartz meadow signal engine").split()

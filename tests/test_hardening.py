@@ -132,10 +132,9 @@ def test_malformed_requests_get_invalid_argument_and_one_log_line(
 
 def test_deeply_nested_json_in_apply_settings_is_invalid_argument(
         server: EngramServer, caplog: pytest.LogCaptureFixture) -> None:
-    with stubs(server.address) as (_, ext_stub):
-        with pytest.raises(grpc.RpcError) as info:
-            ext_stub.ApplySettings(ext.ApplySettingsRequest(
-                values_json={"max_hops": "[" * 100_000 + "]" * 100_000}))
+    with stubs(server.address) as (_, ext_stub), pytest.raises(grpc.RpcError) as info:
+        ext_stub.ApplySettings(ext.ApplySettingsRequest(
+            values_json={"max_hops": "[" * 100_000 + "]" * 100_000}))
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "'max_hops'" in info.value.details()
     assert len(info.value.details()) < 300

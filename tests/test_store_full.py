@@ -39,11 +39,11 @@ def test_a_full_store_makes_the_import_wait_then_finish_exactly(server_process, 
         stuck = count_on(sp.address)
         assert 0 < stuck < N
 
-        with grpc.insecure_channel(sp.address) as channel:
-            with pytest.raises(grpc.RpcError) as info:
-                svc.EngramServiceStub(channel).Remember(pb.RememberRequest(
-                    # larger than the whole cap: this one cannot slip into a free page
-                    memory=pb.Memory(content="full " * 200_000)), timeout=10)
+        with grpc.insecure_channel(sp.address) as channel, \
+                pytest.raises(grpc.RpcError) as info:
+            svc.EngramServiceStub(channel).Remember(pb.RememberRequest(
+                # larger than the whole cap: this one cannot slip into a free page
+                memory=pb.Memory(content="full " * 200_000)), timeout=10)
         err = info.value
         assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert err.details().startswith(STORE_FULL_DETAIL)
@@ -53,7 +53,7 @@ def test_a_full_store_makes_the_import_wait_then_finish_exactly(server_process, 
             [sys.executable, "-m", "engram_cli", "--server", sp.address, "tune", "--set",
              "max_store_bytes=0"], capture_output=True, text=True, env=cli_env(), timeout=60)
         assert raised.returncode == 0, raised.stderr
-        out, err_text = proc.communicate(timeout=120)
+        _, err_text = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -1,10 +1,10 @@
 """The hot tier: recently used memory rows kept in RAM in front of the warm tier (SQLite).
 
 An LRU keyed by (space, id), bounded both in rows (`hot_capacity`) and in bytes
-(`hot_max_bytes`, the rows' sizes as Python holds them), with a rowid index so that text
-seeds (which FTS5 answers as rowids) hit it too. Eviction is by recency of use: every recall that returns
-or spreads through a memory moves it to the young end, so the memories recall keeps
-touching - the activated ones - stay hot.
+(`hot_max_bytes`, the rows' sizes as Python holds them), with a rowid index so that
+text seeds (which FTS5 answers as rowids) hit it too. Eviction is by recency of use:
+every recall that returns or spreads through a memory moves it to the young end, so the
+memories recall keeps touching - the activated ones - stay hot.
 
 Writes invalidate. A reader may have read a row from disk just before a write committed
 and try to cache it just after; the write epoch stops that: `put` is refused for a key

@@ -39,7 +39,7 @@ log = logging.getLogger("engram.engine")
 def is_full(exc: BaseException) -> bool:
     """A full disk, or the database at its max_page_count (max_store_bytes)."""
     if isinstance(exc, sqlite3.Error):
-        return (getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+        return (getattr(exc, "sqlite_errorcode", None) == 13  # SQLITE_FULL
                 or "database or disk is full" in str(exc))
     return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
 
