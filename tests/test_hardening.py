@@ -254,3 +254,27 @@ def test_a_store_keeps_its_hot_tier_within_hot_max_bytes(tmp_path: Path) -> None
         tiers = store.tier_stats()
         assert 0 < tiers["hot_bytes"] <= 200_000
         assert tiers["hot_size"] < 100
+
+
+def test_an_idle_connection_is_closed_after_connection_idle_timeout(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "engram.toml").write_text(
+        "[engine]\nconnection_idle_timeout_s = 1.0\n")
+    srv = EngramServer(ServeOptions(data_dir=tmp_path / "data", port=0))
+    srv.start()
+    states: list[grpc.ChannelConnectivity] = []
+    channel = grpc.insecure_channel(srv.address)
+    try:
+        channel.subscribe(states.append, try_to_connect=False)
+        assert recall(svc.EngramServiceStub(channel), "anything").memories == []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (
+                grpc.ChannelConnectivity.READY in states
+                and states[-1] == grpc.ChannelConnectivity.IDLE):
+            time.sleep(0.1)
+        # the server closed the connection: the channel fell back to IDLE by itself
+        assert states[-1] == grpc.ChannelConnectivity.IDLE, states
+        assert recall(svc.EngramServiceStub(channel), "anything").memories == []
+    finally:
+        channel.close()
+        srv.stop(grace=1.0)
