@@ -126,8 +126,7 @@ class BulkSender:
         self.latencies: list[float] = []
         self.pressure = 0.0
         self.fatal: EngramError | None = None
-        self._told_unavailable = False  # a server gone mid-import is said once
-        self._told_full = False  # so is a full store
+        self._told_unavailable = self._told_full = False  # said once: server gone, store full
         self._stopping = False
         self._q: queue.SimpleQueue[tuple[_Send, Any, Any]] = queue.SimpleQueue()
         self._inflight = 0
@@ -529,13 +528,11 @@ class BulkSender:
             self.listener.notice(
                 f"the server at {self.pool.address} is unavailable (restarting?): waiting "
                 f"for it, up to {self.options.retry_budget_s:g} s")
-        if (err is not None and not self._told_full
-                and err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # type: ignore[attr-defined]
-                and (err.details() or "").startswith(STORE_FULL_DETAIL)):  # type: ignore[attr-defined]
+        details = (err.details() or "") if err is not None else ""  # type: ignore[attr-defined]
+        if details.startswith(STORE_FULL_DETAIL) and not self._told_full:
             self._told_full = True
-            self.listener.notice(
-                f"the server's store is full: waiting for room, up to "
-                f"{self.options.retry_budget_s:g} s per batch ({err.details()})")  # type: ignore[attr-defined]
+            self.listener.notice(f"the server's store is full: waiting for room, up to "
+                                 f"{self.options.retry_budget_s:g} s per batch ({details})")
         send.attempt += 1
         self.retried += len(send.entries)
         base = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** min(send.attempt, 10))
