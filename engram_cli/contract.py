@@ -67,6 +67,9 @@ UPSTREAM_EMBEDDING_DIM = 768
 
 # Trailing metadata on RESOURCE_EXHAUSTED: milliseconds to wait before trying again.
 RETRY_AFTER_KEY = "retry-after-ms"
+# How a RESOURCE_EXHAUSTED for a full store (disk full, or max_store_bytes reached) begins:
+# waiting helps once space is freed; smaller batches do not.
+STORE_FULL_DETAIL = "the store is full"
 
 # engram.v1's Memory has no consolidation state; our server reports it in this reserved
 # metadata key as the lower-case state name (upstream servers leave it out).

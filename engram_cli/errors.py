@@ -45,6 +45,11 @@ class Overloaded(EngramError):
         self.retry_after_ms = retry_after_ms
 
 
+class StoreFull(Overloaded):
+    """The store's disk (or its max_store_bytes cap) is full: writes are refused until
+    there is room again; retry after `retry_after_ms`."""
+
+
 class StoreClosed(EngramError):
     """The store is shutting down and takes no more writes."""
 

@@ -36,6 +36,10 @@ def serve(
                                   "one `KEY space1,space2` or `KEY *` per line; the file must "
                                   "be private (chmod 600); SIGHUP rereads it "
                                   "(env: ENGRAM_SERVER_KEY_FILE)."),
+    log_file: Path = typer.Option(None, "--log-file", metavar="FILE",
+                                  help="Log to FILE, rotated at 10 MiB with 3 old files kept "
+                                  "(FILE.1 ... FILE.3); stdout and stderr go there too. "
+                                  "A --detach server logs to <data dir>/server.log so."),
 ) -> None:
     """Serve engram.v1 (plus our batch and settings RPCs, health and reflection).
 
@@ -44,6 +48,8 @@ def serve(
     Example: engram serve --detach --port 50051 --key-file ./engram-keys
 
     After editing the key file, `kill -HUP <pid>` makes the server reread it.
+
+    Example: engram serve --log-file ./engram-data/server.log
 
     Memories without an id get one derived from their content (the same memory sent twice
     is stored once); a memory with an existing id replaces it. SIGINT/SIGTERM stop it
@@ -89,7 +95,19 @@ def serve(
     from engram_cli.cli import common
     from engram_cli.server.app import ServeOptions, serve_forever
 
-    logging.basicConfig(level=common.LOG_LEVEL or logging.INFO, stream=sys.stderr,
+    if log_file is not None:
+        from engram_cli.server.logfile import RotatingLog
+
+        try:
+            handler: logging.Handler = RotatingLog(log_file)
+        except OSError as exc:
+            from engram_cli.errors import UsageError
+
+            raise UsageError(f"cannot write the log file {log_file}: {exc.strerror}",
+                             "point --log-file at a writable path") from None
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    logging.basicConfig(level=common.LOG_LEVEL or logging.INFO, handlers=[handler],
                         format=common.LOG_FORMAT)
 
     # A background server's stdout and stderr are the same log file, where the log has

@@ -63,7 +63,8 @@ def start_background_server(
     private_dir(data_dir, own=False)
     log_path = data_dir / LOG_NAME
     cmd = [sys.executable, "-m", "engram_cli", "serve", "--host", host, "--port", str(port),
-           "--data-dir", str(data_dir), "--idle-timeout", str(idle_timeout_s), *extra_args]
+           "--data-dir", str(data_dir), "--idle-timeout", str(idle_timeout_s),
+           "--log-file", str(log_path), *extra_args]
     with append_private(log_path) as log:
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,

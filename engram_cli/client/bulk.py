@@ -47,6 +47,7 @@ from engram_cli.client.connection import retry_after_ms, translate
 from engram_cli.client.fallback import stream_call, unary_calls
 from engram_cli.client.pool import ChannelPool
 from engram_cli.config import DEFAULT_MAX_MESSAGE_BYTES, is_multi_endpoint
+from engram_cli.contract import STORE_FULL_DETAIL
 from engram_cli.errors import EngramError, ServerUnavailable, Unsupported
 from engram_cli.rpc import ext
 
@@ -128,7 +129,7 @@ class BulkSender:
         self.latencies: list[float] = []
         self.pressure = 0.0
         self.fatal: EngramError | None = None
-        self._told_unavailable = False  # a server gone mid-import is said once
+        self._told_unavailable = self._told_full = False  # said once: server gone, store full
         self._stopping = False
         self._q: queue.SimpleQueue[tuple[_Send, Any, Any]] = queue.SimpleQueue()
         self._inflight = 0
@@ -488,7 +489,7 @@ class BulkSender:
         details = err.details() or ""  # type: ignore[attr-defined]
         too_large = "larger than max" in details or "message too large" in details.lower()
         if code in TRANSIENT and not too_large:
-            if code == S.RESOURCE_EXHAUSTED:
+            if code == S.RESOURCE_EXHAUSTED and not details.startswith(STORE_FULL_DETAIL):
                 self.sizer.overloaded()
             self._retry_later(send, err)
         elif code == S.UNIMPLEMENTED:
@@ -546,6 +547,11 @@ class BulkSender:
                 if is_multi_endpoint(self.pool.address) else
                 f"the server at {self.pool.address} is unavailable (restarting?): waiting "
                 f"for it, up to {self.options.retry_budget_s:g} s")
+        details = (err.details() or "") if err is not None else ""  # type: ignore[attr-defined]
+        if details.startswith(STORE_FULL_DETAIL) and not self._told_full:
+            self._told_full = True
+            self.listener.notice(f"the server's store is full: waiting for room, up to "
+                                 f"{self.options.retry_budget_s:g} s per batch ({details})")
         send.attempt += 1
         self.retried += len(send.entries)
         base = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2 ** min(send.attempt, 10))

@@ -1,9 +1,10 @@
 """The hot tier: recently used memory rows kept in RAM in front of the warm tier (SQLite).
 
-A bounded LRU keyed by (space, id), with a rowid index so that text seeds (which FTS5
-answers as rowids) hit it too. Eviction is by recency of use: every recall that returns
-or spreads through a memory moves it to the young end, so the memories recall keeps
-touching - the activated ones - stay hot.
+An LRU keyed by (space, id), bounded both in rows (`hot_capacity`) and in bytes
+(`hot_max_bytes`, the rows' sizes as Python holds them), with a rowid index so that
+text seeds (which FTS5 answers as rowids) hit it too. Eviction is by recency of use:
+every recall that returns or spreads through a memory moves it to the young end, so the
+memories recall keeps touching - the activated ones - stay hot.
 
 Writes invalidate. A reader may have read a row from disk just before a write committed
 and try to cache it just after; the write epoch stops that: `put` is refused for a key
@@ -12,6 +13,7 @@ invalidated after the reader's `epoch()` snapshot, so a stale row never enters.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -20,11 +22,25 @@ from typing import Any
 Row = tuple[Any, ...]  # store._COLUMNS order: rowid, id, content, ... metadata
 _LAST_ACCESS = 10
 _MAX_TOMBSTONES = 200_000
+# Per row beyond its fields: the key tuple, the two dict entries, the OrderedDict links.
+_ENTRY_OVERHEAD = 200
+
+
+def row_bytes(row: Row) -> int:
+    """What a cached row costs, near enough: the tuple and its str/bytes fields."""
+    size = sys.getsizeof(row) + _ENTRY_OVERHEAD
+    for value in row:
+        if isinstance(value, (str, bytes)):
+            size += sys.getsizeof(value)
+    return size
 
 
 class HotTier:
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_bytes: int = 256 * 1024 * 1024) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._sizes: dict[tuple[str, str], int] = {}
         self._rows: OrderedDict[tuple[str, str], Row] = OrderedDict()
         self._by_rowid: dict[int, tuple[str, str]] = {}
         self._lock = threading.Lock()
@@ -45,9 +61,11 @@ class HotTier:
     def epoch(self) -> int:
         return self._epoch
 
-    def resize(self, capacity: int) -> None:
+    def resize(self, capacity: int, max_bytes: int | None = None) -> None:
         with self._lock:
             self.capacity = capacity
+            if max_bytes is not None:
+                self.max_bytes = max_bytes
             self._evict()
 
     def get_many(self, space: str, ids: Iterable[str]) -> tuple[dict[str, Row], list[str]]:
@@ -86,26 +104,34 @@ class HotTier:
         return found, missing
 
     def put_many(self, space: str, rows: Sequence[Row], since_epoch: int) -> None:
-        if self.capacity <= 0 or not rows:
+        if self.capacity <= 0 or self.max_bytes <= 0 or not rows:
             return
+        sized = [(row, row_bytes(row)) for row in rows]  # outside the lock
         with self._lock:
             if since_epoch < self._floor:
                 return
             tomb = self._invalidated
-            for row in rows:
+            sizes = self._sizes
+            for row, size in sized:
                 key = (space, row[1])
                 if tomb.get(key, -1) > since_epoch:
                     continue  # written after the reader looked: the row may be stale
+                self.bytes += size - sizes.get(key, 0)
+                sizes[key] = size
                 self._rows[key] = row
                 self._rows.move_to_end(key)
                 self._by_rowid[row[0]] = key
             self._evict()
 
+    def _forget(self, key: tuple[str, str], row: Row) -> None:
+        self._by_rowid.pop(row[0], None)
+        self.bytes -= self._sizes.pop(key, 0)
+
     def _evict(self) -> None:
         rows = self._rows
-        while len(rows) > self.capacity:
-            _, row = rows.popitem(last=False)
-            self._by_rowid.pop(row[0], None)
+        while rows and (len(rows) > self.capacity or self.bytes > self.max_bytes):
+            key, row = rows.popitem(last=False)
+            self._forget(key, row)
 
     def invalidate(self, space: str, ids: Iterable[str]) -> None:
         """Forget these ids (they were just written); cheap on the write path."""
@@ -119,7 +145,7 @@ class HotTier:
                 tomb[key] = epoch
                 row = rows.pop(key, None)
                 if row is not None:
-                    self._by_rowid.pop(row[0], None)
+                    self._forget(key, row)
             if len(tomb) > _MAX_TOMBSTONES:
                 tomb.clear()
                 self._floor = epoch
@@ -131,6 +157,8 @@ class HotTier:
             self._floor = self._epoch
             self._rows.clear()
             self._by_rowid.clear()
+            self._sizes.clear()
+            self.bytes = 0
             self._invalidated.clear()
 
     def touched(self, space: str, ids: Iterable[str], now: float) -> None:

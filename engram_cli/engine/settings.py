@@ -32,6 +32,9 @@ SPECS: tuple[SettingSpec, ...] = (
                 "per hop (times the edge strength)", 0.0, 1.0),
     SettingSpec("hot_capacity", int, 100_000, "memories kept in the RAM hot tier", 0,
                 50_000_000),
+    SettingSpec("hot_max_bytes", int, 256 * 1024 * 1024, "bytes of memory rows the hot tier "
+                "may hold (whichever of this and hot_capacity is reached first evicts)",
+                0, 1024 ** 4),
     SettingSpec("warm_path", str, "", "directory of the on-disk warm tier (empty: the data "
                 "dir); put it on a fast disk", restart_required=True),
     SettingSpec("recall_budget_ms", int, 50, "time budget of one recall; when it runs out "
@@ -63,6 +66,17 @@ SPECS: tuple[SettingSpec, ...] = (
                 choices=("wordllama-l2-supercat-256", "none"), restart_required=True),
     SettingSpec("vector_ef", int, 128, "vector index: candidates examined per search "
                 "(HNSW ef): higher finds more of the true nearest, slower", 16, 4096),
+    SettingSpec("max_store_bytes", int, 0, "largest the database may grow (0: no cap); "
+                "past it writes get RESOURCE_EXHAUSTED with retry-after-ms, as on a full "
+                "disk, until it is raised or space is freed", 0, 2 ** 62),
+    SettingSpec("max_streams", int, 16, "streaming calls served at once (each holds a "
+                "thread); past it a new stream gets RESOURCE_EXHAUSTED with retry-after-ms, "
+                "and unary calls keep threads of their own", 1, 4096, restart_required=True),
+    SettingSpec("stream_idle_timeout_s", float, 300.0, "a stream that sends no request for "
+                "this long is cancelled (0: never)", 0.0, 86_400.0),
+    SettingSpec("connection_idle_timeout_s", float, 600.0, "a client connection with no "
+                "call for this long is closed (the client reconnects when it needs to; 0: "
+                "never)", 0.0, 86_400.0, restart_required=True),
 )
 
 SPEC_BY_KEY: dict[str, SettingSpec] = {s.key: s for s in SPECS}
@@ -74,6 +88,7 @@ class Settings:
     threshold: float = 0.1
     decay: float = 0.85
     hot_capacity: int = 100_000
+    hot_max_bytes: int = 256 * 1024 * 1024
     warm_path: str = ""
     recall_budget_ms: int = 50
     queue_capacity: int = 1024
@@ -88,6 +103,10 @@ class Settings:
     max_message_bytes: int = 64 * 1024 * 1024
     embedding_model: str = "wordllama-l2-supercat-256"
     vector_ef: int = 128
+    max_store_bytes: int = 0
+    max_streams: int = 16
+    stream_idle_timeout_s: float = 300.0
+    connection_idle_timeout_s: float = 600.0
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

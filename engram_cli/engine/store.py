@@ -39,7 +39,13 @@ from engram_cli.engine.model import (
 from engram_cli.engine.recall import Recaller, RecallQuery, RecallResult
 from engram_cli.engine.settings import DEFAULT_SETTINGS, Settings
 from engram_cli.engine.text import TextSeeder
-from engram_cli.engine.writer import OutsideTransaction, Syncer, Writer, apply_durability
+from engram_cli.engine.writer import (
+    OutsideTransaction,
+    Syncer,
+    Writer,
+    apply_durability,
+    apply_size_cap,
+)
 from engram_cli.engine.writes import (
     AccessTimes,
     WriteBatch,
@@ -65,6 +71,12 @@ PAGE_SIZE = 16384
 # (1,000,000-record import: 67k -> 71k records/s, four pairs of runs). The WAL file may
 # reach this size plus one commit; at shutdown it is checkpointed and removed.
 WAL_CHECKPOINT_BYTES = 128 * 1024 * 1024
+
+
+# SQLite page cache of each reading thread's connection. A server has up to
+# max_workers + max_streams such threads (48 by default), so this bounds them at about
+# 200 MiB together; pages past it come from the OS file cache, a pread away.
+READER_CACHE_MIB = 4
 
 
 class DataDirLocked(EngramError):
@@ -101,11 +113,12 @@ class Store:
             self._unlock()
             raise
         apply_durability(conn, settings.durability)
+        apply_size_cap(conn, settings.max_store_bytes)
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
         conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page_size}")
         self._writer = Writer(conn, settings.queue_capacity)
         self._writer.start()
-        self.hot = HotTier(settings.hot_capacity)
+        self.hot = HotTier(settings.hot_capacity, settings.hot_max_bytes)
         self.rows_written = 0
         self._accesses = AccessTimes(self._writer.submit)
         self._syncer = Syncer(lambda: self._connect(cache_mib=1), lambda: self.settings)
@@ -161,7 +174,7 @@ class Store:
         if conn is None:
             if self._closed:
                 raise StoreClosed("the store is closed")
-            conn = self._connect(cache_mib=16)
+            conn = self._connect(cache_mib=READER_CACHE_MIB)
             conn.execute("PRAGMA query_only=ON")
             self._local.conn = conn
             with self._readers_lock:
@@ -178,9 +191,12 @@ class Store:
             # raises Overloaded before anything has changed, so the caller can roll back.
             self._writer.submit(OutsideTransaction(
                 lambda conn: apply_durability(conn, settings.durability))).result()
+        if settings.max_store_bytes != old.max_store_bytes:
+            self._writer.submit(OutsideTransaction(
+                lambda conn: apply_size_cap(conn, settings.max_store_bytes))).result()
         self.settings = settings
         self._writer.capacity = settings.queue_capacity
-        self.hot.resize(settings.hot_capacity)
+        self.hot.resize(settings.hot_capacity, settings.hot_max_bytes)
         if settings.vector_ef != old.vector_ef:
             self.indexer.set_ef(settings.vector_ef)
         if (settings.consolidation_interval_s != old.consolidation_interval_s
@@ -402,6 +418,8 @@ class Store:
         return {
             "hot_size": len(self.hot),
             "hot_capacity": self.hot.capacity,
+            "hot_bytes": self.hot.bytes,
+            "hot_max_bytes": self.hot.max_bytes,
             "hot_hits": self.hot.hits,
             "hot_misses": self.hot.misses,
             "hot_hit_rate": self.hot.hit_rate,
@@ -416,6 +434,14 @@ class Store:
             components["storage"] = (True, f"sqlite {sqlite3.sqlite_version} at {self.path}")
         except sqlite3.Error as exc:
             components["storage"] = (False, f"storage error: {exc}")
+        writer = self._writer
+        if writer.full_since:
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(writer.full_since))
+            components["space"] = (False, f"full since {since}: writes refused "
+                                   f"({writer.full_error}); free disk space or raise "
+                                   "max_store_bytes")
+        else:
+            components["space"] = (True, "room to write")
         alive = self._writer.is_alive()
         components["writer"] = (alive, f"queue {self._writer.depth}/{self._writer.capacity}"
                                 if alive else "writer thread stopped")

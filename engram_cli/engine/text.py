@@ -40,6 +40,9 @@ DF_CAP = 100_000
 STOP_FRACTION = 0.05
 MAX_TERMS = 32
 _DF_CACHE_MAX = 200_000
+# Longer words are counted each time, not cached: with the entry cap this bounds the
+# cache at about 200,000 x (64 + ~150) bytes whatever cues arrive.
+_DF_CACHE_TERM_MAX = 64
 
 
 def cue_terms(text: str, limit: int = MAX_TERMS) -> list[str]:
@@ -88,6 +91,8 @@ class TextSeeder:
         df = conn.execute(
             "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts "
             "MATCH ? LIMIT ?)", (quote(term), DF_CAP + 1)).fetchone()[0]
+        if len(term) > _DF_CACHE_TERM_MAX:
+            return int(df)
         with self._lock:
             if len(self._df) >= _DF_CACHE_MAX:
                 self._df.clear()

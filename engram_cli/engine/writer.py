@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import errno
+import logging
 import sqlite3
 import threading
 import time
@@ -20,10 +22,26 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from engram_cli.contract import STORE_FULL_DETAIL
 from engram_cli.engine.settings import Settings
-from engram_cli.errors import EngramError, Overloaded, StoreClosed
+from engram_cli.errors import EngramError, Overloaded, StoreClosed, StoreFull
 
 MAX_OPS_PER_COMMIT = 256
+# How long a writer refused for a full store is told to wait: freeing space takes a
+# person or a cleanup job, not milliseconds.
+STORE_FULL_RETRY_MS = 2000
+# Near the cap a small write may still fit while the next large one does not: the store
+# counts as full until writes have gone through for this long since the last refusal.
+FULL_CLEARS_AFTER_S = 5.0
+log = logging.getLogger("engram.engine")
+
+
+def is_full(exc: BaseException) -> bool:
+    """A full disk, or the database at its max_page_count (max_store_bytes)."""
+    if isinstance(exc, sqlite3.Error):
+        return (getattr(exc, "sqlite_errorcode", None) == 13  # SQLITE_FULL
+                or "database or disk is full" in str(exc))
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
 
 _Op = tuple[Callable[..., Any], tuple[Any, ...], Future]
 
@@ -46,6 +64,18 @@ def apply_durability(conn: sqlite3.Connection, durability: str) -> None:
     conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'fsync' else 'NORMAL'}")
 
 
+# SQLite's largest max_page_count: no cap.
+_NO_PAGE_CAP = 4_294_967_294
+
+
+def apply_size_cap(conn: sqlite3.Connection, max_bytes: int) -> None:
+    """Cap the database at max_bytes (0: no cap); past it a write fails SQLITE_FULL, as on
+    a full disk. A cap below the current size holds the database at its current size."""
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    pages = max(1, max_bytes // page_size) if max_bytes > 0 else _NO_PAGE_CAP
+    conn.execute(f"PRAGMA max_page_count={pages}").fetchall()
+
+
 class Writer(threading.Thread):
     """The single writer: a bounded queue of operations, committed in groups."""
 
@@ -59,6 +89,10 @@ class Writer(threading.Thread):
         self._op_seconds = 0.001  # moving average, for the retry-after hint
         self.commits = 0
         self.ops = 0
+        self.full_since = 0.0  # wall-clock time the store was found full; 0: it is not
+        self.full_error = ""
+        self._full_last = 0.0  # the last refusal for a full store
+        self._last_commit = 0.0
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -102,7 +136,8 @@ class Writer(threading.Thread):
         while True:
             with self._cv:
                 while not self._pending and not self._closed:
-                    self._cv.wait()
+                    self._cv.wait(1.0 if self.full_since else None)
+                    self._check_room()
                 if not self._pending:
                     return
                 ops: list[_Op] = []
@@ -156,7 +191,8 @@ class Writer(threading.Thread):
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
-            return [(fut, None, EngramError(f"store unavailable: {exc}")) for _, _, fut in ops]
+            error = self._full(exc) or EngramError(f"store unavailable: {exc}")
+            return [(fut, None, error) for _, _, fut in ops]
         done: list[tuple[Future, Any, BaseException | None]] = []
         for fn, args, fut in ops:
             try:
@@ -164,6 +200,9 @@ class Writer(threading.Thread):
             except Exception as exc:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
+                full = self._full(exc)
+                if full is not None:  # no neighbour would fare better: all of them wait
+                    return [(f, None, full) for _, _, f in ops]
                 if not isolate:
                     return None
                 return [(fut, None, exc)]
@@ -172,9 +211,34 @@ class Writer(threading.Thread):
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            return [(fut, None, EngramError(f"commit failed: {exc}")) for fut, _, _ in done]
+            error = self._full(exc) or EngramError(f"commit failed: {exc}")
+            return [(fut, None, error) for fut, _, _ in done]
         self.commits += 1
+        self._last_commit = time.time()
+        self._check_room()
         return done
+
+    def _check_room(self) -> None:
+        """Writes went through after the last refusal, long enough ago: not full now."""
+        if (self.full_since and self._last_commit > self._full_last
+                and time.time() - self._full_last > FULL_CLEARS_AFTER_S):
+            log.warning("the store has room again after %.0f s: writes resume",
+                        time.time() - self.full_since)
+            self.full_since, self.full_error = 0.0, ""
+
+    def _full(self, exc: BaseException) -> StoreFull | None:
+        """The error a full store's writers get, or None when `exc` is something else.
+        Logged once when the store becomes full (and once when it has room again)."""
+        if not is_full(exc):
+            return None
+        self._full_last = time.time()
+        if not self.full_since:
+            self.full_since, self.full_error = time.time(), str(exc)
+            log.warning("the store is full (%s): writes are answered RESOURCE_EXHAUSTED "
+                        "until there is room (free disk space, or raise max_store_bytes)", exc)
+        return StoreFull(f"{STORE_FULL_DETAIL} ({exc})", retry_after_ms=STORE_FULL_RETRY_MS,
+                         hint="free disk space (or raise max_store_bytes); writes resume "
+                         "by themselves")
 
 
 class Syncer(threading.Thread):

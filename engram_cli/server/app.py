@@ -43,7 +43,9 @@ from engram_cli.files import exposure_warning, private_dir, write_atomic
 from engram_cli.rpc import ext_svc, svc
 from engram_cli.server.errors import abort_with
 from engram_cli.server.extension import ExtensionServicer, started_info
+from engram_cli.server.guard import Guard, StreamSlots
 from engram_cli.server.keys import EVERY_SPACE, KeyRing, allows, read_key_file
+from engram_cli.server.memory import limit_arenas, trim_periodically
 from engram_cli.server.servicer import EngramServicer
 from engram_cli.tuning.server_config import CONFIG_NAME, ServerConfig
 
@@ -81,6 +83,11 @@ _READ_RESERVE = 0.25  # fraction of the worker threads writes may not take
 # space at once (Introspect with an empty space id answers for the whole server).
 _EVERY_SPACE_METHODS = frozenset({method_path(EXTENSION_SERVICE, "ApplySettings")})
 _WHOLE_SERVER_WHEN_EMPTY = frozenset({method_path(ENGRAM_SERVICE, "Introspect")})
+# HTTP/2 streams (calls in flight) one client connection may have; more wait at the client.
+MAX_STREAMS_PER_CONNECTION = 128
+# Pings on an otherwise silent connection find a peer that went away without closing it.
+KEEPALIVE_TIME_MS = 60_000
+KEEPALIVE_TIMEOUT_MS = 20_000
 
 
 class _Gate(grpc.ServerInterceptor):
@@ -90,8 +97,9 @@ class _Gate(grpc.ServerInterceptor):
     always open and do not count as activity."""
 
     def __init__(self, keys: Callable[[], KeyRing], on_activity: Callable[[], None],
-                 write_slots: int = 24, retry_after_ms: Callable[[], int] = lambda: 100
-                 ) -> None:
+                 write_slots: int = 24, retry_after_ms: Callable[[], int] = lambda: 100,
+                 guard: Guard | None = None) -> None:
+        self._guard = guard or Guard(StreamSlots(16, lambda: 0.0))
         self._keys = keys  # called per request: a SIGHUP reload swaps the ring
         self._on_activity = on_activity
         self._write_slots = threading.BoundedSemaphore(max(1, write_slots))
@@ -110,8 +118,9 @@ class _Gate(grpc.ServerInterceptor):
 
     def intercept_service(self, continuation: Any, details: Any) -> Any:
         method = details.method or ""
+        wrap = self._guard.wrap
         if method.startswith(_UNTRACKED):
-            return continuation(details)
+            return wrap(method, continuation(details))
         self._on_activity()
         name = method.rsplit("/", 1)[-1]
         with self._calls_lock:
@@ -129,8 +138,9 @@ class _Gate(grpc.ServerInterceptor):
         if spaces is not None and EVERY_SPACE not in spaces:
             handler = _scoped(handler, method, spaces)
         if method in _WRITE_METHODS:
-            return self._admitted(handler)
-        return handler
+            handler = self._admitted(handler)
+        # Last: the guard's deserializer turns bytes that do not parse into INVALID_ARGUMENT.
+        return wrap(method, handler)
 
     def calls(self) -> dict[str, int]:
         """Calls received per method since the server started (health and reflection
@@ -233,6 +243,7 @@ def _scoped(handler: Any, method: str, spaces: frozenset[str]) -> Any:
 
 class EngramServer:
     def __init__(self, options: ServeOptions) -> None:
+        limit_arenas()  # before the store and the RPC threads allocate
         self.options = options
         self.data_dir = private_dir(Path(options.data_dir), own=False)
         warning = exposure_warning(self.data_dir, STORE_FILES)
@@ -245,16 +256,27 @@ class EngramServer:
         self._stopped = threading.Event()
         self._stop_lock = threading.Lock()
         self.keys = self._read_keys()
-        max_bytes = self.config.settings.max_message_bytes
+        settings = self.config.settings
+        max_bytes = settings.max_message_bytes
+        # Streams hold their thread while they last: the pool has max_streams threads
+        # beyond the unary calls' max_workers, and streams may take no more than those.
+        self.streams = StreamSlots(settings.max_streams,
+                                   lambda: self.store.settings.stream_idle_timeout_s)
+        self.guard = Guard(self.streams)
+        idle_ms = int(settings.connection_idle_timeout_s * 1000)
         gate = _Gate(
             lambda: self.keys, self._touch,
             write_slots=options.max_workers - max(2, int(options.max_workers * _READ_RESERVE)),
-            retry_after_ms=self.store.retry_after_ms)
+            retry_after_ms=self.store.retry_after_ms, guard=self.guard)
         self._grpc = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=options.max_workers,
+            futures.ThreadPoolExecutor(max_workers=options.max_workers + settings.max_streams,
                                        thread_name_prefix="engram-rpc"),
             interceptors=[gate],
             options=[
+                ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+                ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+                ("grpc.max_concurrent_streams", MAX_STREAMS_PER_CONNECTION),
+                *([("grpc.max_connection_idle_ms", idle_ms)] if idle_ms > 0 else []),
                 ("grpc.max_receive_message_length", max_bytes),
                 ("grpc.max_send_message_length", max_bytes),
                 # One server per port: without this a second server could share the port.
@@ -263,7 +285,7 @@ class EngramServer:
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                 ("grpc.http2.max_ping_strikes", 0),
             ],
-            maximum_concurrent_rpcs=options.max_workers * 8,
+            maximum_concurrent_rpcs=options.max_workers * 8 + settings.max_streams,
         )
         svc.add_EngramServiceServicer_to_server(EngramServicer(self.store, gate.calls),
                                                 self._grpc)
@@ -319,6 +341,8 @@ class EngramServer:
             raise EngramError(f"cannot listen on {bind}: {exc}",
                               "is another server on that port? pick another with --port") from exc
         self._grpc.start()
+        self.streams.start()
+        trim_periodically(self._stopped)
         for name in HEALTH_CHECKED:
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._write_server_file()
@@ -345,6 +369,7 @@ class EngramServer:
             if self._stopped.is_set():
                 return
             self._health.enter_graceful_shutdown()
+            self.streams.stop()
             self._grpc.stop(grace).wait()
             self.store.close()
             with contextlib.suppress(FileNotFoundError):

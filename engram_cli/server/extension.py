@@ -103,8 +103,11 @@ class ExtensionServicer(ext_svc.ExtensionServiceServicer):
         for key, raw in request.values_json.items():
             try:
                 values[key] = json.loads(raw)
-            except ValueError as exc:
-                raise InvalidArgument(f"setting {key!r}: {raw!r} is not a JSON value") from exc
+            except (ValueError, RecursionError) as exc:
+                # RecursionError: nesting deeper than the parser's stack (`[[[[...`).
+                shown = raw if len(raw) <= 60 else raw[:60] + "..."
+                raise InvalidArgument(f"setting {key!r}: {shown!r} is not a JSON value") \
+                    from exc
         # The engine gets the new settings inside the config's lock, so that concurrent
         # applies reach the engine in the order they reach the file.
         _, changes = self.config.apply(values, reset=request.reset, dry_run=request.dry_run,

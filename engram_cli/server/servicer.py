@@ -117,13 +117,25 @@ class EngramServicer(svc.EngramServiceServicer):
         inbox: queue.Queue = queue.Queue(maxsize=_STREAM_GROUP * 2)
         done = object()
 
+        def put(item: Any) -> bool:
+            # Once the call is over nobody takes from the inbox: do not wait for room.
+            while True:
+                try:
+                    inbox.put(item, timeout=1.0)
+                    return True
+                except queue.Full:
+                    if not context.is_active():
+                        return False
+
         def pump() -> None:
             try:
                 for req in request_iterator:
-                    inbox.put(req)
-            except Exception as exc:  # the client went away, or the gate refused one
-                inbox.put(exc)
-            inbox.put(done)
+                    if not put(req):
+                        return
+            except Exception as exc:  # the client went away, or a malformed request
+                put(exc)
+                return
+            put(done)
 
         threading.Thread(target=pump, daemon=True, name="stream-pump").start()
         finished = False
@@ -132,8 +144,9 @@ class EngramServicer(svc.EngramServiceServicer):
             group: list[Any] = []
             item = inbox.get()
             while True:
-                # The end, or an error reading the stream: the client went away, or the
-                # gate refused a request (that ends the stream with its status).
+                # The end, or an error reading the stream: the client went away, a request
+                # did not parse, or the gate refused one. A refusal ends the stream with
+                # its status once the requests before it are answered.
                 if item is done or isinstance(item, Exception):
                     finished = True
                     if isinstance(item, EngramError):
@@ -306,6 +319,8 @@ class EngramServicer(svc.EngramServiceServicer):
         metrics.update({
             "tier.hot.size": float(tiers["hot_size"]),
             "tier.hot.capacity": float(tiers["hot_capacity"]),
+            "tier.hot.bytes": float(tiers["hot_bytes"]),
+            "tier.hot.max_bytes": float(tiers["hot_max_bytes"]),
             "tier.hot.hit_rate": float(tiers["hot_hit_rate"]),
             "tier.hot.hits": float(tiers["hot_hits"]),
             "tier.hot.misses": float(tiers["hot_misses"]),
