@@ -61,6 +61,11 @@ class AuthError(EngramError):
     """The server refused the API key (missing, wrong, or without rights to the space)."""
 
 
+class TlsError(EngramError):
+    """A TLS certificate or key cannot be used, or the TLS handshake with the server failed
+    (unknown CA, name mismatch, expired, client certificate missing or refused)."""
+
+
 class Unsupported(EngramError):
     """The server does not serve an RPC this command needs."""
 

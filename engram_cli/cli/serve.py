@@ -10,6 +10,10 @@ import typer
 
 from engram_cli.cli.common import handle_errors
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from engram_cli.server.tls import ServerTls
+
 
 @handle_errors
 def serve(
@@ -27,16 +31,30 @@ def serve(
     api_key: list[str] = typer.Option(None, "--require-key", metavar="KEY",
                                       help="Require this API key (repeatable) "
                                       "(env: ENGRAM_SERVER_KEYS, comma-separated)."),
+    tls_cert: str = typer.Option(None, "--tls-cert", metavar="FILE",
+                                 help="Serve TLS with this certificate (chain), PEM; with "
+                                 "--tls-key (env: ENGRAM_TLS_CERT; engram.toml [tls] cert)."),
+    tls_key: str = typer.Option(None, "--tls-key", metavar="FILE",
+                                help="The certificate's private key, PEM, unencrypted "
+                                "(env: ENGRAM_TLS_KEY; engram.toml [tls] key)."),
+    client_ca: str = typer.Option(None, "--client-ca", metavar="FILE",
+                                  help="Mutual TLS: accept only clients with a certificate "
+                                  "signed by this CA, PEM (env: ENGRAM_CLIENT_CA; "
+                                  "engram.toml [tls] client_ca)."),
 ) -> None:
     """Serve engram.v1 (plus our batch and settings RPCs, health and reflection).
 
     Example: engram serve --port 50051 --data-dir ./engram-data
+
+    Example (TLS on every interface): engram serve --host 0.0.0.0 --tls-cert server.pem
+    --tls-key server.key --client-ca ca.pem
 
     Memories without an id get one derived from their content (the same memory sent twice
     is stored once); a memory with an existing id replaces it. SIGINT/SIGTERM stop it
     cleanly (in-flight calls finish, exit 0).
     """
     from engram_cli import config
+    from engram_cli.server.tls import exposure_warnings
 
     directory = data_dir or config.data_dir()
     if port is None:
@@ -46,14 +64,23 @@ def serve(
     _check_data_dir(directory, "--data-dir" if data_dir else "the data dir")
     keys = tuple(api_key or ()) + tuple(
         k for k in os.environ.get("ENGRAM_SERVER_KEYS", "").split(",") if k)
+    tls = _tls(tls_cert, tls_key, client_ca, directory)
+    for warning in exposure_warnings(host, tls, bool(keys)):
+        typer.echo(f"Warning: {warning}", err=True)
     if detach:
         from engram_cli.client.autostart import start_background_server
 
         extra: tuple[str, ...] = tuple(a for k in keys for a in ("--require-key", k))
+        if tls is not None:
+            extra += ("--tls-cert", os.path.abspath(tls.cert),
+                      "--tls-key", os.path.abspath(tls.key))
+            if tls.client_ca:
+                extra += ("--client-ca", os.path.abspath(tls.client_ca))
         if port == 0:
             raise typer.BadParameter("--detach needs a fixed --port", param_hint="--port")
         start_background_server(directory, host, port, idle_timeout, extra)
-        typer.echo(f"engram server running on {host}:{port} (data: {directory})")
+        how = f" with {tls.describe()}" if tls else ""
+        typer.echo(f"engram server running on {host}:{port}{how} (data: {directory})")
         return
 
     import logging
@@ -72,12 +99,28 @@ def serve(
     def ready(server: object) -> None:
         if said_in_log:
             return
-        typer.echo(f"listening on {server.address} (data: {directory})")  # type: ignore[attr-defined]
+        typer.echo(f"listening on {server.address}{server.security} "  # type: ignore[attr-defined]
+                   f"(data: {directory})")
         sys.stdout.flush()
 
     code = serve_forever(ServeOptions(data_dir=directory, host=host, port=port,
-                                      idle_timeout_s=idle_timeout, api_keys=keys), ready)
+                                      idle_timeout_s=idle_timeout, api_keys=keys, tls=tls),
+                         ready)
     raise typer.Exit(code)
+
+
+def _tls(cert: str | None, key: str | None, client_ca: str | None,
+         directory: Path) -> ServerTls | None:
+    """The TLS files (flag > environment > engram.toml [tls]), read and checked now: a bad
+    one is one line before the store opens."""
+    from engram_cli.server.tls import load, resolve_server_tls
+    from engram_cli.tuning.server_config import CONFIG_NAME
+
+    tls = resolve_server_tls({"cert": cert, "key": key, "client_ca": client_ca},
+                             directory / CONFIG_NAME)
+    if tls is not None:
+        load(tls)
+    return tls
 
 
 def _same_file(a: object, b: object) -> bool:

@@ -38,9 +38,11 @@ from engram_cli.contract import (
     method_path,
 )
 from engram_cli.engine.store import Store
+from engram_cli.errors import EngramError
 from engram_cli.rpc import ext_svc, svc
 from engram_cli.server.extension import ExtensionServicer, started_info
 from engram_cli.server.servicer import EngramServicer
+from engram_cli.server.tls import ServerTls, server_credentials
 from engram_cli.tuning.server_config import CONFIG_NAME, ServerConfig
 
 log = logging.getLogger("engram.server")
@@ -56,6 +58,7 @@ class ServeOptions:
     port: int = 50051
     idle_timeout_s: float = 0.0  # 0: run until stopped
     api_keys: tuple[str, ...] = ()
+    tls: ServerTls | None = None  # None: plaintext
     max_workers: int = 32
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -200,15 +203,25 @@ class EngramServer:
         host = self.options.host
         return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
+    @property
+    def security(self) -> str:
+        """How the listener is protected, for the "listening on" line."""
+        return f" with {self.options.tls.describe()}" if self.options.tls else ""
+
     def start(self) -> int:
         host = self.options.host
         bind = f"[{host}]:{self.options.port}" if ":" in host else f"{host}:{self.options.port}"
         try:
-            self.port = self._grpc.add_insecure_port(bind)
+            if self.options.tls is None:
+                self.port = self._grpc.add_insecure_port(bind)
+            else:
+                self.port = self._grpc.add_secure_port(bind,
+                                                       server_credentials(self.options.tls))
+        except EngramError:
+            self.store.close()
+            raise
         except RuntimeError as exc:
             self.store.close()
-            from engram_cli.errors import EngramError
-
             raise EngramError(f"cannot listen on {bind}: {exc}",
                               "is another server on that port? pick another with --port") from exc
         self._grpc.start()
@@ -217,7 +230,7 @@ class EngramServer:
         self._write_server_file()
         if self.options.idle_timeout_s > 0:
             threading.Thread(target=self._idle_watch, daemon=True, name="idle-watch").start()
-        log.info("listening on %s (data: %s)", self.address, self.data_dir)
+        log.info("listening on %s%s (data: %s)", self.address, self.security, self.data_dir)
         return self.port
 
     def _write_server_file(self) -> None:
