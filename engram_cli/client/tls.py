@@ -79,7 +79,7 @@ def _no_password() -> str:
 
 def _reason(exc: BaseException) -> str:
     reason = getattr(exc, "verify_message", None) or getattr(exc, "reason", None)
-    return str(reason or exc).replace("_", " ").lower()
+    return str(reason or exc).replace("_", " ").lower().rstrip(".")
 
 
 def channel_credentials(tls: TlsOptions) -> Any:
