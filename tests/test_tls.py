@@ -185,14 +185,18 @@ def test_missing_client_certificate(pki: Pki, tls_server: Callable[..., EngramSe
     assert "requires a client certificate" in line and "--client-cert" in line
 
 
-def test_client_certificate_from_another_ca(pki: Pki,
-                                            tls_server: Callable[..., EngramServer]) -> None:
+@pytest.mark.parametrize("which", ["stranger", "expired_client"])
+def test_client_certificate_refused(pki: Pki, tls_server: Callable[..., EngramServer],
+                                    which: str) -> None:
+    """One from another CA, one from the right CA but expired: the server hangs up."""
     srv = tls_server(pki.server, pki.ca)
+    cert: Issued = getattr(pki, which)
     done = _run("--server", f"grpcs://{srv.address}", "--ca-cert", str(pki.ca),
-                "--client-cert", str(pki.stranger.cert), "--client-key", str(pki.stranger.key),
+                "--client-cert", str(cert.cert), "--client-key", str(cert.key),
                 "recall", "x")
     assert done.returncode == 1
-    assert f"refused the client certificate {pki.stranger.cert}" in _one_error_line(done.stderr)
+    line = _one_error_line(done.stderr)
+    assert f"refused the client certificate {cert.cert}" in line and "expired" in line
 
 
 def test_plaintext_and_tls_mixed_up(pki: Pki, tls_server: Callable[..., EngramServer],

@@ -101,6 +101,7 @@ class Pki:
     wrong_name: Issued  # a server certificate for another host
     expired: Issued  # a server certificate that expired yesterday
     stranger: Issued  # a client certificate from the other CA
+    expired_client: Issued  # a client certificate from the right CA, expired yesterday
 
 
 def make_pki(directory: Path) -> Pki:
@@ -114,4 +115,6 @@ def make_pki(directory: Path) -> Pki:
         wrong_name=issue(ca, directory / "elsewhere.pem", ("db.example.com",)),
         expired=issue(ca, directory / "expired.pem", expired=True),
         stranger=issue(other, directory / "stranger.pem", ("intruder",), client=True),
+        expired_client=issue(ca, directory / "expired-client.pem", ("engram-client",),
+                             client=True, expired=True),
     )
