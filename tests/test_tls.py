@@ -102,7 +102,9 @@ def test_every_command_round_trips_over_tls(pki: Pki, tls_server: Callable[..., 
     consolidated = _invoke(*flags, "consolidate")
     assert consolidated.exit_code == 0, consolidated.output  # type: ignore[attr-defined]
     assert "consolidated 2 memories" in consolidated.stdout  # type: ignore[attr-defined]
-    bench = _invoke(*flags, "bench", "--quick", "--rounds", "1", "--only", "pooling")
+    # bench's own --server, a grpcs:// one, as the global option would be.
+    bench = _invoke(*flags[2:], "bench", "--quick", "--rounds", "1", "--only", "pooling",
+                    "--server", f"grpcs://{srv.address}")
     assert bench.exit_code == 0, bench.output  # type: ignore[attr-defined]
     assert "pooling" in bench.stdout  # type: ignore[attr-defined]
 
