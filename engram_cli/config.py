@@ -104,18 +104,32 @@ def located(path: Path, text: str, table: str, key: str) -> str:
 
 
 @dataclass(frozen=True)
+class TlsOptions:
+    """How to speak TLS to a server (client/tls.py reads the files). Paths are PEM files;
+    an empty one means: not given."""
+
+    ca_cert: str = ""  # the CAs to trust ("": the roots gRPC ships with)
+    client_cert: str = ""  # mutual TLS: our certificate chain ...
+    client_key: str = ""  # ... and its private key
+    server_name: str = ""  # the name to verify the server's certificate for ("": the host)
+
+
+@dataclass(frozen=True)
 class Connection:
-    """Where and how to reach a server."""
+    """Where and how to reach a server; `tls` None is plaintext."""
 
     server: str = DEFAULT_SERVER
     space: str = DEFAULT_SPACE
     api_key: str | None = None
     autostart: bool = True
+    tls: TlsOptions | None = None
 
     @property
     def is_default_target(self) -> bool:
         """Is this the embedded default's address: this machine, at the default port? There
-        autostart may start a server."""
+        autostart may start a server (a plaintext one: never for a TLS connection)."""
+        if self.tls is not None:
+            return False
         if (not is_local(self.server) or self.server.startswith(_UNIX_SCHEMES)
                 or is_multi_endpoint(self.server)):
             return False
@@ -196,10 +210,14 @@ def normalize_server(server: str) -> str:
     return normalize_address(server)
 
 
+TLS_SCHEMES = ("grpcs://", "https://")
+
+
 def normalize_address(address: str) -> str:
-    """`host` -> `host:50051`; strips a grpc:// or http:// scheme."""
+    """`host` -> `host:50051`; strips a grpc://, grpcs://, http:// or https:// scheme (the
+    client settings read grpcs:// and https:// as TLS first)."""
     address = address.strip()
-    for scheme in ("grpc://", "http://", DNS_SCHEME):
+    for scheme in ("grpc://", "http://", DNS_SCHEME, *TLS_SCHEMES):
         if address.startswith(scheme):
             address = address[len(scheme) :]
     address = address.rstrip("/")

@@ -70,6 +70,11 @@ class PermissionDenied(AuthError):
     """The API key is valid but does not grant the space (or the call) asked for."""
 
 
+class TlsError(EngramError):
+    """A TLS certificate or key cannot be used, or the TLS handshake with the server failed
+    (unknown CA, name mismatch, expired, client certificate missing or refused)."""
+
+
 class Unsupported(EngramError):
     """The server does not serve an RPC this command needs."""
 

@@ -177,7 +177,11 @@ def test_reads_a_plain_command_line() -> None:
             o["trace"], o["space"]) == (5, ("x", "y"), False, 2, 0.5, "json", True, "s2")
     plain = parse_recall_argv(["recall", "tea"])
     assert plain == {"server": None, "g_space": None, "api_key": None, "no_autostart": False,
-                     **cached_recall.DEFAULTS, "cue": "tea"}
+                     "tls": False, "ca_cert": None, "client_cert": None, "client_key": None,
+                     "tls_server_name": None, **cached_recall.DEFAULTS, "cue": "tea"}
+    tls = parse_recall_argv(["--server", "grpcs://h:1", "--tls", "--ca-cert", "ca.pem",
+                             "recall", "tea"])
+    assert tls is not None and (tls["tls"], tls["ca_cert"]) == (True, "ca.pem")
     assert parse_recall_argv(["recall", "--", "--not-an-option"])["cue"] == "--not-an-option"
     assert parse_recall_argv(["recall", "recall"])["cue"] == "recall"
     assert parse_recall_argv(["recall", "a", "--threshold", "1"])["threshold"] == 1.0

@@ -109,7 +109,7 @@ def pooling(t: Target, w: Workload, plan: BenchPlan, progress: Progress) -> RowR
 
     def one_on_new_channel(memory: Any) -> None:
         # Dial, call, hang up: what a client that opens a connection per request pays.
-        channel = open_channel(t.address)
+        channel = open_channel(t.address, tls=t.conn.tls)
         try:
             t.remember(memory, stub=svc.EngramServiceStub(channel))
         finally:

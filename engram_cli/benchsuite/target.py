@@ -40,7 +40,7 @@ class Target:
         self.address = conn.server
         self.metadata = call_metadata(conn)
         self.space = space or scratch_space_id()
-        self.channel = open_channel(self.address)
+        self.channel = open_channel(self.address, tls=conn.tls)
         self.stub = svc.EngramServiceStub(self.channel)
         self.ext = ext_svc.ExtensionServiceStub(self.channel)
         self.written: set[str] = set()
@@ -61,7 +61,7 @@ class Target:
                                        timeout=15.0)
         except grpc.RpcError as err:
             if err.code() != grpc.StatusCode.UNIMPLEMENTED:  # type: ignore[attr-defined]
-                raise translate(err, self.address, "ServerInfo") from None
+                raise translate(err, self.address, "ServerInfo", self.conn.tls) from None
             # An upstream-shaped server: make sure something answers there (a server
             # without Introspect still answers, with UNIMPLEMENTED: good enough).
             try:
@@ -78,7 +78,7 @@ class Target:
         try:
             return method(request, metadata=self.metadata, timeout=CALL_TIMEOUT_S)
         except grpc.RpcError as err:
-            raise translate(err, self.address, what) from None
+            raise translate(err, self.address, what, self.conn.tls) from None
 
     def wait_indexed(self, timeout_s: float = 120.0) -> None:
         """Wait until our server's vector index holds what was written (its answers are
@@ -117,7 +117,7 @@ class Target:
         except grpc.RpcError as err:
             if err.code() == grpc.StatusCode.UNIMPLEMENTED:  # type: ignore[attr-defined]
                 self._pending = []  # nothing was written
-            raise translate(err, self.address, "StreamingRemember") from None
+            raise translate(err, self.address, "StreamingRemember", self.conn.tls) from None
         self._wrote(ids, len(requests))
 
     def _wrote(self, ids: Sequence[str], sent: int) -> None:
@@ -178,5 +178,5 @@ class Target:
                     deleted += future.result().memories_affected
                 except grpc.RpcError as err:
                     if err.code() != grpc.StatusCode.NOT_FOUND:  # type: ignore[attr-defined]
-                        raise translate(err, self.address, "Forget") from None
+                        raise translate(err, self.address, "Forget", self.conn.tls) from None
         return {"space": self.space, "method": "Forget(DELETE) per id", "deleted": deleted}

@@ -47,13 +47,8 @@ def bench(
     from engram_cli.errors import EngramError
 
     g = globals_of(ctx)
-    conn = g.connection()
-    if server:
-        from dataclasses import replace
-
-        from engram_cli.config import normalize_server
-
-        conn = replace(conn, server=normalize_server(server))
+    # bench's own --server goes through the same resolver (a grpcs:// one speaks TLS).
+    conn = g.settings(server=server).connection
     ensure_server(conn)
     plan = BenchPlan.quick_plan(rounds) if quick else BenchPlan.full(rounds)
 

@@ -48,18 +48,25 @@ DEFAULTS: dict[str, Any] = {"limit": 10, "max_hops": None, "threshold": None, "t
 LEFT_TO_TYPER = frozenset({"--no-cache", "--refresh", "--embed", "--embed-dim", "-h", "--help"})
 
 # The global options (before the command) that the fast path reads.
-GLOBAL_VALUE_OPTIONS = {"--server": "server", "--space": "g_space", "--api-key": "api_key"}
-GLOBAL_FLAG_OPTIONS = {"--no-autostart": "no_autostart"}
+GLOBAL_VALUE_OPTIONS = {"--server": "server", "--space": "g_space", "--api-key": "api_key",
+                        "--ca-cert": "ca_cert", "--client-cert": "client_cert",
+                        "--client-key": "client_key", "--tls-server-name": "tls_server_name"}
+GLOBAL_FLAG_OPTIONS = {"--no-autostart": "no_autostart", "--tls": "tls"}
+# The TLS settings take no part in the cache key (the server's address does), but they are
+# resolved as Typer would: a client certificate without its key is Typer's to report.
+_TLS_KEYS = ("ca_cert", "client_cert", "client_key", "tls_server_name")
 
 
 def parse_recall_argv(argv: list[str]) -> dict[str, Any] | None:
     """The settings of a plain `engram [globals] recall CUE [options]` command line, or None
     when it is anything else or anything doubtful: then it is Typer's to parse.
 
-    Keys: cue, server, g_space (the global --space), api_key, no_autostart, and DEFAULTS'.
+    Keys: cue, server, g_space (the global --space), api_key, no_autostart, tls, the TLS
+    files and server name, and DEFAULTS'.
     """
     parsed: dict[str, Any] = {"server": None, "g_space": None, "api_key": None,
-                              "no_autostart": False, **DEFAULTS}
+                              "no_autostart": False, "tls": False,
+                              **dict.fromkeys(_TLS_KEYS), **DEFAULTS}
     args = iter(argv)
     for token in args:  # the global options, up to the command
         if token == "recall":
@@ -151,7 +158,8 @@ def answer_from_cache(argv: list[str]) -> bool:
     try:
         settings = resolve_client_settings({
             "server": o["server"], "space": o["space"] or o["g_space"],
-            "api_key": o["api_key"], "autostart": False if o["no_autostart"] else None})
+            "api_key": o["api_key"], "autostart": False if o["no_autostart"] else None,
+            "tls": True if o["tls"] else None, **{k: o[k] for k in _TLS_KEYS}})
     except EngramError:
         return False  # Typer's run reports it
     conn = settings.connection

@@ -29,6 +29,11 @@ class GlobalOptions:
     space: str | None = None
     api_key: str | None = None
     no_autostart: bool = False
+    tls: bool = False
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    client_key: str | None = None
+    tls_server_name: str | None = None
 
     def settings(self, **flags: Any) -> ClientSettings:
         """This command's client settings (engram_cli.client.settings): its own flags over
@@ -37,7 +42,10 @@ class GlobalOptions:
         from engram_cli.client.settings import resolve_client_settings
 
         given = {"server": self.server, "space": self.space, "api_key": self.api_key,
-                 "autostart": False if self.no_autostart else None}
+                 "autostart": False if self.no_autostart else None,
+                 "tls": True if self.tls else None, "ca_cert": self.ca_cert,
+                 "client_cert": self.client_cert, "client_key": self.client_key,
+                 "tls_server_name": self.tls_server_name}
         given.update({k: v for k, v in flags.items() if v is not None and v != ""})
         return resolve_client_settings(given)
 

@@ -22,13 +22,24 @@ ABOUT = (
 # The global options as (names, metavar or "" for a flag, help). cli/main.py's callback
 # takes its help text from here; a test checks that the two list the same options.
 GLOBAL_OPTIONS = (
-    ("--server", "HOST:PORT", "Engram server, or several: A:PORT,B:PORT or dns:///NAME:PORT "
-     "(calls spread over them) (env: ENGRAM_SERVER; default localhost:50051)."),
+    ("--server", "HOST:PORT",
+     "Engram server, or several: A:PORT,B:PORT or dns:///NAME:PORT (calls spread over "
+     "them); grpcs://HOST:PORT speaks TLS (env: ENGRAM_SERVER; default localhost:50051)."),
     ("--space", "NAME",
      "Memory space (env: ENGRAM_SPACE; default: the server's default space)."),
     ("--api-key", "KEY", "Sent as 'authorization: Bearer KEY' (env: ENGRAM_API_KEY, "
      "or api_key in the config file: other local users can read a command line)."),
     ("--no-autostart", "", "Never start the embedded server (env: ENGRAM_NO_AUTOSTART=1)."),
+    ("--tls", "", "Speak TLS to the server (env: ENGRAM_TLS=1). "
+     "Example: engram --tls --ca-cert ca.pem --server db.example.com:443 stats"),
+    ("--ca-cert", "FILE", "TLS: the CA certificate(s) that sign the server's, PEM "
+     "(env: ENGRAM_CA_CERT; default: public roots). Implies --tls."),
+    ("--client-cert", "FILE", "Mutual TLS: this client's certificate, PEM, with "
+     "--client-key (env: ENGRAM_CLIENT_CERT)."),
+    ("--client-key", "FILE", "Mutual TLS: the client certificate's private key, PEM "
+     "(env: ENGRAM_CLIENT_KEY)."),
+    ("--tls-server-name", "NAME", "TLS: the name the server's certificate must carry, when "
+     "it is not the address's host (env: ENGRAM_TLS_SERVER_NAME)."),
     ("-V, --version", "", "Print the version and exit."),
     ("--verbose", "", "Debug log lines on stderr."),
     ("--quiet", "", "Only warnings and errors in the log on stderr."),

@@ -11,14 +11,22 @@ misses. Only the standard library is imported here at module level.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from engram_cli.cli.console import flush_stdout, top_level_help
+
+GRPC_VERBOSITY = "GRPC_VERBOSITY"
 
 
 def main() -> None:
     """Run `engram` with sys.argv (the console script and `python -m engram_cli`)."""
     argv = sys.argv[1:]
+    if "serve" not in argv:
+        # gRPC's C core writes a failed TLS handshake to stderr itself ("I1203 ...
+        # Handshake failed ..."), before the one line of ours that says what failed in
+        # words. Read when grpc loads; a value the user set wins; a server keeps its log.
+        os.environ.setdefault(GRPC_VERBOSITY, "NONE")
     if argv in ([], ["-h"], ["--help"]):
         sys.stdout.write(top_level_help())
         flush_stdout()

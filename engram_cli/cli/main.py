@@ -64,6 +64,15 @@ def main_options(
                                 help=GLOBAL_HELP["--api-key"]),
     no_autostart: bool = typer.Option(False, "--no-autostart",
                                       help=GLOBAL_HELP["--no-autostart"]),
+    tls: bool = typer.Option(False, "--tls", help=GLOBAL_HELP["--tls"]),
+    ca_cert: str = typer.Option(None, "--ca-cert", metavar="FILE",
+                                help=GLOBAL_HELP["--ca-cert"]),
+    client_cert: str = typer.Option(None, "--client-cert", metavar="FILE",
+                                    help=GLOBAL_HELP["--client-cert"]),
+    client_key: str = typer.Option(None, "--client-key", metavar="FILE",
+                                   help=GLOBAL_HELP["--client-key"]),
+    tls_server_name: str = typer.Option(None, "--tls-server-name", metavar="NAME",
+                                        help=GLOBAL_HELP["--tls-server-name"]),
     version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
                                  help=GLOBAL_HELP["-V, --version"]),
     verbose: bool = typer.Option(False, "--verbose", help=GLOBAL_HELP["--verbose"]),
@@ -71,7 +80,9 @@ def main_options(
 ) -> None:
     set_log_level(verbose, quiet)
     ctx.obj = GlobalOptions(server=server, space=space, api_key=api_key,
-                            no_autostart=no_autostart)
+                            no_autostart=no_autostart, tls=tls, ca_cert=ca_cert,
+                            client_cert=client_cert, client_key=client_key,
+                            tls_server_name=tls_server_name)
 
 
 serve.register(app)

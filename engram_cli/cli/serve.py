@@ -12,6 +12,10 @@ from engram_cli.cli.common import handle_errors
 
 KEYS_ENV = "ENGRAM_SERVER_KEYS"
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from engram_cli.server.tls import ServerTls
+
 
 @handle_errors
 def serve(
@@ -40,6 +44,16 @@ def serve(
                                   help="Log to FILE, rotated at 10 MiB with 3 old files kept "
                                   "(FILE.1 ... FILE.3); stdout and stderr go there too. "
                                   "A --detach server logs to <data dir>/server.log so."),
+    tls_cert: str = typer.Option(None, "--tls-cert", metavar="FILE",
+                                 help="Serve TLS with this certificate (chain), PEM; with "
+                                 "--tls-key (env: ENGRAM_TLS_CERT; engram.toml [tls] cert)."),
+    tls_key: str = typer.Option(None, "--tls-key", metavar="FILE",
+                                help="The certificate's private key, PEM, unencrypted "
+                                "(env: ENGRAM_TLS_KEY; engram.toml [tls] key)."),
+    client_ca: str = typer.Option(None, "--client-ca", metavar="FILE",
+                                  help="Mutual TLS: accept only clients with a certificate "
+                                  "signed by this CA, PEM (env: ENGRAM_CLIENT_CA; "
+                                  "engram.toml [tls] client_ca)."),
 ) -> None:
     """Serve engram.v1 (plus our batch and settings RPCs, health and reflection).
 
@@ -51,11 +65,15 @@ def serve(
 
     Example: engram serve --log-file ./engram-data/server.log
 
+    Example (TLS on every interface): engram serve --host 0.0.0.0 --tls-cert server.pem
+    --tls-key server.key --client-ca ca.pem
+
     Memories without an id get one derived from their content (the same memory sent twice
     is stored once); a memory with an existing id replaces it. SIGINT/SIGTERM stop it
     cleanly (in-flight calls finish, exit 0).
     """
     from engram_cli import config
+    from engram_cli.server.tls import exposure_warnings
 
     directory = data_dir or config.data_dir()
     if port is None:
@@ -76,18 +94,26 @@ def serve(
 
         key_file = key_file.absolute()
         read_key_file(key_file)  # a bad or open file is one line now, not in a log later
+    tls = _tls(tls_cert, tls_key, client_ca, directory)
+    for warning in exposure_warnings(host, tls, bool(keys) or key_file is not None):
+        typer.echo(f"Warning: {warning}", err=True)
     if detach:
         from engram_cli.client.autostart import start_background_server
 
         if port == 0:
             raise typer.BadParameter("--detach needs a fixed --port", param_hint="--port")
         # The keys reach the server through its environment (readable by this user
-        # only), never its command line.
-        # A key file's path is no secret; the keys in it stay in the file.
-        start_background_server(directory, host, port, idle_timeout,
-                                ("--key-file", str(key_file)) if key_file else (),
+        # only), never its command line; file paths are no secret.
+        extra: tuple[str, ...] = ("--key-file", str(key_file)) if key_file else ()
+        if tls is not None:
+            extra += ("--tls-cert", os.path.abspath(tls.cert),
+                      "--tls-key", os.path.abspath(tls.key))
+            if tls.client_ca:
+                extra += ("--client-ca", os.path.abspath(tls.client_ca))
+        start_background_server(directory, host, port, idle_timeout, extra,
                                 env={KEYS_ENV: _join_keys(keys)})
-        typer.echo(f"engram server running on {host}:{port} (data: {directory})")
+        how = f" with {tls.describe()}" if tls else ""
+        typer.echo(f"engram server running on {host}:{port}{how} (data: {directory})")
         return
 
     import logging
@@ -118,13 +144,28 @@ def serve(
     def ready(server: object) -> None:
         if said_in_log:
             return
-        typer.echo(f"listening on {server.address} (data: {directory})")  # type: ignore[attr-defined]
+        typer.echo(f"listening on {server.address}{server.security} "  # type: ignore[attr-defined]
+                   f"(data: {directory})")
         sys.stdout.flush()
 
     code = serve_forever(ServeOptions(data_dir=directory, host=host, port=port,
                                       idle_timeout_s=idle_timeout, api_keys=keys,
-                                      key_file=key_file), ready)
+                                      key_file=key_file, tls=tls), ready)
     raise typer.Exit(code)
+
+
+def _tls(cert: str | None, key: str | None, client_ca: str | None,
+         directory: Path) -> ServerTls | None:
+    """The TLS files (flag > environment > engram.toml [tls]), read and checked now: a bad
+    one is one line before the store opens."""
+    from engram_cli.server.tls import load, resolve_server_tls
+    from engram_cli.tuning.server_config import CONFIG_NAME
+
+    tls = resolve_server_tls({"cert": cert, "key": key, "client_ca": client_ca},
+                             directory / CONFIG_NAME)
+    if tls is not None:
+        load(tls)
+    return tls
 
 
 def _join_keys(keys: tuple[str, ...]) -> str:

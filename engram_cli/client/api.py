@@ -22,7 +22,7 @@ class EngramClient:
             ensure_server(conn)
         self.conn = conn
         self.address = conn.server
-        self.channel = open_channel(conn.server)
+        self.channel = open_channel(conn.server, tls=conn.tls)
         self.metadata = call_metadata(conn)
         self.stub = svc.EngramServiceStub(self.channel)
         self.ext = ext_svc.ExtensionServiceStub(self.channel)
@@ -41,7 +41,7 @@ class EngramClient:
         try:
             return method(request, metadata=self.metadata, timeout=timeout)
         except grpc.RpcError as err:
-            raise translate(err, self.address, what) from None
+            raise translate(err, self.address, what, self.conn.tls) from None
 
     def introspect(self, space: str | None = None) -> Any:
         return self.call(self.stub.Introspect, pb.IntrospectRequest(

@@ -68,8 +68,7 @@ def start_background_server(
     with append_private(log_path) as log:
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            start_new_session=True, close_fds=True,
-            env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
+            start_new_session=True, close_fds=True, env={**_server_env(), **(env or {})})
     address = f"{host}:{port}"
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -85,6 +84,15 @@ def start_background_server(
     proc.terminate()
     raise EngramError(f"the background server did not start within {START_TIMEOUT_S:.0f} s",
                       f"see {log_path}")
+
+
+def _server_env() -> dict[str, str]:
+    """The background server's environment: ours, but with gRPC's own errors in its log
+    again (cli/entry.py silences them in the client)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if env.get("GRPC_VERBOSITY") == "NONE":
+        del env["GRPC_VERBOSITY"]
+    return env
 
 
 def ensure_server(conn: config.Connection, announce: bool = True) -> None:

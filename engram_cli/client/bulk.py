@@ -155,7 +155,7 @@ class BulkSender:
                                     timeout=PROBE_TIMEOUT_S)
         except grpc.RpcError as err:
             if err.code() != S.UNIMPLEMENTED:  # type: ignore[attr-defined]
-                raise translate(err, self.pool.address, "ServerInfo") from None
+                raise translate(err, self.pool.address, "ServerInfo", self.pool.tls) from None
             self._use_stream(announce=self.options.stream is None)
         else:
             if info.max_message_bytes:
@@ -482,7 +482,8 @@ class BulkSender:
                 f"the server at {self.pool.address} serves neither BatchRemember nor "
                 "StreamingRemember", "is it an Engram server?"))
         else:
-            self._set_fatal(translate(error, self.pool.address, "StreamingRemember"))
+            self._set_fatal(translate(error, self.pool.address, "StreamingRemember",
+                                      self.pool.tls))
 
     def _failed(self, send: _Send, err: grpc.RpcError) -> None:
         code = err.code()  # type: ignore[attr-defined]
@@ -520,7 +521,8 @@ class BulkSender:
             self._inflight_again(send)
             self._inflight_again(other)
         else:
-            self._set_fatal(translate(err, self.pool.address, "BatchRemember"))
+            self._set_fatal(translate(err, self.pool.address, "BatchRemember",
+                                      self.pool.tls))
 
     def _inflight_again(self, send: _Send) -> None:
         if self.fatal is None:

@@ -1,5 +1,6 @@
-"""Channels to an Engram server, with the API key, sane limits and keepalive, and the
-translation of gRPC failures into our exceptions (done once, here)."""
+"""Channels to an Engram server, with the API key, TLS when asked (client/tls.py), sane
+limits and keepalive, and the translation of gRPC failures into our exceptions (done once,
+here)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from engram_cli.config import DEFAULT_MAX_MESSAGE_BYTES, Connection
+from engram_cli.config import DEFAULT_MAX_MESSAGE_BYTES, Connection, TlsOptions
 from engram_cli.contract import AUTHORIZATION_KEY, RETRY_AFTER_KEY, authorization
 from engram_cli.errors import (
     AuthError,
@@ -115,16 +116,23 @@ def _address_list(parts: list[str]) -> str:
     return ("ipv4:" + ",".join(v4)) if v4 else ("ipv6:" + ",".join(v6))
 
 
-def open_channel(address: str, extra_options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
+def open_channel(address: str, extra_options: Sequence[tuple[str, Any]] = (),
+                 tls: TlsOptions | None = None) -> grpc.Channel:
     """A new channel (its own TCP connection: the option makes gRPC not share subchannels
-    between channels of the same target, which a pool needs). Several endpoints in
-    `address` are balanced by gRPC (see `channel_target`)."""
+    between channels of the same target, which a pool needs), over TLS when `tls` is given.
+    Several endpoints in `address` are balanced by gRPC (see `channel_target`). Raises
+    TlsError when a certificate or key file cannot be used."""
     target, balanced = channel_target(address)
     # A later option replaces an earlier one of the same name (gRPC would take one of
     # the two, which one depending on its version).
     options = dict([*CHANNEL_OPTIONS, ("grpc.use_local_subchannel_pool", 1), *balanced,
                     *extra_options])
-    return grpc.insecure_channel(target, options=list(options.items()))
+    if tls is None:
+        return grpc.insecure_channel(target, options=list(options.items()))
+    from engram_cli.client.tls import channel_credentials, channel_options
+
+    options.update(channel_options(tls))
+    return grpc.secure_channel(target, channel_credentials(tls), options=list(options.items()))
 
 
 def call_metadata(conn: Connection) -> tuple[tuple[str, str], ...]:
@@ -142,11 +150,18 @@ def retry_after_ms(err: grpc.RpcError) -> int | None:
     return None
 
 
-def translate(err: grpc.RpcError, address: str, what: str = "request") -> EngramError:
-    """One gRPC failure -> the exception the CLI knows how to print."""
+def translate(err: grpc.RpcError, address: str, what: str = "request",
+              tls: TlsOptions | None = None) -> EngramError:
+    """One gRPC failure -> the exception the CLI knows how to print. A connection that
+    fails is asked whether TLS is why (`tls`: the channel's options, None for plaintext)."""
     code = err.code() if hasattr(err, "code") else None  # type: ignore[attr-defined]
     detail = (err.details() if hasattr(err, "details") else "") or ""  # type: ignore[attr-defined]
     if code == grpc.StatusCode.UNAVAILABLE:
+        from engram_cli.client.tls import diagnose
+
+        handshake = diagnose(address, tls, detail)
+        if handshake is not None:
+            return handshake
         return ServerUnavailable(
             f"no Engram server answers at {address}",
             "start one with `engram serve`, or point --server / ENGRAM_SERVER at one")

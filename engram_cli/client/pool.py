@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 
 from engram_cli.client.connection import open_channel
+from engram_cli.config import TlsOptions
 from engram_cli.contract import ENGRAM_SERVICE, EXTENSION_SERVICE, method_path
 from engram_cli.rpc import ext, pb
 
@@ -33,7 +34,8 @@ def _identity(b: bytes) -> bytes:
 
 
 class ChannelPool:
-    def __init__(self, address: str, size: int, max_message_bytes: int | None = None) -> None:
+    def __init__(self, address: str, size: int, max_message_bytes: int | None = None,
+                 tls: TlsOptions | None = None) -> None:
         if size < 1:
             raise ValueError("a pool needs at least one channel")
         extra: list[tuple[str, Any]] = []
@@ -41,7 +43,8 @@ class ChannelPool:
             extra = [("grpc.max_send_message_length", max_message_bytes),
                      ("grpc.max_receive_message_length", max_message_bytes)]
         self.address = address
-        self.lanes = [self._lane(open_channel(address, extra)) for _ in range(size)]
+        self.tls = tls
+        self.lanes = [self._lane(open_channel(address, extra, tls)) for _ in range(size)]
         self._next = itertools.cycle(self.lanes)
 
     @staticmethod

@@ -304,7 +304,7 @@ class Recaller:
             except grpc.RpcError as err:
                 code = err.code() if hasattr(err, "code") else None
                 if code != grpc.StatusCode.RESOURCE_EXHAUSTED or attempt == _OVERLOAD_RETRIES:
-                    raise translate(err, self.conn.server, "Recall") from None
+                    raise translate(err, self.conn.server, "Recall", self.conn.tls) from None
                 failed_at = done_at if attempt == 0 and done_at else time.monotonic()
                 # Calls rejected in one burst share one wait: a rejection older than the
                 # last wait is resent at once.
@@ -429,7 +429,7 @@ class Recaller:
             except EngramError as exc:
                 self._connect_error = exc
                 raise
-            self._channel = open_channel(self.conn.server)
+            self._channel = open_channel(self.conn.server, tls=self.conn.tls)
             self._metadata = call_metadata(self.conn) + self.options.metadata()
             self._ext = ext_svc.ExtensionServiceStub(self._channel)
             self._stub = svc.EngramServiceStub(self._channel)

@@ -33,7 +33,9 @@ from engram_cli.config import (
     ENV_NO_AUTOSTART,
     ENV_SERVER,
     ENV_SPACE,
+    TLS_SCHEMES,
     Connection,
+    TlsOptions,
     client_config_path,
     default_server,
     located,
@@ -129,7 +131,21 @@ CLIENT_SPECS: tuple[ClientSpec, ...] = (
     ClientSpec("autostart", bool, True, "start the embedded server when the default one is "
                f"not running ({ENV_NO_AUTOSTART}=1 turns it off)", env=ENV_NO_AUTOSTART,
                flag="--no-autostart", tunable=False, env_negates=True),
+    ClientSpec("tls", bool, False, "speak TLS to the server (also: a grpcs:// address, or "
+               "any certificate setting below)", env="ENGRAM_TLS", flag="--tls",
+               tunable=False),
+    ClientSpec("ca_cert", str, "", "TLS: PEM file of the CA(s) that sign the server's "
+               "certificate (empty: the usual public roots)", env="ENGRAM_CA_CERT",
+               flag="--ca-cert", tunable=False),
+    ClientSpec("client_cert", str, "", "mutual TLS: PEM file of this client's certificate",
+               env="ENGRAM_CLIENT_CERT", flag="--client-cert", tunable=False),
+    ClientSpec("client_key", str, "", "mutual TLS: PEM file of the client certificate's "
+               "private key", env="ENGRAM_CLIENT_KEY", flag="--client-key", tunable=False),
+    ClientSpec("tls_server_name", str, "", "TLS: the name the server's certificate must "
+               "carry (empty: the host of the address)", env="ENGRAM_TLS_SERVER_NAME",
+               flag="--tls-server-name", tunable=False),
 )
+TLS_FILE_KEYS = ("ca_cert", "client_cert", "client_key")
 
 CLIENT_SPEC_BY_KEY: dict[str, ClientSpec] = {s.key: s for s in CLIENT_SPECS}
 TUNABLE_KEYS: tuple[str, ...] = tuple(s.key for s in CLIENT_SPECS if s.tunable)
@@ -153,6 +169,11 @@ class ClientSettings:
     space: str = DEFAULT_SPACE
     api_key: str = ""
     autostart: bool = True
+    tls: bool = False
+    ca_cert: str = ""
+    client_cert: str = ""
+    client_key: str = ""
+    tls_server_name: str = ""
     origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
@@ -161,8 +182,10 @@ class ClientSettings:
 
     @property
     def connection(self) -> Connection:
+        tls = TlsOptions(self.ca_cert, self.client_cert, self.client_key,
+                         self.tls_server_name) if self.tls else None
         return Connection(server=self.server, space=self.space, api_key=self.api_key or None,
-                          autostart=self.autostart)
+                          autostart=self.autostart, tls=tls)
 
 
 DEFAULT_CLIENT_SETTINGS = ClientSettings()
@@ -232,16 +255,44 @@ def resolve_client_settings(flags: Mapping[str, Any] | None = None, *,
             values[key], origins[key] = table[key], CONFIG
         else:
             origins[key] = DEFAULT
-    values["server"] = normalize_server(values.get("server") or default_server())
+    server = values.get("server") or default_server()
+    values["server"] = normalize_server(server)
     _check_address(values["server"], origins["server"])
+    _resolve_tls(values, origins, server.lower().startswith(TLS_SCHEMES))
     return ClientSettings(**values, origins=origins)
+
+
+def _resolve_tls(values: dict[str, Any], origins: dict[str, str], tls_scheme: bool) -> None:
+    """TLS is on with `tls` true, a grpcs:// address, or any certificate setting given (a
+    `tls = false` set on purpose wins over the last, not over grpcs://). A client
+    certificate comes with its key."""
+    named = [s for s in ("ca_cert", "client_cert", "client_key", "tls_server_name")
+             if values.get(s)]
+    if tls_scheme:
+        values["tls"], origins["tls"] = True, origins["server"]
+    elif named and origins["tls"] == DEFAULT:
+        values["tls"], origins["tls"] = True, origins[named[0]]
+    for name in TLS_FILE_KEYS:
+        if values.get(name):
+            values[name] = os.path.expanduser(values[name])
+    cert, key = values.get("client_cert"), values.get("client_key")
+    if bool(cert) != bool(key):
+        given, missing = (("client_cert", "client_key") if cert
+                          else ("client_key", "client_cert"))
+        raise SettingsError(
+            f"{_where(given, origins[given])} is set but {CLIENT_SPEC_BY_KEY[missing].flag} "
+            "is not", "mutual TLS needs the certificate and its private key: give both")
+
+
+def _where(key: str, origin: str) -> str:
+    spec = CLIENT_SPEC_BY_KEY[key]
+    return {FLAG: spec.flag, ENV: spec.env, CONFIG: f"[{CLIENT_TABLE}] {key}"}.get(origin, key)
 
 
 def _check_address(address: str, origin: str) -> None:
     """HOST:PORT with a port number (or a unix socket): a typo is a usage error (exit 2),
     not an unreachable server."""
-    where = {FLAG: "--server", ENV: "ENGRAM_SERVER", CONFIG: "[client] server"}.get(
-        origin, "server")
+    where = _where("server", origin)
     parts = address.removeprefix(DNS_SCHEME).split(",")
     if len(parts) > 1 and any(p.startswith(("unix:", "unix-abstract:")) for p in parts):
         raise SettingsError(f"{where}: {address!r} is not valid",

@@ -63,7 +63,7 @@ class RemoteSettings:
             if code == grpc.StatusCode.INVALID_ARGUMENT:
                 # The server's message already names the key and the range or did-you-mean.
                 raise SettingsError(err.details() or f"{what} refused") from None
-            raise translate(err, self.client.address, what) from None
+            raise translate(err, self.client.address, what, self.client.conn.tls) from None
 
     def get(self) -> RemoteSnapshot:
         from engram_cli.rpc import ext

@@ -332,7 +332,7 @@ class Importer:
                 from engram_cli.client.pool import ChannelPool
 
                 assert self.conn is not None
-                pool = ChannelPool(self.conn.server, self.options.send.pool)
+                pool = ChannelPool(self.conn.server, self.options.send.pool, tls=self.conn.tls)
                 self._sender = BulkSender(pool, self.conn.space, self.options.send, self,
                                           call_metadata(self.conn))
             else:

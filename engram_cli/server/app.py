@@ -47,6 +47,7 @@ from engram_cli.server.guard import Guard, StreamSlots
 from engram_cli.server.keys import EVERY_SPACE, KeyRing, allows, read_key_file
 from engram_cli.server.memory import limit_arenas, trim_periodically
 from engram_cli.server.servicer import EngramServicer
+from engram_cli.server.tls import ServerTls, server_credentials
 from engram_cli.tuning.server_config import CONFIG_NAME, ServerConfig
 
 log = logging.getLogger("engram.server")
@@ -67,6 +68,7 @@ class ServeOptions:
     # Keys that may use every space; never in a log line.
     api_keys: tuple[str, ...] = field(default=(), repr=False)
     key_file: Path | None = None  # keys scoped to spaces (server/keys.py); SIGHUP rereads
+    tls: ServerTls | None = None  # None: plaintext
     max_workers: int = 32
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -329,15 +331,25 @@ class EngramServer:
         host = self.options.host
         return f"[{host}]:{self.port}" if ":" in host else f"{host}:{self.port}"
 
+    @property
+    def security(self) -> str:
+        """How the listener is protected, for the "listening on" line."""
+        return f" with {self.options.tls.describe()}" if self.options.tls else ""
+
     def start(self) -> int:
         host = self.options.host
         bind = f"[{host}]:{self.options.port}" if ":" in host else f"{host}:{self.options.port}"
         try:
-            self.port = self._grpc.add_insecure_port(bind)
+            if self.options.tls is None:
+                self.port = self._grpc.add_insecure_port(bind)
+            else:
+                self.port = self._grpc.add_secure_port(bind,
+                                                       server_credentials(self.options.tls))
+        except EngramError:
+            self.store.close()
+            raise
         except RuntimeError as exc:
             self.store.close()
-            from engram_cli.errors import EngramError
-
             raise EngramError(f"cannot listen on {bind}: {exc}",
                               "is another server on that port? pick another with --port") from exc
         self._grpc.start()
@@ -348,7 +360,7 @@ class EngramServer:
         self._write_server_file()
         if self.options.idle_timeout_s > 0:
             threading.Thread(target=self._idle_watch, daemon=True, name="idle-watch").start()
-        log.info("listening on %s (data: %s)", self.address, self.data_dir)
+        log.info("listening on %s%s (data: %s)", self.address, self.security, self.data_dir)
         return self.port
 
     def _write_server_file(self) -> None:
