@@ -205,6 +205,8 @@ def _print_summary(summary: Any, as_json: bool) -> None:
                                                  else ""))
     if not s.dry_run:
         parts.append(f"retried {s.retried:,}")
+    if s.associations:
+        parts.append(f"associations {s.associations:,}")
     line = ", ".join(parts) + f" in {s.seconds:.2f} s"
     if not s.dry_run and s.seconds:
         line += f" ({s.records_per_second:,.0f} records/s"

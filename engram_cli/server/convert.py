@@ -60,12 +60,25 @@ def add_memory_pb(batch: WriteBatch, position: int, m: Any) -> None:
     """memory_from_pb straight into a WriteBatch: the bulk path, with no record object."""
     ts = m.created_at
     md = m.metadata
+    meta = {k: md[k] for k in md} if md else {}
+    state = int(State.RECENT)
+    if STATE_KEY in meta:  # our reserved key: the state an exported memory had
+        state = state_number(meta.pop(STATE_KEY))
     batch.add(position, m.id, m.content,
               embedding_to_bytes(m.embedding) if len(m.embedding) else b"",
               m.confidence.value if m.HasField("confidence") else DEFAULT_CONFIDENCE,
               m.decay_rate, m.memory_type,
               ts.seconds + ts.nanos / 1e9 if ts.seconds or ts.nanos else None,
-              list(m.tags), {k: md[k] for k in md} if md else {})
+              list(m.tags), meta, state)
+
+
+def state_number(name: str) -> int:
+    """A consolidation state's lower-case name -> its number; 0 (refused by the write
+    path) when it names none."""
+    try:
+        return int(State[name.upper()]) if name else 0
+    except KeyError:
+        return 0
 
 
 def episode_from_pb(e: Any) -> MemoryRecord:

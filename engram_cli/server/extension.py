@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -17,7 +20,7 @@ from engram_cli.engine.writes import WriteBatch
 from engram_cli.errors import InvalidArgument
 from engram_cli.rpc import ext, ext_svc
 from engram_cli.server.convert import add_memory_pb
-from engram_cli.server.errors import unary
+from engram_cli.server.errors import streaming, unary
 from engram_cli.tuning.server_config import ServerConfig
 
 
@@ -120,6 +123,47 @@ class ExtensionServicer(ext_svc.ExtensionServiceServicer):
     def DropSpace(self, request: Any, context: grpc.ServicerContext) -> Any:
         return ext.DropSpaceResponse(memories_deleted=self.store.drop_space(
             request.memory_space_id))
+
+    @streaming
+    def Export(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        since = request.since
+        if math.isnan(since) or since < 0:
+            raise InvalidArgument(f"since {since} is not a time")
+        page_pb, assoc_pb = ext.ExportPage, ext.ExportedAssociation
+        for total, rows in self.store.export(request.memory_space_id, since or None,
+                                             request.include_embeddings, request.page_size):
+            page = page_pb(total=total)
+            add = page.memories.add
+            for r in rows:
+                m = add(id=r.id, content=r.content, embedding=r.embedding,
+                        confidence=r.confidence, tags_json=r.tags_json,
+                        metadata_json=r.metadata_json, memory_type=r.memory_type,
+                        created_at=r.created_at, decay_rate=r.decay_rate, state=r.state)
+                if r.associations:
+                    m.associations.extend(
+                        assoc_pb(target=t, strength=s, type=k, reason=why)
+                        for t, s, k, why in r.associations)
+            yield page
+
+    @unary
+    def PutAssociations(self, request: Any, context: grpc.ServicerContext) -> Any:
+        edges = [(a.source, a.target, a.strength, a.type, a.reason)
+                 for a in request.associations]
+        return ext.PutAssociationsResponse(
+            written=self.store.put_associations(request.memory_space_id, edges))
+
+    @unary
+    def ListSpaces(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return ext.ListSpacesResponse(spaces=[ext.SpaceInfo(**s) for s in self.store.spaces()])
+
+    @unary
+    def Backup(self, request: Any, context: grpc.ServicerContext) -> Any:
+        if not request.destination:
+            raise InvalidArgument("the backup destination is empty")
+        report = self.store.backup(Path(request.destination))
+        return ext.BackupResponse(path=report.path, memories=report.memories,
+                                  associations=report.associations, bytes=report.bytes,
+                                  seconds=report.seconds)
 
 
 def started_info(idle_timeout_s: float) -> dict[str, Any]:
