@@ -212,7 +212,8 @@ def open_output(path: Path | None, stdout: IO[bytes]) -> Iterator[IO[bytes]]:
     raw = os.fdopen(fd, "wb", buffering=1 << 20)
     try:
         if path.name.endswith(".gz"):
-            with gzip.GzipFile(filename=path.name[:-3], mode="wb", fileobj=raw,
+            # No name and no time in the gzip header: the same records give the same bytes.
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw,
                                compresslevel=GZIP_LEVEL, mtime=0) as gz:
                 yield gz  # type: ignore[misc]
         else:
