@@ -21,8 +21,8 @@ class Forgotten:
 
 
 def read_ids(lines: Iterable[str]) -> list[str]:
-    """Ids from stdin: one a line, or the `id` of JSON lines (what `recall --json` and
-    `export` print); blank lines skipped."""
+    """Ids from stdin: one a line, or the `id` of JSON lines (what `export` prints); blank
+    lines skipped."""
     import orjson
 
     ids = []
