@@ -136,12 +136,12 @@ def test_export_pages_come_from_one_snapshot(server):
     store.remember_many(SPACE, [MemoryRecord(id=f"m{i}", content=f"memory {i}")
                                 for i in range(25)])
     pages = store.export(SPACE, page_size=10)
-    total, first = next(pages)
+    total, first, _ = next(pages)
     assert total == 25 and len(first) == 10
     store.remember_many(SPACE, [MemoryRecord(id=f"late{i}", content=f"late {i}")
                                 for i in range(5)])
     store.forget(SPACE, ["m20"], "delete")
-    rest = [r.id for _, page in pages for r in page]
+    rest = [r[0] for _, page, _ in pages for r in page]
     assert rest == [f"m{i}" for i in range(10, 25)]
 
 

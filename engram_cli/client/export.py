@@ -104,30 +104,42 @@ class JsonlWriter:
         self._fragment = orjson.Fragment
         self._option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_APPEND_NEWLINE
         self._names = _names()
+        self._f32: dict[float, Any] = {}
 
     def write_page(self, memories: Any) -> int:
-        np, f32, fragment = self._np, self._np.float32, self._fragment
+        frombuffer, fragment, f32 = self._np.frombuffer, self._fragment, self._f32
+        dumps, option = self._dumps, self._option
         types, states = self._names
         lines = []
         edges = 0
         for m in memories:
             rec: dict[str, Any] = {"id": m.id, "content": m.content}
-            if m.embedding:
-                rec["embedding"] = np.frombuffer(m.embedding, dtype="<f4")
-            rec["confidence"] = f32(m.confidence)
+            if emb := m.embedding:
+                rec["embedding"] = frombuffer(emb, dtype="<f4")
+            c = m.confidence
+            rec["confidence"] = f32[c] if c in f32 else self._float32(c)
             rec["tags"] = fragment(m.tags_json)
             rec["metadata"] = fragment(m.metadata_json)
-            if m.memory_type:
-                rec["memory_type"] = types.get(m.memory_type, m.memory_type)
+            if mtype := m.memory_type:
+                rec["memory_type"] = types.get(mtype, mtype)
             rec["created_at"] = m.created_at
-            rec["decay_rate"] = f32(m.decay_rate)
+            d = m.decay_rate
+            rec["decay_rate"] = f32[d] if d in f32 else self._float32(d)
             rec["state"] = states.get(m.state, "recent")
-            if m.associations:
-                rec["associations"] = _associations(m.associations)
-                edges += len(m.associations)
-            lines.append(self._dumps(rec, option=self._option))
+            if assoc := m.associations:
+                rec["associations"] = _associations(assoc)
+                edges += len(assoc)
+            lines.append(dumps(rec, option=option))
         self._out.write(b"".join(lines))
         return edges
+
+    def _float32(self, value: float) -> Any:
+        # float32 scalars print in their shortest form; the few distinct confidences and
+        # decay rates of a store are made once (numpy scalars cost more than the JSON).
+        if len(self._f32) > 65536:
+            self._f32.clear()
+        v = self._f32[value] = self._np.float32(value)
+        return v
 
     def close(self) -> None:
         pass

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from engram_cli.engine.rows import SQL_CHUNK, chunks
@@ -26,28 +25,19 @@ MAX_PAGE = 10_000
 MAX_PAGE_BYTES = 2 * 1024 * 1024
 
 
-@dataclass(slots=True)
-class ExportedRow:
-    id: str
-    content: str
-    embedding: bytes
-    confidence: float
-    tags_json: str
-    metadata_json: str
-    memory_type: int
-    created_at: float
-    decay_rate: float
-    state: int
-    # (target, strength, type, reason) of the edges this memory is the source of
-    associations: list[tuple[str, float, int, str]] = field(default_factory=list)
+# A page: rows of (id, content, embedding or None, confidence, tags JSON, metadata JSON,
+# memory_type, created_at, decay_rate, state), and the associations of those memories that
+# are the source of any: {id: [(target, strength, type, reason), ...]}.
+Row = tuple[Any, ...]
+Edges = dict[str, list[tuple[str, float, int, str]]]
+_FETCH = 100  # rows per fetch: a page is cut on its byte size between two fetches
 
 
 def export_pages(conn: sqlite3.Connection, space: str, since: float | None,
-                 embeddings: bool, page_size: int) -> Iterator[tuple[int, list[ExportedRow]]]:
-    """(total, page) for every page of the space's visible memories, all read in one
-    transaction on `conn` (which the caller owns and closes). `total` is the number of
-    memories the whole export will yield; the first page may be empty when there are
-    none."""
+                 embeddings: bool, page_size: int) -> Iterator[tuple[int, list[Row], Edges]]:
+    """(total, rows, edges) for every page of the space's visible memories, all read in
+    one transaction on `conn` (which the caller owns and closes). `total` is the number of
+    memories the whole export yields; the only page of an empty export is empty."""
     size = max(1, min(page_size or DEFAULT_PAGE, MAX_PAGE))
     # "+space": walk the table in rowid order; through the (space, state) index SQLite
     # would sort every row of the space in memory first.
@@ -65,34 +55,35 @@ def export_pages(conn: sqlite3.Connection, space: str, since: float | None,
             f"SELECT id, content, {emb}, confidence, tags, metadata, memory_type, created_at, "
             f"decay_rate, state FROM memories WHERE {where} ORDER BY rowid", args)
         sent = False
-        page: list[ExportedRow] = []
+        page: list[Row] = []
         page_bytes = 0
-        for r in cur:
-            row = ExportedRow(r[0], r[1], r[2] or b"", r[3], r[4], r[5], r[6], r[7], r[8], r[9])
-            page.append(row)
-            page_bytes += len(row.content) + len(row.embedding) + len(row.metadata_json)
-            if len(page) >= size or page_bytes >= MAX_PAGE_BYTES:
-                _attach_associations(conn, space, page)
-                yield total, page
+        while True:
+            rows = cur.fetchmany(min(_FETCH, size - len(page)))
+            if rows:
+                page.extend(rows)
+                page_bytes += sum(len(r[1]) + len(r[2] or b"") + len(r[5]) for r in rows)
+            if page and (not rows or len(page) >= size or page_bytes >= MAX_PAGE_BYTES):
+                yield total, page, _associations(conn, space, page)
                 sent = True
                 page, page_bytes = [], 0
-        if page or not sent:
-            _attach_associations(conn, space, page)
-            yield total, page
+            if not rows:
+                break
+        if not sent:
+            yield total, [], {}
     finally:
         conn.execute("COMMIT")
 
 
-def _attach_associations(conn: sqlite3.Connection, space: str, page: list[ExportedRow]
-                         ) -> None:
-    by_id = {r.id: r for r in page}
-    for chunk in chunks(list(by_id), SQL_CHUNK):
+def _associations(conn: sqlite3.Connection, space: str, page: list[Row]) -> Edges:
+    edges: Edges = {}
+    for chunk in chunks([r[0] for r in page], SQL_CHUNK):
         marks = ",".join("?" * len(chunk))
         for source, target, strength, kind, reason in conn.execute(
                 "SELECT source, target, strength, type, reason FROM associations "
                 f"WHERE space = ? AND source IN ({marks}) ORDER BY source, target",
                 (space, *chunk)):
-            by_id[source].associations.append((target, strength, kind, reason))
+            edges.setdefault(source, []).append((target, strength, kind, reason))
+    return edges
 
 
 def op_put_associations(conn: sqlite3.Connection, space: str,

@@ -25,7 +25,7 @@ from typing import Any
 from engram_cli.engine import backup as backups
 from engram_cli.engine import migrations, rows
 from engram_cli.engine.consolidation import Consolidator, PassReport
-from engram_cli.engine.export import ExportedRow, export_pages, list_spaces, op_put_associations
+from engram_cli.engine.export import Edges, Row, export_pages, list_spaces, op_put_associations
 from engram_cli.engine.hot import HotTier
 from engram_cli.engine.indexer import INDEX_DIR, Indexer
 from engram_cli.engine.model import (
@@ -435,8 +435,8 @@ class Store:
         return components
 
     def export(self, space_id: str, since: float | None = None, embeddings: bool = True,
-               page_size: int = 0) -> Iterator[tuple[int, list[ExportedRow]]]:
-        """(total, page) for every page of a space's visible memories, all from one
+               page_size: int = 0) -> Iterator[tuple[int, list[Row], Edges]]:
+        """(total, rows, edges) for every page of a space's visible memories, all from one
         snapshot (engine/export.py), on a connection of the export's own."""
         space = resolve_space(space_id)
         if self._closed:

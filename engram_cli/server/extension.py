@@ -130,19 +130,18 @@ class ExtensionServicer(ext_svc.ExtensionServiceServicer):
         if math.isnan(since) or since < 0:
             raise InvalidArgument(f"since {since} is not a time")
         page_pb, assoc_pb = ext.ExportPage, ext.ExportedAssociation
-        for total, rows in self.store.export(request.memory_space_id, since or None,
-                                             request.include_embeddings, request.page_size):
+        for total, rows, edges in self.store.export(request.memory_space_id, since or None,
+                                                    request.include_embeddings,
+                                                    request.page_size):
             page = page_pb(total=total)
             add = page.memories.add
-            for r in rows:
-                m = add(id=r.id, content=r.content, embedding=r.embedding,
-                        confidence=r.confidence, tags_json=r.tags_json,
-                        metadata_json=r.metadata_json, memory_type=r.memory_type,
-                        created_at=r.created_at, decay_rate=r.decay_rate, state=r.state)
-                if r.associations:
-                    m.associations.extend(
-                        assoc_pb(target=t, strength=s, type=k, reason=why)
-                        for t, s, k, why in r.associations)
+            for mid, content, emb, conf, tags, meta, mtype, created, decay, state in rows:
+                m = add(id=mid, content=content, embedding=emb, confidence=conf,
+                        tags_json=tags, metadata_json=meta, memory_type=mtype,
+                        created_at=created, decay_rate=decay, state=state)
+                if mid in edges:
+                    m.associations.extend(assoc_pb(target=t, strength=st, type=k, reason=why)
+                                          for t, st, k, why in edges[mid])
             yield page
 
     @unary
