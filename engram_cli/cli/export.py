@@ -43,6 +43,7 @@ def export(
 
     Example: engram export --space notes | engram --server other:50051 import -
     """
+    from engram_cli.cli.import_cmd import yield_cpu
     from engram_cli.client.autostart import ensure_server
     from engram_cli.client.export import ExportOptions, open_output, run_export
 
@@ -50,7 +51,9 @@ def export(
     chosen = (fmt or _format_of(output)).lower()
     options = ExportOptions(fmt=chosen, since=_parse_since(since),
                             embeddings=not no_embeddings)
-    ensure_server(conn)
+    ensure_server(conn)  # first: a server started here must keep the normal priority
+    # As import does: at a lower priority next to a local server, which serves recall too.
+    yield_cpu(conn.server, None)
     bar = None if quiet or not sys.stderr.isatty() else _Progress()
     try:
         with open_output(output, sys.stdout.buffer) as out:

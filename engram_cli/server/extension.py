@@ -129,8 +129,11 @@ class ExtensionServicer(ext_svc.ExtensionServiceServicer):
         since = request.since
         if math.isnan(since) or since < 0:
             raise InvalidArgument(f"since {since} is not a time")
+        yield from _behind(self._export_pages(request, since or None))
+
+    def _export_pages(self, request: Any, since: float | None) -> Iterator[Any]:
         page_pb, assoc_pb = ext.ExportPage, ext.ExportedAssociation
-        for total, rows, edges in self.store.export(request.memory_space_id, since or None,
+        for total, rows, edges in self.store.export(request.memory_space_id, since,
                                                     request.include_embeddings,
                                                     request.page_size):
             page = page_pb(total=total)
@@ -163,6 +166,60 @@ class ExtensionServicer(ext_svc.ExtensionServiceServicer):
         return ext.BackupResponse(path=report.path, memories=report.memories,
                                   associations=report.associations, bytes=report.bytes,
                                   seconds=report.seconds)
+
+
+EXPORT_NICENESS = 10  # as the indexer's: recall and writes come first on a busy machine
+_AHEAD = 2  # pages made ahead of the client
+
+
+def _behind(pages: Iterator[Any]) -> Iterator[Any]:
+    """The pages, made on a thread of their own at a lowered CPU priority, at most _AHEAD
+    ahead of the client: an export reads and encodes the whole space, and on a small
+    machine recall should not wait behind it. (A gRPC worker thread cannot be niced for
+    one call: an unprivileged process cannot raise its priority back.) Stops the thread
+    when the client goes away."""
+    import contextlib
+    import queue
+    import threading
+
+    out: queue.Queue[tuple[str, Any]] = queue.Queue(_AHEAD)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), EXPORT_NICENESS)
+        try:
+            for page in pages:
+                if not put(("page", page)):
+                    return
+            put(("end", None))
+        except BaseException as exc:  # handed to the RPC's thread, which reports it
+            put(("error", exc))
+        finally:
+            pages.close()  # type: ignore[attr-defined]  # a generator: ends the snapshot
+
+    thread = threading.Thread(target=produce, name="engram-export", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = out.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def started_info(idle_timeout_s: float) -> dict[str, Any]:
