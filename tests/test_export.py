@@ -181,3 +181,26 @@ def test_import_rejects_bad_state_and_associations(server, tmp_path):
     assert "state 'asleep' is not one of" in r.output
     assert "each must be an object with a target id" in r.output
     assert "strength 7 is not a number in 0..1" in r.output
+
+
+def test_remember_and_batch_remember_keep_the_reserved_state(server):
+    import grpc
+
+    from engram_cli.engine.model import State
+    from engram_cli.rpc import ext, pb
+    from tests.rpc_helpers import remember, stubs
+
+    with stubs(server.address) as (stub, ext_stub):
+        remember(stub, "settled", space=SPACE, id="s1",
+                 metadata={"engram.state": "consolidated", "kept": "yes"})
+        with pytest.raises(grpc.RpcError) as err:
+            remember(stub, "bad", space=SPACE, id="s2", metadata={"engram.state": "asleep"})
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        resp = ext_stub.BatchRemember(ext.BatchRememberRequest(memory_space_id=SPACE, memories=[
+            pb.Memory(id="b1", content="one", metadata={"engram.state": "reconsolidating"}),
+            pb.Memory(id="b2", content="two", metadata={"engram.state": "nope"})]))
+    assert (resp.stored, resp.rejected) == (1, 1)
+    assert "consolidation state" in resp.results[-1].error
+    got = {r.id: r for r in server.store.get(SPACE, ["s1", "b1"])}
+    assert got["s1"].state == State.CONSOLIDATED and got["s1"].metadata == {"kept": "yes"}
+    assert got["b1"].state == State.RECONSOLIDATING

@@ -94,7 +94,7 @@ class WriteBatch:
 
     def add_record(self, position: int, rec: MemoryRecord) -> None:
         self.add(position, rec.id, rec.content, rec.embedding, rec.confidence, rec.decay_rate,
-                 rec.memory_type, rec.created_at, rec.tags, rec.metadata)
+                 rec.memory_type, rec.created_at, rec.tags, rec.metadata, rec.state)
 
     def values(self) -> list[Any]:
         """The rows flattened, as op_remember takes them (on the caller's thread, not the

@@ -41,7 +41,7 @@ def confidence_pb(value: float, reasoning: str = "") -> Any:
 
 def memory_from_pb(m: Any) -> MemoryRecord:
     confidence = m.confidence.value if m.HasField("confidence") else DEFAULT_CONFIDENCE
-    return MemoryRecord(
+    rec = MemoryRecord(
         id=m.id,
         content=m.content,
         embedding=embedding_to_bytes(m.embedding) if len(m.embedding) else b"",
@@ -54,6 +54,9 @@ def memory_from_pb(m: Any) -> MemoryRecord:
         decay_rate=m.decay_rate,
         created_at=ts_to_float(m.created_at),
     )
+    if STATE_KEY in rec.metadata:  # our reserved key: the state an exported memory had
+        rec.state = state_number(rec.metadata.pop(STATE_KEY))
+    return rec
 
 
 def add_memory_pb(batch: WriteBatch, position: int, m: Any) -> None:
