@@ -81,6 +81,10 @@ def test_export_import_export_is_byte_identical(server, second_server, tmp_path,
     assert stat.S_IMODE(first.stat().st_mode) == 0o600
     # The second store holds the same associations, usable by spreading.
     assert second_server.store.stats(SPACE)["total_associations"] == 3
+    # ... and spreading's index of them: each pair of memories both ways, although the
+    # first record points at a memory further on in the file.
+    edges = second_server.store._reader().execute("SELECT count(*) FROM edges").fetchone()[0]
+    assert edges == 4
 
 
 def test_exported_records_carry_every_field(server, tmp_path):
