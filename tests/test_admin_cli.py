@@ -189,6 +189,19 @@ def test_restore_refuses_a_live_or_occupied_data_dir(server, tmp_path):
     assert r.exit_code == 1 and "--force" in r.output
     r = CliRunner().invoke(app, ["restore", str(dest), "--data-dir", str(other), "--force"])
     assert r.exit_code == 0 and "pre-restore-" in r.output
+    # A server.json naming a live process is a server starting or running there ...
+    (other / "server.json").write_bytes(orjson.dumps({"pid": os.getpid()}))
+    r = CliRunner().invoke(app, ["restore", str(dest), "--data-dir", str(other), "--force"])
+    assert r.exit_code == 1 and f"(pid {os.getpid()})" in r.output, r.output
+    # ... one naming a dead process was left by a kill -9.
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    (other / "server.json").write_bytes(orjson.dumps({"pid": int(gone)}))
+    r = CliRunner().invoke(app, ["restore", str(dest), "--data-dir", str(other), "--force"])
+    assert r.exit_code == 0, r.output
     r = CliRunner().invoke(app, ["restore", str(tmp_path / "nothing"), "--data-dir",
                                  str(tmp_path / "x")])
     assert r.exit_code == 1 and "not a finished engram backup" in r.output
@@ -236,6 +249,15 @@ def test_kill_9_during_a_backup_leaves_the_store_and_no_false_backup(server_proc
         from engram_cli.engine.backup import verify_backup
 
         assert verify_backup(dest)["memories"] == 30_000
+    # The killed server left its server.json; its LOCK went with it: a restore may go on
+    # (with --force, as a store is there), which it would refuse while a server runs.
+    assert (data / "server.json").exists()
+    if dest.exists():
+        r = CliRunner().invoke(app, ["restore", str(dest), "--data-dir", str(data), "--force"])
+        assert r.exit_code == 0, r.output
     again = server_process(data)
     r = run(again.address, "spaces", "--json")
     assert {s["name"]: s["memories"] for s in orjson.loads(r.stdout)}[SPACE] == 30_000
+    if dest.exists():
+        r = CliRunner().invoke(app, ["restore", str(dest), "--data-dir", str(data), "--force"])
+        assert r.exit_code == 1 and "in use by a running engram server" in r.output

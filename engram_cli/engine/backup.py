@@ -165,11 +165,11 @@ def restore(src: Path, data_dir: Path, force: bool = False) -> dict[str, Any]:
         except OSError:
             raise BackupError(f"{data_dir} is in use by a running engram server",
                               "stop it first (`engram stop`), then restore") from None
-        if (data_dir / SERVER_FILE).exists():
+        pid = _server_pid(data_dir / SERVER_FILE)
+        if pid is not None:
             raise BackupError(
-                f"{data_dir} has a {SERVER_FILE}: a server may be running there",
-                f"stop it with `engram stop` (or, if none runs, remove "
-                f"{data_dir / SERVER_FILE}), then restore")
+                f"{data_dir} is in use by a running engram server (pid {pid})",
+                "stop it first (`engram stop`), then restore")
         existing = [p for p in (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", INDEX_DIR)
                     if os.path.lexists(data_dir / p)]
         if DB_NAME in existing and not force:
@@ -197,6 +197,22 @@ def restore(src: Path, data_dir: Path, force: bool = False) -> dict[str, Any]:
     finally:
         os.close(fd)
     return manifest
+
+
+def _server_pid(path: Path) -> int | None:
+    """The pid a server.json names, when that process is alive (a server killed with -9
+    leaves its file behind; the LOCK, released by the kernel, is the real test)."""
+    try:
+        pid = int(orjson.loads(path.read_bytes())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
 
 
 def _write_private(path: Path, data: bytes) -> None:
