@@ -65,16 +65,21 @@ def timed(args: list[str], server_pid: int) -> dict[str, Any]:
 
     sampler = threading.Thread(target=sample)
     sampler.start()
-    out, err = proc.communicate()
+    # Read the pipes while waiting (a full pipe would stall the child); wait4 gives this
+    # child's own peak RSS, where RUSAGE_CHILDREN would give the largest of them all.
+    reader = threading.Thread(target=lambda: outputs.extend(
+        (proc.stdout.read(), proc.stderr.read())))  # type: ignore[union-attr]
+    outputs: list[bytes] = []
+    reader.start()
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    reader.join()
     done.set()
     sampler.join()
     if proc.returncode != 0:
-        raise SystemExit(f"engram {args[2]} failed ({proc.returncode}): {err.decode()}")
-    import resource
-
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {"wall": wall, "out": out, "rss_mb": usage.ru_maxrss / 1024,
+        raise SystemExit(f"engram {args[2]} failed ({proc.returncode}): {outputs[1].decode()}")
+    return {"wall": wall, "out": outputs[0], "rss_mb": usage.ru_maxrss / 1024,
             "server_rss_mb": server_peak}
 
 
