@@ -27,10 +27,15 @@ def restore(
     Example: engram stop && engram restore ~/engram-backups/2024-05-01 --force && engram serve
     """
     from engram_cli.config import data_dir as default_data_dir
+    from engram_cli.engine.backup import BackupError
     from engram_cli.engine.backup import restore as do_restore
 
     target = (data_dir or default_data_dir()).expanduser()
-    manifest = do_restore(src.expanduser(), target, force=force)
+    try:
+        manifest = do_restore(src.expanduser(), target, force=force)
+    except OSError as exc:
+        raise BackupError(f"cannot restore {src} into {target}: "
+                          f"{exc.strerror or exc}") from None
     typer.echo(f"restored {manifest.get('memories', 0):,} memories and "
                f"{manifest.get('associations', 0):,} associations from {src} into {target}")
     if manifest.get("moved_aside"):

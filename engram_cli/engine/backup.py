@@ -183,8 +183,7 @@ def restore(src: Path, data_dir: Path, force: bool = False) -> dict[str, Any]:
                 shutil.copyfileobj(f_in, f_out, 1 << 20)
             _fsync(tmp)
             if existing:
-                aside = data_dir / f"pre-restore-{time.strftime('%Y%m%dT%H%M%S')}"
-                os.mkdir(aside, 0o700)
+                aside = _new_dir(data_dir / f"pre-restore-{time.strftime('%Y%m%dT%H%M%S')}")
                 for name in existing:
                     os.rename(data_dir / name, aside / name)
                 manifest["moved_aside"] = str(aside)
@@ -197,6 +196,18 @@ def restore(src: Path, data_dir: Path, force: bool = False) -> dict[str, Any]:
     finally:
         os.close(fd)
     return manifest
+
+
+def _new_dir(path: Path) -> Path:
+    """`path`, or `path-2`, `path-3`... (two restores in one second), created 0700."""
+    n = 1
+    while True:
+        candidate = path if n == 1 else path.with_name(f"{path.name}-{n}")
+        try:
+            os.mkdir(candidate, 0o700)
+            return candidate
+        except FileExistsError:
+            n += 1
 
 
 def _server_pid(path: Path) -> int | None:
