@@ -158,6 +158,13 @@ def test_backup_while_writing_then_restore_gives_the_same_export(server, tmp_pat
     conn.close()
     again = run(server.address, "backup", str(dest))
     assert again.exit_code == 2 and "already exists" in again.output
+    nowhere = run(server.address, "backup", str(tmp_path / "no" / "such" / "dir"))
+    assert nowhere.exit_code == 2 and "is not a directory" in nowhere.output
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if os.geteuid() != 0:  # root writes anyway
+        denied = run(server.address, "backup", str(locked / "b"))
+        assert denied.exit_code == 2 and "cannot write the backup" in denied.output
 
     restored = tmp_path / "restored"
     r = CliRunner().invoke(app, ["restore", str(dest), "--data-dir", str(restored)])

@@ -460,6 +460,9 @@ class Store:
         conn = self._connect(cache_mib=8)
         try:
             return backups.backup(conn, dest)
+        except OSError as exc:  # the destination's file system: the caller's to fix
+            raise InvalidArgument(f"cannot write the backup {dest}: {exc.strerror or exc}",
+                                  "pick a directory the server can write") from None
         finally:
             conn.close()
 
