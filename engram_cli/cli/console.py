@@ -58,11 +58,17 @@ COMMANDS = (
      "localhost:50051)."),
     ("stats", "Show memory counts, averages and health (Introspect)."),
     ("import", "Import memories from JSONL, JSON, CSV or TSV files, or stdin, fast."),
+    ("export", "Export a space's memories as JSONL or CSV, in the format `engram import` "
+     "reads."),
     ("recall", "Recall memories that match a cue, from the server or the local cache."),
     ("consolidate", "Consolidate a space's memories now (engram.v1 Consolidate)."),
+    ("forget", "Forget memories by id or by cue: suppress them (reversible) or delete them."),
+    ("backup", "Copy the whole store into a new directory while the server keeps serving."),
+    ("restore", "Put a backup in place as a stopped server's store."),
     ("tune", "Tune the server and this client for low latency, high throughput and more."),
     ("bench", "Measure batching, pooling, caching and streaming against a server, before "
      "and after."),
+    ("spaces", "List the memory spaces with their counts; `spaces drop NAME` deletes one."),
     ("cache", "The local recall cache: stats and clear."),
 )
 

@@ -96,7 +96,8 @@ def import_(
     """Import memories from JSONL, JSON, CSV or TSV files, or stdin, fast.
 
     A record has content, and optionally id, confidence (0..1), embedding, tags,
-    metadata, memory_type, created_at (RFC 3339 or epoch seconds), decay_rate.
+    metadata, memory_type, created_at (RFC 3339 or epoch seconds), decay_rate,
+    and what `engram export` writes: state and associations.
     Records that cannot be stored go to the rejects file with line and reason:
     fix them there and import that file. Nothing is ever stored twice.
 
@@ -265,6 +266,8 @@ def _print_summary(summary: Any, as_json: bool) -> None:
                                                  else ""))
     if not s.dry_run:
         parts.append(f"retried {s.retried:,}")
+    if s.associations:
+        parts.append(f"associations {s.associations:,}")
     line = ", ".join(parts) + f" in {s.seconds:.2f} s"
     if not s.dry_run and s.seconds:
         line += f" ({s.records_per_second:,.0f} records/s"

@@ -13,12 +13,17 @@ from typer.core import TyperGroup
 
 from engram_cli import __version__
 from engram_cli.cli import (
+    backup,
     bench,
     cache,
     consolidate,
+    export,
+    forget,
     import_cmd,
     recall,
+    restore,
     serve,
+    spaces,
     stats,
     stop,
     tune,
@@ -89,8 +94,13 @@ serve.register(app)
 stop.register(app)
 stats.register(app)
 import_cmd.register(app)
+export.register(app)
 recall.register(app)
 consolidate.register(app)
+forget.register(app)
+spaces.register(app)
+backup.register(app)
+restore.register(app)
 cache.register(app)
 tune.register(app)
 bench.register(app)

@@ -18,12 +18,14 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from engram_cli.engine import backup as backups
 from engram_cli.engine import migrations, rows
 from engram_cli.engine.consolidation import Consolidator, PassReport
+from engram_cli.engine.export import Edges, Row, export_pages, list_spaces, op_put_associations
 from engram_cli.engine.hot import HotTier
 from engram_cli.engine.indexer import INDEX_DIR, Indexer
 from engram_cli.engine.model import (
@@ -328,6 +330,19 @@ class Store:
         return self.consolidator.consolidate(
             space, list(ids) if ids is not None else None, older_than, types, min_confidence)
 
+    def put_associations(self, space_id: str,
+                         edges: Sequence[tuple[str, str, float, int, str]]) -> int:
+        """Edges (source, target, strength, type, reason) stored with exactly these values
+        (an import of an export); answers edges written."""
+        space = resolve_space(space_id)
+        for source, target, strength, _, _ in edges:
+            if not source or not target:
+                raise InvalidArgument("an association needs a source and a target")
+            if not (0.0 <= strength <= 1.0):
+                raise InvalidArgument(f"association {source!r} -> {target!r}: strength "
+                                      f"{strength} is outside 0..1")
+        return int(self.write(op_put_associations, space, list(edges), self.clock()))
+
     def drop_space(self, space_id: str) -> int:
         space = resolve_space(space_id)
         n = int(self.write(op_drop_space, space))
@@ -446,6 +461,38 @@ class Store:
         components["writer"] = (alive, f"queue {self._writer.depth}/{self._writer.capacity}"
                                 if alive else "writer thread stopped")
         return components
+
+    def export(self, space_id: str, since: float | None = None, embeddings: bool = True,
+               page_size: int = 0) -> Iterator[tuple[int, list[Row], Edges]]:
+        """(total, rows, edges) for every page of a space's visible memories, all from one
+        snapshot (engine/export.py), on a connection of the export's own."""
+        space = resolve_space(space_id)
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        conn = self._connect(cache_mib=8)
+        try:
+            conn.execute("PRAGMA query_only=ON")
+            yield from export_pages(conn, space, since, embeddings, page_size)
+        finally:
+            conn.close()
+
+    def spaces(self) -> list[dict[str, Any]]:
+        """Every space with its counts of memories, suppressed ones and associations."""
+        return list_spaces(self._reader())
+
+    def backup(self, dest: Path) -> backups.BackupReport:
+        """An online, verified copy of the store into the new directory `dest`
+        (engine/backup.py); reads and writes go on meanwhile."""
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        conn = self._connect(cache_mib=8)
+        try:
+            return backups.backup(conn, dest)
+        except OSError as exc:  # the destination's file system: the caller's to fix
+            raise InvalidArgument(f"cannot write the backup {dest}: {exc.strerror or exc}",
+                                  "pick a directory the server can write") from None
+        finally:
+            conn.close()
 
     def schema_version(self) -> int:
         return migrations.schema_version(self._reader())

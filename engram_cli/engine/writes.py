@@ -48,6 +48,7 @@ ON CONFLICT (key) DO UPDATE SET
     suppressed = 0
 """
 _RECENT = int(State.RECENT)
+_STATES = frozenset(int(s) for s in State if s)
 
 
 class WriteBatch:
@@ -68,10 +69,15 @@ class WriteBatch:
 
     def add(self, position: int, mid: str, content: str, embedding: bytes, confidence: float,
             decay_rate: float, memory_type: int, created_at: float | None, tags: list[str],
-            metadata: dict[str, str]) -> None:
+            metadata: dict[str, str], state: int = _RECENT) -> None:
+        """`state` other than RECENT: a consolidation state to keep (an import of an
+        export); RECENT lets the store decide, as for any new or changed memory."""
         if not mid:
             mid = content_id(content, embedding)
         error = memory_error(content, embedding, confidence, decay_rate, memory_type)
+        if not error and state not in _STATES:
+            error = ("the consolidation state is not one of recent, consolidating, "
+                     "consolidated, reconsolidating")
         if error:
             self.rejected.append((position, mid, error))
             return
@@ -79,7 +85,7 @@ class WriteBatch:
         space = self.space
         self.rows.append((
             space, mid, memory_key(space, mid), content, embedding or None, confidence,
-            decay_rate, memory_type, _RECENT, created_at or now, now, now,
+            decay_rate, memory_type, state, created_at or now, now, now,
             orjson.dumps(tags).decode(),
             orjson.dumps(metadata, option=orjson.OPT_SORT_KEYS).decode() if metadata else "{}",
         ))
@@ -88,7 +94,7 @@ class WriteBatch:
 
     def add_record(self, position: int, rec: MemoryRecord) -> None:
         self.add(position, rec.id, rec.content, rec.embedding, rec.confidence, rec.decay_rate,
-                 rec.memory_type, rec.created_at, rec.tags, rec.metadata)
+                 rec.memory_type, rec.created_at, rec.tags, rec.metadata, rec.state)
 
     def values(self) -> list[Any]:
         """The rows flattened, as op_remember takes them (on the caller's thread, not the
@@ -125,7 +131,8 @@ def op_remember(conn: sqlite3.Connection, space: str, rows: list[tuple[Any, ...]
                 fresh.add(row[1])
     updates = []
     for j, row in enumerate(rows):
-        (_, mid, key, content, emb, conf, decay, mtype, _, created_at, _, _, tags, meta) = row
+        (_, mid, key, content, emb, conf, decay, mtype, given, created_at, _, _, tags,
+         meta) = row
         if key in fresh:  # the first row with a new key is the one inserted
             fresh.discard(key)
             continue
@@ -141,11 +148,13 @@ def op_remember(conn: sqlite3.Connection, space: str, rows: list[tuple[Any, ...]
             and abs(o_conf - conf) < 1e-7 and abs(o_decay - decay) < 1e-7
             and o_type == mtype and o_tags == tags and o_meta == meta
             and abs(o_created - created_at) < 1e-6 and not o_suppressed
+            and given in (_RECENT, o_state)
         )
         if same:
             codes[j] = UNCHANGED
             continue
-        state = State.RECONSOLIDATING if o_state == State.CONSOLIDATED else o_state
+        state = (given if given != _RECENT else
+                 State.RECONSOLIDATING if o_state == State.CONSOLIDATED else o_state)
         updates.append((space, mid, key, content, emb, conf, decay, mtype, int(state),
                         created_at, now, now, tags, meta))
         # A later row with this id in the same batch sees this version as stored.

@@ -37,6 +37,7 @@ from engram_cli.errors import (
     UsageError,
 )
 from engram_cli.ingest import checkpoint as ckpt
+from engram_cli.ingest.edges import EdgeSpool
 from engram_cli.ingest.mapping import FIELDS, Encoder, FieldMap, RecordError
 from engram_cli.ingest.readers import Input, Item, Position
 from engram_cli.ingest.rejects import RejectsFile, default_path, prune, reject_line
@@ -149,6 +150,7 @@ class Summary:
     embed_cache_hits: int = 0  # texts whose vector came from the embedding cache
     embed_model_seconds: float = 0.0  # the model's time, summed over the workers
     embedded_per_second: float = 0.0  # over the run
+    associations: int = 0  # written from the records' `associations` (an export's)
     error: EngramError | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -225,6 +227,7 @@ class Importer:
         self._settled = False  # the sender answered that every record is settled
         self._ck: ckpt.Checkpoint | None = None
         self._rejects: dict[int, RejectsFile] = {}
+        self._edges = EdgeSpool()
         has_stdin = "-" in self.names
         if options.resume and has_stdin:
             raise UsageError("stdin cannot be resumed",
@@ -345,12 +348,17 @@ class Importer:
                 if self._stage is not None:
                     embedded = self._stage.run(records)  # type: ignore[assignment]
                 self._settled = self._sender.send(embedded or records)
+                if (self._edges.count and self._settled and not self._interrupted
+                        and self.summary.error is None and self.conn is not None
+                        and not self.options.dry_run):
+                    self.summary.associations = self._edges.apply(self.conn, self.warn)
             except EngramError as exc:
                 self.summary.error = self.summary.error or exc
             finally:
                 if embedded is not None:
                     embedded.close()
                 records.close()
+                self._edges.close()
             if (self.summary.error is None and not self._interrupted
                     and self.options.max_errors.exceeded(self.summary.rejected,
                                                          self.summary.read, final=True)):
@@ -387,11 +395,13 @@ class Importer:
                         self._reject_item(idx, item.line, item.error, item.raw, None)
                     else:
                         try:
-                            payload, text = encode(item.record,  # type: ignore[arg-type]
-                                                   text_columns)
+                            mid, payload, text = encode(
+                                item.record, text_columns)  # type: ignore[arg-type]
                         except RecordError as exc:
                             self._reject_item(idx, item.line, str(exc), item.raw, item.record)
                         else:
+                            if self.encoder.associations:
+                                self._edges.add(mid, self.encoder.associations)
                             yield Entry(frame(payload), idx, item.line, item.start, item.raw,
                                         text)
                     self._last_item = item  # a checkpoint makes the Position, not each record

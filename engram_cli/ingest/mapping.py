@@ -23,13 +23,18 @@ from typing import Any
 
 import orjson
 
+from engram_cli.contract import STATE_KEY
 from engram_cli.engine.confidence import category_of
 from engram_cli.engine.model import DEFAULT_CONFIDENCE, content_id
 from engram_cli.engine.rules import memory_error, memory_type_error, memory_type_number
 from engram_cli.errors import EngramError, UsageError
 
 FIELDS = ("id", "content", "confidence", "embedding", "tags", "metadata", "memory_type",
-          "created_at", "decay_rate")
+          "created_at", "decay_rate", "state", "associations")
+# `state` and `associations` are what `engram export` writes beyond engram.v1's Memory
+# (engram_cli/client/export.py): the state goes in the reserved metadata key, the
+# associations are handed to the importer (Encoder.associations) to apply at the end.
+STATES = ("recent", "consolidating", "consolidated", "reconsolidating")
 REJECT_KEY = "_reject"  # the rejects file's annotation; ignored when a record is read back
 
 
@@ -172,7 +177,8 @@ def from_text_columns(record: dict[str, Any]) -> dict[str, Any]:
                 out[key] = _json_column(key, text)
             else:
                 out[key] = [t.strip() for t in text.split(";") if t.strip()]
-        elif key == "embedding" or (key == "metadata" and value.lstrip().startswith("{")):
+        elif key in ("embedding", "associations") or (
+                key == "metadata" and value.lstrip().startswith("{")):
             out[key] = _json_column(key, value)
         else:
             out[key] = value
@@ -197,6 +203,8 @@ class Encoder:
 
         self.fieldmap = fieldmap
         self._memory = pb.Memory
+        # The last record's associations, checked: (target, strength, type, reason) each.
+        self.associations: list[tuple[str, float, int, str]] = []
         self._namer = self._name  # made once: the rules take it for every record
 
     def encode(self, record: dict[str, Any], text_columns: bool = False) -> tuple[str, bytes]:
@@ -205,16 +213,19 @@ class Encoder:
         return m.id, m.SerializeToString()
 
     def encode_text(self, record: dict[str, Any], text_columns: bool = False
-                    ) -> tuple[bytes, str | None]:
-        """(serialized Memory, the text to embed for it: its content when it has some and
-        no embedding, else None); raises RecordError."""
+                    ) -> tuple[str, bytes, str | None]:
+        """(memory id, serialized Memory, the text to embed for it: its content when it has
+        some and no embedding, else None); raises RecordError."""
         m = self.memory(record, text_columns)
-        return m.SerializeToString(), m.content if m.content and not m.embedding else None
+        return (m.id, m.SerializeToString(),
+                m.content if m.content and not m.embedding else None)
 
     def encode_payload(self, record: dict[str, Any], text_columns: bool = False
-                       ) -> tuple[bytes, str | None]:
-        """(serialized Memory, None): `encode_text` for an import that does not embed."""
-        return self.memory(record, text_columns).SerializeToString(), None
+                       ) -> tuple[str, bytes, str | None]:
+        """(memory id, serialized Memory, None): `encode_text` for an import that does not
+        embed."""
+        mid, payload = self.encode(record, text_columns)
+        return mid, payload, None
 
     def memory(self, record: dict[str, Any], text_columns: bool = False) -> Any:
         """The engram.v1 Memory for one record; raises RecordError."""
@@ -300,6 +311,13 @@ class Encoder:
                                   f"{decay!r}")
             fields["decay_rate"] = decay
 
+        state = get("state")
+        if state is not None and state != "" and state not in STATES:
+            raise RecordError(f"{self._name('state')} {state!r} is not one of "
+                              + "|".join(STATES))
+        edges = get("associations")
+        self.associations = _associations(edges, self._name) if edges else []
+
         error = memory_error(content, b"" if emb is None else emb,
                              DEFAULT_CONFIDENCE if conf is None else conf,
                              decay or 0.0, fields.get("memory_type", 0), self._namer)
@@ -322,6 +340,8 @@ class Encoder:
                 md = m.metadata
                 for k, v in meta.items():
                     md[k] = v if type(v) is str else orjson.dumps(v).decode()
+            if state:
+                m.metadata[STATE_KEY] = state
         except (ValueError, TypeError, OverflowError) as exc:
             raise RecordError(f"cannot encode the record: {exc}") from None
         return m
@@ -329,3 +349,21 @@ class Encoder:
     def _name(self, field: str) -> str:
         src = self.fieldmap.source_of(field)
         return field if src == field else f"{field} (from field {src!r})"
+
+
+def _associations(edges: Any, name: Any) -> list[tuple[str, float, int, str]]:
+    """An exported record's `associations`: [{"target", "strength", "type"?, "reason"?}]."""
+    field = name("associations")
+    if type(edges) is not list:
+        raise RecordError(f"{field} must be a list of objects")
+    out = []
+    for e in edges:
+        if type(e) is not dict or type(e.get("target")) is not str or not e["target"]:
+            raise RecordError(f"{field}: each must be an object with a target id")
+        strength, kind, reason = e.get("strength", 0.5), e.get("type", 0), e.get("reason", "")
+        if type(strength) not in (int, float) or not 0 <= strength <= 1:
+            raise RecordError(f"{field}: strength {strength!r} is not a number in 0..1")
+        if type(kind) is not int or type(reason) is not str:
+            raise RecordError(f"{field}: type must be a number and reason text")
+        out.append((e["target"], float(strength), kind, reason))
+    return out

@@ -41,7 +41,7 @@ def confidence_pb(value: float, reasoning: str = "") -> Any:
 
 def memory_from_pb(m: Any) -> MemoryRecord:
     confidence = m.confidence.value if m.HasField("confidence") else DEFAULT_CONFIDENCE
-    return MemoryRecord(
+    rec = MemoryRecord(
         id=m.id,
         content=m.content,
         embedding=embedding_to_bytes(m.embedding) if len(m.embedding) else b"",
@@ -54,18 +54,34 @@ def memory_from_pb(m: Any) -> MemoryRecord:
         decay_rate=m.decay_rate,
         created_at=ts_to_float(m.created_at),
     )
+    if STATE_KEY in rec.metadata:  # our reserved key: the state an exported memory had
+        rec.state = state_number(rec.metadata.pop(STATE_KEY))
+    return rec
 
 
 def add_memory_pb(batch: WriteBatch, position: int, m: Any) -> None:
     """memory_from_pb straight into a WriteBatch: the bulk path, with no record object."""
     ts = m.created_at
     md = m.metadata
+    meta = {k: md[k] for k in md} if md else {}
+    state = int(State.RECENT)
+    if STATE_KEY in meta:  # our reserved key: the state an exported memory had
+        state = state_number(meta.pop(STATE_KEY))
     batch.add(position, m.id, m.content,
               embedding_to_bytes(m.embedding) if len(m.embedding) else b"",
               m.confidence.value if m.HasField("confidence") else DEFAULT_CONFIDENCE,
               m.decay_rate, m.memory_type,
               ts.seconds + ts.nanos / 1e9 if ts.seconds or ts.nanos else None,
-              list(m.tags), {k: md[k] for k in md} if md else {})
+              list(m.tags), meta, state)
+
+
+def state_number(name: str) -> int:
+    """A consolidation state's lower-case name -> its number; 0 (refused by the write
+    path) when it names none."""
+    try:
+        return int(State[name.upper()]) if name else 0
+    except KeyError:
+        return 0
 
 
 def episode_from_pb(e: Any) -> MemoryRecord:

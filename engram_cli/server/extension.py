@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -17,7 +20,7 @@ from engram_cli.engine.writes import WriteBatch
 from engram_cli.errors import InvalidArgument
 from engram_cli.rpc import ext, ext_svc
 from engram_cli.server.convert import add_memory_pb
-from engram_cli.server.errors import unary
+from engram_cli.server.errors import streaming, unary
 from engram_cli.tuning.server_config import ServerConfig
 
 
@@ -123,6 +126,103 @@ class ExtensionServicer(ext_svc.ExtensionServiceServicer):
     def DropSpace(self, request: Any, context: grpc.ServicerContext) -> Any:
         return ext.DropSpaceResponse(memories_deleted=self.store.drop_space(
             request.memory_space_id))
+
+    @streaming
+    def Export(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        since = request.since
+        if math.isnan(since) or since < 0:
+            raise InvalidArgument(f"since {since} is not a time")
+        yield from _behind(self._export_pages(request, since or None))
+
+    def _export_pages(self, request: Any, since: float | None) -> Iterator[Any]:
+        page_pb, assoc_pb = ext.ExportPage, ext.ExportedAssociation
+        for total, rows, edges in self.store.export(request.memory_space_id, since,
+                                                    request.include_embeddings,
+                                                    request.page_size):
+            page = page_pb(total=total)
+            add = page.memories.add
+            for mid, content, emb, conf, tags, meta, mtype, created, decay, state in rows:
+                m = add(id=mid, content=content, embedding=emb, confidence=conf,
+                        tags_json=tags, metadata_json=meta, memory_type=mtype,
+                        created_at=created, decay_rate=decay, state=state)
+                if mid in edges:
+                    m.associations.extend(assoc_pb(target=t, strength=st, type=k, reason=why)
+                                          for t, st, k, why in edges[mid])
+            yield page
+
+    @unary
+    def PutAssociations(self, request: Any, context: grpc.ServicerContext) -> Any:
+        edges = [(a.source, a.target, a.strength, a.type, a.reason)
+                 for a in request.associations]
+        return ext.PutAssociationsResponse(
+            written=self.store.put_associations(request.memory_space_id, edges))
+
+    @unary
+    def ListSpaces(self, request: Any, context: grpc.ServicerContext) -> Any:
+        return ext.ListSpacesResponse(spaces=[ext.SpaceInfo(**s) for s in self.store.spaces()])
+
+    @unary
+    def Backup(self, request: Any, context: grpc.ServicerContext) -> Any:
+        if not request.destination:
+            raise InvalidArgument("the backup destination is empty")
+        report = self.store.backup(Path(request.destination))
+        return ext.BackupResponse(path=report.path, memories=report.memories,
+                                  associations=report.associations, bytes=report.bytes,
+                                  seconds=report.seconds)
+
+
+EXPORT_NICENESS = 10  # as the indexer's: recall and writes come first on a busy machine
+_AHEAD = 2  # pages made ahead of the client
+
+
+def _behind(pages: Iterator[Any]) -> Iterator[Any]:
+    """The pages, made on a thread of their own at a lowered CPU priority, at most _AHEAD
+    ahead of the client: an export reads and encodes the whole space, and on a small
+    machine recall should not wait behind it. (A gRPC worker thread cannot be niced for
+    one call: an unprivileged process cannot raise its priority back.) Stops the thread
+    when the client goes away."""
+    import contextlib
+    import queue
+    import threading
+
+    out: queue.Queue[tuple[str, Any]] = queue.Queue(_AHEAD)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), EXPORT_NICENESS)
+        try:
+            for page in pages:
+                if not put(("page", page)):
+                    return
+            put(("end", None))
+        except BaseException as exc:  # handed to the RPC's thread, which reports it
+            put(("error", exc))
+        finally:
+            pages.close()  # type: ignore[attr-defined]  # a generator: ends the snapshot
+
+    thread = threading.Thread(target=produce, name="engram-export", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = out.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def started_info(idle_timeout_s: float) -> dict[str, Any]:

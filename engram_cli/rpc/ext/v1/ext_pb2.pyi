@@ -165,3 +165,133 @@ class DropSpaceResponse(_message.Message):
     MEMORIES_DELETED_FIELD_NUMBER: _ClassVar[int]
     memories_deleted: int
     def __init__(self, memories_deleted: _Optional[int] = ...) -> None: ...
+
+class ExportRequest(_message.Message):
+    __slots__ = ("memory_space_id", "since", "include_embeddings", "page_size")
+    MEMORY_SPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    memory_space_id: str
+    since: float
+    include_embeddings: bool
+    page_size: int
+    def __init__(self, memory_space_id: _Optional[str] = ..., since: _Optional[float] = ..., include_embeddings: _Optional[bool] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class ExportedAssociation(_message.Message):
+    __slots__ = ("target", "strength", "type", "reason")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    STRENGTH_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    target: str
+    strength: float
+    type: int
+    reason: str
+    def __init__(self, target: _Optional[str] = ..., strength: _Optional[float] = ..., type: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ExportedMemory(_message.Message):
+    __slots__ = ("id", "content", "embedding", "confidence", "tags_json", "metadata_json", "memory_type", "created_at", "decay_rate", "state", "associations")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    TAGS_JSON_FIELD_NUMBER: _ClassVar[int]
+    METADATA_JSON_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    DECAY_RATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ASSOCIATIONS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    content: str
+    embedding: bytes
+    confidence: float
+    tags_json: str
+    metadata_json: str
+    memory_type: int
+    created_at: float
+    decay_rate: float
+    state: int
+    associations: _containers.RepeatedCompositeFieldContainer[ExportedAssociation]
+    def __init__(self, id: _Optional[str] = ..., content: _Optional[str] = ..., embedding: _Optional[bytes] = ..., confidence: _Optional[float] = ..., tags_json: _Optional[str] = ..., metadata_json: _Optional[str] = ..., memory_type: _Optional[int] = ..., created_at: _Optional[float] = ..., decay_rate: _Optional[float] = ..., state: _Optional[int] = ..., associations: _Optional[_Iterable[_Union[ExportedAssociation, _Mapping]]] = ...) -> None: ...
+
+class ExportPage(_message.Message):
+    __slots__ = ("memories", "total")
+    MEMORIES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    memories: _containers.RepeatedCompositeFieldContainer[ExportedMemory]
+    total: int
+    def __init__(self, memories: _Optional[_Iterable[_Union[ExportedMemory, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
+
+class Association(_message.Message):
+    __slots__ = ("source", "target", "strength", "type", "reason")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    STRENGTH_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    target: str
+    strength: float
+    type: int
+    reason: str
+    def __init__(self, source: _Optional[str] = ..., target: _Optional[str] = ..., strength: _Optional[float] = ..., type: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PutAssociationsRequest(_message.Message):
+    __slots__ = ("memory_space_id", "associations")
+    MEMORY_SPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    ASSOCIATIONS_FIELD_NUMBER: _ClassVar[int]
+    memory_space_id: str
+    associations: _containers.RepeatedCompositeFieldContainer[Association]
+    def __init__(self, memory_space_id: _Optional[str] = ..., associations: _Optional[_Iterable[_Union[Association, _Mapping]]] = ...) -> None: ...
+
+class PutAssociationsResponse(_message.Message):
+    __slots__ = ("written",)
+    WRITTEN_FIELD_NUMBER: _ClassVar[int]
+    written: int
+    def __init__(self, written: _Optional[int] = ...) -> None: ...
+
+class ListSpacesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class SpaceInfo(_message.Message):
+    __slots__ = ("name", "memories", "suppressed", "associations", "created_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MEMORIES_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSED_FIELD_NUMBER: _ClassVar[int]
+    ASSOCIATIONS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    memories: int
+    suppressed: int
+    associations: int
+    created_at: float
+    def __init__(self, name: _Optional[str] = ..., memories: _Optional[int] = ..., suppressed: _Optional[int] = ..., associations: _Optional[int] = ..., created_at: _Optional[float] = ...) -> None: ...
+
+class ListSpacesResponse(_message.Message):
+    __slots__ = ("spaces",)
+    SPACES_FIELD_NUMBER: _ClassVar[int]
+    spaces: _containers.RepeatedCompositeFieldContainer[SpaceInfo]
+    def __init__(self, spaces: _Optional[_Iterable[_Union[SpaceInfo, _Mapping]]] = ...) -> None: ...
+
+class BackupRequest(_message.Message):
+    __slots__ = ("destination",)
+    DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    destination: str
+    def __init__(self, destination: _Optional[str] = ...) -> None: ...
+
+class BackupResponse(_message.Message):
+    __slots__ = ("path", "memories", "associations", "bytes", "seconds")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    MEMORIES_FIELD_NUMBER: _ClassVar[int]
+    ASSOCIATIONS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    memories: int
+    associations: int
+    bytes: int
+    seconds: float
+    def __init__(self, path: _Optional[str] = ..., memories: _Optional[int] = ..., associations: _Optional[int] = ..., bytes: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...

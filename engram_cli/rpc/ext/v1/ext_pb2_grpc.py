@@ -59,6 +59,26 @@ class ExtensionServiceStub:
                 request_serializer=engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.DropSpaceRequest.SerializeToString,
                 response_deserializer=engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.DropSpaceResponse.FromString,
                 _registered_method=True)
+        self.Export = channel.unary_stream(
+                '/engram_cli.ext.v1.ExtensionService/Export',
+                request_serializer=engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.ExportRequest.SerializeToString,
+                response_deserializer=engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.ExportPage.FromString,
+                _registered_method=True)
+        self.PutAssociations = channel.unary_unary(
+                '/engram_cli.ext.v1.ExtensionService/PutAssociations',
+                request_serializer=engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.PutAssociationsRequest.SerializeToString,
+                response_deserializer=engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.PutAssociationsResponse.FromString,
+                _registered_method=True)
+        self.ListSpaces = channel.unary_unary(
+                '/engram_cli.ext.v1.ExtensionService/ListSpaces',
+                request_serializer=engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.ListSpacesRequest.SerializeToString,
+                response_deserializer=engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.ListSpacesResponse.FromString,
+                _registered_method=True)
+        self.Backup = channel.unary_unary(
+                '/engram_cli.ext.v1.ExtensionService/Backup',
+                request_serializer=engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.BackupRequest.SerializeToString,
+                response_deserializer=engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.BackupResponse.FromString,
+                _registered_method=True)
 
 
 class ExtensionServiceServicer:
@@ -94,6 +114,30 @@ class ExtensionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Export(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutAssociations(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSpaces(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Backup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ExtensionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -121,6 +165,26 @@ def add_ExtensionServiceServicer_to_server(servicer, server):
                     servicer.DropSpace,
                     request_deserializer=engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.DropSpaceRequest.FromString,
                     response_serializer=engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.DropSpaceResponse.SerializeToString,
+            ),
+            'Export': grpc.unary_stream_rpc_method_handler(
+                    servicer.Export,
+                    request_deserializer=engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.ExportRequest.FromString,
+                    response_serializer=engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.ExportPage.SerializeToString,
+            ),
+            'PutAssociations': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutAssociations,
+                    request_deserializer=engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.PutAssociationsRequest.FromString,
+                    response_serializer=engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.PutAssociationsResponse.SerializeToString,
+            ),
+            'ListSpaces': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSpaces,
+                    request_deserializer=engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.ListSpacesRequest.FromString,
+                    response_serializer=engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.ListSpacesResponse.SerializeToString,
+            ),
+            'Backup': grpc.unary_unary_rpc_method_handler(
+                    servicer.Backup,
+                    request_deserializer=engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.BackupRequest.FromString,
+                    response_serializer=engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.BackupResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -258,6 +322,114 @@ class ExtensionService:
             '/engram_cli.ext.v1.ExtensionService/DropSpace',
             engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.DropSpaceRequest.SerializeToString,
             engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.DropSpaceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Export(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/engram_cli.ext.v1.ExtensionService/Export',
+            engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.ExportRequest.SerializeToString,
+            engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.ExportPage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutAssociations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engram_cli.ext.v1.ExtensionService/PutAssociations',
+            engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.PutAssociationsRequest.SerializeToString,
+            engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.PutAssociationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSpaces(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engram_cli.ext.v1.ExtensionService/ListSpaces',
+            engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.ListSpacesRequest.SerializeToString,
+            engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.ListSpacesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Backup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/engram_cli.ext.v1.ExtensionService/Backup',
+            engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.BackupRequest.SerializeToString,
+            engram__cli_dot_rpc_dot_ext_dot_v1_dot_ext__pb2.BackupResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,210 @@
+"""`engram export` end to end against real servers: the record format, the round trip
+through a second server (byte for byte), formats and options, and a server without the
+Export RPC."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from engram_cli.cli.main import app
+from engram_cli.server.app import EngramServer, ServeOptions
+from tests.conftest import UpstreamServer
+
+SPACE = "roundtrip"
+
+
+def every_field_kind() -> list[dict]:
+    """Records with every kind of value import reads, and what export adds."""
+    return [
+        {"id": "emb-1", "content": "coffee at the corner café ☕", "embedding":
+         [0.1, -0.25, 1e-8, 3.5], "confidence": 0.8, "tags": ["coffee", "morning"],
+         "metadata": {"place": "Zürich", "n": 3, "ok": True, "nested": {"a": [1, 2]},
+          "none": None}, "memory_type": "episodic", "created_at": "2024-05-01T08:30:00.123456Z",
+         "decay_rate": 0.05, "state": "consolidated",
+         "associations": [{"target": "plain-2", "strength": 0.75, "type": 1,
+                           "reason": "same morning"},
+                          {"target": "later-9", "strength": 0.2}]},
+        {"id": "plain-2", "content": "日本語のメモ\nwith a newline, \"quotes\" and, commas",
+         "tags": [], "metadata": {}},
+        {"id": "only-emb", "content": "", "embedding": [1.0, 0.0, 0.0, 0.0],
+         "memory_type": "semantic", "created_at": 1714552200.5},
+        {"content": "no id: the content id is used", "confidence": 1, "decay_rate": 0,
+         "memory_type": "procedural", "state": "reconsolidating"},
+        {"id": "later-9", "content": "points back", "created_at": 1714552200,
+         "associations": [{"target": "emb-1", "strength": 1.0}]},
+    ]
+
+
+def run(address: str, *args: str, input: str | None = None):
+    return CliRunner().invoke(app, ["--server", address, *args], input=input)
+
+
+@pytest.fixture
+def second_server(tmp_path: Path) -> Iterator[EngramServer]:
+    srv = EngramServer(ServeOptions(data_dir=tmp_path / "second-data", port=0))
+    try:
+        srv.start()
+        yield srv
+    finally:
+        srv.stop(grace=1.0)
+
+
+def write_jsonl(path: Path, recs: list[dict]) -> Path:
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in recs))
+    return path
+
+
+@pytest.mark.parametrize("ext", ["jsonl", "csv", "jsonl.gz"])
+def test_export_import_export_is_byte_identical(server, second_server, tmp_path, ext):
+    src = write_jsonl(tmp_path / "in.jsonl", every_field_kind())
+    r = run(server.address, "import", str(src), "--space", SPACE)
+    assert r.exit_code == 0, r.output
+    first = tmp_path / f"first.{ext}"
+    r = run(server.address, "export", "--space", SPACE, "-o", str(first))
+    assert r.exit_code == 0, r.output
+    assert "exported 5 memories (3 associations)" in r.output
+    r = run(second_server.address, "import", str(first), "--space", SPACE)
+    assert r.exit_code == 0, r.output
+    assert "associations 3" in r.output
+    second = tmp_path / f"second.{ext}"
+    r = run(second_server.address, "export", "--space", SPACE, "-o", str(second))
+    assert r.exit_code == 0, r.output
+    assert first.read_bytes() == second.read_bytes()
+    assert stat.S_IMODE(first.stat().st_mode) == 0o600
+    # The second store holds the same associations, usable by spreading.
+    assert second_server.store.stats(SPACE)["total_associations"] == 3
+    # ... and spreading's index of them: each pair of memories both ways, although the
+    # first record points at a memory further on in the file.
+    edges = second_server.store._reader().execute("SELECT count(*) FROM edges").fetchone()[0]
+    assert edges == 4
+
+
+def test_exported_records_carry_every_field(server, tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", every_field_kind())
+    assert run(server.address, "import", str(src), "--space", SPACE).exit_code == 0
+    r = run(server.address, "export", "--space", SPACE)
+    assert r.exit_code == 0, r.output
+    recs = {x["id"]: x for x in map(orjson.loads, r.stdout_bytes.splitlines())}
+    first = recs["emb-1"]
+    assert first["embedding"] == [0.1, -0.25, 1e-8, 3.5]  # shortest float32 forms
+    assert first["confidence"] == 0.8
+    assert first["metadata"] == {"n": "3", "nested": '{"a":[1,2]}', "none": "null",
+                                 "ok": "true", "place": "Zürich"}
+    assert first["memory_type"] == "episodic" and first["state"] == "consolidated"
+    assert first["created_at"] == pytest.approx(1714552200.123456)
+    assert first["associations"] == [
+        {"target": "later-9", "strength": 0.2},
+        {"target": "plain-2", "strength": 0.75, "type": 1, "reason": "same morning"}]
+    assert recs["plain-2"]["tags"] == [] and "embedding" not in recs["plain-2"]
+    assert recs["plain-2"]["state"] == "recent"
+    assert "memory_type" not in recs["plain-2"]
+    assert recs["only-emb"]["content"] == ""
+    # The summary went to stderr: stdout holds nothing but records.
+    assert len(recs) == 5
+
+
+def test_no_embeddings_since_and_gzip(server, tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", every_field_kind())
+    assert run(server.address, "import", str(src), "--space", SPACE).exit_code == 0
+    out = tmp_path / "x.jsonl.gz"
+    r = run(server.address, "export", "--space", SPACE, "--no-embeddings",
+            "--since", "2024-05-01T08:30:00.2Z", "-o", str(out), "--json")
+    assert r.exit_code == 0, r.output
+    # emb-1 (08:30:00.123) and later-9 (08:30:00) are older
+    assert orjson.loads(r.stdout)["exported"] == 3
+    recs = [orjson.loads(x) for x in gzip.decompress(out.read_bytes()).splitlines()]
+    assert {x["id"] for x in recs} >= {"only-emb", "plain-2"} and len(recs) == 3
+    assert all("embedding" not in x for x in recs)
+
+
+def test_export_of_an_empty_space_writes_an_empty_file(server, tmp_path):
+    out = tmp_path / "empty.jsonl"
+    r = run(server.address, "export", "--space", "nothing-here", "-o", str(out))
+    assert r.exit_code == 0, r.output
+    assert out.read_bytes() == b""
+
+
+def test_export_pages_come_from_one_snapshot(server):
+    """Memories written while an export is half read are not in it."""
+    from engram_cli.engine.model import MemoryRecord
+
+    store = server.store
+    store.remember_many(SPACE, [MemoryRecord(id=f"m{i}", content=f"memory {i}")
+                                for i in range(25)])
+    pages = store.export(SPACE, page_size=10)
+    total, first, _ = next(pages)
+    assert total == 25 and len(first) == 10
+    store.remember_many(SPACE, [MemoryRecord(id=f"late{i}", content=f"late {i}")
+                                for i in range(5)])
+    store.forget(SPACE, ["m20"], "delete")
+    rest = [r[0] for _, page, _ in pages for r in page]
+    assert rest == [f"m{i}" for i in range(10, 25)]
+
+
+def test_bad_flags_are_usage_errors(server, tmp_path):
+    r = run(server.address, "export", "--since", "last tuesday")
+    assert r.exit_code == 2, r.output
+    assert "Error: --since 'last tuesday' is not a time" in r.output
+    r = run(server.address, "export", "--format", "xml")
+    assert r.exit_code == 2, r.output
+    r = run(server.address, "export", "-o", str(tmp_path))
+    assert r.exit_code == 2 and "is a directory" in r.output
+
+
+def test_a_server_without_export_is_refused_and_nothing_is_written(tmp_path):
+    upstream = UpstreamServer(tmp_path / "up")
+    try:
+        out = tmp_path / "out.jsonl"
+        r = run(upstream.address, "export", "-o", str(out))
+    finally:
+        upstream.close()
+    assert r.exit_code == 1, r.output
+    assert "has no Export RPC" in r.output and "no lossless way" in r.output
+    assert "Traceback" not in r.output
+    assert not out.exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".out.jsonl")]
+
+
+def test_import_rejects_bad_state_and_associations(server, tmp_path):
+    src = write_jsonl(tmp_path / "bad.jsonl", [
+        {"id": "a", "content": "x", "state": "asleep"},
+        {"id": "b", "content": "y", "associations": [{"strength": 0.5}]},
+        {"id": "c", "content": "z", "associations": [{"target": "a", "strength": 7}]},
+        {"id": "d", "content": "fine", "associations": [{"target": "d2"}]},
+    ])
+    r = run(server.address, "import", str(src), "--space", SPACE)
+    assert r.exit_code == 3, r.output
+    assert "state 'asleep' is not one of" in r.output
+    assert "each must be an object with a target id" in r.output
+    assert "strength 7 is not a number in 0..1" in r.output
+
+
+def test_remember_and_batch_remember_keep_the_reserved_state(server):
+    import grpc
+
+    from engram_cli.engine.model import State
+    from engram_cli.rpc import ext, pb
+    from tests.rpc_helpers import remember, stubs
+
+    with stubs(server.address) as (stub, ext_stub):
+        remember(stub, "settled", space=SPACE, id="s1",
+                 metadata={"engram.state": "consolidated", "kept": "yes"})
+        with pytest.raises(grpc.RpcError) as err:
+            remember(stub, "bad", space=SPACE, id="s2", metadata={"engram.state": "asleep"})
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        resp = ext_stub.BatchRemember(ext.BatchRememberRequest(memory_space_id=SPACE, memories=[
+            pb.Memory(id="b1", content="one", metadata={"engram.state": "reconsolidating"}),
+            pb.Memory(id="b2", content="two", metadata={"engram.state": "nope"})]))
+    assert (resp.stored, resp.rejected) == (1, 1)
+    assert "consolidation state" in resp.results[-1].error
+    got = {r.id: r for r in server.store.get(SPACE, ["s1", "b1"])}
+    assert got["s1"].state == State.CONSOLIDATED and got["s1"].metadata == {"kept": "yes"}
+    assert got["b1"].state == State.RECONSOLIDATING
