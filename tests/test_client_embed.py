@@ -83,7 +83,7 @@ def test_a_stream_cut_by_one_bad_item_stores_every_other_record_once(
     assert fake.remembered == 118 == count_on(upstream_server.address)  # none twice
     rejects = [orjson.loads(line)["_reject"] for line in
                (tmp_path / "t.jsonl.rejects.jsonl").read_bytes().splitlines()]
-    assert [r["line"] for r in rejects] == [41, 91]
+    assert sorted(r["line"] for r in rejects) == [41, 91]  # in the order refused
     assert all("Embedding must be exactly 768 dimensions" in r["reason"] for r in rejects)
     assert fake.streams >= 4  # each refusal ended a stream; the rest went on new ones
 
