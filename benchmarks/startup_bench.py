@@ -97,7 +97,7 @@ def warm_cache(engram: str, work: Path, env: dict[str, str]) -> list[str]:
         records.write_bytes(b"".join(orjson.dumps({"content": text, "confidence": 0.97})
                                      + b"\n" for text in MEMORIES))
         engram_json(engram, ["--server", address, "import", str(records), "--json",
-                             "--quiet"], env)
+                             "--quiet", "--wait-indexed", "60"], env)
         with grpc.insecure_channel(address) as channel:
             svc.EngramServiceStub(channel).Consolidate(pb.ConsolidateRequest(all=Empty()),
                                                       timeout=60)
