@@ -214,7 +214,7 @@ def table_printer() -> Any:
         if not answer.results:
             table.caption = "no memories match"
         if answer.partial:
-            table.caption = f"{table.caption or ''} (may be incomplete: {answer.partial})"
+            table.caption = f"{table.caption or ''} (may be incomplete: {answer.partial_words})"
         console.print(table)
         if answer.trace:
             console.print("activation paths (memory: path from a direct match, activation):")

@@ -72,7 +72,7 @@ def recall(
     """
     from engram_cli.client.cache import CachePolicy, RecallCache
     from engram_cli.client.recall import Recaller, RecallOptions
-    from engram_cli.contract import RECALL_MODES
+    from engram_cli.contract import PARTIAL_BUDGET, RECALL_MODES
     from engram_cli.errors import UsageError
 
     if mode is not None and mode not in RECALL_MODES:
@@ -113,9 +113,11 @@ def recall(
             answer = recaller.recall(cue)
             emit(answer)
             _warn_cache(cache)
-            if PARTIAL_BUDGET_WORDS in answer.partial:
-                typer.echo(f"engram: warning: the answer may be incomplete: {answer.partial}",
-                           err=True)
+            if PARTIAL_BUDGET in answer.partial.split(","):
+                # A user who trusts a cut answer may miss a memory: say so where they
+                # look. (A lagging index only says so in the answer.)
+                typer.echo("engram: warning: the answer may be incomplete: "
+                           f"{answer.partial_words}", err=True)
             return
         failed = 0
         fatal = None
@@ -133,11 +135,6 @@ def recall(
 
         typer.echo(f"engram: {failed} cue(s) failed; see their error lines", err=True)
         raise typer.Exit(EXIT_PARTIAL)
-
-
-# partial_text's words for a budget cut; such an answer gets a warning on stderr, since a
-# user who trusts it may miss a memory (a lagging index only says so in the answer).
-PARTIAL_BUDGET_WORDS = "recall time budget ran out"
 
 
 def _is_fatal(err: Exception) -> bool:

@@ -93,8 +93,13 @@ class Answer:
     error: EngramError | None = None
     # A fetched answer: {"stored": bool, "reason": why not} for the recall cache.
     cache: dict[str, Any] | None = None
-    # Why the server says this answer may be incomplete, in words ("" when it is not).
+    # Why the server says this answer may be incomplete: its RECALL_PARTIAL_KEY trailer
+    # as sent ("budget,index-behind=4"; "" when complete). `partial_words` says it.
     partial: str = ""
+
+    @property
+    def partial_words(self) -> str:
+        return partial_text(self.partial)
 
     def to_json(self) -> dict[str, Any]:
         if self.error is not None:
@@ -112,7 +117,7 @@ class Answer:
                               if t is not None else None)
         out = {"cue": self.cue, "cached": self.cached, "results": results}
         if self.partial:
-            out["partial"] = self.partial
+            out["partial"] = self.partial_words
         if self.cache is not None:
             out["cache"] = self.cache
         return out
@@ -458,14 +463,13 @@ class Recaller:
         resp, partial = called
         results = [result_of(m) for m in resp.memories]
         trace = trace_of(resp) if self.options.trace else None
-        partial = partial_text(partial)
         note: dict[str, Any] = {"stored": False, "reason": "--no-cache"}
         if self.cache is not None:
             from engram_cli.client.cache import not_cached_because
 
             why = not_cached_because(results, self.cache.policy)
             if why is None and partial:
-                why = f"the answer may be incomplete: {partial}"
+                why = f"the answer may be incomplete: {partial_text(partial)}"
             if why is None:
                 stored = self.cache.put(self._key(cue), self.conn.server, self.conn.space,
                                         cue, results, self.forgetting(), trace)
