@@ -83,15 +83,11 @@ class Target:
     def wait_indexed(self, timeout_s: float = 120.0) -> None:
         """Wait until our server's vector index holds what was written (its answers are
         partial, and never cached, until then); at once for other servers."""
-        import time
+        from engram_cli.client.api import wait_indexed
 
-        deadline = time.monotonic() + timeout_s
-        while self.extensions and time.monotonic() < deadline:
-            resp = self.call(self.stub.Introspect, pb.IntrospectRequest(
-                memory_space_id=self.space), "Introspect")
-            if not resp.metrics.get("vector_index.pending", 0):
-                return
-            time.sleep(0.25)
+        if self.extensions:
+            wait_indexed(lambda: self.call(self.stub.Introspect, pb.IntrospectRequest(
+                memory_space_id=self.space), "Introspect"), timeout_s)
 
     # -- the operations the rows time --------------------------------------------------
 

@@ -48,26 +48,9 @@ class EngramClient:
             memory_space_id=space or "", include_health=True, include_statistics=True),
             "Introspect")
 
-    def index_pending(self, space: str | None = None) -> int | None:
-        """Changes our server's vector index has still to take in (embedding included);
-        None from a server that does not say (upstream Engram indexes as it writes)."""
-        metrics = self.introspect(space).metrics
-        value = metrics.get("vector_index.pending")
-        return None if value is None else int(value)
-
-    def wait_indexed(self, space: str | None, timeout_s: float,
-                     poll_s: float = 0.25) -> int:
-        """Wait until the vector index has taken in every change, as Elasticsearch's
-        `refresh=wait_for` waits for a write to be searchable: the changes still pending
-        when `timeout_s` ran out (0: all in)."""
-        import time
-
-        deadline = time.monotonic() + timeout_s
-        while True:
-            pending = self.index_pending(space) or 0
-            if pending == 0 or time.monotonic() >= deadline:
-                return pending
-            time.sleep(poll_s)
+    def wait_indexed(self, space: str | None, timeout_s: float) -> int:
+        """See `wait_indexed` below, over this client's channel."""
+        return wait_indexed(lambda: self.introspect(space), timeout_s)
 
     def server_info(self) -> Any:
         return self.call(self.ext.ServerInfo, ext.ServerInfoRequest(), "ServerInfo")
@@ -78,3 +61,23 @@ class EngramClient:
             cue=pb.Cue(semantic=pb.SemanticCue(query=cue), **cue_fields),
             max_results=limit, include_metadata=True)
         return self.call(self.stub.Recall, request, "Recall")
+
+
+INDEX_PENDING_METRIC = "vector_index.pending"
+
+
+def wait_indexed(introspect: Callable[[], Any], timeout_s: float,
+                 poll_s: float = 0.25) -> int:
+    """Wait until our server's vector index has taken in every change (embedding
+    included), as Elasticsearch's `refresh=wait_for` waits for a write to be searchable:
+    the changes still pending when `timeout_s` ran out (0: all in). `introspect` makes an
+    Introspect call; a server whose answer has no such metric (upstream Engram indexes as
+    it writes) has nothing to wait for."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pending = int(introspect().metrics.get(INDEX_PENDING_METRIC, 0))
+        if pending == 0 or time.monotonic() >= deadline:
+            return pending
+        time.sleep(poll_s)
