@@ -19,6 +19,7 @@ never return one that was deleted, suppressed or changed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
@@ -93,8 +94,18 @@ class Indexer(threading.Thread):
         model = self.model
         if model is None or not text.strip():
             return None
-        vec = model.embed([text])[0]
-        return vec if float((vec * vec).sum()) > 0 else None
+        return self._cue_vector(text)
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 (one Indexer per store, for its life)
+    def _cue_vector(self, text: str) -> Any:
+        # A hybrid recall asks twice (the vector seeds, then the full-text seeds' own
+        # similarities), and a stream of cues often repeats one: embed each once. The
+        # model is fixed for the indexer's life (embedding_model needs a restart).
+        vec = self.model.embed([text])[0]
+        if float((vec * vec).sum()) <= 0:
+            return None
+        vec.flags.writeable = False  # shared by every caller
+        return vec
 
     def set_ef(self, ef: int) -> None:
         self._ef = ef
