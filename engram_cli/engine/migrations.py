@@ -418,6 +418,37 @@ def _m006_vector_log(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m007_space_dims(conn: sqlite3.Connection) -> None:
+    """A space holds one dimension: `space_dims` records it, decided by the first vector
+    committed to the space, in the writing transaction (so it survives kill -9 and two
+    first writers cannot both win). A memory's own embedding sets it in op_remember
+    (engine/writes.py), which refuses a vector of another dimension; a vector the server
+    computed sets it by the trigger below (`vectors` holds float16, two bytes a value).
+    An older store gets the dimension of each space's oldest vector, as its index did:
+    the indexer took vectors in rowid order and skipped those of another dimension."""
+    _run_script(
+        conn,
+        """
+        CREATE TABLE space_dims (
+            space TEXT PRIMARY KEY,
+            dim INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE TRIGGER vectors_dim_ai AFTER INSERT ON vectors BEGIN
+            INSERT OR IGNORE INTO space_dims (space, dim)
+                SELECT space, length(NEW.vec) / 2 FROM memories WHERE rowid = NEW.rid;
+        END;
+        INSERT INTO space_dims (space, dim)
+            SELECT space, dim FROM (
+                SELECT m.space AS space, min(m.rowid),
+                       CASE WHEN m.embedding IS NOT NULL THEN length(m.embedding) / 4
+                            ELSE length(v.vec) / 2 END AS dim
+                FROM memories m LEFT JOIN vectors v ON v.rid = m.rowid
+                WHERE m.embedding IS NOT NULL OR v.vec IS NOT NULL
+                GROUP BY m.space);
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _m001_initial),
     ("002_edges", _m002_edges),
@@ -425,6 +456,7 @@ MIGRATIONS: list[Migration] = [
     ("004_memory_keys", _m004_memory_keys),
     ("005_stat_counters", _m005_stat_counters),
     ("006_vector_log", _m006_vector_log),
+    ("007_space_dims", _m007_space_dims),
 ]
 
 

@@ -223,25 +223,27 @@ def index_source(indexer: Callable[[], Any]) -> SeedSource:
     def seeds(conn: sqlite3.Connection, space: str, q: RecallQuery, want: int, limit: int,
               deadline: float) -> Seeds:
         ix = indexer()
+        held = rows.space_dimension(conn, space)
         if q.text is not None:
             if ix is None or not ix.ready.is_set():
                 return {}, False
             cue = ix.embed_cue(q.text)
-            if cue is None:
+            if cue is None or (held is not None and len(cue) != held):
+                # A space of the client's own vectors of another size: the server's model
+                # cannot compare with them, so its text cues seed by words alone.
                 return {}, False
             floor = HYBRID_MIN_SIMILARITY if q.mode == "hybrid" else 0.0
             return vector_seeds(ix.index, conn, space, cue, want, floor), False
-        if ix is None or not ix.ready.is_set() or ix.index.dim(space) is None:
-            return embedding_scan(conn, space, q, want, limit, deadline)
         cue = np.frombuffer(q.embedding or b"", dtype=np.float32)
-        norm = float(np.linalg.norm(cue))
-        if norm == 0:
-            raise InvalidArgument("embedding cue is all zeros")
-        held = ix.index.dim(space)
-        if len(cue) != held:
+        if held is not None and len(cue) != held:
             raise InvalidArgument(
                 f"embedding cue has {len(cue)} dimensions; space {space!r} holds {held}",
                 f"send a {held}-dimensional vector")
+        if ix is None or not ix.ready.is_set() or ix.index.dim(space) is None:
+            return embedding_scan(conn, space, q, want, limit, deadline)
+        norm = float(np.linalg.norm(cue))
+        if norm == 0:
+            raise InvalidArgument("embedding cue is all zeros")
         return vector_seeds(ix.index, conn, space, cue / norm, want,
                             q.similarity_threshold), False
     return seeds

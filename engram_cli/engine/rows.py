@@ -165,3 +165,9 @@ def counts(conn: sqlite3.Connection, space: str | None) -> dict[str, Any]:
         "total_associations": int(assoc),
         "suppressed": suppressed,
     }
+
+
+def space_dimension(conn: sqlite3.Connection, space: str) -> int | None:
+    """The dimension a space holds (migration 007); None before its first vector."""
+    row = conn.execute("SELECT dim FROM space_dims WHERE space = ?", (space,)).fetchone()
+    return int(row[0]) if row else None

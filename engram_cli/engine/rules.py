@@ -81,3 +81,8 @@ def _embedding_error(embedding: bytes | Sequence[float]) -> str:
         finite = (sum(map(abs, embedding)) <= FLOAT32_MAX
                   or all(-FLOAT32_MAX <= x <= FLOAT32_MAX for x in embedding))
     return "" if finite else "contains NaN, infinity or a value out of float32 range"
+
+
+def dimension_error(dim: int, space: str, held: int) -> str:
+    """Why a vector cannot join a space: a space holds the dimension of its first vector."""
+    return f"embedding has {dim} dimensions; space {space!r} holds {held}"

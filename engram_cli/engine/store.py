@@ -39,6 +39,8 @@ from engram_cli.engine.model import (
     resolve_space,
 )
 from engram_cli.engine.recall import Recaller, RecallQuery, RecallResult
+from engram_cli.engine.rows import space_dimension
+from engram_cli.engine.rules import dimension_error
 from engram_cli.engine.settings import DEFAULT_SETTINGS, Settings
 from engram_cli.engine.text import TextSeeder
 from engram_cli.engine.writer import (
@@ -79,6 +81,9 @@ WAL_CHECKPOINT_BYTES = 128 * 1024 * 1024
 # max_workers + max_streams such threads (48 by default), so this bounds them at about
 # 200 MiB together; pages past it come from the OS file cache, a pread away.
 READER_CACHE_MIB = 4
+
+_DIMENSION_HINT = ("a space holds the dimension of its first vector: send vectors of that "
+                   "size, or use another space")
 
 
 class DataDirLocked(EngramError):
@@ -259,13 +264,9 @@ class Store:
         if not batch.rows:
             return []
         codes: list[int] = self.write(op_remember, batch.space, batch.rows, batch.values(),
-                                      batch.created_given, batch.now)
+                                      batch.created_given, batch.now, batch.dims)
         if REFUSED in codes:
-            batch.rejected.extend(
-                (i, row[1], f"id {row[1]!r} has the same 64-bit key as another memory of "
-                            "this space: store it under another id")
-                for i, row, code in zip(batch.positions, batch.rows, codes, strict=True)
-                if code == REFUSED)
+            batch.rejected.extend(self._refusals(batch, codes))
         created = codes.count(CREATED)
         self.rows_written += created
         if created < len(codes):  # a new memory cannot be in the hot tier: skip those
@@ -275,10 +276,30 @@ class Store:
                 self.hot.invalidate(batch.space, changed)
         return codes
 
+    def _refusals(self, batch: WriteBatch, codes: list[int]) -> list[tuple[int, str, str]]:
+        """(position, id, why) of each row the writer refused: an embedding of another
+        dimension than the space's (decided once, so reading it after the commit is
+        reading what the writer compared with), or an id whose key another id holds."""
+        held = space_dimension(self._reader(), batch.space) if batch.dims else None
+        out = []
+        for j, (i, row, code) in enumerate(zip(batch.positions, batch.rows, codes,
+                                               strict=True)):
+            if code != REFUSED:
+                continue
+            dim = batch.dims[j] if batch.dims else 0
+            if dim and held is not None and dim != held:
+                why = dimension_error(dim, batch.space, held)
+            else:
+                why = (f"id {row[1]!r} has the same 64-bit key as another memory of this "
+                       "space: store it under another id")
+            out.append((i, row[1], why))
+        return out
+
     def remember(self, space_id: str, record: MemoryRecord) -> WriteOutcome:
         outcome = self.remember_many(space_id, [record])[0]
         if outcome.outcome == "rejected":
-            raise InvalidArgument(outcome.error)
+            raise InvalidArgument(outcome.error, _DIMENSION_HINT
+                                  if outcome.error.startswith("embedding has ") else "")
         return outcome
 
     def forget(self, space_id: str, ids: Sequence[str], mode: str) -> int:
@@ -347,6 +368,9 @@ class Store:
         space = resolve_space(space_id)
         n = int(self.write(op_drop_space, space))
         self.hot.clear()
+        # The space may come back holding another dimension: its index goes with it.
+        if self.indexer.index is not None:
+            self.indexer.index.drop_space(space)
         return n
 
     def touch(self, space: str, ids: Sequence[str]) -> None:

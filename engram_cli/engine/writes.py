@@ -57,7 +57,7 @@ class WriteBatch:
     reason for each one refused. Built by the caller's thread, so the writer thread - the
     store's bottleneck under bulk load - does little more than run SQL."""
 
-    __slots__ = ("created_given", "now", "positions", "rejected", "rows", "space")
+    __slots__ = ("created_given", "dims", "now", "positions", "rejected", "rows", "space")
 
     def __init__(self, space: str, now: float) -> None:
         self.space = space
@@ -66,6 +66,8 @@ class WriteBatch:
         self.positions: list[int] = []  # each row's position in the request
         self.created_given: list[bool] = []  # False: created_at is `now` (or kept, on update)
         self.rejected: list[tuple[int, str, str]] = []  # (position, id, why)
+        # Each row's embedding dimension (0: none); None while no row has an embedding.
+        self.dims: list[int] | None = None
 
     def add(self, position: int, mid: str, content: str, embedding: bytes, confidence: float,
             decay_rate: float, memory_type: int, created_at: float | None, tags: list[str],
@@ -91,6 +93,10 @@ class WriteBatch:
         ))
         self.positions.append(position)
         self.created_given.append(bool(created_at))
+        if embedding or self.dims is not None:
+            if self.dims is None:
+                self.dims = [0] * (len(self.rows) - 1)
+            self.dims.append(len(embedding) // 4)
 
     def add_record(self, position: int, rec: MemoryRecord) -> None:
         self.add(position, rec.id, rec.content, rec.embedding, rec.confidence, rec.decay_rate,
@@ -103,14 +109,31 @@ class WriteBatch:
 
 
 def op_remember(conn: sqlite3.Connection, space: str, rows: list[tuple[Any, ...]],
-                values: list[Any], created_given: list[bool], now: float) -> list[int]:
-    """Insert-first: every row goes in with ON CONFLICT DO NOTHING; when that inserted
+                values: list[Any], created_given: list[bool], now: float,
+                dims: list[int] | None = None) -> list[int]:
+    """Rows with an embedding (`dims`: each row's dimension, 0 for none) first meet the
+    space's dimension (space_dims, migration 007): the first vector committed to a space
+    decides it, here in the writer's transaction, and a row of another dimension is
+    REFUSED (Store.write_batch says why); the others are stored.
+
+    Insert-first: every row goes in with ON CONFLICT DO NOTHING; when that inserted
     them all (a bulk load of new memories), that is the whole write, with no look-up.
     Otherwise the batch's keys are read back: those with rowids above the largest before
     the insert were created by it; the rest (ids already stored, or repeated in the
     batch) are compared and updated, and a row whose key another (space, id) holds is
     refused. Answers an outcome code (CREATED, UPDATED, UNCHANGED, REFUSED) per row."""
     conn.execute("INSERT OR IGNORE INTO spaces (name, created_at) VALUES (?, ?)", (space, now))
+    if dims is not None:
+        wrong = _wrong_dimension(conn, space, dims)
+        if wrong:
+            keep = [j for j in range(len(rows)) if j not in wrong]
+            codes = [REFUSED] * len(rows)
+            kept = [rows[j] for j in keep]
+            for j, code in zip(keep, op_remember(
+                    conn, space, kept, list(itertools.chain.from_iterable(kept)),
+                    [created_given[j] for j in keep], now), strict=True):
+                codes[j] = code
+            return codes
     before = conn.execute("SELECT max(rowid) FROM memories").fetchone()[0] or 0
     inserted = _insert_rows(conn, _INSERT_NEW_HEAD, _INSERT_NEW_TAIL, values)
     codes = [CREATED] * len(rows)
@@ -165,6 +188,18 @@ def op_remember(conn: sqlite3.Connection, space: str, rows: list[tuple[Any, ...]
         _insert_rows(conn, _UPSERT_HEAD, _UPSERT_TAIL,
                      list(itertools.chain.from_iterable(updates)))
     return codes
+
+
+def _wrong_dimension(conn: sqlite3.Connection, space: str, dims: list[int]) -> set[int]:
+    """The rows whose embedding has another dimension than the space holds; a space without
+    one yet takes its first row's."""
+    row = conn.execute("SELECT dim FROM space_dims WHERE space = ?", (space,)).fetchone()
+    if row is None:
+        held = next(d for d in dims if d)
+        conn.execute("INSERT INTO space_dims (space, dim) VALUES (?, ?)", (space, held))
+    else:
+        held = row[0]
+    return {j for j, d in enumerate(dims) if d and d != held}
 
 
 # Many rows per statement: fewer statements for SQLite to prepare and step. (It was worth
@@ -352,6 +387,7 @@ def op_drop_space(conn: sqlite3.Connection, space: str) -> int:
     n = conn.execute("DELETE FROM memories WHERE space = ?", (space,)).rowcount
     conn.execute("DELETE FROM associations WHERE space = ?", (space,))
     conn.execute("DELETE FROM spaces WHERE name = ?", (space,))
+    conn.execute("DELETE FROM space_dims WHERE space = ?", (space,))
     return int(n)
 
 
