@@ -75,6 +75,11 @@ STORE_FULL_DETAIL = "the store is full"
 # metadata key as the lower-case state name (upstream servers leave it out).
 STATE_KEY = "engram.state"
 STATE_CONSOLIDATED = "consolidated"
+# On a Recall with trace_activation, which index made each returned memory a seed, in
+# this reserved metadata key (engram.v1's ActivationTrace has no field for it): lexical
+# (the full-text index), vector (the vector index), both, context (a context cue), or
+# spread (not a seed: reached along associations). Other servers leave it out.
+SEED_KEY = "engram.seed"
 
 
 def method_path(service: str, method: str) -> str:

@@ -7,7 +7,8 @@ wire notes, "How upstream Engram nodes behave"), over our real Store:
   before it are answered, the ones after it are never processed;
 - an absent confidence is 0.7; unary Remember drops tags and metadata;
 - a space id is 3-64 characters of [a-z0-9_-] (the message says 4-64, as upstream's does);
-- an embedding cue must have 768 floats; returned memories carry an all-zero embedding;
+- an embedding cue must have 768 floats; returned memories carry an all-zero embedding
+  and no word on which index seeded them;
 - no ExtensionService at all (UNIMPLEMENTED), unless a test registers one.
 
 It is not a mock of our server: it is the other server we claim to serve, run for real.
@@ -23,6 +24,7 @@ from typing import Any
 
 import grpc
 
+from engram_cli.contract import SEED_KEY
 from engram_cli.errors import InvalidArgument
 from engram_cli.server.servicer import EngramServicer
 
@@ -114,4 +116,5 @@ class UpstreamServicer(EngramServicer):
         for m in resp.memories:  # upstream answers a placeholder, never the stored vector
             del m.embedding[:]
             m.embedding.extend([0.0] * UPSTREAM_DIM)
+            m.metadata.pop(SEED_KEY, None)  # nor says which index seeded a memory
         return resp, ""  # upstream never says an answer may be incomplete

@@ -204,22 +204,31 @@ def table_printer() -> Any:
         table = Table(title=title)
         table.add_column("#", justify="right")
         table.add_column("content", ratio=1, overflow="fold")
-        for col in ("confidence", "activation", "state", "id"):
+        # With --trace: which index seeded each result ("spread": reached along
+        # associations; "?": the server does not say).
+        seeds = ({t["memory_id"]: t.get("seed") or "?" for t in answer.trace}
+                 if answer.trace is not None else None)
+        columns = ("confidence", "activation", "state", *(("seed",) if seeds is not None
+                                                          else ()), "id")
+        for col in columns:
             # An id must stay whole to be copied; the content column gives way instead.
             table.add_column(col, no_wrap=True, min_width=len(col) if col != "id" else 10)
         for i, r in enumerate(answer.results, 1):
+            seed = () if seeds is None else (seeds.get(r["id"], "?"),)
             table.add_row(str(i), r["content"],
                           f"{r['confidence']:.2f} {r['confidence_category']}",
-                          f"{r['activation']:.2f}", r.get("state") or "?", r["id"])
+                          f"{r['activation']:.2f}", r.get("state") or "?", *seed, r["id"])
         if not answer.results:
             table.caption = "no memories match"
         if answer.partial:
             table.caption = f"{table.caption or ''} (may be incomplete: {answer.partial_words})"
         console.print(table)
         if answer.trace:
-            console.print("activation paths (memory: path from a direct match, activation):")
+            console.print("activation paths (memory: path from a direct match, activation, "
+                          "seed):")
             for t in answer.trace:
+                seeded = f", seed: {t['seed']}" if t.get("seed") else ""
                 console.print(f"  {t['memory_id']}: {' -> '.join(t['path'])} "
-                              f"(activation {t['activation']:.2f})", soft_wrap=True)
+                              f"(activation {t['activation']:.2f}{seeded})", soft_wrap=True)
 
     return show

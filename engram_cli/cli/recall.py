@@ -39,7 +39,10 @@ def recall(
     fmt: str = typer.Option(None, "--format", metavar="table|json|jsonl",
                             help="Default: table on a terminal, JSON otherwise. In stdin "
                             "mode JSON is one line per cue, in input order."),
-    trace: bool = typer.Option(False, "--trace", help="Include the activation paths."),
+    trace: bool = typer.Option(False, "--trace", help="Include the activation paths, and "
+                               "which index seeded each result: lexical (full-text), "
+                               "vector, both, context, or spread (not a seed: reached "
+                               "along associations)."),
     mode: str = typer.Option(None, "--mode", metavar="hybrid|lexical|vector",
                              help="Which indexes seed a text cue on our server: both, fused "
                              "(default), the full-text index or the vector index."),
@@ -69,6 +72,8 @@ def recall(
     Example: cat cues.txt | engram recall - --limit 3 | jq -r '.results[].content'
 
     Example: engram recall --embed --embed-dim 768 "a chalet in the Alps"
+
+    Example: engram recall "cottage in the Swiss mountains" --trace --format json
     """
     from engram_cli.client.cache import CachePolicy, RecallCache
     from engram_cli.client.recall import Recaller, RecallOptions

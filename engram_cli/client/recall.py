@@ -26,6 +26,7 @@ from engram_cli.contract import (
     MAX_HOPS_KEY,
     RECALL_MODE_KEY,
     RECALL_PARTIAL_KEY,
+    SEED_KEY,
     STATE_KEY,
     THRESHOLD_KEY,
     partial_text,
@@ -113,8 +114,8 @@ class Answer:
             paths = {t["memory_id"]: t for t in self.trace}
             for r in results:
                 t = paths.get(r["id"])
-                r["trace"] = ({"activation": t["activation"], "path": t["path"]}
-                              if t is not None else None)
+                r["trace"] = ({"activation": t["activation"], "path": t["path"],
+                               "seed": t.get("seed")} if t is not None else None)
         out = {"cue": self.cue, "cached": self.cached, "results": results}
         if self.partial:
             out["partial"] = self.partial_words
@@ -140,6 +141,7 @@ def result_of(m: Any) -> dict[str, Any]:
 
     metadata = dict(m.metadata)
     state = metadata.pop(STATE_KEY, None)
+    metadata.pop(SEED_KEY, None)  # a trace's (trace_of), not the memory's
     confidence = m.confidence.value if m.HasField("confidence") else 0.0
     return {
         "id": m.id,
@@ -173,8 +175,12 @@ def _partial_of(call: Any) -> str:
 
 
 def trace_of(resp: Any) -> list[dict[str, Any]]:
+    """Each result's activation path, and which index seeded it (our server's SEED_KEY;
+    None from a server that does not say)."""
+    seeds = {m.id: m.metadata[SEED_KEY] for m in resp.memories if SEED_KEY in m.metadata}
     return [{"memory_id": t.memory_id, "activation": round(t.activation_level, 4),
-             "path": list(t.activation_path)} for t in resp.traces]
+             "path": list(t.activation_path), "seed": seeds.get(t.memory_id)}
+            for t in resp.traces]
 
 
 def cached_answer(cache: RecallCache, conn: Connection, options: RecallOptions, cue: str,

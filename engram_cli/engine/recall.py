@@ -68,6 +68,13 @@ class Trace:
     memory_id: str
     activation: float
     path: list[str]
+    # What made it a seed (SEED_KINDS): "lexical" (the full-text index), "vector" (the
+    # vector index), "both", "context" (a context cue's filter), or "spread" (not a seed:
+    # reached along associations).
+    seed: str = ""
+
+
+SEED_KINDS = ("lexical", "vector", "both", "context", "spread")
 
 
 @dataclass
@@ -331,9 +338,11 @@ class Recaller:
         return [rows.row_to_record(found[i], now, s) for i in ids if i in found]
 
     def seeds(self, conn: sqlite3.Connection, space: str, q: RecallQuery, want: int,
-              limit: int, deadline: float) -> Seeds:
+              limit: int, deadline: float, origin: dict[int, str] | None = None) -> Seeds:
+        """The cue's seeds; with `origin`, also which index proposed each (SEED_KINDS)."""
         kind = cue_of(q)
         sources = self.sources[kind]
+        alone = {Cue.TEXT: q.mode, Cue.EMBEDDING: "vector", Cue.CONTEXT: "context"}[kind]
         if kind is Cue.TEXT:
             if q.mode not in MODES:
                 raise InvalidArgument(f"recall mode {q.mode!r} is not one of "
@@ -341,10 +350,17 @@ class Recaller:
             # lexical: the full-text index; vector: the vector index; hybrid: both, fused.
             sources = {"lexical": sources[:1], "vector": sources[1:]}.get(q.mode, sources)
         if len(sources) == 1:
-            return sources[0](conn, space, q, want, limit, deadline)
+            found = sources[0](conn, space, q, want, limit, deadline)
+            if origin is not None:
+                origin.update(dict.fromkeys(found[0], alone))
+            return found
         # hybrid: the full-text seeds, then the vector seeds, fused.
         lexical, cut_lexical = sources[0](conn, space, q, want, limit, deadline)
         vector, cut_vector = sources[1](conn, space, q, want, limit, deadline)
+        if origin is not None:
+            # What each index proposed, before the full-text seeds get their similarities.
+            origin.update(dict.fromkeys(lexical, "lexical"))
+            origin.update({rid: "both" if rid in lexical else "vector" for rid in vector})
         self._complete(conn, space, q, lexical, vector)
         return fuse(lexical, vector), cut_lexical or cut_vector
 
@@ -375,7 +391,8 @@ class Recaller:
         deadline = started + s.recall_budget_ms / 1000.0
         limit = max(1, min(q.limit, 100_000))
         want = max(limit * 3, 32)
-        seeds, exhausted = self.seeds(conn, space, q, want, limit, deadline)
+        origin: dict[int, str] | None = {} if q.trace else None
+        seeds, exhausted = self.seeds(conn, space, q, want, limit, deadline, origin)
         threshold = s.threshold if q.threshold is None else q.threshold
         hops = s.max_hops if q.max_hops is None else q.max_hops
         per_hop = s.decay if q.decay is None else q.decay
@@ -410,7 +427,9 @@ class Recaller:
             named = {rid: [names.get(r, "?") for r in p] for rid, p in paths.items()}
             result.activation_path = named[top[0][1]]
             if q.trace:
-                result.traces = [Trace(rec.id, rec.activation, named[rid])
+                seeded = origin or {}
+                result.traces = [Trace(rec.id, rec.activation, named[rid],
+                                       seeded.get(rid, "spread") if rid in seeds else "spread")
                                  for rec, (_, rid, _) in zip(results, top, strict=True)]
         result.elapsed_ms = (time.perf_counter() - started) * 1000.0
         return result

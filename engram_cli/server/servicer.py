@@ -14,6 +14,7 @@ from engram_cli.contract import (
     MAX_HOPS_KEY,
     RECALL_MODE_KEY,
     RECALL_PARTIAL_KEY,
+    SEED_KEY,
     THRESHOLD_KEY,
     partial_reasons,
 )
@@ -208,9 +209,10 @@ class EngramServicer(svc.EngramServiceServicer):
                 activation_path=result.activation_path,
             ))
         now = float_to_ts(time.time())
-        for t in result.traces:
+        for m, t in zip(resp.memories, result.traces, strict=False):
             resp.traces.add(memory_id=t.memory_id, activation_level=t.activation,
                             activation_path=t.path, timestamp=now)
+            m.metadata[SEED_KEY] = t.seed
         return resp, partial
 
     @unary
