@@ -30,13 +30,15 @@ SPECS: tuple[SettingSpec, ...] = (
                 "returned", 0.0, 1.0),
     SettingSpec("decay", float, 0.85, "spreading activation: fraction of activation kept "
                 "per hop (times the edge strength)", 0.0, 1.0),
-    SettingSpec("hot_capacity", int, 100_000, "memories kept in the RAM hot tier", 0,
-                50_000_000),
+    SettingSpec("hot_capacity", int, 100_000, "memory rows (content, metadata, own "
+                "embedding) kept in the RAM hot tier for recall's reads; the vector index "
+                "is apart: held in RAM whole (int8; stats vector_index.bytes)", 0, 50_000_000),
     SettingSpec("hot_max_bytes", int, 256 * 1024 * 1024, "bytes of memory rows the hot tier "
                 "may hold (whichever of this and hot_capacity is reached first evicts)",
                 0, 1024 ** 4),
-    SettingSpec("warm_path", str, "", "directory of the on-disk warm tier (empty: the data "
-                "dir); put it on a fast disk", restart_required=True),
+    SettingSpec("warm_path", str, "", "directory of the on-disk warm tier: the SQLite store "
+                "and the vector index (vectors/) (empty: the data dir); put it on a fast "
+                "disk", restart_required=True),
     SettingSpec("recall_budget_ms", int, 50, "time budget of one recall; when it runs out "
                 "the best results found so far are returned", 1, 60_000),
     SettingSpec("queue_capacity", int, 1024, "write requests that may wait for the writer; "

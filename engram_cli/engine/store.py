@@ -1,10 +1,12 @@
 """The memory store: one data directory, opened, locked, migrated and closed here, with
 every engine question delegated to the room that answers it.
 
-A RAM hot tier (engine/hot.py) sits in front of the warm tier: SQLite in WAL mode with an
-FTS5 index, at `warm_path`. Writes go through the single writer thread
-(engine/writer.py) as write operations (engine/writes.py); reads use per-thread
-connections and never wait for the writer (engine/recall.py, engine/rows.py).
+A RAM hot tier (engine/hot.py: memory rows, bounded by hot_capacity and hot_max_bytes)
+sits in front of the warm tier: SQLite in WAL mode with an FTS5 index, at `warm_path`,
+with the vector index (engine/indexer.py; held in RAM whole) persisted beside it. Writes
+go through the single writer thread (engine/writer.py) as write operations
+(engine/writes.py); reads use per-thread connections and never wait for the writer
+(engine/recall.py, engine/rows.py).
 Background threads: consolidation (engine/consolidation.py) and, with durability
 "group", the periodic fsync (engine/writer.py).
 """
