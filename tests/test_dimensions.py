@@ -186,3 +186,22 @@ def test_an_older_store_gets_each_spaces_dimension_from_its_oldest_vector(
     with sqlite3.connect(data / DB_NAME) as conn:
         assert dict(conn.execute("SELECT space, dim FROM space_dims")) == {"old": 16,
                                                                             "text": 32}
+
+
+def test_engram_import_writes_the_refused_vector_to_its_rejects_file(
+        engram: Callable[..., Any], server: Any, tmp_path: Path) -> None:
+    import orjson
+
+    path = tmp_path / "vectors.jsonl"
+    rows = [{"id": "a", "content": "first", "embedding": vec(16, 1)},
+            {"id": "b", "content": "second", "embedding": vec(24, 2)},
+            {"id": "c", "content": "third", "embedding": vec(16, 3)}]
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
+    result = engram("--space", "imported", "import", str(path), "--json")
+    assert result.exit_code == 3, result.output  # finished, some records rejected
+    rejects = [orjson.loads(x) for x in (tmp_path / "vectors.jsonl.rejects.jsonl")
+               .read_bytes().splitlines()]
+    assert [(r["id"], r["_reject"]["line"]) for r in rejects] == [("b", 2)]
+    assert rejects[0]["_reject"]["reason"].endswith(
+        "embedding has 24 dimensions; space 'imported' holds 16")
+    assert [m.id for m in server.store.get("imported", ["a", "b", "c"])] == ["a", "c"]

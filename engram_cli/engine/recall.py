@@ -235,7 +235,8 @@ def index_source(indexer: Callable[[], Any]) -> SeedSource:
             if ix is None or not ix.ready.is_set():
                 return {}, False
             cue = ix.embed_cue(q.text)
-            if cue is None or (held is not None and len(cue) != held):
+            if cue is None or len(cue) != (held or len(cue)) or ix.index.dim(space) not in (
+                    None, len(cue)):
                 # A space of the client's own vectors of another size: the server's model
                 # cannot compare with them, so its text cues seed by words alone.
                 return {}, False
