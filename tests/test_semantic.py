@@ -157,6 +157,47 @@ def test_after_kill9_the_index_catches_up_and_counts_match(tmp_path: Path) -> No
         store.close()
 
 
+_FRESH_WRITER = textwrap.dedent("""
+    import sys, time
+    from engram_cli.engine import indexer
+    from engram_cli.engine.model import MemoryRecord
+    from engram_cli.engine.store import Store
+    indexer.MERGE_ABOVE = 10**9  # the merger leaves everything in the fresh segment
+    store = Store(sys.argv[1])
+    store.remember_many("default", [MemoryRecord(id=f"m{i}", content=f"note {i} about " + (
+        "ski chalets" if i == 7 else "garden tomatoes"), confidence=0.9) for i in range(300)])
+    while store.vector_stats()["pending"] or store.vector_stats()["fresh"] < 300:
+        time.sleep(0.05)
+    store.indexer._save()  # what the indexer does every few seconds
+    print("fresh", store.vector_stats()["fresh"], flush=True)
+    time.sleep(60)
+""")
+
+
+def test_kill9_with_vectors_in_the_fresh_segment_recovers(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    proc = subprocess.Popen([sys.executable, "-c", _FRESH_WRITER, str(data)],
+                            stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().split() == ["fresh", "300"]
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    store = Store(data, Settings().replace({"consolidation_interval_s": 0.0}))
+    try:
+        wait_for(lambda: indexed(store, 300) and store.vector_stats()["fresh"] == 0,
+                 timeout=60)
+        assert store.vector_stats()["indexed"] == 300
+        got = store.recall("default", RecallQuery(text="alpine ski chalet", mode="vector",
+                                                  limit=1)).memories
+        assert [m.id for m in got] == ["m7"]
+    finally:
+        store.close()
+
+
 def test_recall_mode_and_stats_through_the_cli(engram: Callable[..., object],
                                                server: object) -> None:
     from engram_cli.client.api import EngramClient  # noqa: F401  (server is ours)
