@@ -165,14 +165,16 @@ class Server:
 
     def wait_pending(self, timeout: float, cues: list[str] | None = None,
                      lat: list[float] | None = None) -> tuple[float, float, int]:
-        """(seconds until vector_index.pending is 0, pending when asked, fresh at the end);
-        with `cues`, a hybrid recall (max_hops 3) between polls, its latency into `lat`."""
+        """(seconds until vector_index.pending is 0, memories not yet searchable when asked,
+        fresh at the end); with `cues`, a hybrid recall (max_hops 3) between polls, its
+        latency into `lat`. (pending counts logged changes, a few more than memories.)"""
         t = time.perf_counter()
         first = None
         while True:
             m = self.metrics()
             pending = m.get("vector_index.pending", 0)
-            first = pending if first is None else first
+            if first is None:
+                first = m.get("space.default.memories", 0) - m.get("vector_index.indexed", 0)
             if pending == 0 or time.perf_counter() - t > timeout:
                 return time.perf_counter() - t, first, int(m.get("vector_index.fresh", 0))
             if cues and lat is not None:
@@ -257,7 +259,7 @@ def write_path_and_catch_up(args: argparse.Namespace, work: Path, model: Any,
                 res["catch"].append(pending / wait if wait else float("nan"))
                 res["raw"].append(raw_rate(model, sample))
                 res["niced"].append(niced_rate(model, sample))
-                say(f"  round {r + 1} catch-up: {pending:,.0f} pending at the import's end, "
+                say(f"  round {r + 1} catch-up: {pending:,.0f} not searchable at the import's end, "
                     f"searchable in {wait:.1f} s = {res['catch'][-1]:,.0f}/s ({fresh:,} still "
                     f"fresh); raw model {res['raw'][-2]:,.0f} / {res['raw'][-1]:,.0f}/s before"
                     f" / after  ({load()})")
@@ -273,7 +275,7 @@ def write_path_and_catch_up(args: argparse.Namespace, work: Path, model: Any,
             wait, pending, _ = srv.wait_pending(args.timeout)
             raw1 = raw_rate(model, sample)
             res["base_catch"].append(pending / wait / ((raw0 + raw1) / 2))
-            say(f"  round {r + 1} BASELINE catch-up: {pending:,.0f} pending, {wait:.1f} s = "
+            say(f"  round {r + 1} BASELINE catch-up: {pending:,.0f} not searchable, {wait:.1f} s = "
                 f"{pending / wait:,.0f}/s; raw {raw0:,.0f} / {raw1:,.0f}/s  ({load()})")
             srv.stop()
             shutil.rmtree(work / f"base-{r}", ignore_errors=True)
