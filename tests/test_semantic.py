@@ -157,6 +157,59 @@ def test_after_kill9_the_index_catches_up_and_counts_match(tmp_path: Path) -> No
         store.close()
 
 
+_FRESH_WRITER = textwrap.dedent("""
+    import sys, time
+    from engram_cli.engine import indexer
+    from engram_cli.engine.model import MemoryRecord
+    from engram_cli.engine.store import Store
+    store = Store(sys.argv[1])
+    def put(a, b):
+        store.remember_many("default", [MemoryRecord(id=f"m{i}", content=f"note {i} about " + (
+            "ski chalets" if i == 207 else "garden tomatoes"), confidence=0.9)
+            for i in range(a, b)])
+    def until(done):
+        while not done(store.vector_stats()):
+            time.sleep(0.05)
+    put(0, 150)  # indexed, merged into the graph and saved
+    until(lambda st: st["indexed"] == 150 and not st["pending"] and not st["fresh"])
+    store.indexer._save()
+    indexer.MERGE_ABOVE = 10**9  # from now on the merger leaves everything fresh
+    put(150, 300)
+    until(lambda st: not st["pending"] and st["fresh"] == 150)
+    store.indexer._save()  # what the indexer does every few seconds
+    print(store.vector_stats()["fresh"], store.indexer.index.watermark, flush=True)
+    time.sleep(60)
+""")
+
+
+def test_kill9_with_vectors_in_the_fresh_segment_recovers(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    proc = subprocess.Popen([sys.executable, "-c", _FRESH_WRITER, str(data)],
+                            stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert proc.stdout is not None
+        fresh, watermark = map(int, proc.stdout.readline().split())
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert fresh == 150 and watermark > 0  # the save stopped before the fresh vectors
+    store = Store(data, Settings().replace({"consolidation_interval_s": 0.0}))
+    try:
+        wait_for(lambda: indexed(store, 300) and store.vector_stats()["fresh"] == 0,
+                 timeout=60)
+        ix = store.indexer.index
+        assert ix is not None and ix.rebuild_reason == ""
+        assert store.vector_stats()["indexed"] == 300
+        got = store.recall("default", RecallQuery(text="alpine ski chalet", mode="vector",
+                                                  limit=1)).memories
+        assert [m.id for m in got] == ["m207"]
+    finally:
+        store.close()
+
+
 def test_recall_mode_and_stats_through_the_cli(engram: Callable[..., object],
                                                server: object) -> None:
     from engram_cli.client.api import EngramClient  # noqa: F401  (server is ours)

@@ -247,3 +247,60 @@ def test_searches_run_while_one_writer_adds(tmp_path, vecs):
             t.join()
     assert not errors, errors[0]
     assert len(ix) == len(vecs) - 80
+
+
+# ------------------------------------------------------------------ the fresh segment
+
+
+def test_a_fresh_vector_is_found_at_once_and_after_its_merge(tmp_path, vecs):
+    ix = VectorIndex.open(tmp_path / "vec", CONFIG)
+    ix.add("default", keys(0, 1000), vecs[:1000])
+    ix.add_fresh("default", keys(1000, 1500), vecs[1000:1500], since=10)
+    assert ix.fresh() == 500 and len(ix) == 1500 and ix.stats().fresh == 500
+    assert ix.search("default", vecs[1200], 1)[0][0] == 1201  # fresh, found exactly
+    assert ix.search("default", vecs[10], 1)[0][0] == 11  # the graph, beside it
+    live = keys(0, 1500)
+    for q in (5, 1100, 1499):  # the graph's int8 similarities may swap near-ties
+        got = {k for k, _ in ix.search("default", vecs[q], 10)}
+        assert len(got & exact(vecs, vecs[q], 10, live)) >= 8
+    while ix.merge():
+        pass
+    assert ix.fresh() == 0 and len(ix) == 1500
+    assert ix.search("default", vecs[1200], 1)[0][0] == 1201  # in the graph now
+
+
+def test_a_removed_or_replaced_fresh_vector_never_comes_back(tmp_path, vecs):
+    ix = VectorIndex.open(tmp_path / "vec", CONFIG)
+    ix.add("default", keys(0, 500), vecs[:500])
+    ix.add_fresh("default", keys(500, 600), vecs[500:600], since=1)
+    ix.remove("default", [551, 7])  # one fresh, one in the graph
+    # key 20 (in the graph) and key 560 (fresh) get new vectors: the old ones must go
+    ix.add_fresh("default", [20, 560], vecs[2000:2002], since=2)
+    assert ix.fresh() == 100 and len(ix) == 598
+    for q, gone in ((550, 551), (6, 7), (19, 20), (559, 560)):
+        assert gone not in {k for k, _ in ix.search("default", vecs[q], 50)}
+    assert ix.search("default", vecs[2000], 1)[0][0] == 20
+    assert ix.search("default", vecs[2001], 1)[0][0] == 560
+    while ix.merge(7):  # small moves: the segment's head passes removed rows
+        for q, gone in ((550, 551), (559, 560)):
+            assert gone not in {k for k, _ in ix.search("default", vecs[q], 50)}
+    assert ix.fresh() == 0 and len(ix) == 598
+    assert ix.search("default", vecs[2001], 1)[0][0] == 560
+    with pytest.raises(InvalidArgument):
+        ix.add_fresh("default", [9999], np.ones((1, 768), np.float32), since=3)
+
+
+def test_a_save_with_fresh_vectors_records_a_watermark_before_them(tmp_path, vecs):
+    ix = VectorIndex.open(tmp_path / "vec", CONFIG)
+    ix.add_fresh("default", keys(0, 300), vecs[:300], since=0)
+    ix.merge(10_000)
+    ix.add_fresh("default", keys(300, 400), vecs[300:400], since=30)
+    ix.add_fresh("default", keys(400, 500), vecs[400:500], since=40)
+    ix.save(50)
+    assert ix.watermark == 30  # the vectors of changes 31..50 are not in the files
+    again = VectorIndex.open(tmp_path / "vec", CONFIG)
+    assert again.watermark == 30 and len(again) == 300 and again.fresh() == 0
+    while ix.merge():
+        pass
+    ix.save(50)
+    assert VectorIndex.open(tmp_path / "vec", CONFIG).watermark == 50

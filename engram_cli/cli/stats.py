@@ -47,7 +47,8 @@ def stats(
         models = [k.removeprefix("model.") for k in vector if k.startswith("model.")]
         data["vector_index"] = {"model": models[0] if models else None,
                                 **{k: int(vector.get(k, 0)) for k in
-                                   ("dim", "indexed", "pending", "bytes", "embedded")}}
+                                   ("dim", "indexed", "pending", "fresh", "bytes",
+                                    "embedded")}}
     if st.HasField("oldest_memory") and st.oldest_memory.seconds:
         data["oldest_memory"] = MessageToDict(st)["oldestMemory"]
         data["newest_memory"] = MessageToDict(st)["newestMemory"]

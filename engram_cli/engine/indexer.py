@@ -5,12 +5,18 @@ A write is acknowledged when it commits, as always; its rowid is then in `vector
 (migration 006's triggers, in the writing transaction). This thread follows the log: for
 each logged memory still visible it indexes the memory's own embedding, or the vector the
 server computed for it (`vectors`), or embeds its text (in batches, storing the vectors
-through the writer like any write); a memory deleted or suppressed is removed. Every few
-seconds the index is saved with the last log sequence it holds, and the log up to there is
-dropped. After kill -9 the index opens at its saved watermark and the log replays the
-rest; an index that cannot be used is rebuilt from every memory.
+through the writer like any write); a memory deleted or suppressed is removed. A new
+vector goes into the index's fresh segment, searchable at once, and a second thread, the
+merger, moves fresh vectors into the HNSW graph behind it: embedding and graph inserts run
+side by side on two cores, and a memory is searchable once it is embedded and stored. The
+fresh segment is bounded (FRESH_MAX): when it is full the indexer waits for the merger
+before embedding more, so a search's exact scan of it stays short. Every few seconds the
+index is saved with the last log sequence it holds in the graph (fresh vectors are not
+saved), and the log up to there is dropped. After kill -9 the index opens at its saved
+watermark and the log replays the rest (vectors already stored are not embedded again); an
+index that cannot be used is rebuilt from every memory.
 
-The thread lowers its own CPU priority: on a small machine embedding competes with the
+Both threads lower their own CPU priority: on a small machine embedding competes with the
 writer and the RPC threads, and both matter more than how soon a vector is searchable.
 Recall re-reads every candidate from SQLite, so a lagging index can miss a new memory but
 never return one that was deleted, suppressed or changed.
@@ -30,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from engram_cli.engine.embedding import NONE, load_model
-from engram_cli.engine.vectors import IndexConfig, VectorIndex
+from engram_cli.engine.vectors import FRESH_MAX, IndexConfig, VectorIndex
 from engram_cli.errors import Overloaded
 
 log = logging.getLogger("engram.indexer")
@@ -39,6 +45,12 @@ INDEX_DIR = "vectors"
 LOG_BATCH = 2048  # log rows handled per step
 EMBED_BATCH = 512  # texts embedded and stored per write
 SAVE_EVERY_S = 5.0
+# ... and at least this many times as long as the last save took: a save writes and
+# checksums the whole graph (~300 MB at a million vectors), which must not eat the catch-up.
+SAVE_SPACING = 10
+# The merger leaves this many vectors fresh (0: it merges everything). Only tests raise it,
+# in their own process, to hold vectors in the fresh segment.
+MERGE_ABOVE = 0
 NICENESS = 10
 _DTYPE = "<f2"  # server-computed vectors are kept as float16: half the bytes, same ranking
 
@@ -57,6 +69,8 @@ class Indexer(threading.Thread):
         self._ef = ef
         self._stopping = threading.Event()
         self._wake = threading.Event()
+        self._merge_wake = threading.Event()
+        self._merger: threading.Thread | None = None
         self.ready = threading.Event()  # the index is open (recall may use it)
         self.index: VectorIndex | None = None
         self.model: Any = None
@@ -115,6 +129,9 @@ class Indexer(threading.Thread):
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
+        self._merge_wake.set()
+        if self._merger is not None and self._merger.is_alive():
+            self._merger.join(timeout=30)
         if self.is_alive():
             self.join(timeout=30)
 
@@ -124,23 +141,27 @@ class Indexer(threading.Thread):
     # -- the thread ------------------------------------------------------------------------
 
     def run(self) -> None:
-        with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
+        _lower_priority()
         try:
             self._open()
         except Exception as exc:  # the server keeps serving lexical recall
             self.error = f"vector index unavailable: {exc}"
             log.exception("vector index unavailable")
             return
-        last_save = time.monotonic()
+        self._merger = threading.Thread(target=self._merge_loop, name="engram-merger",
+                                        daemon=True)
+        self._merger.start()
+        last_save, save_s = time.monotonic(), 0.0
         while not self._stopping.is_set():
             try:
                 did = self._step()
                 now = time.monotonic()
-                if self.index is not None and self.index.stats().unsaved and (
-                        not did or now - last_save > SAVE_EVERY_S):
+                assert self.index is not None
+                if self.index.stats().unsaved and now - last_save > save_s * SAVE_SPACING and (
+                        (not did and not self.index.fresh())
+                        or now - last_save > SAVE_EVERY_S):
                     self._save()
-                    last_save = now
+                    last_save, save_s = time.monotonic(), time.monotonic() - now
             except Overloaded:
                 # The writer's queue is full (an import): the log keeps what is not done.
                 did = False
@@ -172,10 +193,27 @@ class Indexer(threading.Thread):
         self.index = index
         self.ready.set()
 
+    def _merge_loop(self) -> None:
+        """The merger: fresh vectors into the graph, oldest first, while there are any."""
+        _lower_priority()
+        assert self.index is not None
+        while not self._stopping.is_set():
+            try:
+                moved = self.index.merge() if self.index.fresh() > MERGE_ABOVE else 0
+            except Exception as exc:
+                self.error = str(exc)
+                log.exception("merging fresh vectors failed")
+                moved = 0
+                self._stopping.wait(1.0)
+            if not moved:
+                self._merge_wake.wait(0.5)
+                self._merge_wake.clear()
+
     def _save(self) -> None:
         assert self.index is not None
         self.index.save(self.applied)
-        self._write(_op_trim_log, self.applied)
+        # what the saved files hold: before the oldest fresh vector, when there is one
+        self._write(_op_trim_log, self.index.watermark)
 
     def _step(self) -> bool:
         """Apply the next batch of the log; False when there was nothing to do."""
@@ -186,7 +224,11 @@ class Indexer(threading.Thread):
             (self.applied, LOG_BATCH)).fetchall()
         if not log_rows:
             return False
-        last = log_rows[-1][0]
+        # A full fresh segment: let the merger catch up before embedding more.
+        while self.index.fresh() >= FRESH_MAX and not self._stopping.is_set():
+            self._merge_wake.set()
+            self._stopping.wait(0.05)
+        before, last = self.applied, log_rows[-1][0]
         spaces = {rid: space for _, rid, space in log_rows}
         rids = list(spaces)
         found: dict[int, tuple[Any, ...]] = {}
@@ -241,10 +283,17 @@ class Indexer(threading.Thread):
             for dim, group in by_dim.items():
                 if held is not None and dim != held:
                     continue  # refused on the write path since the space got its dimension
-                self.index.add(space, [r for r, _ in group], np.stack([v for _, v in group]))
+                self.index.add_fresh(space, [r for r, _ in group],
+                                     np.stack([v for _, v in group]), since=before)
                 held = dim
         self.applied = last
+        self._merge_wake.set()
         return True
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
 
 
 def _op_log_all(conn: sqlite3.Connection) -> None:

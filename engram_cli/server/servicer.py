@@ -331,7 +331,7 @@ class EngramServicer(svc.EngramServiceServicer):
         })
         vectors = stats["vector_index"]
         metrics.update({f"vector_index.{k}": float(vectors[k])
-                        for k in ("dim", "indexed", "pending", "bytes", "embedded")})
+                        for k in ("dim", "indexed", "pending", "fresh", "bytes", "embedded")})
         metrics[f"vector_index.model.{vectors['model']}"] = 1.0
         for key, value in stats["consolidation"].items():
             metrics[f"consolidation.{key}"] = float(value)
