@@ -9,11 +9,10 @@ variables and flags) are resolved in engram_cli/client/settings.py.
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from engram_cli.errors import SettingsError
+from engram_cli.values import Value
 
 # typing costs a cached recall several ms at import; annotations are strings here.
 TYPE_CHECKING = False
@@ -85,6 +84,8 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str]:
 
 def line_of(text: str, table: str, key: str) -> int | None:
     """The line where `key = ...` is set inside `[table]`, for error messages."""
+    import re  # only to word an error
+
     section = ""
     pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
     for number, line in enumerate(text.splitlines(), 1):
@@ -103,26 +104,42 @@ def located(path: Path, text: str, table: str, key: str) -> str:
     return f"{path}:{line}" if line else str(path)
 
 
-@dataclass(frozen=True)
-class TlsOptions:
+class TlsOptions(Value):
     """How to speak TLS to a server (client/tls.py reads the files). Paths are PEM files;
     an empty one means: not given."""
 
-    ca_cert: str = ""  # the CAs to trust ("": the roots gRPC ships with)
-    client_cert: str = ""  # mutual TLS: our certificate chain ...
-    client_key: str = ""  # ... and its private key
-    server_name: str = ""  # the name to verify the server's certificate for ("": the host)
+    __slots__ = ("ca_cert", "client_cert", "client_key", "server_name")
+    ca_cert: str  # the CAs to trust ("": the roots gRPC ships with)
+    client_cert: str  # mutual TLS: our certificate chain ...
+    client_key: str  # ... and its private key
+    server_name: str  # the name to verify the server's certificate for ("": the host)
+
+    def __init__(self, ca_cert: str = "", client_cert: str = "", client_key: str = "",
+                 server_name: str = "") -> None:
+        self.ca_cert = ca_cert
+        self.client_cert = client_cert
+        self.client_key = client_key
+        self.server_name = server_name
 
 
-@dataclass(frozen=True)
-class Connection:
+class Connection(Value):
     """Where and how to reach a server; `tls` None is plaintext."""
 
-    server: str = DEFAULT_SERVER
-    space: str = DEFAULT_SPACE
-    api_key: str | None = None
-    autostart: bool = True
-    tls: TlsOptions | None = None
+    __slots__ = ("api_key", "autostart", "server", "space", "tls")
+    server: str
+    space: str
+    api_key: str | None
+    autostart: bool
+    tls: TlsOptions | None
+
+    def __init__(self, server: str = DEFAULT_SERVER, space: str = DEFAULT_SPACE,
+                 api_key: str | None = None, autostart: bool = True,
+                 tls: TlsOptions | None = None) -> None:
+        self.server = server
+        self.space = space
+        self.api_key = api_key
+        self.autostart = autostart
+        self.tls = tls
 
     @property
     def is_default_target(self) -> bool:

@@ -26,7 +26,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from engram_cli.client.settings import (
@@ -38,6 +37,7 @@ from engram_cli.client.settings import (
 )
 from engram_cli.contract import STATE_CONSOLIDATED
 from engram_cli.engine.forgetting import decayed
+from engram_cli.values import Value
 
 # typing costs a cached recall several ms at import; annotations are strings here.
 TYPE_CHECKING = False
@@ -55,14 +55,23 @@ _ROW_OVERHEAD = 200
 _FLUSH_EVERY = 256  # lookups between writes of the hit/miss counters and LRU times
 
 
-@dataclass(frozen=True)
-class CachePolicy:
+class CachePolicy(Value):
     """What may be cached and for how long."""
 
-    ttl_s: float = DEFAULT_CACHE_TTL_S
-    min_confidence: float = DEFAULT_CACHE_MIN_CONFIDENCE
-    require_consolidated: bool = DEFAULT_CACHE_REQUIRE_CONSOLIDATED
-    max_bytes: int = int(DEFAULT_CACHE_MAX_MB * 1024 * 1024)
+    __slots__ = ("max_bytes", "min_confidence", "require_consolidated", "ttl_s")
+    ttl_s: float
+    min_confidence: float
+    require_consolidated: bool
+    max_bytes: int
+
+    def __init__(self, ttl_s: float = DEFAULT_CACHE_TTL_S,
+                 min_confidence: float = DEFAULT_CACHE_MIN_CONFIDENCE,
+                 require_consolidated: bool = DEFAULT_CACHE_REQUIRE_CONSOLIDATED,
+                 max_bytes: int = int(DEFAULT_CACHE_MAX_MB * 1024 * 1024)) -> None:
+        self.ttl_s = ttl_s
+        self.min_confidence = min_confidence
+        self.require_consolidated = require_consolidated
+        self.max_bytes = max_bytes
 
     @classmethod
     def from_settings(cls, settings: ClientSettings) -> CachePolicy:
@@ -75,13 +84,18 @@ class CachePolicy:
 DEFAULT_POLICY = CachePolicy()
 
 
-@dataclass(frozen=True)
-class Forgetting:
+class Forgetting(Value):
     """The server's forgetting-curve parameters, stored with each entry."""
 
+    __slots__ = ("exponent", "floor", "scale_s")
     exponent: float
     floor: float
     scale_s: float
+
+    def __init__(self, exponent: float, floor: float, scale_s: float) -> None:
+        self.exponent = exponent
+        self.floor = floor
+        self.scale_s = scale_s
 
 
 def default_clock() -> float:
@@ -154,24 +168,52 @@ def not_cached_because(results: Sequence[Mapping[str, Any]], policy: CachePolicy
     return None
 
 
-@dataclass
-class CachedAnswer:
+class CachedAnswer(Value, frozen=False):
+    __slots__ = ("age_s", "results", "stored_at", "trace")
     results: list[dict[str, Any]]
     trace: list[dict[str, Any]] | None
     stored_at: float
     age_s: float
 
+    def __init__(self, results: list[dict[str, Any]], trace: list[dict[str, Any]] | None,
+                 stored_at: float, age_s: float) -> None:
+        self.results = results
+        self.trace = trace
+        self.stored_at = stored_at
+        self.age_s = age_s
 
-@dataclass
-class CacheStats:
+
+class CacheStats(Value, frozen=False):
+    __slots__ = (
+        "bytes",
+        "entries",
+        "evictions",
+        "hits",
+        "max_bytes",
+        "misses",
+        "path",
+        "spaces",
+    )
     path: str
-    entries: int = 0
-    bytes: int = 0
-    max_bytes: int = 0
-    hits: int = 0
-    misses: int = 0
-    evictions: int = 0
-    spaces: dict[str, int] = field(default_factory=dict)
+    entries: int
+    bytes: int
+    max_bytes: int
+    hits: int
+    misses: int
+    evictions: int
+    spaces: dict[str, int]
+
+    def __init__(self, path: str, entries: int = 0, bytes: int = 0, max_bytes: int = 0,
+                 hits: int = 0, misses: int = 0, evictions: int = 0,
+                 spaces: dict[str, int] | None = None) -> None:
+        self.path = path
+        self.entries = entries
+        self.bytes = bytes
+        self.max_bytes = max_bytes
+        self.hits = hits
+        self.misses = misses
+        self.evictions = evictions
+        self.spaces = {} if spaces is None else spaces
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "entries": self.entries, "bytes": self.bytes,

@@ -13,7 +13,6 @@ import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 
 from engram_cli.client.cache import (
     Forgetting,
@@ -32,6 +31,7 @@ from engram_cli.contract import (
     partial_text,
 )
 from engram_cli.errors import EngramError, UsageError
+from engram_cli.values import Value
 
 # typing costs a cached recall several ms at import; annotations are strings here.
 TYPE_CHECKING = False
@@ -45,19 +45,43 @@ _OVERLOAD_RETRIES = 8  # RESOURCE_EXHAUSTED: wait (retry-after-ms, growing), res
 _BACKOFF_S = 0.05  # the shortest wait after RESOURCE_EXHAUSTED
 
 
-@dataclass(frozen=True)
-class RecallOptions:
+class RecallOptions(Value):
     """Everything besides the cue that changes an answer."""
 
-    limit: int = 10
-    max_hops: int | None = None  # None: the server's setting
-    threshold: float | None = None  # activation threshold; None: the server's setting
-    spread: bool = True
-    tags: tuple[str, ...] = ()  # every result must carry all of these
-    trace: bool = False
-    mode: str | None = None  # hybrid | lexical | vector; None: the server's (hybrid)
-    embed: str | None = None  # --embed: the model that makes the cue's vector, here
-    embed_dim: int | None = None  # --embed-dim: the vector's length (None: the model's)
+    __slots__ = (
+        "embed",
+        "embed_dim",
+        "limit",
+        "max_hops",
+        "mode",
+        "spread",
+        "tags",
+        "threshold",
+        "trace",
+    )
+    limit: int
+    max_hops: int | None  # None: the server's setting
+    threshold: float | None  # activation threshold; None: the server's setting
+    spread: bool
+    tags: tuple[str, ...]  # every result must carry all of these
+    trace: bool
+    mode: str | None  # hybrid | lexical | vector; None: the server's (hybrid)
+    embed: str | None  # --embed: the model that makes the cue's vector, here
+    embed_dim: int | None  # --embed-dim: the vector's length (None: the model's)
+
+    def __init__(self, limit: int = 10, max_hops: int | None = None,
+                 threshold: float | None = None, spread: bool = True,
+                 tags: tuple[str, ...] = (), trace: bool = False, mode: str | None = None,
+                 embed: str | None = None, embed_dim: int | None = None) -> None:
+        self.limit = limit
+        self.max_hops = max_hops
+        self.threshold = threshold
+        self.spread = spread
+        self.tags = tags
+        self.trace = trace
+        self.mode = mode
+        self.embed = embed
+        self.embed_dim = embed_dim
 
     def key_params(self, api_key: str | None) -> dict[str, Any]:
         return {
@@ -82,21 +106,34 @@ class RecallOptions:
         return tuple(out)
 
 
-@dataclass
-class Answer:
+class Answer(Value, frozen=False):
     """The answer to one cue, or why there is none (`error`)."""
 
+    __slots__ = ("cache", "cached", "cue", "error", "line", "partial", "results", "trace")
     cue: str
-    results: list[dict[str, Any]] = field(default_factory=list)
-    cached: bool = False
-    trace: list[dict[str, Any]] | None = None
-    line: int | None = None  # 1-based input line in stdin mode
-    error: EngramError | None = None
+    results: list[dict[str, Any]]
+    cached: bool
+    trace: list[dict[str, Any]] | None
+    line: int | None  # 1-based input line in stdin mode
+    error: EngramError | None
     # A fetched answer: {"stored": bool, "reason": why not} for the recall cache.
-    cache: dict[str, Any] | None = None
+    cache: dict[str, Any] | None
     # Why the server says this answer may be incomplete: its RECALL_PARTIAL_KEY trailer
     # as sent ("budget,index-behind=4"; "" when complete). `partial_words` says it.
-    partial: str = ""
+    partial: str
+
+    def __init__(self, cue: str, results: list[dict[str, Any]] | None = None,
+                 cached: bool = False, trace: list[dict[str, Any]] | None = None,
+                 line: int | None = None, error: EngramError | None = None,
+                 cache: dict[str, Any] | None = None, partial: str = "") -> None:
+        self.cue = cue
+        self.results = [] if results is None else results
+        self.cached = cached
+        self.trace = trace
+        self.line = line
+        self.error = error
+        self.cache = cache
+        self.partial = partial
 
     @property
     def partial_words(self) -> str:
@@ -193,13 +230,15 @@ def cached_answer(cache: RecallCache, conn: Connection, options: RecallOptions, 
     return Answer(cue.strip(), hit.results, cached=True, trace=hit.trace)
 
 
-@dataclass
 class _Slot:
-    line: int
-    cue: str
-    answer: Answer | None = None
-    future: Any = None  # a grpc future for Recall
-    done_at: float = 0.0  # when the future finished (monotonic)
+    __slots__ = ("answer", "cue", "done_at", "future", "line")
+
+    def __init__(self, line: int, cue: str, answer: Answer | None = None) -> None:
+        self.line = line
+        self.cue = cue
+        self.answer = answer
+        self.future: Any = None  # a grpc future for Recall
+        self.done_at = 0.0  # when the future finished (monotonic)
 
 
 class _Window:
