@@ -9,6 +9,7 @@ variables and flags) are resolved in engram_cli/client/settings.py.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from engram_cli.errors import SettingsError
@@ -37,13 +38,42 @@ ENV_CONFIG_DIR = "ENGRAM_CONFIG_DIR"
 ENV_CACHE_DIR = "ENGRAM_CACHE_DIR"
 
 
+# On Linux the user dirs are the XDG base directories: $XDG_<KIND>_HOME when it is an
+# absolute path, else ~/.local/share, ~/.config or ~/.cache, with our name appended.
+# Computed here in the plain case, because importing platformdirs costs a cached recall
+# ~10 ms; every other case (another OS, Android, a relative or unset HOME, a relative XDG
+# variable, on which platformdirs versions differ) is platformdirs' to answer. A test
+# checks that both agree.
+_XDG = {"data": ("XDG_DATA_HOME", "~/.local/share"), "config": ("XDG_CONFIG_HOME", "~/.config"),
+        "cache": ("XDG_CACHE_HOME", "~/.cache")}
+
+
+def user_dir(kind: str) -> str:
+    """The platform's user `kind` ("data", "config" or "cache") directory for engram, as
+    platformdirs' user_<kind>_dir("engram") answers it."""
+    if sys.platform == "linux" and not _maybe_android():
+        variable, default = _XDG[kind]
+        base = os.environ.get(variable, "")
+        if base.startswith("/"):
+            return os.path.join(base, APP_NAME)
+        if not base and os.environ.get("HOME", "").startswith("/"):
+            return os.path.join(os.path.expanduser(default), APP_NAME)
+    import platformdirs
+
+    return str(getattr(platformdirs, f"user_{kind}_dir")(APP_NAME))
+
+
+def _maybe_android() -> bool:
+    # What platformdirs looks at before it decides that this is Android.
+    return hasattr(sys, "getandroidapilevel") or (
+        os.environ.get("ANDROID_DATA") == "/data" and os.environ.get("ANDROID_ROOT") == "/system")
+
+
 def _platform_dir(env: str, kind: str) -> Path:
     override = os.environ.get(env)
     if override:
         return Path(override)
-    import platformdirs
-
-    return Path(getattr(platformdirs, f"user_{kind}_dir")(APP_NAME))
+    return Path(user_dir(kind))
 
 
 def data_dir() -> Path:

@@ -7,12 +7,12 @@ created exclusively): we refuse with UnsafePath instead, leaving the link's targ
 Replacing a file is atomic: a fresh temporary file beside it, fsync, rename, fsync of the
 directory, so a crash leaves the old file or the new one, never half of one.
 
-Standard library only: a cached recall imports this.
+Standard library only, and not even contextlib (try/except instead of suppress): a cached
+recall imports this.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
@@ -150,9 +150,11 @@ def write_atomic(path: Path | str, data: bytes | Callable[[BinaryIO], object],
     0600 temporary file (`tmp`, default `.<name>.<pid>.tmp` beside it), fsync, rename,
     fsync of the directory. A symlink at `path` or at `tmp` is refused, untouched."""
     path = Path(path)
-    with contextlib.suppress(FileNotFoundError):
+    try:
         if stat.S_ISLNK(os.lstat(path).st_mode):
             raise _symlink_error(path)
+    except FileNotFoundError:
+        pass
     tmp = Path(tmp) if tmp is not None else path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = create_exclusive(tmp)
     try:
@@ -165,20 +167,24 @@ def write_atomic(path: Path | str, data: bytes | Callable[[BinaryIO], object],
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
+        try:
             os.unlink(tmp)
+        except OSError:
+            pass
         raise
     fsync_dir(path.parent)
 
 
 def fsync_dir(directory: Path | str) -> None:
     """Make a rename in `directory` durable (not every platform can fsync a directory)."""
-    with contextlib.suppress(OSError):
+    try:
         fd = os.open(directory, os.O_RDONLY | _CLOEXEC)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+    except OSError:
+        pass
 
 
 def exposed(directory: Path, names: Iterable[str] = ()) -> list[Path]:

@@ -8,15 +8,13 @@ cache hit must not pay for them.
 
 from __future__ import annotations
 
-import hashlib
-import queue
-import threading
 import time
 from collections.abc import Iterable, Iterator
 
 from engram_cli.client.cache import (
     Forgetting,
     RecallCache,
+    blake2b,
     cache_key,
     category_name,
 )
@@ -36,6 +34,7 @@ from engram_cli.values import Value
 # typing costs a cached recall several ms at import; annotations are strings here.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
     from typing import Any
 
 DEFAULT_WINDOW = 64  # calls in flight in stdin mode
@@ -91,7 +90,7 @@ class RecallOptions(Value):
             # An embedding cue is another question than a text cue, and another per model.
             **({"embed": self.embed, "embed_dim": self.embed_dim} if self.embed else {}),
             # Another key may see other memories (or none): never share answers across keys.
-            "key": hashlib.blake2b(api_key.encode(), digest_size=8).hexdigest()
+            "key": blake2b(api_key.encode(), digest_size=8).hexdigest()
             if api_key else "",
         }
 
@@ -251,6 +250,8 @@ class _Window:
         self.limit = float(most)
         self.inflight = 0
         self._cut_at = 0.0
+        import threading  # here: a cache hit needs no threads
+
         self._cv = threading.Condition()
 
     def acquire(self, stop: threading.Event) -> bool:
@@ -303,6 +304,8 @@ class Recaller:
         self._metadata: tuple[tuple[str, str], ...] = ()
         self._connect_error: EngramError | None = None
         self._forgetting: Forgetting | None = None
+        import threading  # here: a cache hit needs no threads
+
         self._connect_lock = threading.Lock()
         self._waited_at = 0.0  # when the last overload wait ended (monotonic)
         self._embedder: Any = None
@@ -371,6 +374,9 @@ class Recaller:
         before it are out. A bad line (an empty cue, a cue the server rejects) becomes an
         answer carrying the error; the others carry on. A reader thread takes lines and
         starts calls while answers are written, never more than `window` ahead."""
+        import queue
+        import threading
+
         slots: queue.Queue[Any] = queue.Queue(maxsize=self.window)
         stop = threading.Event()
         window = _Window(self.window)
