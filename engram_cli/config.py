@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from engram_cli.errors import SettingsError
 from engram_cli.values import Value
 
-# typing costs a cached recall several ms at import; annotations are strings here.
+# typing costs a cached recall several ms at import; annotations are strings here. So
+# does pathlib (~8 ms): the cache-hit path takes its paths as strings (user_path,
+# client_config_file), the rest of the package as Paths.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 APP_NAME = "engram"
@@ -69,11 +71,16 @@ def _maybe_android() -> bool:
         os.environ.get("ANDROID_DATA") == "/data" and os.environ.get("ANDROID_ROOT") == "/system")
 
 
+def user_path(env: str, kind: str, *names: str) -> str:
+    """The directory named by the variable `env` (ENGRAM_CONFIG_DIR, ...) when set, else
+    the user `kind` dir, joined with `names`: a string, for the cache-hit path."""
+    return os.path.join(os.environ.get(env) or user_dir(kind), *names)
+
+
 def _platform_dir(env: str, kind: str) -> Path:
-    override = os.environ.get(env)
-    if override:
-        return Path(override)
-    return Path(user_dir(kind))
+    from pathlib import Path
+
+    return Path(user_path(env, kind))
 
 
 def data_dir() -> Path:
@@ -89,14 +96,23 @@ def cache_dir() -> Path:
     return _platform_dir(ENV_CACHE_DIR, "cache")
 
 
+CLIENT_CONFIG_NAME = "config.toml"
+
+
+def client_config_file() -> str:
+    """The client's config file (`<config dir>/config.toml`) as a string."""
+    return user_path(ENV_CONFIG_DIR, "config", CLIENT_CONFIG_NAME)
+
+
 def client_config_path() -> Path:
-    return config_dir() / "config.toml"
+    return config_dir() / CLIENT_CONFIG_NAME
 
 
-def read_toml(path: Path) -> tuple[dict[str, Any], str]:
+def read_toml(path: Path | str) -> tuple[dict[str, Any], str]:
     """(document, text) of a TOML file; ({}, "") when it does not exist."""
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read()
     except FileNotFoundError:
         return {}, ""
     except OSError as exc:
@@ -127,7 +143,7 @@ def line_of(text: str, table: str, key: str) -> int | None:
     return None
 
 
-def located(path: Path, text: str, table: str, key: str) -> str:
+def located(path: Path | str, text: str, table: str, key: str) -> str:
     """`file:line` where the key is set, or just the file when it cannot be found (for
     instance a dotted key `engine.max_hops = 2` outside its table)."""
     line = line_of(text, table, key)

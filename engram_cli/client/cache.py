@@ -25,7 +25,6 @@ import sqlite3
 import time
 from _thread import RLock  # threading's RLock, without importing threading (~2 ms)
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 
 from engram_cli.client.settings import (
     DEFAULT_CACHE_MAX_MB,
@@ -46,6 +45,7 @@ except ImportError:  # an interpreter without the module: hashlib finds one
 # typing costs a cached recall several ms at import; annotations are strings here.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 FILE_NAME = "recall-cache.sqlite3"
@@ -261,9 +261,10 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
 class RecallCache:
     """The on-disk cache of recall answers. Thread-safe; several processes may share it."""
 
-    def __init__(self, path: Path, policy: CachePolicy = DEFAULT_POLICY,
+    def __init__(self, path: Path | str, policy: CachePolicy = DEFAULT_POLICY,
                  clock: Callable[[], float] | None = None) -> None:
-        self.path = Path(path)
+        # A string inside: a cache hit does not import pathlib (~8 ms).
+        self._file = os.fspath(path)
         self.policy = policy
         self.clock = clock or default_clock
         self.error: str | None = None  # why the cache is unusable, once it failed
@@ -277,9 +278,16 @@ class RecallCache:
     def default(cls, policy: CachePolicy = DEFAULT_POLICY,
                 clock: Callable[[], float] | None = None) -> RecallCache:
         """The cache in the user cache dir (ENGRAM_CACHE_DIR overrides it)."""
-        from engram_cli.config import cache_dir
+        from engram_cli.config import ENV_CACHE_DIR, user_path
 
-        return cls(cache_dir() / FILE_NAME, policy, clock)
+        return cls(user_path(ENV_CACHE_DIR, "cache", FILE_NAME), policy, clock)
+
+    @property
+    def path(self) -> Path:
+        """The cache's SQLite file."""
+        from pathlib import Path
+
+        return Path(self._file)
 
     # -- connection -----------------------------------------------------------------
 
@@ -288,18 +296,18 @@ class RecallCache:
             return self._conn
         if self.error is not None:
             return None
-        if not create and not self.path.exists():
+        if not create and not os.path.exists(self._file):
             return None
         from engram_cli.errors import UnsafePath
         from engram_cli.files import create_private, private_dir
 
         try:
-            private_dir(self.path.parent, own=False)
+            private_dir(os.path.dirname(self._file) or ".", own=False)
             # Answers hold memory contents: only this user may read them (SQLite gives
             # the -wal and -shm files the database file's permissions), and a symlink
             # planted at the path is refused.
-            create_private(self.path)
-            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000,
+            create_private(self._file)
+            conn = sqlite3.connect(self._file, timeout=_BUSY_TIMEOUT_MS / 1000,
                                    isolation_level=None, check_same_thread=False)
             try:
                 conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
@@ -314,12 +322,15 @@ class RecallCache:
             if not isinstance(exc, sqlite3.OperationalError) and not _retried:
                 # Not a database (a torn or foreign file): it is only a cache, start over.
                 for suffix in ("", "-wal", "-shm"):
-                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+                    try:
+                        os.unlink(self._file + suffix)
+                    except FileNotFoundError:
+                        pass
                 return self._db(create, _retried=True)
-            self.error = f"{self.path}: {exc}"
+            self.error = f"{self._file}: {exc}"
             return None
         except (sqlite3.Error, OSError) as exc:
-            self.error = f"{self.path}: {exc}"
+            self.error = f"{self._file}: {exc}"
             return None
         except UnsafePath as exc:
             self.error = f"{exc}: {exc.hint}"
@@ -374,7 +385,7 @@ class RecallCache:
                     conn.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                self.error = f"{self.path}: {exc}"
+                self.error = f"{self._file}: {exc}"
                 return default
 
     # -- the cache ------------------------------------------------------------------
@@ -394,7 +405,7 @@ class RecallCache:
                     "SELECT stored_at, forgetting, body FROM entries WHERE key = ?",
                     (key,)).fetchone()
             except sqlite3.Error as exc:
-                self.error = f"{self.path}: {exc}"
+                self.error = f"{self._file}: {exc}"
                 return None
             if row is None:
                 if count_miss:
@@ -515,7 +526,7 @@ class RecallCache:
         return int(self._write(wipe, create=False, default=0))
 
     def stats(self) -> CacheStats:
-        out = CacheStats(path=str(self.path), max_bytes=self.policy.max_bytes)
+        out = CacheStats(path=self._file, max_bytes=self.policy.max_bytes)
         with self._lock:
             self._flush()
             conn = self._db(create=False)
@@ -528,7 +539,7 @@ class RecallCache:
                     "SELECT server, space, count(*) FROM entries GROUP BY server, space "
                     "ORDER BY server, space")}
             except sqlite3.Error as exc:
-                self.error = f"{self.path}: {exc}"
+                self.error = f"{self._file}: {exc}"
                 return out
         out.bytes = int(counters.get("bytes", 0))
         out.hits = int(counters.get("hits", 0))

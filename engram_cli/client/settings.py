@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 from engram_cli.config import (
     DEFAULT_SERVER,
@@ -35,7 +34,7 @@ from engram_cli.config import (
     TLS_SCHEMES,
     Connection,
     TlsOptions,
-    client_config_path,
+    client_config_file,
     default_server,
     located,
     normalize_server,
@@ -48,6 +47,7 @@ from engram_cli.values import Value
 # typing costs a cached recall several ms at import; annotations are strings here.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 CLIENT_TABLE = "client"
@@ -262,7 +262,7 @@ def unknown_client_key(key: str, tunable_only: bool = False) -> SettingsError:
     if key in CLIENT_SPEC_BY_KEY and tunable_only:
         flag = CLIENT_SPEC_BY_KEY[key].flag
         return SettingsError(f"client setting {key!r} is a connection setting, not a tuning one",
-                             f"set it in {client_config_path()} by hand or with {flag}")
+                             f"set it in {client_config_file()} by hand or with {flag}")
     keys = TUNABLE_KEYS if tunable_only else tuple(CLIENT_SPEC_BY_KEY)
     close = difflib.get_close_matches(key, keys, n=1)
     hint = f"did you mean {close[0]!r}?" if close else "known: " + ", ".join(keys)
@@ -278,10 +278,10 @@ def check(spec: ClientSpec, value: Any, where: str) -> Any:
         raise SettingsError(f"{where}: {value!r} is not valid", exc.hint) from None
 
 
-def read_client_file(path: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_client_file(path: Path | str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the whole document, its checked [client] values) of the config file; ({}, {})
     when there is no file. Errors name the file, the line and the key."""
-    path = path or client_config_path()
+    path = path or client_config_file()
     doc, text = read_toml(path)
     table = doc.get(CLIENT_TABLE, {})
     if not isinstance(table, Mapping):
@@ -299,7 +299,7 @@ def read_client_file(path: Path | None = None) -> tuple[dict[str, Any], dict[str
 
 def resolve_client_settings(flags: Mapping[str, Any] | None = None, *,
                             env: Mapping[str, str] | None = None,
-                            path: Path | None = None) -> ClientSettings:
+                            path: Path | str | None = None) -> ClientSettings:
     """The client settings: `flags` (by key; None or "" is not given) > environment >
     config file [client] > default. Raises SettingsError (exit 2) on the first bad value."""
     flags = flags or {}
