@@ -130,7 +130,7 @@ def read_toml(path: Path | str) -> tuple[dict[str, Any], str]:
 
 def line_of(text: str, table: str, key: str) -> int | None:
     """The line where `key = ...` is set inside `[table]`, for error messages."""
-    import re  # only to word an error
+    import re
 
     section = ""
     pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
