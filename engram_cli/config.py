@@ -9,15 +9,17 @@ variables and flags) are resolved in engram_cli/client/settings.py.
 from __future__ import annotations
 
 import os
-import re
-from dataclasses import dataclass
-from pathlib import Path
+import sys
 
 from engram_cli.errors import SettingsError
+from engram_cli.values import Value
 
-# typing costs a cached recall several ms at import; annotations are strings here.
+# typing costs a cached recall several ms at import; annotations are strings here. So
+# does pathlib (~8 ms): the cache-hit path takes its paths as strings (user_path,
+# client_config_file), the rest of the package as Paths.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 APP_NAME = "engram"
@@ -38,13 +40,47 @@ ENV_CONFIG_DIR = "ENGRAM_CONFIG_DIR"
 ENV_CACHE_DIR = "ENGRAM_CACHE_DIR"
 
 
-def _platform_dir(env: str, kind: str) -> Path:
-    override = os.environ.get(env)
-    if override:
-        return Path(override)
+# On Linux the user dirs are the XDG base directories: $XDG_<KIND>_HOME when it is an
+# absolute path, else ~/.local/share, ~/.config or ~/.cache, with our name appended.
+# Computed here in the plain case, because importing platformdirs costs a cached recall
+# ~10 ms; every other case (another OS, Android, a relative or unset HOME, a relative XDG
+# variable, on which platformdirs versions differ) is platformdirs' to answer. A test
+# checks that both agree.
+_XDG = {"data": ("XDG_DATA_HOME", "~/.local/share"), "config": ("XDG_CONFIG_HOME", "~/.config"),
+        "cache": ("XDG_CACHE_HOME", "~/.cache")}
+
+
+def user_dir(kind: str) -> str:
+    """The platform's user `kind` ("data", "config" or "cache") directory for engram, as
+    platformdirs' user_<kind>_dir("engram") answers it."""
+    if sys.platform == "linux" and not _maybe_android():
+        variable, default = _XDG[kind]
+        base = os.environ.get(variable, "")
+        if base.startswith("/"):
+            return os.path.join(base, APP_NAME)
+        if not base and os.environ.get("HOME", "").startswith("/"):
+            return os.path.join(os.path.expanduser(default), APP_NAME)
     import platformdirs
 
-    return Path(getattr(platformdirs, f"user_{kind}_dir")(APP_NAME))
+    return str(getattr(platformdirs, f"user_{kind}_dir")(APP_NAME))
+
+
+def _maybe_android() -> bool:
+    # What platformdirs looks at before it decides that this is Android.
+    return hasattr(sys, "getandroidapilevel") or (
+        os.environ.get("ANDROID_DATA") == "/data" and os.environ.get("ANDROID_ROOT") == "/system")
+
+
+def user_path(env: str, kind: str, *names: str) -> str:
+    """The directory named by the variable `env` (ENGRAM_CONFIG_DIR, ...) when set, else
+    the user `kind` dir, joined with `names`: a string, for the cache-hit path."""
+    return os.path.join(os.environ.get(env) or user_dir(kind), *names)
+
+
+def _platform_dir(env: str, kind: str) -> Path:
+    from pathlib import Path
+
+    return Path(user_path(env, kind))
 
 
 def data_dir() -> Path:
@@ -60,14 +96,23 @@ def cache_dir() -> Path:
     return _platform_dir(ENV_CACHE_DIR, "cache")
 
 
+CLIENT_CONFIG_NAME = "config.toml"
+
+
+def client_config_file() -> str:
+    """The client's config file (`<config dir>/config.toml`) as a string."""
+    return user_path(ENV_CONFIG_DIR, "config", CLIENT_CONFIG_NAME)
+
+
 def client_config_path() -> Path:
-    return config_dir() / "config.toml"
+    return config_dir() / CLIENT_CONFIG_NAME
 
 
-def read_toml(path: Path) -> tuple[dict[str, Any], str]:
+def read_toml(path: Path | str) -> tuple[dict[str, Any], str]:
     """(document, text) of a TOML file; ({}, "") when it does not exist."""
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read()
     except FileNotFoundError:
         return {}, ""
     except OSError as exc:
@@ -85,6 +130,8 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str]:
 
 def line_of(text: str, table: str, key: str) -> int | None:
     """The line where `key = ...` is set inside `[table]`, for error messages."""
+    import re
+
     section = ""
     pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=")
     for number, line in enumerate(text.splitlines(), 1):
@@ -96,33 +143,49 @@ def line_of(text: str, table: str, key: str) -> int | None:
     return None
 
 
-def located(path: Path, text: str, table: str, key: str) -> str:
+def located(path: Path | str, text: str, table: str, key: str) -> str:
     """`file:line` where the key is set, or just the file when it cannot be found (for
     instance a dotted key `engine.max_hops = 2` outside its table)."""
     line = line_of(text, table, key)
     return f"{path}:{line}" if line else str(path)
 
 
-@dataclass(frozen=True)
-class TlsOptions:
+class TlsOptions(Value):
     """How to speak TLS to a server (client/tls.py reads the files). Paths are PEM files;
     an empty one means: not given."""
 
-    ca_cert: str = ""  # the CAs to trust ("": the roots gRPC ships with)
-    client_cert: str = ""  # mutual TLS: our certificate chain ...
-    client_key: str = ""  # ... and its private key
-    server_name: str = ""  # the name to verify the server's certificate for ("": the host)
+    __slots__ = ("ca_cert", "client_cert", "client_key", "server_name")
+    ca_cert: str  # the CAs to trust ("": the roots gRPC ships with)
+    client_cert: str  # mutual TLS: our certificate chain ...
+    client_key: str  # ... and its private key
+    server_name: str  # the name to verify the server's certificate for ("": the host)
+
+    def __init__(self, ca_cert: str = "", client_cert: str = "", client_key: str = "",
+                 server_name: str = "") -> None:
+        self.ca_cert = ca_cert
+        self.client_cert = client_cert
+        self.client_key = client_key
+        self.server_name = server_name
 
 
-@dataclass(frozen=True)
-class Connection:
+class Connection(Value):
     """Where and how to reach a server; `tls` None is plaintext."""
 
-    server: str = DEFAULT_SERVER
-    space: str = DEFAULT_SPACE
-    api_key: str | None = None
-    autostart: bool = True
-    tls: TlsOptions | None = None
+    __slots__ = ("api_key", "autostart", "server", "space", "tls")
+    server: str
+    space: str
+    api_key: str | None
+    autostart: bool
+    tls: TlsOptions | None
+
+    def __init__(self, server: str = DEFAULT_SERVER, space: str = DEFAULT_SPACE,
+                 api_key: str | None = None, autostart: bool = True,
+                 tls: TlsOptions | None = None) -> None:
+        self.server = server
+        self.space = space
+        self.api_key = api_key
+        self.autostart = autostart
+        self.tls = tls
 
     @property
     def is_default_target(self) -> bool:

@@ -7,24 +7,27 @@ created exclusively): we refuse with UnsafePath instead, leaving the link's targ
 Replacing a file is atomic: a fresh temporary file beside it, fsync, rename, fsync of the
 directory, so a crash leaves the old file or the new one, never half of one.
 
-Standard library only: a cached recall imports this.
+Standard library only, and not even contextlib (try/except instead of suppress): a cached
+recall imports this.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
-from pathlib import Path
 
 from engram_cli.errors import UnsafePath
 
-# typing costs a cached recall several ms at import; annotations are strings here.
+# typing costs a cached recall several ms at import; annotations are strings here, and
+# pathlib is imported by the functions that make paths (~8 ms: a cached recall needs none).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
-    from typing import BinaryIO
+    from pathlib import Path
+    from typing import BinaryIO, TypeVar
+
+    PathT = TypeVar("PathT", str, Path)
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -39,16 +42,17 @@ def _symlink_error(path: Path | str) -> UnsafePath:
     return UnsafePath(f"{path} is a symbolic link", _REFUSE_HINT)
 
 
-def private_dir(path: Path, *, own: bool = True) -> Path:
-    """Make sure `path` is a directory, creating it 0700 (missing parents too).
+def private_dir(path: PathT, *, own: bool = True) -> PathT:
+    """Make sure `path` is a directory, creating it 0700 (missing parents too); answers
+    `path`.
 
     own=True: a directory only we use (imports/, vectors/): a symlink there is refused and
     an existing one is tightened to 0700. own=False: a directory the user names (a data
     dir, the config dir): a symlink to a directory is the user's choice and is followed,
     and an existing directory keeps its mode (see exposure_warning)."""
-    path = Path(path)
-    if not path.parent.exists():
-        private_dir(path.parent, own=False)
+    parent = os.path.dirname(os.path.normpath(path)) or "."
+    if not os.path.exists(parent):
+        private_dir(parent, own=False)
     try:
         os.mkdir(path, DIR_MODE)
     except FileExistsError:
@@ -149,10 +153,14 @@ def write_atomic(path: Path | str, data: bytes | Callable[[BinaryIO], object],
     """Replace `path` with `data` (bytes, or a function writing to the open file): a fresh
     0600 temporary file (`tmp`, default `.<name>.<pid>.tmp` beside it), fsync, rename,
     fsync of the directory. A symlink at `path` or at `tmp` is refused, untouched."""
+    from pathlib import Path
+
     path = Path(path)
-    with contextlib.suppress(FileNotFoundError):
+    try:
         if stat.S_ISLNK(os.lstat(path).st_mode):
             raise _symlink_error(path)
+    except FileNotFoundError:
+        pass
     tmp = Path(tmp) if tmp is not None else path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = create_exclusive(tmp)
     try:
@@ -165,20 +173,24 @@ def write_atomic(path: Path | str, data: bytes | Callable[[BinaryIO], object],
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
+        try:
             os.unlink(tmp)
+        except OSError:
+            pass
         raise
     fsync_dir(path.parent)
 
 
 def fsync_dir(directory: Path | str) -> None:
     """Make a rename in `directory` durable (not every platform can fsync a directory)."""
-    with contextlib.suppress(OSError):
+    try:
         fd = os.open(directory, os.O_RDONLY | _CLOEXEC)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+    except OSError:
+        pass
 
 
 def exposed(directory: Path, names: Iterable[str] = ()) -> list[Path]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -205,3 +206,39 @@ def test_reads_a_plain_command_line() -> None:
 ])
 def test_leaves_anything_doubtful_to_typer(argv: list[str]) -> None:
     assert parse_recall_argv(argv) is None
+
+
+# -- the user dirs, without platformdirs ----------------------------------------------------
+
+@pytest.mark.parametrize(("xdg", "home"), [
+    (None, "/home/someone"),  # the usual case: ~/.cache/engram and the like
+    ("/srv/xdg", "/home/someone"),
+    ("/srv/xdg/", "/home/someone/"),
+    ("", "/home/someone"),  # set but empty: as unset
+    ("relative/xdg", "/home/someone"),  # platformdirs' call (versions differ)
+    (None, "relative-home"),  # platformdirs' call too
+])
+@pytest.mark.parametrize("kind", ["data", "config", "cache"])
+def test_user_dirs_are_platformdirs_own(monkeypatch, kind: str, xdg: str | None,
+                                        home: str) -> None:
+    import platformdirs
+
+    from engram_cli.config import user_dir
+
+    variable = f"XDG_{kind.upper()}_HOME"
+    if xdg is None:
+        monkeypatch.delenv(variable, raising=False)
+    else:
+        monkeypatch.setenv(variable, xdg)
+    monkeypatch.setenv("HOME", home)
+    assert user_dir(kind) == getattr(platformdirs, f"user_{kind}_dir")("engram")
+
+
+def test_the_engram_dir_variables_win_over_the_user_dirs(monkeypatch, tmp_path) -> None:
+    from engram_cli import config
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert config.cache_dir() == Path(os.environ["ENGRAM_CACHE_DIR"])  # set by conftest
+    monkeypatch.delenv("ENGRAM_CACHE_DIR")
+    assert config.cache_dir() == tmp_path / "xdg" / "engram"
+    assert config.client_config_file() == str(config.client_config_path())

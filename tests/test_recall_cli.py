@@ -19,7 +19,7 @@ import pytest
 from google.protobuf.empty_pb2 import Empty
 
 from engram_cli.cli.main import app
-from engram_cli.client.cache import RecallCache, invalidate_space
+from engram_cli.client.cache import Forgetting, RecallCache, cache_key, invalidate_space
 from engram_cli.client.recall import Recaller, RecallOptions
 from engram_cli.config import Connection
 from engram_cli.rpc import pb
@@ -342,7 +342,10 @@ except SystemExit as exc:
     code = exc.code
 heavy = [m for m in ("grpc", "numpy", "engram_cli.engine.store", "engram_cli.server",
                      "rich", "pydantic", "typer",
-                     "orjson", "typing", "difflib", "tomllib") if m in sys.modules]
+                     "orjson", "typing", "difflib", "tomllib",
+                     # each costs a cached recall milliseconds (issue 12's start-up goal)
+                     "dataclasses", "inspect", "pathlib", "platformdirs", "hashlib",
+                     "threading", "contextlib") if m in sys.modules]
 print("HEAVY=" + ",".join(heavy), file=sys.stderr)
 sys.exit(code)
 """
@@ -370,7 +373,7 @@ def test_cached_answer_is_served_with_the_server_stopped_and_without_grpc(
     assert hit.returncode == 0, hit.stderr
     data = orjson.loads(hit.stdout)
     assert data["cached"] is True and word(1) in data["results"][0]["content"]
-    assert heavy == ""  # no grpc, numpy, engine, server, rich, pydantic, Typer, orjson or typing
+    assert heavy == ""  # no grpc, numpy, engine, server, rich, pydantic, Typer, orjson, typing...
 
     # The Typer path (what CliRunner runs) prints the same answer.
     from typer.testing import CliRunner
@@ -388,6 +391,40 @@ def test_cached_answer_is_served_with_the_server_stopped_and_without_grpc(
     # The fast path counts the hit; the failed lookup's miss is counted once.
     st = cache_stats()
     assert (st["hits"], st["misses"]) == (2, 2)
+
+
+def test_a_hit_in_the_xdg_dirs_needs_no_platformdirs(tmp_path: Path, monkeypatch) -> None:
+    # Without ENGRAM_CACHE_DIR / ENGRAM_CONFIG_DIR the user dirs are platformdirs'; the fast
+    # path computes them on Linux (tests/test_entry.py checks that the two agree).
+    for name in ("ENGRAM_CACHE_DIR", "ENGRAM_CONFIG_DIR"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg-cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
+    address = "127.0.0.1:9"  # nothing listens there: only the cache can answer
+    result = {"id": "m1", "content": f"{word(1)} kept", "confidence": 0.97,
+              "confidence_category": "high", "activation": 0.8, "state": "consolidated",
+              "tags": [], "decay_rate": 0.0}
+    key = cache_key(address, "", word(1), RecallOptions().key_params(None))
+    with RecallCache.default() as cache:
+        assert cache.put(key, address, "", word(1), [result], Forgetting(0.1, 0.2, 86400.0))
+    assert (tmp_path / "xdg-cache" / "engram" / "recall-cache.sqlite3").exists()
+
+    hit, heavy = probe("--server", address, "recall", word(1))
+    assert hit.returncode == 0, hit.stderr
+    assert orjson.loads(hit.stdout)["cached"] is True
+    assert heavy == ""
+
+    # A config file in the XDG config dir is read (with tomllib, which imports typing):
+    # the TTL it shortens ends the hit.
+    (tmp_path / "xdg-config" / "engram").mkdir(parents=True)
+    (tmp_path / "xdg-config" / "engram" / "config.toml").write_text(
+        "[client]\ncache_ttl_s = 600\n")
+    hit, heavy = probe("--server", address, "recall", word(1))
+    assert orjson.loads(hit.stdout)["cached"] is True
+    assert set(heavy.split(",")) <= {"tomllib", "typing", "contextlib"}, heavy
+    later = engram_proc("--server", address, "recall", word(1),
+                        env={"ENGRAM_NOW": str(time.time() + 1200)})
+    assert later.returncode == 1 and "no Engram server answers" in later.stderr
 
 
 def test_ttl_expiry_across_processes_with_ENGRAM_NOW(server_process, tmp_path: Path) -> None:

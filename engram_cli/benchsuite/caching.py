@@ -7,7 +7,6 @@ or fills the user's own recall cache.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from engram_cli.client.cache import CachePolicy, RecallCache
@@ -25,7 +24,7 @@ BENCH_POLICY = CachePolicy(ttl_s=3600.0, min_confidence=0.0, require_consolidate
 
 def recallers(conn: Connection, space: str, directory: Path) -> tuple[Recaller, Recaller]:
     """(without cache, with cache) for the scratch space, with `engram recall`'s options."""
-    scratch = replace(conn, space=space, autostart=False)
+    scratch = conn.replace(space=space, autostart=False)
     options = RecallOptions()
     cache = RecallCache(Path(directory) / CACHE_FILE, BENCH_POLICY)
     return Recaller(scratch, options), Recaller(scratch, options, cache=cache)

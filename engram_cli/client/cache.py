@@ -19,15 +19,12 @@ explicit clock, so that subprocess tests can age entries.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
-import threading
 import time
+from _thread import RLock  # threading's RLock, without importing threading (~2 ms)
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from engram_cli.client.settings import (
     DEFAULT_CACHE_MAX_MB,
@@ -38,10 +35,17 @@ from engram_cli.client.settings import (
 )
 from engram_cli.contract import STATE_CONSOLIDATED
 from engram_cli.engine.forgetting import decayed
+from engram_cli.values import Value
+
+try:  # hashlib's own blake2b, without hashlib's start-up of OpenSSL (~5 ms a cached recall)
+    from _blake2 import blake2b
+except ImportError:  # an interpreter without the module: hashlib finds one
+    from hashlib import blake2b
 
 # typing costs a cached recall several ms at import; annotations are strings here.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 FILE_NAME = "recall-cache.sqlite3"
@@ -55,14 +59,23 @@ _ROW_OVERHEAD = 200
 _FLUSH_EVERY = 256  # lookups between writes of the hit/miss counters and LRU times
 
 
-@dataclass(frozen=True)
-class CachePolicy:
+class CachePolicy(Value):
     """What may be cached and for how long."""
 
-    ttl_s: float = DEFAULT_CACHE_TTL_S
-    min_confidence: float = DEFAULT_CACHE_MIN_CONFIDENCE
-    require_consolidated: bool = DEFAULT_CACHE_REQUIRE_CONSOLIDATED
-    max_bytes: int = int(DEFAULT_CACHE_MAX_MB * 1024 * 1024)
+    __slots__ = ("max_bytes", "min_confidence", "require_consolidated", "ttl_s")
+    ttl_s: float
+    min_confidence: float
+    require_consolidated: bool
+    max_bytes: int
+
+    def __init__(self, ttl_s: float = DEFAULT_CACHE_TTL_S,
+                 min_confidence: float = DEFAULT_CACHE_MIN_CONFIDENCE,
+                 require_consolidated: bool = DEFAULT_CACHE_REQUIRE_CONSOLIDATED,
+                 max_bytes: int = int(DEFAULT_CACHE_MAX_MB * 1024 * 1024)) -> None:
+        self.ttl_s = ttl_s
+        self.min_confidence = min_confidence
+        self.require_consolidated = require_consolidated
+        self.max_bytes = max_bytes
 
     @classmethod
     def from_settings(cls, settings: ClientSettings) -> CachePolicy:
@@ -75,13 +88,18 @@ class CachePolicy:
 DEFAULT_POLICY = CachePolicy()
 
 
-@dataclass(frozen=True)
-class Forgetting:
+class Forgetting(Value):
     """The server's forgetting-curve parameters, stored with each entry."""
 
+    __slots__ = ("exponent", "floor", "scale_s")
     exponent: float
     floor: float
     scale_s: float
+
+    def __init__(self, exponent: float, floor: float, scale_s: float) -> None:
+        self.exponent = exponent
+        self.floor = floor
+        self.scale_s = scale_s
 
 
 def default_clock() -> float:
@@ -122,7 +140,7 @@ def cache_key(server: str, space: str, cue: str, params: Mapping[str, Any]) -> s
         {"v": 2, "server": server_key(server), "space": normalize_space(space),
          "cue": cue, "params": dict(params)},
         sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    return hashlib.blake2b(blob, digest_size=16).hexdigest()
+    return blake2b(blob, digest_size=16).hexdigest()
 
 
 def category_name(confidence: float) -> str:
@@ -154,24 +172,52 @@ def not_cached_because(results: Sequence[Mapping[str, Any]], policy: CachePolicy
     return None
 
 
-@dataclass
-class CachedAnswer:
+class CachedAnswer(Value, frozen=False):
+    __slots__ = ("age_s", "results", "stored_at", "trace")
     results: list[dict[str, Any]]
     trace: list[dict[str, Any]] | None
     stored_at: float
     age_s: float
 
+    def __init__(self, results: list[dict[str, Any]], trace: list[dict[str, Any]] | None,
+                 stored_at: float, age_s: float) -> None:
+        self.results = results
+        self.trace = trace
+        self.stored_at = stored_at
+        self.age_s = age_s
 
-@dataclass
-class CacheStats:
+
+class CacheStats(Value, frozen=False):
+    __slots__ = (
+        "bytes",
+        "entries",
+        "evictions",
+        "hits",
+        "max_bytes",
+        "misses",
+        "path",
+        "spaces",
+    )
     path: str
-    entries: int = 0
-    bytes: int = 0
-    max_bytes: int = 0
-    hits: int = 0
-    misses: int = 0
-    evictions: int = 0
-    spaces: dict[str, int] = field(default_factory=dict)
+    entries: int
+    bytes: int
+    max_bytes: int
+    hits: int
+    misses: int
+    evictions: int
+    spaces: dict[str, int]
+
+    def __init__(self, path: str, entries: int = 0, bytes: int = 0, max_bytes: int = 0,
+                 hits: int = 0, misses: int = 0, evictions: int = 0,
+                 spaces: dict[str, int] | None = None) -> None:
+        self.path = path
+        self.entries = entries
+        self.bytes = bytes
+        self.max_bytes = max_bytes
+        self.hits = hits
+        self.misses = misses
+        self.evictions = evictions
+        self.spaces = {} if spaces is None else spaces
 
     def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "entries": self.entries, "bytes": self.bytes,
@@ -215,13 +261,14 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
 class RecallCache:
     """The on-disk cache of recall answers. Thread-safe; several processes may share it."""
 
-    def __init__(self, path: Path, policy: CachePolicy = DEFAULT_POLICY,
+    def __init__(self, path: Path | str, policy: CachePolicy = DEFAULT_POLICY,
                  clock: Callable[[], float] | None = None) -> None:
-        self.path = Path(path)
+        # A string inside: a cache hit does not import pathlib (~8 ms).
+        self._file = os.fspath(path)
         self.policy = policy
         self.clock = clock or default_clock
         self.error: str | None = None  # why the cache is unusable, once it failed
-        self._lock = threading.RLock()
+        self._lock = RLock()
         self._conn: sqlite3.Connection | None = None
         self._pending: dict[str, int] = {}
         self._touched: dict[str, float] = {}
@@ -231,9 +278,16 @@ class RecallCache:
     def default(cls, policy: CachePolicy = DEFAULT_POLICY,
                 clock: Callable[[], float] | None = None) -> RecallCache:
         """The cache in the user cache dir (ENGRAM_CACHE_DIR overrides it)."""
-        from engram_cli.config import cache_dir
+        from engram_cli.config import ENV_CACHE_DIR, user_path
 
-        return cls(cache_dir() / FILE_NAME, policy, clock)
+        return cls(user_path(ENV_CACHE_DIR, "cache", FILE_NAME), policy, clock)
+
+    @property
+    def path(self) -> Path:
+        """The cache's SQLite file."""
+        from pathlib import Path
+
+        return Path(self._file)
 
     # -- connection -----------------------------------------------------------------
 
@@ -242,18 +296,18 @@ class RecallCache:
             return self._conn
         if self.error is not None:
             return None
-        if not create and not self.path.exists():
+        if not create and not os.path.exists(self._file):
             return None
         from engram_cli.errors import UnsafePath
         from engram_cli.files import create_private, private_dir
 
         try:
-            private_dir(self.path.parent, own=False)
+            private_dir(os.path.dirname(self._file) or ".", own=False)
             # Answers hold memory contents: only this user may read them (SQLite gives
             # the -wal and -shm files the database file's permissions), and a symlink
             # planted at the path is refused.
-            create_private(self.path)
-            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000,
+            create_private(self._file)
+            conn = sqlite3.connect(self._file, timeout=_BUSY_TIMEOUT_MS / 1000,
                                    isolation_level=None, check_same_thread=False)
             try:
                 conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
@@ -268,12 +322,15 @@ class RecallCache:
             if not isinstance(exc, sqlite3.OperationalError) and not _retried:
                 # Not a database (a torn or foreign file): it is only a cache, start over.
                 for suffix in ("", "-wal", "-shm"):
-                    Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+                    try:
+                        os.unlink(self._file + suffix)
+                    except FileNotFoundError:
+                        pass
                 return self._db(create, _retried=True)
-            self.error = f"{self.path}: {exc}"
+            self.error = f"{self._file}: {exc}"
             return None
         except (sqlite3.Error, OSError) as exc:
-            self.error = f"{self.path}: {exc}"
+            self.error = f"{self._file}: {exc}"
             return None
         except UnsafePath as exc:
             self.error = f"{exc}: {exc.hint}"
@@ -328,7 +385,7 @@ class RecallCache:
                     conn.execute("ROLLBACK")
                     raise
             except sqlite3.Error as exc:
-                self.error = f"{self.path}: {exc}"
+                self.error = f"{self._file}: {exc}"
                 return default
 
     # -- the cache ------------------------------------------------------------------
@@ -348,7 +405,7 @@ class RecallCache:
                     "SELECT stored_at, forgetting, body FROM entries WHERE key = ?",
                     (key,)).fetchone()
             except sqlite3.Error as exc:
-                self.error = f"{self.path}: {exc}"
+                self.error = f"{self._file}: {exc}"
                 return None
             if row is None:
                 if count_miss:
@@ -469,7 +526,7 @@ class RecallCache:
         return int(self._write(wipe, create=False, default=0))
 
     def stats(self) -> CacheStats:
-        out = CacheStats(path=str(self.path), max_bytes=self.policy.max_bytes)
+        out = CacheStats(path=self._file, max_bytes=self.policy.max_bytes)
         with self._lock:
             self._flush()
             conn = self._db(create=False)
@@ -482,7 +539,7 @@ class RecallCache:
                     "SELECT server, space, count(*) FROM entries GROUP BY server, space "
                     "ORDER BY server, space")}
             except sqlite3.Error as exc:
-                self.error = f"{self.path}: {exc}"
+                self.error = f"{self._file}: {exc}"
                 return out
         out.bytes = int(counters.get("bytes", 0))
         out.hits = int(counters.get("hits", 0))

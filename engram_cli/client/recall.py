@@ -8,16 +8,13 @@ cache hit must not pay for them.
 
 from __future__ import annotations
 
-import hashlib
-import queue
-import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 
 from engram_cli.client.cache import (
     Forgetting,
     RecallCache,
+    blake2b,
     cache_key,
     category_name,
 )
@@ -32,10 +29,12 @@ from engram_cli.contract import (
     partial_text,
 )
 from engram_cli.errors import EngramError, UsageError
+from engram_cli.values import Value
 
 # typing costs a cached recall several ms at import; annotations are strings here.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
     from typing import Any
 
 DEFAULT_WINDOW = 64  # calls in flight in stdin mode
@@ -45,19 +44,43 @@ _OVERLOAD_RETRIES = 8  # RESOURCE_EXHAUSTED: wait (retry-after-ms, growing), res
 _BACKOFF_S = 0.05  # the shortest wait after RESOURCE_EXHAUSTED
 
 
-@dataclass(frozen=True)
-class RecallOptions:
+class RecallOptions(Value):
     """Everything besides the cue that changes an answer."""
 
-    limit: int = 10
-    max_hops: int | None = None  # None: the server's setting
-    threshold: float | None = None  # activation threshold; None: the server's setting
-    spread: bool = True
-    tags: tuple[str, ...] = ()  # every result must carry all of these
-    trace: bool = False
-    mode: str | None = None  # hybrid | lexical | vector; None: the server's (hybrid)
-    embed: str | None = None  # --embed: the model that makes the cue's vector, here
-    embed_dim: int | None = None  # --embed-dim: the vector's length (None: the model's)
+    __slots__ = (
+        "embed",
+        "embed_dim",
+        "limit",
+        "max_hops",
+        "mode",
+        "spread",
+        "tags",
+        "threshold",
+        "trace",
+    )
+    limit: int
+    max_hops: int | None  # None: the server's setting
+    threshold: float | None  # activation threshold; None: the server's setting
+    spread: bool
+    tags: tuple[str, ...]  # every result must carry all of these
+    trace: bool
+    mode: str | None  # hybrid | lexical | vector; None: the server's (hybrid)
+    embed: str | None  # --embed: the model that makes the cue's vector, here
+    embed_dim: int | None  # --embed-dim: the vector's length (None: the model's)
+
+    def __init__(self, limit: int = 10, max_hops: int | None = None,
+                 threshold: float | None = None, spread: bool = True,
+                 tags: tuple[str, ...] = (), trace: bool = False, mode: str | None = None,
+                 embed: str | None = None, embed_dim: int | None = None) -> None:
+        self.limit = limit
+        self.max_hops = max_hops
+        self.threshold = threshold
+        self.spread = spread
+        self.tags = tags
+        self.trace = trace
+        self.mode = mode
+        self.embed = embed
+        self.embed_dim = embed_dim
 
     def key_params(self, api_key: str | None) -> dict[str, Any]:
         return {
@@ -67,7 +90,7 @@ class RecallOptions:
             # An embedding cue is another question than a text cue, and another per model.
             **({"embed": self.embed, "embed_dim": self.embed_dim} if self.embed else {}),
             # Another key may see other memories (or none): never share answers across keys.
-            "key": hashlib.blake2b(api_key.encode(), digest_size=8).hexdigest()
+            "key": blake2b(api_key.encode(), digest_size=8).hexdigest()
             if api_key else "",
         }
 
@@ -82,21 +105,34 @@ class RecallOptions:
         return tuple(out)
 
 
-@dataclass
-class Answer:
+class Answer(Value, frozen=False):
     """The answer to one cue, or why there is none (`error`)."""
 
+    __slots__ = ("cache", "cached", "cue", "error", "line", "partial", "results", "trace")
     cue: str
-    results: list[dict[str, Any]] = field(default_factory=list)
-    cached: bool = False
-    trace: list[dict[str, Any]] | None = None
-    line: int | None = None  # 1-based input line in stdin mode
-    error: EngramError | None = None
+    results: list[dict[str, Any]]
+    cached: bool
+    trace: list[dict[str, Any]] | None
+    line: int | None  # 1-based input line in stdin mode
+    error: EngramError | None
     # A fetched answer: {"stored": bool, "reason": why not} for the recall cache.
-    cache: dict[str, Any] | None = None
+    cache: dict[str, Any] | None
     # Why the server says this answer may be incomplete: its RECALL_PARTIAL_KEY trailer
     # as sent ("budget,index-behind=4"; "" when complete). `partial_words` says it.
-    partial: str = ""
+    partial: str
+
+    def __init__(self, cue: str, results: list[dict[str, Any]] | None = None,
+                 cached: bool = False, trace: list[dict[str, Any]] | None = None,
+                 line: int | None = None, error: EngramError | None = None,
+                 cache: dict[str, Any] | None = None, partial: str = "") -> None:
+        self.cue = cue
+        self.results = [] if results is None else results
+        self.cached = cached
+        self.trace = trace
+        self.line = line
+        self.error = error
+        self.cache = cache
+        self.partial = partial
 
     @property
     def partial_words(self) -> str:
@@ -193,13 +229,15 @@ def cached_answer(cache: RecallCache, conn: Connection, options: RecallOptions, 
     return Answer(cue.strip(), hit.results, cached=True, trace=hit.trace)
 
 
-@dataclass
 class _Slot:
-    line: int
-    cue: str
-    answer: Answer | None = None
-    future: Any = None  # a grpc future for Recall
-    done_at: float = 0.0  # when the future finished (monotonic)
+    __slots__ = ("answer", "cue", "done_at", "future", "line")
+
+    def __init__(self, line: int, cue: str, answer: Answer | None = None) -> None:
+        self.line = line
+        self.cue = cue
+        self.answer = answer
+        self.future: Any = None  # a grpc future for Recall
+        self.done_at = 0.0  # when the future finished (monotonic)
 
 
 class _Window:
@@ -212,6 +250,8 @@ class _Window:
         self.limit = float(most)
         self.inflight = 0
         self._cut_at = 0.0
+        import threading  # here: a cache hit needs no threads
+
         self._cv = threading.Condition()
 
     def acquire(self, stop: threading.Event) -> bool:
@@ -264,6 +304,8 @@ class Recaller:
         self._metadata: tuple[tuple[str, str], ...] = ()
         self._connect_error: EngramError | None = None
         self._forgetting: Forgetting | None = None
+        import threading  # here: a cache hit needs no threads
+
         self._connect_lock = threading.Lock()
         self._waited_at = 0.0  # when the last overload wait ended (monotonic)
         self._embedder: Any = None
@@ -332,6 +374,9 @@ class Recaller:
         before it are out. A bad line (an empty cue, a cue the server rejects) becomes an
         answer carrying the error; the others carry on. A reader thread takes lines and
         starts calls while answers are written, never more than `window` ahead."""
+        import queue
+        import threading
+
         slots: queue.Queue[Any] = queue.Queue(maxsize=self.window)
         stop = threading.Event()
         window = _Window(self.window)

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from engram_cli.config import (
     DEFAULT_SERVER,
@@ -36,7 +34,7 @@ from engram_cli.config import (
     TLS_SCHEMES,
     Connection,
     TlsOptions,
-    client_config_path,
+    client_config_file,
     default_server,
     located,
     normalize_server,
@@ -44,10 +42,12 @@ from engram_cli.config import (
 )
 from engram_cli.engine.spec import SettingSpec
 from engram_cli.errors import SettingsError
+from engram_cli.values import Value
 
 # typing costs a cached recall several ms at import; annotations are strings here.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any
 
 CLIENT_TABLE = "client"
@@ -71,15 +71,28 @@ FLAG, ENV, CONFIG, DEFAULT = "flag", "env", "config", "default"
 _BOOL_WORDS = {"1": True, "yes": True, "on": True, "0": False, "no": False, "off": False}
 
 
-@dataclass(frozen=True)
 class ClientSpec(SettingSpec):
     """A client setting: a typed range (SettingSpec's rules) plus where else it is set."""
 
-    env: str = ""  # its environment variable
-    flag: str = ""  # its command-line flag, as error messages name it
-    literals: tuple[str, ...] = ()  # words accepted besides the typed range ("auto")
-    tunable: bool = True  # profiles and `engram tune --set` may change it
-    env_negates: bool = False  # ENGRAM_NO_AUTOSTART=1 means autostart = false
+    __slots__ = ("env", "env_negates", "flag", "literals", "tunable")
+    env: str  # its environment variable
+    flag: str  # its command-line flag, as error messages name it
+    literals: tuple[str, ...]  # words accepted besides the typed range ("auto")
+    tunable: bool  # profiles and `engram tune --set` may change it
+    env_negates: bool  # ENGRAM_NO_AUTOSTART=1 means autostart = false
+
+    def __init__(self, key: str, type: type, default: Any, description: str,
+                 min: float | None = None, max: float | None = None,
+                 choices: tuple[str, ...] | None = None, restart_required: bool = False, *,
+                 env: str = "", flag: str = "", literals: tuple[str, ...] = (),
+                 tunable: bool = True, env_negates: bool = False) -> None:
+        super().__init__(key, type, default, description, min, max, choices,
+                         restart_required)
+        self.env = env
+        self.flag = flag
+        self.literals = literals
+        self.tunable = tunable
+        self.env_negates = env_negates
 
     def describe_range(self) -> str:
         if self.type is str:
@@ -151,30 +164,82 @@ CLIENT_SPEC_BY_KEY: dict[str, ClientSpec] = {s.key: s for s in CLIENT_SPECS}
 TUNABLE_KEYS: tuple[str, ...] = tuple(s.key for s in CLIENT_SPECS if s.tunable)
 
 
-@dataclass(frozen=True)
-class ClientSettings:
+class ClientSettings(Value):
     """Every client setting, typed and checked; `origins` says where each came from
     (flag, env, config or default) and takes no part in comparisons."""
 
-    batch: int | str = DEFAULT_BATCH
-    pool: int = DEFAULT_POOL
-    stream: bool | str = DEFAULT_STREAM
-    rate: float = DEFAULT_RATE
-    retry_budget_s: float = DEFAULT_RETRY_BUDGET_S
-    cache_ttl_s: float = DEFAULT_CACHE_TTL_S
-    cache_min_confidence: float = DEFAULT_CACHE_MIN_CONFIDENCE
-    cache_require_consolidated: bool = DEFAULT_CACHE_REQUIRE_CONSOLIDATED
-    cache_max_mb: float = DEFAULT_CACHE_MAX_MB
-    server: str = DEFAULT_SERVER
-    space: str = DEFAULT_SPACE
-    api_key: str = ""
-    autostart: bool = True
-    tls: bool = False
-    ca_cert: str = ""
-    client_cert: str = ""
-    client_key: str = ""
-    tls_server_name: str = ""
-    origins: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    __slots__ = (
+        "api_key",
+        "autostart",
+        "batch",
+        "ca_cert",
+        "cache_max_mb",
+        "cache_min_confidence",
+        "cache_require_consolidated",
+        "cache_ttl_s",
+        "client_cert",
+        "client_key",
+        "origins",
+        "pool",
+        "rate",
+        "retry_budget_s",
+        "server",
+        "space",
+        "stream",
+        "tls",
+        "tls_server_name",
+    )
+    _uncompared = ("origins",)
+    batch: int | str
+    pool: int
+    stream: bool | str
+    rate: float
+    retry_budget_s: float
+    cache_ttl_s: float
+    cache_min_confidence: float
+    cache_require_consolidated: bool
+    cache_max_mb: float
+    server: str
+    space: str
+    api_key: str
+    autostart: bool
+    tls: bool
+    ca_cert: str
+    client_cert: str
+    client_key: str
+    tls_server_name: str
+    origins: Mapping[str, str]
+
+    def __init__(self, batch: int | str = DEFAULT_BATCH, pool: int = DEFAULT_POOL,
+                 stream: bool | str = DEFAULT_STREAM, rate: float = DEFAULT_RATE,
+                 retry_budget_s: float = DEFAULT_RETRY_BUDGET_S,
+                 cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
+                 cache_min_confidence: float = DEFAULT_CACHE_MIN_CONFIDENCE,
+                 cache_require_consolidated: bool = DEFAULT_CACHE_REQUIRE_CONSOLIDATED,
+                 cache_max_mb: float = DEFAULT_CACHE_MAX_MB, server: str = DEFAULT_SERVER,
+                 space: str = DEFAULT_SPACE, api_key: str = "", autostart: bool = True,
+                 tls: bool = False, ca_cert: str = "", client_cert: str = "",
+                 client_key: str = "", tls_server_name: str = "",
+                 origins: Mapping[str, str] | None = None) -> None:
+        self.batch = batch
+        self.pool = pool
+        self.stream = stream
+        self.rate = rate
+        self.retry_budget_s = retry_budget_s
+        self.cache_ttl_s = cache_ttl_s
+        self.cache_min_confidence = cache_min_confidence
+        self.cache_require_consolidated = cache_require_consolidated
+        self.cache_max_mb = cache_max_mb
+        self.server = server
+        self.space = space
+        self.api_key = api_key
+        self.autostart = autostart
+        self.tls = tls
+        self.ca_cert = ca_cert
+        self.client_cert = client_cert
+        self.client_key = client_key
+        self.tls_server_name = tls_server_name
+        self.origins = {} if origins is None else origins
 
     def as_dict(self) -> dict[str, Any]:
         """The settings by key (without `origins`)."""
@@ -197,7 +262,7 @@ def unknown_client_key(key: str, tunable_only: bool = False) -> SettingsError:
     if key in CLIENT_SPEC_BY_KEY and tunable_only:
         flag = CLIENT_SPEC_BY_KEY[key].flag
         return SettingsError(f"client setting {key!r} is a connection setting, not a tuning one",
-                             f"set it in {client_config_path()} by hand or with {flag}")
+                             f"set it in {client_config_file()} by hand or with {flag}")
     keys = TUNABLE_KEYS if tunable_only else tuple(CLIENT_SPEC_BY_KEY)
     close = difflib.get_close_matches(key, keys, n=1)
     hint = f"did you mean {close[0]!r}?" if close else "known: " + ", ".join(keys)
@@ -213,10 +278,10 @@ def check(spec: ClientSpec, value: Any, where: str) -> Any:
         raise SettingsError(f"{where}: {value!r} is not valid", exc.hint) from None
 
 
-def read_client_file(path: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+def read_client_file(path: Path | str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """(the whole document, its checked [client] values) of the config file; ({}, {})
     when there is no file. Errors name the file, the line and the key."""
-    path = path or client_config_path()
+    path = path or client_config_file()
     doc, text = read_toml(path)
     table = doc.get(CLIENT_TABLE, {})
     if not isinstance(table, Mapping):
@@ -234,7 +299,7 @@ def read_client_file(path: Path | None = None) -> tuple[dict[str, Any], dict[str
 
 def resolve_client_settings(flags: Mapping[str, Any] | None = None, *,
                             env: Mapping[str, str] | None = None,
-                            path: Path | None = None) -> ClientSettings:
+                            path: Path | str | None = None) -> ClientSettings:
     """The client settings: `flags` (by key; None or "" is not given) > environment >
     config file [client] > default. Raises SettingsError (exit 2) on the first bad value."""
     flags = flags or {}

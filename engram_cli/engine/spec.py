@@ -5,13 +5,13 @@ module stays small because a cached `engram recall` imports it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from engram_cli.errors import SettingsError
+from engram_cli.values import Value
 
 # typing costs a cached recall several ms at import; annotations are strings here.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import builtins
     from typing import Any
 
 
@@ -20,16 +20,40 @@ def _number(x: float) -> str:
     return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
 
 
-@dataclass(frozen=True)
-class SettingSpec:
+class SettingSpec(Value):
+    """One setting (a plain Value, not a dataclass: see values.py)."""
+
+    __slots__ = (
+        "choices",
+        "default",
+        "description",
+        "key",
+        "max",
+        "min",
+        "restart_required",
+        "type",
+    )
     key: str
     type: type
     default: Any
     description: str
-    min: float | None = None
-    max: float | None = None
-    choices: tuple[str, ...] | None = None
-    restart_required: bool = False
+    min: float | None
+    max: float | None
+    choices: tuple[str, ...] | None
+    restart_required: bool
+
+    def __init__(self, key: str, type: builtins.type, default: Any, description: str,
+                 min: float | None = None, max: float | None = None,
+                 choices: tuple[str, ...] | None = None, restart_required: bool = False
+                 ) -> None:
+        self.key = key
+        self.type = type
+        self.default = default
+        self.description = description
+        self.min = min
+        self.max = max
+        self.choices = choices
+        self.restart_required = restart_required
 
     def describe_range(self) -> str:
         if self.choices:

@@ -12,7 +12,6 @@ profile's values behind. `--set` changes only the keys it names.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,7 +152,7 @@ def tune(
     rows = _server_rows(snapshot, server_vals, server_changes, everything=reset and not profile)
     mentioned = set(client_vals) | (set(TUNABLE_KEYS) if reset and not profile else set())
     by_key = {c.key: c for c in client_changes}
-    before = dataclasses.replace(DEFAULT_CLIENT_SETTINGS, **client_file).as_dict()
+    before = DEFAULT_CLIENT_SETTINGS.replace(**client_file).as_dict()
     for spec in CLIENT_SPECS:
         change = by_key.get(spec.key)
         if change is not None:

@@ -8,7 +8,6 @@ Only the tunable keys (the ones profiles may set) are changed here; the connecti
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -50,8 +49,8 @@ def plan_client(values: Mapping[str, Any], reset: bool = False, path: Path | Non
     _, table = read_client_file(path)
     new = {k: v for k, v in table.items() if not (reset and k in TUNABLE_KEYS)}
     new.update(checked)
-    before = dataclasses.replace(DEFAULT_CLIENT_SETTINGS, **table).as_dict()
-    after = dataclasses.replace(DEFAULT_CLIENT_SETTINGS, **new).as_dict()
+    before = DEFAULT_CLIENT_SETTINGS.replace(**table).as_dict()
+    after = DEFAULT_CLIENT_SETTINGS.replace(**new).as_dict()
     changes = [Change(k, before[k], after[k], False) for k in before if before[k] != after[k]]
     return new, changes
 
