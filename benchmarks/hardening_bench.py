@@ -9,10 +9,14 @@ It starts its own `engram serve` (port 0, fresh data dir) and runs, in order:
   3. fuzz: --fuzz requests (garbage bytes to every method, random and oversized fields,
      invalid spaces, nested JSON settings, streams cancelled half way) from 8 threads;
   4. write flood: 4 threads of BatchRemember (500 memories each) for --flood-seconds.
-RSS (VmRSS of the server process) is printed after each phase and after a settle pause.
+RSS (VmRSS of the server process) is printed after each phase and after a settle pause,
+split into anonymous memory (the heaps: what a leak or an unreturned free list holds) and
+file pages (shared libraries, SQLite's -shm: the kernel can drop them). --engine sets the
+server's [engine] settings, to compare variants (embedding_model, hot_max_bytes, ...).
 
     python benchmarks/hardening_bench.py                    # 20,000 fuzz, 60 s flood
     python benchmarks/hardening_bench.py --fuzz 2000 --flood-seconds 5   # a quick run
+    python benchmarks/hardening_bench.py --fuzz 3000 --engine 'embedding_model="none"'
 """
 
 from __future__ import annotations
@@ -222,7 +226,9 @@ def main() -> None:
         data = Path(tmp) / "data"
         data.mkdir(mode=0o700)
         if args.engine:
-            (data / "engram.toml").write_text("[engine]\n" + "\n".join(args.engine) + "\n")
+            config = data / "engram.toml"
+            config.write_text("[engine]\n" + "\n".join(args.engine) + "\n")
+            config.chmod(0o600)
         proc, address = start_server(data)
         pid = proc.pid
         rows: list[tuple[str, tuple[float, float, float], str]] = []
