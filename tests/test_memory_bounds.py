@@ -68,3 +68,30 @@ def test_lookups_of_every_length_keep_few_statements_prepared(tmp_path: Path) ->
         assert grown < 3 * 1024 * 1024, f"prepared statements hold {grown / 2**20:.1f} MB"
     finally:
         store.close()
+
+
+def test_the_hot_tiers_byte_count_is_not_below_what_python_holds() -> None:
+    # Counted as the memory the rows and the tier's entries take (tracemalloc), the tier's
+    # own count must not be lower: hot_max_bytes is then a real bound.
+    import random
+    import tracemalloc
+
+    from engram_cli.engine.hot import HotTier
+
+    rng = random.Random(3)
+    for words in (3, 40, 2000):
+        n = 2000 if words < 2000 else 100
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            rows_ = [(i, f"mem_{i:032x}", " ".join(f"w{rng.randrange(10**6)}"
+                                                    for _ in range(words)),
+                      None, rng.random(), rng.random(), 0.01, "episodic", "active",
+                      1.7e9 + rng.random(), 1.7e9 + rng.random(), '["a"]', '{"k": "v"}')
+                     for i in range(n)]
+            hot = HotTier(capacity=10**9, max_bytes=10**12)
+            hot.put_many("default", rows_, hot.epoch())
+            held = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        assert held <= hot.bytes <= held * 1.5, (words, held, hot.bytes)
