@@ -9,10 +9,14 @@ It starts its own `engram serve` (port 0, fresh data dir) and runs, in order:
   3. fuzz: --fuzz requests (garbage bytes to every method, random and oversized fields,
      invalid spaces, nested JSON settings, streams cancelled half way) from 8 threads;
   4. write flood: 4 threads of BatchRemember (500 memories each) for --flood-seconds.
-RSS (VmRSS of the server process) is printed after each phase and after a settle pause.
+RSS (VmRSS of the server process) is printed after each phase and after a settle pause,
+split into anonymous memory (the heaps: what a leak or an unreturned free list holds) and
+file pages (shared libraries, SQLite's -shm: the kernel can drop them). --engine sets the
+server's [engine] settings, to compare variants (embedding_model, hot_max_bytes, ...).
 
     python benchmarks/hardening_bench.py                    # 20,000 fuzz, 60 s flood
     python benchmarks/hardening_bench.py --fuzz 2000 --flood-seconds 5   # a quick run
+    python benchmarks/hardening_bench.py --fuzz 3000 --engine 'embedding_model="none"'
 """
 
 from __future__ import annotations
@@ -47,11 +51,17 @@ METHODS = [(ENGRAM_SERVICE, m) for m in ("Remember", "Recall", "Forget", "Recogn
                                      "DropSpace")]
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int) -> tuple[float, float, float]:
+    """(VmRSS, RssAnon, RssFile) in MB. Anonymous pages are the heap's (what a leak or
+    an unreturned free list holds); file pages are mapped files (the shared libraries,
+    SQLite's -shm), which the kernel can drop."""
+    fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+            fields[key] = int(value.split()[0]) / 1024
+    return (fields.get("VmRSS", 0.0), fields.get("RssAnon", 0.0),
+            fields.get("RssFile", 0.0) + fields.get("RssShmem", 0.0))
 
 
 def text(rng: random.Random, words: int) -> str:
@@ -207,12 +217,21 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=1000, help="idle streams (default 1000)")
     ap.add_argument("--settle", type=float, default=5.0, help="pause before each RSS reading")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--engine", action="append", default=[], metavar="KEY=VALUE",
+                    help="an [engine] setting for the server's engram.toml, as TOML "
+                         '(e.g. --engine embedding_model=\'"none"\'); repeatable')
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        proc, address = start_server(Path(tmp) / "data")
+        data = Path(tmp) / "data"
+        data.mkdir(mode=0o700)
+        if args.engine:
+            config = data / "engram.toml"
+            config.write_text("[engine]\n" + "\n".join(args.engine) + "\n")
+            config.chmod(0o600)
+        proc, address = start_server(data)
         pid = proc.pid
-        rows: list[tuple[str, float, str]] = []
+        rows: list[tuple[str, tuple[float, float, float], str]] = []
         try:
             with grpc.insecure_channel(address) as channel:
                 stub = svc.EngramServiceStub(channel)
@@ -225,8 +244,8 @@ def main() -> None:
                     time.sleep(0.2)
                 time.sleep(args.settle)
                 p50, worst, failed = latencies(channel)
-            start_rss = rss_mb(pid)
-            rows.append(("start", start_rss, f"health+Recall p50 {p50:.1f} ms, max "
+            start_rss = rss_mb(pid)[0]
+            rows.append(("start", rss_mb(pid), f"health+Recall p50 {p50:.1f} ms, max "
                          f"{worst:.1f} ms, failed: {failed}"))
             p50, worst, failed, codes = idle_streams(address, args.streams)
             time.sleep(args.settle)
@@ -252,9 +271,9 @@ def main() -> None:
                          f"{worst:.1f} ms, failed: {failed}"))
         finally:
             stop_server(proc)
-    print(f"{'phase':<32} {'RSS MB':>8} {'x start':>8}  notes")
-    for name, rss, notes in rows:
-        print(f"{name:<32} {rss:8.0f} {rss / start_rss:8.2f}  {notes}")
+    print(f"{'phase':<32} {'RSS MB':>8} {'anon':>6} {'file':>6} {'x start':>8}  notes")
+    for name, (rss, anon, file), notes in rows:
+        print(f"{name:<32} {rss:8.0f} {anon:6.0f} {file:6.0f} {rss / start_rss:8.2f}  {notes}")
     print(f"(server pid {pid}; {os.cpu_count()} CPUs)")
 
 

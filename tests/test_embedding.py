@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
+import random
 import socket
 import subprocess
 import sys
@@ -112,3 +114,35 @@ def test_none_means_no_model_and_unknown_names_say_the_choices():
 
 def test_the_model_is_loaded_once_per_process(model):
     assert load_model(DEFAULT_MODEL) is model
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def _malloc_in_use() -> int:
+    """Bytes glibc's malloc has handed out and not had back (the Rust tokenizer's too)."""
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = _MallInfo2
+    return int(libc.mallinfo2().uordblks)
+
+
+def test_embedding_distinct_texts_holds_no_native_memory(model):
+    # The tokenizer's word cache kept every text under 256 characters (~8 KB each, up to
+    # ~160 MB): a server embedding a stream of distinct memories never got it back.
+    rng = random.Random(7)
+    words = "harbour ledger kettle studio garden weather orbit comet violin".split()
+
+    def texts(n: int) -> list[str]:
+        return [" ".join(f"{rng.choice(words)}{rng.randrange(1000)}" for _ in range(15))
+                for _ in range(n)]
+
+    model.embed(texts(500))  # scratch buffers and lazy set-up, once
+    before = _malloc_in_use()
+    for _ in range(6):
+        model.embed(texts(500))
+    grown = _malloc_in_use() - before
+    # With the cache: ~+20 MB for these 3,000 texts (~150 characters each).
+    assert grown < 6 * 1024 * 1024, f"embedding 3,000 texts kept {grown / 2**20:.1f} MB"

@@ -12,6 +12,8 @@ from __future__ import annotations
 import sqlite3
 import time
 
+from engram_cli.engine.inlist import in_list
+
 _CHUNK = 900
 
 
@@ -23,10 +25,9 @@ def neighbours(conn: sqlite3.Connection, rowids: list[int], deadline: float = fl
     for i in range(0, len(rowids), _CHUNK):
         if i and time.perf_counter() > deadline:
             break
-        chunk = rowids[i : i + _CHUNK]
-        out.extend(conn.execute(
-            f"SELECT src, dst, strength FROM edges WHERE src IN ({','.join('?' * len(chunk))})",
-            chunk))
+        marks, values = in_list(rowids[i : i + _CHUNK], _CHUNK)
+        out.extend(conn.execute(f"SELECT src, dst, strength FROM edges WHERE src IN ({marks})",
+                                values))
     return out
 
 

@@ -79,6 +79,7 @@ class WordLlamaModel:
         # WordLlama turns truncation off; a capped length keeps one huge memory from
         # padding a whole batch to its length.
         self._model.tokenizer.enable_truncation(MAX_TOKENS)
+        _no_word_cache(self._model.tokenizer)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         import numpy as np
@@ -110,6 +111,21 @@ class WordLlamaModel:
         np.divide(summed, counts, out=summed, where=counts > 0)
         pooled: np.ndarray = summed.astype(np.float32, copy=False)
         return pooled
+
+
+def _no_word_cache(tokenizer: Any) -> None:
+    """Turn off the tokenizer's cache of split words, which is bounded in entries, not bytes.
+
+    tokenizers' BPE model remembers how it split each word, up to 10,000 words of up to 256
+    characters. This tokenizer has no pre-tokenizer, so its "word" is the whole text: every
+    memory shorter than 256 characters gets an entry of ~8 KB (its symbols), and a server
+    that embeds a stream of distinct memories holds ~160 MB of native memory that
+    malloc_trim cannot give back. A text repeats too rarely for the cache to pay (measured:
+    no difference in embedding time), and recall caches its cue vectors itself.
+    """
+    resize = getattr(tokenizer.model, "_resize_cache", None)
+    if resize is not None:  # tokenizers >= 0.20
+        resize(0)
 
 
 def _load_wordllama(config: str, dim: int) -> Any:

@@ -34,6 +34,7 @@ from engram_cli.engine import rows
 from engram_cli.engine.activation import path_to, spread
 from engram_cli.engine.forgetting import decayed
 from engram_cli.engine.hot import HotTier, Row
+from engram_cli.engine.inlist import in_list
 from engram_cli.engine.model import MemoryRecord, content_id
 from engram_cli.engine.settings import Settings
 from engram_cli.engine.text import WORD_RE, TextSeeder, word_similarity
@@ -195,13 +196,13 @@ def similarities(conn: sqlite3.Connection, space: str, rids: Sequence[int], cue:
     `embed`, embedded now."""
     if not rids:
         return {}
-    marks = ",".join("?" * len(rids))
+    marks, values = in_list(rids, rows.SQL_CHUNK)
     out: dict[int, float] = {}
     unembedded: list[tuple[int, str]] = []
     for rid, own, computed, content in conn.execute(
             f"SELECT m.rowid, m.embedding, v.vec, m.content FROM memories m LEFT JOIN "
             f"vectors v ON v.rid = m.rowid WHERE m.rowid IN ({marks}) AND m.space = ? "
-            f"AND m.suppressed = 0", (*rids, space)):
+            f"AND m.suppressed = 0", (*values, space)):
         if own:
             vec = np.frombuffer(own, dtype=np.float32)
         elif computed:

@@ -16,6 +16,7 @@ import orjson
 
 from engram_cli.engine.forgetting import decayed
 from engram_cli.engine.hot import HotTier, Row
+from engram_cli.engine.inlist import in_list
 from engram_cli.engine.model import MemoryRecord, MemoryType, State, memory_key
 from engram_cli.engine.settings import Settings
 
@@ -35,9 +36,9 @@ def chunks(items: list[Any], size: int) -> Iterable[list[Any]]:
 def by_ids(space: str, ids: Sequence[str]) -> tuple[str, list[Any]]:
     """A WHERE condition, and its values, for these ids of a space: found through the key
     index ("+space": not through the (space, state) index)."""
-    marks = ",".join("?" * len(ids))
+    marks, padded = in_list(ids, ID_CHUNK)
     return (f"key IN ({marks}) AND +space = ? AND id IN ({marks})",
-            [*(memory_key(space, mid) for mid in ids), space, *ids])
+            [*(memory_key(space, mid) for mid in padded), space, *padded])
 
 
 def row_to_record(row: Sequence[Any], now: float, s: Settings) -> MemoryRecord:
@@ -94,10 +95,10 @@ def rows_by_rowid(conn: sqlite3.Connection, hot: HotTier, space: str, rowids: It
     if missing:
         loaded: list[Row] = []
         for chunk in chunks(missing, SQL_CHUNK):
-            marks = ",".join("?" * len(chunk))
+            marks, values = in_list(chunk, SQL_CHUNK)
             loaded.extend(conn.execute(
                 f"SELECT {COLUMNS} FROM memories WHERE rowid IN ({marks}) AND +space = ? "
-                f"AND suppressed = 0", (*chunk, space)))
+                f"AND suppressed = 0", (*values, space)))
         hot.put_many(space, loaded, epoch)
         rows.update((r[0], r) for r in loaded)
     return rows
@@ -108,9 +109,9 @@ def ids_of(conn: sqlite3.Connection, rows: dict[int, Row], rowids: set[int]) -> 
     out = {rid: rows[rid][1] for rid in rowids if rid in rows}
     missing = [rid for rid in rowids if rid not in out]
     for chunk in chunks(missing, SQL_CHUNK):
+        marks, values = in_list(chunk, SQL_CHUNK)
         out.update(conn.execute(
-            f"SELECT rowid, id FROM memories WHERE rowid IN ({','.join('?' * len(chunk))})",
-            chunk).fetchall())
+            f"SELECT rowid, id FROM memories WHERE rowid IN ({marks})", values).fetchall())
     return out
 
 

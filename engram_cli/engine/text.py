@@ -28,6 +28,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from engram_cli.engine.inlist import in_list
+
 # A word as the index's tokenizer (unicode61) cuts them: letters and digits, so "_" splits
 # words too. Each cue word must be one token: the index keeps no positions, so a quoted
 # run of several tokens (a phrase) cannot be matched.
@@ -43,6 +45,7 @@ _DF_CACHE_MAX = 200_000
 # Longer words are counted each time, not cached: with the entry cap this bounds the
 # cache at about 200,000 x (64 + ~150) bytes whatever cues arrive.
 _DF_CACHE_TERM_MAX = 64
+_SQL_CHUNK = 900  # rowids looked up at once, under SQLite's parameter limit
 
 
 def cue_terms(text: str, limit: int = MAX_TERMS) -> list[str]:
@@ -180,10 +183,10 @@ class TextSeeder:
                 break
             # "+space": without the plus SQLite prefers the (space, state) index and scans
             # the whole space instead of looking up a few rowids.
+            marks, values = in_list([r for r, _ in chunk], _SQL_CHUNK)
             visible = {r: (c, m) for r, c, m in conn.execute(
-                f"SELECT rowid, confidence, id FROM memories WHERE rowid IN "
-                f"({','.join('?' * len(chunk))}) AND +space = ? AND suppressed = 0",
-                (*(r for r, _ in chunk), space))}
+                f"SELECT rowid, confidence, id FROM memories WHERE rowid IN ({marks}) "
+                f"AND +space = ? AND suppressed = 0", (*values, space))}
             for rowid, sc in chunk:
                 if cut is not None and sc < cut:
                     break

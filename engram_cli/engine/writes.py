@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from engram_cli.engine.inlist import in_list
 from engram_cli.engine.model import (
     CREATED,
     REFUSED,
@@ -143,11 +144,11 @@ def op_remember(conn: sqlite3.Connection, space: str, rows: list[tuple[Any, ...]
     existing: dict[int, tuple[Any, ...]] = {}
     fresh: set[int] = set()
     for chunk in chunks(keys, SQL_CHUNK):
-        marks = ",".join("?" * len(chunk))
+        marks, values = in_list(chunk, SQL_CHUNK)
         for row in conn.execute(
             "SELECT rowid, key, space, id, content, embedding, confidence, decay_rate, "
             "memory_type, created_at, tags, metadata, state, suppressed FROM memories "
-            f"WHERE key IN ({marks})", chunk,
+            f"WHERE key IN ({marks})", values,
         ):
             existing[row[1]] = row[2:]
             if row[0] > before:
