@@ -343,6 +343,8 @@ def candidates(n: int) -> list[Candidate]:
         HnswLib(n, 16, 64),
         FaissIVF(n, "Flat"),
         FaissIVF(n, "SQ8"),
+        USearch(n, "i8", 16, 32, threads=1),
+        USearch(n, "i8", 12, 32, threads=1),
     ]
 
 
