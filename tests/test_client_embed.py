@@ -170,3 +170,39 @@ def test_bad_embed_flags_are_usage_errors(runner: Any, tmp_path: Path, args: lis
     result = runner.invoke(app, ["import", str(path), "--dry-run", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_the_cache_written_behind_answers_at_once_and_keeps_every_row(tmp_path: Path) -> None:
+    from engram_cli.client.embedder import EmbeddingCache, text_key
+
+    path = tmp_path / "c" / "vectors.sqlite"
+    cache = EmbeddingCache(path)
+    keys = [text_key("m", f"text {i}") for i in range(1000)]
+    vectors = np.random.default_rng(1).random((1000, 4), dtype=np.float32)
+    for start in range(0, 1000, 100):
+        cache.put_later(keys[start:start + 100], vectors[start:start + 100])
+        # A text asked for again at once is answered, written yet or not.
+        got = cache.get_many("m", 4, keys[start:start + 100])
+        assert np.array_equal(np.stack([got[k] for k in keys[start:start + 100]]),
+                              vectors[start:start + 100])
+    cache.close()  # waits for the writer thread
+    again = EmbeddingCache(path)
+    got = again.get_many("m", 4, keys)
+    again.close()
+    assert len(got) == 1000 and np.array_equal(np.stack([got[k] for k in keys]), vectors)
+
+
+@pytest.mark.parametrize("content", ["x", "y" * 200, "z" * 20_000])
+def test_a_vector_appended_to_a_framed_memory_is_that_memory_with_it(content: str) -> None:
+    from engram_cli.client.batching import frame
+    from engram_cli.client.embedder import embedding_field, embedding_field_head
+    from engram_cli.ingest.embedstage import with_field
+    from engram_cli.rpc import pb
+
+    vector = np.random.default_rng(2).random(256, dtype=np.float32)
+    memory = pb.Memory(id="a", content=content, tags=["t"]).SerializeToString()
+    framed = with_field(frame(memory), embedding_field_head(256), vector.tobytes())
+    sent = pb.RememberRequest.FromString(framed).memory
+    assert (sent.id, sent.content, list(sent.tags)) == ("a", content, ["t"])
+    assert np.array_equal(np.array(sent.embedding, dtype=np.float32), vector)
+    assert embedding_field(vector) == embedding_field_head(256) + vector.tobytes()

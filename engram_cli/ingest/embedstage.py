@@ -20,7 +20,12 @@ from concurrent.futures import Executor, Future
 from typing import TYPE_CHECKING, Any
 
 from engram_cli.client.batching import Entry, varint
-from engram_cli.client.embedder import EmbeddingCache, EmbedSpec, embedding_field, text_key
+from engram_cli.client.embedder import (
+    EmbeddingCache,
+    EmbedSpec,
+    embedding_field_head,
+    text_key,
+)
 from engram_cli.errors import EngramError
 
 if TYPE_CHECKING:
@@ -181,7 +186,7 @@ class EmbedStage:
                 if self._out.get(key) is chunk:
                     del self._out[key]
             if self.cache is not None:
-                self.cache.put_many(keys, vectors)
+                self.cache.put_later(keys, vectors)
         rows: list[Any] = []
         for k in chunk.keys:
             if k is None:
@@ -192,14 +197,17 @@ class EmbedStage:
             if v is None:
                 v = chunk.borrowed[k].vectors[k]
             rows.append(v)
-        fitted = self.spec.fit(np.stack(rows)) if rows else None
-        i = 0
+        # One conversion to little-endian float32 bytes for the chunk, then a slice per
+        # record: each is the packed `repeated float embedding` field as it is sent.
+        data = self.spec.fit(np.stack(rows)).astype("<f4", copy=False).tobytes() if rows else b""
+        size = 4 * self.spec.dim
+        head = embedding_field_head(self.spec.dim)
+        at = 0
         for entry, has in zip(chunk.entries, chunk.keys, strict=True):
             if has is not None:
-                assert fitted is not None
-                entry.framed = with_field(entry.framed, embedding_field(fitted[i]))
+                entry.framed = with_field(entry.framed, head, data[at:at + size])
                 entry.text = None
-                i += 1
+                at += size
             yield entry
 
     def close(self, wait: bool = True) -> None:
@@ -222,15 +230,19 @@ def _ready(chunk: _Chunk) -> bool:
     return chunk.future is None or chunk.future.done()
 
 
-def with_field(framed: bytes, field: bytes) -> bytes:
-    """A framed Memory (see batching.frame) with `field` appended to the Memory."""
-    size = start = 0
-    shift = 0
-    for start, byte in enumerate(framed[1:], 1):  # noqa: B007 - `start` is used after
-        size |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
-    body = framed[start + 1:]
-    assert len(body) == size, "not a framed Memory"
-    return b"\x12" + varint(size + len(field)) + body + field
+def with_field(framed: bytes, head: bytes, value: bytes) -> bytes:
+    """A framed Memory (see batching.frame) with the field `head` + `value` appended to the
+    Memory."""
+    size, start = framed[1], 2
+    if size & 0x80:  # a Memory of 128 bytes or more: its length takes more bytes
+        size, shift = size & 0x7F, 7
+        while True:
+            byte = framed[start]
+            start += 1
+            size |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+    assert framed[0] == 0x12 and len(framed) - start == size, "not a framed Memory"
+    return b"".join((b"\x12", varint(size + len(head) + len(value)),
+                     memoryview(framed)[start:], head, value))
