@@ -5,7 +5,8 @@ Records come in and go out in the same order (a checkpoint relies on it), in chu
 CHUNK records: the texts of a chunk that the cache does not hold, each once, go to a
 worker process (or, with 0 workers, a thread of this one); while workers embed, this
 process keeps reading, and the sender keeps sending what came before. At most
-`2 x workers + 1` chunks are out at a time, so memory stays flat however large the input.
+`2 x workers + 1` chunks are out at a time (more while the workers start), so memory
+stays flat however large the input.
 A text is embedded at most once per run (a repeat waiting on an earlier chunk takes that
 chunk's vector) and, with the cache, once ever.
 """
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
     import numpy as np
 
 CHUNK = 256  # records per chunk: a few batches of the model's own, one IPC round trip
+# While the workers start (a second or so: a new interpreter, numpy, the model), reading
+# and mapping go on up to this many chunks ahead instead of `2 x workers + 1`: that work is
+# then done when the first vectors come back (a few MB held, once per run).
+STARTING_CHUNKS = 64
 
 _worker_model: Any = None
 
@@ -113,7 +118,8 @@ class EmbedStage:
                                                 initargs=(self.spec.model,))
 
     def run(self, entries: Iterable[Entry]) -> Iterator[Entry]:
-        most = 2 * max(1, self.workers) + 1
+        steady = 2 * max(1, self.workers) + 1
+        most = STARTING_CHUNKS
         out = self._held
         for entry in entries:
             self._part.append(entry)
@@ -121,6 +127,8 @@ class EmbedStage:
                 out.append(self._submit(self._part))
                 self._part = []
                 while out and (len(out) >= most or _ready(out[0])):
+                    if out[0].future is not None:
+                        most = steady  # a chunk came back: the workers are up
                     yield from self._finish(out[0])
                     out.popleft()
         if self._part:
