@@ -81,6 +81,16 @@ def _rss_kb(pid: int) -> int:
     return 0
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) so far."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
 def _children(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -89,21 +99,27 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def run_import(address: str, path: Path, cache: Path, *args: str) -> dict:
+def run_import(address: str, path: Path, cache: Path, *args: str,
+               server_pid: int = 0) -> dict:
     """The import's --json summary, plus the peak RSS (KiB) of the importer
-    (`rss_main_kb`) and of its largest worker (`rss_worker_kb`)."""
+    (`rss_main_kb`) and of its largest worker (`rss_worker_kb`), and the CPU seconds of the
+    importer, its workers and the server while it ran (`cpu`)."""
     env = {**os.environ, "ENGRAM_CACHE_DIR": str(cache), "ENGRAM_NO_AUTOSTART": "1"}
+    server_before = _cpu_s(server_pid) if server_pid else 0.0
     proc = subprocess.Popen([sys.executable, "-m", "engram_cli", "--server", address,
                              "import", str(path), "--json", "--quiet", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peaks = {"main": 0, "worker": 0}
+    cpu: dict[int, float] = {}  # last seen, by process
 
     def poll() -> None:
         while proc.poll() is None:
             peaks["main"] = max(peaks["main"], _rss_kb(proc.pid))
+            cpu[proc.pid] = max(cpu.get(proc.pid, 0.0), _cpu_s(proc.pid))
             for child in _children(proc.pid):
                 peaks["worker"] = max(peaks["worker"], _rss_kb(child))
-            time.sleep(0.2)
+                cpu[child] = max(cpu.get(child, 0.0), _cpu_s(child))
+            time.sleep(0.1)
 
     poller = threading.Thread(target=poll, daemon=True)
     poller.start()
@@ -113,7 +129,21 @@ def run_import(address: str, path: Path, cache: Path, *args: str) -> dict:
         raise SystemExit(f"import failed: {err}")
     summary = dict(json.loads(out.strip().splitlines()[-1]))
     summary.update(rss_main_kb=peaks["main"], rss_worker_kb=peaks["worker"])
+    main_cpu = cpu.pop(proc.pid, 0.0)
+    summary["cpu"] = {"importer": main_cpu, "workers": sum(cpu.values()),
+                      "server": _cpu_s(server_pid) - server_before if server_pid else 0.0}
     return summary
+
+
+def cpu_line(s: dict) -> str:
+    """CPU per record of each process: on a machine of two cores, 2 s of CPU a second is
+    all there is, whoever spends it."""
+    n = max(1, s["imported"])
+    parts = {k: v / n * 1e6 for k, v in s["cpu"].items()}
+    total = sum(parts.values())
+    return ("CPU per record: " + ", ".join(f"{k} {v:,.0f} us" for k, v in parts.items())
+            + f"; total {total:,.0f} us, so at most {2e6 / total:,.0f} records/s on 2 cores"
+            if total else "")
 
 
 def rss_run(root: Path, n: int) -> None:
@@ -152,9 +182,9 @@ def main() -> None:
             proc, address = start_server(root / f"srv-{workers}")
             try:
                 s = run_import(address, path, root / f"cache-{workers}", "--embed",
-                               "--embed-workers", str(workers))
+                               "--embed-workers", str(workers), server_pid=proc.pid)
                 again = run_import(address, path, root / f"cache-{workers}", "--embed",
-                                   "--embed-workers", str(workers))
+                                   "--embed-workers", str(workers), server_pid=proc.pid)
             finally:
                 proc.terminate()
                 proc.wait(20)
@@ -170,10 +200,12 @@ def main() -> None:
                   f"one-thread rate (goal >= 0.8x with 1); embedded {s['embedded']:,}, "
                   f"model time {s['embed_model_seconds']:.2f} s, importer peak RSS "
                   f"{s['rss_main_kb'] / 1024:,.0f} MiB")
+            print(f"  {cpu_line(s)}")
             print(f"  re-import (cache): {again['records_per_second']:,.0f} records/s "
                   f"= {again['records_per_second'] / rate:.2f}x the first import, "
                   f"{again['records_per_second'] / raw[0]:.2f}x the model's raw rate; "
                   f"embedded {again['embedded']:,}, cache hits {again['embed_cache_hits']:,}")
+            print(f"  {cpu_line(again)}")
         one, two = rows[0][1]["records_per_second"], rows[1][1]["records_per_second"]
         print(f"scaling 1 -> 2 workers: {two / one:.2f}x")
         if opts.rss:

@@ -206,3 +206,17 @@ def test_a_vector_appended_to_a_framed_memory_is_that_memory_with_it(content: st
     assert (sent.id, sent.content, list(sent.tags)) == ("a", content, ["t"])
     assert np.array_equal(np.array(sent.embedding, dtype=np.float32), vector)
     assert embedding_field(vector) == embedding_field_head(256) + vector.tobytes()
+
+
+def test_a_worker_process_runs_the_model_on_one_thread() -> None:
+    from engram_cli.client.embedder import EmbedSpec
+    from engram_cli.ingest.embedstage import EmbedStage
+
+    stage = EmbedStage(EmbedSpec.resolve(None, None), workers=1)
+    stage.start()
+    try:
+        assert stage._executor is not None
+        got = stage._executor.submit(os.getenv, "TOKENIZERS_PARALLELISM").result(60)
+    finally:
+        stage.close()
+    assert got == "false"

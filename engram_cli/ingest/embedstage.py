@@ -41,12 +41,22 @@ STARTING_CHUNKS = 64
 _worker_model: Any = None
 
 
+# A worker is one core's worth (there is one per core): thread pools of its own (the
+# tokenizer's spreads every batch over all cores) would only fight the other workers, the
+# importer and a local server for the same cores. Set before the model's libraries load;
+# a value the user set is kept.
+WORKER_ENV = {"TOKENIZERS_PARALLELISM": "false", "RAYON_NUM_THREADS": "1",
+              "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def _init_worker(model: str) -> None:
     """In each worker process: load the model once; leave Ctrl-C to the importer, which
     stops reading and lets what is in flight finish."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name, value in WORKER_ENV.items():
+        os.environ.setdefault(name, value)
     global _worker_model
     from engram_cli.engine.embedding import load_model
 
@@ -242,7 +252,9 @@ def with_field(framed: bytes, head: bytes, value: bytes) -> bytes:
     """A framed Memory (see batching.frame) with the field `head` + `value` appended to the
     Memory."""
     size, start = framed[1], 2
-    if size & 0x80:  # a Memory of 128 bytes or more: its length takes more bytes
+    if size & 0x80 and not framed[2] & 0x80:  # most: 128 bytes to 16 KB, 2 length bytes
+        size, start = (size & 0x7F) | framed[2] << 7, 3
+    elif size & 0x80:
         size, shift = size & 0x7F, 7
         while True:
             byte = framed[start]
