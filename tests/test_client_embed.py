@@ -220,3 +220,27 @@ def test_a_worker_process_runs_the_model_on_one_thread() -> None:
     finally:
         stage.close()
     assert got == "false"
+
+
+def test_the_cache_stays_within_its_bound_and_drops_the_oldest_first(tmp_path: Path) -> None:
+    from engram_cli.client.embedder import EmbeddingCache, text_key
+
+    path = tmp_path / "c" / "vectors.sqlite"
+    cache = EmbeddingCache(path, max_mb=0.25)
+    keys = [text_key("m", f"text {i}") for i in range(3000)]
+    vectors = np.random.default_rng(3).random((3000, 64), dtype=np.float32)
+    for start in range(0, 3000, 100):
+        cache.put_later(keys[start:start + 100], vectors[start:start + 100])
+    cache.close()
+    again = EmbeddingCache(path)
+    got = again.get_many("m", 64, keys)
+    conn = again._db()
+    assert conn is not None
+    pages = conn.execute("PRAGMA page_count").fetchone()[0] - conn.execute(
+        "PRAGMA freelist_count").fetchone()[0]
+    used = pages * conn.execute("PRAGMA page_size").fetchone()[0]
+    again.close()
+    assert used <= 0.25 * 1024 * 1024 + 64 * 1024  # the bound, and what one write adds
+    assert keys[-1] in got and keys[0] not in got and 200 < len(got) < 3000
+    kept = [i for i, k in enumerate(keys) if k in got]
+    assert kept == list(range(kept[0], 3000))  # the newest, in one run
