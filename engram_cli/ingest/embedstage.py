@@ -227,6 +227,9 @@ class EmbedStage:
                 entry.text = None
                 at += size
             yield entry
+        # A later chunk may still read this one's vectors, never what it borrowed: a chain
+        # of chunks each holding the one before would outgrow the window.
+        chunk.borrowed, chunk.known = {}, {}
 
     def close(self, wait: bool = True) -> None:
         """Stop the workers: at once (`wait` False) after an error or an interruption."""
