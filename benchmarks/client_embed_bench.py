@@ -2,11 +2,21 @@
 
 Into our server with its embedder off (embedding_model = "none", so the server does no
 model work): records/s of `import --embed` with 1 and 2 worker processes (fresh embedding
-cache each), against the model's raw rate in this one process over the same texts (goal:
+cache each), against the model's raw rate in one process over the same texts (goal:
 >= 0.8x with one worker), and the same file imported again (every vector from the cache,
 no model time at all).
 
-    python benchmarks/client_embed_bench.py [--records 20000]
+The raw rate is measured twice: as the model runs by default (its tokenizer spreads a
+batch over every core) and with one thread (TOKENIZERS_PARALLELISM=false), which is what
+one worker process can be: on a machine of two cores that also runs the importer and the
+server, the first is not a rate one worker can reach. Both ratios are printed. The raw
+rates are measured before and after the imports and averaged, because a shared machine's
+speed drifts.
+
+--rss N also imports N records (1 worker) and prints the peak RSS of the importer and of
+its worker, polled from /proc, next to the same at N/10 records: flat means bounded.
+
+    python benchmarks/client_embed_bench.py [--records 20000] [--rss 1000000]
 """
 
 from __future__ import annotations
@@ -18,20 +28,32 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
+RAW = """
+import sys, time
+from engram_cli.benchsuite import datagen
+from engram_cli.engine.embedding import DEFAULT_MODEL, load_model
+texts = [r["content"] for r in datagen.generate_records(int(sys.argv[1]))]
+model = load_model(DEFAULT_MODEL)
+model.embed(texts[:256])  # warm
+started = time.perf_counter()
+for i in range(0, len(texts), 256):
+    model.embed(texts[i:i + 256])
+print(len(texts) / (time.perf_counter() - started))
+"""
 
-def model_rate(texts: list[str]) -> float:
-    from engram_cli.engine.embedding import DEFAULT_MODEL, load_model
 
-    model = load_model(DEFAULT_MODEL)
-    assert model is not None
-    model.embed(texts[:256])  # warm
-    started = time.perf_counter()
-    for i in range(0, len(texts), 256):
-        model.embed(texts[i:i + 256])
-    return len(texts) / (time.perf_counter() - started)
+def model_rate(n: int, one_thread: bool) -> float:
+    """Texts/s of the model in a process of its own over the bench's texts, no I/O."""
+    env = dict(os.environ)
+    if one_thread:
+        env.update(TOKENIZERS_PARALLELISM="false", RAYON_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", RAW, str(n)], env=env, capture_output=True,
+                         text=True, check=True)
+    return float(out.stdout.strip())
 
 
 def start_server(data: Path) -> tuple[subprocess.Popen, str]:
@@ -48,51 +70,146 @@ def start_server(data: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("the server did not start")
 
 
-def run_import(address: str, path: Path, cache: Path, *args: str) -> dict:
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads) so far."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def run_import(address: str, path: Path, cache: Path, *args: str,
+               server_pid: int = 0) -> dict:
+    """The import's --json summary, plus the peak RSS (KiB) of the importer
+    (`rss_main_kb`) and of its largest worker (`rss_worker_kb`), and the CPU seconds of the
+    importer, its workers and the server while it ran (`cpu`)."""
     env = {**os.environ, "ENGRAM_CACHE_DIR": str(cache), "ENGRAM_NO_AUTOSTART": "1"}
-    out = subprocess.run([sys.executable, "-m", "engram_cli", "--server", address, "import",
-                          str(path), "--json", "--quiet", *args], env=env,
-                         capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"import failed: {out.stderr}")
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    server_before = _cpu_s(server_pid) if server_pid else 0.0
+    proc = subprocess.Popen([sys.executable, "-m", "engram_cli", "--server", address,
+                             "import", str(path), "--json", "--quiet", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peaks = {"main": 0, "worker": 0}
+    cpu: dict[int, float] = {}  # last seen, by process
+
+    def poll() -> None:
+        while proc.poll() is None:
+            peaks["main"] = max(peaks["main"], _rss_kb(proc.pid))
+            cpu[proc.pid] = max(cpu.get(proc.pid, 0.0), _cpu_s(proc.pid))
+            for child in _children(proc.pid):
+                peaks["worker"] = max(peaks["worker"], _rss_kb(child))
+                cpu[child] = max(cpu.get(child, 0.0), _cpu_s(child))
+            time.sleep(0.1)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
+    out, err = proc.communicate()
+    poller.join()
+    if proc.returncode != 0:
+        raise SystemExit(f"import failed: {err}")
+    summary = dict(json.loads(out.strip().splitlines()[-1]))
+    summary.update(rss_main_kb=peaks["main"], rss_worker_kb=peaks["worker"])
+    main_cpu = cpu.pop(proc.pid, 0.0)
+    summary["cpu"] = {"importer": main_cpu, "workers": sum(cpu.values()),
+                      "server": _cpu_s(server_pid) - server_before if server_pid else 0.0}
+    return summary
+
+
+def cpu_line(s: dict) -> str:
+    """CPU per record of each process: on a machine of two cores, 2 s of CPU a second is
+    all there is, whoever spends it."""
+    n = max(1, s["imported"])
+    parts = {k: v / n * 1e6 for k, v in s["cpu"].items()}
+    total = sum(parts.values())
+    return ("CPU per record: " + ", ".join(f"{k} {v:,.0f} us" for k, v in parts.items())
+            + f"; total {total:,.0f} us, so at most {2e6 / total:,.0f} records/s on 2 cores"
+            if total else "")
+
+
+def rss_run(root: Path, n: int) -> None:
+    from engram_cli.benchsuite import datagen
+
+    for records in (n // 10, n):
+        path = datagen.write_jsonl(root / f"rss-{records}.jsonl", records)
+        proc, address = start_server(root / f"srv-rss-{records}")
+        try:
+            s = run_import(address, path, root / f"cache-rss-{records}", "--embed",
+                           "--embed-workers", "1")
+        finally:
+            proc.terminate()
+            proc.wait(60)
+        path.unlink()
+        print(f"peak RSS, import --embed of {records:,} records: importer "
+              f"{s['rss_main_kb'] / 1024:,.0f} MiB, worker {s['rss_worker_kb'] / 1024:,.0f} MiB "
+              f"({s['records_per_second']:,.0f} records/s)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000)
-    n = parser.parse_args().records
+    parser.add_argument("--rss", type=int, default=0, metavar="N",
+                        help="also the importer's peak RSS at N and N/10 records")
+    opts = parser.parse_args()
+    n = opts.records
     from engram_cli.benchsuite import datagen
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+        root = Path(tempfile.mkdtemp(dir=tmp))
         path = datagen.write_jsonl(root / "bench.jsonl", n)
-        texts = [r["content"] for r in datagen.generate_records(n)]
-        raw = model_rate(texts)
-        print(f"records: {n:,}; cores: {os.cpu_count()}")
-        print(f"model raw rate (one process, no I/O): {raw:,.0f} texts/s")
+        raw = [model_rate(n, False), model_rate(n, True)]
         rows = []
         for workers in (1, 2):
             proc, address = start_server(root / f"srv-{workers}")
             try:
                 s = run_import(address, path, root / f"cache-{workers}", "--embed",
-                               "--embed-workers", str(workers))
+                               "--embed-workers", str(workers), server_pid=proc.pid)
                 again = run_import(address, path, root / f"cache-{workers}", "--embed",
-                                   "--embed-workers", str(workers))
+                                   "--embed-workers", str(workers), server_pid=proc.pid)
             finally:
                 proc.terminate()
                 proc.wait(20)
             rows.append((workers, s, again))
+        raw = [(raw[0] + model_rate(n, False)) / 2, (raw[1] + model_rate(n, True)) / 2]
+        print(f"records: {n:,}; cores: {os.cpu_count()}")
+        print(f"model raw rate (one process, no I/O): {raw[0]:,.0f} texts/s as it runs, "
+              f"{raw[1]:,.0f} texts/s with one thread")
         for workers, s, again in rows:
             rate = s["records_per_second"]
             print(f"import --embed, {workers} worker(s): {rate:,.0f} records/s "
-                  f"= {rate / raw:.2f}x the model's raw rate (goal >= 0.8x with 1); "
-                  f"embedded {s['embedded']:,}, model time {s['embed_model_seconds']:.2f} s")
+                  f"= {rate / raw[0]:.2f}x the model's raw rate, {rate / raw[1]:.2f}x its "
+                  f"one-thread rate (goal >= 0.8x with 1); embedded {s['embedded']:,}, "
+                  f"model time {s['embed_model_seconds']:.2f} s, importer peak RSS "
+                  f"{s['rss_main_kb'] / 1024:,.0f} MiB")
+            print(f"  {cpu_line(s)}")
             print(f"  re-import (cache): {again['records_per_second']:,.0f} records/s "
-                  f"= {again['records_per_second'] / rate:.2f}x the first import; "
+                  f"= {again['records_per_second'] / rate:.2f}x the first import, "
+                  f"{again['records_per_second'] / raw[0]:.2f}x the model's raw rate; "
                   f"embedded {again['embedded']:,}, cache hits {again['embed_cache_hits']:,}")
+            print(f"  {cpu_line(again)}")
         one, two = rows[0][1]["records_per_second"], rows[1][1]["records_per_second"]
         print(f"scaling 1 -> 2 workers: {two / one:.2f}x")
+        if opts.rss:
+            rss_run(root, opts.rss)
 
 
 if __name__ == "__main__":

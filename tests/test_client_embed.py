@@ -170,3 +170,77 @@ def test_bad_embed_flags_are_usage_errors(runner: Any, tmp_path: Path, args: lis
     result = runner.invoke(app, ["import", str(path), "--dry-run", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_the_cache_written_behind_answers_at_once_and_keeps_every_row(tmp_path: Path) -> None:
+    from engram_cli.client.embedder import EmbeddingCache, text_key
+
+    path = tmp_path / "c" / "vectors.sqlite"
+    cache = EmbeddingCache(path)
+    keys = [text_key("m", f"text {i}") for i in range(1000)]
+    vectors = np.random.default_rng(1).random((1000, 4), dtype=np.float32)
+    for start in range(0, 1000, 100):
+        cache.put_later(keys[start:start + 100], vectors[start:start + 100])
+        # A text asked for again at once is answered, written yet or not.
+        got = cache.get_many("m", 4, keys[start:start + 100])
+        assert np.array_equal(np.stack([got[k] for k in keys[start:start + 100]]),
+                              vectors[start:start + 100])
+    cache.close()  # waits for the writer thread
+    again = EmbeddingCache(path)
+    got = again.get_many("m", 4, keys)
+    again.close()
+    assert len(got) == 1000 and np.array_equal(np.stack([got[k] for k in keys]), vectors)
+
+
+@pytest.mark.parametrize("content", ["x", "y" * 200, "z" * 20_000])
+def test_a_vector_appended_to_a_framed_memory_is_that_memory_with_it(content: str) -> None:
+    from engram_cli.client.batching import frame
+    from engram_cli.client.embedder import embedding_field, embedding_field_head
+    from engram_cli.ingest.embedstage import with_field
+    from engram_cli.rpc import pb
+
+    vector = np.random.default_rng(2).random(256, dtype=np.float32)
+    memory = pb.Memory(id="a", content=content, tags=["t"]).SerializeToString()
+    framed = with_field(frame(memory), embedding_field_head(256), vector.tobytes())
+    sent = pb.RememberRequest.FromString(framed).memory
+    assert (sent.id, sent.content, list(sent.tags)) == ("a", content, ["t"])
+    assert np.array_equal(np.array(sent.embedding, dtype=np.float32), vector)
+    assert embedding_field(vector) == embedding_field_head(256) + vector.tobytes()
+
+
+def test_a_worker_process_runs_the_model_on_one_thread() -> None:
+    from engram_cli.client.embedder import EmbedSpec
+    from engram_cli.ingest.embedstage import EmbedStage
+
+    stage = EmbedStage(EmbedSpec.resolve(None, None), workers=1)
+    stage.start()
+    try:
+        assert stage._executor is not None
+        got = stage._executor.submit(os.getenv, "TOKENIZERS_PARALLELISM").result(60)
+    finally:
+        stage.close()
+    assert got == "false"
+
+
+def test_the_cache_stays_within_its_bound_and_drops_the_oldest_first(tmp_path: Path) -> None:
+    from engram_cli.client.embedder import EmbeddingCache, text_key
+
+    path = tmp_path / "c" / "vectors.sqlite"
+    cache = EmbeddingCache(path, max_mb=0.25)
+    keys = [text_key("m", f"text {i}") for i in range(3000)]
+    vectors = np.random.default_rng(3).random((3000, 64), dtype=np.float32)
+    for start in range(0, 3000, 100):
+        cache.put_later(keys[start:start + 100], vectors[start:start + 100])
+    cache.close()
+    again = EmbeddingCache(path)
+    got = again.get_many("m", 64, keys)
+    conn = again._db()
+    assert conn is not None
+    pages = conn.execute("PRAGMA page_count").fetchone()[0] - conn.execute(
+        "PRAGMA freelist_count").fetchone()[0]
+    used = pages * conn.execute("PRAGMA page_size").fetchone()[0]
+    again.close()
+    assert used <= 0.25 * 1024 * 1024 + 64 * 1024  # the bound, and what one write adds
+    assert keys[-1] in got and keys[0] not in got and 200 < len(got) < 3000
+    kept = [i for i, k in enumerate(keys) if k in got]
+    assert kept == list(range(kept[0], 3000))  # the newest, in one run

@@ -197,6 +197,7 @@ def test_the_priority_rule_flag_env_default_and_never_raised(tmp_path):
         "from engram_cli.cli.import_cmd import yield_cpu\n"
         "from engram_cli.errors import UsageError\n"
         "out = [yield_cpu('db.example.com:50051', None, {}),\n"
+        "       yield_cpu('localhost', None, {}, local_default=0),\n"  # --embed's default
         "       yield_cpu('10.1.2.3:50051', None, {'ENGRAM_NICE': '3'}),\n"
         "       yield_cpu('127.0.0.1:50051', 5, {'ENGRAM_NICE': '19'}),\n"
         "       yield_cpu('localhost', None, {}),\n"
@@ -211,5 +212,5 @@ def test_the_priority_rule_flag_env_default_and_never_raised(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             env=cli_env(), timeout=60)
     assert result.returncode == 0, result.stderr
-    assert orjson.loads(result.stdout) == [0, 3, 5, 10, 10, 10,
+    assert orjson.loads(result.stdout) == [0, 0, 3, 5, 10, 10, 10,
                                            "ENGRAM_NICE 'low' is not valid"]

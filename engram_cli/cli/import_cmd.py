@@ -91,7 +91,8 @@ def import_(
     nice: int = typer.Option(None, "--nice", metavar="N", min=0, max=19,
                              help="Run at CPU niceness N or lower priority (env ENGRAM_NICE; "
                              "default 10 when the server is on this machine, so that it "
-                             "gets the cores first; 0 otherwise)."),
+                             "gets the cores first; 0 otherwise, and 0 with --embed, "
+                             "whose model sets the pace)."),
 ) -> None:
     """Import memories from JSONL, JSON, CSV or TSV files, or stdin, fast.
 
@@ -136,7 +137,10 @@ def import_(
         conn = settings.connection
         _check_space(conn.space)
         ensure_server(conn)  # first: a server started here must keep the normal priority
-        yield_cpu(conn.server, nice)
+        # With --embed the model sets the pace, not the server's writer: a niced importer
+        # and its workers (which inherit the niceness) would yield the model's cores to
+        # the server's own background indexer and to everything else on the machine.
+        yield_cpu(conn.server, nice, local_default=0 if embed_options is not None else None)
 
     def say(message: str) -> None:
         typer.echo(message, err=True)
@@ -185,10 +189,11 @@ ENV_NICE = "ENGRAM_NICE"
 LOCAL_SERVER_NICE = 10
 
 
-def yield_cpu(address: str, nice: int | None, env: dict[str, str] | None = None) -> int:
+def yield_cpu(address: str, nice: int | None, env: dict[str, str] | None = None,
+              local_default: int | None = None) -> int:
     """Lower this process's CPU priority to niceness `nice` (flag), else ENGRAM_NICE, else
-    LOCAL_SERVER_NICE when the server is on this machine; never raises it. Answers the
-    niceness now in effect.
+    `local_default` (LOCAL_SERVER_NICE unless given) when the server is on this machine;
+    never raises it. Answers the niceness now in effect.
 
     Against a server on the same machine the importer competes with the server's single
     writer - the pace of the whole import - for the same cores, while the importer itself
@@ -211,7 +216,8 @@ def yield_cpu(address: str, nice: int | None, env: dict[str, str] | None = None)
     if nice is None:
         from engram_cli.config import is_local
 
-        nice = LOCAL_SERVER_NICE if is_local(address) else 0
+        local = LOCAL_SERVER_NICE if local_default is None else local_default
+        nice = local if is_local(address) else 0
     current = os.getpriority(os.PRIO_PROCESS, 0)
     if nice > current:
         try:

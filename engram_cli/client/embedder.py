@@ -9,15 +9,22 @@ with zeros, which changes no dot product and no norm, so every cosine stays as i
 The cache is SQLite in the user cache dir (`embeddings/vectors.sqlite`, 0600 in a 0700
 directory), keyed by a hash of the model name and the text, holding the model's own
 vector (so one entry serves every --embed-dim), bounded by size: the oldest entries go
-first. It is only a cache: when it cannot be used, embedding goes on without it.
+first. It is only a cache: when it cannot be used, embedding goes on without it. An import
+writes it from a thread of its own (`put_later`): a row costs ~15 us of SQLite CPU and up
+to ~40 us of waiting on the disk, which the importer's thread no longer pays, and nothing
+needs the rows at once (a text asked for again before its row is written is answered
+from memory).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import queue
 import sqlite3
 import stat
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +40,8 @@ CACHE_DIR_NAME = "embeddings"
 CACHE_FILE_NAME = "vectors.sqlite"
 MAX_DIM = 65_536
 _ROW_OVERHEAD = 48  # bytes per entry besides the vector: key, rowid, b-tree
+WRITE_QUEUE = 16  # chunks handed to the writer thread and not yet written, at most
+WRITE_ROWS = 4096  # rows the writer thread puts in one transaction, at most
 
 
 @dataclass(frozen=True)
@@ -90,10 +99,14 @@ def text_key(model: str, text: str) -> bytes:
 def embedding_field(row: np.ndarray) -> bytes:
     """A vector as engram.v1 Memory field 2 (`repeated float embedding`, packed): appended
     to a serialized Memory, it is that memory with this embedding."""
+    return embedding_field_head(len(row)) + row.astype("<f4", copy=False).tobytes()
+
+
+def embedding_field_head(dim: int) -> bytes:
+    """What comes before `dim` float32 bytes in `embedding_field`."""
     from engram_cli.client.batching import varint
 
-    data = row.astype("<f4", copy=False).tobytes()
-    return b"\x12" + varint(len(data)) + data
+    return b"\x12" + varint(4 * dim)
 
 
 def private_dir(path: Path) -> Path:
@@ -117,6 +130,12 @@ class EmbeddingCache:
         self.hits = 0
         self._conn: sqlite3.Connection | None = None
         self._bytes = -1  # unknown until the first write
+        # put_later: rows handed to the writer thread, readable here until it wrote them.
+        self._pending: dict[bytes, bytes] = {}
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[list[tuple[bytes, bytes]] | None] = queue.Queue(
+            maxsize=WRITE_QUEUE)
+        self._writer: threading.Thread | None = None
 
     @classmethod
     def default(cls, max_mb: float = DEFAULT_CACHE_MB) -> EmbeddingCache:
@@ -133,16 +152,20 @@ class EmbeddingCache:
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
             os.fchmod(fd, 0o600)
             os.close(fd)
-            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn = self._connect()
             conn.execute("CREATE TABLE IF NOT EXISTS vectors (n INTEGER PRIMARY KEY, "
                          "key BLOB NOT NULL UNIQUE, vec BLOB NOT NULL)")
         except (sqlite3.Error, OSError) as exc:
             self.error = f"{self.path}: {exc}"
             return None
         self._conn = conn
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=10, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
         return conn
 
     def get_many(self, model: str, dim: int, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
@@ -153,6 +176,14 @@ class EmbeddingCache:
         if conn is None or not keys:
             return {}
         found: dict[bytes, np.ndarray] = {}
+        if self._pending:
+            with self._lock:
+                for key in keys:
+                    blob = self._pending.get(key)
+                    if blob is not None and len(blob) == 4 * dim:
+                        found[key] = np.frombuffer(blob, dtype="<f4")
+            if found:
+                keys = [k for k in keys if k not in found]
         try:
             for start in range(0, len(keys), 500):
                 part = keys[start:start + 500]
@@ -168,28 +199,79 @@ class EmbeddingCache:
         return found
 
     def put_many(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
-        """Store vectors (one row per key); drops the oldest entries over the bound."""
+        """Store vectors (one row per key) now; drops the oldest entries over the bound."""
         conn = self._db()
         if conn is None or not keys:
             return
+        self._write(conn, list(zip(keys, _blobs(vectors), strict=True)))
+        if self.error is not None:
+            self.close()
+
+    def put_later(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
+        """`put_many` from the writer thread (started here); `get_many` answers them from
+        memory meanwhile, and `close` waits until they are written. Blocks while
+        WRITE_QUEUE chunks are waiting, so memory stays bounded if the disk is slow."""
+        if self._db() is None or not keys:
+            return
+        rows = list(zip(keys, _blobs(vectors), strict=True))
+        with self._lock:
+            self._pending.update(rows)
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_behind,
+                                            name="engram-embed-cache", daemon=True)
+            self._writer.start()
+        self._queue.put(rows)
+
+    def _write_behind(self) -> None:
+        conn: sqlite3.Connection | None = None
         try:
-            blobs = [v.astype("<f4", copy=False).tobytes() for v in vectors]
+            conn = self._connect()
+        except sqlite3.Error as exc:
+            self.error = f"{self.path}: {exc}"
+        while True:
+            rows = self._queue.get()
+            if rows is None:
+                break
+            more = True
+            while more and len(rows) < WRITE_ROWS:  # whatever else waits: one transaction
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    more = False
+                else:
+                    rows.extend(nxt)
+            if conn is not None and self.error is None:
+                self._write(conn, rows)
+            with self._lock:
+                for key, blob in rows:
+                    if self._pending.get(key) is blob:
+                        del self._pending[key]
+            if not more:
+                break
+        if conn is not None:
+            conn.close()
+
+    def _write(self, conn: sqlite3.Connection, rows: list[tuple[bytes, bytes]]) -> None:
+        try:
+            blobs = [b for _, b in rows]
             conn.execute("BEGIN")
-            conn.executemany("INSERT OR IGNORE INTO vectors (key, vec) VALUES (?, ?)",
-                             zip(keys, blobs, strict=True))
+            conn.executemany("INSERT OR IGNORE INTO vectors (key, vec) VALUES (?, ?)", rows)
             conn.execute("COMMIT")
             if self._bytes < 0:
-                self._bytes = conn.execute(
-                    "SELECT COALESCE(SUM(LENGTH(vec)), 0) + COUNT(*) * ? FROM vectors",
-                    (_ROW_OVERHEAD,)).fetchone()[0]
+                self._bytes = _used_bytes(conn)
             else:
                 self._bytes += sum(len(b) + _ROW_OVERHEAD for b in blobs)
             if self._bytes > self.max_bytes:
                 self._evict(conn, len(blobs[0]) + _ROW_OVERHEAD)
+                self._bytes = _used_bytes(conn)
         except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            self._fail(exc)
+            # Not _fail: in the writer thread, close() would wait for that very thread.
+            self.error = f"{self.path}: {exc}"
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
 
     def _evict(self, conn: sqlite3.Connection, row_bytes: int) -> None:
         # Down to 90% of the bound, so that eviction runs now and then, not every write.
@@ -197,16 +279,35 @@ class EmbeddingCache:
         rows = max(1, excess // row_bytes)
         conn.execute("DELETE FROM vectors WHERE n IN (SELECT n FROM vectors ORDER BY n "
                      "LIMIT ?)", (rows,))
-        self._bytes = -1
 
     def _fail(self, exc: Exception) -> None:
         self.error = f"{self.path}: {exc}"
         self.close()
 
     def close(self) -> None:
+        """Waits for the rows `put_later` was given to be written."""
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._writer = None
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _used_bytes(conn: sqlite3.Connection) -> int:
+    """Bytes the cache's pages hold (its free pages left out): three pragmas, where a sum
+    over the rows would read a full cache's gigabyte at the start of every import."""
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+    return int((pages - free) * conn.execute("PRAGMA page_size").fetchone()[0])
+
+
+def _blobs(vectors: np.ndarray) -> list[bytes]:
+    """Rows as float32 bytes: one conversion for the whole array, then slices."""
+    data = vectors.astype("<f4", copy=False).tobytes()
+    size = len(data) // len(vectors) if len(vectors) else 0
+    return [data[i:i + size] for i in range(0, len(data), size)] if size else []
 
 
 class CueEmbedder:

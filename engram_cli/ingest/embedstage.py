@@ -5,7 +5,8 @@ Records come in and go out in the same order (a checkpoint relies on it), in chu
 CHUNK records: the texts of a chunk that the cache does not hold, each once, go to a
 worker process (or, with 0 workers, a thread of this one); while workers embed, this
 process keeps reading, and the sender keeps sending what came before. At most
-`2 x workers + 1` chunks are out at a time, so memory stays flat however large the input.
+`2 x workers + 1` chunks are out at a time (more while the workers start), so memory
+stays flat however large the input.
 A text is embedded at most once per run (a repeat waiting on an earlier chunk takes that
 chunk's vector) and, with the cache, once ever.
 """
@@ -20,15 +21,32 @@ from concurrent.futures import Executor, Future
 from typing import TYPE_CHECKING, Any
 
 from engram_cli.client.batching import Entry, varint
-from engram_cli.client.embedder import EmbeddingCache, EmbedSpec, embedding_field, text_key
+from engram_cli.client.embedder import (
+    EmbeddingCache,
+    EmbedSpec,
+    embedding_field_head,
+    text_key,
+)
 from engram_cli.errors import EngramError
 
 if TYPE_CHECKING:
     import numpy as np
 
 CHUNK = 256  # records per chunk: a few batches of the model's own, one IPC round trip
+# While the workers start (a second or so: a new interpreter, numpy, the model), reading
+# and mapping go on up to this many chunks ahead instead of `2 x workers + 1`: that work is
+# then done when the first vectors come back (a few MB held, once per run).
+STARTING_CHUNKS = 64
 
 _worker_model: Any = None
+
+
+# A worker is one core's worth (there is one per core): thread pools of its own (the
+# tokenizer's spreads every batch over all cores) would only fight the other workers, the
+# importer and a local server for the same cores. Set before the model's libraries load;
+# a value the user set is kept.
+WORKER_ENV = {"TOKENIZERS_PARALLELISM": "false", "RAYON_NUM_THREADS": "1",
+              "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def _init_worker(model: str) -> None:
@@ -37,6 +55,8 @@ def _init_worker(model: str) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name, value in WORKER_ENV.items():
+        os.environ.setdefault(name, value)
     global _worker_model
     from engram_cli.engine.embedding import load_model
 
@@ -108,7 +128,8 @@ class EmbedStage:
                                                 initargs=(self.spec.model,))
 
     def run(self, entries: Iterable[Entry]) -> Iterator[Entry]:
-        most = 2 * max(1, self.workers) + 1
+        steady = 2 * max(1, self.workers) + 1
+        most = STARTING_CHUNKS
         out = self._held
         for entry in entries:
             self._part.append(entry)
@@ -116,6 +137,8 @@ class EmbedStage:
                 out.append(self._submit(self._part))
                 self._part = []
                 while out and (len(out) >= most or _ready(out[0])):
+                    if out[0].future is not None:
+                        most = steady  # a chunk came back: the workers are up
                     yield from self._finish(out[0])
                     out.popleft()
         if self._part:
@@ -181,7 +204,7 @@ class EmbedStage:
                 if self._out.get(key) is chunk:
                     del self._out[key]
             if self.cache is not None:
-                self.cache.put_many(keys, vectors)
+                self.cache.put_later(keys, vectors)
         rows: list[Any] = []
         for k in chunk.keys:
             if k is None:
@@ -192,15 +215,21 @@ class EmbedStage:
             if v is None:
                 v = chunk.borrowed[k].vectors[k]
             rows.append(v)
-        fitted = self.spec.fit(np.stack(rows)) if rows else None
-        i = 0
+        # One conversion to little-endian float32 bytes for the chunk, then a slice per
+        # record: each is the packed `repeated float embedding` field as it is sent.
+        data = self.spec.fit(np.stack(rows)).astype("<f4", copy=False).tobytes() if rows else b""
+        size = 4 * self.spec.dim
+        head = embedding_field_head(self.spec.dim)
+        at = 0
         for entry, has in zip(chunk.entries, chunk.keys, strict=True):
             if has is not None:
-                assert fitted is not None
-                entry.framed = with_field(entry.framed, embedding_field(fitted[i]))
+                entry.framed = with_field(entry.framed, head, data[at:at + size])
                 entry.text = None
-                i += 1
+                at += size
             yield entry
+        # A later chunk may still read this one's vectors, never what it borrowed: a chain
+        # of chunks each holding the one before would outgrow the window.
+        chunk.borrowed, chunk.known = {}, {}
 
     def close(self, wait: bool = True) -> None:
         """Stop the workers: at once (`wait` False) after an error or an interruption."""
@@ -222,15 +251,21 @@ def _ready(chunk: _Chunk) -> bool:
     return chunk.future is None or chunk.future.done()
 
 
-def with_field(framed: bytes, field: bytes) -> bytes:
-    """A framed Memory (see batching.frame) with `field` appended to the Memory."""
-    size = start = 0
-    shift = 0
-    for start, byte in enumerate(framed[1:], 1):  # noqa: B007 - `start` is used after
-        size |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            break
-    body = framed[start + 1:]
-    assert len(body) == size, "not a framed Memory"
-    return b"\x12" + varint(size + len(field)) + body + field
+def with_field(framed: bytes, head: bytes, value: bytes) -> bytes:
+    """A framed Memory (see batching.frame) with the field `head` + `value` appended to the
+    Memory."""
+    size, start = framed[1], 2
+    if size & 0x80 and not framed[2] & 0x80:  # most: 128 bytes to 16 KB, 2 length bytes
+        size, start = (size & 0x7F) | framed[2] << 7, 3
+    elif size & 0x80:
+        size, shift = size & 0x7F, 7
+        while True:
+            byte = framed[start]
+            start += 1
+            size |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+    assert framed[0] == 0x12 and len(framed) - start == size, "not a framed Memory"
+    return b"".join((b"\x12", varint(size + len(head) + len(value)),
+                     memoryview(framed)[start:], head, value))
