@@ -199,9 +199,11 @@ def similarities(conn: sqlite3.Connection, space: str, rids: Sequence[int], cue:
     marks, values = in_list(rids, rows.SQL_CHUNK)
     out: dict[int, float] = {}
     unembedded: list[tuple[int, str]] = []
+    # `+m.space`: without the plus SQLite walks the space's index (every memory of the
+    # space: 265 ms a recall at a million) instead of looking up these few rowids.
     for rid, own, computed, content in conn.execute(
             f"SELECT m.rowid, m.embedding, v.vec, m.content FROM memories m LEFT JOIN "
-            f"vectors v ON v.rid = m.rowid WHERE m.rowid IN ({marks}) AND m.space = ? "
+            f"vectors v ON v.rid = m.rowid WHERE m.rowid IN ({marks}) AND +m.space = ? "
             f"AND m.suppressed = 0", (*values, space)):
         if own:
             vec = np.frombuffer(own, dtype=np.float32)
