@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import _support  # noqa: E402
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
-from vector_index_bench import APT_LISTS, apt_texts  # noqa: E402
+from vector_index_bench import APT_LISTS, corpus  # noqa: E402
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
        "ENGRAM_NO_AUTOSTART": "1", "PYTHONUNBUFFERED": "1"}
@@ -60,24 +60,6 @@ def say(*parts: Any) -> None:
 
 
 # ------------------------------------------------------------------ texts
-
-
-def corpus(n: int, nq: int) -> tuple[list[str], list[str], int]:
-    """(n memory texts, nq held-out query texts, how many of the n are distinct real texts)."""
-    synopses, bodies, sentences = apt_texts()
-    real = list(dict.fromkeys(synopses + bodies + sentences))
-    rnd = random.Random(13)
-    rnd.shuffle(real)
-    queries, base = real[:nq], real[nq:nq + n]
-    n_real = len(base)
-    pool = [s for s in sentences if 8 <= len(s.split()) <= 25]
-    seen = set(real)
-    while len(base) < n:
-        t = f"{rnd.choice(pool)} {rnd.choice(pool)}"
-        if t not in seen:
-            seen.add(t)
-            base.append(t)
-    return base, queries, n_real
 
 
 def package_pairs(n: int) -> list[tuple[str, str]]:

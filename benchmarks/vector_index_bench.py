@@ -81,14 +81,12 @@ def rss() -> dict[str, int]:
     return out
 
 
-def prepare(work: Path, n: int, nq: int) -> dict[str, Any]:
-    """Embed the corpus (cached) and compute the exact answers; answers the corpus facts."""
-    meta_path = work / f"corpus-{n}-{nq}.json"
-    if meta_path.exists():
-        return json.loads(meta_path.read_text())
-    from engram_cli.engine.embedding import DEFAULT_MODEL, load_model
-
-    synopses, bodies, sentences = apt_texts()
+def corpus(n: int, nq: int, texts: tuple[list[str], list[str], list[str]] | None = None
+           ) -> tuple[list[str], list[str], int]:
+    """(n memory texts, nq held-out query texts, how many of the n are distinct real texts):
+    the real texts shuffled, then texts of two real sentences of different packages.
+    `texts`: apt_texts(), when the caller has read them already."""
+    synopses, bodies, sentences = texts or apt_texts()
     real = list(dict.fromkeys(synopses + bodies + sentences))
     rnd = random.Random(13)
     rnd.shuffle(real)
@@ -101,6 +99,18 @@ def prepare(work: Path, n: int, nq: int) -> dict[str, Any]:
         if t not in seen:
             seen.add(t)
             base.append(t)
+    return base, queries, n_real
+
+
+def prepare(work: Path, n: int, nq: int) -> dict[str, Any]:
+    """Embed the corpus (cached) and compute the exact answers; answers the corpus facts."""
+    meta_path = work / f"corpus-{n}-{nq}.json"
+    if meta_path.exists():
+        return json.loads(meta_path.read_text())
+    from engram_cli.engine.embedding import DEFAULT_MODEL, load_model
+
+    synopses, bodies, sentences = texts = apt_texts()
+    base, queries, n_real = corpus(n, nq, texts)
     model = load_model(DEFAULT_MODEL)
     assert model is not None
     t0 = time.perf_counter()
