@@ -5,6 +5,7 @@ through every write RPC, after a restart, and in a store made before the rule.""
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from engram_cli.engine.recall import RecallQuery
 from engram_cli.engine.settings import Settings
 from engram_cli.engine.store import DB_NAME, Store
 from engram_cli.rpc import ext, pb
+from tests import import_support
 from tests.rpc_helpers import recall, stubs
 
 
@@ -45,11 +47,7 @@ def refused(call: Callable[[], Any]) -> str:
     return str(err.value.details())
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
+wait_for = functools.partial(import_support.wait_for, timeout=30.0)
 
 
 def test_unary_remember_refuses_another_dimension_naming_both(server: Any) -> None:

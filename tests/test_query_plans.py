@@ -5,7 +5,6 @@ the space (265 ms a recall at a million memories)."""
 from __future__ import annotations
 
 import sqlite3
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from engram_cli.engine.model import MemoryRecord
 from engram_cli.engine.recall import RecallQuery
 from engram_cli.engine.settings import Settings
 from engram_cli.engine.store import Store
+from tests.import_support import wait_for
 
 
 def _plans(conn: sqlite3.Connection, statements: list[str]) -> dict[str, str]:
@@ -35,10 +35,7 @@ def test_recall_looks_candidates_up_by_rowid_not_by_space(tmp_path: Path) -> Non
         for i, vec in enumerate(vecs):
             store.remember("", MemoryRecord(id="", content=f"lighthouse keeper note {i}",
                                             embedding=vec.tobytes()))
-        deadline = time.monotonic() + 30
-        while store.indexer.pending() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert store.indexer.pending() == 0
+        wait_for(lambda: store.indexer.pending() == 0, timeout=30.0)
         conn = store._reader()  # recall runs on this thread's reader connection
         seen: list[str] = []
         conn.set_trace_callback(seen.append)

@@ -4,13 +4,14 @@ metadata key; a server that does not say leaves it unknown."""
 
 from __future__ import annotations
 
-import time
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from engram_cli.contract import SEED_KEY
+from tests import import_support
 
 CHALET = "We rented a chalet high in the Alps for the ski week"
 SWISS = "Our cottage in the Swiss mountains has a wood stove"
@@ -18,11 +19,7 @@ TOMATOES = "Remember to water the tomatoes"
 CUE = "cottage Swiss mountains"
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
+wait_for = functools.partial(import_support.wait_for, timeout=30.0)
 
 
 def seeds(engram: Callable[..., Any], *extra: str) -> dict[str, Any]:

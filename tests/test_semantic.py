@@ -4,6 +4,7 @@ stats). Real stores and servers, the real default model (loaded offline from its
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from engram_cli.engine.recall import RecallQuery
 from engram_cli.engine.settings import Settings
 from engram_cli.engine.store import Store
 from engram_cli.errors import InvalidArgument
+from tests import import_support
 
 CHALET = "We rented a chalet high in the Alps for the ski week"
 NOTES = [
@@ -34,11 +36,7 @@ NOTES = [
 COTTAGE = "cottage Swiss mountains"
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
+wait_for = functools.partial(import_support.wait_for, timeout=30.0)
 
 
 def indexed(store: Store, n: int) -> bool:
