@@ -64,6 +64,38 @@ def rss_mb(pid: int) -> tuple[float, float, float]:
             fields.get("RssFile", 0.0) + fields.get("RssShmem", 0.0))
 
 
+def smaps(pid: int) -> dict[str, float]:
+    """RSS in MB by kind of mapping (/proc/<pid>/smaps), to say what holds the memory:
+    [heap] (the main malloc arena), 64 MiB-aligned anonymous mappings (glibc's thread
+    arenas), other anonymous mappings (large mallocs, Python's pymalloc arenas, thread
+    stacks), SQLite's -shm, the database/WAL and the shared libraries (file pages)."""
+    out: Counter = Counter()
+    kind = ""
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        first = line.split(None, 5)
+        if "-" in first[0] and not first[0].endswith(":"):
+            start, end = (int(x, 16) for x in first[0].split("-"))
+            name = first[5] if len(first) > 5 else ""
+            if name == "[heap]":
+                kind = "anon [heap]"
+            elif name.endswith("-shm"):
+                kind = "file sqlite -shm"
+            elif name.endswith((".db", "-wal")) or "/vectors/" in name:
+                kind = "file store (db, wal, vectors)"
+            elif name.startswith("/"):
+                kind = "file libraries"
+            elif name:
+                kind = f"other {name}"
+            elif end - start == 64 << 20 or (start % (64 << 20) == 0 and end - start < 64 << 20
+                                              and end - start >= 128 << 10):
+                kind = "anon thread arenas (64 MiB)"
+            else:
+                kind = "anon other mmap"
+        elif first[0] == "Rss:":
+            out[kind] += int(first[1]) / 1024
+    return dict(out.most_common())
+
+
 def text(rng: random.Random, words: int) -> str:
     return " ".join(rng.choice(WORDS) + str(rng.randrange(1000)) for _ in range(words))
 
@@ -269,11 +301,14 @@ def main() -> None:
                 p50, worst, failed = latencies(channel)
             rows.append(("end", rss_mb(pid), f"health+Recall p50 {p50:.1f} ms, max "
                          f"{worst:.1f} ms, failed: {failed}"))
+            kinds = smaps(pid)
         finally:
             stop_server(proc)
     print(f"{'phase':<32} {'RSS MB':>8} {'anon':>6} {'file':>6} {'x start':>8}  notes")
     for name, (rss, anon, file), notes in rows:
         print(f"{name:<32} {rss:8.0f} {anon:6.0f} {file:6.0f} {rss / start_rss:8.2f}  {notes}")
+    print("at the end, RSS MB by mapping: " + ", ".join(f"{k} {v:.0f}" for k, v in
+                                                          kinds.items() if v >= 1))
     print(f"(server pid {pid}; {os.cpu_count()} CPUs)")
 
 

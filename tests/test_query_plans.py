@@ -36,15 +36,17 @@ def test_recall_looks_candidates_up_by_rowid_not_by_space(tmp_path: Path) -> Non
             store.remember("", MemoryRecord(id="", content=f"lighthouse keeper note {i}",
                                             embedding=vec.tobytes()))
         wait_for(lambda: store.indexer.pending() == 0, timeout=30.0)
-        conn = store._reader()  # recall runs on this thread's reader connection
         seen: list[str] = []
-        conn.set_trace_callback(seen.append)
-        try:
-            by_vector = store.recall("", RecallQuery(embedding=vecs[3].tobytes(), limit=5))
-            by_words = store.recall("", RecallQuery(text="lighthouse keeper", limit=5,
-                                                    mode="lexical"))
-        finally:
-            conn.set_trace_callback(None)
+        # A recall inside a lease runs on the leased connection.
+        with store._readers.lease() as conn:
+            conn.set_trace_callback(seen.append)
+            try:
+                by_vector = store.recall("", RecallQuery(embedding=vecs[3].tobytes(),
+                                                         limit=5))
+                by_words = store.recall("", RecallQuery(text="lighthouse keeper", limit=5,
+                                                        mode="lexical"))
+            finally:
+                conn.set_trace_callback(None)
         assert by_vector.memories and by_words.memories
         plans = _plans(conn, seen)
         # Both the vector candidates' re-scoring and the rows' loading were traced.

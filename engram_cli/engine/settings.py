@@ -74,6 +74,11 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("max_streams", int, 16, "streaming calls served at once (each holds a "
                 "thread); past it a new stream gets RESOURCE_EXHAUSTED with retry-after-ms, "
                 "and unary calls keep threads of their own", 1, 4096, restart_required=True),
+    SettingSpec("readers", int, 6, "SQLite read connections that recalls and other reads "
+                "share (a read that finds none free waits for one); each holds at most 4 "
+                "MiB of page cache and 48 prepared statements (about 5 MiB together), so "
+                "the default 6 hold about 30 MiB, however many threads serve calls",
+                1, 256, restart_required=True),
     SettingSpec("stream_idle_timeout_s", float, 300.0, "a stream that sends no request for "
                 "this long is cancelled (0: never)", 0.0, 86_400.0),
     SettingSpec("connection_idle_timeout_s", float, 600.0, "a client connection with no "
@@ -107,6 +112,7 @@ class Settings:
     vector_ef: int = 128
     max_store_bytes: int = 0
     max_streams: int = 16
+    readers: int = 6
     stream_idle_timeout_s: float = 300.0
     connection_idle_timeout_s: float = 600.0
 

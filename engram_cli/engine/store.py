@@ -5,8 +5,8 @@ A RAM hot tier (engine/hot.py: memory rows, bounded by hot_capacity and hot_max_
 sits in front of the warm tier: SQLite in WAL mode with an FTS5 index, at `warm_path`,
 with the vector index (engine/indexer.py; held in RAM whole) persisted beside it. Writes
 go through the single writer thread (engine/writer.py) as write operations
-(engine/writes.py); reads use per-thread connections and never wait for the writer
-(engine/recall.py, engine/rows.py).
+(engine/writes.py); reads lease one of a fixed number of read connections
+(engine/readers.py) and never wait for the writer (engine/recall.py, engine/rows.py).
 Background threads: consolidation (engine/consolidation.py) and, with durability
 "group", the periodic fsync (engine/writer.py).
 """
@@ -18,7 +18,6 @@ import dataclasses
 import math
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -39,6 +38,12 @@ from engram_cli.engine.model import (
     WriteOutcome,
     memory_key,
     resolve_space,
+)
+from engram_cli.engine.readers import (
+    READER_CACHE_BYTES,
+    READER_STATEMENTS,
+    ReaderPool,
+    sqlite_memory,
 )
 from engram_cli.engine.recall import Recaller, RecallQuery, RecallResult
 from engram_cli.engine.rows import space_dimension
@@ -79,11 +84,6 @@ PAGE_SIZE = 16384
 WAL_CHECKPOINT_BYTES = 128 * 1024 * 1024
 
 
-# SQLite page cache of each reading thread's connection. A server has up to
-# max_workers + max_streams such threads (48 by default), so this bounds them at about
-# 200 MiB together; pages past it come from the OS file cache, a pread away.
-READER_CACHE_MIB = 4
-
 _DIMENSION_HINT = ("a space holds the dimension of its first vector: send vectors of that "
                    "size, or use another space")
 
@@ -110,11 +110,8 @@ class Store:
         self.path = db_dir / DB_NAME
         # SQLite gives the -wal and -shm files the database file's mode: 0600 from here.
         create_private(self.path)
-        self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
-        self._local = threading.local()
         self._closed = False
-        conn = self._connect(cache_mib=64)
+        conn = self._connect(cache_bytes=64 << 20)
         try:
             self.applied_migrations = migrations.migrate(conn)
         except BaseException:
@@ -130,7 +127,10 @@ class Store:
         self.hot = HotTier(settings.hot_capacity, settings.hot_max_bytes)
         self.rows_written = 0
         self._accesses = AccessTimes(self._writer.submit)
-        self._syncer = Syncer(lambda: self._connect(cache_mib=1), lambda: self.settings)
+        self._syncer = Syncer(lambda: self._connect(cache_bytes=1 << 20), lambda: self.settings)
+        self._readers = ReaderPool(self._open_reader, settings.readers)
+        # The engine's rooms read on the connection of the store call they run in.
+        self._reader = self._readers.current
         self._syncer.start()
         self.consolidator = Consolidator(self.write, self.invalidate, lambda: self.settings,
                                          self.clock)
@@ -164,30 +164,25 @@ class Store:
             os.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = -1
 
-    def _connect(self, cache_mib: int = 16) -> sqlite3.Connection:
+    def _connect(self, cache_bytes: int = 16 << 20, statements: int = 128
+                 ) -> sqlite3.Connection:
         conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+            self.path, isolation_level=None, check_same_thread=False, timeout=30.0,
+            cached_statements=statements,
         )
         # Takes effect only when the file is created (an older store keeps its pages).
         conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
         # The schema's triggers find memories by key (migration 004).
         conn.create_function("engram_key", 2, memory_key, deterministic=True)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
+        conn.execute(f"PRAGMA cache_size=-{cache_bytes // 1024}")  # negative: KiB
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("PRAGMA foreign_keys=OFF")
         return conn
 
-    def _reader(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            if self._closed:
-                raise StoreClosed("the store is closed")
-            conn = self._connect(cache_mib=READER_CACHE_MIB)
-            conn.execute("PRAGMA query_only=ON")
-            self._local.conn = conn
-            with self._readers_lock:
-                self._readers.append(conn)
+    def _open_reader(self) -> sqlite3.Connection:
+        conn = self._connect(READER_CACHE_BYTES, READER_STATEMENTS)
+        conn.execute("PRAGMA query_only=ON")
         return conn
 
     # -- settings ----------------------------------------------------------------------
@@ -282,7 +277,10 @@ class Store:
         """(position, id, why) of each row the writer refused: an embedding of another
         dimension than the space's (decided once, so reading it after the commit is
         reading what the writer compared with), or an id whose key another id holds."""
-        held = space_dimension(self._reader(), batch.space) if batch.dims else None
+        held = None
+        if batch.dims:
+            with self._readers.lease() as conn:
+                held = space_dimension(conn, batch.space)
         out = []
         for j, (i, row, code) in enumerate(zip(batch.positions, batch.rows, codes,
                                                strict=True)):
@@ -387,13 +385,15 @@ class Store:
 
     def get(self, space_id: str, ids: Sequence[str], include_suppressed: bool = False
             ) -> list[MemoryRecord]:
-        return self._recaller.get(resolve_space(space_id), ids, include_suppressed)
+        with self._readers.lease():
+            return self._recaller.get(resolve_space(space_id), ids, include_suppressed)
 
     def recall(self, space_id: str, q: RecallQuery) -> RecallResult:
         """Seeds (text relevance, vector similarity or context) -> spreading activation
         along associations -> rank by activation x current confidence -> limit, inside
         the recall_budget_ms budget (engine/recall.py)."""
-        return self._recaller.recall(resolve_space(space_id), q)
+        with self._readers.lease():
+            return self._recaller.recall(resolve_space(space_id), q)
 
     def _recalled(self, space: str, ids: list[str]) -> None:
         self.touch(space, ids)
@@ -405,8 +405,9 @@ class Store:
         similarity (cosine for embeddings, word overlap for text) is at least
         `threshold`; the edge strength is the similarity. Answers the ids linked."""
         space = resolve_space(space_id)
-        edges = [(rec.id, mid, round(sim, 6))
-                 for sim, mid in self._recaller.similar(space, rec, threshold)]
+        with self._readers.lease():
+            edges = [(rec.id, mid, round(sim, 6))
+                     for sim, mid in self._recaller.similar(space, rec, threshold)]
         if edges:
             self.associate_many(space, edges, kind=1, reason="auto_link")
         return [mid for _, mid, _ in edges]
@@ -414,7 +415,8 @@ class Store:
     def recognize(self, space_id: str, content: str = "", embedding: bytes = b""
                   ) -> tuple[float, list[MemoryRecord]]:
         """How familiar is this? Answers (familiarity 0..1, the most similar memories)."""
-        return self._recaller.recognize(resolve_space(space_id), content, embedding)
+        with self._readers.lease():
+            return self._recaller.recognize(resolve_space(space_id), content, embedding)
 
     def matching_ids(self, space_id: str, q: RecallQuery, cap: int = 100_000) -> list[str]:
         """Ids a cue selects (no spreading), for Forget by pattern."""
@@ -426,25 +428,34 @@ class Store:
     def stats(self, space_id: str | None = None) -> dict[str, Any]:
         """Counts and averages for one space, or all spaces when space_id is None."""
         space = resolve_space(space_id) if space_id is not None else None
+        with self._readers.lease() as conn:
+            counts = rows.counts(conn, space)
+            vectors = self.vector_stats()
+        used, peak = sqlite_memory()
         return {
-            **rows.counts(self._reader(), space),
+            **counts,
             "queue_depth": self._writer.depth,
             "queue_capacity": self._writer.capacity,
             "pressure": self._writer.pressure,
             "commits": self._writer.commits,
             "tiers": self.tier_stats(),
             "consolidation": dataclasses.asdict(self.consolidator.stats),
-            "vector_index": self.vector_stats(),
+            "vector_index": vectors,
+            "readers": {"size": self._readers.size, "open": self._readers.opened,
+                        "background": self._readers.unpooled, "waits": self._readers.waits,
+                        "sqlite_bytes": used, "sqlite_peak_bytes": peak},
         }
 
     def vector_stats(self) -> dict[str, Any]:
         ix = self.indexer
         vs = ix.index.stats() if ix.index is not None else None
+        with self._readers.lease():  # pending() reads the log
+            pending = ix.pending()
         return {
             "model": ix.model_name,
             "dim": ix.model.dim if ix.model is not None else 0,
             "indexed": vs.count if vs else 0,
-            "pending": ix.pending(),
+            "pending": pending,
             "fresh": vs.fresh if vs else 0,  # searchable, not yet in the HNSW graph
             "bytes": vs.bytes if vs else 0,
             "embedded": ix.embedded,
@@ -472,7 +483,8 @@ class Store:
     def health(self) -> dict[str, tuple[bool, str]]:
         components: dict[str, tuple[bool, str]] = {}
         try:
-            self._reader().execute("SELECT 1 FROM memories LIMIT 1").fetchall()
+            with self._readers.lease() as conn:
+                conn.execute("SELECT 1 FROM memories LIMIT 1").fetchall()
             components["storage"] = (True, f"sqlite {sqlite3.sqlite_version} at {self.path}")
         except sqlite3.Error as exc:
             components["storage"] = (False, f"storage error: {exc}")
@@ -496,7 +508,7 @@ class Store:
         space = resolve_space(space_id)
         if self._closed:
             raise StoreClosed("the store is closed")
-        conn = self._connect(cache_mib=8)
+        conn = self._connect(cache_bytes=8 << 20)
         try:
             conn.execute("PRAGMA query_only=ON")
             yield from export_pages(conn, space, since, embeddings, page_size)
@@ -505,14 +517,15 @@ class Store:
 
     def spaces(self) -> list[dict[str, Any]]:
         """Every space with its counts of memories, suppressed ones and associations."""
-        return list_spaces(self._reader())
+        with self._readers.lease() as conn:
+            return list_spaces(conn)
 
     def backup(self, dest: Path) -> backups.BackupReport:
         """An online, verified copy of the store into the new directory `dest`
         (engine/backup.py); reads and writes go on meanwhile."""
         if self._closed:
             raise StoreClosed("the store is closed")
-        conn = self._connect(cache_mib=8)
+        conn = self._connect(cache_bytes=8 << 20)
         try:
             return backups.backup(conn, dest)
         except OSError as exc:  # the destination's file system: the caller's to fix
@@ -522,7 +535,8 @@ class Store:
             conn.close()
 
     def schema_version(self) -> int:
-        return migrations.schema_version(self._reader())
+        with self._readers.lease() as conn:
+            return migrations.schema_version(conn)
 
     # -- shutdown ----------------------------------------------------------------------
 
@@ -542,10 +556,7 @@ class Store:
         except sqlite3.Error:
             pass  # a busy reader; the WAL is replayed on next open
         conn.close()
-        with self._readers_lock:
-            for r in self._readers:
-                r.close()
-            self._readers.clear()
+        self._readers.close()
         self._unlock()
 
     def __enter__(self) -> Store:

@@ -333,6 +333,11 @@ class EngramServicer(svc.EngramServiceServicer):
         metrics.update({f"vector_index.{k}": float(vectors[k])
                         for k in ("dim", "indexed", "pending", "fresh", "bytes", "embedded")})
         metrics[f"vector_index.model.{vectors['model']}"] = 1.0
+        readers = stats["readers"]
+        metrics.update({f"readers.{k}": float(readers[k])
+                        for k in ("size", "open", "background", "waits")})
+        metrics["sqlite.bytes"] = float(readers["sqlite_bytes"])
+        metrics["sqlite.peak_bytes"] = float(readers["sqlite_peak_bytes"])
         for key, value in stats["consolidation"].items():
             metrics[f"consolidation.{key}"] = float(value)
         for name, n in stats["spaces"].items():
