@@ -96,6 +96,14 @@ def smaps(pid: int) -> dict[str, float]:
     return dict(out.most_common())
 
 
+def counted(address: str) -> dict[str, float]:
+    """The server's own counts (Introspect): SQLite's bytes, the hot tier's, the vector
+    index's, the read connections open."""
+    with grpc.insecure_channel(address) as channel:
+        return dict(svc.EngramServiceStub(channel).Introspect(
+            pb.IntrospectRequest(), timeout=30).metrics)
+
+
 def text(rng: random.Random, words: int) -> str:
     return " ".join(rng.choice(WORDS) + str(rng.randrange(1000)) for _ in range(words))
 
@@ -277,6 +285,7 @@ def main() -> None:
                 time.sleep(args.settle)
                 p50, worst, failed = latencies(channel)
             start_rss = rss_mb(pid)[0]
+            kinds0, metrics0 = smaps(pid), counted(address)
             rows.append(("start", rss_mb(pid), f"health+Recall p50 {p50:.1f} ms, max "
                          f"{worst:.1f} ms, failed: {failed}"))
             p50, worst, failed, codes = idle_streams(address, args.streams)
@@ -301,14 +310,18 @@ def main() -> None:
                 p50, worst, failed = latencies(channel)
             rows.append(("end", rss_mb(pid), f"health+Recall p50 {p50:.1f} ms, max "
                          f"{worst:.1f} ms, failed: {failed}"))
-            kinds = smaps(pid)
+            kinds, metrics = smaps(pid), counted(address)
         finally:
             stop_server(proc)
     print(f"{'phase':<32} {'RSS MB':>8} {'anon':>6} {'file':>6} {'x start':>8}  notes")
     for name, (rss, anon, file), notes in rows:
         print(f"{name:<32} {rss:8.0f} {anon:6.0f} {file:6.0f} {rss / start_rss:8.2f}  {notes}")
-    print("at the end, RSS MB by mapping: " + ", ".join(f"{k} {v:.0f}" for k, v in
-                                                          kinds.items() if v >= 1))
+    print("RSS MB by mapping, start -> end: " + ", ".join(
+        f"{k} {kinds0.get(k, 0):.0f} -> {v:.0f}" for k, v in kinds.items() if v >= 1))
+    print("what the server counts, MB, start -> end: " + ", ".join(
+        f"{k} {metrics0.get(k, 0) / 2**20:.0f} -> {metrics.get(k, 0) / 2**20:.0f}"
+        for k in ("sqlite.bytes", "tier.hot.bytes", "vector_index.bytes"))
+          + f"; readers open {metrics.get('readers.open', 0):.0f}")
     print(f"(server pid {pid}; {os.cpu_count()} CPUs)")
 
 
