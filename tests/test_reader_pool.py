@@ -201,3 +201,48 @@ def test_the_server_reads_on_at_most_its_readers_connections(
         assert 1 <= metrics["readers.open"] <= 2
         assert metrics["sqlite.bytes"] > 0
         assert _db_connections(sp.proc.pid, db) - before <= 2
+
+
+def test_release_memory_frees_the_page_caches_and_reads_go_on(tmp_path: Path) -> None:
+    from engram_cli.engine.readers import sqlite_memory
+
+    store = _store(tmp_path, readers=2)
+    try:
+        expected = {cue: _answer(store, cue) for cue in CUES}
+        store.remember_many("", [MemoryRecord(id=f"x{i}", content=f"filler {i} " * 40)
+                                 for i in range(3000)])  # fills the writer's cache
+        before = sqlite_memory()[0]
+        store.release_memory()
+        after = sqlite_memory()[0]
+        assert after < before - 1024 * 1024, (before, after)
+        assert {cue: _answer(store, cue) for cue in CUES} == expected
+    finally:
+        store.close()
+
+
+def test_an_idle_server_releases_its_caches_once_per_idle_spell() -> None:
+    from engram_cli.server.memory import trim_periodically
+
+    stopped = threading.Event()
+    idle = [100.0]
+    asked: list[float] = []
+    released: list[float] = []
+
+    def idle_s() -> float:
+        asked.append(idle[0])
+        return idle[0]
+
+    trim_periodically(stopped, every_s=0.1, idle_s=idle_s,
+                      release=lambda: released.append(idle[0]))
+    try:
+        wait_for(lambda: len(released) == 1, timeout=30.0)
+        seen = len(asked)
+        wait_for(lambda: len(asked) >= seen + 3, timeout=30.0)
+        assert len(released) == 1  # still idle: not again
+        idle[0] = 0.0  # a call came
+        seen = len(asked)
+        wait_for(lambda: len(asked) >= seen + 2, timeout=30.0)
+        idle[0] = 50.0  # idle again
+        wait_for(lambda: len(released) == 2, timeout=30.0)
+    finally:
+        stopped.set()

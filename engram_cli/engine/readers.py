@@ -131,6 +131,14 @@ class ReaderPool:
                 return
             self._idle.append(conn)
 
+    def shrink(self) -> None:
+        """Free the page caches of the idle connections (SQLite reads the pages again,
+        from the OS file cache, when they are next needed)."""
+        with self._lock:  # not the background threads': they may be reading right now
+            for conn in self._idle:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA shrink_memory")
+
     def close(self) -> None:
         """Close every idle and background connection; a leased one closes when given
         back. Waiting and later leases raise StoreClosed."""

@@ -354,7 +354,8 @@ class EngramServer:
                               "is another server on that port? pick another with --port") from exc
         self._grpc.start()
         self.streams.start()
-        trim_periodically(self._stopped)
+        trim_periodically(self._stopped, idle_s=lambda: time.monotonic() - self.last_activity,
+                          release=self.store.release_memory)
         for name in HEALTH_CHECKED:
             self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self._write_server_file()

@@ -22,11 +22,14 @@ import ctypes
 import ctypes.util
 import logging
 import threading
+from collections.abc import Callable
 
 log = logging.getLogger("engram.server")
 ARENAS = 2
 MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value
 TRIM_EVERY_S = 30.0
+# A server without calls for this long gives back its caches (release, below) once.
+IDLE_RELEASE_S = 10.0
 _M_ARENA_MAX = -8  # glibc's mallopt parameters
 _M_MMAP_THRESHOLD = -3
 
@@ -54,14 +57,29 @@ def trim() -> None:
         libc.malloc_trim(0)
 
 
-def trim_periodically(stopped: threading.Event, every_s: float = TRIM_EVERY_S) -> None:
-    """Start a daemon thread that trims every `every_s` until `stopped` is set."""
+def trim_periodically(stopped: threading.Event, every_s: float = TRIM_EVERY_S,
+                      idle_s: Callable[[], float] = lambda: 0.0,
+                      release: Callable[[], None] = lambda: None) -> None:
+    """Start a daemon thread that, until `stopped` is set, trims every `every_s`, and
+    once the server has been idle (`idle_s()`: seconds since its last call) for
+    IDLE_RELEASE_S calls `release()` (the store's caches) and trims at once."""
     libc = _libc()
-    if libc is None:
-        return
+    tick = min(every_s, IDLE_RELEASE_S) / 2
 
     def run() -> None:
-        while not stopped.wait(every_s):
-            libc.malloc_trim(0)
+        released, last_trim = False, 0.0
+        while not stopped.wait(tick):
+            last_trim += tick
+            idle = idle_s() >= IDLE_RELEASE_S
+            if idle and not released:
+                try:
+                    release()
+                except Exception:  # the store is closing: the next tick ends the loop
+                    log.debug("releasing caches failed", exc_info=True)
+                last_trim = every_s
+            released = idle
+            if last_trim >= every_s and libc is not None:
+                libc.malloc_trim(0)
+                last_trim = 0.0
 
     threading.Thread(target=run, daemon=True, name="malloc-trim").start()
