@@ -76,8 +76,8 @@ SPECS: tuple[SettingSpec, ...] = (
                 "and unary calls keep threads of their own", 1, 4096, restart_required=True),
     SettingSpec("readers", int, 6, "SQLite read connections that recalls and other reads "
                 "share (a read that finds none free waits for one); each holds at most 4 "
-                "MiB of page cache and 48 prepared statements (about 5 MiB together), so "
-                "the default 6 hold about 30 MiB, however many threads serve calls",
+                "MiB of page cache and 16 prepared statements (about 2 MiB), so the "
+                "default 6 hold about 36 MiB, however many threads serve calls",
                 1, 256, restart_required=True),
     SettingSpec("stream_idle_timeout_s", float, 300.0, "a stream that sends no request for "
                 "this long is cancelled (0: never)", 0.0, 86_400.0),

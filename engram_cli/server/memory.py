@@ -28,7 +28,9 @@ log = logging.getLogger("engram.server")
 ARENAS = 2
 MMAP_THRESHOLD = 128 * 1024  # glibc's own starting value
 TRIM_EVERY_S = 30.0
-# A server without calls for this long gives back its caches (release, below) once.
+# A server without calls for this long gives back its caches (release, below), and again
+# at each trim while it stays idle (background work, the vector index catching up after
+# an import, fills them meanwhile).
 IDLE_RELEASE_S = 10.0
 _M_ARENA_MAX = -8  # glibc's mallopt parameters
 _M_MMAP_THRESHOLD = -3
@@ -59,27 +61,31 @@ def trim() -> None:
 
 def trim_periodically(stopped: threading.Event, every_s: float = TRIM_EVERY_S,
                       idle_s: Callable[[], float] = lambda: 0.0,
-                      release: Callable[[], None] = lambda: None) -> None:
-    """Start a daemon thread that, until `stopped` is set, trims every `every_s`, and
-    once the server has been idle (`idle_s()`: seconds since its last call) for
-    IDLE_RELEASE_S calls `release()` (the store's caches) and trims at once."""
+                      release: Callable[[], None] = lambda: None,
+                      idle_release_s: float = IDLE_RELEASE_S) -> None:
+    """Start a daemon thread that, until `stopped` is set, trims every `every_s`; once
+    the server has been idle (`idle_s()`: seconds since its last call) for
+    `idle_release_s` it calls `release()` (the store's caches) and trims at once, and
+    then releases before each trim for as long as it stays idle."""
     libc = _libc()
-    tick = min(every_s, IDLE_RELEASE_S) / 2
+    tick = min(every_s, idle_release_s) / 2
 
     def run() -> None:
-        released, last_trim = False, 0.0
+        released, since_trim = False, 0.0
         while not stopped.wait(tick):
-            last_trim += tick
-            idle = idle_s() >= IDLE_RELEASE_S
-            if idle and not released:
+            since_trim += tick
+            idle = idle_s() >= idle_release_s
+            due = since_trim >= every_s
+            if idle and (due or not released):
                 try:
                     release()
                 except Exception:  # the store is closing: the next tick ends the loop
                     log.debug("releasing caches failed", exc_info=True)
-                last_trim = every_s
+                due = True
             released = idle
-            if last_trim >= every_s and libc is not None:
-                libc.malloc_trim(0)
-                last_trim = 0.0
+            if due:
+                if libc is not None:
+                    libc.malloc_trim(0)
+                since_trim = 0.0
 
     threading.Thread(target=run, daemon=True, name="malloc-trim").start()
