@@ -109,7 +109,7 @@ def test_save_and_open_keep_everything_in_private_files(tmp_path, vecs):
     assert again.search("beta", vecs[2500], 1)[0][0] == 500
     assert stat.S_IMODE(d.stat().st_mode) == 0o700
     names = sorted(p.name for p in d.iterdir())
-    assert names == sorted([MANIFEST, "alpha.1.usearch", "beta.2.usearch"]), names
+    assert names == sorted([MANIFEST, "alpha.1.faiss", "beta.2.faiss"]), names
     for p in d.iterdir():
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
 
@@ -127,7 +127,7 @@ def test_unusable_files_mean_an_empty_index_and_a_reason(tmp_path, vecs, damage)
     ix = VectorIndex.open(d, CONFIG)
     ix.add("alpha", keys(0, 300), vecs[:300])
     ix.save(7)
-    data = d / "alpha.1.usearch"
+    data = d / "alpha.1.faiss"
     config = CONFIG
     if damage == "flip":
         raw = bytearray(data.read_bytes())
