@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from engram_cli.engine.embedding import NONE, load_model
+from engram_cli.engine import vectors
 from engram_cli.engine.vectors import FRESH_MAX, IndexConfig, VectorIndex
 from engram_cli.errors import Overloaded
 
@@ -53,6 +54,9 @@ SAVE_SPACING = 10
 # The merger leaves this many vectors fresh (0: it merges everything). Only tests raise it,
 # in their own process, to hold vectors in the fresh segment.
 MERGE_ABOVE = 0
+# Vectors a space holds before its inverted file is trained (engine/vectors.py): only tests
+# lower it, in their own process, to train and retrain on a few hundred memories.
+TRAIN_AT = vectors.TRAIN_AT
 NICENESS = 10
 _DTYPE = "<f2"  # server-computed vectors are kept as float16: half the bytes, same ranking
 
@@ -191,7 +195,7 @@ class Indexer(threading.Thread):
         faiss.omp_set_num_threads(1)
         if self.model_name != NONE:
             self.model = load_model(self.model_name)
-        config = IndexConfig(model=self.model_name, nprobe=self._nprobe)
+        config = IndexConfig(model=self.model_name, nprobe=self._nprobe, train_at=TRAIN_AT)
         index = VectorIndex.open(self.directory, config)
         self.applied = index.watermark
         if index.watermark == 0:
