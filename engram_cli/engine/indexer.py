@@ -37,8 +37,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engram_cli.engine.embedding import NONE, load_model
 from engram_cli.engine import vectors
+from engram_cli.engine.embedding import NONE, load_model
 from engram_cli.engine.vectors import FRESH_MAX, IndexConfig, VectorIndex
 from engram_cli.errors import Overloaded
 

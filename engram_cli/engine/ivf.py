@@ -16,8 +16,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-import faiss
+import faiss as _faiss
 import numpy as np
+
+# faiss's type stubs lack DirectMap and the search parameters' keyword constructor.
+faiss: Any = _faiss
 
 # Training points per list: faiss warns below 39, and more only trains slower.
 TRAIN_PER_LIST = 40

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import os
 import re
@@ -503,7 +504,7 @@ class VectorIndex:
                             path = self.directory / f"{name}.{generation}{SUFFIX}"
                             written.append(path)
                             size, digest = _write_private(
-                                path, lambda p, ix=sp.index: ivf.write(ix, p))
+                                path, functools.partial(ivf.write, sp.index))
                             entries[name] = {"file": path.name, "dim": sp.dim, "size": size,
                                              "blake2b": digest, "trained_on": sp.trained_on}
                         else:
@@ -538,9 +539,9 @@ class VectorIndex:
 
         from engram_cli.engine import ivf
 
-        q = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
-        norm = float(np.linalg.norm(q))
-        q = (q / norm if norm else q).reshape(1, -1)
+        v = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+        norm = float(np.linalg.norm(v))
+        q = (v / norm if norm else v).reshape(1, -1)
         with self._lock.read():
             sp = self._spaces.get(space)
             if sp is None or k <= 0:
