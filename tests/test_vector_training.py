@@ -217,16 +217,16 @@ def test_the_indexer_trains_a_growing_space_and_recall_uses_it(tmp_path, texts,
     try:
         store.remember_many("default", [MemoryRecord(id=f"m{i}", content=t, confidence=0.9)
                                         for i, t in enumerate(texts[:2000])])
-        ix = store.indexer.index
 
         def trained() -> bool:
-            st = store.vector_stats()
+            st, ix = store.vector_stats(), store.indexer.index
             shape = ix.describe().get("default") if ix is not None else None
             return bool(st["indexed"] == 2000 and st["pending"] == 0 and shape
                         and shape["trained_on"] >= 300 and ix is not None and not ix.fresh()
                         and ix.due() is None)
 
         import_support.wait_for(trained, timeout=120)
+        ix = store.indexer.index
         assert ix is not None and ix.describe()["default"]["nlist"] > 1
         got = store.recall("default", RecallQuery(text=texts[1234], mode="vector", limit=3))
         assert "m1234" in [m.id for m in got.memories]
