@@ -445,7 +445,7 @@ class Store:
             "dim": ix.model.dim if ix.model is not None else 0,
             "indexed": vs.count if vs else 0,
             "pending": ix.pending(),
-            "fresh": vs.fresh if vs else 0,  # searchable, not yet in the HNSW graph
+            "fresh": vs.fresh if vs else 0,  # searchable, not yet in the index
             "bytes": vs.bytes if vs else 0,
             "embedded": ix.embedded,
             "ready": ix.ready.is_set(),
