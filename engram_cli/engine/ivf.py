@@ -13,6 +13,7 @@ Vectors are unit length and compared by inner product: cosine similarity.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,11 @@ def read(path: Path) -> Any:
     return index
 
 
-def write(index: Any, path: str) -> None:
-    faiss.write_index(index, path)
+def write(index: Any, put: Callable[[bytes], Any]) -> None:
+    """Serialize `index` through `put`, chunk by chunk (faiss.read_index reads it back)."""
+    writer = faiss.PyCallbackIOWriter(put)
+    faiss.write_index(index, writer)
+    del writer  # flushes its last chunk
 
 
 def assign(index: Any, vecs: Any) -> Any:

@@ -1,14 +1,11 @@
 """The vector index: nearest neighbours per memory space, persisted in a directory.
 
 One faiss index per space (spaces never see each other's vectors), keyed by the memory's
-SQLite rowid, over unit vectors compared by inner product (cosine). A small space is an
-exact store: an inverted file of one list of float32 vectors, scanned whole. When it
-reaches `train_at` vectors, it is replaced by an inverted file (IVF) whose lists are
-k-means clusters of its vectors and whose vectors are quantized to 8 bits a dimension
-(SQ8: 256 bytes a 256-d vector); a search scans the `nprobe` lists nearest the cue. Both
-keep a hash table from key to place, so that removing or replacing a key costs O(1).
-Adding to an IVF costs one nearest-centroid lookup a vector (100k+ vectors/s on one core,
-where an HNSW graph took 1-3k/s), so the index keeps up with the embedder.
+SQLite rowid, over unit vectors (cosine). A small space is an exact store (engine/ivf.py);
+at `train_at` vectors it becomes an inverted file whose lists are k-means clusters of its
+vectors, quantized to 8 bits a dimension (IVF-SQ8); a search scans the `nprobe` lists
+nearest the cue. Adding costs one nearest-centroid lookup a vector (100k+ vectors/s on one
+core, where an HNSW graph took 1-3k/s), so the index keeps up with the embedder.
 
 SQLite stays the source of truth: this index only proposes candidates, and the caller
 re-reads each one from SQLite (dropping deleted, suppressed or changed memories, and
@@ -54,16 +51,17 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
 from engram_cli.engine.fresh import FreshSegment
+from engram_cli.engine.rwlock import RWLock
 from engram_cli.errors import InvalidArgument
-from engram_cli.files import create_exclusive, fsync_dir, private_dir, read_private
+from engram_cli.files import private_dir, read_private, write_atomic
 
 FORMAT = 2  # 1: usearch HNSW files
 MANIFEST = "manifest.json"
@@ -122,45 +120,6 @@ class VectorStats:
     spaces: dict[str, SpaceStats] = field(default_factory=dict)
 
 
-class _RWLock:
-    """Many readers or one writer; a waiting writer holds new readers back."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-        self._writers_waiting = 0
-
-    @contextlib.contextmanager
-    def read(self) -> Iterator[None]:
-        with self._cond:
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def write(self) -> Iterator[None]:
-        with self._cond:
-            self._writers_waiting += 1
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._writers_waiting -= 1
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
-
-
 class _Space:
     def __init__(self, index: Any, dim: int, trained_on: int = 0,
                  saved: dict[str, Any] | None = None) -> None:
@@ -209,7 +168,7 @@ class VectorIndex:
         self._spaces: dict[str, _Space] = {}
         self._generation = 0
         self._unsaved = 0
-        self._lock = _RWLock()
+        self._lock = RWLock()
         self._writer = threading.Lock()  # add/remove/save one at a time
 
     # ----------------------------------------------------------------- opening
@@ -503,7 +462,7 @@ class VectorIndex:
                         if sp.dirty or sp.saved is None:
                             path = self.directory / f"{name}.{generation}{SUFFIX}"
                             written.append(path)
-                            size, digest = _write_private(
+                            size, digest = _write_file(
                                 path, functools.partial(ivf.write, sp.index))
                             entries[name] = {"file": path.name, "dim": sp.dim, "size": size,
                                              "blake2b": digest, "trained_on": sp.trained_on}
@@ -514,8 +473,7 @@ class VectorIndex:
                        "watermark": int(watermark), "generation": generation,
                        "spaces": entries}
                 manifest = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
-                _write_private(self.directory / MANIFEST,
-                               lambda path: Path(path).write_bytes(manifest))
+                write_atomic(self.directory / MANIFEST, manifest)
             except BaseException:
                 for p in written:
                     with contextlib.suppress(OSError):
@@ -633,25 +591,20 @@ def _digest(path: Path) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
-def _write_private(path: Path, write: Callable[[str], Any]) -> tuple[int, str]:
-    """Have `write(temp_path)` fill a fresh 0600 temporary file, fsync it and rename it to
-    `path`; answers the file's (size, digest)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    # Created here, exclusively and private (one left by a killed process of the same pid
-    # is replaced), so the writer only ever truncates our file.
-    os.close(create_exclusive(tmp))
-    try:
-        write(str(tmp))
-        fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        result = _digest(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    fsync_dir(path.parent)
-    return result
+def _write_file(path: Path, fill: Callable[[Callable[[bytes], Any]], None]) -> tuple[int, str]:
+    """Replace `path` privately and atomically (files.write_atomic) with what `fill` hands
+    its callback, chunk by chunk; answers the file's (size, digest)."""
+    h = hashlib.blake2b(digest_size=16)
+    size = 0
+
+    def through(f: BinaryIO) -> None:
+        def put(chunk: bytes) -> None:
+            nonlocal size
+            h.update(chunk)
+            size += len(chunk)
+            f.write(chunk)
+
+        fill(put)
+
+    write_atomic(path, through)
+    return size, h.hexdigest()
