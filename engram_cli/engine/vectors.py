@@ -78,7 +78,7 @@ TRAIN_AT = 20_000
 # trained on (so every vector is re-added about 1.3 times over the space's growth).
 GROWTH = 4
 # Lists probed per search by default: recall@10 >= 0.95 re-scored (see IndexConfig.nprobe).
-NPROBE = 64
+NPROBE = 256
 # Vectors a space's fresh segment holds at most before the indexer stops embedding to let the
 # merger catch up: 32 MB at 256-d, scanned in ~1-2 ms (it is searched with every cue).
 FRESH_MAX = 32_768
