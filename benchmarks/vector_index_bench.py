@@ -2,6 +2,14 @@
 
     python benchmarks/vector_index_bench.py                 # 1,000,000 vectors
     python benchmarks/vector_index_bench.py --n 200000 --queries 500
+    python benchmarks/vector_index_bench.py --n 300000 --only 12,13,14   # the engine's index
+
+Candidates 12 and 13 are faiss IVF-SQ8 as the engine builds it (engine/ivf.py) at the list
+counts a space has from 80,000 and from 320,000 vectors; 14 is the engine's own index
+(engine/vectors.py) grown as the server grows it (exact store, trained at TRAIN_AT,
+retrained at each four-fold growth: the build rate includes the retraining), searched at
+each `vector_nprobe`. Each is also re-scored exactly from 2x and 4x the candidates, as
+recall re-scores what the index proposes.
 
 Text: Debian package descriptions (English translations from apt's lists: the one-line
 synopses, the long descriptions and their sentences, deduplicated; run

@@ -10,17 +10,16 @@ vector goes into the index's fresh segment, searchable at once, and a second thr
 merger, moves fresh vectors into the index behind it, and trains or retrains a space's
 inverted file on a builder thread of its own when the space has grown (VectorIndex.due and
 rebuild; searches and merges go on meanwhile). A memory is searchable once it is embedded
-and stored. The
-fresh segment is bounded (FRESH_MAX): when it is full the indexer waits for the merger
-before embedding more, so a search's exact scan of it stays short. Every few seconds the
-index is saved with the last log sequence it holds in the index (fresh vectors are not
-saved), and the log up to there is dropped. After kill -9 the index opens at its saved
+and stored. The fresh segment is bounded (FRESH_MAX): when it is full the indexer waits for
+the merger before embedding more, so a search's exact scan of it stays short. Every few
+seconds the index is saved with the last log sequence it holds in the index (fresh vectors
+are not saved), and the log up to there is dropped. After kill -9 the index opens at its saved
 watermark and the log replays the rest (vectors already stored are not embedded again); an
 index that cannot be used is rebuilt from every memory.
 
-All three threads lower their own CPU priority: on a small machine embedding competes with the
-writer and the RPC threads, and both matter more than how soon a vector is searchable.
-Recall re-reads every candidate from SQLite, so a lagging index can miss a new memory but
+All three threads lower their own CPU priority: on a small machine embedding and training
+compete with the writer and the RPC threads, which matter more than how soon a vector is
+searchable. Recall re-reads every candidate from SQLite, so a lagging index can miss a new memory but
 never return one that was deleted, suppressed or changed.
 """
 
@@ -58,6 +57,7 @@ MERGE_ABOVE = 0
 # lower it, in their own process, to train and retrain on a few hundred memories.
 TRAIN_AT = vectors.TRAIN_AT
 NICENESS = 10
+BUILD_RETRY_S = 60.0  # after a failed (re)training, before the next try
 _DTYPE = "<f2"  # server-computed vectors are kept as float16: half the bytes, same ranking
 
 
@@ -239,6 +239,8 @@ class Indexer(threading.Thread):
         except Exception as exc:
             self.error = f"training the vector index failed: {exc}"
             log.exception("training the vector index failed")
+            # The old index keeps serving; the merger starts no other builder meanwhile.
+            self._stopping.wait(BUILD_RETRY_S)
 
     def _save(self) -> None:
         assert self.index is not None
