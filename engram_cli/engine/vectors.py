@@ -4,8 +4,9 @@ One faiss index per space (spaces never see each other's vectors), keyed by the 
 SQLite rowid, over unit vectors (cosine). A small space is an exact store (engine/ivf.py);
 at `train_at` vectors it becomes an inverted file whose lists are k-means clusters of its
 vectors, quantized to 8 bits a dimension (IVF-SQ8); a search scans the `nprobe` lists
-nearest the cue. Adding costs one nearest-centroid lookup a vector (100k+ vectors/s on one
-core, where an HNSW graph took 1-3k/s), so the index keeps up with the embedder.
+nearest the cue. Adding costs one nearest-centroid lookup a vector (24k vectors/s on one
+busy core at 300,000, where an HNSW graph took 1.9k/s), so the index keeps up with the
+embedder.
 
 SQLite stays the source of truth: this index only proposes candidates, and the caller
 re-reads each one from SQLite (dropping deleted, suppressed or changed memories, and
