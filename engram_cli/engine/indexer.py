@@ -19,8 +19,8 @@ index that cannot be used is rebuilt from every memory.
 
 All three threads lower their own CPU priority: on a small machine embedding and training
 compete with the writer and the RPC threads, which matter more than how soon a vector is
-searchable. Recall re-reads every candidate from SQLite, so a lagging index can miss a new memory but
-never return one that was deleted, suppressed or changed.
+searchable. Recall re-reads every candidate from SQLite, so a lagging index can miss a new
+memory but never return one that was deleted, suppressed or changed.
 """
 
 from __future__ import annotations
