@@ -2,6 +2,14 @@
 
     python benchmarks/vector_index_bench.py                 # 1,000,000 vectors
     python benchmarks/vector_index_bench.py --n 200000 --queries 500
+    python benchmarks/vector_index_bench.py --n 300000 --only 12,13,14   # the engine's index
+
+Candidates 12 and 13 are faiss IVF-SQ8 as the engine builds it (engine/ivf.py) at the list
+counts a space has from 80,000 and from 320,000 vectors; 14 is the engine's own index
+(engine/vectors.py) grown as the server grows it (exact store, trained at TRAIN_AT,
+retrained at each four-fold growth: the build rate includes the retraining), searched at
+each `vector_nprobe`. Each is also re-scored exactly from 2x and 4x the candidates, as
+recall re-scores what the index proposes.
 
 Text: Debian package descriptions (English translations from apt's lists: the one-line
 synopses, the long descriptions and their sentences, deduplicated; run
@@ -293,19 +301,27 @@ class FaissIVF(Candidate):
         "save/load": "write_index/read_index", "mmap": "yes (IO_FLAG_MMAP)",
         "quant": "SQ8/SQ4/PQ/f16"}
 
-    def __init__(self, n: int, kind: str) -> None:
+    def __init__(self, n: int, kind: str, nlist: int = 0, residual: bool = True,
+                 threads: int = 2) -> None:
         super().__init__(n)
-        self.kind = kind
-        self.nlist = int(4 * np.sqrt(n) // 256 * 256) or 256
-        self.name = f"faiss IVF{self.nlist},{kind} t2"
+        self.kind, self.residual, self.threads = kind, residual, threads
+        self.nlist = nlist or int(4 * np.sqrt(n) // 256 * 256) or 256
+        self.name = (f"faiss IVF{self.nlist},{kind}{'' if residual else ' nores'} "
+                     f"t{threads}")
         self.quantization = {"Flat": "f32", "SQ8": "i8", "SQfp16": "f16"}[kind]
 
     def build(self, vecs: np.ndarray, keys: np.ndarray) -> float:
         import faiss
 
-        faiss.omp_set_num_threads(2)
-        self.index = faiss.index_factory(DIM, f"IVF{self.nlist},{self.kind}",
-                                         faiss.METRIC_INNER_PRODUCT)
+        faiss.omp_set_num_threads(self.threads)
+        if self.residual:
+            self.index = faiss.index_factory(DIM, f"IVF{self.nlist},{self.kind}",
+                                             faiss.METRIC_INNER_PRODUCT)
+        else:  # what the engine builds (engine/ivf.py train)
+            self.index = faiss.IndexIVFScalarQuantizer(
+                faiss.IndexFlatIP(DIM), DIM, self.nlist, faiss.ScalarQuantizer.QT_8bit,
+                faiss.METRIC_INNER_PRODUCT, False)
+            self.index.cp.niter = 10
         sample = np.ascontiguousarray(vecs[np.random.default_rng(1).choice(
             len(vecs), min(len(vecs), 40 * self.nlist), replace=False)])
         t = time.perf_counter()
@@ -333,11 +349,72 @@ class FaissIVF(Candidate):
 
         ivf = faiss.extract_index_ivf(self.index)
         out: list[tuple[str, Callable[..., np.ndarray]]] = []
-        for nprobe in (32, 64, 128, 256):
+        for nprobe in (16, 32, 64, 128, 256):
             def search(q: np.ndarray, k: int, nprobe: int = nprobe) -> np.ndarray:
                 ivf.nprobe = nprobe
                 return self.index.search(q[None, :], k)[1][0]
             out.append((f"nprobe {nprobe}", search))
+        return out
+
+
+class Engine(Candidate):
+    """engram's own index (engine/vectors.py) as the server grows it: an exact store up to
+    train_at, trained there and retrained at each four-fold growth (timed in the build), on
+    one thread; searched at each vector_nprobe."""
+
+    features: ClassVar[dict[str, str]] = {**FaissIVF.features, "mmap": "no (read whole)"}
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n)
+        from engram_cli.engine.vectors import TRAIN_AT
+
+        self.name = f"engram IVF-SQ8 t1 (train at {TRAIN_AT:,})"
+        self.threads = 1
+        self.quantization = "i8"
+
+    def build(self, vecs: np.ndarray, keys: np.ndarray) -> float:
+        import faiss
+
+        from engram_cli.engine.vectors import IndexConfig, VectorIndex
+
+        faiss.omp_set_num_threads(1)
+        self.dir = Path(f".engine-index-{os.getpid()}")
+        self.index = VectorIndex.open(self.dir, IndexConfig(model="bench"))
+        train_s = 0.0
+        for i in range(0, len(vecs), 10_000):
+            self.index.add("default", keys[i:i + 10_000], vecs[i:i + 10_000])
+            if self.index.due():
+                t = time.perf_counter()
+                self.index.rebuild("default")
+                train_s += time.perf_counter() - t
+        shape = self.index.describe()["default"]
+        self.name += f" nlist {shape['nlist']} trained on {shape['trained_on']:,}"
+        print(f"engine: {shape}, retraining took {train_s:.1f} s", file=sys.stderr)
+        return 0.0  # retraining is part of the build here: it runs as the index grows
+
+    def save(self, path: Path) -> None:
+        import shutil
+
+        self.index.save(1)
+        if path.exists():
+            shutil.rmtree(path)
+        shutil.move(str(self.dir), str(path))
+
+    def load(self, path: Path, mmap: bool) -> None:
+        import faiss
+
+        from engram_cli.engine.vectors import IndexConfig, VectorIndex
+
+        faiss.omp_set_num_threads(1)
+        self.index = VectorIndex.open(path, IndexConfig(model="bench"))
+
+    def settings(self) -> list[tuple[str, Callable[..., np.ndarray]]]:
+        out: list[tuple[str, Callable[..., np.ndarray]]] = []
+        for nprobe in (16, 32, 64, 128, 256):
+            def search(q: np.ndarray, k: int, nprobe: int = nprobe) -> np.ndarray:
+                self.index.set_nprobe(nprobe)
+                return np.array([key for key, _ in self.index.search("default", q, k)])
+            out.append((f"vector_nprobe {nprobe}", search))
         return out
 
 
@@ -355,6 +432,10 @@ def candidates(n: int) -> list[Candidate]:
         FaissIVF(n, "SQ8"),
         USearch(n, "i8", 16, 32, threads=1),
         USearch(n, "i8", 12, 32, threads=1),
+        # what the engine uses (engine/ivf.py), at the list counts it trains at 300k / 1M
+        FaissIVF(n, "SQ8", nlist=1024, residual=False, threads=1),
+        FaissIVF(n, "SQ8", nlist=2048, residual=False, threads=1),
+        Engine(n),
     ]
 
 
@@ -384,7 +465,9 @@ def child(args: argparse.Namespace) -> None:
         save_s = time.perf_counter() - t
         print(json.dumps({"train_s": train_s, "add_s": build_s - train_s,
                           "build_ram": after["RssAnon"] - before["RssAnon"],
-                          "disk": path.stat().st_size, "save_s": save_s}))
+                          "disk": sum(p.stat().st_size for p in path.iterdir())
+                          if path.is_dir() else path.stat().st_size,
+                          "save_s": save_s, "name": cand.name}))
         return
     q = np.load(work / f"queries-{args.queries}.npy")
     out = {}
@@ -470,6 +553,7 @@ def main() -> None:
         b = run_child(args, i, "build")
         b.update(run_child(args, i, "load"))
         built[i] = b
+        cands[i].name = b.get("name", cands[i].name)
         print(f"  built {cands[i].name}: {args.n / b['add_s']:,.0f} vectors/s", flush=True)
 
     # Queries, one at a time, interleaved across every candidate and setting.
@@ -482,16 +566,17 @@ def main() -> None:
         c.load(work / f"index-{args.n}-{i}.bin", mmap=False)
         for label, fn in c.settings():
             runs.append((i, label, fn))
-            # Re-scored with exact float vectors: ask 4k, keep the best k (the engine
-            # would read those vectors from SQLite or a compact copy).
+            # Re-scored with exact float vectors: ask 2k (what recall asks of the engine's
+            # index, re-reading the vectors from SQLite) or 4k, keep the best k.
             if c.quantization == "i8" or label in ("ef 128", "nprobe 128"):
-                def rerank(qv: np.ndarray, k: int, fn: Callable[..., np.ndarray] = fn
-                           ) -> np.ndarray:
-                    cand = np.asarray(fn(qv, 4 * k))
-                    cand = cand[cand > 0]
-                    sims = base[cand - 1] @ qv
-                    return cand[np.argsort(-sims)[:k]]
-                runs.append((i, label + " +rerank4x", rerank))
+                for times in (2, 4):
+                    def rerank(qv: np.ndarray, k: int, fn: Callable[..., np.ndarray] = fn,
+                               times: int = times) -> np.ndarray:
+                        cand = np.asarray(fn(qv, times * k))
+                        cand = cand[cand > 0]
+                        sims = base[cand - 1] @ qv
+                        return cand[np.argsort(-sims)[:k]]
+                    runs.append((i, label + f" +rerank{times}x", rerank))
     times = [[0.0] * len(q) for _ in runs]
     hits = [0] * len(runs)
     for r in runs:  # warm-up: first touches of each index

@@ -168,7 +168,7 @@ _FRESH_WRITER = textwrap.dedent("""
     def until(done):
         while not done(store.vector_stats()):
             time.sleep(0.05)
-    put(0, 150)  # indexed, merged into the graph and saved
+    put(0, 150)  # indexed, merged into the index and saved
     until(lambda st: st["indexed"] == 150 and not st["pending"] and not st["fresh"])
     store.indexer._save()
     indexer.MERGE_ABOVE = 10**9  # from now on the merger leaves everything fresh

@@ -109,7 +109,7 @@ def test_save_and_open_keep_everything_in_private_files(tmp_path, vecs):
     assert again.search("beta", vecs[2500], 1)[0][0] == 500
     assert stat.S_IMODE(d.stat().st_mode) == 0o700
     names = sorted(p.name for p in d.iterdir())
-    assert names == sorted([MANIFEST, "alpha.1.usearch", "beta.2.usearch"]), names
+    assert names == sorted([MANIFEST, "alpha.1.faiss", "beta.2.faiss"]), names
     for p in d.iterdir():
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, p
 
@@ -127,7 +127,7 @@ def test_unusable_files_mean_an_empty_index_and_a_reason(tmp_path, vecs, damage)
     ix = VectorIndex.open(d, CONFIG)
     ix.add("alpha", keys(0, 300), vecs[:300])
     ix.save(7)
-    data = d / "alpha.1.usearch"
+    data = d / "alpha.1.faiss"
     config = CONFIG
     if damage == "flip":
         raw = bytearray(data.read_bytes())
@@ -258,23 +258,23 @@ def test_a_fresh_vector_is_found_at_once_and_after_its_merge(tmp_path, vecs):
     ix.add_fresh("default", keys(1000, 1500), vecs[1000:1500], since=10)
     assert ix.fresh() == 500 and len(ix) == 1500 and ix.stats().fresh == 500
     assert ix.search("default", vecs[1200], 1)[0][0] == 1201  # fresh, found exactly
-    assert ix.search("default", vecs[10], 1)[0][0] == 11  # the graph, beside it
+    assert ix.search("default", vecs[10], 1)[0][0] == 11  # the index, beside it
     live = keys(0, 1500)
-    for q in (5, 1100, 1499):  # the graph's int8 similarities may swap near-ties
+    for q in (5, 1100, 1499):  # the index may order near-ties otherwise
         got = {k for k, _ in ix.search("default", vecs[q], 10)}
         assert len(got & exact(vecs, vecs[q], 10, live)) >= 8
     while ix.merge():
         pass
     assert ix.fresh() == 0 and len(ix) == 1500
-    assert ix.search("default", vecs[1200], 1)[0][0] == 1201  # in the graph now
+    assert ix.search("default", vecs[1200], 1)[0][0] == 1201  # in the index now
 
 
 def test_a_removed_or_replaced_fresh_vector_never_comes_back(tmp_path, vecs):
     ix = VectorIndex.open(tmp_path / "vec", CONFIG)
     ix.add("default", keys(0, 500), vecs[:500])
     ix.add_fresh("default", keys(500, 600), vecs[500:600], since=1)
-    ix.remove("default", [551, 7])  # one fresh, one in the graph
-    # key 20 (in the graph) and key 560 (fresh) get new vectors: the old ones must go
+    ix.remove("default", [551, 7])  # one fresh, one in the index
+    # key 20 (in the index) and key 560 (fresh) get new vectors: the old ones must go
     ix.add_fresh("default", [20, 560], vecs[2000:2002], since=2)
     assert ix.fresh() == 100 and len(ix) == 598
     for q, gone in ((550, 551), (6, 7), (19, 20), (559, 560)):

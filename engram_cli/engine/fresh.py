@@ -1,15 +1,15 @@
 """The fresh segment of a space's vector index: vectors searchable the moment they are
-embedded, before the HNSW graph has taken them in (the design of LanceDB's unindexed rows
-and Milvus's growing segments).
+embedded, before the index has taken them in (the design of LanceDB's unindexed rows and
+Milvus's growing segments).
 
-Inserting into the graph is the slow half of indexing here (a few thousand vectors/s on one
-core, against 5-15 thousand embedded/s), so the indexer puts each new vector here first,
-where a search scans it exactly, and a merger moves the oldest into the graph behind it.
+The indexer puts each new vector here first, where a search scans it exactly, and a merger
+moves the oldest into the index behind it, in chunks under the index's write lock: the
+embedder never waits for the index's lock, nor for a retraining (engine/vectors.py).
 The segment is bounded (engine/vectors.py FRESH_MAX), so a scan stays a millisecond or two.
 
 Rows are appended at the end and merged from the front; a removed or replaced row is marked
 dead where it is and skipped. Each row remembers `since`: the caller's watermark before the
-change that put it here, so that a save can record a watermark the saved graph really
+change that put it here, so that a save can record a watermark the saved index really
 covers (this segment is never saved: a restart replays it from the log). Not thread-safe:
 engine/vectors.py holds its lock around every call.
 """
@@ -77,7 +77,7 @@ class FreshSegment:
         return self._keys[rows].copy(), self._vecs[rows].copy()
 
     def merged(self, keys: np.ndarray) -> None:
-        """These keys are in the graph now: drop them, and move the head past dead rows."""
+        """These keys are in the index now: drop them, and move the head past dead rows."""
         self.discard(keys)
         while self._head < self._end and not self._alive[self._head]:
             self._head += 1

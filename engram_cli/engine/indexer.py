@@ -7,19 +7,20 @@ each logged memory still visible it indexes the memory's own embedding, or the v
 server computed for it (`vectors`), or embeds its text (in batches, storing the vectors
 through the writer like any write); a memory deleted or suppressed is removed. A new
 vector goes into the index's fresh segment, searchable at once, and a second thread, the
-merger, moves fresh vectors into the HNSW graph behind it: embedding and graph inserts run
-side by side on two cores, and a memory is searchable once it is embedded and stored. The
-fresh segment is bounded (FRESH_MAX): when it is full the indexer waits for the merger
-before embedding more, so a search's exact scan of it stays short. Every few seconds the
-index is saved with the last log sequence it holds in the graph (fresh vectors are not
-saved), and the log up to there is dropped. After kill -9 the index opens at its saved
+merger, moves fresh vectors into the index behind it, and trains or retrains a space's
+inverted file on a builder thread of its own when the space has grown (VectorIndex.due and
+rebuild; searches and merges go on meanwhile). A memory is searchable once it is embedded
+and stored. The fresh segment is bounded (FRESH_MAX): when it is full the indexer waits for
+the merger before embedding more, so a search's exact scan of it stays short. Every few
+seconds the index is saved with the last log sequence it holds in the index (fresh vectors
+are not saved), and the log up to there is dropped. After kill -9 the index opens at its saved
 watermark and the log replays the rest (vectors already stored are not embedded again); an
 index that cannot be used is rebuilt from every memory.
 
-Both threads lower their own CPU priority: on a small machine embedding competes with the
-writer and the RPC threads, and both matter more than how soon a vector is searchable.
-Recall re-reads every candidate from SQLite, so a lagging index can miss a new memory but
-never return one that was deleted, suppressed or changed.
+All three threads lower their own CPU priority: on a small machine embedding and training
+compete with the writer and the RPC threads, which matter more than how soon a vector is
+searchable. Recall re-reads every candidate from SQLite, so a lagging index can miss a new
+memory but never return one that was deleted, suppressed or changed.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from engram_cli.engine import vectors
 from engram_cli.engine.embedding import NONE, load_model
 from engram_cli.engine.vectors import FRESH_MAX, IndexConfig, VectorIndex
 from engram_cli.errors import Overloaded
@@ -46,12 +48,16 @@ LOG_BATCH = 2048  # log rows handled per step
 EMBED_BATCH = 512  # texts embedded and stored per write
 SAVE_EVERY_S = 5.0
 # ... and at least this many times as long as the last save took: a save writes and
-# checksums the whole graph (~300 MB at a million vectors), which must not eat the catch-up.
+# checksums the whole index (~280 MB at a million vectors), which must not eat the catch-up.
 SAVE_SPACING = 10
 # The merger leaves this many vectors fresh (0: it merges everything). Only tests raise it,
 # in their own process, to hold vectors in the fresh segment.
 MERGE_ABOVE = 0
+# Vectors a space holds before its inverted file is trained (engine/vectors.py): only tests
+# lower it, in their own process, to train and retrain on a few hundred memories.
+TRAIN_AT = vectors.TRAIN_AT
 NICENESS = 10
+BUILD_RETRY_S = 60.0  # after a failed (re)training, before the next try
 _DTYPE = "<f2"  # server-computed vectors are kept as float16: half the bytes, same ranking
 
 
@@ -60,17 +66,18 @@ class Indexer(threading.Thread):
 
     def __init__(self, directory: Path, model_name: str,
                  reader: Callable[[], sqlite3.Connection],
-                 write: Callable[..., Any], ef: int) -> None:
+                 write: Callable[..., Any], nprobe: int) -> None:
         super().__init__(name="engram-indexer", daemon=True)
         self.directory = directory
         self.model_name = model_name
         self._reader = reader
         self._write = write
-        self._ef = ef
+        self._nprobe = nprobe
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._merge_wake = threading.Event()
         self._merger: threading.Thread | None = None
+        self._builder: threading.Thread | None = None
         self.ready = threading.Event()  # the index is open (recall may use it)
         self.index: VectorIndex | None = None
         self.model: Any = None
@@ -121,17 +128,18 @@ class Indexer(threading.Thread):
         vec.flags.writeable = False  # shared by every caller
         return vec
 
-    def set_ef(self, ef: int) -> None:
-        self._ef = ef
+    def set_nprobe(self, nprobe: int) -> None:
+        self._nprobe = nprobe
         if self.index is not None:
-            self.index.set_expansion_search(ef)
+            self.index.set_nprobe(nprobe)
 
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
         self._merge_wake.set()
-        if self._merger is not None and self._merger.is_alive():
-            self._merger.join(timeout=30)
+        for thread in (self._merger, self._builder):
+            if thread is not None and thread.is_alive():
+                thread.join(timeout=30)
         if self.is_alive():
             self.join(timeout=30)
 
@@ -180,9 +188,14 @@ class Indexer(threading.Thread):
                 self._save()
 
     def _open(self) -> None:
+        import faiss
+
+        # faiss would start a thread per core for each search and add; leave a core to the
+        # RPC threads (and the embedder).
+        faiss.omp_set_num_threads(1)
         if self.model_name != NONE:
             self.model = load_model(self.model_name)
-        config = IndexConfig(model=self.model_name, expansion_search=self._ef)
+        config = IndexConfig(model=self.model_name, nprobe=self._nprobe, train_at=TRAIN_AT)
         index = VectorIndex.open(self.directory, config)
         self.applied = index.watermark
         if index.watermark == 0:
@@ -194,11 +207,19 @@ class Indexer(threading.Thread):
         self.ready.set()
 
     def _merge_loop(self) -> None:
-        """The merger: fresh vectors into the graph, oldest first, while there are any."""
+        """The merger: fresh vectors into the index, oldest first, while there are any; and
+        a builder started when a space is due for (re)training."""
         _lower_priority()
         assert self.index is not None
         while not self._stopping.is_set():
             try:
+                if self._builder is None or not self._builder.is_alive():
+                    space = self.index.due()
+                    if space is not None:
+                        self._builder = threading.Thread(
+                            target=self._build, args=(space,), name="engram-index-builder",
+                            daemon=True)
+                        self._builder.start()
                 moved = self.index.merge() if self.index.fresh() > MERGE_ABOVE else 0
             except Exception as exc:
                 self.error = str(exc)
@@ -208,6 +229,18 @@ class Indexer(threading.Thread):
             if not moved:
                 self._merge_wake.wait(0.5)
                 self._merge_wake.clear()
+
+    def _build(self, space: str) -> None:
+        """Train a space's new inverted file off-lock (engine/vectors.py rebuild)."""
+        _lower_priority()
+        assert self.index is not None
+        try:
+            self.index.rebuild(space, self._stopping.is_set)
+        except Exception as exc:
+            self.error = f"training the vector index failed: {exc}"
+            log.exception("training the vector index failed")
+            # The old index keeps serving; the merger starts no other builder meanwhile.
+            self._stopping.wait(BUILD_RETRY_S)
 
     def _save(self) -> None:
         assert self.index is not None

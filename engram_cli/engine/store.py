@@ -135,7 +135,7 @@ class Store:
         self.consolidator = Consolidator(self.write, self.invalidate, lambda: self.settings,
                                          self.clock)
         self.indexer = Indexer(db_dir / INDEX_DIR, settings.embedding_model, self._reader,
-                               self.write, settings.vector_ef)
+                               self.write, settings.vector_nprobe)
         self._recaller = Recaller(self._reader, self.hot,
                                   TextSeeder(lambda: self.rows_written),
                                   lambda: self.settings, self.clock, self._recalled,
@@ -201,8 +201,8 @@ class Store:
         self.settings = settings
         self._writer.capacity = settings.queue_capacity
         self.hot.resize(settings.hot_capacity, settings.hot_max_bytes)
-        if settings.vector_ef != old.vector_ef:
-            self.indexer.set_ef(settings.vector_ef)
+        if settings.vector_nprobe != old.vector_nprobe:
+            self.indexer.set_nprobe(settings.vector_nprobe)
         if (settings.consolidation_interval_s != old.consolidation_interval_s
                 or settings.consolidation_min_age_s != old.consolidation_min_age_s):
             self.consolidator.wake()
@@ -466,7 +466,7 @@ class Store:
             "dim": ix.model.dim if ix.model is not None else 0,
             "indexed": vs.count if vs else 0,
             "pending": pending,
-            "fresh": vs.fresh if vs else 0,  # searchable, not yet in the HNSW graph
+            "fresh": vs.fresh if vs else 0,  # searchable, not yet in the index
             "bytes": vs.bytes if vs else 0,
             "embedded": ix.embedded,
             "ready": ix.ready.is_set(),

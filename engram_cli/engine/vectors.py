@@ -1,83 +1,105 @@
-"""The vector index: approximate nearest neighbours per memory space, persisted in a directory.
+"""The vector index: nearest neighbours per memory space, persisted in a directory.
 
-One usearch HNSW index per space (spaces never see each other's vectors), keyed by the
-memory's SQLite rowid, holding vectors quantized to int8 by default so that a million
-256-d vectors take about half a gigabyte. SQLite stays the source of truth: this index only
-proposes candidates, and the caller re-reads each one from SQLite (dropping deleted,
-suppressed or changed memories, and re-scoring with the exact vector).
+One faiss index per space (spaces never see each other's vectors), keyed by the memory's
+SQLite rowid, over unit vectors (cosine). A small space is an exact store (engine/ivf.py);
+at `train_at` vectors it becomes an inverted file whose lists are k-means clusters of its
+vectors, quantized to 8 bits a dimension (IVF-SQ8); a search scans the `nprobe` lists
+nearest the cue. Adding costs one nearest-centroid lookup a vector (24k vectors/s on one
+busy core at 300,000, where an HNSW graph took 1.9k/s), so the index keeps up with the
+embedder.
+
+SQLite stays the source of truth: this index only proposes candidates, and the caller
+re-reads each one from SQLite (dropping deleted, suppressed or changed memories, and
+re-scoring with the exact vector).
+
+Growth: the lists were clustered on the vectors the space held when it was trained; once
+it holds `growth` times as many, `rebuild` (called from the indexer's merger, on a thread
+of its own) trains a new IVF with more lists off-lock on a sample of the current vectors,
+copies every vector into it list by list, replays the adds and removes that happened
+meanwhile (a journal), and swaps it in. Searches go on against the old index throughout:
+only the copy of each chunk holds the read lock, and only the last few journal entries and
+the swap hold the write lock.
 
 Persistence: `save(watermark)` writes every changed space to a new file (temporary file,
 fsync, rename; 0600 files in a 0700 directory, never through a symlink), then the manifest,
 which names the files and records the caller's watermark: the last change sequence whose
 effect is in the files. The manifest's rename is the commit point, so after kill -9 the
 directory holds the previous save or this one, whole. `open()` answers the watermark to
-replay changes after; when the files are missing, corrupt or were made by another model,
-it starts empty with watermark 0 and says why (`rebuild_reason`), and the caller rebuilds
-from SQLite. Replaying a change twice is harmless: `add` replaces a key, `remove` ignores
-one that is absent.
+replay changes after; when the files are missing, corrupt, of another format (an older
+version's HNSW files) or were made by another model, it starts empty with watermark 0 and
+says why (`rebuild_reason`), and the caller rebuilds from SQLite. Replaying a change twice
+is harmless: `add` replaces a key, `remove` ignores one that is absent.
 
 Fresh vectors: `add_fresh` makes vectors searchable at once in a space's fresh segment
-(engine/fresh.py, scanned exactly beside the graph walk), and `merge` moves the oldest of
-them into the HNSW graph, chunk by chunk, from another thread. Inserting into the graph is
-the slow half of indexing, so the indexer embeds while a merger inserts. The fresh segment
-is not saved: `save` records a watermark before its oldest vector, so a restart replays it.
+(engine/fresh.py, scanned exactly beside the index), and `merge` moves the oldest of them
+into the index, chunk by chunk, from another thread, so the indexer embeds while a merger
+inserts. The fresh segment is not saved: `save` records a watermark before its oldest
+vector, so a restart replays it.
 
 Threads: any number of concurrent searches, and writers (add/remove/merge/save) one at a
-time, each waiting for searches to drain; a batch is added in chunks so that a search waits
-at most one chunk. numpy and usearch are imported when an index is opened.
+time, each waiting for searches to drain; a batch is added in chunks, its centroids found
+before the lock is taken, so that a search waits at most one chunk's append. faiss
+releases the GIL while it searches, adds and trains. numpy and faiss are imported when an
+index is opened.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
 from engram_cli.engine.fresh import FreshSegment
-from engram_cli.errors import InvalidArgument, UsageError
-from engram_cli.files import create_exclusive, fsync_dir, private_dir, read_private
+from engram_cli.engine.rwlock import RWLock
+from engram_cli.errors import InvalidArgument
+from engram_cli.files import private_dir, read_private, write_atomic
 
-FORMAT = 1
+FORMAT = 2  # 1: usearch HNSW files
 MANIFEST = "manifest.json"
+SUFFIX = ".faiss"
 _SPACE_FILE = re.compile(r"[a-z0-9_-]{1,64}")  # fullmatch: no trailing newline
-# Vectors added under one exclusive hold of the lock: at ~10-20k vectors/s that keeps a
-# search's wait for a writer to a few milliseconds.
-WRITE_CHUNK = 64
-# Spaces of at most this many vectors are searched exhaustively (see search()); above it
-# the HNSW walk wins (2x faster at 20,000, and the gap grows with the space).
-EXACT_BELOW = 10_000
+# Vectors appended under one exclusive hold of the lock: their centroids are found before,
+# so a hold is a copy and an encode, well under a millisecond.
+WRITE_CHUNK = 256
+# A space is an exact store until it holds this many vectors: a scan of 20,000 256-d float32
+# vectors takes ~1-2 ms on one core here (32,000: ~6 ms, out of the caches), while an IVF
+# trains in under a second at this size.
+TRAIN_AT = 20_000
+# A space is retrained with more lists when it holds this many times the vectors it was
+# trained on (so every vector is re-added about 1.3 times over the space's growth).
+GROWTH = 4
+# Lists probed per search by default: recall@10 >= 0.95 re-scored (see IndexConfig.nprobe).
+NPROBE = 256
 # Vectors a space's fresh segment holds at most before the indexer stops embedding to let the
 # merger catch up: 32 MB at 256-d, scanned in ~1-2 ms (it is searched with every cue).
 FRESH_MAX = 32_768
+# Vectors copied from the old index to a new one per hold of the read lock.
+COPY_CHUNK = 32_768
+# A rebuild swaps its new index in once the journal left to replay is this short.
+REPLAY_UNDER_LOCK = 4096
 
 
 @dataclass(frozen=True)
 class IndexConfig:
-    """How the indexes are built and searched. Changing `model`, `dtype` or
-    `connectivity` makes the saved files unusable (open() starts empty and says why)."""
+    """How the indexes are built and searched. Changing `model` makes the saved files
+    unusable (open() starts empty and says why)."""
 
     model: str
-    # int8 holds a 256-d unit vector in 256 bytes (f16: 512) and, re-scored exactly by the
-    # caller, loses no recall@10 measurably; "f16" or "f32" keep more precision in RAM.
-    dtype: str = "i8"
-    # HNSW edges per node (M) and the candidate list while inserting (efConstruction):
-    # 16/64 adds ~14k vectors/s on two cores at recall@10 0.95 with re-scoring
-    # (benchmarks/vector_index_bench.py); 128 adds ~4x slower for +0.02.
-    connectivity: int = 16
-    expansion_add: int = 64
-    # the candidate list while searching (ef); at least the number of results asked for
-    expansion_search: int = 128
-    # threads per add() call; the server's indexer leaves a core to the RPC threads
-    threads: int = 1
+    # Lists scanned per search of a trained space (the exact store has one). Measured
+    # with benchmarks/vector_index_bench.py, re-scored exactly as recall does.
+    nprobe: int = NPROBE
+    train_at: int = TRAIN_AT
+    growth: int = GROWTH
 
 
 @dataclass
@@ -91,68 +113,53 @@ class SpaceStats:
 class VectorStats:
     """What stats and Introspect show of the index."""
 
-    count: int = 0  # searchable: in the graph or the fresh segment
+    count: int = 0  # searchable: in the index or the fresh segment
     bytes: int = 0
-    fresh: int = 0  # in the fresh segment, not yet in the graph
+    fresh: int = 0  # in the fresh segment, not yet in the index
     watermark: int = 0
     unsaved: int = 0  # changes applied since the last save
     spaces: dict[str, SpaceStats] = field(default_factory=dict)
 
 
-class _RWLock:
-    """Many readers or one writer; a waiting writer holds new readers back."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writer = False
-        self._writers_waiting = 0
-
-    @contextlib.contextmanager
-    def read(self) -> Iterator[None]:
-        with self._cond:
-            while self._writer or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
-
-    @contextlib.contextmanager
-    def write(self) -> Iterator[None]:
-        with self._cond:
-            self._writers_waiting += 1
-            while self._writer or self._readers:
-                self._cond.wait()
-            self._writers_waiting -= 1
-            self._writer = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writer = False
-                self._cond.notify_all()
-
-
 class _Space:
-    def __init__(self, index: Any, dim: int, saved: dict[str, Any] | None = None) -> None:
-        self.index = index
+    def __init__(self, index: Any, dim: int, trained_on: int = 0,
+                 saved: dict[str, Any] | None = None) -> None:
+        self.index = index  # a faiss IndexIVF: one list (exact) or trained lists of SQ8
         self.dim = dim
+        self.trained_on = trained_on  # vectors the lists were trained on; 0: exact store
         # the manifest entry of the file this index was loaded from or last saved to
         self.saved = saved
         self.dirty = False
         self.fresh: FreshSegment | None = None
+        # While a rebuild runs: every change since its snapshot, in order ((keys, vectors)
+        # an add, (keys, None) a remove), and the keys they touched.
+        self.journal: list[tuple[Any, Any]] | None = None
+        self.touched: set[int] = set()
 
     def count(self) -> int:
-        return len(self.index) + (len(self.fresh) if self.fresh is not None else 0)
+        return int(self.index.ntotal) + (len(self.fresh) if self.fresh is not None else 0)
+
+    def put(self, keys: Any, vecs: Any, assign: Any) -> None:
+        """Replace or add `keys` (hold the write lock); `assign`: their lists."""
+        from engram_cli.engine import ivf
+
+        self.index.remove_ids(keys)  # an id added twice would be held twice
+        ivf.add_assigned(self.index, keys, vecs, assign)
+        if self.journal is not None:
+            self.journal.append((keys, vecs))
+            self.touched.update(keys.tolist())
+
+    def drop(self, keys: Any) -> int:
+        """Remove `keys` (hold the write lock); answers how many were there."""
+        gone = int(self.index.remove_ids(keys))
+        if self.journal is not None:
+            self.journal.append((keys, None))
+            self.touched.update(keys.tolist())
+        return gone
 
 
 class VectorIndex:
-    """The approximate-nearest-neighbour indexes of every space, in one directory."""
+    """The nearest-neighbour indexes of every space, in one directory."""
 
     def __init__(self, directory: Path, config: IndexConfig) -> None:
         self.directory = directory
@@ -162,7 +169,7 @@ class VectorIndex:
         self._spaces: dict[str, _Space] = {}
         self._generation = 0
         self._unsaved = 0
-        self._lock = _RWLock()
+        self._lock = RWLock()
         self._writer = threading.Lock()  # add/remove/save one at a time
 
     # ----------------------------------------------------------------- opening
@@ -171,8 +178,6 @@ class VectorIndex:
     def open(cls, directory: Path, config: IndexConfig) -> VectorIndex:
         """The indexes saved in `directory` (made private, created if missing), or empty
         ones with watermark 0 when there are none or they cannot be used."""
-        if config.dtype not in ("i8", "f16", "f32"):
-            raise UsageError(f"vector index dtype {config.dtype!r} is not one of i8, f16, f32")
         private_dir(directory)
         self = cls(directory, config)
         try:
@@ -185,38 +190,39 @@ class VectorIndex:
         return self
 
     def _load(self) -> None:
+        from engram_cli.engine import ivf
+
         path = self.directory / MANIFEST
         try:
             raw = read_private(path)
         except FileNotFoundError:
-            if any(self.directory.glob("*.usearch")):
+            if any(self.directory.glob(f"*{SUFFIX}")) or any(self.directory.glob("*.usearch")):
                 raise _Unusable("index files without a manifest") from None
             return
         try:
             doc = orjson.loads(raw)
             fmt, model, watermark = doc["format"], doc["model"], int(doc["watermark"])
-            dtype, connectivity = doc["dtype"], int(doc["connectivity"])
             spaces = dict(doc["spaces"])
             generation = int(doc["generation"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise _Unusable(f"unreadable manifest: {exc}") from None
         if fmt != FORMAT:
-            raise _Unusable(f"index format {fmt}, this version reads {FORMAT}")
-        if (model, dtype, connectivity) != (self.config.model, self.config.dtype,
-                                            self.config.connectivity):
-            raise _Unusable(f"made with model {model!r} {dtype} M{connectivity}, the "
-                            f"settings now say {self.config.model!r} {self.config.dtype} "
-                            f"M{self.config.connectivity}")
+            raise _Unusable(f"index format {fmt} (an older version's), this version reads "
+                            f"{FORMAT}")
+        if model != self.config.model:
+            raise _Unusable(f"made with model {model!r}, the settings now say "
+                            f"{self.config.model!r}")
         for space, entry in spaces.items():
             try:
                 file, dim, size, digest = (entry["file"], int(entry["dim"]), int(entry["size"]),
                                            entry["blake2b"])
+                trained_on = int(entry["trained_on"])
             except (KeyError, TypeError, ValueError) as exc:
                 raise _Unusable(f"manifest entry of space {space!r}: {exc}") from None
             if not _SPACE_FILE.fullmatch(space) or Path(file).name != file:
                 raise _Unusable(f"manifest names a bad space or file: {space!r} {file!r}")
             fpath = self.directory / file
-            # A damaged file must never reach the native loader: it trusts the offsets it
+            # A damaged file must never reach the native loader: it trusts the sizes it
             # reads, so bad bytes could crash the whole server rather than raise.
             try:
                 got = _digest(fpath)
@@ -224,59 +230,60 @@ class VectorIndex:
                 raise _Unusable(f"{file} is missing") from None
             if got != (size, digest):
                 raise _Unusable(f"{file} is damaged (size or checksum differs)")
-            index = self._new_index(dim)
             try:
-                index.load(str(fpath))
-            except (RuntimeError, ValueError, OSError) as exc:
-                raise _Unusable(f"{file}: {exc}") from None
-            if index.ndim != dim:
-                raise _Unusable(f"{file} holds {index.ndim}-d vectors, the manifest says {dim}")
-            self._spaces[space] = _Space(index, dim, {"file": file, "dim": dim, "size": size,
-                                                      "blake2b": digest})
+                index = ivf.read(fpath)
+            except ValueError as exc:
+                raise _Unusable(str(exc)) from None
+            if index.d != dim:
+                raise _Unusable(f"{file} holds {index.d}-d vectors, the manifest says {dim}")
+            self._spaces[space] = _Space(index, dim, trained_on, {
+                "file": file, "dim": dim, "size": size, "blake2b": digest,
+                "trained_on": trained_on})
         self.watermark = watermark
         self._generation = generation
 
     def _remove_strays(self) -> None:
-        """Files of a save that was cut short, or that the last save replaced."""
+        """Files of a save that was cut short, that the last save replaced, or of an older
+        format."""
         keep = {MANIFEST, *(s.saved["file"] for s in self._spaces.values() if s.saved)}
         for p in self.directory.iterdir():
-            if p.name not in keep and p.suffix in (".usearch", ".tmp"):
+            if p.name not in keep and p.suffix in (SUFFIX, ".usearch", ".tmp"):
                 with contextlib.suppress(OSError):
                     p.unlink()
-
-    def _new_index(self, dim: int) -> Any:
-        from usearch.index import Index
-
-        c = self.config
-        return Index(ndim=dim, metric="cos", dtype=c.dtype, connectivity=c.connectivity,
-                     expansion_add=c.expansion_add, expansion_search=c.expansion_search)
 
     # ----------------------------------------------------------------- writing
 
     def add(self, space: str, keys: Any, vectors: Any) -> None:
-        """Index `vectors` (n x dim floats) under `keys` (n int64 rowids) in the graph,
-        replacing any vector already there under the same key. The first add to a space fixes
-        its dimension; a vector of another dimension raises InvalidArgument naming both."""
+        """Index `vectors` (n x dim floats) under `keys` (n int64 rowids), replacing any
+        vector already there under the same key. The first add to a space fixes its
+        dimension; a vector of another dimension raises InvalidArgument naming both."""
         keys, vecs = _batch(space, keys, vectors)
         if not len(keys):
             return
         with self._writer:
             sp = self._space_for(space, vecs.shape[1])
-            for start in range(0, len(keys), WRITE_CHUNK):
-                k, v = keys[start:start + WRITE_CHUNK], vecs[start:start + WRITE_CHUNK]
-                with self._lock.write():
-                    if sp.fresh is not None:
-                        sp.fresh.discard(k.astype("int64"))
-                    present = k[sp.index.contains(k)]
-                    if len(present):
-                        sp.index.remove(present)
-                    sp.index.add(k, v, threads=self.config.threads)
+            self._append(sp, keys, vecs, discard_fresh=True)
             sp.dirty = True
             self._unsaved += len(keys)
 
+    def _append(self, sp: _Space, keys: Any, vecs: Any, discard_fresh: bool) -> None:
+        """Add in chunks, each chunk's lists found before the write lock (hold _writer:
+        the index cannot be swapped meanwhile)."""
+        from engram_cli.engine import ivf
+
+        for start in range(0, len(keys), WRITE_CHUNK):
+            k, v = keys[start:start + WRITE_CHUNK], vecs[start:start + WRITE_CHUNK]
+            assign = ivf.assign(sp.index, v)
+            with self._lock.write():
+                if discard_fresh and sp.fresh is not None:
+                    sp.fresh.discard(k)
+                sp.put(k, v, assign)
+                if not discard_fresh and sp.fresh is not None:
+                    sp.fresh.merged(k)
+
     def add_fresh(self, space: str, keys: Any, vectors: Any, since: int) -> None:
         """Like add(), searchable at once, but into the space's fresh segment: `merge` moves
-        them into the graph later. `since` is the caller's watermark before this change: a
+        them into the index later. `since` is the caller's watermark before this change: a
         save records no later watermark while one of these vectors is still fresh."""
         keys, vecs = _batch(space, keys, vectors)
         if not len(keys):
@@ -284,49 +291,42 @@ class VectorIndex:
         with self._writer:
             sp = self._space_for(space, vecs.shape[1])
             with self._lock.write():
-                present = keys[sp.index.contains(keys)]
-                if len(present):  # an older vector of the key must not be found any more
-                    sp.index.remove(present)
+                if sp.drop(keys):  # an older vector of the key must not be found any more
                     sp.dirty = True
-                    self._unsaved += len(present)
+                    self._unsaved += len(keys)
                 if sp.fresh is None:
                     sp.fresh = FreshSegment(sp.dim)
-                sp.fresh.add(keys.astype("int64"), vecs, since)
+                sp.fresh.add(keys, vecs, since)
 
     def fresh(self) -> int:
-        """Vectors waiting in fresh segments for the graph."""
+        """Vectors waiting in fresh segments for the index."""
         with self._lock.read():
             return sum(len(sp.fresh) for sp in self._spaces.values() if sp.fresh is not None)
 
-    def merge(self, most: int = WRITE_CHUNK * 4) -> int:
-        """Move up to `most` of the oldest fresh vectors of one space into its graph; answers
-        how many moved (0: nothing was fresh). A search meanwhile finds each of them in the
-        segment or in the graph: the move of a chunk is one exclusive hold of the lock."""
+    def merge(self, most: int = WRITE_CHUNK * 16) -> int:
+        """Move up to `most` of the oldest fresh vectors of one space into its index;
+        answers how many moved (0: nothing was fresh). A search meanwhile finds each of them
+        in the segment or in the index: the move of a chunk is one exclusive hold."""
         with self._writer:
             with self._lock.read():
                 sp = next((s for s in self._spaces.values() if s.fresh), None)
                 if sp is None or sp.fresh is None:
                     return 0
                 keys, vecs = sp.fresh.oldest(most)
-            # Inserting is the slow part: build nothing under the exclusive lock but the
-            # graph insert itself, and that in chunks.
-            for start in range(0, len(keys), WRITE_CHUNK):
-                k = keys[start:start + WRITE_CHUNK]
-                with self._lock.write():
-                    sp.index.add(k.astype("uint64"), vecs[start:start + WRITE_CHUNK],
-                                 threads=self.config.threads)
-                    sp.fresh.merged(k)
+            self._append(sp, keys, vecs, discard_fresh=False)
             sp.dirty = True
             self._unsaved += len(keys)
             return len(keys)
 
     def _space_for(self, space: str, dim: int) -> _Space:
         """The space's index, created with this dimension if new (hold `_writer`)."""
+        from engram_cli.engine import ivf
+
         sp = self._spaces.get(space)
         if sp is None:
             if not dim:
                 raise InvalidArgument("an empty vector cannot be indexed")
-            sp = _Space(self._new_index(dim), dim)
+            sp = _Space(ivf.exact_store(dim), dim)
             with self._lock.write():
                 self._spaces[space] = sp
         elif dim != sp.dim:
@@ -337,7 +337,7 @@ class VectorIndex:
         """Drop `keys` from a space's index; answers how many were there."""
         import numpy as np
 
-        keys = np.ascontiguousarray(keys, dtype=np.uint64).reshape(-1)
+        keys = np.unique(np.ascontiguousarray(keys, dtype=np.int64).reshape(-1))
         removed = 0
         with self._writer:
             sp = self._spaces.get(space)
@@ -347,8 +347,8 @@ class VectorIndex:
                 part = keys[start:start + WRITE_CHUNK * 16]
                 with self._lock.write():
                     if sp.fresh is not None:
-                        removed += sp.fresh.discard(part.astype(np.int64))
-                    removed += int(np.sum(sp.index.remove(part)))
+                        removed += sp.fresh.discard(part)
+                    removed += sp.drop(part)
             sp.dirty = True
             self._unsaved += len(keys)
         return removed
@@ -359,11 +359,95 @@ class VectorIndex:
             if self._spaces.pop(space, None) is not None:
                 self._unsaved += 1
 
+    # ----------------------------------------------------------------- growing
+
+    def due(self) -> str | None:
+        """A space that should be trained (an exact store of `train_at` vectors) or
+        retrained (`growth` times the vectors it was trained on), if any."""
+        c = self.config
+        with self._lock.read():
+            for name, sp in self._spaces.items():
+                n = int(sp.index.ntotal)
+                if sp.journal is None and (n >= c.growth * sp.trained_on if sp.trained_on
+                                           else n >= c.train_at):
+                    return name
+        return None
+
+    def rebuild(self, space: str, cancelled: Callable[[], bool] = lambda: False,
+                before_swap: Callable[[], None] | None = None) -> bool:
+        """Train a new IVF for `space` on its current vectors and swap it in; answers
+        whether it was swapped (False: the space went, or `cancelled()` said stop).
+        Searches and writers carry on meanwhile; `before_swap` runs once the copy is done,
+        before the journal of the changes made meanwhile is replayed."""
+        import numpy as np
+
+        from engram_cli.engine import ivf
+
+        with self._writer:
+            sp = self._spaces.get(space)
+            if sp is None or sp.journal is not None:
+                return False
+            old = sp.index
+            with self._lock.read():
+                ids = ivf.all_ids(old)
+                nlist = ivf.nlist_for(len(ids))
+                pick = np.random.default_rng(len(ids)).choice(
+                    len(ids), min(len(ids), ivf.sample_size(nlist)), replace=False)
+                sample = old.reconstruct_batch(np.sort(ids[pick]))
+            sp.journal, sp.touched = [], set()
+        trained_on = len(ids)
+        del ids
+        swapped = False
+        try:
+            new = ivf.train(sp.dim, sample, nlist)
+            del sample
+            lst = 0
+            while lst < old.nlist:  # copy, list by list
+                if cancelled() or self._spaces.get(space) is not sp:
+                    return False
+                with self._lock.read():  # writers change the old index between chunks
+                    parts: list[Any] = []
+                    while lst < old.nlist and sum(map(len, parts)) < COPY_CHUNK:
+                        parts.append(ivf.list_ids(old, lst))
+                        lst += 1
+                    keys = np.concatenate(parts)
+                    if sp.touched:  # the journal's replay puts these right
+                        keys = keys[~np.isin(keys, np.fromiter(sp.touched, np.int64))]
+                    vecs = old.reconstruct_batch(keys) if len(keys) else None
+                if vecs is not None:
+                    new.add_with_ids(vecs, keys)
+            if before_swap is not None:
+                before_swap()
+            while not cancelled():
+                with self._writer:
+                    if self._spaces.get(space) is not sp:
+                        return False
+                    ops, sp.journal = sp.journal or [], []
+                    if sum(len(k) for k, _ in ops) <= REPLAY_UNDER_LOCK:
+                        with self._lock.write():
+                            ivf.replay(new, ops)
+                            sp.index, sp.trained_on = new, trained_on
+                            sp.journal, sp.touched = None, set()
+                            sp.dirty = True
+                            self._unsaved += 1
+                        swapped = True
+                        return True
+                ivf.replay(new, ops)
+            return False
+        finally:
+            if not swapped:
+                with self._writer:
+                    sp.journal, sp.touched = None, set()
+
+    # ----------------------------------------------------------------- saving
+
     def save(self, watermark: int) -> None:
         """Persist every changed space and record `watermark`: the caller's last change
         sequence whose effect is in the index now; or, while vectors wait in a fresh
         segment (which is not saved), the earliest `since` among them, so that a restart
         replays them. Searches go on meanwhile."""
+        from engram_cli.engine import ivf
+
         with self._writer:
             with self._lock.read():
                 for sp in self._spaces.values():
@@ -377,21 +461,20 @@ class VectorIndex:
                     entries = {}
                     for name, sp in sorted(self._spaces.items()):
                         if sp.dirty or sp.saved is None:
-                            path = self.directory / f"{name}.{generation}.usearch"
+                            path = self.directory / f"{name}.{generation}{SUFFIX}"
                             written.append(path)
-                            size, digest = _write_private(path, sp.index.save)
+                            size, digest = _write_file(
+                                path, functools.partial(ivf.write, sp.index))
                             entries[name] = {"file": path.name, "dim": sp.dim, "size": size,
-                                             "blake2b": digest}
+                                             "blake2b": digest, "trained_on": sp.trained_on}
                         else:
                             entries[name] = sp.saved
-                        entries[name]["count"] = len(sp.index)
+                        entries[name]["count"] = int(sp.index.ntotal)
                 doc = {"format": FORMAT, "model": self.config.model,
-                       "dtype": self.config.dtype, "connectivity": self.config.connectivity,
                        "watermark": int(watermark), "generation": generation,
                        "spaces": entries}
                 manifest = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
-                _write_private(self.directory / MANIFEST,
-                               lambda path: Path(path).write_bytes(manifest))
+                write_atomic(self.directory / MANIFEST, manifest)
             except BaseException:
                 for p in written:
                     with contextlib.suppress(OSError):
@@ -413,34 +496,29 @@ class VectorIndex:
         re-score with the exact ones when it matters."""
         import numpy as np
 
-        q = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+        from engram_cli.engine import ivf
+
+        v = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
+        norm = float(np.linalg.norm(v))
+        q = (v / norm if norm else v).reshape(1, -1)
         with self._lock.read():
             sp = self._spaces.get(space)
             if sp is None or k <= 0:
                 return []
-            if q.shape[0] != sp.dim:
+            if q.shape[1] != sp.dim:
                 raise InvalidArgument(
-                    f"cue has {q.shape[0]} dimensions; space {space!r} holds {sp.dim}")
-            # A small space is scanned exhaustively: as fast as the graph walk there
-            # (measured: 1.2 against 1.2 ms at 3,000 vectors), exact, and so the same
-            # answer whatever order the memories were indexed in.
-            found = sp.index.search(q, k, exact=len(sp.index) <= EXACT_BELOW)
-            fresh = []
+                    f"cue has {q.shape[1]} dimensions; space {space!r} holds {sp.dim}")
+            out = ivf.search(sp.index, q, k, self.config.nprobe) if sp.index.ntotal else []
             if sp.fresh is not None and len(sp.fresh):
-                norm = float(np.linalg.norm(q))
-                fresh = sp.fresh.search(q / norm if norm else q, k)
-        keys, dist = found.keys, found.distances
-        out = [(int(keys[i]), 1.0 - float(dist[i])) for i in range(len(keys))]
-        if fresh:  # a key is in the graph or the segment, never both
-            out = sorted(out + fresh, key=lambda kv: kv[1], reverse=True)[:k]
+                # a key is in the index or the segment, never both
+                out = sorted(out + sp.fresh.search(q[0], k), key=lambda kv: kv[1],
+                             reverse=True)[:k]
         return out
 
-    def set_expansion_search(self, ef: int) -> None:
-        """Candidates examined per search (HNSW ef), for every space from now on."""
+    def set_nprobe(self, nprobe: int) -> None:
+        """Lists scanned per search of a trained space, from now on."""
         with self._lock.write():
-            self.config = dataclasses.replace(self.config, expansion_search=ef)
-            for sp in self._spaces.values():
-                sp.index.expansion_search = ef
+            self.config = dataclasses.replace(self.config, nprobe=nprobe)
 
     def dim(self, space: str) -> int | None:
         """The dimension a space's index holds; None before its first vector."""
@@ -453,8 +531,10 @@ class VectorIndex:
             return sum(sp.count() for sp in self._spaces.values())
 
     def stats(self) -> VectorStats:
+        from engram_cli.engine import ivf
+
         with self._lock.read():
-            per = {name: SpaceStats(sp.dim, sp.count(), int(sp.index.memory_usage) + (
+            per = {name: SpaceStats(sp.dim, sp.count(), ivf.nbytes(sp.index) + (
                        sp.fresh.nbytes() if sp.fresh is not None else 0))
                    for name, sp in self._spaces.items()}
             fresh = sum(len(sp.fresh) for sp in self._spaces.values() if sp.fresh is not None)
@@ -462,19 +542,26 @@ class VectorIndex:
                            bytes=sum(s.bytes for s in per.values()), fresh=fresh,
                            watermark=self.watermark, unsaved=self._unsaved, spaces=per)
 
+    def describe(self) -> dict[str, dict[str, int]]:
+        """Each space's vectors, lists and the vectors its lists were trained on."""
+        with self._lock.read():
+            return {name: {"count": int(sp.index.ntotal), "nlist": int(sp.index.nlist),
+                           "trained_on": sp.trained_on}
+                    for name, sp in self._spaces.items()}
+
 
 class _Unusable(Exception):
     """The saved index cannot be used; the caller rebuilds it."""
 
 
 def _batch(space: str, keys: Any, vectors: Any) -> tuple[Any, Any]:
-    """(uint64 keys, float32 n x dim vectors) of an add, a later duplicate key winning, as
-    if added one after another."""
+    """(int64 keys, unit float32 n x dim vectors) of an add, a later duplicate key winning,
+    as if added one after another."""
     import numpy as np
 
     _check_space(space)
-    keys = np.ascontiguousarray(keys, dtype=np.uint64).reshape(-1)
-    vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+    keys = np.ascontiguousarray(keys, dtype=np.int64).reshape(-1)
+    vecs = np.array(vectors, dtype=np.float32, copy=True)
     if vecs.ndim == 1:
         vecs = vecs.reshape(1, -1)
     if vecs.shape[0] != keys.shape[0]:
@@ -483,7 +570,9 @@ def _batch(space: str, keys: Any, vectors: Any) -> tuple[Any, Any]:
     if len(last) != len(keys):
         pick = np.sort(len(keys) - 1 - last)
         keys, vecs = keys[pick], vecs[pick]
-    return keys, vecs
+    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return keys, np.ascontiguousarray(vecs / norms)
 
 
 def _check_space(space: str) -> None:
@@ -503,25 +592,20 @@ def _digest(path: Path) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
-def _write_private(path: Path, write: Callable[[str], Any]) -> tuple[int, str]:
-    """Have `write(temp_path)` fill a fresh 0600 temporary file, fsync it and rename it to
-    `path`; answers the file's (size, digest)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    # Created here, exclusively and private (one left by a killed process of the same pid
-    # is replaced), so the writer only ever truncates our file.
-    os.close(create_exclusive(tmp))
-    try:
-        write(str(tmp))
-        fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        result = _digest(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    fsync_dir(path.parent)
-    return result
+def _write_file(path: Path, fill: Callable[[Callable[[bytes], Any]], None]) -> tuple[int, str]:
+    """Replace `path` privately and atomically (files.write_atomic) with what `fill` hands
+    its callback, chunk by chunk; answers the file's (size, digest)."""
+    h = hashlib.blake2b(digest_size=16)
+    size = 0
+
+    def through(f: BinaryIO) -> None:
+        def put(chunk: bytes) -> None:
+            nonlocal size
+            h.update(chunk)
+            size += len(chunk)
+            f.write(chunk)
+
+        fill(put)
+
+    write_atomic(path, through)
+    return size, h.hexdigest()

@@ -1,0 +1,236 @@
+"""The vector index's inverted files: a space trained at a (here small) `train_at` finds the
+nearest memories, retrains on growth without losing or resurrecting a key (also when a
+change lands in the middle of a retrain), survives save and open, and an older version's
+files are rebuilt. Real WordLlama vectors of the sample memories, real files."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from engram_cli.engine import indexer as indexer_module
+from engram_cli.engine.embedding import DEFAULT_MODEL, load_model
+from engram_cli.engine.model import MemoryRecord
+from engram_cli.engine.recall import RecallQuery
+from engram_cli.engine.settings import Settings
+from engram_cli.engine.store import Store
+from engram_cli.engine.vectors import MANIFEST, IndexConfig, VectorIndex
+from tests import import_support
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "memories.jsonl"
+SMALL = IndexConfig(model=DEFAULT_MODEL, train_at=500, nprobe=4)
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    return [json.loads(line)["content"] for line in EXAMPLES.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def vecs(texts: list[str]) -> np.ndarray:
+    """The 3,000 sample memories, embedded by the default model; key i+1 is row i."""
+    model = load_model(DEFAULT_MODEL)
+    assert model is not None
+    return model.embed(texts)
+
+
+def keys(a: int, b: int) -> np.ndarray:
+    return np.arange(a + 1, b + 1, dtype=np.int64)
+
+
+def exact(vecs: np.ndarray, q: np.ndarray, k: int, live: np.ndarray) -> set[int]:
+    sims = vecs[live - 1] @ q
+    return {int(x) for x in live[np.argsort(-sims)[:k]]}
+
+
+def found(ix: VectorIndex, vecs: np.ndarray, key: int, k: int = 5) -> bool:
+    """Whether `key` is among the nearest to its own vector (near-duplicate sample texts
+    may outrank it by a hair)."""
+    return key in {kk for kk, _ in ix.search("default", vecs[key - 1], k)}
+
+
+def all_lists(ix: VectorIndex) -> None:
+    """Search every list from now on: what a test checks is then the index's content."""
+    ix.set_nprobe(4096)
+
+
+def test_a_trained_space_finds_the_nearest_memories(tmp_path, vecs):
+    ix = VectorIndex.open(tmp_path / "vec", SMALL)
+    ix.add("default", keys(0, 400), vecs[:400])
+    assert ix.due() is None  # below train_at: the exact store
+    ix.add("default", keys(400, len(vecs)), vecs[400:])
+    assert ix.due() == "default"
+    assert ix.rebuild("default")
+    shape = ix.describe()["default"]
+    assert shape["trained_on"] == len(vecs) and shape["nlist"] > 4, shape
+    assert ix.due() is None and len(ix) == len(vecs)
+    live = keys(0, len(vecs))
+    hits, probes = 0, range(0, len(vecs), 30)
+    for qi in probes:
+        got = ix.search("default", vecs[qi], 10)
+        assert qi + 1 in {k for k, _ in got[:3]}, qi
+        assert [s for _, s in got] == sorted((s for _, s in got), reverse=True)
+        hits += len({k for k, _ in got} & exact(vecs, vecs[qi], 10, live))
+    # 4 lists of the space's dozens scanned: most of the true 10 nearest, not all
+    assert hits / (10 * len(probes)) >= 0.8
+    all_lists(ix)
+    hits = sum(len({k for k, _ in ix.search("default", vecs[qi], 10)}
+                   & exact(vecs, vecs[qi], 10, live)) for qi in probes)
+    assert hits / (10 * len(probes)) >= 0.95
+
+
+def test_retraining_on_growth_keeps_every_key_and_no_removed_one(tmp_path, vecs):
+    ix = VectorIndex.open(tmp_path / "vec", SMALL)
+    all_lists(ix)
+    ix.add("default", keys(0, 600), vecs[:600])
+    assert ix.rebuild("default")
+    first = ix.describe()["default"]
+    assert first["trained_on"] == 600
+    ix.add_fresh("default", keys(600, 3000), vecs[600:3000], since=1)
+    while ix.merge():
+        pass
+    gone = keys(0, 3000)[::11]
+    assert ix.remove("default", gone) == len(gone)
+    assert ix.due() == "default"  # 4x the vectors it was trained on
+    assert ix.rebuild("default")
+    second = ix.describe()["default"]
+    assert second["trained_on"] == 3000 - len(gone) and second["nlist"] > first["nlist"]
+    assert len(ix) == 3000 - len(gone)
+    live = np.setdiff1d(keys(0, 3000), gone)
+    assert all(found(ix, vecs, int(k)) for k in live)
+    for k in gone[:60]:
+        assert int(k) not in {kk for kk, _ in ix.search("default", vecs[k - 1], 50)}
+
+
+def test_changes_during_a_retrain_are_replayed_not_lost_or_resurrected(tmp_path, vecs):
+    ix = VectorIndex.open(tmp_path / "vec", SMALL)
+    all_lists(ix)
+    ix.add("default", keys(0, 2000), vecs[:2000])
+    copied, go_on = threading.Event(), threading.Event()
+    result: list[bool] = []
+
+    def pause() -> None:  # between the copy and the swap
+        copied.set()
+        assert go_on.wait(30)
+
+    builder = threading.Thread(target=lambda: result.append(
+        ix.rebuild("default", before_swap=pause)))
+    builder.start()
+    try:
+        assert copied.wait(60)
+        # The copy is done: these land in the old index and in the rebuild's journal.
+        ix.remove("default", keys(0, 100))
+        ix.add("default", keys(2000, 2500), vecs[2000:2500])
+        ix.add("default", [500], vecs[2999:3000])  # key 500 gets another vector
+        ix.add_fresh("default", [501], vecs[2998:2999], since=5)  # and 501, fresh
+        ix.remove("default", [2001])  # added during the retrain, then removed
+        assert ix.search("default", vecs[50], 5)  # searches go on meanwhile
+    finally:
+        go_on.set()
+        builder.join(60)
+    assert result == [True] and ix.describe()["default"]["nlist"] > 1
+    assert len(ix) == 2500 - 100 - 1
+    for k in [*range(1, 101), 2001]:
+        assert k not in {kk for kk, _ in ix.search("default", vecs[k - 1], 50)}, k
+    assert all(found(ix, vecs, k) for k in [*range(101, 500), *range(502, 2001),
+                                            *range(2002, 2501)])
+    assert ix.search("default", vecs[2999], 1)[0][0] == 500
+    assert 500 not in {kk for kk, _ in ix.search("default", vecs[499], 50)}
+    assert ix.search("default", vecs[2998], 1)[0][0] == 501
+    while ix.merge():
+        pass
+    assert ix.search("default", vecs[2998], 1)[0][0] == 501 and len(ix) == 2399
+
+
+def test_a_cancelled_retrain_leaves_the_old_index_working(tmp_path, vecs):
+    ix = VectorIndex.open(tmp_path / "vec", SMALL)
+    ix.add("default", keys(0, 800), vecs[:800])
+    assert not ix.rebuild("default", cancelled=lambda: True)
+    assert ix.describe()["default"]["trained_on"] == 0 and ix.due() == "default"
+    ix.remove("default", [3])
+    assert ix.rebuild("default")
+    assert len(ix) == 799 and not found(ix, vecs, 3, 50) and found(ix, vecs, 4)
+
+
+def test_a_trained_space_survives_save_and_open(tmp_path, vecs):
+    d = tmp_path / "vec"
+    ix = VectorIndex.open(d, SMALL)
+    ix.add("default", keys(0, 1500), vecs[:1500])
+    assert ix.rebuild("default")
+    ix.add("small", keys(0, 10), vecs[:10])  # still an exact store
+    ix.remove("default", [7])
+    ix.save(9)
+    before = [ix.search("default", vecs[q], 10) for q in (0, 6, 700, 1499)]
+    again = VectorIndex.open(d, SMALL)
+    assert again.rebuild_reason == "" and again.watermark == 9
+    assert again.describe() == ix.describe()
+    assert [again.search("default", vecs[q], 10) for q in (0, 6, 700, 1499)] == before
+    # the reloaded index removes and replaces by key (its hash table came back)
+    assert again.remove("default", [8, 7]) == 1
+    again.add("default", [9], vecs[2000:2001])
+    assert again.search("default", vecs[2000], 1)[0][0] == 9
+    assert len(again) == 1498 + 10
+    manifest = orjson.loads((d / MANIFEST).read_bytes())
+    assert manifest["spaces"]["default"]["trained_on"] == 1500
+
+
+def test_an_older_versions_hnsw_files_are_rebuilt(tmp_path, vecs):
+    d = tmp_path / "vec"
+    d.mkdir(mode=0o700)
+    old = d / "default.1.usearch"
+    old.write_bytes(b"\0" * 4096)
+    (d / MANIFEST).write_bytes(orjson.dumps({
+        "format": 1, "model": DEFAULT_MODEL, "dtype": "i8", "connectivity": 16,
+        "watermark": 77, "generation": 1, "spaces": {"default": {
+            "file": old.name, "dim": 256, "size": 4096, "blake2b": "0" * 32, "count": 9}}}))
+    ix = VectorIndex.open(d, SMALL)
+    assert ix.watermark == 0 and len(ix) == 0
+    assert "format 1" in ix.rebuild_reason, ix.rebuild_reason
+    assert not old.exists()
+    ix.add("default", keys(0, 100), vecs[:100])
+    ix.save(3)
+    assert VectorIndex.open(d, SMALL).watermark == 3
+
+
+# ------------------------------------------------------------------ through the store
+
+
+@pytest.fixture
+def small_train_at() -> Iterator[None]:
+    before = indexer_module.TRAIN_AT
+    indexer_module.TRAIN_AT = 300
+    try:
+        yield
+    finally:
+        indexer_module.TRAIN_AT = before
+
+
+def test_the_indexer_trains_a_growing_space_and_recall_uses_it(tmp_path, texts,
+                                                               small_train_at):
+    store = Store(tmp_path / "data", Settings().replace({"consolidation_interval_s": 0.0}))
+    try:
+        store.remember_many("default", [MemoryRecord(id=f"m{i}", content=t, confidence=0.9)
+                                        for i, t in enumerate(texts[:2000])])
+
+        def trained() -> bool:
+            st, ix = store.vector_stats(), store.indexer.index
+            shape = ix.describe().get("default") if ix is not None else None
+            return bool(st["indexed"] == 2000 and st["pending"] == 0 and shape
+                        and shape["trained_on"] >= 300 and ix is not None and not ix.fresh()
+                        and ix.due() is None)
+
+        import_support.wait_for(trained, timeout=120)
+        ix = store.indexer.index
+        assert ix is not None and ix.describe()["default"]["nlist"] > 1
+        got = store.recall("default", RecallQuery(text=texts[1234], mode="vector", limit=3))
+        assert "m1234" in [m.id for m in got.memories]
+        store.update_settings(store.settings.replace({"vector_nprobe": 2}))
+        assert ix.config.nprobe == 2
+    finally:
+        store.close()
