@@ -44,6 +44,8 @@ def test_applied_settings_survive_a_restart_as_config(server_process: Any, tmp_p
     ("max_hops = 99", "engram.toml:3: [engine] max_hops: 99 is not valid: expected 0 to 10"),
     ("max_hop = 2", "engram.toml:3: [engine] max_hop: unknown setting: did you mean "
                     "'max_hops'?"),
+    ("vector_ef = 128", "engram.toml:3: [engine] vector_ef: unknown setting: the vector "
+                        "index is an inverted file now: set 'vector_nprobe'"),
     ("max_hops = [", "engram.toml: not valid TOML"),
 ])
 def test_a_bad_server_config_stops_serve_with_one_clear_line(tmp_path: Path, engine: str,

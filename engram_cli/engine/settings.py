@@ -128,11 +128,17 @@ class Settings:
 DEFAULT_SETTINGS = Settings()
 
 
+# Settings an earlier version had, and what to set instead.
+RETIRED = {"vector_ef": "the vector index is an inverted file now: set 'vector_nprobe' "
+                        "(lists probed per search) instead"}
+
+
 def unknown_key_error(key: str) -> SettingsError:
     import difflib
 
     close = difflib.get_close_matches(key, SPEC_BY_KEY, n=1)
-    hint = f"did you mean {close[0]!r}?" if close else "see `engram tune --show` for the keys"
+    hint = (RETIRED.get(key) or (f"did you mean {close[0]!r}?" if close else None)
+            or "see `engram tune --show` for the keys")
     return SettingsError(f"unknown setting {key!r}", hint)
 
 

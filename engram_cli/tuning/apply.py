@@ -27,7 +27,7 @@ from engram_cli.client.settings import (
 )
 from engram_cli.client.settings_rpc import RemoteSetting, RemoteSnapshot
 from engram_cli.compat import tomllib
-from engram_cli.engine.settings import SPEC_BY_KEY
+from engram_cli.engine.settings import RETIRED, SPEC_BY_KEY
 from engram_cli.errors import SettingsError
 from engram_cli.tuning.client_settings import PREFIX, plan_client, write_client_settings
 from engram_cli.tuning.profiles import Profile
@@ -114,8 +114,8 @@ def unknown_key(key: str) -> SettingsError:
     qualified = {**{k: k for k in SPEC_BY_KEY}, **{k: PREFIX + k for k in TUNABLE_KEYS}}
     bare = key.split(".", 1)[1] if key.startswith((PREFIX, SERVER_PREFIX)) else key
     close = difflib.get_close_matches(bare, qualified, n=1)
-    hint = (f"did you mean {qualified[close[0]]!r}?" if close
-            else "see `engram tune --show` for the keys")
+    hint = (RETIRED.get(bare) or (f"did you mean {qualified[close[0]]!r}?" if close else None)
+            or "see `engram tune --show` for the keys")
     return SettingsError(f"unknown setting {key!r}", hint)
 
 
