@@ -61,6 +61,21 @@ def _init_worker(model: str) -> None:
     from engram_cli.engine.embedding import load_model
 
     _worker_model = load_model(model)
+    _profile_worker()
+
+
+def _profile_worker() -> None:
+    """Debugging only: with ENGRAM_EMBED_PROFILE=DIR, a worker profiles itself (cProfile)
+    and writes DIR/worker-<pid>.prof when it exits."""
+    folder = os.environ.get("ENGRAM_EMBED_PROFILE")
+    if not folder:
+        return
+    import atexit
+    import cProfile
+
+    profiler = cProfile.Profile(time.process_time)
+    atexit.register(lambda: profiler.dump_stats(f"{folder}/worker-{os.getpid()}.prof"))
+    profiler.enable()
 
 
 def _embed(texts: list[str]) -> tuple[np.ndarray, float]:
