@@ -135,7 +135,8 @@ def run_import(address: str, path: Path, cache: Path, *args: str,
     server_before = _cpu_s(server_pid) if server_pid else 0.0
     proc = subprocess.Popen([sys.executable, "-m", "engram_cli", "--server", address,
                              "import", str(path), "--json", "--quiet", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=source)  # `-m` puts the working directory first
     peaks = {"main": 0, "worker": 0}
     cpu: dict[int, float] = {}  # last seen, by process
     threads: dict[int, float] = {}  # the importer's, last seen, by thread
