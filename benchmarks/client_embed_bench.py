@@ -203,10 +203,11 @@ def rss_run(root: Path, n: int) -> None:
               f"({s['records_per_second']:,.0f} records/s)")
 
 
-def compare(root: Path, path: Path, against: Path, rounds: int) -> None:
+def compare(root: Path, path: Path, against: Path, rounds: int,
+            worker_counts: tuple[int, ...] = (1, 2)) -> None:
     """This tree's `import --embed` against another tree's, interleaved (each on a fresh
     server of this tree, fresh cache), so that a shared machine's drift falls on both."""
-    for workers in (1, 2):
+    for workers in worker_counts:
         runs: dict[str, list[dict]] = {"before": [], "after": []}
         for r in range(rounds):
             order = [("before", against), ("after", None)]
@@ -245,6 +246,8 @@ def main() -> None:
                              "(a folder holding engram_cli/, e.g. an earlier commit's from "
                              "git archive), interleaved")
     parser.add_argument("--rounds", type=int, default=2, help="with --against")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="with --against: the worker counts to compare")
     opts = parser.parse_args()
     n = opts.records
     from engram_cli.benchsuite import datagen
@@ -253,7 +256,7 @@ def main() -> None:
         root = Path(tempfile.mkdtemp(dir=tmp))
         path = datagen.write_jsonl(root / "bench.jsonl", n)
         if opts.against is not None:
-            compare(root, path, opts.against.resolve(), opts.rounds)
+            compare(root, path, opts.against.resolve(), opts.rounds, tuple(opts.workers))
             return
         raw = [model_rate(n, False), model_rate(n, True)]
         rows = []

@@ -10,7 +10,7 @@ The cache is SQLite in the user cache dir (`embeddings/vectors.sqlite`, 0600 in 
 directory), keyed by a hash of the model name and the text, holding the model's own
 vector (so one entry serves every --embed-dim), bounded by size: the oldest entries go
 first. It is only a cache: when it cannot be used, embedding goes on without it. An import
-writes it from a thread of its own (`put_later`), 8 MiB of rows a transaction: a row costs
+writes it from a thread of its own (`put_later`), 4 MiB of rows a transaction: a row costs
 ~15 us of SQLite CPU and up to ~40 us of waiting on the disk, which the importer's thread
 no longer pays, and nothing needs the rows at once (a text asked for again before its row
 is written is answered from memory).
@@ -40,12 +40,14 @@ CACHE_DIR_NAME = "embeddings"
 CACHE_FILE_NAME = "vectors.sqlite"
 MAX_DIM = 65_536
 _ROW_OVERHEAD = 48  # bytes per entry besides the vector: key, rowid, b-tree
-WRITE_QUEUE = 16  # chunks handed to the writer thread and not yet taken, at most
+# Chunks handed to the writer thread and not yet taken, at most: room for more than a
+# transaction's worth (chunks of 256 rows), so that the importer goes on while one is written.
+WRITE_QUEUE = 48
 # Rows the writer thread gathers for one transaction (held in memory meanwhile). The keys
 # are hashes, so each transaction touches index pages all over the key index, whatever
 # the count: the more rows share them, the fewer pages written per row (100,000 rows,
 # thread CPU per row: 21 us in transactions of 256, 17 us of 4,096, 15 us of 16,384).
-WRITE_BYTES = 8 * 1024 * 1024
+WRITE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
