@@ -17,6 +17,12 @@ speed drifts.
 its worker, polled from /proc, next to the same at N/10 records: flat means bounded.
 
     python benchmarks/client_embed_bench.py [--records 20000] [--rss 1000000]
+
+--against DIR runs only this tree's import --embed against another tree's (the folder
+holding its engram_cli/, e.g. `git archive HEAD~3 engram_cli | tar -x -C DIR`),
+interleaved round by round, and prints the ratios and each process's CPU per record:
+
+    python benchmarks/client_embed_bench.py --records 100000 --against DIR --rounds 2
 """
 
 from __future__ import annotations
@@ -91,6 +97,24 @@ def _cpu_s(pid: int) -> float:
         return 0.0
 
 
+def _thread_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds of each thread of a process so far, by thread id (the main thread's is
+    the process id)."""
+    out: dict[int, float] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
 def _children(pid: int) -> list[int]:
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
@@ -100,22 +124,29 @@ def _children(pid: int) -> list[int]:
 
 
 def run_import(address: str, path: Path, cache: Path, *args: str,
-               server_pid: int = 0) -> dict:
+               server_pid: int = 0, source: Path | None = None) -> dict:
     """The import's --json summary, plus the peak RSS (KiB) of the importer
     (`rss_main_kb`) and of its largest worker (`rss_worker_kb`), and the CPU seconds of the
     importer, its workers and the server while it ran (`cpu`)."""
     env = {**os.environ, "ENGRAM_CACHE_DIR": str(cache), "ENGRAM_NO_AUTOSTART": "1"}
+    if source is not None:  # another tree's engram_cli (its workers inherit the path)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source),
+                                                          env.get("PYTHONPATH")]))
     server_before = _cpu_s(server_pid) if server_pid else 0.0
     proc = subprocess.Popen([sys.executable, "-m", "engram_cli", "--server", address,
                              "import", str(path), "--json", "--quiet", *args], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=source)  # `-m` puts the working directory first
     peaks = {"main": 0, "worker": 0}
     cpu: dict[int, float] = {}  # last seen, by process
+    threads: dict[int, float] = {}  # the importer's, last seen, by thread
 
     def poll() -> None:
         while proc.poll() is None:
             peaks["main"] = max(peaks["main"], _rss_kb(proc.pid))
             cpu[proc.pid] = max(cpu.get(proc.pid, 0.0), _cpu_s(proc.pid))
+            for tid, seconds in _thread_cpu_s(proc.pid).items():
+                threads[tid] = max(threads.get(tid, 0.0), seconds)
             for child in _children(proc.pid):
                 peaks["worker"] = max(peaks["worker"], _rss_kb(child))
                 cpu[child] = max(cpu.get(child, 0.0), _cpu_s(child))
@@ -132,6 +163,10 @@ def run_import(address: str, path: Path, cache: Path, *args: str,
     main_cpu = cpu.pop(proc.pid, 0.0)
     summary["cpu"] = {"importer": main_cpu, "workers": sum(cpu.values()),
                       "server": _cpu_s(server_pid) - server_before if server_pid else 0.0}
+    # The importer's own thread (reading, mapping, the embedding stage, cutting batches)
+    # apart from its others (gRPC's, the cache writer, the worker pool's).
+    summary["importer_main"] = threads.pop(proc.pid, 0.0)
+    summary["importer_threads"] = sum(threads.values())
     return summary
 
 
@@ -141,7 +176,11 @@ def cpu_line(s: dict) -> str:
     n = max(1, s["imported"])
     parts = {k: v / n * 1e6 for k, v in s["cpu"].items()}
     total = sum(parts.values())
-    return ("CPU per record: " + ", ".join(f"{k} {v:,.0f} us" for k, v in parts.items())
+    split = (f" (main thread {s['importer_main'] / n * 1e6:,.0f} us, other threads "
+             f"{s['importer_threads'] / n * 1e6:,.0f} us)")
+    return ("CPU per record: " + ", ".join(f"{k} {v:,.0f} us" + (split if k == "importer"
+                                                                 else "")
+                                           for k, v in parts.items())
             + f"; total {total:,.0f} us, so at most {2e6 / total:,.0f} records/s on 2 cores"
             if total else "")
 
@@ -164,11 +203,51 @@ def rss_run(root: Path, n: int) -> None:
               f"({s['records_per_second']:,.0f} records/s)")
 
 
+def compare(root: Path, path: Path, against: Path, rounds: int,
+            worker_counts: tuple[int, ...] = (1, 2)) -> None:
+    """This tree's `import --embed` against another tree's, interleaved (each on a fresh
+    server of this tree, fresh cache), so that a shared machine's drift falls on both."""
+    for workers in worker_counts:
+        runs: dict[str, list[dict]] = {"before": [], "after": []}
+        for r in range(rounds):
+            order = [("before", against), ("after", None)]
+            for name, source in order if r % 2 == 0 else order[::-1]:
+                where = root / f"cmp-{workers}-{r}-{name}"
+                proc, address = start_server(where / "srv")
+                try:
+                    s = run_import(address, path, where / "cache", "--embed",
+                                   "--embed-workers", str(workers), server_pid=proc.pid,
+                                   source=source)
+                finally:
+                    proc.terminate()
+                    proc.wait(20)
+                runs[name].append(s)
+                print(f"{workers} worker(s), round {r + 1}, {name}: "
+                      f"{s['records_per_second']:,.0f} records/s; {cpu_line(s)}", flush=True)
+        before, after = runs["before"], runs["after"]
+        ratios = [a["records_per_second"] / b["records_per_second"]
+                  for a, b in zip(after, before, strict=True)]
+        print(f"{workers} worker(s): after/before records/s per round: "
+              + ", ".join(f"{x:.2f}x" for x in ratios))
+        for key in ("importer", "workers", "server"):
+            b = sum(x["cpu"][key] / x["imported"] for x in before) / rounds * 1e6
+            a = sum(x["cpu"][key] / x["imported"] for x in after) / rounds * 1e6
+            print(f"  {key} CPU per record: {b:,.0f} us -> {a:,.0f} us"
+                  + (f" ({a / b:.2f}x)" if b else ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--rss", type=int, default=0, metavar="N",
                         help="also the importer's peak RSS at N and N/10 records")
+    parser.add_argument("--against", type=Path, metavar="DIR",
+                        help="only compare with the engram_cli of another source tree "
+                             "(a folder holding engram_cli/, e.g. an earlier commit's from "
+                             "git archive), interleaved")
+    parser.add_argument("--rounds", type=int, default=2, help="with --against")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="with --against: the worker counts to compare")
     opts = parser.parse_args()
     n = opts.records
     from engram_cli.benchsuite import datagen
@@ -176,6 +255,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tempfile.mkdtemp(dir=tmp))
         path = datagen.write_jsonl(root / "bench.jsonl", n)
+        if opts.against is not None:
+            compare(root, path, opts.against.resolve(), opts.rounds, tuple(opts.workers))
+            return
         raw = [model_rate(n, False), model_rate(n, True)]
         rows = []
         for workers in (1, 2):

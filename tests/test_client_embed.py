@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import orjson
 import pytest
 
 from engram_cli.cli.main import app
+from engram_cli.client.batching import frame
 from tests.conftest import UpstreamServer
 from tests.import_support import count_on, records, run_import, write_jsonl
 from tests.upstream_fake import UPSTREAM_DIM, UPSTREAM_VECTOR
@@ -244,3 +246,51 @@ def test_the_cache_stays_within_its_bound_and_drops_the_oldest_first(tmp_path: P
     assert keys[-1] in got and keys[0] not in got and 200 < len(got) < 3000
     kept = [i for i, k in enumerate(keys) if k in got]
     assert kept == list(range(kept[0], 3000))  # the newest, in one run
+
+
+def test_the_stage_gives_each_record_its_texts_vector_wherever_it_comes_from(
+        tmp_path: Path) -> None:
+    """Cache hits, a text twice in one chunk, a text an earlier chunk still out is
+    embedding, a record without text: each record goes out in order, framed, with the
+    model's vector of its own text, and no text is embedded twice."""
+    from engram_cli.client.batching import Entry
+    from engram_cli.client.embedder import EmbeddingCache, EmbedSpec, text_key
+    from engram_cli.engine.embedding import load_model
+    from engram_cli.ingest.embedstage import EmbedStage
+    from engram_cli.rpc import pb
+
+    spec = EmbedSpec.resolve(None, None)
+    model = load_model(spec.model)
+    assert model is not None
+    cache = EmbeddingCache(tmp_path / "c" / "vectors.sqlite")
+    cached = ["cached one", "cached two"]
+    cache.put_many([text_key(spec.model, t) for t in cached], model.embed(cached))
+    texts = ["a", "b", "a", "cached one", None, "c", "b", "d", "cached two", "c", None, "e"]
+    entries = []
+    for i, text in enumerate(texts):
+        memory = pb.Memory(id=f"m{i}", content=text or "").SerializeToString()
+        entries.append(Entry(memory if text else frame(memory), 0, i + 1, i, b"", text))
+    stage = EmbedStage(spec, workers=0, cache=cache, chunk=4)
+    gate = threading.Event()
+
+    def feed() -> Any:  # every chunk is out before the first comes back
+        yield from entries
+        gate.set()
+
+    try:
+        stage.start()
+        assert stage._executor is not None
+        stage._executor.submit(gate.wait, 60)
+        out = list(stage.run(feed()))
+    finally:
+        stage.close()
+    assert [e.line for e in out] == list(range(1, len(texts) + 1))
+    for entry, text in zip(out, texts, strict=True):
+        sent = pb.RememberRequest.FromString(entry.framed).memory
+        assert sent.content == (text or "") and entry.text is None
+        if text is None:
+            assert len(sent.embedding) == 0
+        else:
+            want = model.embed([text])[0]
+            assert np.allclose(np.array(sent.embedding, dtype=np.float32), want, atol=1e-6)
+    assert (stage.embedded, stage.cache_hits) == (5, 2)  # a b c d e; the two cached

@@ -172,7 +172,8 @@ class Entry:
     says which input it came from: a batch holds records of one source, so that what is
     settled can be told per source (`BulkSender.unsettled`). `line`, `offset` and `raw`
     are the caller's, handed back with the record's outcome. `text` is what an embedding
-    stage is to embed for it before it is sent (None: nothing)."""
+    stage is to embed for it before it is sent (None: nothing); until then `framed` holds
+    the bare Memory, which the stage frames with the vector."""
 
     __slots__ = ("framed", "line", "offset", "raw", "source", "text")
 

@@ -61,6 +61,21 @@ def _init_worker(model: str) -> None:
     from engram_cli.engine.embedding import load_model
 
     _worker_model = load_model(model)
+    _profile_worker()
+
+
+def _profile_worker() -> None:
+    """Debugging only: with ENGRAM_EMBED_PROFILE=DIR, a worker profiles itself (cProfile)
+    and writes DIR/worker-<pid>.prof when it exits."""
+    folder = os.environ.get("ENGRAM_EMBED_PROFILE")
+    if not folder:
+        return
+    import atexit
+    import cProfile
+
+    profiler = cProfile.Profile(time.process_time)
+    atexit.register(lambda: profiler.dump_stats(f"{folder}/worker-{os.getpid()}.prof"))
+    profiler.enable()
 
 
 def _embed(texts: list[str]) -> tuple[np.ndarray, float]:
@@ -76,16 +91,21 @@ def default_workers() -> int:
 
 
 class _Chunk:
-    __slots__ = ("borrowed", "entries", "future", "keys", "known", "texts", "vectors")
+    __slots__ = ("borrowed", "entries", "future", "index", "keys", "known", "plain", "texts",
+                 "vectors")
 
     def __init__(self, entries: list[Entry]) -> None:
         self.entries = entries
         self.keys: list[bytes | None] = []  # per entry: its text's key, None: no text
         self.known: dict[bytes, np.ndarray] = {}  # cache hits
         self.texts: list[str] = []  # sent to the model, each once
+        self.index: dict[bytes, int] = {}  # key -> its row in `vectors`, for each of `texts`
         self.borrowed: dict[bytes, _Chunk] = {}  # keys an earlier chunk out is embedding
+        # Each text's row is the next row of `vectors` (no cache hit, nothing borrowed, no
+        # text twice): the chunk's vectors go out as they came, no row looked up.
+        self.plain = False
         self.future: Future | None = None
-        self.vectors: dict[bytes, np.ndarray] = {}  # what the model made, by key
+        self.vectors: np.ndarray | None = None  # what the model made, once back
 
 
 class EmbedStage:
@@ -160,28 +180,38 @@ class EmbedStage:
     def _submit(self, entries: list[Entry]) -> _Chunk:
         chunk = _Chunk(entries)
         model = self.spec.model
+        keys = chunk.keys
         wanted: dict[bytes, str] = {}
         for e in entries:
-            key = None if e.text is None else text_key(model, e.text)
-            chunk.keys.append(key)
-            if key is not None and key not in wanted:
-                wanted[key] = e.text  # type: ignore[assignment]
-        for key in [k for k in wanted if k in self._out]:
-            chunk.borrowed[key] = self._out[key]
-            del wanted[key]
+            text = e.text
+            if text is None:
+                keys.append(None)
+            else:
+                key = text_key(model, text)
+                keys.append(key)
+                wanted[key] = text  # a repeat keeps the first's place
+        with_text = len(keys) - keys.count(None)
+        out = self._out
+        if out:
+            for key in [k for k in wanted if k in out]:
+                chunk.borrowed[key] = out[key]
+                del wanted[key]
         if self.cache is not None and wanted:
             chunk.known = self.cache.get_many(model, self.spec.native, list(wanted))
-            for key in chunk.known:
-                del wanted[key]
-        self.cache_hits += sum(1 for k in chunk.keys if k is not None and k in chunk.known)
+            if chunk.known:
+                known = chunk.known
+                for key in known:
+                    del wanted[key]
+                self.cache_hits += sum(1 for k in keys if k is not None and k in known)
+        chunk.plain = len(wanted) == with_text
         if wanted:
             chunk.texts = list(wanted.values())
+            chunk.index = {key: i for i, key in enumerate(wanted)}
             self.start()
             assert self._executor is not None
             chunk.future = self._executor.submit(_embed, chunk.texts)
             for key in wanted:
-                self._out[key] = chunk
-            chunk.vectors = dict.fromkeys(wanted)  # type: ignore[assignment]
+                out[key] = chunk
         return chunk
 
     def _finish(self, chunk: _Chunk) -> Iterator[Entry]:
@@ -196,34 +226,37 @@ class EmbedStage:
                 raise EngramError(f"embedding failed in a worker: {exc}",
                                   "run again with --embed-workers 0 to embed in this "
                                   "process") from None
+            chunk.future = None
             self.model_seconds += seconds
             self.embedded += len(chunk.texts)
-            keys: list[bytes] = list(chunk.vectors)
-            chunk.vectors = dict(zip(keys, vectors, strict=True))
-            for key in keys:
-                if self._out.get(key) is chunk:
-                    del self._out[key]
+            chunk.vectors = vectors
+            out = self._out
+            for key in chunk.index:
+                if out.get(key) is chunk:
+                    del out[key]
             if self.cache is not None:
-                self.cache.put_later(keys, vectors)
-        rows: list[Any] = []
-        for k in chunk.keys:
-            if k is None:
-                continue
-            v = chunk.known.get(k)
-            if v is None:
-                v = chunk.vectors.get(k)
-            if v is None:
-                v = chunk.borrowed[k].vectors[k]
-            rows.append(v)
-        # One conversion to little-endian float32 bytes for the chunk, then a slice per
-        # record: each is the packed `repeated float embedding` field as it is sent.
-        data = self.spec.fit(np.stack(rows)).astype("<f4", copy=False).tobytes() if rows else b""
+                self.cache.put_later(list(chunk.index), vectors)
+        rows: Any = None
+        if chunk.plain:
+            rows = chunk.vectors
+        elif len(chunk.keys) > chunk.keys.count(None):
+            rows = np.stack([_vector_of(chunk, k) for k in chunk.keys if k is not None])
+        # One conversion to little-endian float32 bytes for the chunk, then a view per
+        # record, framed with the packed `repeated float embedding` field as it is sent.
+        data = (memoryview(self.spec.fit(rows).astype("<f4", copy=False).tobytes())
+                if rows is not None else memoryview(b""))
         size = 4 * self.spec.dim
         head = embedding_field_head(self.spec.dim)
+        extra = len(head) + size
         at = 0
+        join = b"".join
         for entry, has in zip(chunk.entries, chunk.keys, strict=True):
             if has is not None:
-                entry.framed = with_field(entry.framed, head, data[at:at + size])
+                # A record with a text to embed comes bare (not framed): framed here once,
+                # with its vector.
+                memory = entry.framed
+                entry.framed = join((b"\x12", varint(len(memory) + extra), memory, head,
+                                     data[at:at + size]))
                 entry.text = None
                 at += size
             yield entry
@@ -245,6 +278,17 @@ def _init_worker_thread(model: str) -> None:
     from engram_cli.engine.embedding import load_model
 
     _worker_model = load_model(model)
+
+
+def _vector_of(chunk: _Chunk, key: bytes) -> np.ndarray:
+    """The model's vector of the text `key` in `chunk`: from the cache, from the chunk's
+    own vectors, or from the earlier chunk that was embedding it."""
+    found = chunk.known.get(key)
+    if found is not None:
+        return found
+    source = chunk if key in chunk.index else chunk.borrowed[key]
+    assert source.vectors is not None
+    return source.vectors[source.index[key]]  # type: ignore[no-any-return]
 
 
 def _ready(chunk: _Chunk) -> bool:

@@ -402,8 +402,10 @@ class Importer:
                         else:
                             if self.encoder.associations:
                                 self._edges.add(mid, self.encoder.associations)
-                            yield Entry(frame(payload), idx, item.line, item.start, item.raw,
-                                        text)
+                            # A text to embed: the bare Memory, which the embedding
+                            # stage frames once, with the vector.
+                            yield Entry(frame(payload) if text is None else payload, idx,
+                                        item.line, item.start, item.raw, text)
                     self._last_item = item  # a checkpoint makes the Position, not each record
                     if self._stop:
                         self.tick()
