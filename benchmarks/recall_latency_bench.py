@@ -1,0 +1,132 @@
+"""Recall latency over gRPC on one store, this checkout's server against another's, side by
+side in one run (issue 13's latency goals: embedding-cue and hybrid recall p99 < 10 ms).
+
+    python benchmarks/recall_latency_bench.py --n 100000 --baseline-root ../main
+    python benchmarks/recall_latency_bench.py --data saved-data-dir --baseline-root ../main
+
+The store is built once (semantic_bench.py's corpus, imported text-only and embedded by the
+server, until the vector index has caught up), or copied from --data; then each round
+starts each variant's server on its own copy of it, waits for the index, and times
+embedding cues (max_hops 0), hybrid text cues with max_hops 3 as semantic_bench.py sends
+them, and the same with spreading activation asked for. Variants alternate between rounds,
+and the machine's load is printed beside each: on a shared machine the ratios matter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import numpy as np  # noqa: E402
+from semantic_bench import K, Server, corpus, load, pct, say, write_jsonl  # noqa: E402
+
+MEASURES = ("embedding", "hybrid", "hybrid+spread")
+
+
+def build(work: Path, n: int, nq: int) -> tuple[Path, list[str]]:
+    base, queries, _ = corpus(n, nq)
+    path = work / "memories.jsonl"
+    write_jsonl(path, base, "m")
+    data = work / "store"
+    srv = Server(data)
+    try:
+        secs = srv.import_file(path)
+        wait = srv.wait_pending(7200)[0]
+        say(f"built {n:,} memories: import {secs:.1f} s, index caught up {wait:.1f} s later")
+    finally:
+        srv.stop()
+    return data, queries
+
+
+def timed(srv: Server, measure: str, cue: Any) -> float:
+    if measure == "embedding":
+        return srv.recall(cue, 0)[1]
+    if measure == "hybrid":
+        return srv.recall(cue, 3)[1]
+    from engram_cli.contract import MAX_HOPS_KEY
+
+    c = srv.pb.Cue(semantic=srv.pb.SemanticCue(query=cue), max_results=K,
+                   spread_activation=True)
+    t = time.perf_counter()
+    srv.stub.Recall(srv.pb.RecallRequest(memory_space_id="default", cue=c, max_results=K),
+                    metadata=[(MAX_HOPS_KEY, "3")], timeout=30)
+    return time.perf_counter() - t
+
+
+def measure(root: str, data: Path, copy: Path, queries: list[str], qv: np.ndarray
+            ) -> dict[str, list[float]]:
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(data, copy)
+    srv = Server(copy, root=root)
+    try:
+        srv.wait_pending(600)
+        for q, text in zip(qv[:20], queries[:20], strict=True):  # warm up
+            srv.recall(q, 0)
+            srv.recall(text, 3)
+        out: dict[str, list[float]] = {m: [] for m in MEASURES}
+        for m in MEASURES:
+            cues: list[Any] = list(qv) if m == "embedding" else queries
+            out[m] = [timed(srv, m, c) for c in cues]
+        return out
+    finally:
+        srv.stop()
+        shutil.rmtree(copy, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=100_000, help="memories to build (default 100,000)")
+    ap.add_argument("--data", default="", help="copy this data dir instead of building one")
+    ap.add_argument("--queries", type=int, default=500, help="cues per measure")
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of every variant")
+    ap.add_argument("--baseline-root", default="", help="another checkout's root to compare")
+    args = ap.parse_args(argv)
+    from engram_cli.engine.embedding import DEFAULT_MODEL, load_model
+
+    work = Path(tempfile.mkdtemp(prefix="engram-latency-bench-"))
+    try:
+        if args.data:
+            data = Path(args.data)
+            queries = corpus(0, args.queries)[1]
+        else:
+            data, queries = build(work, args.n, args.queries)
+        qv = load_model(DEFAULT_MODEL).embed(queries)
+        variants = {"this": ""} | ({"baseline": args.baseline_root} if args.baseline_root
+                                   else {})
+        res: dict[str, dict[str, list[float]]] = {v: {m: [] for m in MEASURES}
+                                                  for v in variants}
+        for r in range(args.rounds):
+            order = list(variants) if r % 2 == 0 else list(variants)[::-1]
+            for v in order:
+                got = measure(variants[v], data, work / "copy", queries, qv)
+                say(f"  round {r + 1} {v:>8}: " + "  ".join(
+                    f"{m} p50 {pct(got[m], 0.5):.1f} p99 {pct(got[m], 0.99):.1f} ms"
+                    for m in MEASURES) + f"  ({load()})")
+                for m in MEASURES:
+                    res[v][m].extend(got[m])
+        say(f"summary over {args.rounds} rounds of {len(queries)} cues ({load()} at the end):")
+        for m in MEASURES:
+            line = f"  {m:>14}: " + "  ".join(
+                f"{v} p50 {pct(res[v][m], 0.5):.1f} p99 {pct(res[v][m], 0.99):.1f} ms"
+                for v in variants)
+            if "baseline" in variants:
+                line += "  (this / baseline: p50 {:.2f}x p99 {:.2f}x)".format(
+                    pct(res["this"][m], 0.5) / pct(res["baseline"][m], 0.5),
+                    pct(res["this"][m], 0.99) / pct(res["baseline"][m], 0.99))
+            say(line)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""Recall's stages made cheaper must answer as before: the vector candidates' re-scoring
+(one matrix product, not numpy calls per row) against the row-by-row computation it
+replaced, and one read transaction per recall that is always closed again."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engram_cli.engine.model import MemoryRecord
+from engram_cli.engine.recall import RecallQuery, read_snapshot, similarities
+from engram_cli.engine.settings import Settings
+from engram_cli.engine.store import Store
+from tests.import_support import wait_for
+
+TEXTS = [
+    "We rented a chalet high in the Alps for the ski week",
+    "The espresso machine leaks water onto the counter",
+    "Tomatoes in the greenhouse are finally ripe",
+    "Train timetable for the weekend trip to the coast",
+    "A cottage in the Swiss mountains with a view of the lake",
+    "The lighthouse keeper wrote down every passing ship",
+]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "data", Settings().replace({"consolidation_interval_s": 0.0}))
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def row_by_row(conn: sqlite3.Connection, space: str, rids: list[int], cue: np.ndarray,
+               floor: float) -> dict[int, float]:
+    """The re-scoring as it was: each candidate's vector decoded and compared alone."""
+    out = {}
+    for rid, own, computed in conn.execute(
+            "SELECT m.rowid, m.embedding, v.vec FROM memories m LEFT JOIN vectors v "
+            "ON v.rid = m.rowid WHERE m.space = ? AND m.suppressed = 0", (space,)):
+        if rid not in rids:
+            continue
+        if own:
+            vec = np.frombuffer(own, dtype=np.float32)
+        elif computed:
+            vec = np.frombuffer(computed, dtype="<f2").astype(np.float32)
+        else:
+            continue
+        if len(vec) != len(cue):
+            continue
+        norm = float(np.linalg.norm(vec))
+        sim = float(vec @ cue) / norm if norm else 0.0
+        if sim > floor:
+            out[rid] = sim
+    return out
+
+
+def rowids(conn: sqlite3.Connection, space: str) -> list[int]:
+    return [r for (r,) in conn.execute(
+        "SELECT rowid FROM memories WHERE space = ? ORDER BY rowid", (space,))]
+
+
+def test_rescoring_matches_the_row_by_row_computation(store: Store) -> None:
+    # The server's model's vectors (float16 in the vectors table) in one space...
+    store.remember_many("default", [MemoryRecord(id="", content=t) for t in TEXTS])
+    # ...the client's own float32 vectors in another, one of them all zeros.
+    rng = np.random.default_rng(3)
+    own = rng.standard_normal((40, 8)).astype(np.float32)
+    own[7] = 0.0
+    store.remember_many("mine", [MemoryRecord(id="", content=f"note {i}",
+                                              embedding=v.tobytes())
+                                 for i, v in enumerate(own)])
+    wait_for(lambda: store.indexer.pending() == 0 and store.vector_stats()["indexed"]
+             >= len(TEXTS) + len(own), timeout=60.0)
+    suppressed = store.remember("mine", MemoryRecord(id="", content="gone",
+                                                     embedding=own[3].tobytes())).memory_id
+    store.forget("mine", [suppressed], "suppress")
+    conn = store._reader()
+    cue = store.indexer.embed_cue("a cottage in the Swiss mountains")
+    rids = rowids(conn, "default")
+    for floor in (-1.0, 0.0, 0.2):
+        got = similarities(conn, "default", rids, cue, floor)
+        want = row_by_row(conn, "default", rids, cue, floor)
+        assert got.keys() == want.keys()
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
+    rids = rowids(conn, "mine")
+    assert len(rids) == len(own) + 1
+    q = rng.standard_normal(8).astype(np.float32)
+    q /= np.linalg.norm(q)
+    for floor in (-1.0, 0.0, 0.3):
+        got = similarities(conn, "mine", rids, q, floor)
+        want = row_by_row(conn, "mine", rids, q, floor)
+        assert got.keys() == want.keys()
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
+    # Not in this space, or of another size: left out.
+    assert similarities(conn, "default", rids, cue, -1.0) == {}
+    assert similarities(conn, "mine", rids, cue, -1.0) == {}
+
+
+def test_a_recall_reads_one_snapshot_and_closes_it(store: Store) -> None:
+    store.remember_many("default", [MemoryRecord(id="", content=t) for t in TEXTS])
+    wait_for(lambda: store.indexer.pending() == 0, timeout=60.0)
+    conn = store._reader()
+    seen: list[str] = []
+    conn.set_trace_callback(seen.append)
+    try:
+        hybrid = store.recall("default", RecallQuery(text="cottage Swiss mountains", limit=3,
+                                                     spread=True, max_hops=3))
+    finally:
+        conn.set_trace_callback(None)
+    assert hybrid.memories
+    assert not conn.in_transaction
+    # Every statement of the recall inside one BEGIN ... COMMIT.
+    assert seen[0] == "BEGIN" and seen[-1] == "COMMIT", seen
+    assert seen.count("BEGIN") == 1
+    # A recall inside a transaction of the caller's leaves it open, and answers the same.
+    with read_snapshot(conn):
+        again = store.recall("default", RecallQuery(text="cottage Swiss mountains", limit=3,
+                                                    spread=True, max_hops=3))
+        assert conn.in_transaction
+    assert not conn.in_transaction
+    assert [m.id for m in again.memories] == [m.id for m in hybrid.memories]
