@@ -27,6 +27,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from operator import itemgetter
+
+import numpy as np
 
 from engram_cli.engine.inlist import in_list
 
@@ -62,6 +65,30 @@ def word_similarity(a: str, b: str) -> float:
     if not wa or not wb:
         return 0.0
     return len(wa & wb) / len(wa | wb)
+
+
+def summed(postings: list[np.ndarray], weights: list[float]) -> dict[int, float]:
+    """{rowid: the sum of the weights of the posting lists it is in}. The same numbers as
+    adding them up row by row in a dict: np.bincount adds in input order, list by list, from
+    0.0 (a Python loop over a few thousand postings was a third of the text seeds' time)."""
+    if not postings:
+        return {}
+    rowids = np.concatenate(postings)
+    if not len(rowids):
+        return {}
+    each = np.repeat(np.asarray(weights, dtype=np.float64), [len(p) for p in postings])
+    keys, where = np.unique(rowids, return_inverse=True)
+    return dict(zip(keys.tolist(), np.bincount(where, weights=each).tolist(), strict=True))
+
+
+def best_first(scores: dict[int, float]) -> list[tuple[int, float]]:
+    """(rowid, score) by score, best first, ties newest (highest rowid) first."""
+    if not scores:
+        return []
+    keys = np.fromiter(scores.keys(), dtype=np.int64, count=len(scores))
+    vals = np.fromiter(scores.values(), dtype=np.float64, count=len(scores))
+    order = np.lexsort((-keys, -vals))
+    return list(zip(keys[order].tolist(), vals[order].tolist(), strict=True))
 
 
 def quote(term: str) -> str:
@@ -122,17 +149,19 @@ class TextSeeder:
         if any(dfs[t] <= stop for t in present):
             present = [t for t in present if dfs[t] <= stop]
         idf = {t: math.log(1.0 + n_docs / dfs[t]) for t in present}
-        scores: dict[int, float] = {}
         rare = [t for t in present if dfs[t] <= RARE_DF]
         covered = 0
+        postings: list[np.ndarray] = []
+        weights: list[float] = []
         for t in rare:
             if covered and covered + dfs[t] > RANK_BUDGET:
                 break
             covered += dfs[t]
-            w = idf[t]
-            for (rowid,) in conn.execute(
-                    "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?", (quote(t),)):
-                scores[rowid] = scores.get(rowid, 0.0) + w
+            postings.append(np.fromiter(map(itemgetter(0), conn.execute(
+                "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?", (quote(t),))),
+                dtype=np.int64))
+            weights.append(idf[t])
+        scores = summed(postings, weights)
         seeds = self._in_space(conn, space, scores, want)
         common = [t for t in present if dfs[t] > RARE_DF]
         if len(seeds) < enough and common and time.perf_counter() <= deadline:
@@ -173,7 +202,7 @@ class TextSeeder:
         by stored confidence, then id, as ranking prefers the confident ones anyway. At
         most TIE_BREAK_EXTRA tied memories past the cut are read for it; beyond that the
         newest win."""
-        ranked = sorted(scores.items(), key=lambda kv: (-kv[1], -kv[0]))
+        ranked = best_first(scores)
         found: list[tuple[float, float, str, int]] = []  # (score, confidence, id, rowid)
         cut: float | None = None  # the score of the want-th seed, once there are `want`
         step = max(want * 2, 64)
