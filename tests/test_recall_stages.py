@@ -1,6 +1,7 @@
 """Recall's stages made cheaper must answer as before: the vector candidates' re-scoring
-(one matrix product, not numpy calls per row) against the row-by-row computation it
-replaced, and one read transaction per recall that is always closed again."""
+(one matrix product, not numpy calls per row) and the text seeds' scoring and ordering
+(numpy, not Python loops) against the row-by-row computations they replaced, and one read
+transaction per recall that is always closed again."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from engram_cli.engine.model import MemoryRecord
 from engram_cli.engine.recall import RecallQuery, read_snapshot, similarities
 from engram_cli.engine.settings import Settings
 from engram_cli.engine.store import Store
+from engram_cli.engine.text import best_first, summed
 from tests.import_support import wait_for
 
 TEXTS = [
@@ -125,3 +127,19 @@ def test_a_recall_reads_one_snapshot_and_closes_it(store: Store) -> None:
         assert conn.in_transaction
     assert not conn.in_transaction
     assert [m.id for m in again.memories] == [m.id for m in hybrid.memories]
+
+
+def test_text_scores_are_the_sums_and_the_order_of_the_python_loops() -> None:
+    rng = np.random.default_rng(5)
+    # Weights as IDFs are: a few distinct values, so many memories tie.
+    weights = [float(np.log(1 + 100_000 / df)) for df in (3, 40, 40, 700, 1_400)]
+    postings = [np.unique(rng.integers(1, 5_000, size=n)) for n in (3, 40, 40, 700, 1_400)]
+    looped: dict[int, float] = {}
+    for rows, w in zip(postings, weights, strict=True):
+        for rowid in rows.tolist():
+            looped[rowid] = looped.get(rowid, 0.0) + w
+    got = summed(postings, weights)
+    assert got == looped  # the same floats, not only close ones
+    assert best_first(got) == sorted(looped.items(), key=lambda kv: (-kv[1], -kv[0]))
+    assert summed([], []) == {} and best_first({}) == []
+    assert summed([np.zeros(0, dtype=np.int64)], [1.0]) == {}
