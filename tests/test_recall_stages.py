@@ -16,7 +16,7 @@ from engram_cli.engine.model import MemoryRecord
 from engram_cli.engine.recall import RecallQuery, read_snapshot, similarities
 from engram_cli.engine.settings import Settings
 from engram_cli.engine.store import Store
-from engram_cli.engine.text import best_first, summed
+from engram_cli.engine.text import DF_CAP, TextSeeder, best_first, summed
 from tests.import_support import wait_for
 
 TEXTS = [
@@ -143,3 +143,56 @@ def test_text_scores_are_the_sums_and_the_order_of_the_python_loops() -> None:
     assert best_first(got) == sorted(looped.items(), key=lambda kv: (-kv[1], -kv[0]))
     assert summed([], []) == {} and best_first({}) == []
     assert summed([np.zeros(0, dtype=np.int64)], [1.0]) == {}
+
+
+class Uncapped(TextSeeder):
+    """Every word counted to the end, as before words were counted up to the stop line."""
+
+    def doc_freq(self, conn: sqlite3.Connection, term: str, most: int = DF_CAP) -> int:
+        return super().doc_freq(conn, term)
+
+
+def test_words_counted_only_up_to_the_stop_line_seed_as_fully_counted_ones(
+        tmp_path: Path) -> None:
+    store = Store(tmp_path / "data", Settings().replace({"embedding_model": "none",
+                                                         "consolidation_interval_s": 0.0}))
+    try:
+        # 2,500 memories: "alpha" in 1,100 and "beta" in 1,110 (both above the stop line
+        # of 1,000; ten hold both), "gamma" in 500, "delta" in 68; confidences vary. Which
+        # of alpha and beta weighs more decides which memories follow the ten.
+        recs = []
+        for i in range(2_500):
+            words = [f"w{i}"]
+            words += ["alpha"] if i < 1_100 else []
+            words += ["beta"] if 1_090 <= i < 2_200 else []
+            words += ["gamma"] if i % 5 == 0 else []
+            words += ["delta"] if i % 37 == 0 else []
+            recs.append(MemoryRecord(id="", content=" ".join(words),
+                                     confidence=0.5 + (i % 7) / 20))
+        store.remember_many("default", recs)
+        conn = store._reader()
+        seen: list[str] = []
+        conn.set_trace_callback(seen.append)
+        try:
+            capped = TextSeeder(lambda: 0)
+            assert capped.doc_freq(conn, "alpha", 1_000) == 1_001  # "more than 1,000"
+            assert capped.doc_freq(conn, "alpha") == 1_100  # counted again, to the end
+            counts = [sql for sql in seen if sql.startswith("SELECT count(*)")]
+            assert len(counts) == 2
+            assert capped.doc_freq(conn, "alpha", 1_000) == 1_001  # from the cache
+            assert capped.doc_freq(conn, "delta", 1_000) == 68
+            assert capped.doc_freq(conn, "delta") == 68  # exact already: not counted again
+            assert len([sql for sql in seen if sql.startswith("SELECT count(*)")]) == 3
+        finally:
+            conn.set_trace_callback(None)
+        cues = ["alpha beta", "alpha", "beta gamma", "alpha beta gamma delta", "gamma",
+                "alpha delta", "beta w7", "nothing here"]
+        for cue in cues:
+            full = Uncapped(lambda: 0)
+            fresh = TextSeeder(lambda: 0)
+            want = fresh.seeds(conn, "default", cue, 32, float("inf"), 10)
+            assert want == full.seeds(conn, "default", cue, 32, float("inf"), 10), cue
+            assert list(want[0]) == list(full.seeds(conn, "default", cue, 32, float("inf"),
+                                                    10)[0]), cue
+    finally:
+        store.close()
