@@ -8,13 +8,16 @@ The store is built once (semantic_bench.py's corpus, imported text-only and embe
 server, until the vector index has caught up), or copied from --data; then each round
 starts each variant's server on its own copy of it, waits for the index, and times
 embedding cues (max_hops 0), hybrid text cues with max_hops 3 as semantic_bench.py sends
-them, and the same with spreading activation asked for. Variants alternate between rounds,
-and the machine's load is printed beside each: on a shared machine the ratios matter.
+them, and the same with spreading activation asked for: p50/p99 at the client, and the
+server process's CPU time per recall (user + system, all its threads), which a machine
+shared with other busy processes disturbs far less than wall-clock latency. Variants
+alternate between rounds, and the machine's load is printed beside each.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -62,6 +65,12 @@ def timed(srv: Server, measure: str, cue: Any) -> float:
     return time.perf_counter() - t
 
 
+def cpu_s(pid: int) -> float:
+    """A process's user + system CPU seconds so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(root: str, data: Path, copy: Path, queries: list[str], qv: np.ndarray
             ) -> dict[str, list[float]]:
     shutil.rmtree(copy, ignore_errors=True)
@@ -72,10 +81,12 @@ def measure(root: str, data: Path, copy: Path, queries: list[str], qv: np.ndarra
         for q, text in zip(qv[:20], queries[:20], strict=True):  # warm up
             srv.recall(q, 0)
             srv.recall(text, 3)
-        out: dict[str, list[float]] = {m: [] for m in MEASURES}
+        out: dict[str, list[float]] = {}
         for m in MEASURES:
             cues: list[Any] = list(qv) if m == "embedding" else queries
+            before = cpu_s(srv.proc.pid)
             out[m] = [timed(srv, m, c) for c in cues]
+            out[m + " cpu"] = [(cpu_s(srv.proc.pid) - before) / len(cues)]
         return out
     finally:
         srv.stop()
@@ -102,26 +113,29 @@ def main(argv: list[str] | None = None) -> int:
         qv = load_model(DEFAULT_MODEL).embed(queries)
         variants = {"this": ""} | ({"baseline": args.baseline_root} if args.baseline_root
                                    else {})
-        res: dict[str, dict[str, list[float]]] = {v: {m: [] for m in MEASURES}
-                                                  for v in variants}
+        res: dict[str, dict[str, list[float]]] = {
+            v: {k: [] for m in MEASURES for k in (m, m + " cpu")} for v in variants}
         for r in range(args.rounds):
             order = list(variants) if r % 2 == 0 else list(variants)[::-1]
             for v in order:
                 got = measure(variants[v], data, work / "copy", queries, qv)
                 say(f"  round {r + 1} {v:>8}: " + "  ".join(
-                    f"{m} p50 {pct(got[m], 0.5):.1f} p99 {pct(got[m], 0.99):.1f} ms"
-                    for m in MEASURES) + f"  ({load()})")
-                for m in MEASURES:
-                    res[v][m].extend(got[m])
+                    f"{m} p50 {pct(got[m], 0.5):.1f} p99 {pct(got[m], 0.99):.1f} "
+                    f"cpu {got[m + ' cpu'][0] * 1000:.1f} ms" for m in MEASURES)
+                    + f"  ({load()})")
+                for k, xs in got.items():
+                    res[v][k].extend(xs)
         say(f"summary over {args.rounds} rounds of {len(queries)} cues ({load()} at the end):")
         for m in MEASURES:
+            cpu = {v: float(np.median(res[v][m + " cpu"])) * 1000 for v in variants}
             line = f"  {m:>14}: " + "  ".join(
-                f"{v} p50 {pct(res[v][m], 0.5):.1f} p99 {pct(res[v][m], 0.99):.1f} ms"
-                for v in variants)
+                f"{v} p50 {pct(res[v][m], 0.5):.1f} p99 {pct(res[v][m], 0.99):.1f} "
+                f"server cpu {cpu[v]:.1f} ms/recall" for v in variants)
             if "baseline" in variants:
-                line += "  (this / baseline: p50 {:.2f}x p99 {:.2f}x)".format(
+                line += "  (this / baseline: p50 {:.2f}x p99 {:.2f}x cpu {:.2f}x)".format(
                     pct(res["this"][m], 0.5) / pct(res["baseline"][m], 0.5),
-                    pct(res["this"][m], 0.99) / pct(res["baseline"][m], 0.99))
+                    pct(res["this"][m], 0.99) / pct(res["baseline"][m], 0.99),
+                    cpu["this"] / cpu["baseline"])
             say(line)
     finally:
         shutil.rmtree(work, ignore_errors=True)
