@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engram_cli.engine.activation import neighbours, spread
 from engram_cli.engine.model import MemoryRecord
 from engram_cli.engine.recall import RecallQuery, read_snapshot, similarities
 from engram_cli.engine.settings import Settings
@@ -196,3 +197,52 @@ def test_words_counted_only_up_to_the_stop_line_seed_as_fully_counted_ones(
                                                     10)[0]), cue
     finally:
         store.close()
+
+
+def spread_as_before(conn: sqlite3.Connection, activations: dict[int, float], max_hops: int,
+                     decay: float, threshold: float) -> tuple[dict[int, float], dict[int, int]]:
+    """Spreading activation as it was, every frontier memory's edges read."""
+    act = dict(activations)
+    parent: dict[int, int] = {}
+    frontier = [m for m, a in act.items() if a >= threshold]
+    for _ in range(max_hops):
+        if not frontier:
+            break
+        nxt: dict[int, float] = {}
+        frontier.sort(key=act.__getitem__, reverse=True)
+        for src, dst, strength in neighbours(conn, frontier):
+            a = act[src] * strength * decay
+            if a < threshold or a <= act.get(dst, 0.0) or a <= nxt.get(dst, 0.0):
+                continue
+            nxt[dst] = a
+            parent[dst] = src
+        act.update(nxt)
+        frontier = list(nxt)
+    return act, parent
+
+
+def test_spreading_skips_only_memories_too_weak_to_activate_anything() -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE edges (src INTEGER NOT NULL, dst INTEGER NOT NULL, "
+                 "strength REAL NOT NULL, PRIMARY KEY (src, dst)) WITHOUT ROWID")
+    rng = np.random.default_rng(11)
+    edges: dict[tuple[int, int], float] = {}
+    for src in range(1, 3_001):
+        for dst in rng.integers(1, 3_001, size=4).tolist():
+            if dst != src:
+                # strengths of a few values (ties), 1.0 among them
+                s = float(rng.choice([0.2, 0.5, 0.5, 0.8, 1.0]))
+                edges[(src, dst)] = edges[(dst, src)] = s
+    conn.executemany("INSERT INTO edges VALUES (?, ?, ?)",
+                     [(a, b, s) for (a, b), s in edges.items()])
+    for seed_n, hops, decay, threshold in ((32, 3, 0.85, 0.1), (10, 4, 0.5, 0.05),
+                                           (50, 2, 0.9, 0.3), (5, 3, 1.0, 0.0)):
+        seeds = {int(r): float(a) for r, a in zip(rng.choice(3_000, seed_n, replace=False) + 1,
+                                                  rng.uniform(0.05, 1.0, seed_n),
+                                                  strict=True)}
+        before = spread_as_before(conn, seeds, hops, decay, threshold)
+        act, parent, cut = spread(conn, seeds, hops, decay, threshold, float("inf"))
+        assert not cut
+        assert list(act.items()) == list(before[0].items())  # the same floats, same order
+        assert parent == before[1]
+    conn.close()

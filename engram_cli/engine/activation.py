@@ -52,6 +52,11 @@ def spread(
         nxt: dict[int, float] = {}
         # Strongest first, so a hop cut short by the deadline keeps the best paths.
         frontier.sort(key=act.__getitem__, reverse=True)
+        # A memory too weak to pass the threshold along even the strongest edge (strengths
+        # are at most 1) cannot activate anything: its edges are not read. Those are the
+        # frontier's tail, so the rest is read in the same chunks and order as before.
+        while frontier and act[frontier[-1]] * decay < threshold:
+            frontier.pop()
         for src, dst, strength in neighbours(conn, frontier, deadline):
             a = act[src] * strength * decay
             if a < threshold or a <= act.get(dst, 0.0) or a <= nxt.get(dst, 0.0):
