@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Protocol
 
 import numpy as np
@@ -184,7 +185,7 @@ def vector_seeds(index: Any, conn: sqlite3.Connection, space: str, cue: Any, wan
     if not found:
         return {}
     out = similarities(conn, space, [rid for rid, _ in found], cue, floor)
-    best = sorted(out.items(), key=lambda kv: kv[1], reverse=True)[:want]
+    best = sorted(out.items(), key=itemgetter(1), reverse=True)[:want]
     return dict(best)
 
 
@@ -496,7 +497,7 @@ class Recaller:
         exponent, floor, scale = s.forgetting_exponent, s.forgetting_floor, s.forgetting_scale_s
         required = set(q.required_tags)
         excluded = set(q.excluded_tags)
-        order = sorted(above.items(), key=lambda kv: kv[1], reverse=True)
+        order = sorted(above.items(), key=itemgetter(1), reverse=True)
         best: list[tuple[float, int, float]] = []  # min-heap of the top `limit`
         found: dict[int, Row] = {}
         step = max(limit, 16)
