@@ -246,3 +246,39 @@ def test_spreading_skips_only_memories_too_weak_to_activate_anything() -> None:
         assert list(act.items()) == list(before[0].items())  # the same floats, same order
         assert parent == before[1]
     conn.close()
+
+
+def test_a_spread_without_counts_answers_the_same_memories(tmp_path: Path) -> None:
+    # One fixed clock: a recall's access times must not move the next one's recency boost.
+    # A budget no recall reaches on a busy machine: a cut spread answers differently.
+    store = Store(tmp_path / "data", Settings().replace({"embedding_model": "none",
+                                                         "consolidation_interval_s": 0.0,
+                                                         "recall_budget_ms": 60_000}),
+                  clock=lambda: 1_800_000_000.0)
+    try:
+        rng = np.random.default_rng(17)
+        words = [f"topic{i}" for i in range(60)]
+        recs = [MemoryRecord(id=f"n{i}", content=" ".join(rng.choice(words, 3).tolist()),
+                             confidence=float(rng.choice([0.3, 0.6, 0.6, 0.9, 1.0])),
+                             tags=["odd"] if i % 2 else [])
+                for i in range(2_000)]
+        store.remember_many("default", recs)
+        edges = [(f"n{a}", f"n{b}", float(rng.choice([0.3, 0.5, 0.7, 0.9, 1.0])))
+                 for a, b in rng.integers(0, 2_000, size=(8_000, 2)).tolist() if a != b]
+        store.associate_many("default", edges)
+        pruned = 0
+        for i, cue in enumerate(words[:30]):
+            knobs = {"text": f"{cue} {words[(i * 7) % 60]}", "spread": True,
+                     "max_hops": 1 + i % 4, "limit": (3, 10, 25)[i % 3],
+                     "min_confidence": (0.0, 0.5)[i % 2],
+                     "required_tags": ["odd"] if i % 5 == 0 else []}
+            full = store.recall("default", RecallQuery(**knobs))
+            quick = store.recall("default", RecallQuery(**knobs, counts=False))
+            assert full.memories and not full.budget_exhausted, knobs
+            assert [(m.id, m.activation, m.confidence) for m in quick.memories] == [
+                (m.id, m.activation, m.confidence) for m in full.memories], knobs
+            assert quick.activation_path == full.activation_path, knobs
+            pruned += quick.total_activated < full.total_activated
+        assert pruned  # the edges that could not change the answer were skipped
+    finally:
+        store.close()

@@ -64,6 +64,10 @@ class RecallQuery:
     threshold: float | None = None  # activation threshold; None: the server setting
     trace: bool = False
     mode: str = "hybrid"  # a text cue's seeds: hybrid, lexical or vector (MODES)
+    # The caller reads total_activated, above_threshold and avg_activation: every memory a
+    # spread can reach is counted. Without, spreading follows only the edges that can
+    # still change the answer (the same memories and activations, found with less work).
+    counts: bool = True
 
 
 @dataclass
@@ -106,6 +110,9 @@ VECTOR_WEIGHT = 0.5
 # ("the cottage in the Swiss mountains" ~ "a chalet high in the Alps": 0.23), so hybrid
 # adds what is related and not the whole space. `--mode vector` takes any similarity.
 HYBRID_MIN_SIMILARITY = 0.2
+# The most a memory's score can be for its activation: confidence is at most 1 and the
+# recency boost at most 5%.
+RANK_CEILING = 1.05
 
 
 class Cue(enum.Enum):
@@ -441,8 +448,12 @@ class Recaller:
         activations = dict(seeds)
         parent: dict[int, int] = {}
         if q.spread and hops > 0 and activations and not exhausted:
+            useful = None
+            if not q.counts:
+                def useful(act: dict[int, float]) -> float:
+                    return self._useful(conn, space, act, threshold, q, limit, now, epoch, s)
             activations, parent, exhausted = spread(
-                conn, activations, hops, per_hop, threshold, deadline)
+                conn, activations, hops, per_hop, threshold, deadline, useful)
         total = len(activations)
         above = {rid: a for rid, a in activations.items() if a >= threshold}
         top, found = self._rank(conn, space, above, q, limit, now, epoch, s)
@@ -485,6 +496,19 @@ class Recaller:
             return 0
         return int(ix.lag())
 
+    def _useful(self, conn: sqlite3.Connection, space: str, act: dict[int, float],
+                threshold: float, q: RecallQuery, limit: int, now: float, epoch: int,
+                s: Settings) -> float:
+        """The activation a memory needs to still make the answer, given these activations:
+        the answer's `limit`-th score so far bounds the final one from below (spreading only
+        adds memories and raises activations), and a memory scores at most its activation
+        x RANK_CEILING. Strictly below it a memory cannot get in, even on a tie."""
+        top, _ = self._rank(conn, space, {r: a for r, a in act.items() if a >= threshold},
+                            q, limit, now, epoch, s)
+        if len(top) < limit:
+            return 0.0
+        return top[-1][0] / (RANK_CEILING * (1.0 + 1e-9))
+
     def _rank(self, conn: sqlite3.Connection, space: str, above: dict[int, float],
               q: RecallQuery, limit: int, now: float, epoch: int, s: Settings
               ) -> tuple[list[tuple[float, int, float]], dict[int, Row]]:
@@ -502,7 +526,7 @@ class Recaller:
         found: dict[int, Row] = {}
         step = max(limit, 16)
         for i in range(0, len(order), step):
-            if len(best) >= limit and min(1.0, order[i][1]) * 1.05 < best[0][0]:
+            if len(best) >= limit and min(1.0, order[i][1]) * RANK_CEILING < best[0][0]:
                 break
             batch = order[i : i + step]
             found.update(rows.rows_by_rowid(conn, self._hot, space, [r for r, _ in batch],
