@@ -1,14 +1,15 @@
 """Recall latency over gRPC on one store, this checkout's server against another's, side by
 side in one run (issue 13's latency goals: embedding-cue and hybrid recall p99 < 10 ms).
 
-    python benchmarks/recall_latency_bench.py --n 100000 --baseline-root ../main
+    python benchmarks/recall_latency_bench.py --n 100000 --edges 3 --baseline-root ../main
     python benchmarks/recall_latency_bench.py --data saved-data-dir --baseline-root ../main
 
 The store is built once (semantic_bench.py's corpus, imported text-only and embedded by the
 server, until the vector index has caught up), or copied from --data; then each round
 starts each variant's server on its own copy of it, waits for the index, and times
 embedding cues (max_hops 0), hybrid text cues with max_hops 3 as semantic_bench.py sends
-them, and the same with spreading activation asked for: p50/p99 at the client, and the
+them (which asks for no spreading), and the same with spreading activation asked for, as
+`engram recall` does (over random associations with --edges): p50/p99 at the client, and the
 server process's CPU time per recall (user + system, all its threads), which a machine
 shared with other busy processes disturbs far less than wall-clock latency. Variants
 alternate between rounds, and the machine's load is printed beside each.
@@ -48,6 +49,30 @@ def build(work: Path, n: int, nq: int) -> tuple[Path, list[str]]:
     finally:
         srv.stop()
     return data, queries
+
+
+def add_edges(data: Path, per_memory: int) -> None:
+    """Random associations between the store's memories (m0, m1, ...), `per_memory` from
+    each, strengths 0.3-0.9, through PutAssociations: a graph for spreading to walk."""
+    from engram_cli.rpc import ext, ext_svc
+
+    srv = Server(data)
+    try:
+        n = int(srv.metrics().get("space.default.memories", 0))
+        stub = ext_svc.ExtensionServiceStub(srv.channel)
+        rnd = np.random.default_rng(13)
+        for start in range(0, n, 10_000):
+            src = np.repeat(np.arange(start, min(n, start + 10_000)), per_memory)
+            dst = rnd.integers(0, n, len(src))
+            strength = rnd.uniform(0.3, 0.9, len(src))
+            stub.PutAssociations(ext.PutAssociationsRequest(
+                memory_space_id="default", associations=[
+                    ext.Association(source=f"m{a}", target=f"m{b}", strength=float(w))
+                    for a, b, w in zip(src.tolist(), dst.tolist(), strength.tolist(),
+                                       strict=True) if a != b]), timeout=600)
+        say(f"added about {n * per_memory:,} associations")
+    finally:
+        srv.stop()
 
 
 def timed(srv: Server, measure: str, cue: Any) -> float:
@@ -100,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queries", type=int, default=500, help="cues per measure")
     ap.add_argument("--rounds", type=int, default=2, help="rounds of every variant")
     ap.add_argument("--baseline-root", default="", help="another checkout's root to compare")
+    ap.add_argument("--edges", type=int, default=0,
+                    help="random associations added from each memory (default 0: none)")
     args = ap.parse_args(argv)
     from engram_cli.engine.embedding import DEFAULT_MODEL, load_model
 
@@ -110,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
             queries = corpus(0, args.queries)[1]
         else:
             data, queries = build(work, args.n, args.queries)
+        if args.edges:
+            if args.data:  # a copy: the given store stays as it was
+                shutil.copytree(data, work / "store")
+                data = work / "store"
+            add_edges(data, args.edges)
         qv = load_model(DEFAULT_MODEL).embed(queries)
         variants = {"this": ""} | ({"baseline": args.baseline_root} if args.baseline_root
                                    else {})
