@@ -11,7 +11,8 @@ embedding cues (max_hops 0), hybrid text cues with max_hops 3 as semantic_bench.
 them (which asks for no spreading), and the same with spreading activation asked for, as
 `engram recall` does (over random associations with --edges): p50/p99 at the client, and the
 server process's CPU time per recall (user + system, all its threads), which a machine
-shared with other busy processes disturbs far less than wall-clock latency. Variants
+shared with other busy processes disturbs far less than wall-clock latency, and how many
+answers came back partial (cut by the recall budget: less work, and a worse answer). Variants
 alternate between rounds, and the machine's load is printed beside each.
 """
 
@@ -75,19 +76,23 @@ def add_edges(data: Path, per_memory: int) -> None:
         srv.stop()
 
 
-def timed(srv: Server, measure: str, cue: Any) -> float:
-    if measure == "embedding":
-        return srv.recall(cue, 0)[1]
-    if measure == "hybrid":
-        return srv.recall(cue, 3)[1]
-    from engram_cli.contract import MAX_HOPS_KEY
+def timed(srv: Server, measure: str, cue: Any) -> tuple[float, bool]:
+    """(seconds, whether the answer came back partial: cut by the recall budget, say)."""
+    from engram_cli.contract import MAX_HOPS_KEY, RECALL_PARTIAL_KEY
 
-    c = srv.pb.Cue(semantic=srv.pb.SemanticCue(query=cue), max_results=K,
-                   spread_activation=True)
+    pb = srv.pb
+    if measure == "embedding":
+        c = pb.Cue(embedding=pb.EmbeddingCue(vector=cue.tolist()), max_results=K)
+    else:
+        c = pb.Cue(semantic=pb.SemanticCue(query=cue), max_results=K,
+                   spread_activation=measure == "hybrid+spread")
+    hops = "0" if measure == "embedding" else "3"
     t = time.perf_counter()
-    srv.stub.Recall(srv.pb.RecallRequest(memory_space_id="default", cue=c, max_results=K),
-                    metadata=[(MAX_HOPS_KEY, "3")], timeout=30)
-    return time.perf_counter() - t
+    _, call = srv.stub.Recall.with_call(
+        pb.RecallRequest(memory_space_id="default", cue=c, max_results=K),
+        metadata=[(MAX_HOPS_KEY, hops)], timeout=30)
+    secs = time.perf_counter() - t
+    return secs, any(k == RECALL_PARTIAL_KEY for k, _ in call.trailing_metadata() or ())
 
 
 def cpu_s(pid: int) -> float:
@@ -110,8 +115,10 @@ def measure(root: str, data: Path, copy: Path, queries: list[str], qv: np.ndarra
         for m in MEASURES:
             cues: list[Any] = list(qv) if m == "embedding" else queries
             before = cpu_s(srv.proc.pid)
-            out[m] = [timed(srv, m, c) for c in cues]
+            got = [timed(srv, m, c) for c in cues]
             out[m + " cpu"] = [(cpu_s(srv.proc.pid) - before) / len(cues)]
+            out[m] = [secs for secs, _ in got]
+            out[m + " partial"] = [float(sum(partial for _, partial in got))]
         return out
     finally:
         srv.stop()
@@ -146,14 +153,16 @@ def main(argv: list[str] | None = None) -> int:
         variants = {"this": ""} | ({"baseline": args.baseline_root} if args.baseline_root
                                    else {})
         res: dict[str, dict[str, list[float]]] = {
-            v: {k: [] for m in MEASURES for k in (m, m + " cpu")} for v in variants}
+            v: {k: [] for m in MEASURES for k in (m, m + " cpu", m + " partial")}
+            for v in variants}
         for r in range(args.rounds):
             order = list(variants) if r % 2 == 0 else list(variants)[::-1]
             for v in order:
                 got = measure(variants[v], data, work / "copy", queries, qv)
                 say(f"  round {r + 1} {v:>8}: " + "  ".join(
                     f"{m} p50 {pct(got[m], 0.5):.1f} p99 {pct(got[m], 0.99):.1f} "
-                    f"cpu {got[m + ' cpu'][0] * 1000:.1f} ms" for m in MEASURES)
+                    f"cpu {got[m + ' cpu'][0] * 1000:.1f} ms, {got[m + ' partial'][0]:.0f} "
+                    "partial" for m in MEASURES)
                     + f"  ({load()})")
                 for k, xs in got.items():
                     res[v][k].extend(xs)
@@ -162,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             cpu = {v: float(np.median(res[v][m + " cpu"])) * 1000 for v in variants}
             line = f"  {m:>14}: " + "  ".join(
                 f"{v} p50 {pct(res[v][m], 0.5):.1f} p99 {pct(res[v][m], 0.99):.1f} "
-                f"server cpu {cpu[v]:.1f} ms/recall" for v in variants)
+                f"server cpu {cpu[v]:.1f} ms/recall, {sum(res[v][m + ' partial']):.0f} partial"
+                for v in variants)
             if "baseline" in variants:
                 line += "  (this / baseline: p50 {:.2f}x p99 {:.2f}x cpu {:.2f}x)".format(
                     pct(res["this"][m], 0.5) / pct(res["baseline"][m], 0.5),
