@@ -138,9 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     from engram_cli.engine.embedding import DEFAULT_MODEL, load_model
 
     work = Path(tempfile.mkdtemp(prefix="engram-latency-bench-"))
+    data = Path(args.data).resolve() if args.data else work
+    # `python -m` puts the working directory first on the server's path: from a checkout
+    # the baseline server would import this checkout's engram_cli, not --baseline-root's.
+    os.chdir(work)
     try:
         if args.data:
-            data = Path(args.data)
             queries = corpus(0, args.queries)[1]
         else:
             data, queries = build(work, args.n, args.queries)
