@@ -22,8 +22,10 @@ import enum
 import heapq
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Protocol
 
 import numpy as np
@@ -62,6 +64,10 @@ class RecallQuery:
     threshold: float | None = None  # activation threshold; None: the server setting
     trace: bool = False
     mode: str = "hybrid"  # a text cue's seeds: hybrid, lexical or vector (MODES)
+    # The caller reads total_activated, above_threshold and avg_activation: every memory a
+    # spread can reach is counted. Without, spreading follows only the edges that can
+    # still change the answer (the same memories and activations, found with less work).
+    counts: bool = True
 
 
 @dataclass
@@ -104,6 +110,9 @@ VECTOR_WEIGHT = 0.5
 # ("the cottage in the Swiss mountains" ~ "a chalet high in the Alps": 0.23), so hybrid
 # adds what is related and not the whole space. `--mode vector` takes any similarity.
 HYBRID_MIN_SIMILARITY = 0.2
+# The most a memory's score can be for its activation: confidence is at most 1 and the
+# recency boost at most 5%.
+RANK_CEILING = 1.05
 
 
 class Cue(enum.Enum):
@@ -183,7 +192,7 @@ def vector_seeds(index: Any, conn: sqlite3.Connection, space: str, cue: Any, wan
     if not found:
         return {}
     out = similarities(conn, space, [rid for rid, _ in found], cue, floor)
-    best = sorted(out.items(), key=lambda kv: kv[1], reverse=True)[:want]
+    best = sorted(out.items(), key=itemgetter(1), reverse=True)[:want]
     return dict(best)
 
 
@@ -197,28 +206,39 @@ def similarities(conn: sqlite3.Connection, space: str, rids: Sequence[int], cue:
     if not rids:
         return {}
     marks, values = in_list(rids, rows.SQL_CHUNK)
-    out: dict[int, float] = {}
+    # The content only when it may be embedded here: a few hundred bytes a row less.
+    content = "m.content" if embed is not None else "NULL"
+    own: list[tuple[int, bytes]] = []  # the memory's own float32 vector
+    computed: list[tuple[int, bytes]] = []  # the server's model's, float16
     unembedded: list[tuple[int, str]] = []
+    f32, f16 = len(cue) * 4, len(cue) * 2
     # `+m.space`: without the plus SQLite walks the space's index (every memory of the
     # space: 265 ms a recall at a million) instead of looking up these few rowids.
-    for rid, own, computed, content in conn.execute(
-            f"SELECT m.rowid, m.embedding, v.vec, m.content FROM memories m LEFT JOIN "
+    for rid, mine, made, text in conn.execute(
+            f"SELECT m.rowid, m.embedding, v.vec, {content} FROM memories m LEFT JOIN "
             f"vectors v ON v.rid = m.rowid WHERE m.rowid IN ({marks}) AND +m.space = ? "
             f"AND m.suppressed = 0", (*values, space)):
-        if own:
-            vec = np.frombuffer(own, dtype=np.float32)
-        elif computed:
-            vec = np.frombuffer(computed, dtype="<f2").astype(np.float32)
-        else:
-            if embed is not None and content:
-                unembedded.append((rid, content))
+        if mine:
+            if len(mine) == f32:
+                own.append((rid, mine))
+        elif made:
+            if len(made) == f16:
+                computed.append((rid, made))
+        elif embed is not None and text:
+            unembedded.append((rid, text))
+    out: dict[int, float] = {}
+    # One matrix product per kind of vector, not numpy calls per row (a third of an
+    # embedding recall's time at 64 candidates).
+    for found, dtype in ((own, "<f4"), (computed, "<f2")):
+        if not found:
             continue
-        if len(vec) != len(cue):
-            continue
-        norm = float(np.linalg.norm(vec))
-        sim = float(vec @ cue) / norm if norm else 0.0
-        if sim > floor:
-            out[rid] = sim
+        mat = np.frombuffer(b"".join(b for _, b in found), dtype=dtype).astype(
+            np.float32).reshape(len(found), len(cue))
+        norms = np.sqrt(np.einsum("ij,ij->i", mat, mat)).astype(np.float64)
+        dots = (mat @ np.asarray(cue, dtype=np.float32)).astype(np.float64)
+        sims = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
+        out.update((rid, sim) for (rid, _), sim in zip(found, sims.tolist(), strict=True)
+                   if sim > floor)
     if unembedded and embed is not None:
         for (rid, _), vec in zip(unembedded, embed([c for _, c in unembedded]), strict=True):
             sim = float(np.asarray(vec, dtype=np.float32) @ cue)  # unit vectors
@@ -311,6 +331,24 @@ def context_seeds(conn: sqlite3.Connection, space: str, q: RecallQuery, want: in
     return seeds, False
 
 
+@contextmanager
+def read_snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction around a recall's statements: they see one state of the store,
+    and the connection keeps its page cache from one to the next. Each statement alone is
+    its own transaction, and a commit in between (recall's own access times, written after
+    every recall) makes SQLite drop the whole cache: the next statement read every page of
+    its B-tree path again."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        if conn.in_transaction:
+            conn.execute("COMMIT")  # reads only: this ends the snapshot
+
+
 class Recaller:
     """The read side of the store: get by id, recall, recognize."""
 
@@ -388,8 +426,13 @@ class Recaller:
         """Seeds -> spreading activation along associations -> rank by activation x
         current confidence -> limit."""
         started = time.perf_counter()
-        s = self._settings()
         conn = self._reader()
+        with read_snapshot(conn):
+            return self._recall(conn, space, q, started)
+
+    def _recall(self, conn: sqlite3.Connection, space: str, q: RecallQuery, started: float
+                ) -> RecallResult:
+        s = self._settings()
         now = self._clock()
         epoch = self._hot.epoch()
         deadline = started + s.recall_budget_ms / 1000.0
@@ -405,8 +448,12 @@ class Recaller:
         activations = dict(seeds)
         parent: dict[int, int] = {}
         if q.spread and hops > 0 and activations and not exhausted:
+            useful = None
+            if not q.counts:
+                def useful(act: dict[int, float]) -> float:
+                    return self._useful(conn, space, act, threshold, q, limit, now, epoch, s)
             activations, parent, exhausted = spread(
-                conn, activations, hops, per_hop, threshold, deadline)
+                conn, activations, hops, per_hop, threshold, deadline, useful)
         total = len(activations)
         above = {rid: a for rid, a in activations.items() if a >= threshold}
         top, found = self._rank(conn, space, above, q, limit, now, epoch, s)
@@ -449,6 +496,19 @@ class Recaller:
             return 0
         return int(ix.lag())
 
+    def _useful(self, conn: sqlite3.Connection, space: str, act: dict[int, float],
+                threshold: float, q: RecallQuery, limit: int, now: float, epoch: int,
+                s: Settings) -> float:
+        """The activation a memory needs to still make the answer, given these activations:
+        the answer's `limit`-th score so far bounds the final one from below (spreading only
+        adds memories and raises activations), and a memory scores at most its activation
+        x RANK_CEILING. Strictly below it a memory cannot get in, even on a tie."""
+        top, _ = self._rank(conn, space, {r: a for r, a in act.items() if a >= threshold},
+                            q, limit, now, epoch, s)
+        if len(top) < limit:
+            return 0.0
+        return top[-1][0] / (RANK_CEILING * (1.0 + 1e-9))
+
     def _rank(self, conn: sqlite3.Connection, space: str, above: dict[int, float],
               q: RecallQuery, limit: int, now: float, epoch: int, s: Settings
               ) -> tuple[list[tuple[float, int, float]], dict[int, Row]]:
@@ -461,12 +521,12 @@ class Recaller:
         exponent, floor, scale = s.forgetting_exponent, s.forgetting_floor, s.forgetting_scale_s
         required = set(q.required_tags)
         excluded = set(q.excluded_tags)
-        order = sorted(above.items(), key=lambda kv: kv[1], reverse=True)
+        order = sorted(above.items(), key=itemgetter(1), reverse=True)
         best: list[tuple[float, int, float]] = []  # min-heap of the top `limit`
         found: dict[int, Row] = {}
         step = max(limit, 16)
         for i in range(0, len(order), step):
-            if len(best) >= limit and min(1.0, order[i][1]) * 1.05 < best[0][0]:
+            if len(best) >= limit and min(1.0, order[i][1]) * RANK_CEILING < best[0][0]:
                 break
             batch = order[i : i + step]
             found.update(rows.rows_by_rowid(conn, self._hot, space, [r for r, _ in batch],

@@ -189,6 +189,9 @@ class EngramServicer(svc.EngramServiceServicer):
             raise InvalidArgument("RecallRequest has no cue")
         q = query_from_cue(request.cue, request.max_results)
         q.trace = request.trace_activation
+        # The counts travel in the metadata only: unasked for, the spread may skip edges
+        # that cannot change the answer.
+        q.counts = request.include_metadata or request.trace_activation
         if knobs:
             q.max_hops = knobs.get("max_hops", q.max_hops)
             q.threshold = knobs.get("threshold", q.threshold)

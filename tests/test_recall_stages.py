@@ -1,0 +1,284 @@
+"""Recall's stages made cheaper must answer as before: the vector candidates' re-scoring
+(one matrix product, not numpy calls per row) and the text seeds' scoring and ordering
+(numpy, not Python loops) against the row-by-row computations they replaced, and one read
+transaction per recall that is always closed again."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engram_cli.engine.activation import neighbours, spread
+from engram_cli.engine.model import MemoryRecord
+from engram_cli.engine.recall import RecallQuery, read_snapshot, similarities
+from engram_cli.engine.settings import Settings
+from engram_cli.engine.store import Store
+from engram_cli.engine.text import DF_CAP, TextSeeder, best_first, summed
+from tests.import_support import wait_for
+
+TEXTS = [
+    "We rented a chalet high in the Alps for the ski week",
+    "The espresso machine leaks water onto the counter",
+    "Tomatoes in the greenhouse are finally ripe",
+    "Train timetable for the weekend trip to the coast",
+    "A cottage in the Swiss mountains with a view of the lake",
+    "The lighthouse keeper wrote down every passing ship",
+]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "data", Settings().replace({"consolidation_interval_s": 0.0}))
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def row_by_row(conn: sqlite3.Connection, space: str, rids: list[int], cue: np.ndarray,
+               floor: float) -> dict[int, float]:
+    """The re-scoring as it was: each candidate's vector decoded and compared alone."""
+    out = {}
+    for rid, own, computed in conn.execute(
+            "SELECT m.rowid, m.embedding, v.vec FROM memories m LEFT JOIN vectors v "
+            "ON v.rid = m.rowid WHERE m.space = ? AND m.suppressed = 0", (space,)):
+        if rid not in rids:
+            continue
+        if own:
+            vec = np.frombuffer(own, dtype=np.float32)
+        elif computed:
+            vec = np.frombuffer(computed, dtype="<f2").astype(np.float32)
+        else:
+            continue
+        if len(vec) != len(cue):
+            continue
+        norm = float(np.linalg.norm(vec))
+        sim = float(vec @ cue) / norm if norm else 0.0
+        if sim > floor:
+            out[rid] = sim
+    return out
+
+
+def rowids(conn: sqlite3.Connection, space: str) -> list[int]:
+    return [r for (r,) in conn.execute(
+        "SELECT rowid FROM memories WHERE space = ? ORDER BY rowid", (space,))]
+
+
+def test_rescoring_matches_the_row_by_row_computation(store: Store) -> None:
+    # The server's model's vectors (float16 in the vectors table) in one space...
+    store.remember_many("default", [MemoryRecord(id="", content=t) for t in TEXTS])
+    # ...the client's own float32 vectors in another, one of them all zeros.
+    rng = np.random.default_rng(3)
+    own = rng.standard_normal((40, 8)).astype(np.float32)
+    own[7] = 0.0
+    store.remember_many("mine", [MemoryRecord(id="", content=f"note {i}",
+                                              embedding=v.tobytes())
+                                 for i, v in enumerate(own)])
+    wait_for(lambda: store.indexer.pending() == 0 and store.vector_stats()["indexed"]
+             >= len(TEXTS) + len(own), timeout=60.0)
+    suppressed = store.remember("mine", MemoryRecord(id="", content="gone",
+                                                     embedding=own[3].tobytes())).memory_id
+    store.forget("mine", [suppressed], "suppress")
+    conn = store._reader()
+    cue = store.indexer.embed_cue("a cottage in the Swiss mountains")
+    rids = rowids(conn, "default")
+    for floor in (-1.0, 0.0, 0.2):
+        got = similarities(conn, "default", rids, cue, floor)
+        want = row_by_row(conn, "default", rids, cue, floor)
+        assert got.keys() == want.keys()
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
+    rids = rowids(conn, "mine")
+    assert len(rids) == len(own) + 1
+    q = rng.standard_normal(8).astype(np.float32)
+    q /= np.linalg.norm(q)
+    for floor in (-1.0, 0.0, 0.3):
+        got = similarities(conn, "mine", rids, q, floor)
+        want = row_by_row(conn, "mine", rids, q, floor)
+        assert got.keys() == want.keys()
+        assert got == pytest.approx(want, rel=1e-5, abs=1e-6)
+    # Not in this space, or of another size: left out.
+    assert similarities(conn, "default", rids, cue, -1.0) == {}
+    assert similarities(conn, "mine", rids, cue, -1.0) == {}
+
+
+def test_a_recall_reads_one_snapshot_and_closes_it(store: Store) -> None:
+    store.remember_many("default", [MemoryRecord(id="", content=t) for t in TEXTS])
+    wait_for(lambda: store.indexer.pending() == 0, timeout=60.0)
+    conn = store._reader()
+    seen: list[str] = []
+    conn.set_trace_callback(seen.append)
+    try:
+        hybrid = store.recall("default", RecallQuery(text="cottage Swiss mountains", limit=3,
+                                                     spread=True, max_hops=3))
+    finally:
+        conn.set_trace_callback(None)
+    assert hybrid.memories
+    assert not conn.in_transaction
+    # Every statement of the recall inside one BEGIN ... COMMIT.
+    assert seen[0] == "BEGIN" and seen[-1] == "COMMIT", seen
+    assert seen.count("BEGIN") == 1
+    # A recall inside a transaction of the caller's leaves it open, and answers the same.
+    with read_snapshot(conn):
+        again = store.recall("default", RecallQuery(text="cottage Swiss mountains", limit=3,
+                                                    spread=True, max_hops=3))
+        assert conn.in_transaction
+    assert not conn.in_transaction
+    assert [m.id for m in again.memories] == [m.id for m in hybrid.memories]
+
+
+def test_text_scores_are_the_sums_and_the_order_of_the_python_loops() -> None:
+    rng = np.random.default_rng(5)
+    # Weights as IDFs are: a few distinct values, so many memories tie.
+    weights = [float(np.log(1 + 100_000 / df)) for df in (3, 40, 40, 700, 1_400)]
+    postings = [np.unique(rng.integers(1, 5_000, size=n)) for n in (3, 40, 40, 700, 1_400)]
+    looped: dict[int, float] = {}
+    for rows, w in zip(postings, weights, strict=True):
+        for rowid in rows.tolist():
+            looped[rowid] = looped.get(rowid, 0.0) + w
+    got = summed(postings, weights)
+    assert got == looped  # the same floats, not only close ones
+    assert best_first(got) == sorted(looped.items(), key=lambda kv: (-kv[1], -kv[0]))
+    assert summed([], []) == {} and best_first({}) == []
+    assert summed([np.zeros(0, dtype=np.int64)], [1.0]) == {}
+
+
+class Uncapped(TextSeeder):
+    """Every word counted to the end, as before words were counted up to the stop line."""
+
+    def doc_freq(self, conn: sqlite3.Connection, term: str, most: int = DF_CAP) -> int:
+        return super().doc_freq(conn, term)
+
+
+def test_words_counted_only_up_to_the_stop_line_seed_as_fully_counted_ones(
+        tmp_path: Path) -> None:
+    store = Store(tmp_path / "data", Settings().replace({"embedding_model": "none",
+                                                         "consolidation_interval_s": 0.0}))
+    try:
+        # 2,500 memories: "alpha" in 1,100 and "beta" in 1,110 (both above the stop line
+        # of 1,000; ten hold both), "gamma" in 500, "delta" in 68; confidences vary. Which
+        # of alpha and beta weighs more decides which memories follow the ten.
+        recs = []
+        for i in range(2_500):
+            words = [f"w{i}"]
+            words += ["alpha"] if i < 1_100 else []
+            words += ["beta"] if 1_090 <= i < 2_200 else []
+            words += ["gamma"] if i % 5 == 0 else []
+            words += ["delta"] if i % 37 == 0 else []
+            recs.append(MemoryRecord(id="", content=" ".join(words),
+                                     confidence=0.5 + (i % 7) / 20))
+        store.remember_many("default", recs)
+        conn = store._reader()
+        seen: list[str] = []
+        conn.set_trace_callback(seen.append)
+        try:
+            capped = TextSeeder(lambda: 0)
+            assert capped.doc_freq(conn, "alpha", 1_000) == 1_001  # "more than 1,000"
+            assert capped.doc_freq(conn, "alpha") == 1_100  # counted again, to the end
+            counts = [sql for sql in seen if sql.startswith("SELECT count(*)")]
+            assert len(counts) == 2
+            assert capped.doc_freq(conn, "alpha", 1_000) == 1_001  # from the cache
+            assert capped.doc_freq(conn, "delta", 1_000) == 68
+            assert capped.doc_freq(conn, "delta") == 68  # exact already: not counted again
+            assert len([sql for sql in seen if sql.startswith("SELECT count(*)")]) == 3
+        finally:
+            conn.set_trace_callback(None)
+        cues = ["alpha beta", "alpha", "beta gamma", "alpha beta gamma delta", "gamma",
+                "alpha delta", "beta w7", "nothing here"]
+        for cue in cues:
+            full = Uncapped(lambda: 0)
+            fresh = TextSeeder(lambda: 0)
+            want = fresh.seeds(conn, "default", cue, 32, float("inf"), 10)
+            assert want == full.seeds(conn, "default", cue, 32, float("inf"), 10), cue
+            assert list(want[0]) == list(full.seeds(conn, "default", cue, 32, float("inf"),
+                                                    10)[0]), cue
+    finally:
+        store.close()
+
+
+def spread_as_before(conn: sqlite3.Connection, activations: dict[int, float], max_hops: int,
+                     decay: float, threshold: float) -> tuple[dict[int, float], dict[int, int]]:
+    """Spreading activation as it was, every frontier memory's edges read."""
+    act = dict(activations)
+    parent: dict[int, int] = {}
+    frontier = [m for m, a in act.items() if a >= threshold]
+    for _ in range(max_hops):
+        if not frontier:
+            break
+        nxt: dict[int, float] = {}
+        frontier.sort(key=act.__getitem__, reverse=True)
+        for src, dst, strength in neighbours(conn, frontier):
+            a = act[src] * strength * decay
+            if a < threshold or a <= act.get(dst, 0.0) or a <= nxt.get(dst, 0.0):
+                continue
+            nxt[dst] = a
+            parent[dst] = src
+        act.update(nxt)
+        frontier = list(nxt)
+    return act, parent
+
+
+def test_spreading_skips_only_memories_too_weak_to_activate_anything() -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE edges (src INTEGER NOT NULL, dst INTEGER NOT NULL, "
+                 "strength REAL NOT NULL, PRIMARY KEY (src, dst)) WITHOUT ROWID")
+    rng = np.random.default_rng(11)
+    edges: dict[tuple[int, int], float] = {}
+    for src in range(1, 3_001):
+        for dst in rng.integers(1, 3_001, size=4).tolist():
+            if dst != src:
+                # strengths of a few values (ties), 1.0 among them
+                s = float(rng.choice([0.2, 0.5, 0.5, 0.8, 1.0]))
+                edges[(src, dst)] = edges[(dst, src)] = s
+    conn.executemany("INSERT INTO edges VALUES (?, ?, ?)",
+                     [(a, b, s) for (a, b), s in edges.items()])
+    for seed_n, hops, decay, threshold in ((32, 3, 0.85, 0.1), (10, 4, 0.5, 0.05),
+                                           (50, 2, 0.9, 0.3), (5, 3, 1.0, 0.0)):
+        seeds = {int(r): float(a) for r, a in zip(rng.choice(3_000, seed_n, replace=False) + 1,
+                                                  rng.uniform(0.05, 1.0, seed_n),
+                                                  strict=True)}
+        before = spread_as_before(conn, seeds, hops, decay, threshold)
+        act, parent, cut = spread(conn, seeds, hops, decay, threshold, float("inf"))
+        assert not cut
+        assert list(act.items()) == list(before[0].items())  # the same floats, same order
+        assert parent == before[1]
+    conn.close()
+
+
+def test_a_spread_without_counts_answers_the_same_memories(tmp_path: Path) -> None:
+    # One fixed clock: a recall's access times must not move the next one's recency boost.
+    # A budget no recall reaches on a busy machine: a cut spread answers differently.
+    store = Store(tmp_path / "data", Settings().replace({"embedding_model": "none",
+                                                         "consolidation_interval_s": 0.0,
+                                                         "recall_budget_ms": 60_000}),
+                  clock=lambda: 1_800_000_000.0)
+    try:
+        rng = np.random.default_rng(17)
+        words = [f"topic{i}" for i in range(60)]
+        recs = [MemoryRecord(id=f"n{i}", content=" ".join(rng.choice(words, 3).tolist()),
+                             confidence=float(rng.choice([0.3, 0.6, 0.6, 0.9, 1.0])),
+                             tags=["odd"] if i % 2 else [])
+                for i in range(2_000)]
+        store.remember_many("default", recs)
+        edges = [(f"n{a}", f"n{b}", float(rng.choice([0.3, 0.5, 0.7, 0.9, 1.0])))
+                 for a, b in rng.integers(0, 2_000, size=(8_000, 2)).tolist() if a != b]
+        store.associate_many("default", edges)
+        pruned = 0
+        for i, cue in enumerate(words[:30]):
+            knobs = {"text": f"{cue} {words[(i * 7) % 60]}", "spread": True,
+                     "max_hops": 1 + i % 4, "limit": (3, 10, 25)[i % 3],
+                     "min_confidence": (0.0, 0.5)[i % 2],
+                     "required_tags": ["odd"] if i % 5 == 0 else []}
+            full = store.recall("default", RecallQuery(**knobs))
+            quick = store.recall("default", RecallQuery(**knobs, counts=False))
+            assert full.memories and not full.budget_exhausted, knobs
+            assert [(m.id, m.activation, m.confidence) for m in quick.memories] == [
+                (m.id, m.activation, m.confidence) for m in full.memories], knobs
+            assert quick.activation_path == full.activation_path, knobs
+            pruned += quick.total_activated < full.total_activated
+        assert pruned  # the edges that could not change the answer were skipped
+    finally:
+        store.close()
