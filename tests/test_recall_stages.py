@@ -108,26 +108,27 @@ def test_rescoring_matches_the_row_by_row_computation(store: Store) -> None:
 def test_a_recall_reads_one_snapshot_and_closes_it(store: Store) -> None:
     store.remember_many("default", [MemoryRecord(id="", content=t) for t in TEXTS])
     wait_for(lambda: store.indexer.pending() == 0, timeout=60.0)
-    conn = store._reader()
-    seen: list[str] = []
-    conn.set_trace_callback(seen.append)
-    try:
-        hybrid = store.recall("default", RecallQuery(text="cottage Swiss mountains", limit=3,
-                                                     spread=True, max_hops=3))
-    finally:
-        conn.set_trace_callback(None)
-    assert hybrid.memories
-    assert not conn.in_transaction
-    # Every statement of the recall inside one BEGIN ... COMMIT.
-    assert seen[0] == "BEGIN" and seen[-1] == "COMMIT", seen
-    assert seen.count("BEGIN") == 1
-    # A recall inside a transaction of the caller's leaves it open, and answers the same.
-    with read_snapshot(conn):
-        again = store.recall("default", RecallQuery(text="cottage Swiss mountains", limit=3,
-                                                    spread=True, max_hops=3))
-        assert conn.in_transaction
-    assert not conn.in_transaction
-    assert [m.id for m in again.memories] == [m.id for m in hybrid.memories]
+    # A recall inside a lease runs on the leased connection.
+    with store._readers.lease() as conn:
+        seen: list[str] = []
+        conn.set_trace_callback(seen.append)
+        try:
+            hybrid = store.recall("default", RecallQuery(text="cottage Swiss mountains", limit=3,
+                                                         spread=True, max_hops=3))
+        finally:
+            conn.set_trace_callback(None)
+        assert hybrid.memories
+        assert not conn.in_transaction
+        # Every statement of the recall inside one BEGIN ... COMMIT.
+        assert seen[0] == "BEGIN" and seen[-1] == "COMMIT", seen
+        assert seen.count("BEGIN") == 1
+        # A recall inside a transaction of the caller's leaves it open, and answers the same.
+        with read_snapshot(conn):
+            again = store.recall("default", RecallQuery(text="cottage Swiss mountains", limit=3,
+                                                        spread=True, max_hops=3))
+            assert conn.in_transaction
+        assert not conn.in_transaction
+        assert [m.id for m in again.memories] == [m.id for m in hybrid.memories]
 
 
 def test_text_scores_are_the_sums_and_the_order_of_the_python_loops() -> None:
