@@ -25,7 +25,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from pathlib import Path
-    from typing import BinaryIO, TypeVar
+    from typing import Any, BinaryIO, TypeVar
 
     PathT = TypeVar("PathT", str, Path)
 
@@ -215,3 +215,39 @@ def exposure_warning(directory: Path, names: Iterable[str] = ()) -> str | None:
     shown = ", ".join(str(p) for p in found[:4]) + (", ..." if len(found) > 4 else "")
     return (f"the store in {directory} is readable by other users ({shown}): "
             f"make it private with `chmod -R go-rwx {directory}`")
+
+
+def digest_file(path: Path | str) -> tuple[int, str]:
+    """(size, blake2b-128 hex) of a file, read in chunks, never through a symlink."""
+    import hashlib  # not at the top: a cached recall's start-up reads this module
+
+    h = hashlib.blake2b(digest_size=16)
+    size = 0
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
+
+
+def write_hashed(path: Path | str,
+                 fill: Callable[[Callable[[bytes], Any]], None]) -> tuple[int, str]:
+    """Replace `path` privately and atomically (write_atomic) with what `fill` hands
+    its callback, chunk by chunk; answers the file's (size, digest)."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    size = 0
+
+    def through(f: BinaryIO) -> None:
+        def put(chunk: bytes) -> None:
+            nonlocal size
+            h.update(chunk)
+            size += len(chunk)
+            f.write(chunk)
+
+        fill(put)
+
+    write_atomic(path, through)
+    return size, h.hexdigest()

@@ -48,21 +48,25 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import hashlib
-import os
 import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
 
 from engram_cli.engine.fresh import FreshSegment
 from engram_cli.engine.rwlock import RWLock
 from engram_cli.errors import InvalidArgument
-from engram_cli.files import private_dir, read_private, write_atomic
+from engram_cli.files import (
+    digest_file,
+    private_dir,
+    read_private,
+    write_atomic,
+    write_hashed,
+)
 
 FORMAT = 2  # 1: usearch HNSW files
 MANIFEST = "manifest.json"
@@ -225,7 +229,7 @@ class VectorIndex:
             # A damaged file must never reach the native loader: it trusts the sizes it
             # reads, so bad bytes could crash the whole server rather than raise.
             try:
-                got = _digest(fpath)
+                got = digest_file(fpath)
             except FileNotFoundError:
                 raise _Unusable(f"{file} is missing") from None
             if got != (size, digest):
@@ -463,7 +467,7 @@ class VectorIndex:
                         if sp.dirty or sp.saved is None:
                             path = self.directory / f"{name}.{generation}{SUFFIX}"
                             written.append(path)
-                            size, digest = _write_file(
+                            size, digest = write_hashed(
                                 path, functools.partial(ivf.write, sp.index))
                             entries[name] = {"file": path.name, "dim": sp.dim, "size": size,
                                              "blake2b": digest, "trained_on": sp.trained_on}
@@ -578,34 +582,3 @@ def _batch(space: str, keys: Any, vectors: Any) -> tuple[Any, Any]:
 def _check_space(space: str) -> None:
     if not _SPACE_FILE.fullmatch(space):
         raise InvalidArgument(f"space name {space!r} cannot name an index file")
-
-
-def _digest(path: Path) -> tuple[int, str]:
-    """(size, blake2b-128 hex) of a file, read in chunks, never through a symlink."""
-    h = hashlib.blake2b(digest_size=16)
-    size = 0
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
-    with os.fdopen(fd, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    return size, h.hexdigest()
-
-
-def _write_file(path: Path, fill: Callable[[Callable[[bytes], Any]], None]) -> tuple[int, str]:
-    """Replace `path` privately and atomically (files.write_atomic) with what `fill` hands
-    its callback, chunk by chunk; answers the file's (size, digest)."""
-    h = hashlib.blake2b(digest_size=16)
-    size = 0
-
-    def through(f: BinaryIO) -> None:
-        def put(chunk: bytes) -> None:
-            nonlocal size
-            h.update(chunk)
-            size += len(chunk)
-            f.write(chunk)
-
-        fill(put)
-
-    write_atomic(path, through)
-    return size, h.hexdigest()
