@@ -212,13 +212,20 @@ def test_help_has_an_example(runner: Any) -> None:
     assert "Example: engram bench --quick" in result.output
 
 
+def _sigint_default() -> None:
+    """Run by the child: a shell starts a background job with SIGINT ignored and children
+    inherit that, so the suite run as one would never see the Ctrl-C this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_bench(address: str, until: Callable[[], bool]) -> tuple[int | None, str]:
     """`engram bench` (the sweep) as a process, sent SIGINT once `until` holds; answers its
     exit code and stderr."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "engram_cli", "bench", "--server", address,
          "--only", "sweep", "--rounds", "50"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ},
+        preexec_fn=_sigint_default)
     try:
         wait_for(until, timeout=30.0)
         proc.send_signal(signal.SIGINT)
