@@ -33,6 +33,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -66,12 +67,12 @@ class Indexer(threading.Thread):
 
     def __init__(self, directory: Path, model_name: str,
                  reader: Callable[[], sqlite3.Connection],
-                 write: Callable[..., Any], nprobe: int) -> None:
+                 submit: Callable[..., Future], nprobe: int) -> None:
         super().__init__(name="engram-indexer", daemon=True)
         self.directory = directory
         self.model_name = model_name
         self._reader = reader
-        self._write = write
+        self._submit = submit  # a write on the writer thread; its future answers the result
         self._nprobe = nprobe
         self._stopping = threading.Event()
         self._wake = threading.Event()
@@ -84,6 +85,9 @@ class Indexer(threading.Thread):
         self.applied = 0  # last log sequence whose effect is in the index
         self.embedded = 0
         self.error = ""
+
+    def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return self._submit(fn, *args).result()
 
     # -- what others ask -----------------------------------------------------------------
 
@@ -295,19 +299,23 @@ class Indexer(threading.Thread):
                 gone.setdefault(space, []).append(rid)
         for space, keys in gone.items():
             self.index.remove(space, keys)
+        # Each batch's vectors are stored while the next batch is embedded: waiting for the
+        # writer's commit took a quarter of the embedder's time at a million memories.
+        storing: tuple[Future, list[tuple[int, str, Any]]] | None = None
         for i in range(0, len(to_embed), EMBED_BATCH):
             if self._stopping.is_set():
-                return True  # not applied: the log replays it next time
+                return True  # not applied: the log replays it (stored vectors are read back)
             part = to_embed[i:i + EMBED_BATCH]
             vecs = self.model.embed([c for _, _, c in part])
             rows = [(rid, content, vecs[j]) for j, (rid, _, content) in enumerate(part)
                     if float((vecs[j] * vecs[j]).sum()) > 0]
-            stored = set(self._write(_op_store_vectors, self.model_name, [
-                (rid, content, vec.astype(_DTYPE).tobytes()) for rid, content, vec in rows]))
-            self.embedded += len(stored)
-            for rid, _, vec in rows:
-                if rid in stored:
-                    add.setdefault(spaces[rid], []).append((rid, vec))
+            if storing is not None:
+                self._stored(*storing, spaces, add)
+            storing = (self._submit(_op_store_vectors, self.model_name, [
+                (rid, content, vec.astype(_DTYPE).tobytes()) for rid, content, vec in rows]),
+                rows)
+        if storing is not None:
+            self._stored(*storing, spaces, add)
         for space, items in add.items():
             by_dim: dict[int, list[tuple[int, Any]]] = {}
             for rid, vec in items:
@@ -322,6 +330,16 @@ class Indexer(threading.Thread):
         self.applied = last
         self._merge_wake.set()
         return True
+
+
+    def _stored(self, stored: Future, rows: list[tuple[int, str, Any]], spaces: dict[int, str],
+                add: dict[str, list[tuple[int, Any]]]) -> None:
+        """Wait for a batch's vectors to be stored; those stored go to the index."""
+        done = set(stored.result())
+        self.embedded += len(done)
+        for rid, _, vec in rows:
+            if rid in done:
+                add.setdefault(spaces[rid], []).append((rid, vec))
 
 
 def _lower_priority() -> None:

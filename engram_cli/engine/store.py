@@ -135,7 +135,7 @@ class Store:
         self.consolidator = Consolidator(self.write, self.invalidate, lambda: self.settings,
                                          self.clock)
         self.indexer = Indexer(db_dir / INDEX_DIR, settings.embedding_model, self._reader,
-                               self.write, settings.vector_nprobe)
+                               self._writer.submit, settings.vector_nprobe)
         self._recaller = Recaller(self._reader, self.hot,
                                   TextSeeder(lambda: self.rows_written),
                                   lambda: self.settings, self.clock, self._recalled,
