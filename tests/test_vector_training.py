@@ -22,6 +22,7 @@ from engram_cli.engine.settings import Settings
 from engram_cli.engine.store import Store
 from engram_cli.engine.vectors import MANIFEST, IndexConfig, VectorIndex
 from tests import import_support
+from tests.test_vectors import exact, keys
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "memories.jsonl"
 SMALL = IndexConfig(model=DEFAULT_MODEL, train_at=500, nprobe=4)
@@ -39,14 +40,6 @@ def vecs(texts: list[str]) -> np.ndarray:
     assert model is not None
     return model.embed(texts)
 
-
-def keys(a: int, b: int) -> np.ndarray:
-    return np.arange(a + 1, b + 1, dtype=np.int64)
-
-
-def exact(vecs: np.ndarray, q: np.ndarray, k: int, live: np.ndarray) -> set[int]:
-    sims = vecs[live - 1] @ q
-    return {int(x) for x in live[np.argsort(-sims)[:k]]}
 
 
 def found(ix: VectorIndex, vecs: np.ndarray, key: int, k: int = 5) -> bool:
