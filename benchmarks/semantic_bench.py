@@ -3,7 +3,7 @@ pays, and retrieval quality (issue 13's benchmarks).
 
     python benchmarks/semantic_bench.py --n 100000
     python benchmarks/semantic_bench.py                  # 1,000,000 memories
-    python benchmarks/semantic_bench.py --n 100000 --nprobe 128   # another vector_nprobe
+    python benchmarks/semantic_bench.py --n 100000 --candidates 128   # another vector_candidates
 
 Text: Debian package descriptions (apt's English Translation files; run
 `apt-get update -o Acquire::Languages=en` once), as in benchmarks/vector_index_bench.py:
@@ -97,10 +97,10 @@ def write_jsonl(path: Path, texts: list[str], prefix: str) -> None:
 
 class Server:
     def __init__(self, data: Path, model: str | None = None, root: str = "",
-                 nprobe: int = 0) -> None:
+                 candidates: int = 0) -> None:
         data.mkdir(parents=True, exist_ok=True)
         engine = ([f'embedding_model = "{model}"'] if model is not None else []) + (
-            [f"vector_nprobe = {nprobe}"] if nprobe else [])
+            [f"vector_candidates = {candidates}"] if candidates else [])
         if engine:
             (data / "engram.toml").write_text("[engine]\n" + "\n".join(engine) + "\n")
         # another checkout's engram_cli (a before/after comparison) goes first on the path
@@ -235,7 +235,7 @@ def write_path_and_catch_up(args: argparse.Namespace, work: Path, model: Any,
                 res["raw"].append(raw_rate(model, sample))
                 res["niced"].append(niced_rate(model, sample))
             srv = Server(work / f"{variant}-{r}", None if variant == "on" else "none",
-                         nprobe=args.nprobe)
+                         candidates=args.candidates)
             secs = srv.import_file(path)
             res[variant].append(len(base) / secs)
             say(f"  round {r + 1} import, embedder {variant:>4}: {secs:7.1f} s "
@@ -321,8 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-root", default="",
                     help="also time the catch-up of another checkout's server (its root)")
     ap.add_argument("--only-quality", action="store_true")
-    ap.add_argument("--nprobe", type=int, default=0,
-                    help="vector_nprobe of this checkout's servers (default: the setting's)")
+    ap.add_argument("--candidates", type=int, default=0,
+                    help="vector_candidates of this checkout's servers (default: the "
+                         "setting's)")
     args = ap.parse_args(argv)
     from engram_cli.engine.embedding import DEFAULT_MODEL, load_model
 
@@ -338,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"corpus: {len(base):,} memories ({n_real:,} distinct real texts, the rest two "
                 f"real sentences each), median {words[len(words) // 2]} words; "
                 f"{len(queries)} held-out cues")
-            say(f"vector_nprobe: {args.nprobe or 'the default'}")
+            say(f"vector_candidates: {args.candidates or 'the default'}")
             say("write path and catch-up:")
             srv, wp = write_path_and_catch_up(args, work, model, base, queries, path)
             say("scale:")

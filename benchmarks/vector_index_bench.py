@@ -4,12 +4,14 @@
     python benchmarks/vector_index_bench.py --n 200000 --queries 500
     python benchmarks/vector_index_bench.py --n 300000 --only 12,13,14   # the engine's index
 
-Candidates 12 and 13 are faiss IVF-SQ8 as the engine builds it (engine/ivf.py) at the list
-counts a space has from 80,000 and from 320,000 vectors; 14 is the engine's own index
-(engine/vectors.py) grown as the server grows it (exact store, trained at TRAIN_AT,
-retrained at each four-fold growth: the build rate includes the retraining), searched at
-each `vector_nprobe`. Each is also re-scored exactly from 2x and 4x the candidates, as
-recall re-scores what the index proposes.
+Candidates 12 and 13 are faiss IVF-SQ8 as the engine built it before (8-bit codes in
+k-means lists, the cue's nearest lists scanned) at the list counts a space had from 80,000
+and from 320,000 vectors; 14 is the engine's own index (engine/vectors.py: every vector's
+4-bit fast-scan code scanned, the best re-scored with 8-bit codes) grown as the server
+grows it (exact store, trained at TRAIN_AT, retrained at each four-fold growth: the build
+rate includes the retraining), searched at each `vector_candidates`. Each is also
+re-scored exactly from 2x and 4x the candidates, as recall re-scores what the index
+proposes.
 
 Text: Debian package descriptions (English translations from apt's lists: the one-line
 synopses, the long descriptions and their sentences, deduplicated; run
@@ -359,16 +361,20 @@ class FaissIVF(Candidate):
 
 class Engine(Candidate):
     """engram's own index (engine/vectors.py) as the server grows it: an exact store up to
-    train_at, trained there and retrained at each four-fold growth (timed in the build), on
-    one thread; searched at each vector_nprobe."""
+    train_at, then a coded store (every vector's 4-bit fast-scan code scanned, the best
+    re-scored with 8-bit codes), trained there and retrained at each four-fold growth
+    (timed in the build), on one thread; searched at each vector_candidates."""
 
-    features: ClassVar[dict[str, str]] = {**FaissIVF.features, "mmap": "no (read whole)"}
+    features: ClassVar[dict[str, str]] = {
+        "remove": "8-bit codes O(1), stale fast-scan codes filtered", "filter": "no",
+        "save/load": "write_index/read_index", "mmap": "no (read whole)",
+        "quant": "PQ 4-bit + SQ8"}
 
     def __init__(self, n: int) -> None:
         super().__init__(n)
         from engram_cli.engine.vectors import TRAIN_AT
 
-        self.name = f"engram IVF-SQ8 t1 (train at {TRAIN_AT:,})"
+        self.name = f"engram fast-scan + SQ8 t1 (train at {TRAIN_AT:,})"
         self.threads = 1
         self.quantization = "i8"
 
@@ -388,7 +394,7 @@ class Engine(Candidate):
                 self.index.rebuild("default")
                 train_s += time.perf_counter() - t
         shape = self.index.describe()["default"]
-        self.name += f" nlist {shape['nlist']} trained on {shape['trained_on']:,}"
+        self.name += f" trained on {shape['trained_on']:,}"
         print(f"engine: {shape}, retraining took {train_s:.1f} s", file=sys.stderr)
         return 0.0  # retraining is part of the build here: it runs as the index grows
 
@@ -410,11 +416,11 @@ class Engine(Candidate):
 
     def settings(self) -> list[tuple[str, Callable[..., np.ndarray]]]:
         out: list[tuple[str, Callable[..., np.ndarray]]] = []
-        for nprobe in (16, 32, 64, 128, 256):
-            def search(q: np.ndarray, k: int, nprobe: int = nprobe) -> np.ndarray:
-                self.index.set_nprobe(nprobe)
+        for cands in (64, 128, 256, 512):
+            def search(q: np.ndarray, k: int, cands: int = cands) -> np.ndarray:
+                self.index.set_candidates(cands)
                 return np.array([key for key, _ in self.index.search("default", q, k)])
-            out.append((f"vector_nprobe {nprobe}", search))
+            out.append((f"vector_candidates {cands}", search))
         return out
 
 
@@ -432,7 +438,8 @@ def candidates(n: int) -> list[Candidate]:
         FaissIVF(n, "SQ8"),
         USearch(n, "i8", 16, 32, threads=1),
         USearch(n, "i8", 12, 32, threads=1),
-        # what the engine uses (engine/ivf.py), at the list counts it trains at 300k / 1M
+        # what the engine used before its coded stores (IVF-SQ8), at the list counts it
+        # trained at 300k / 1M
         FaissIVF(n, "SQ8", nlist=1024, residual=False, threads=1),
         FaissIVF(n, "SQ8", nlist=2048, residual=False, threads=1),
         Engine(n),

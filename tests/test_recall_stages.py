@@ -14,7 +14,8 @@ import pytest
 
 from engram_cli.engine.activation import neighbours, spread
 from engram_cli.engine.model import MemoryRecord
-from engram_cli.engine.recall import RecallQuery, read_snapshot, similarities
+from engram_cli.engine.recall import RecallQuery, read_snapshot
+from engram_cli.engine.rows import similarities
 from engram_cli.engine.settings import Settings
 from engram_cli.engine.store import Store
 from engram_cli.engine.text import DF_CAP, TextSeeder, best_first, summed

@@ -146,8 +146,10 @@ def test_set_round_trip(engram: Any, server: EngramServer, isolated_env: Path) -
 @pytest.mark.parametrize(("args", "expected"), [
     (["--set", "max_hop=2"], "unknown setting 'max_hop': did you mean 'max_hops'?"),
     (["--set", "batchh=10"], "unknown setting 'batchh': did you mean 'client.batch'?"),
-    (["--set", "vector_ef=64"], "unknown setting 'vector_ef': the vector index is an "
-                                "inverted file now: set 'vector_nprobe'"),
+    (["--set", "vector_ef=64"], "unknown setting 'vector_ef': the vector index scans "
+                                "every code of a space now: set 'vector_candidates'"),
+    (["--set", "vector_nprobe=64"], "unknown setting 'vector_nprobe': the vector index "
+                                    "scans every code of a space now"),
     (["--set", "max_hops=30"], "'max_hops': 30 is out of range (expected 0 to 10)"),
     (["--set", "durability=sometimes"], "expected one of fsync, group"),
     (["--set", "warm_path=fast-disk"], "'warm_path': 'fast-disk' is not an absolute path"),

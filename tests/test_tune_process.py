@@ -45,7 +45,7 @@ def test_applied_settings_survive_a_restart_as_config(server_process: Any, tmp_p
     ("max_hop = 2", "engram.toml:3: [engine] max_hop: unknown setting: did you mean "
                     "'max_hops'?"),
     ("vector_ef = 128", "engram.toml:3: [engine] vector_ef: unknown setting: the vector "
-                        "index is an inverted file now: set 'vector_nprobe'"),
+                        "index scans every code of a space now: set 'vector_candidates'"),
     ("max_hops = [", "engram.toml: not valid TOML"),
 ])
 def test_a_bad_server_config_stops_serve_with_one_clear_line(tmp_path: Path, engine: str,

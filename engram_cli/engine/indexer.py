@@ -67,13 +67,13 @@ class Indexer(threading.Thread):
 
     def __init__(self, directory: Path, model_name: str,
                  reader: Callable[[], sqlite3.Connection],
-                 submit: Callable[..., Future], nprobe: int) -> None:
+                 submit: Callable[..., Future], candidates: int) -> None:
         super().__init__(name="engram-indexer", daemon=True)
         self.directory = directory
         self.model_name = model_name
         self._reader = reader
         self._submit = submit  # a write on the writer thread; its future answers the result
-        self._nprobe = nprobe
+        self._candidates = candidates
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._merge_wake = threading.Event()
@@ -132,10 +132,10 @@ class Indexer(threading.Thread):
         vec.flags.writeable = False  # shared by every caller
         return vec
 
-    def set_nprobe(self, nprobe: int) -> None:
-        self._nprobe = nprobe
+    def set_candidates(self, candidates: int) -> None:
+        self._candidates = candidates
         if self.index is not None:
-            self.index.set_nprobe(nprobe)
+            self.index.set_candidates(candidates)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -192,14 +192,10 @@ class Indexer(threading.Thread):
                 self._save()
 
     def _open(self) -> None:
-        import faiss
-
-        # faiss would start a thread per core for each search and add; leave a core to the
-        # RPC threads (and the embedder).
-        faiss.omp_set_num_threads(1)
         if self.model_name != NONE:
             self.model = load_model(self.model_name)
-        config = IndexConfig(model=self.model_name, nprobe=self._nprobe, train_at=TRAIN_AT)
+        config = IndexConfig(model=self.model_name, candidates=self._candidates,
+                             train_at=TRAIN_AT)
         index = VectorIndex.open(self.directory, config)
         self.applied = index.watermark
         if index.watermark == 0:

@@ -34,9 +34,9 @@ import orjson
 from engram_cli.contract import RECALL_MODES
 from engram_cli.engine import rows
 from engram_cli.engine.activation import path_to, spread
+from engram_cli.engine.ahead import SearchAhead
 from engram_cli.engine.forgetting import decayed
 from engram_cli.engine.hot import HotTier, Row
-from engram_cli.engine.inlist import in_list
 from engram_cli.engine.model import MemoryRecord, content_id
 from engram_cli.engine.settings import Settings
 from engram_cli.engine.text import WORD_RE, TextSeeder, word_similarity
@@ -184,70 +184,37 @@ def embedding_scan(conn: sqlite3.Connection, space: str, q: RecallQuery, want: i
 
 
 def vector_seeds(index: Any, conn: sqlite3.Connection, space: str, cue: Any, want: int,
-                 floor: float) -> dict[int, float]:
+                 floor: float, ahead: SearchAhead | None = None) -> dict[int, float]:
     """Nearest neighbours from the vector index, each re-read from SQLite (still there,
     visible, in this space) and re-scored exactly with its stored vector: the index only
-    proposes, so nothing deleted, suppressed or changed comes back from it."""
-    found = index.search(space, cue, want * 2)
+    proposes, so nothing deleted, suppressed or changed comes back from it. `ahead`: where
+    the search may have been started already."""
+    found = (ahead.search if ahead is not None else _search)(index, space, cue, want * 2)
     if not found:
         return {}
-    out = similarities(conn, space, [rid for rid, _ in found], cue, floor)
+    out = rows.similarities(conn, space, [rid for rid, _ in found], cue, floor)
     best = sorted(out.items(), key=itemgetter(1), reverse=True)[:want]
     return dict(best)
 
 
-def similarities(conn: sqlite3.Connection, space: str, rids: Sequence[int], cue: Any,
-                 floor: float, embed: Callable[[list[str]], Any] | None = None
-                 ) -> dict[int, float]:
-    """The exact cosine similarity to `cue` of each of these memories that is visible in
-    this space and more than `floor` similar, from its stored vector. A memory without a
-    vector yet (its text changed, or the indexer has not reached it) is left out, or, with
-    `embed`, embedded now."""
-    if not rids:
-        return {}
-    marks, values = in_list(rids, rows.SQL_CHUNK)
-    # The content only when it may be embedded here: a few hundred bytes a row less.
-    content = "m.content" if embed is not None else "NULL"
-    own: list[tuple[int, bytes]] = []  # the memory's own float32 vector
-    computed: list[tuple[int, bytes]] = []  # the server's model's, float16
-    unembedded: list[tuple[int, str]] = []
-    f32, f16 = len(cue) * 4, len(cue) * 2
-    # `+m.space`: without the plus SQLite walks the space's index (every memory of the
-    # space: 265 ms a recall at a million) instead of looking up these few rowids.
-    for rid, mine, made, text in conn.execute(
-            f"SELECT m.rowid, m.embedding, v.vec, {content} FROM memories m LEFT JOIN "
-            f"vectors v ON v.rid = m.rowid WHERE m.rowid IN ({marks}) AND +m.space = ? "
-            f"AND m.suppressed = 0", (*values, space)):
-        if mine:
-            if len(mine) == f32:
-                own.append((rid, mine))
-        elif made:
-            if len(made) == f16:
-                computed.append((rid, made))
-        elif embed is not None and text:
-            unembedded.append((rid, text))
-    out: dict[int, float] = {}
-    # One matrix product per kind of vector, not numpy calls per row (a third of an
-    # embedding recall's time at 64 candidates).
-    for found, dtype in ((own, "<f4"), (computed, "<f2")):
-        if not found:
-            continue
-        mat = np.frombuffer(b"".join(b for _, b in found), dtype=dtype).astype(
-            np.float32).reshape(len(found), len(cue))
-        norms = np.sqrt(np.einsum("ij,ij->i", mat, mat)).astype(np.float64)
-        dots = (mat @ np.asarray(cue, dtype=np.float32)).astype(np.float64)
-        sims = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
-        out.update((rid, sim) for (rid, _), sim in zip(found, sims.tolist(), strict=True)
-                   if sim > floor)
-    if unembedded and embed is not None:
-        for (rid, _), vec in zip(unembedded, embed([c for _, c in unembedded]), strict=True):
-            sim = float(np.asarray(vec, dtype=np.float32) @ cue)  # unit vectors
-            if sim > floor:
-                out[rid] = sim
-    return out
+def _search(index: Any, space: str, cue: Any, k: int) -> Any:
+    return index.search(space, cue, k)
 
 
-def index_source(indexer: Callable[[], Any]) -> SeedSource:
+def index_cue(ix: Any, space: str, text: str, held: int | None) -> Any:
+    """A text cue's vector for this space's index, or None when it cannot be compared: no
+    model or index yet, or a space of the client's own vectors of another size (the
+    server's text cues then seed by words alone)."""
+    if ix is None or not ix.ready.is_set():
+        return None
+    cue = ix.embed_cue(text)
+    if cue is None or len(cue) != (held or len(cue)) or ix.index.dim(space) not in (
+            None, len(cue)):
+        return None
+    return cue
+
+
+def index_source(indexer: Callable[[], Any], ahead: SearchAhead | None = None) -> SeedSource:
     """The vector index as a seed source: an embedding cue's own vector, or a text cue
     embedded with the server's model. Falls back to a scan while the index is not open."""
     def seeds(conn: sqlite3.Connection, space: str, q: RecallQuery, want: int, limit: int,
@@ -255,16 +222,11 @@ def index_source(indexer: Callable[[], Any]) -> SeedSource:
         ix = indexer()
         held = rows.space_dimension(conn, space)
         if q.text is not None:
-            if ix is None or not ix.ready.is_set():
-                return {}, False
-            cue = ix.embed_cue(q.text)
-            if cue is None or len(cue) != (held or len(cue)) or ix.index.dim(space) not in (
-                    None, len(cue)):
-                # A space of the client's own vectors of another size: the server's model
-                # cannot compare with them, so its text cues seed by words alone.
+            cue = index_cue(ix, space, q.text, held)
+            if cue is None:
                 return {}, False
             floor = HYBRID_MIN_SIMILARITY if q.mode == "hybrid" else 0.0
-            return vector_seeds(ix.index, conn, space, cue, want, floor), False
+            return vector_seeds(ix.index, conn, space, cue, want, floor, ahead), False
         cue = np.frombuffer(q.embedding or b"", dtype=np.float32)
         if held is not None and len(cue) != held:
             raise InvalidArgument(
@@ -363,12 +325,16 @@ class Recaller:
         self._clock = clock
         self._recalled = recalled
         self._indexer = indexer
-        vectors = index_source(indexer)
+        self._ahead = SearchAhead()
+        vectors = index_source(indexer, self._ahead)
         self.sources: dict[Cue, list[SeedSource]] = {
             Cue.TEXT: [text_source(text), vectors],
             Cue.EMBEDDING: [vectors],
             Cue.CONTEXT: [context_seeds],
         }
+
+    def close(self) -> None:
+        self._ahead.close()
 
     def get(self, space: str, ids: Sequence[str], include_suppressed: bool = False
             ) -> list[MemoryRecord]:
@@ -396,9 +362,16 @@ class Recaller:
             if origin is not None:
                 origin.update(dict.fromkeys(found[0], alone))
             return found
-        # hybrid: the full-text seeds, then the vector seeds, fused.
-        lexical, cut_lexical = sources[0](conn, space, q, want, limit, deadline)
-        vector, cut_vector = sources[1](conn, space, q, want, limit, deadline)
+        # hybrid: the vector index's search starts on another core (engine/ahead.py) while
+        # the full-text seeds are read, then the vector seeds, fused.
+        cue = index_cue(self._indexer(), space, q.text or "", rows.space_dimension(conn, space))
+        if cue is not None:
+            self._ahead.start(self._indexer().index, space, cue, want * 2)
+        try:
+            lexical, cut_lexical = sources[0](conn, space, q, want, limit, deadline)
+            vector, cut_vector = sources[1](conn, space, q, want, limit, deadline)
+        finally:
+            self._ahead.clear()
         if origin is not None:
             # What each index proposed, before the full-text seeds get their similarities.
             origin.update(dict.fromkeys(lexical, "lexical"))
@@ -419,7 +392,7 @@ class Recaller:
         cue = ix.embed_cue(q.text)
         if cue is None:
             return
-        vector.update(similarities(conn, space, missing, cue, HYBRID_MIN_SIMILARITY,
+        vector.update(rows.similarities(conn, space, missing, cue, HYBRID_MIN_SIMILARITY,
                                    embed=ix.model.embed))
 
     def recall(self, space: str, q: RecallQuery) -> RecallResult:

@@ -66,9 +66,9 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("embedding_model", str, "wordllama-l2-supercat-256", "model the server "
                 "embeds text-only memories and text cues with (none: lexical recall only)",
                 choices=("wordllama-l2-supercat-256", "none"), restart_required=True),
-    SettingSpec("vector_nprobe", int, 256, "vector index: lists of similar vectors scanned "
-                "per search (of a space past 20,000 vectors): higher finds more of the true "
-                "nearest, slower", 1, 65_536),
+    SettingSpec("vector_candidates", int, 256, "vector index: a fast scan's best candidates "
+                "re-scored per search (of a space past 20,000 vectors): higher finds more of "
+                "the true nearest, slower", 10, 65_536),
     SettingSpec("max_store_bytes", int, 0, "largest the database may grow (0: no cap); "
                 "past it writes get RESOURCE_EXHAUSTED with retry-after-ms, as on a full "
                 "disk, until it is raised or space is freed", 0, 2 ** 62),
@@ -110,7 +110,7 @@ class Settings:
     forgetting_scale_s: float = 86_400.0
     max_message_bytes: int = 64 * 1024 * 1024
     embedding_model: str = "wordllama-l2-supercat-256"
-    vector_nprobe: int = 256
+    vector_candidates: int = 256
     max_store_bytes: int = 0
     max_streams: int = 16
     readers: int = 6
@@ -129,8 +129,9 @@ DEFAULT_SETTINGS = Settings()
 
 
 # Settings an earlier version had, and what to set instead.
-RETIRED = {"vector_ef": "the vector index is an inverted file now: set 'vector_nprobe' "
-                        "(lists probed per search) instead"}
+_CANDIDATES = ("the vector index scans every code of a space now: set 'vector_candidates' "
+               "(its best re-scored per search) instead")
+RETIRED = {"vector_ef": _CANDIDATES, "vector_nprobe": _CANDIDATES}
 
 
 def unknown_key_error(key: str) -> SettingsError:

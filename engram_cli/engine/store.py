@@ -135,7 +135,7 @@ class Store:
         self.consolidator = Consolidator(self.write, self.invalidate, lambda: self.settings,
                                          self.clock)
         self.indexer = Indexer(db_dir / INDEX_DIR, settings.embedding_model, self._reader,
-                               self._writer.submit, settings.vector_nprobe)
+                               self._writer.submit, settings.vector_candidates)
         self._recaller = Recaller(self._reader, self.hot,
                                   TextSeeder(lambda: self.rows_written),
                                   lambda: self.settings, self.clock, self._recalled,
@@ -201,8 +201,8 @@ class Store:
         self.settings = settings
         self._writer.capacity = settings.queue_capacity
         self.hot.resize(settings.hot_capacity, settings.hot_max_bytes)
-        if settings.vector_nprobe != old.vector_nprobe:
-            self.indexer.set_nprobe(settings.vector_nprobe)
+        if settings.vector_candidates != old.vector_candidates:
+            self.indexer.set_candidates(settings.vector_candidates)
         if (settings.consolidation_interval_s != old.consolidation_interval_s
                 or settings.consolidation_min_age_s != old.consolidation_min_age_s):
             self.consolidator.wake()
@@ -567,6 +567,7 @@ class Store:
             pass  # a busy reader; the WAL is replayed on next open
         conn.close()
         self._readers.close()
+        self._recaller.close()
         self._unlock()
 
     def __enter__(self) -> Store:

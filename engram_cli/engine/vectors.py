@@ -2,21 +2,21 @@
 
 One faiss index per space (spaces never see each other's vectors), keyed by the memory's
 SQLite rowid, over unit vectors (cosine). A small space is an exact store (engine/ivf.py);
-at `train_at` vectors it becomes an inverted file whose lists are k-means clusters of its
-vectors, quantized to 8 bits a dimension (IVF-SQ8); a search scans the `nprobe` lists
-nearest the cue. Adding costs one nearest-centroid lookup a vector (24k vectors/s on one
-busy core at 300,000, where an HNSW graph took 1.9k/s), so the index keeps up with the
+at `train_at` vectors it becomes a coded store: every vector as a 4-bit product-quantized
+code, all of which a search scans with faiss's fast-scan kernels, and as an 8-bit code that
+re-scores the scan's best `candidates`. Adding costs two encodings a vector (~200k
+vectors/s on one core, where an HNSW graph took 1.9k/s), so the index keeps up with the
 embedder.
 
 SQLite stays the source of truth: this index only proposes candidates, and the caller
 re-reads each one from SQLite (dropping deleted, suppressed or changed memories, and
 re-scoring with the exact vector).
 
-Growth: the lists were clustered on the vectors the space held when it was trained; once
-it holds `growth` times as many, `rebuild` (called from the indexer's merger, on a thread
-of its own) trains a new IVF with more lists off-lock on a sample of the current vectors,
-copies every vector into it list by list, replays the adds and removes that happened
-meanwhile (a journal), and swaps it in. Searches go on against the old index throughout:
+Growth: the codes were trained on the vectors the space held when it was trained; once it
+holds `growth` times as many, `rebuild` (called from the indexer's merger, on a thread of
+its own) trains new codes off-lock on a sample of the current vectors, copies every vector
+into them chunk by chunk, replays the adds and removes that happened meanwhile (a
+journal), and swaps them in. Searches go on against the old index throughout:
 only the copy of each chunk holds the read lock, and only the last few journal entries and
 the swap hold the write lock.
 
@@ -37,8 +37,8 @@ inserts. The fresh segment is not saved: `save` records a watermark before its o
 vector, so a restart replays it.
 
 Threads: any number of concurrent searches, and writers (add/remove/merge/save) one at a
-time, each waiting for searches to drain; a batch is added in chunks, its centroids found
-before the lock is taken, so that a search waits at most one chunk's append. faiss
+time, each waiting for searches to drain; a batch is added in chunks, so that a search
+waits at most one chunk's encoding (~1 ms). faiss
 releases the GIL while it searches, adds and trains. numpy and faiss are imported when an
 index is opened.
 """
@@ -68,22 +68,21 @@ from engram_cli.files import (
     write_hashed,
 )
 
-FORMAT = 2  # 1: usearch HNSW files
+FORMAT = 3  # 1: usearch HNSW files; 2: IVF-SQ8 inverted files
 MANIFEST = "manifest.json"
 SUFFIX = ".faiss"
 _SPACE_FILE = re.compile(r"[a-z0-9_-]{1,64}")  # fullmatch: no trailing newline
-# Vectors appended under one exclusive hold of the lock: their centroids are found before,
-# so a hold is a copy and an encode, well under a millisecond.
+# Vectors appended under one exclusive hold of the lock: two encodings, about a millisecond.
 WRITE_CHUNK = 256
 # A space is an exact store until it holds this many vectors: a scan of 20,000 256-d float32
-# vectors takes ~1-2 ms on one core here (32,000: ~6 ms, out of the caches), while an IVF
-# trains in under a second at this size.
+# vectors takes ~1-2 ms on one core here (32,000: ~6 ms, out of the caches), while codes
+# train in under a second at this size.
 TRAIN_AT = 20_000
-# A space is retrained with more lists when it holds this many times the vectors it was
+# A space's codes are trained again when it holds this many times the vectors they were
 # trained on (so every vector is re-added about 1.3 times over the space's growth).
 GROWTH = 4
-# Lists probed per search by default: recall@10 >= 0.95 re-scored (see IndexConfig.nprobe).
-NPROBE = 256
+# Fast-scan candidates re-scored per search by default (see IndexConfig.candidates).
+CANDIDATES = 256
 # Vectors a space's fresh segment holds at most before the indexer stops embedding to let the
 # merger catch up: 32 MB at 256-d, scanned in ~1-2 ms (it is searched with every cue).
 FRESH_MAX = 32_768
@@ -99,9 +98,10 @@ class IndexConfig:
     unusable (open() starts empty and says why)."""
 
     model: str
-    # Lists scanned per search of a trained space (the exact store has one). Measured
-    # with benchmarks/vector_index_bench.py, re-scored exactly as recall does.
-    nprobe: int = NPROBE
+    # A coded space's fast-scan candidates re-scored with 8-bit codes per search. recall@10
+    # at a million real texts (benchmarks/vector_index_bench.py, re-scored exactly as
+    # recall does): 128 -> 0.96, 256 -> 0.98, 512 -> 0.99; ~0.2 ms per 100 candidates.
+    candidates: int = CANDIDATES
     train_at: int = TRAIN_AT
     growth: int = GROWTH
 
@@ -128,9 +128,9 @@ class VectorStats:
 class _Space:
     def __init__(self, index: Any, dim: int, trained_on: int = 0,
                  saved: dict[str, Any] | None = None) -> None:
-        self.index = index  # a faiss IndexIVF: one list (exact) or trained lists of SQ8
+        self.index = index  # ivf.exact_store or, trained, an ivf.Coded
         self.dim = dim
-        self.trained_on = trained_on  # vectors the lists were trained on; 0: exact store
+        self.trained_on = trained_on  # vectors the codes were trained on; 0: exact store
         # the manifest entry of the file this index was loaded from or last saved to
         self.saved = saved
         self.dirty = False
@@ -143,12 +143,10 @@ class _Space:
     def count(self) -> int:
         return int(self.index.ntotal) + (len(self.fresh) if self.fresh is not None else 0)
 
-    def put(self, keys: Any, vecs: Any, assign: Any) -> None:
-        """Replace or add `keys` (hold the write lock); `assign`: their lists."""
-        from engram_cli.engine import ivf
-
+    def put(self, keys: Any, vecs: Any) -> None:
+        """Replace or add `keys` (hold the write lock)."""
         self.index.remove_ids(keys)  # an id added twice would be held twice
-        ivf.add_assigned(self.index, keys, vecs, assign)
+        self.index.add_with_ids(vecs, keys)
         if self.journal is not None:
             self.journal.append((keys, vecs))
             self.touched.update(keys.tolist())
@@ -235,7 +233,7 @@ class VectorIndex:
             if got != (size, digest):
                 raise _Unusable(f"{file} is damaged (size or checksum differs)")
             try:
-                index = ivf.read(fpath)
+                index = ivf.read(fpath, coded=trained_on > 0)
             except ValueError as exc:
                 raise _Unusable(str(exc)) from None
             if index.d != dim:
@@ -271,17 +269,13 @@ class VectorIndex:
             self._unsaved += len(keys)
 
     def _append(self, sp: _Space, keys: Any, vecs: Any, discard_fresh: bool) -> None:
-        """Add in chunks, each chunk's lists found before the write lock (hold _writer:
-        the index cannot be swapped meanwhile)."""
-        from engram_cli.engine import ivf
-
+        """Add in chunks (hold _writer: the index cannot be swapped meanwhile)."""
         for start in range(0, len(keys), WRITE_CHUNK):
             k, v = keys[start:start + WRITE_CHUNK], vecs[start:start + WRITE_CHUNK]
-            assign = ivf.assign(sp.index, v)
             with self._lock.write():
                 if discard_fresh and sp.fresh is not None:
                     sp.fresh.discard(k)
-                sp.put(k, v, assign)
+                sp.put(k, v)
                 if not discard_fresh and sp.fresh is not None:
                     sp.fresh.merged(k)
 
@@ -367,19 +361,21 @@ class VectorIndex:
 
     def due(self) -> str | None:
         """A space that should be trained (an exact store of `train_at` vectors) or
-        retrained (`growth` times the vectors it was trained on), if any."""
+        retrained (`growth` times the vectors it was trained on, or stale codes of removed
+        and replaced vectors past an eighth of it), if any."""
         c = self.config
         with self._lock.read():
             for name, sp in self._spaces.items():
                 n = int(sp.index.ntotal)
-                if sp.journal is None and (n >= c.growth * sp.trained_on if sp.trained_on
-                                           else n >= c.train_at):
+                if sp.journal is None and (
+                        n >= c.growth * sp.trained_on or sp.index.stale() > n // 8
+                        if sp.trained_on else n >= c.train_at):
                     return name
         return None
 
     def rebuild(self, space: str, cancelled: Callable[[], bool] = lambda: False,
                 before_swap: Callable[[], None] | None = None) -> bool:
-        """Train a new IVF for `space` on its current vectors and swap it in; answers
+        """Train new codes for `space` on its current vectors and swap them in; answers
         whether it was swapped (False: the space went, or `cancelled()` said stop).
         Searches and writers carry on meanwhile; `before_swap` runs once the copy is done,
         before the journal of the changes made meanwhile is replayed."""
@@ -394,27 +390,21 @@ class VectorIndex:
             old = sp.index
             with self._lock.read():
                 ids = ivf.all_ids(old)
-                nlist = ivf.nlist_for(len(ids))
                 pick = np.random.default_rng(len(ids)).choice(
-                    len(ids), min(len(ids), ivf.sample_size(nlist)), replace=False)
+                    len(ids), ivf.sample_size(len(ids)), replace=False)
                 sample = old.reconstruct_batch(np.sort(ids[pick]))
+            # From here every change is journaled: a key not in `touched` is as it was.
             sp.journal, sp.touched = [], set()
         trained_on = len(ids)
-        del ids
         swapped = False
         try:
-            new = ivf.train(sp.dim, sample, nlist)
+            new = ivf.train(sp.dim, sample)
             del sample
-            lst = 0
-            while lst < old.nlist:  # copy, list by list
+            for start in range(0, len(ids), COPY_CHUNK):  # copy, chunk by chunk
                 if cancelled() or self._spaces.get(space) is not sp:
                     return False
                 with self._lock.read():  # writers change the old index between chunks
-                    parts: list[Any] = []
-                    while lst < old.nlist and sum(map(len, parts)) < COPY_CHUNK:
-                        parts.append(ivf.list_ids(old, lst))
-                        lst += 1
-                    keys = np.concatenate(parts)
+                    keys = ids[start:start + COPY_CHUNK]
                     if sp.touched:  # the journal's replay puts these right
                         keys = keys[~np.isin(keys, np.fromiter(sp.touched, np.int64))]
                     vecs = old.reconstruct_batch(keys) if len(keys) else None
@@ -512,17 +502,18 @@ class VectorIndex:
             if q.shape[1] != sp.dim:
                 raise InvalidArgument(
                     f"cue has {q.shape[1]} dimensions; space {space!r} holds {sp.dim}")
-            out = ivf.search(sp.index, q, k, self.config.nprobe) if sp.index.ntotal else []
+            out = (ivf.search(sp.index, q, k, self.config.candidates) if sp.index.ntotal
+                   else [])
             if sp.fresh is not None and len(sp.fresh):
                 # a key is in the index or the segment, never both
                 out = sorted(out + sp.fresh.search(q[0], k), key=lambda kv: kv[1],
                              reverse=True)[:k]
         return out
 
-    def set_nprobe(self, nprobe: int) -> None:
-        """Lists scanned per search of a trained space, from now on."""
+    def set_candidates(self, candidates: int) -> None:
+        """Fast-scan candidates re-scored per search of a trained space, from now on."""
         with self._lock.write():
-            self.config = dataclasses.replace(self.config, nprobe=nprobe)
+            self.config = dataclasses.replace(self.config, candidates=candidates)
 
     def dim(self, space: str) -> int | None:
         """The dimension a space's index holds; None before its first vector."""
@@ -547,10 +538,9 @@ class VectorIndex:
                            watermark=self.watermark, unsaved=self._unsaved, spaces=per)
 
     def describe(self) -> dict[str, dict[str, int]]:
-        """Each space's vectors, lists and the vectors its lists were trained on."""
+        """Each space's vectors and the vectors its codes were trained on (0: exact)."""
         with self._lock.read():
-            return {name: {"count": int(sp.index.ntotal), "nlist": int(sp.index.nlist),
-                           "trained_on": sp.trained_on}
+            return {name: {"count": int(sp.index.ntotal), "trained_on": sp.trained_on}
                     for name, sp in self._spaces.items()}
 
 

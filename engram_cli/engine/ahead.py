@@ -1,0 +1,66 @@
+"""Vector index searches started ahead, on a thread of their own.
+
+A hybrid recall reads its full-text seeds (SQLite) and searches the vector index (faiss,
+which lets go of the GIL); one after the other they cost their sum, side by side on two
+cores the longer of the two. The recall starts the index search here first, reads the
+full-text seeds, then asks for the search by its arguments and gets the answer already
+under way. A search starts ahead only when one of `threads` is free: on a server whose
+cores are busy with other recalls, handing work to another thread gains nothing, and the
+search then runs inline as before. Answers are the same either way.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+
+class SearchAhead:
+    def __init__(self, threads: int = 2) -> None:
+        self._threads = threads
+        self._free = threading.BoundedSemaphore(threads)
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()  # this thread's search under way, if any
+
+    def start(self, index: Any, space: str, cue: Any, k: int) -> None:
+        """Begin `index.search(space, cue, k)` on another thread, if one is free."""
+        self.clear()
+        if not self._free.acquire(blocking=False):
+            return
+        try:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self._threads, "engram-search-ahead")
+                future = self._pool.submit(self._run, index, space, cue, k)
+        except BaseException:
+            self._free.release()
+            raise
+        self._local.ahead = (index, space, cue, k, future)
+
+    def _run(self, index: Any, space: str, cue: Any, k: int) -> Any:
+        try:
+            return index.search(space, cue, k)
+        finally:
+            self._free.release()
+
+    def search(self, index: Any, space: str, cue: Any, k: int) -> Any:
+        """`index.search(space, cue, k)`: the one started ahead with these same arguments
+        (the same cue object), else now."""
+        ahead = getattr(self._local, "ahead", None)
+        self._local.ahead = None
+        if ahead is not None:
+            a_index, a_space, a_cue, a_k, future = ahead
+            if a_index is index and a_space == space and a_cue is cue and a_k == k:
+                return future.result()
+        return index.search(space, cue, k)
+
+    def clear(self) -> None:
+        """Forget this thread's search under way (its answer is not wanted)."""
+        self._local.ahead = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)

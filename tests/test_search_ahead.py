@@ -1,0 +1,118 @@
+"""A hybrid recall's vector search started ahead (engine/ahead.py): the answer is the one a
+search made now gives, a search started ahead is used once and only for the same
+arguments, nothing starts when no thread is free, and recall answers alike either way.
+A real vector index of random unit vectors; the store's recalls on the sample memories."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engram_cli.engine.ahead import SearchAhead
+from engram_cli.engine.model import MemoryRecord
+from engram_cli.engine.recall import RecallQuery
+from engram_cli.engine.settings import Settings
+from engram_cli.engine.store import Store
+from engram_cli.engine.vectors import IndexConfig, VectorIndex
+from tests import import_support
+from tests.test_vectors import keys
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "memories.jsonl"
+
+
+class Counted(VectorIndex):
+    """The real index, counting its searches and on which thread they ran."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.threads: list[str] = []
+
+    def search(self, space: str, vector: Any, k: int) -> list[tuple[int, float]]:
+        self.threads.append(threading.current_thread().name)
+        return super().search(space, vector, k)
+
+
+def index(tmp_path: Path) -> tuple[Counted, np.ndarray]:
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((500, 32)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    ix = Counted(tmp_path / "vec", IndexConfig(model="test"))
+    ix.add("default", keys(0, 500), vecs)
+    return ix, vecs
+
+
+def test_a_search_started_ahead_answers_as_one_made_now(tmp_path):
+    ix, vecs = index(tmp_path)
+    ahead = SearchAhead()
+    try:
+        cue = vecs[7]
+        ahead.start(ix, "default", cue, 5)
+        got = ahead.search(ix, "default", cue, 5)
+        assert got == ix.search("default", cue, 5) and got[0][0] == 8
+        assert ix.threads[0].startswith("engram-search-ahead") and len(ix.threads) == 2
+        # used once: the next search runs here
+        assert ahead.search(ix, "default", cue, 5) == got
+        assert ix.threads[2] == threading.current_thread().name
+        # other arguments than those started: searched here, with those arguments
+        ix.threads.clear()
+        ahead.start(ix, "default", cue, 5)
+        assert ahead.search(ix, "default", cue, 9) == ix.search("default", cue, 9)
+        assert ahead.search(ix, "default", vecs[3].copy(), 5)[0][0] == 4
+        assert ix.threads.count(threading.current_thread().name) == 3
+    finally:
+        ahead.close()
+
+
+def test_nothing_starts_ahead_when_no_thread_is_free(tmp_path):
+    ix, vecs = index(tmp_path)
+    ahead = SearchAhead(threads=1)
+    release = threading.Event()
+    started = threading.Event()
+
+    class Slow(Counted):
+        def search(self, space: str, vector: Any, k: int) -> list[tuple[int, float]]:
+            started.set()
+            assert release.wait(30)
+            return super().search(space, vector, k)
+
+    slow = Slow(tmp_path / "slow", IndexConfig(model="test"))
+    slow.add("default", keys(0, 500), vecs)
+    try:
+        ahead.start(slow, "default", vecs[1], 5)  # takes the one thread
+        assert started.wait(30)
+        other = threading.Thread(target=lambda: (ahead.start(ix, "default", vecs[2], 5),
+                                                 ix.threads.append("asked")))
+        other.start()
+        other.join(30)
+        assert ix.threads == ["asked"]  # it did not start a search
+        release.set()
+        assert ahead.search(slow, "default", vecs[1], 5)[0][0] == 2
+    finally:
+        release.set()
+        ahead.close()
+
+
+def test_hybrid_recalls_answer_alike_with_and_without_searches_ahead(tmp_path):
+    texts = [json.loads(line)["content"] for line in EXAMPLES.read_text().splitlines()]
+    store = Store(tmp_path / "data", Settings().replace({"consolidation_interval_s": 0.0}))
+    try:
+        store.remember_many("default", [MemoryRecord(id=f"m{i}", content=t, confidence=0.9)
+                                        for i, t in enumerate(texts[:1500])])
+        import_support.wait_for(lambda: store.vector_stats()["pending"] == 0
+                                and store.vector_stats()["indexed"] == 1500, timeout=120)
+        cues = [texts[i][:60] for i in range(0, 1500, 75)] + ["a leaking coffee maker"]
+
+        def answers() -> list[list[tuple[str, float]]]:
+            return [[(m.id, round(m.activation, 6)) for m in store.recall(
+                "default", RecallQuery(text=c, limit=10)).memories] for c in cues]
+
+        with_ahead = answers()
+        store._recaller._ahead = SearchAhead(threads=0)  # every search inline
+        assert answers() == with_ahead
+        assert all(with_ahead)
+    finally:
+        store.close()
