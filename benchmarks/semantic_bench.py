@@ -105,7 +105,7 @@ class Server:
             (data / "engram.toml").write_text("[engine]\n" + "\n".join(engine) + "\n")
         # another checkout's engram_cli (a before/after comparison) goes first on the path
         env = {**ENV, "PYTHONPATH": root} if root else ENV
-        self.proc, self.address = _support.start_server(data, env)
+        self.proc, self.address = _support.start_server(data, env, root=root or None)
         import grpc
 
         from engram_cli.rpc import pb, svc
@@ -139,11 +139,14 @@ class Server:
         md = [(MAX_HOPS_KEY, str(hops))]
         if mode:
             md.append((RECALL_MODE_KEY, mode))
+        # max_hops > 0 also asks for spreading (the corpus has no associations: with
+        # them, benchmarks/recall_latency_bench.py --edges 3)
         if isinstance(cue, str):
-            c = self.pb.Cue(semantic=self.pb.SemanticCue(query=cue), max_results=K)
+            c = self.pb.Cue(semantic=self.pb.SemanticCue(query=cue), max_results=K,
+                            spread_activation=hops > 0)
         else:
             c = self.pb.Cue(embedding=self.pb.EmbeddingCue(vector=cue.tolist()),
-                            max_results=K)
+                            max_results=K, spread_activation=hops > 0)
         t = time.perf_counter()
         resp = self.stub.Recall(self.pb.RecallRequest(memory_space_id="default", cue=c,
                                                       max_results=K), metadata=md, timeout=30)
