@@ -35,10 +35,17 @@ import numpy as np
 
 # faiss's type stubs lack DirectMap and the search parameters' keyword constructor.
 faiss: Any = _faiss
-# faiss would start a thread per core for each search and add: a server searches for one
-# cue per RPC thread, and OpenMP threads spinning on a busy 2-core machine cost milliseconds
-# a call. The other core is left to the RPC threads and the embedder.
-faiss.omp_set_num_threads(1)
+
+
+def one_thread() -> None:
+    """faiss on one OpenMP thread in the calling thread (the setting is per thread). By
+    default it starts a thread per core for each search and add: a server searches for one
+    cue per RPC thread, and OpenMP threads spinning on a busy 2-core machine cost
+    milliseconds a call. The other core is left to the RPC threads and the embedder."""
+    faiss.omp_set_num_threads(1)
+
+
+one_thread()
 
 # Vectors a coded store is trained on at most: 16 centroids per sub-quantizer learn as
 # well from 65,536 as from a million, in ~1 s.
@@ -187,6 +194,7 @@ def search(index: Any, q: Any, k: int, candidates: int) -> list[tuple[int, float
     """The `k` best (key, inner product) of the unit 1 x dim `q`: of all vectors (the exact
     store), or of the coded store's `candidates` best fast-scan codes re-scored with their
     8-bit codes."""
+    one_thread()  # an RPC thread's first search, or a search-ahead thread's
     if not isinstance(index, Coded):
         sims, keys = index.search(q, k)
         return [(int(key), float(sim)) for key, sim in zip(keys[0], sims[0], strict=True)
