@@ -18,9 +18,10 @@ its worker, polled from /proc, next to the same at N/10 records: flat means boun
 
     python benchmarks/client_embed_bench.py [--records 20000] [--rss 1000000]
 
---against DIR runs only this tree's import --embed against another tree's (the folder
-holding its engram_cli/, e.g. `git archive HEAD~3 engram_cli | tar -x -C DIR`),
-interleaved round by round, and prints the ratios and each process's CPU per record:
+--against DIR runs only this tree's import --embed (into this tree's server) against
+another tree's (into its server; DIR is the folder holding its engram_cli/, e.g.
+`git archive HEAD~3 engram_cli | tar -x -C DIR`), interleaved round by round, and prints
+the ratios and each process's CPU per record:
 
     python benchmarks/client_embed_bench.py --records 100000 --against DIR --rounds 2
 """
@@ -62,12 +63,23 @@ def model_rate(n: int, one_thread: bool) -> float:
     return float(out.stdout.strip())
 
 
-def start_server(data: Path) -> tuple[subprocess.Popen, str]:
+def _tree_env(source: Path | None) -> dict[str, str]:
+    """The environment that runs another tree's engram_cli (None: this one's)."""
+    env = dict(os.environ)
+    if source is not None:  # its worker processes inherit the path
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source),
+                                                          env.get("PYTHONPATH")]))
+    return env
+
+
+def start_server(data: Path, source: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """A server with its embedder off; of the tree `source` (None: this one)."""
     data.mkdir(parents=True)
     (data / "engram.toml").write_text('[engine]\nembedding_model = "none"\n')
     proc = subprocess.Popen([sys.executable, "-m", "engram_cli", "serve", "--port", "0",
                              "--data-dir", str(data)], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+                            stderr=subprocess.DEVNULL, text=True, env=_tree_env(source),
+                            cwd=source)  # `-m` puts the working directory first
     assert proc.stdout is not None
     for line in proc.stdout:
         m = re.search(r"listening on (\S+)", line)
@@ -128,10 +140,7 @@ def run_import(address: str, path: Path, cache: Path, *args: str,
     """The import's --json summary, plus the peak RSS (KiB) of the importer
     (`rss_main_kb`) and of its largest worker (`rss_worker_kb`), and the CPU seconds of the
     importer, its workers and the server while it ran (`cpu`)."""
-    env = {**os.environ, "ENGRAM_CACHE_DIR": str(cache), "ENGRAM_NO_AUTOSTART": "1"}
-    if source is not None:  # another tree's engram_cli (its workers inherit the path)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(source),
-                                                          env.get("PYTHONPATH")]))
+    env = {**_tree_env(source), "ENGRAM_CACHE_DIR": str(cache), "ENGRAM_NO_AUTOSTART": "1"}
     server_before = _cpu_s(server_pid) if server_pid else 0.0
     proc = subprocess.Popen([sys.executable, "-m", "engram_cli", "--server", address,
                              "import", str(path), "--json", "--quiet", *args], env=env,
@@ -205,15 +214,15 @@ def rss_run(root: Path, n: int) -> None:
 
 def compare(root: Path, path: Path, against: Path, rounds: int,
             worker_counts: tuple[int, ...] = (1, 2)) -> None:
-    """This tree's `import --embed` against another tree's, interleaved (each on a fresh
-    server of this tree, fresh cache), so that a shared machine's drift falls on both."""
+    """This tree's `import --embed` against another tree's, interleaved (each into a fresh
+    server of its own tree, fresh cache), so that a shared machine's drift falls on both."""
     for workers in worker_counts:
         runs: dict[str, list[dict]] = {"before": [], "after": []}
         for r in range(rounds):
             order = [("before", against), ("after", None)]
             for name, source in order if r % 2 == 0 else order[::-1]:
                 where = root / f"cmp-{workers}-{r}-{name}"
-                proc, address = start_server(where / "srv")
+                proc, address = start_server(where / "srv", source)
                 try:
                     s = run_import(address, path, where / "cache", "--embed",
                                    "--embed-workers", str(workers), server_pid=proc.pid,

@@ -194,6 +194,38 @@ def test_the_cache_written_behind_answers_at_once_and_keeps_every_row(tmp_path: 
     assert len(got) == 1000 and np.array_equal(np.stack([got[k] for k in keys]), vectors)
 
 
+def test_a_new_cache_has_large_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    """16 KB pages for a new cache (a vector a row); a cache made with 4 KB pages by an
+    earlier version is read and written as it is."""
+    import sqlite3
+
+    from engram_cli.client.embedder import PAGE_SIZE, EmbeddingCache, text_key
+
+    vectors = np.random.default_rng(4).random((20, 256), dtype=np.float32)
+    keys = [text_key("m", f"text {i}") for i in range(20)]
+    for name, made_with in (("new", None), ("old", 4096)):
+        path = tmp_path / name / "vectors.sqlite"
+        if made_with:
+            path.parent.mkdir(mode=0o700)
+            old = sqlite3.connect(path)
+            old.execute(f"PRAGMA page_size = {made_with}")
+            old.execute("PRAGMA journal_mode = WAL")
+            old.execute("CREATE TABLE vectors (n INTEGER PRIMARY KEY, key BLOB NOT NULL "
+                        "UNIQUE, vec BLOB NOT NULL)")
+            old.close()
+        cache = EmbeddingCache(path)
+        cache.put_many(keys[:10], vectors[:10])
+        cache.put_later(keys[10:], vectors[10:])
+        cache.close()
+        again = EmbeddingCache(path)
+        got = again.get_many("m", 256, keys)
+        conn = again._db()
+        assert conn is not None
+        assert conn.execute("PRAGMA page_size").fetchone()[0] == (made_with or PAGE_SIZE)
+        again.close()
+        assert np.array_equal(np.stack([got[k] for k in keys]), vectors), name
+
+
 @pytest.mark.parametrize("content", ["x", "y" * 200, "z" * 20_000])
 def test_a_vector_appended_to_a_framed_memory_is_that_memory_with_it(content: str) -> None:
     from engram_cli.client.batching import frame

@@ -39,6 +39,7 @@ DEFAULT_CACHE_MB = 1024
 CACHE_DIR_NAME = "embeddings"
 CACHE_FILE_NAME = "vectors.sqlite"
 MAX_DIM = 65_536
+PAGE_SIZE = 16384
 _ROW_OVERHEAD = 48  # bytes per entry besides the vector: key, rowid, b-tree
 # Chunks handed to the writer thread and not yet taken, at most: room for more than a
 # transaction's worth (chunks of 256 rows), so that the importer goes on while one is written.
@@ -170,6 +171,10 @@ class EmbeddingCache:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=10, isolation_level=None,
                                check_same_thread=False)
+        # A new cache's pages (no effect on an existing file): a vector is a kilobyte or
+        # more, and on 4 KB pages each commit wrote twice as many bytes per vector to the
+        # WAL (the importer's write-behind thread: 12 -> 9 us a vector).
+        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
         return conn

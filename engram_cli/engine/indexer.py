@@ -210,6 +210,7 @@ class Indexer(threading.Thread):
         """The merger: fresh vectors into the index, oldest first, while there are any; and
         a builder started when a space is due for (re)training."""
         _lower_priority()
+        _one_omp_thread()
         assert self.index is not None
         while not self._stopping.is_set():
             try:
@@ -233,6 +234,7 @@ class Indexer(threading.Thread):
     def _build(self, space: str) -> None:
         """Train a space's new inverted file off-lock (engine/vectors.py rebuild)."""
         _lower_priority()
+        _one_omp_thread()
         assert self.index is not None
         try:
             self.index.rebuild(space, self._stopping.is_set)
@@ -336,6 +338,17 @@ class Indexer(threading.Thread):
         for rid, _, vec in rows:
             if rid in done:
                 add.setdefault(spaces[rid], []).append((rid, vec))
+
+
+def _one_omp_thread() -> None:
+    """faiss on one OpenMP thread in the calling thread, as _open sets it for the indexer's:
+    the setting is per thread, and with the default (a thread per core) each add left a
+    second OpenMP thread spinning for its next task - a fifth of the server's CPU during a
+    bulk load of memories that carry vectors."""
+    with contextlib.suppress(ImportError):
+        import faiss
+
+        faiss.omp_set_num_threads(1)
 
 
 def _lower_priority() -> None:

@@ -44,10 +44,11 @@ def memory_type_error(value: Any, name: str = "memory_type") -> str:
 
 def memory_error(content: str, embedding: bytes | Sequence[float], confidence: float,
                  decay_rate: float, memory_type: int,
-                 name: Callable[[str], str] = _field) -> str:
+                 name: Callable[[str], str] = _field, finite: bool = False) -> str:
     """Why a memory with these values cannot be stored, or '' when it can. `embedding` is
     float32 bytes (the server's form) or a sequence of numbers (the importer's). NaN fails
-    every comparison, so it is refused wherever a number is."""
+    every comparison, so it is refused wherever a number is. `finite`: the caller has
+    checked the embedding's values already (a whole batch's at once)."""
     if not content and not embedding:
         return f"missing {name('content')} (and no embedding)"
     if len(content) > _CONTENT_CHARS_SAFE and len(content.encode()) > MAX_CONTENT_BYTES:
@@ -56,7 +57,7 @@ def memory_error(content: str, embedding: bytes | Sequence[float], confidence: f
     if not 0.0 <= confidence <= 1.0:
         return f"{name('confidence')} {confidence} is outside 0..1"
     if embedding:
-        error = _embedding_error(embedding)
+        error = _embedding_error(embedding, finite)
         if error:
             return f"{name('embedding')} {error}"
     if not decay_rate >= 0:
@@ -66,10 +67,12 @@ def memory_error(content: str, embedding: bytes | Sequence[float], confidence: f
     return ""
 
 
-def _embedding_error(embedding: bytes | Sequence[float]) -> str:
+def _embedding_error(embedding: bytes | Sequence[float], finite: bool = False) -> str:
     dims = len(embedding) // 4 if isinstance(embedding, bytes) else len(embedding)
     if dims > MAX_EMBEDDING_DIMS:
         return f"has {dims} dimensions; the limit is {MAX_EMBEDDING_DIMS}"
+    if finite:
+        return ""
     if isinstance(embedding, bytes):
         import numpy as np
 

@@ -72,12 +72,14 @@ class WriteBatch:
 
     def add(self, position: int, mid: str, content: str, embedding: bytes, confidence: float,
             decay_rate: float, memory_type: int, created_at: float | None, tags: list[str],
-            metadata: dict[str, str], state: int = _RECENT) -> None:
+            metadata: dict[str, str], state: int = _RECENT, finite: bool = False) -> None:
         """`state` other than RECENT: a consolidation state to keep (an import of an
-        export); RECENT lets the store decide, as for any new or changed memory."""
+        export); RECENT lets the store decide, as for any new or changed memory.
+        `finite`: the caller has checked the embedding's values (rules.memory_error)."""
         if not mid:
             mid = content_id(content, embedding)
-        error = memory_error(content, embedding, confidence, decay_rate, memory_type)
+        error = memory_error(content, embedding, confidence, decay_rate, memory_type,
+                             finite=finite)
         if not error and state not in _STATES:
             error = ("the consolidation state is not one of recent, consolidating, "
                      "consolidated, reconsolidating")

@@ -42,7 +42,7 @@ from engram_cli.errors import EngramError, PermissionDenied
 from engram_cli.files import exposure_warning, private_dir, write_atomic
 from engram_cli.rpc import ext_svc, svc
 from engram_cli.server.errors import abort_with
-from engram_cli.server.extension import ExtensionServicer, started_info
+from engram_cli.server.extension import REQUEST_PARSERS, ExtensionServicer, started_info
 from engram_cli.server.guard import Guard, StreamSlots
 from engram_cli.server.keys import EVERY_SPACE, KeyRing, allows, read_key_file
 from engram_cli.server.memory import limit_arenas, trim_periodically
@@ -264,7 +264,7 @@ class EngramServer:
         # beyond the unary calls' max_workers, and streams may take no more than those.
         self.streams = StreamSlots(settings.max_streams,
                                    lambda: self.store.settings.stream_idle_timeout_s)
-        self.guard = Guard(self.streams)
+        self.guard = Guard(self.streams, REQUEST_PARSERS)
         idle_ms = int(settings.connection_idle_timeout_s * 1000)
         gate = _Gate(
             lambda: self.keys, self._touch,

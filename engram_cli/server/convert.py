@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -18,7 +19,7 @@ from engram_cli.engine.model import (
 from engram_cli.engine.recall import RecallQuery
 from engram_cli.engine.writes import WriteBatch
 from engram_cli.errors import InvalidArgument, Unsupported
-from engram_cli.rpc import pb
+from engram_cli.rpc import ext, pb
 
 
 def ts_to_float(ts: Timestamp) -> float | None:
@@ -61,18 +62,60 @@ def memory_from_pb(m: Any) -> MemoryRecord:
 
 def add_memory_pb(batch: WriteBatch, position: int, m: Any) -> None:
     """memory_from_pb straight into a WriteBatch: the bulk path, with no record object."""
+    _add(batch, position, m, embedding_to_bytes(m.embedding) if len(m.embedding) else b"")
+
+
+def _add(batch: WriteBatch, position: int, m: Any, embedding: bytes,
+         finite: bool = False) -> None:
     ts = m.created_at
     md = m.metadata
     meta = {k: md[k] for k in md} if md else {}
     state = int(State.RECENT)
     if STATE_KEY in meta:  # our reserved key: the state an exported memory had
         state = state_number(meta.pop(STATE_KEY))
-    batch.add(position, m.id, m.content,
-              embedding_to_bytes(m.embedding) if len(m.embedding) else b"",
+    batch.add(position, m.id, m.content, embedding,
               m.confidence.value if m.HasField("confidence") else DEFAULT_CONFIDENCE,
               m.decay_rate, m.memory_type,
               ts.seconds + ts.nanos / 1e9 if ts.seconds or ts.nanos else None,
-              list(m.tags), meta, state)
+              list(m.tags), meta, state, finite)
+
+
+def read_batch_remember(data: bytes) -> Any:
+    """BatchRemember's request bytes as a BatchRememberView (ext.proto), whose memories
+    carry each vector as the float32 bytes the store keeps (no Python float per
+    dimension); as the BatchRememberRequest it is when a memory does not fit the view:
+    fields the view does not know there, such as floats sent unpacked (one field per
+    value, which it cannot read as bytes)."""
+    from google.protobuf.unknown_fields import UnknownFieldSet
+
+    view = ext.BatchRememberView.FromString(data)
+    for m in view.memories:
+        if len(UnknownFieldSet(m)):
+            return ext.BatchRememberRequest.FromString(data)
+    return view
+
+
+def add_memory_views(batch: WriteBatch, memories: Sequence[Any]) -> None:
+    """The memories of a BatchRememberView into a WriteBatch, in order, as add_memory_pb
+    would add them: the whole batch's vectors are checked finite at once. Packed floats
+    that are not whole float32s fail the request, as the real message's parse does."""
+    import numpy as np
+
+    vectors: list[bytes] = []
+    for i, m in enumerate(memories):
+        runs = m.embedding  # each packed run of floats, as bytes
+        n = len(runs)
+        vector = b"" if not n else runs[0] if n == 1 else b"".join(runs)
+        if len(vector) & 3:
+            raise InvalidArgument(f"memory {i}: its packed embedding is {len(vector)} bytes, "
+                                  "not a whole number of 32-bit floats",
+                                  "send the method's protobuf message")
+        vectors.append(vector)
+    given = [v for v in vectors if v]
+    finite = bool(given) and bool(np.isfinite(np.frombuffer(b"".join(given),
+                                                            dtype=np.float32)).all())
+    for i, (m, vector) in enumerate(zip(memories, vectors, strict=True)):
+        _add(batch, i, m, vector, finite)
 
 
 def state_number(name: str) -> int:

@@ -13,15 +13,23 @@ from typing import Any
 import grpc
 
 from engram_cli import __version__
+from engram_cli.contract import EXTENSION_SERVICE, method_path
 from engram_cli.engine.model import resolve_space
 from engram_cli.engine.settings import SPECS
 from engram_cli.engine.store import Store
 from engram_cli.engine.writes import WriteBatch
 from engram_cli.errors import InvalidArgument
 from engram_cli.rpc import ext, ext_svc
-from engram_cli.server.convert import add_memory_pb
+from engram_cli.server.convert import add_memory_pb, add_memory_views, read_batch_remember
 from engram_cli.server.errors import streaming, unary
 from engram_cli.tuning.server_config import ServerConfig
+
+# BatchRemember's bytes are read as a BatchRememberView (same wire shape) where they fit
+# it: each vector arrives as the float32 bytes the store keeps. The guard
+# (server/guard.py) deserializes with these in place of the generated parsers.
+REQUEST_PARSERS = {
+    method_path(EXTENSION_SERVICE, "BatchRemember"): read_batch_remember,
+}
 
 
 class ExtensionServicer(ext_svc.ExtensionServiceServicer):
@@ -40,8 +48,11 @@ class ExtensionServicer(ext_svc.ExtensionServiceServicer):
             raise InvalidArgument(f"batch of {n} memories is over max_batch {max_batch}",
                                   "send smaller batches")
         batch = WriteBatch(resolve_space(request.memory_space_id), store.clock())
-        for i, m in enumerate(memories):
-            add_memory_pb(batch, i, m)
+        if isinstance(request, ext.BatchRememberView):
+            add_memory_views(batch, memories)
+        else:
+            for i, m in enumerate(memories):
+                add_memory_pb(batch, i, m)
         codes = store.write_batch(batch)
         # (write_batch adds to batch.rejected what the writer refused.)
         resp = ext.BatchRememberResponse(pressure=store.pressure, max_batch=max_batch,

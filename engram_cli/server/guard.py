@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import grpc
@@ -154,10 +154,14 @@ def _requests(request_iterator: Iterator[Any], seen: list[float], bad: list[Malf
 
 
 class Guard:
-    """Rebuilds method handlers: safe deserializers, stream slots."""
+    """Rebuilds method handlers: safe deserializers, stream slots. `parsers`: a method's
+    own deserializer in place of its generated one (by full method path), for a request
+    the handler reads through another message of the same wire shape."""
 
-    def __init__(self, streams: StreamSlots) -> None:
+    def __init__(self, streams: StreamSlots,
+                 parsers: Mapping[str, Callable[[bytes], Any]] | None = None) -> None:
         self.streams = streams
+        self.parsers = dict(parsers or {})
         self.malformed_log = RateLimitedLog(log)
         self.malformed = 0
 
@@ -172,7 +176,8 @@ class Guard:
     def wrap(self, method: str, handler: Any) -> Any:
         if handler is None:
             return None
-        kwargs = {"request_deserializer": _safe(handler.request_deserializer),
+        kwargs = {"request_deserializer": _safe(self.parsers.get(method,
+                                                                 handler.request_deserializer)),
                   "response_serializer": handler.response_serializer}
         streams = self.streams
         refuse = self._refuse

@@ -1,4 +1,7 @@
+import datetime
+
 from engram_cli.rpc.engram.v1 import memory_pb2 as _memory_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -34,6 +37,53 @@ class BatchRememberRequest(_message.Message):
     link_threshold: float
     compact: bool
     def __init__(self, memory_space_id: _Optional[str] = ..., memories: _Optional[_Iterable[_Union[_memory_pb2.Memory, _Mapping]]] = ..., auto_link: _Optional[bool] = ..., link_threshold: _Optional[float] = ..., compact: _Optional[bool] = ...) -> None: ...
+
+class BatchRememberView(_message.Message):
+    __slots__ = ("memory_space_id", "memories", "auto_link", "link_threshold", "compact")
+    MEMORY_SPACE_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMORIES_FIELD_NUMBER: _ClassVar[int]
+    AUTO_LINK_FIELD_NUMBER: _ClassVar[int]
+    LINK_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    COMPACT_FIELD_NUMBER: _ClassVar[int]
+    memory_space_id: str
+    memories: _containers.RepeatedCompositeFieldContainer[MemoryView]
+    auto_link: bool
+    link_threshold: float
+    compact: bool
+    def __init__(self, memory_space_id: _Optional[str] = ..., memories: _Optional[_Iterable[_Union[MemoryView, _Mapping]]] = ..., auto_link: _Optional[bool] = ..., link_threshold: _Optional[float] = ..., compact: _Optional[bool] = ...) -> None: ...
+
+class MemoryView(_message.Message):
+    __slots__ = ("id", "embedding", "activation", "confidence", "last_access", "created_at", "decay_rate", "content", "metadata", "tags", "memory_type")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ID_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    ACTIVATION_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    LAST_ACCESS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    DECAY_RATE_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    embedding: _containers.RepeatedScalarFieldContainer[bytes]
+    activation: float
+    confidence: _memory_pb2.Confidence
+    last_access: _timestamp_pb2.Timestamp
+    created_at: _timestamp_pb2.Timestamp
+    decay_rate: float
+    content: str
+    metadata: _containers.ScalarMap[str, str]
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    memory_type: _memory_pb2.MemoryType
+    def __init__(self, id: _Optional[str] = ..., embedding: _Optional[_Iterable[bytes]] = ..., activation: _Optional[float] = ..., confidence: _Optional[_Union[_memory_pb2.Confidence, _Mapping]] = ..., last_access: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decay_rate: _Optional[float] = ..., content: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., tags: _Optional[_Iterable[str]] = ..., memory_type: _Optional[_Union[_memory_pb2.MemoryType, str]] = ...) -> None: ...
 
 class BatchItemResult(_message.Message):
     __slots__ = ("index", "memory_id", "outcome", "code", "error")
