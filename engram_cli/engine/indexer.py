@@ -32,6 +32,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -39,6 +40,7 @@ from typing import Any
 
 from engram_cli.engine import vectors
 from engram_cli.engine.embedding import NONE, load_model
+from engram_cli.engine.embedworker import EmbedWorker, WorkerDied
 from engram_cli.engine.vectors import FRESH_MAX, IndexConfig, VectorIndex
 from engram_cli.errors import Overloaded
 
@@ -47,7 +49,17 @@ log = logging.getLogger("engram.indexer")
 INDEX_DIR = "vectors"
 LOG_BATCH = 2048  # log rows handled per step
 EMBED_BATCH = 512  # texts embedded and stored per write
+# A log batch with this many texts to embed starts the worker process (engine/embedworker.py),
+# which then embeds every batch; fewer are embedded in the indexer's own thread.
+WORKER_AT = EMBED_BATCH
+# Log batches read ahead of the one being applied: their texts wait in the worker's queue,
+# so that it embeds while this thread stores and indexes.
+DEPTH = 2
 SAVE_EVERY_S = 5.0
+# While the log keeps the indexer busy, a save waits until the unsaved changes are this
+# share of the index: a save writes the whole index, and after kill -9 replaying the log
+# since the last save costs no embedding (the vectors are stored), only adds.
+SAVE_SHARE = 0.25
 # ... and at least this many times as long as the last save took: a save writes and
 # checksums the whole index (~280 MB at a million vectors), which must not eat the catch-up.
 SAVE_SPACING = 10
@@ -83,6 +95,9 @@ class Indexer(threading.Thread):
         self.index: VectorIndex | None = None
         self.model: Any = None
         self.applied = 0  # last log sequence whose effect is in the index
+        self._read_to = 0  # last log sequence read (ahead of `applied`)
+        self._ahead: deque[_Batch] = deque()
+        self._worker: EmbedWorker | None = None
         self.embedded = 0
         self.error = ""
 
@@ -169,24 +184,31 @@ class Indexer(threading.Thread):
                 did = self._step()
                 now = time.monotonic()
                 assert self.index is not None
-                if self.index.stats().unsaved and now - last_save > save_s * SAVE_SPACING and (
-                        (not did and not self.index.fresh())
-                        or now - last_save > SAVE_EVERY_S):
+                st = self.index.stats()
+                if st.unsaved and now - last_save > save_s * SAVE_SPACING and (
+                        (not did and not st.fresh)
+                        or (now - last_save > SAVE_EVERY_S
+                            and st.unsaved >= SAVE_SHARE * st.count)):
                     self._save()
                     last_save, save_s = time.monotonic(), time.monotonic() - now
             except Overloaded:
                 # The writer's queue is full (an import): the log keeps what is not done.
+                self._forget_ahead()
                 did = False
                 self._stopping.wait(0.5)
             except Exception as exc:
                 # A bad step must not end indexing: log it, wait, try again.
                 self.error = str(exc)
                 log.exception("indexer step failed")
+                self._forget_ahead()
                 did = False
                 self._stopping.wait(1.0)
             if not did:
                 self._wake.wait(0.5)
                 self._wake.clear()
+        self._forget_ahead()
+        if self._worker is not None:
+            self._worker.close()
         if self.index is not None:
             with contextlib.suppress(Exception):
                 self._save()
@@ -199,6 +221,7 @@ class Indexer(threading.Thread):
         faiss.omp_set_num_threads(1)
         if self.model_name != NONE:
             self.model = load_model(self.model_name)
+            self._worker = EmbedWorker(self.model_name, NICENESS)
         config = IndexConfig(model=self.model_name, nprobe=self._nprobe, train_at=TRAIN_AT)
         index = VectorIndex.open(self.directory, config)
         self.applied = index.watermark
@@ -253,19 +276,36 @@ class Indexer(threading.Thread):
         self._write(_op_trim_log, self.index.watermark)
 
     def _step(self) -> bool:
-        """Apply the next batch of the log; False when there was nothing to do."""
-        assert self.index is not None
+        """Read the next batch of the log (its texts go to the embedder at once) and apply
+        the oldest batch read; False when there was nothing to do. With DEPTH batches out,
+        the worker process embeds the next batch while this thread stores and indexes one."""
+        batch = self._read() if len(self._ahead) < DEPTH else None
+        if batch is not None:
+            self._ahead.append(batch)
+        if not self._ahead:
+            return False
+        if (batch is None or len(self._ahead) >= DEPTH) and self._apply(self._ahead[0]):
+            self._ahead.popleft()
+        return True
+
+    def _forget_ahead(self) -> None:
+        """After a failed step: what was read ahead is read again from `applied`."""
+        for batch in self._ahead:
+            for _, future in batch.parts:
+                if future is not None:
+                    future.cancel()
+        self._ahead.clear()
+        self._read_to = self.applied
+
+    def _read(self) -> _Batch | None:
+        """The log's next batch after what was read: what to remove, what to add, and the
+        texts to embed, already handed to the worker process when it runs."""
         conn = self._reader()
         log_rows = conn.execute(
             "SELECT seq, rid, space FROM vector_log WHERE seq > ? ORDER BY seq LIMIT ?",
-            (self.applied, LOG_BATCH)).fetchall()
+            (max(self._read_to, self.applied), LOG_BATCH)).fetchall()
         if not log_rows:
-            return False
-        # A full fresh segment: let the merger catch up before embedding more.
-        while self.index.fresh() >= FRESH_MAX and not self._stopping.is_set():
-            self._merge_wake.set()
-            self._stopping.wait(0.05)
-        before, last = self.applied, log_rows[-1][0]
+            return None
         spaces = {rid: space for _, rid, space in log_rows}
         rids = list(spaces)
         found: dict[int, tuple[Any, ...]] = {}
@@ -279,43 +319,70 @@ class Indexer(threading.Thread):
                 found[row[0]] = row
         import numpy as np
 
-        gone: dict[str, list[int]] = {}
-        add: dict[str, list[tuple[int, Any]]] = {}
-        to_embed: list[tuple[int, str, str]] = []
+        batch = _Batch(log_rows[-1][0], spaces)
+        to_embed: list[tuple[int, str]] = []
         for rid in rids:
             row = found.get(rid)
             if row is None or row[4]:
-                gone.setdefault(spaces[rid], []).append(rid)
+                batch.gone.setdefault(spaces[rid], []).append(rid)
                 continue
             _, space, content, own, _, computed = row
             if own:
-                add.setdefault(space, []).append((rid, np.frombuffer(own, dtype=np.float32)))
+                batch.add.setdefault(space, []).append(
+                    (rid, np.frombuffer(own, dtype=np.float32)))
             elif computed:
-                add.setdefault(space, []).append(
+                batch.add.setdefault(space, []).append(
                     (rid, np.frombuffer(computed, dtype=_DTYPE).astype(np.float32)))
             elif content and self.model is not None:
-                to_embed.append((rid, space, content))
+                to_embed.append((rid, content))
             else:
-                gone.setdefault(space, []).append(rid)
-        for space, keys in gone.items():
+                batch.gone.setdefault(space, []).append(rid)
+        # A backlog starts the worker process; a few texts at a time are embedded here.
+        worker = self._worker if self._worker is not None and (
+            self._worker.pids() or len(to_embed) >= WORKER_AT) else None
+        for i in range(0, len(to_embed), EMBED_BATCH):
+            part = to_embed[i:i + EMBED_BATCH]
+            future = None
+            if worker is not None:
+                try:
+                    future = worker.submit([c for _, c in part])
+                except WorkerDied as exc:
+                    self.error = str(exc)  # embedded here; the next submit starts another
+            batch.parts.append((part, future))
+        self._read_to = batch.last
+        return batch
+
+    def _apply(self, batch: _Batch) -> bool:
+        """Embed (or collect the worker's vectors), store and index a batch read; False
+        when stopping cut it short (the log replays it: stored vectors are read back)."""
+        assert self.index is not None
+        # A full fresh segment: let the merger catch up before adding more.
+        while self.index.fresh() >= FRESH_MAX and not self._stopping.is_set():
+            self._merge_wake.set()
+            self._stopping.wait(0.05)
+        before = self.applied
+        for space, keys in batch.gone.items():
             self.index.remove(space, keys)
-        # Each batch's vectors are stored while the next batch is embedded: waiting for the
+        add = batch.add
+        # Each part's vectors are stored while the next part is embedded: waiting for the
         # writer's commit took a quarter of the embedder's time at a million memories.
         storing: tuple[Future, list[tuple[int, str, Any]]] | None = None
-        for i in range(0, len(to_embed), EMBED_BATCH):
-            if self._stopping.is_set():
-                return True  # not applied: the log replays it (stored vectors are read back)
-            part = to_embed[i:i + EMBED_BATCH]
-            vecs = self.model.embed([c for _, _, c in part])
-            rows = [(rid, content, vecs[j]) for j, (rid, _, content) in enumerate(part)
-                    if float((vecs[j] * vecs[j]).sum()) > 0]
+        for part, future in batch.parts:
+            vecs = self._vectors(part, future)
+            if vecs is None:
+                return False
+            keep = (vecs != 0).any(axis=1)
+            rows = [(rid, content, vecs[j]) for j, (rid, content) in enumerate(part)
+                    if keep[j]]
             if storing is not None:
-                self._stored(*storing, spaces, add)
-            storing = (self._submit(_op_store_vectors, self.model_name, [
-                (rid, content, vec.astype(_DTYPE).tobytes()) for rid, content, vec in rows]),
-                rows)
+                self._stored(*storing, batch.spaces, add)
+            storing = (self._store(rows), rows)
+            if self._stopping.is_set():
+                return False
         if storing is not None:
-            self._stored(*storing, spaces, add)
+            self._stored(*storing, batch.spaces, add)
+        import numpy as np
+
         for space, items in add.items():
             by_dim: dict[int, list[tuple[int, Any]]] = {}
             for rid, vec in items:
@@ -327,10 +394,31 @@ class Indexer(threading.Thread):
                 self.index.add_fresh(space, [r for r, _ in group],
                                      np.stack([v for _, v in group]), since=before)
                 held = dim
-        self.applied = last
+        self.applied = batch.last
         self._merge_wake.set()
         return True
 
+    def _vectors(self, part: list[tuple[int, str]], future: Future | None) -> Any:
+        """The vectors of a part's texts: the worker's answer, or this thread's model when
+        there is no worker or it died (the next batch starts another); None: stopping."""
+        if future is not None and self._worker is not None:
+            try:
+                return self._worker.result(future, self._stopping)
+            except WorkerDied as exc:
+                self.error = str(exc)
+                log.warning("%s; embedding its batch in the server", exc)
+        return self.model.embed([c for _, c in part])
+
+    def _store(self, rows: list[tuple[int, str, Any]]) -> Future:
+        """Hand computed vectors to the writer, waiting while its queue is full (an
+        import): the vectors are not thrown away."""
+        payload = [(rid, content, vec.astype(_DTYPE).tobytes()) for rid, content, vec in rows]
+        while True:
+            try:
+                return self._submit(_op_store_vectors, self.model_name, payload)
+            except Overloaded:
+                if self._stopping.wait(0.2):
+                    raise
 
     def _stored(self, stored: Future, rows: list[tuple[int, str, Any]], spaces: dict[int, str],
                 add: dict[str, list[tuple[int, Any]]]) -> None:
@@ -340,6 +428,21 @@ class Indexer(threading.Thread):
         for rid, _, vec in rows:
             if rid in done:
                 add.setdefault(spaces[rid], []).append((rid, vec))
+
+
+class _Batch:
+    """A batch of the log, read: keys to remove and vectors to add per space, and the
+    texts still to embed, in parts of EMBED_BATCH, each with the worker's future (None:
+    embedded in the indexer's thread)."""
+
+    __slots__ = ("add", "gone", "last", "parts", "spaces")
+
+    def __init__(self, last: int, spaces: dict[int, str]) -> None:
+        self.last = last  # its last log sequence
+        self.spaces = spaces
+        self.gone: dict[str, list[int]] = {}
+        self.add: dict[str, list[tuple[int, Any]]] = {}
+        self.parts: list[tuple[list[tuple[int, str]], Future | None]] = []
 
 
 def _lower_priority() -> None:
