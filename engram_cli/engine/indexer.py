@@ -321,22 +321,27 @@ class Indexer(threading.Thread):
 
         batch = _Batch(log_rows[-1][0], spaces)
         to_embed: list[tuple[int, str]] = []
+        # vectors read, by (space, dtype, bytes): one conversion per group, not per vector
+        blobs: dict[tuple[str, str, int], tuple[list[int], list[bytes]]] = {}
         for rid in rids:
             row = found.get(rid)
             if row is None or row[4]:
                 batch.gone.setdefault(spaces[rid], []).append(rid)
                 continue
             _, space, content, own, _, computed = row
-            if own:
-                batch.add.setdefault(space, []).append(
-                    (rid, np.frombuffer(own, dtype=np.float32)))
-            elif computed:
-                batch.add.setdefault(space, []).append(
-                    (rid, np.frombuffer(computed, dtype=_DTYPE).astype(np.float32)))
+            if own or computed:
+                blob, dtype = (own, "<f4") if own else (computed, _DTYPE)
+                keys, data = blobs.setdefault((space, dtype, len(blob)), ([], []))
+                keys.append(rid)
+                data.append(blob)
             elif content and self.model is not None:
                 to_embed.append((rid, content))
             else:
                 batch.gone.setdefault(space, []).append(rid)
+        for (space, dtype, _), (keys, data) in blobs.items():
+            vecs = np.frombuffer(b"".join(data), dtype=dtype).reshape(len(keys), -1)
+            batch.add.setdefault(space, []).append(
+                (np.array(keys, dtype=np.int64), vecs.astype(np.float32)))
         # A backlog starts the worker process; a few texts at a time are embedded here.
         worker = self._worker if self._worker is not None and (
             self._worker.pids() or len(to_embed) >= WORKER_AT) else None
@@ -363,36 +368,38 @@ class Indexer(threading.Thread):
         before = self.applied
         for space, keys in batch.gone.items():
             self.index.remove(space, keys)
+        import numpy as np
+
         add = batch.add
         # Each part's vectors are stored while the next part is embedded: waiting for the
         # writer's commit took a quarter of the embedder's time at a million memories.
-        storing: tuple[Future, list[tuple[int, str, Any]]] | None = None
+        storing: tuple[Future, Any, Any] | None = None
         for part, future in batch.parts:
             vecs = self._vectors(part, future)
             if vecs is None:
                 return False
-            keep = (vecs != 0).any(axis=1)
-            rows = [(rid, content, vecs[j]) for j, (rid, content) in enumerate(part)
-                    if keep[j]]
+            rids = np.fromiter((rid for rid, _ in part), dtype=np.int64, count=len(part))
+            keep = (vecs != 0).any(axis=1)  # a text with nothing to embed has no vector
+            if not keep.all():
+                part = [p for p, k in zip(part, keep, strict=True) if k]
+                rids, vecs = rids[keep], vecs[keep]
             if storing is not None:
                 self._stored(*storing, batch.spaces, add)
-            storing = (self._store(rows), rows)
+            storing = (self._store(part, vecs), rids, vecs)
             if self._stopping.is_set():
                 return False
         if storing is not None:
             self._stored(*storing, batch.spaces, add)
-        import numpy as np
-
         for space, items in add.items():
-            by_dim: dict[int, list[tuple[int, Any]]] = {}
-            for rid, vec in items:
-                by_dim.setdefault(len(vec), []).append((rid, vec))
+            by_dim: dict[int, list[tuple[Any, Any]]] = {}
+            for keys, vecs in items:
+                by_dim.setdefault(vecs.shape[1], []).append((keys, vecs))
             held = self.index.dim(space)
             for dim, group in by_dim.items():
                 if held is not None and dim != held:
                     continue  # refused on the write path since the space got its dimension
-                self.index.add_fresh(space, [r for r, _ in group],
-                                     np.stack([v for _, v in group]), since=before)
+                self.index.add_fresh(space, np.concatenate([k for k, _ in group]),
+                                     np.concatenate([v for _, v in group]), since=before)
                 held = dim
         self.applied = batch.last
         self._merge_wake.set()
@@ -409,10 +416,13 @@ class Indexer(threading.Thread):
                 log.warning("%s; embedding its batch in the server", exc)
         return self.model.embed([c for _, c in part])
 
-    def _store(self, rows: list[tuple[int, str, Any]]) -> Future:
-        """Hand computed vectors to the writer, waiting while its queue is full (an
-        import): the vectors are not thrown away."""
-        payload = [(rid, content, vec.astype(_DTYPE).tobytes()) for rid, content, vec in rows]
+    def _store(self, part: list[tuple[int, str]], vecs: Any) -> Future:
+        """Hand a part's computed vectors to the writer, waiting while its queue is full
+        (an import): the vectors are not thrown away."""
+        data = vecs.astype(_DTYPE).tobytes()  # one conversion, then a slice per vector
+        size = len(data) // len(part) if len(part) else 0
+        payload = [(rid, content, data[j * size:(j + 1) * size])
+                   for j, (rid, content) in enumerate(part)]
         while True:
             try:
                 return self._submit(_op_store_vectors, self.model_name, payload)
@@ -420,14 +430,25 @@ class Indexer(threading.Thread):
                 if self._stopping.wait(0.2):
                     raise
 
-    def _stored(self, stored: Future, rows: list[tuple[int, str, Any]], spaces: dict[int, str],
-                add: dict[str, list[tuple[int, Any]]]) -> None:
-        """Wait for a batch's vectors to be stored; those stored go to the index."""
-        done = set(stored.result())
+    def _stored(self, stored: Future, keys: Any, vecs: Any, spaces: dict[int, str],
+                add: dict[str, list[tuple[Any, Any]]]) -> None:
+        """Wait for a part's vectors to be stored; those stored go to the index, by space."""
+        import numpy as np
+
+        done = stored.result()
         self.embedded += len(done)
-        for rid, _, vec in rows:
-            if rid in done:
-                add.setdefault(spaces[rid], []).append((rid, vec))
+        if len(done) < len(keys):  # changed, forgotten or given a vector meanwhile
+            kept = np.isin(keys, np.array(done, dtype=np.int64))
+            keys, vecs = keys[kept], vecs[kept]
+        if not len(keys):
+            return
+        names = [spaces[int(k)] for k in keys]
+        if names.count(names[0]) == len(names):
+            add.setdefault(names[0], []).append((keys, vecs))
+            return
+        for space in set(names):
+            mine = np.array([n == space for n in names])
+            add.setdefault(space, []).append((keys[mine], vecs[mine]))
 
 
 class _Batch:
@@ -441,7 +462,7 @@ class _Batch:
         self.last = last  # its last log sequence
         self.spaces = spaces
         self.gone: dict[str, list[int]] = {}
-        self.add: dict[str, list[tuple[int, Any]]] = {}
+        self.add: dict[str, list[tuple[Any, Any]]] = {}  # per space: (keys, vectors) arrays
         self.parts: list[tuple[list[tuple[int, str]], Future | None]] = []
 
 
@@ -458,16 +479,20 @@ def _op_trim_log(conn: sqlite3.Connection, upto: int) -> None:
     conn.execute("DELETE FROM vector_log WHERE seq <= ?", (upto,))
 
 
+_STORE_VECTOR = (
+    "INSERT OR REPLACE INTO vectors (rid, model, vec) SELECT ?, ?, ? WHERE EXISTS "
+    "(SELECT 1 FROM memories WHERE rowid = ? AND content = ? AND embedding IS NULL "
+    "AND suppressed = 0)")
+
+
 def _op_store_vectors(conn: sqlite3.Connection, model: str,
                       rows: list[tuple[int, str, bytes]]) -> list[int]:
     """Store computed vectors of memories whose text is still the one embedded and that
     still have no vector of their own; answers the rowids stored."""
-    stored = []
-    for rid, content, vec in rows:
-        cur = conn.execute(
-            "INSERT OR REPLACE INTO vectors (rid, model, vec) SELECT ?, ?, ? WHERE EXISTS "
-            "(SELECT 1 FROM memories WHERE rowid = ? AND content = ? AND embedding IS NULL "
-            "AND suppressed = 0)", (rid, model, vec, rid, content))
-        if cur.rowcount:
-            stored.append(rid)
-    return stored
+    params = [(rid, model, vec, rid, content) for rid, content, vec in rows]
+    # One statement for the part (rowcount: rows inserted, not the trigger's); when some
+    # were not stored, row by row again to learn which (storing the same vector twice is
+    # harmless).
+    if conn.executemany(_STORE_VECTOR, params).rowcount == len(rows):
+        return [rid for rid, _, _ in rows]
+    return [p[0] for p in params if conn.execute(_STORE_VECTOR, p).rowcount]
