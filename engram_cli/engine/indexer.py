@@ -5,15 +5,19 @@ A write is acknowledged when it commits, as always; its rowid is then in `vector
 (migration 006's triggers, in the writing transaction). This thread follows the log: for
 each logged memory still visible it indexes the memory's own embedding, or the vector the
 server computed for it (`vectors`), or embeds its text (in batches, storing the vectors
-through the writer like any write); a memory deleted or suppressed is removed. A new
+through the writer like any write); a memory deleted or suppressed is removed. A backlog
+is embedded in a worker process (engine/embedworker.py), DEPTH log batches ahead: the
+worker embeds the next batch while this thread stores and indexes one, and the model holds
+no core and no GIL the RPC threads need. A new
 vector goes into the index's fresh segment, searchable at once, and a second thread, the
 merger, moves fresh vectors into the index behind it, and trains or retrains a space's
 inverted file on a builder thread of its own when the space has grown (VectorIndex.due and
 rebuild; searches and merges go on meanwhile). A memory is searchable once it is embedded
 and stored. The fresh segment is bounded (FRESH_MAX): when it is full the indexer waits for
 the merger before embedding more, so a search's exact scan of it stays short. Every few
-seconds the index is saved with the last log sequence it holds in the index (fresh vectors
-are not saved), and the log up to there is dropped. After kill -9 the index opens at its saved
+seconds (while a backlog lasts: once SAVE_SHARE of the index is unsaved) the index is saved
+with the last log sequence it holds in the index (fresh vectors are not saved), and the log
+up to there is dropped. After kill -9 the index opens at its saved
 watermark and the log replays the rest (vectors already stored are not embedded again); an
 index that cannot be used is rebuilt from every memory.
 
