@@ -162,3 +162,22 @@ def test_a_dead_worker_is_reported_never_waited_for(tmp_path: Path) -> None:
         assert worker.pids() and worker.pids()[0] != pid
     finally:
         worker.close()
+
+
+def test_a_worker_that_keeps_dying_gives_up_and_the_caller_is_told(tmp_path: Path) -> None:
+    from engram_cli.engine.embedworker import GIVE_UP_AFTER
+
+    worker = EmbedWorker(MODEL, 10)
+    stopping = threading.Event()
+    try:
+        for _ in range(GIVE_UP_AFTER):
+            future = worker.submit(["a chalet in the Alps"] * 20_000)
+            wait_for(lambda: bool(worker.pids()), timeout=30)
+            os.kill(worker.pids()[0], signal.SIGKILL)
+            with pytest.raises(WorkerDied):
+                worker.result(future, stopping)
+        with pytest.raises(WorkerDied, match="times in a row"):
+            worker.submit(["one more"])
+        assert worker.pids() == []
+    finally:
+        worker.close()

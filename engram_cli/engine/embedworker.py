@@ -19,8 +19,10 @@ The child:
 - ignores Ctrl-C: the server stops it when it stops.
 
 A child that dies (killed, out of memory) fails the batches it held with
-`WorkerDied`; the next `submit` starts a new one. A child that answers nothing for
-`TIMEOUT_S` is killed and reported the same way, so the indexer never hangs on it.
+`WorkerDied`; the next `submit` starts a new one, up to GIVE_UP_AFTER in a row, after
+which `submit` raises WorkerDied at once (the caller embeds in its own process). A child
+that answers nothing for `TIMEOUT_S` is killed and reported the same way, so the indexer
+never hangs on it.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 # (stopped, swapping): it is killed and the batch embedded again.
 TIMEOUT_S = 60.0
 WATCH_S = 0.5  # the child's watchdog looks at its parent this often
+# Children that died in a row (none answered between) before the worker gives up and the
+# server embeds in its own process: a child that cannot even load the model must not be
+# started again for every batch.
+GIVE_UP_AFTER = 3
 _PR_SET_PDEATHSIG = 1
 
 _model: Any = None
@@ -114,6 +120,7 @@ class EmbedWorker:
         self.model = model
         self.niceness = niceness
         self.restarts = 0  # children started after one died
+        self.failed = 0  # children that died since one last answered
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -122,6 +129,9 @@ class EmbedWorker:
         dead child into WorkerDied)."""
         with self._lock:
             if self._pool is None:
+                if self.failed >= GIVE_UP_AFTER:
+                    raise WorkerDied(f"the embedding worker died {self.failed} times in a row",
+                                     "the server embeds in its own process; see its log")
                 self._pool = self._start()
             pool = self._pool
         try:
@@ -140,6 +150,7 @@ class EmbedWorker:
         while True:
             try:
                 vectors: np.ndarray = future.result(timeout=0.5)
+                self.failed = 0
                 return vectors
             except FutureTimeout:
                 if stopping.is_set():
@@ -202,7 +213,10 @@ class EmbedWorker:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             self.restarts += 1
-            log.warning("the embedding worker died; starting another")
+            self.failed += 1
+            log.warning("the embedding worker died" + (
+                "; starting another" if self.failed < GIVE_UP_AFTER
+                else f" {self.failed} times in a row: embedding in the server from now on"))
             pool.shutdown(wait=False, cancel_futures=True)
 
 
