@@ -10,17 +10,16 @@ import time
 from pathlib import Path
 
 
-def start_server(data_dir: Path, env: dict[str, str] | None = None, *extra: str,
-                 root: str | None = None) -> tuple[subprocess.Popen, str]:
+def start_server(data_dir: Path, env: dict[str, str] | None = None, *extra: str
+                 ) -> tuple[subprocess.Popen, str]:
     """`engram serve --port 0` on `data_dir`; answers (process, address) once it listens.
-    `root`: the folder holding the engram_cli to run (another checkout, for a before/after
-    comparison); `python -m` puts its working directory first on the path, so it runs
-    there."""
+    It runs in `data_dir`: `python -m` puts its working directory first on the path, so
+    a checkout as the working directory would win over a baseline's PYTHONPATH."""
     data_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [sys.executable, "-m", "engram_cli", "serve", "--port", "0", "--data-dir",
          str(data_dir), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=root,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=data_dir,
         env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"})
     assert proc.stdout is not None
     deadline = time.monotonic() + 60

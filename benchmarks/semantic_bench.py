@@ -105,7 +105,7 @@ class Server:
             (data / "engram.toml").write_text("[engine]\n" + "\n".join(engine) + "\n")
         # another checkout's engram_cli (a before/after comparison) goes first on the path
         env = {**ENV, "PYTHONPATH": root} if root else ENV
-        self.proc, self.address = _support.start_server(data, env, root=root or None)
+        self.proc, self.address = _support.start_server(data, env)
         import grpc
 
         from engram_cli.rpc import pb, svc
@@ -230,7 +230,7 @@ def write_path_and_catch_up(args: argparse.Namespace, work: Path, model: Any,
                             ) -> tuple[Server, dict[str, Any]]:
     sample = base[-min(len(base), 20_000):]  # the last imported: what catch-up embeds last
     res: dict[str, Any] = {"on": [], "none": [], "catch": [], "raw": [], "base_catch": [],
-                           "niced": [], "busy_lat": []}
+                           "niced": [], "busy_lat": [], "base_lat": []}
     keep: Server | None = None
     for r in range(args.rounds):
         for variant in ("none", "on") if r % 2 else ("on", "none"):
@@ -262,7 +262,8 @@ def write_path_and_catch_up(args: argparse.Namespace, work: Path, model: Any,
             raw0 = raw_rate(model, sample)
             srv = Server(work / f"base-{r}", None, args.baseline_root)
             srv.import_file(path)
-            wait, pending, _ = srv.wait_pending(args.timeout)
+            # under the same recall load as this checkout's catch-up
+            wait, pending, _ = srv.wait_pending(args.timeout, queries, res["base_lat"])
             raw1 = raw_rate(model, sample)
             res["base_catch"].append(pending / wait / ((raw0 + raw1) / 2))
             say(f"  round {r + 1} BASELINE catch-up: {pending:,.0f} not searchable, {wait:.1f} s = "
@@ -370,7 +371,10 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"  hybrid recall (max_hops 3) while catching up: p50 {pct(busy, 0.5):.1f} "
                     f"ms p99 {pct(busy, 0.99):.1f} ms over {len(busy)} recalls")
             if wp["base_catch"]:
-                say(f"  baseline catch-up / raw: {np.median(wp['base_catch']):.2f}x")
+                base = wp["base_lat"]
+                say(f"  baseline catch-up / raw: {np.median(wp['base_catch']):.2f}x; its hybrid "
+                    f"recall while catching up: p50 {pct(base, 0.5):.1f} ms p99 "
+                    f"{pct(base, 0.99):.1f} ms over {len(base)} recalls")
             say(f"  embedding-cue recall@10 vs exact: {sc['recall']:.3f} (goal >= 0.95), "
                 f"p50 {sc['p50']:.1f} ms p99 {sc['p99']:.1f} ms (goal < 10)")
             say(f"  hybrid recall, max_hops 3: p50 {sc['hybrid_p50']:.1f} ms p99 "

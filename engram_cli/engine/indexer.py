@@ -5,15 +5,19 @@ A write is acknowledged when it commits, as always; its rowid is then in `vector
 (migration 006's triggers, in the writing transaction). This thread follows the log: for
 each logged memory still visible it indexes the memory's own embedding, or the vector the
 server computed for it (`vectors`), or embeds its text (in batches, storing the vectors
-through the writer like any write); a memory deleted or suppressed is removed. A new
+through the writer like any write); a memory deleted or suppressed is removed. A backlog
+is embedded in a worker process (engine/embedworker.py), DEPTH log batches ahead: the
+worker embeds the next batch while this thread stores and indexes one, and the model holds
+no core and no GIL the RPC threads need. A new
 vector goes into the index's fresh segment, searchable at once, and a second thread, the
 merger, moves fresh vectors into the index behind it, and trains or retrains a space's
 inverted file on a builder thread of its own when the space has grown (VectorIndex.due and
 rebuild; searches and merges go on meanwhile). A memory is searchable once it is embedded
 and stored. The fresh segment is bounded (FRESH_MAX): when it is full the indexer waits for
 the merger before embedding more, so a search's exact scan of it stays short. Every few
-seconds the index is saved with the last log sequence it holds in the index (fresh vectors
-are not saved), and the log up to there is dropped. After kill -9 the index opens at its saved
+seconds (while a backlog lasts: once SAVE_SHARE of the index is unsaved) the index is saved
+with the last log sequence it holds in the index (fresh vectors are not saved), and the log
+up to there is dropped. After kill -9 the index opens at its saved
 watermark and the log replays the rest (vectors already stored are not embedded again); an
 index that cannot be used is rebuilt from every memory.
 
@@ -32,6 +36,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -39,6 +44,7 @@ from typing import Any
 
 from engram_cli.engine import vectors
 from engram_cli.engine.embedding import NONE, load_model
+from engram_cli.engine.embedworker import EmbedWorker, WorkerDied
 from engram_cli.engine.vectors import FRESH_MAX, IndexConfig, VectorIndex
 from engram_cli.errors import Overloaded
 
@@ -47,7 +53,17 @@ log = logging.getLogger("engram.indexer")
 INDEX_DIR = "vectors"
 LOG_BATCH = 2048  # log rows handled per step
 EMBED_BATCH = 512  # texts embedded and stored per write
+# A log batch with this many texts to embed starts the worker process (engine/embedworker.py),
+# which then embeds every batch; fewer are embedded in the indexer's own thread.
+WORKER_AT = EMBED_BATCH
+# Log batches read ahead of the one being applied: their texts wait in the worker's queue,
+# so that it embeds while this thread stores and indexes.
+DEPTH = 2
 SAVE_EVERY_S = 5.0
+# While the log keeps the indexer busy, a save waits until the unsaved changes are this
+# share of the index: a save writes the whole index, and after kill -9 replaying the log
+# since the last save costs no embedding (the vectors are stored), only adds.
+SAVE_SHARE = 0.25
 # ... and at least this many times as long as the last save took: a save writes and
 # checksums the whole index (~280 MB at a million vectors), which must not eat the catch-up.
 SAVE_SPACING = 10
@@ -83,6 +99,9 @@ class Indexer(threading.Thread):
         self.index: VectorIndex | None = None
         self.model: Any = None
         self.applied = 0  # last log sequence whose effect is in the index
+        self._read_to = 0  # last log sequence read (ahead of `applied`)
+        self._ahead: deque[_Batch] = deque()
+        self._worker: EmbedWorker | None = None
         self.embedded = 0
         self.error = ""
 
@@ -155,6 +174,7 @@ class Indexer(threading.Thread):
     def run(self) -> None:
         _lower_priority()
         try:
+            _one_faiss_thread()
             self._open()
         except Exception as exc:  # the server keeps serving lexical recall
             self.error = f"vector index unavailable: {exc}"
@@ -169,24 +189,31 @@ class Indexer(threading.Thread):
                 did = self._step()
                 now = time.monotonic()
                 assert self.index is not None
-                if self.index.stats().unsaved and now - last_save > save_s * SAVE_SPACING and (
-                        (not did and not self.index.fresh())
-                        or now - last_save > SAVE_EVERY_S):
+                st = self.index.stats()
+                if st.unsaved and now - last_save > save_s * SAVE_SPACING and (
+                        (not did and not st.fresh)
+                        or (now - last_save > SAVE_EVERY_S
+                            and st.unsaved >= SAVE_SHARE * st.count)):
                     self._save()
                     last_save, save_s = time.monotonic(), time.monotonic() - now
             except Overloaded:
                 # The writer's queue is full (an import): the log keeps what is not done.
+                self._forget_ahead()
                 did = False
                 self._stopping.wait(0.5)
             except Exception as exc:
                 # A bad step must not end indexing: log it, wait, try again.
                 self.error = str(exc)
                 log.exception("indexer step failed")
+                self._forget_ahead()
                 did = False
                 self._stopping.wait(1.0)
             if not did:
                 self._wake.wait(0.5)
                 self._wake.clear()
+        self._forget_ahead()
+        if self._worker is not None:
+            self._worker.close()
         if self.index is not None:
             with contextlib.suppress(Exception):
                 self._save()
@@ -194,6 +221,7 @@ class Indexer(threading.Thread):
     def _open(self) -> None:
         if self.model_name != NONE:
             self.model = load_model(self.model_name)
+            self._worker = EmbedWorker(self.model_name, NICENESS)
         config = IndexConfig(model=self.model_name, candidates=self._candidates,
                              train_at=TRAIN_AT)
         index = VectorIndex.open(self.directory, config)
@@ -210,7 +238,7 @@ class Indexer(threading.Thread):
         """The merger: fresh vectors into the index, oldest first, while there are any; and
         a builder started when a space is due for (re)training."""
         _lower_priority()
-        _one_omp_thread()
+        _one_faiss_thread()
         assert self.index is not None
         while not self._stopping.is_set():
             try:
@@ -234,7 +262,7 @@ class Indexer(threading.Thread):
     def _build(self, space: str) -> None:
         """Train a space's new inverted file off-lock (engine/vectors.py rebuild)."""
         _lower_priority()
-        _one_omp_thread()
+        _one_faiss_thread()
         assert self.index is not None
         try:
             self.index.rebuild(space, self._stopping.is_set)
@@ -251,19 +279,36 @@ class Indexer(threading.Thread):
         self._write(_op_trim_log, self.index.watermark)
 
     def _step(self) -> bool:
-        """Apply the next batch of the log; False when there was nothing to do."""
-        assert self.index is not None
+        """Read the next batch of the log (its texts go to the embedder at once) and apply
+        the oldest batch read; False when there was nothing to do. With DEPTH batches out,
+        the worker process embeds the next batch while this thread stores and indexes one."""
+        batch = self._read() if len(self._ahead) < DEPTH else None
+        if batch is not None:
+            self._ahead.append(batch)
+        if not self._ahead:
+            return False
+        if (batch is None or len(self._ahead) >= DEPTH) and self._apply(self._ahead[0]):
+            self._ahead.popleft()
+        return True
+
+    def _forget_ahead(self) -> None:
+        """After a failed step: what was read ahead is read again from `applied`."""
+        for batch in self._ahead:
+            for _, future in batch.parts:
+                if future is not None:
+                    future.cancel()
+        self._ahead.clear()
+        self._read_to = self.applied
+
+    def _read(self) -> _Batch | None:
+        """The log's next batch after what was read: what to remove, what to add, and the
+        texts to embed, already handed to the worker process when it runs."""
         conn = self._reader()
         log_rows = conn.execute(
             "SELECT seq, rid, space FROM vector_log WHERE seq > ? ORDER BY seq LIMIT ?",
-            (self.applied, LOG_BATCH)).fetchall()
+            (max(self._read_to, self.applied), LOG_BATCH)).fetchall()
         if not log_rows:
-            return False
-        # A full fresh segment: let the merger catch up before embedding more.
-        while self.index.fresh() >= FRESH_MAX and not self._stopping.is_set():
-            self._merge_wake.set()
-            self._stopping.wait(0.05)
-        before, last = self.applied, log_rows[-1][0]
+            return None
         spaces = {rid: space for _, rid, space in log_rows}
         rids = list(spaces)
         found: dict[int, tuple[Any, ...]] = {}
@@ -277,78 +322,157 @@ class Indexer(threading.Thread):
                 found[row[0]] = row
         import numpy as np
 
-        gone: dict[str, list[int]] = {}
-        add: dict[str, list[tuple[int, Any]]] = {}
-        to_embed: list[tuple[int, str, str]] = []
+        batch = _Batch(log_rows[-1][0], spaces)
+        to_embed: list[tuple[int, str]] = []
+        # vectors read, by (space, dtype, bytes): one conversion per group, not per vector
+        blobs: dict[tuple[str, str, int], tuple[list[int], list[bytes]]] = {}
         for rid in rids:
             row = found.get(rid)
             if row is None or row[4]:
-                gone.setdefault(spaces[rid], []).append(rid)
+                batch.gone.setdefault(spaces[rid], []).append(rid)
                 continue
             _, space, content, own, _, computed = row
-            if own:
-                add.setdefault(space, []).append((rid, np.frombuffer(own, dtype=np.float32)))
-            elif computed:
-                add.setdefault(space, []).append(
-                    (rid, np.frombuffer(computed, dtype=_DTYPE).astype(np.float32)))
+            if own or computed:
+                blob, dtype = (own, "<f4") if own else (computed, _DTYPE)
+                keys, data = blobs.setdefault((space, dtype, len(blob)), ([], []))
+                keys.append(rid)
+                data.append(blob)
             elif content and self.model is not None:
-                to_embed.append((rid, space, content))
+                to_embed.append((rid, content))
             else:
-                gone.setdefault(space, []).append(rid)
-        for space, keys in gone.items():
-            self.index.remove(space, keys)
-        # Each batch's vectors are stored while the next batch is embedded: waiting for the
-        # writer's commit took a quarter of the embedder's time at a million memories.
-        storing: tuple[Future, list[tuple[int, str, Any]]] | None = None
+                batch.gone.setdefault(space, []).append(rid)
+        for (space, dtype, _), (keys, data) in blobs.items():
+            vecs = np.frombuffer(b"".join(data), dtype=dtype).reshape(len(keys), -1)
+            batch.add.setdefault(space, []).append(
+                (np.array(keys, dtype=np.int64), vecs.astype(np.float32)))
+        # A backlog starts the worker process; a few texts at a time are embedded here.
+        worker = self._worker if self._worker is not None and (
+            self._worker.pids() or len(to_embed) >= WORKER_AT) else None
         for i in range(0, len(to_embed), EMBED_BATCH):
-            if self._stopping.is_set():
-                return True  # not applied: the log replays it (stored vectors are read back)
             part = to_embed[i:i + EMBED_BATCH]
-            vecs = self.model.embed([c for _, _, c in part])
-            rows = [(rid, content, vecs[j]) for j, (rid, _, content) in enumerate(part)
-                    if float((vecs[j] * vecs[j]).sum()) > 0]
+            future = None
+            if worker is not None:
+                try:
+                    future = worker.submit([c for _, c in part])
+                except WorkerDied as exc:
+                    self.error = str(exc)  # embedded here; the next submit starts another
+            batch.parts.append((part, future))
+        self._read_to = batch.last
+        return batch
+
+    def _apply(self, batch: _Batch) -> bool:
+        """Embed (or collect the worker's vectors), store and index a batch read; False
+        when stopping cut it short (the log replays it: stored vectors are read back)."""
+        assert self.index is not None
+        # A full fresh segment: let the merger catch up before adding more.
+        while self.index.fresh() >= FRESH_MAX and not self._stopping.is_set():
+            self._merge_wake.set()
+            self._stopping.wait(0.05)
+        before = self.applied
+        for space, keys in batch.gone.items():
+            self.index.remove(space, keys)
+        import numpy as np
+
+        add = batch.add
+        # Each part's vectors are stored while the next part is embedded: waiting for the
+        # writer's commit took a quarter of the embedder's time at a million memories.
+        storing: tuple[Future, Any, Any] | None = None
+        for part, future in batch.parts:
+            vecs = self._vectors(part, future)
+            if vecs is None:
+                return False
+            rids = np.fromiter((rid for rid, _ in part), dtype=np.int64, count=len(part))
+            keep = (vecs != 0).any(axis=1)  # a text with nothing to embed has no vector
+            if not keep.all():
+                part = [p for p, k in zip(part, keep, strict=True) if k]
+                rids, vecs = rids[keep], vecs[keep]
             if storing is not None:
-                self._stored(*storing, spaces, add)
-            storing = (self._submit(_op_store_vectors, self.model_name, [
-                (rid, content, vec.astype(_DTYPE).tobytes()) for rid, content, vec in rows]),
-                rows)
+                self._stored(*storing, batch.spaces, add)
+            storing = (self._store(part, vecs), rids, vecs)
+            if self._stopping.is_set():
+                return False
         if storing is not None:
-            self._stored(*storing, spaces, add)
+            self._stored(*storing, batch.spaces, add)
         for space, items in add.items():
-            by_dim: dict[int, list[tuple[int, Any]]] = {}
-            for rid, vec in items:
-                by_dim.setdefault(len(vec), []).append((rid, vec))
+            by_dim: dict[int, list[tuple[Any, Any]]] = {}
+            for keys, vecs in items:
+                by_dim.setdefault(vecs.shape[1], []).append((keys, vecs))
             held = self.index.dim(space)
             for dim, group in by_dim.items():
                 if held is not None and dim != held:
                     continue  # refused on the write path since the space got its dimension
-                self.index.add_fresh(space, [r for r, _ in group],
-                                     np.stack([v for _, v in group]), since=before)
+                self.index.add_fresh(space, np.concatenate([k for k, _ in group]),
+                                     np.concatenate([v for _, v in group]), since=before)
                 held = dim
-        self.applied = last
+        self.applied = batch.last
         self._merge_wake.set()
         return True
 
+    def _vectors(self, part: list[tuple[int, str]], future: Future | None) -> Any:
+        """The vectors of a part's texts: the worker's answer, or this thread's model when
+        there is no worker or it died (the next batch starts another); None: stopping."""
+        if future is not None and self._worker is not None:
+            try:
+                return self._worker.result(future, self._stopping)
+            except WorkerDied as exc:
+                self.error = str(exc)
+                log.warning("%s; embedding its batch in the server", exc)
+        return self.model.embed([c for _, c in part])
 
-    def _stored(self, stored: Future, rows: list[tuple[int, str, Any]], spaces: dict[int, str],
-                add: dict[str, list[tuple[int, Any]]]) -> None:
-        """Wait for a batch's vectors to be stored; those stored go to the index."""
-        done = set(stored.result())
+    def _store(self, part: list[tuple[int, str]], vecs: Any) -> Future:
+        """Hand a part's computed vectors to the writer, waiting while its queue is full
+        (an import): the vectors are not thrown away."""
+        data = vecs.astype(_DTYPE).tobytes()  # one conversion, then a slice per vector
+        size = len(data) // len(part) if len(part) else 0
+        payload = [(rid, content, data[j * size:(j + 1) * size])
+                   for j, (rid, content) in enumerate(part)]
+        while True:
+            try:
+                return self._submit(_op_store_vectors, self.model_name, payload)
+            except Overloaded:
+                if self._stopping.wait(0.2):
+                    raise
+
+    def _stored(self, stored: Future, keys: Any, vecs: Any, spaces: dict[int, str],
+                add: dict[str, list[tuple[Any, Any]]]) -> None:
+        """Wait for a part's vectors to be stored; those stored go to the index, by space."""
+        import numpy as np
+
+        done = stored.result()
         self.embedded += len(done)
-        for rid, _, vec in rows:
-            if rid in done:
-                add.setdefault(spaces[rid], []).append((rid, vec))
+        if len(done) < len(keys):  # changed, forgotten or given a vector meanwhile
+            kept = np.isin(keys, np.array(done, dtype=np.int64))
+            keys, vecs = keys[kept], vecs[kept]
+        if not len(keys):
+            return
+        names = [spaces[int(k)] for k in keys]
+        if names.count(names[0]) == len(names):
+            add.setdefault(names[0], []).append((keys, vecs))
+            return
+        for space in set(names):
+            mine = np.array([n == space for n in names])
+            add.setdefault(space, []).append((keys[mine], vecs[mine]))
 
 
-def _one_omp_thread() -> None:
-    """faiss on one OpenMP thread in the calling thread, as _open sets it for the indexer's:
-    the setting is per thread, and with the default (a thread per core) each add left a
-    second OpenMP thread spinning for its next task - a fifth of the server's CPU during a
-    bulk load of memories that carry vectors."""
-    with contextlib.suppress(ImportError):
-        import faiss
+class _Batch:
+    """A batch of the log, read: keys to remove and vectors to add per space, and the
+    texts still to embed, in parts of EMBED_BATCH, each with the worker's future (None:
+    embedded in the indexer's thread)."""
 
-        faiss.omp_set_num_threads(1)
+    __slots__ = ("add", "gone", "last", "parts", "spaces")
+
+    def __init__(self, last: int, spaces: dict[int, str]) -> None:
+        self.last = last  # its last log sequence
+        self.spaces = spaces
+        self.gone: dict[str, list[int]] = {}
+        self.add: dict[str, list[tuple[Any, Any]]] = {}  # per space: (keys, vectors) arrays
+        self.parts: list[tuple[list[tuple[int, str]], Future | None]] = []
+
+
+def _one_faiss_thread() -> None:
+    from engram_cli.engine import ivf
+
+    ivf.one_thread()  # per thread: with the default each add left an OpenMP thread spinning
 
 
 def _lower_priority() -> None:
@@ -364,16 +488,20 @@ def _op_trim_log(conn: sqlite3.Connection, upto: int) -> None:
     conn.execute("DELETE FROM vector_log WHERE seq <= ?", (upto,))
 
 
+_STORE_VECTOR = (
+    "INSERT OR REPLACE INTO vectors (rid, model, vec) SELECT ?, ?, ? WHERE EXISTS "
+    "(SELECT 1 FROM memories WHERE rowid = ? AND content = ? AND embedding IS NULL "
+    "AND suppressed = 0)")
+
+
 def _op_store_vectors(conn: sqlite3.Connection, model: str,
                       rows: list[tuple[int, str, bytes]]) -> list[int]:
     """Store computed vectors of memories whose text is still the one embedded and that
     still have no vector of their own; answers the rowids stored."""
-    stored = []
-    for rid, content, vec in rows:
-        cur = conn.execute(
-            "INSERT OR REPLACE INTO vectors (rid, model, vec) SELECT ?, ?, ? WHERE EXISTS "
-            "(SELECT 1 FROM memories WHERE rowid = ? AND content = ? AND embedding IS NULL "
-            "AND suppressed = 0)", (rid, model, vec, rid, content))
-        if cur.rowcount:
-            stored.append(rid)
-    return stored
+    params = [(rid, model, vec, rid, content) for rid, content, vec in rows]
+    # One statement for the part (rowcount: rows inserted, not the trigger's); when some
+    # were not stored, row by row again to learn which (storing the same vector twice is
+    # harmless).
+    if conn.executemany(_STORE_VECTOR, params).rowcount == len(rows):
+        return [rid for rid, _, _ in rows]
+    return [p[0] for p in params if conn.execute(_STORE_VECTOR, p).rowcount]
