@@ -284,3 +284,26 @@ def test_a_spread_without_counts_answers_the_same_memories(tmp_path: Path) -> No
         assert pruned  # the edges that could not change the answer were skipped
     finally:
         store.close()
+
+
+def test_pending_is_the_count_of_log_rows_the_index_has_not_taken_in(tmp_path):
+    """pending() reads the log's last sequence number instead of counting the backlog; with
+    the indexer stopped mid-way the two agree, through writes, updates and deletes."""
+    store = Store(tmp_path / "data", Settings().replace({"consolidation_interval_s": 0.0}))
+    try:
+        store.remember_many("default", [MemoryRecord(id=f"a{i}", content=f"first text {i}")
+                                        for i in range(300)])
+        wait_for(lambda: store.indexer.pending() == 0, timeout=60.0)
+        store.indexer.stop()
+        store.remember_many("default", [MemoryRecord(id=f"b{i}", content=f"second text {i}")
+                                        for i in range(200)])
+        store.remember_many("default", [MemoryRecord(id=f"a{i}", content=f"changed {i}")
+                                        for i in range(50)])
+        store.forget("default", [f"a{i}" for i in range(100, 115)], "delete")
+        store.forget("default", [f"a{i}" for i in range(115, 130)], "suppress")
+        counted = store._reader().execute(
+            "SELECT count(*) FROM vector_log WHERE seq > ?", (store.indexer.applied,)
+        ).fetchone()[0]
+        assert counted >= 280 and store.indexer.pending() == counted
+    finally:
+        store.close()
