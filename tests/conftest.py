@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from engram_cli.engine.settings import Settings
+from engram_cli.engine.store import Store
 from engram_cli.server.app import EngramServer, ServeOptions
 
 
@@ -119,8 +121,6 @@ class UpstreamServer:
 
         import grpc
 
-        from engram_cli.engine.settings import Settings
-        from engram_cli.engine.store import Store
         from engram_cli.rpc import svc
         from tests.upstream_fake import UpstreamServicer
 
@@ -165,3 +165,13 @@ def engram(runner: CliRunner, server: EngramServer) -> Callable[..., object]:
         return runner.invoke(app, ["--server", server.address, *args], input=input)
 
     return run
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    """An engine store in tmp_path with consolidation off (the engine-level tests' store)."""
+    s = Store(tmp_path / "data", Settings().replace({"consolidation_interval_s": 0.0}))
+    try:
+        yield s
+    finally:
+        s.close()

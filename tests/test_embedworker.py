@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -20,7 +20,6 @@ import pytest
 from engram_cli.engine.embedworker import EmbedWorker, WorkerDied
 from engram_cli.engine.indexer import WORKER_AT
 from engram_cli.engine.model import MemoryRecord
-from engram_cli.engine.settings import Settings
 from engram_cli.engine.store import Store
 from tests import import_support
 from tests.conftest import ServerProcess
@@ -100,15 +99,6 @@ def test_kill9_of_the_server_leaves_no_embedding_worker_behind(
     below = descendants(sp.proc.pid)  # the worker and multiprocessing's resource tracker
     sp.kill9()
     wait_for(lambda: not any(alive(p) for p in below), timeout=20)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "data", Settings().replace({"consolidation_interval_s": 0.0}))
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def put(store: Store, batch: list[str], start: int) -> None:

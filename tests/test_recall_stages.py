@@ -6,7 +6,6 @@ transaction per recall that is always closed again."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -29,15 +28,6 @@ TEXTS = [
     "A cottage in the Swiss mountains with a view of the lake",
     "The lighthouse keeper wrote down every passing ship",
 ]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "data", Settings().replace({"consolidation_interval_s": 0.0}))
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def row_by_row(conn: sqlite3.Connection, space: str, rids: list[int], cue: np.ndarray,

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,15 +42,6 @@ wait_for = functools.partial(import_support.wait_for, timeout=30.0)
 def indexed(store: Store, n: int) -> bool:
     st = store.vector_stats()
     return st["indexed"] >= n and st["pending"] == 0
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "data", Settings().replace({"consolidation_interval_s": 0.0}))
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def put(store: Store, *texts: str, space: str = "default") -> list[str]:
