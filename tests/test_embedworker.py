@@ -17,7 +17,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from engram_cli.engine.embedworker import EmbedWorker, WorkerDied
+from engram_cli.engine.embedworker import PROCESSES, EmbedWorker, WorkerDied
 from engram_cli.engine.indexer import WORKER_AT
 from engram_cli.engine.model import MemoryRecord
 from engram_cli.engine.store import Store
@@ -95,8 +95,8 @@ def test_kill9_of_the_server_leaves_no_embedding_worker_behind(
 
     wait_for(lambda: vector_index()["indexed"] == 3 * WORKER_AT)
     workers = workers_of(sp.proc.pid)
-    assert len(workers) == 1, "a backlog is embedded in one worker process"
-    below = descendants(sp.proc.pid)  # the worker and multiprocessing's resource tracker
+    assert 1 <= len(workers) <= PROCESSES, "a backlog is embedded in worker processes"
+    below = descendants(sp.proc.pid)  # the workers and multiprocessing's resource tracker
     sp.kill9()
     wait_for(lambda: not any(alive(p) for p in below), timeout=20)
 
@@ -119,9 +119,10 @@ def test_a_killed_worker_is_replaced_and_no_memory_is_lost(store: Store) -> None
     worker = store.indexer._worker
     assert worker is not None
     first = worker.pids()
-    assert len(first) == 1
-    # Killed while (or before) it embeds the next backlog: that backlog is embedded all
-    # the same, by the server or by the next worker.
+    assert 1 <= len(first) <= PROCESSES
+    # One child killed (the pool breaks and is replaced whole) while (or before) it
+    # embeds the next backlog: that backlog is embedded all the same, by the server or by
+    # the next workers.
     put(store, texts(n, n), n)
     os.kill(first[0], signal.SIGKILL)
     wait_for(lambda: indexed(store, 2 * n))
@@ -129,9 +130,9 @@ def test_a_killed_worker_is_replaced_and_no_memory_is_lost(store: Store) -> None
     put(store, texts(n, 2 * n), 2 * n)
     wait_for(lambda: indexed(store, 3 * n))
     now = worker.pids()
-    assert now and now[0] != first[0] and worker.restarts >= 1
+    assert now and not set(now) & set(first) and worker.restarts >= 1
     store.close()
-    wait_for(lambda: not alive(now[0]), timeout=20)
+    wait_for(lambda: not any(alive(p) for p in now + first), timeout=20)
 
 
 def test_a_dead_worker_is_reported_never_waited_for(tmp_path: Path) -> None:
@@ -149,7 +150,7 @@ def test_a_dead_worker_is_reported_never_waited_for(tmp_path: Path) -> None:
         assert time.monotonic() - started < 30
         again = worker.result(worker.submit(["a cottage in the Swiss mountains"]), stopping)
         assert again is not None and again.shape == (1, 256)
-        assert worker.pids() and worker.pids()[0] != pid
+        assert worker.pids() and pid not in worker.pids()
     finally:
         worker.close()
 

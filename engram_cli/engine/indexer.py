@@ -6,9 +6,9 @@ A write is acknowledged when it commits, as always; its rowid is then in `vector
 each logged memory still visible it indexes the memory's own embedding, or the vector the
 server computed for it (`vectors`), or embeds its text (in batches, storing the vectors
 through the writer like any write); a memory deleted or suppressed is removed. A backlog
-is embedded in a worker process (engine/embedworker.py), DEPTH log batches ahead: the
-worker embeds the next batch while this thread stores and indexes one, and the model holds
-no core and no GIL the RPC threads need. A new
+is embedded in worker processes (engine/embedworker.py, one per core), DEPTH log batches
+ahead: the workers embed the next batches while this thread stores and indexes one, and the
+model holds no core and no GIL the RPC threads need. A new
 vector goes into the index's fresh segment, searchable at once, and a second thread, the
 merger, moves fresh vectors into the index behind it, and trains or retrains a space's
 inverted file on a builder thread of its own when the space has grown (VectorIndex.due and
@@ -53,8 +53,8 @@ log = logging.getLogger("engram.indexer")
 INDEX_DIR = "vectors"
 LOG_BATCH = 2048  # log rows handled per step
 EMBED_BATCH = 512  # texts embedded and stored per write
-# A log batch with this many texts to embed starts the worker process (engine/embedworker.py),
-# which then embeds every batch; fewer are embedded in the indexer's own thread.
+# A log batch with this many texts to embed starts the worker processes (engine/embedworker.py),
+# which then embed every batch; fewer are embedded in the indexer's own thread.
 WORKER_AT = EMBED_BATCH
 # Log batches read ahead of the one being applied: their texts wait in the worker's queue,
 # so that it embeds while this thread stores and indexes.
@@ -283,7 +283,7 @@ class Indexer(threading.Thread):
     def _step(self) -> bool:
         """Read the next batch of the log (its texts go to the embedder at once) and apply
         the oldest batch read; False when there was nothing to do. With DEPTH batches out,
-        the worker process embeds the next batch while this thread stores and indexes one."""
+        the worker processes embed the next batch while this thread stores and indexes one."""
         batch = self._read() if len(self._ahead) < DEPTH else None
         if batch is not None:
             self._ahead.append(batch)
@@ -304,7 +304,7 @@ class Indexer(threading.Thread):
 
     def _read(self) -> _Batch | None:
         """The log's next batch after what was read: what to remove, what to add, and the
-        texts to embed, already handed to the worker process when it runs."""
+        texts to embed, already handed to the worker processes when they run."""
         conn = self._reader()
         log_rows = conn.execute(
             "SELECT seq, rid, space FROM vector_log WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -347,7 +347,7 @@ class Indexer(threading.Thread):
             vecs = np.frombuffer(b"".join(data), dtype=dtype).reshape(len(keys), -1)
             batch.add.setdefault(space, []).append(
                 (np.array(keys, dtype=np.int64), vecs.astype(np.float32)))
-        # A backlog starts the worker process; a few texts at a time are embedded here.
+        # A backlog starts the worker processes; a few texts at a time are embedded here.
         worker = self._worker if self._worker is not None and (
             self._worker.pids() or len(to_embed) >= WORKER_AT) else None
         for i in range(0, len(to_embed), EMBED_BATCH):
