@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+from engram_cli.compat import usable_cores
 from engram_cli.errors import EngramError
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 # A batch of 512 texts takes well under a second; a minute means the child is stuck
 # (stopped, swapping): it is killed and the batch embedded again.
 TIMEOUT_S = 60.0
-PROCESSES = max(1, min(4, os.cpu_count() or 1))
+PROCESSES = min(4, usable_cores())  # see the module's docstring
 WATCH_S = 0.5  # the child's watchdog looks at its parent this often
 # Children that died in a row (none answered between) before the worker gives up and the
 # server embeds in its own process: a child that cannot even load the model must not be

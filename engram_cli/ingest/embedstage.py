@@ -27,6 +27,7 @@ from engram_cli.client.embedder import (
     embedding_field_head,
     text_key,
 )
+from engram_cli.compat import usable_cores
 from engram_cli.errors import EngramError
 
 if TYPE_CHECKING:
@@ -86,8 +87,8 @@ def _embed(texts: list[str]) -> tuple[np.ndarray, float]:
 
 
 def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-               else os.cpu_count() or 1)
+    """One embedding worker per usable core."""
+    return usable_cores()
 
 
 class _Chunk:
