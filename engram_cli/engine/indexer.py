@@ -121,15 +121,16 @@ class Indexer(threading.Thread):
             return 0
         return max(0, int(row[0] or 0) - self.applied)
 
-    def lag(self) -> int:
+    def lag(self, conn: sqlite3.Connection | None = None) -> int:
         """About how many logged changes the index has yet to take in (cheap: one index
         lookup, for every recall); at least 1 while the index is still opening; 0 when the
         thread is not running, since then the index will not catch up and an answer is as
-        complete as it gets."""
+        complete as it gets. `conn`: a recall's own connection, in its read transaction
+        (a statement of its own would open one more)."""
         if not self.is_alive():
             return 0
         try:
-            row = self._reader().execute("SELECT max(seq) FROM vector_log").fetchone()
+            row = (conn or self._reader()).execute("SELECT max(seq) FROM vector_log").fetchone()
         except sqlite3.Error:
             return 0
         behind = max(0, int(row[0] or 0) - self.applied)

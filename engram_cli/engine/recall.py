@@ -183,13 +183,20 @@ def embedding_scan(conn: sqlite3.Connection, space: str, q: RecallQuery, want: i
             exhausted)
 
 
+def rescored(want: int) -> int:
+    """Index candidates re-read and re-scored exactly for `want` vector seeds: a few more
+    than wanted, for those deleted or suppressed since the index took them in and for the
+    8-bit codes' ranking errors near the cut."""
+    return want + max(8, want // 4)
+
+
 def vector_seeds(index: Any, conn: sqlite3.Connection, space: str, cue: Any, want: int,
                  floor: float, ahead: SearchAhead | None = None) -> dict[int, float]:
     """Nearest neighbours from the vector index, each re-read from SQLite (still there,
     visible, in this space) and re-scored exactly with its stored vector: the index only
     proposes, so nothing deleted, suppressed or changed comes back from it. `ahead`: where
     the search may have been started already."""
-    found = (ahead.search if ahead is not None else _search)(index, space, cue, want * 2)
+    found = (ahead.search if ahead is not None else _search)(index, space, cue, rescored(want))
     if not found:
         return {}
     out = rows.similarities(conn, space, [rid for rid, _ in found], cue, floor)
@@ -366,7 +373,7 @@ class Recaller:
         # the full-text seeds are read, then the vector seeds, fused.
         cue = index_cue(self._indexer(), space, q.text or "", rows.space_dimension(conn, space))
         if cue is not None:
-            self._ahead.start(self._indexer().index, space, cue, want * 2)
+            self._ahead.start(self._indexer().index, space, cue, rescored(want))
         try:
             lexical, cut_lexical = sources[0](conn, space, q, want, limit, deadline)
             vector, cut_vector = sources[1](conn, space, q, want, limit, deadline)
@@ -443,7 +450,7 @@ class Recaller:
             above_threshold=len(above),
             avg_activation=(sum(above.values()) / len(above)) if above else 0.0,
             budget_exhausted=exhausted,
-            index_behind=self._index_behind(q),
+            index_behind=self._index_behind(conn, q),
         )
         if results:
             paths = {rid: path_to(rid, parent) for _, rid, _ in (top if q.trace else top[:1])}
@@ -458,7 +465,7 @@ class Recaller:
         result.elapsed_ms = (time.perf_counter() - started) * 1000.0
         return result
 
-    def _index_behind(self, q: RecallQuery) -> int:
+    def _index_behind(self, conn: sqlite3.Connection, q: RecallQuery) -> int:
         """How far behind the vector index was, when it took part in this answer."""
         ix = self._indexer()
         if ix is None:
@@ -467,7 +474,7 @@ class Recaller:
         if kind is Cue.CONTEXT or (kind is Cue.TEXT and (q.mode == "lexical"
                                                           or ix.model is None)):
             return 0
-        return int(ix.lag())
+        return int(ix.lag(conn))
 
     def _useful(self, conn: sqlite3.Connection, space: str, act: dict[int, float],
                 threshold: float, q: RecallQuery, limit: int, now: float, epoch: int,
