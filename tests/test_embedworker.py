@@ -20,6 +20,7 @@ import pytest
 from engram_cli.engine.embedworker import PROCESSES, EmbedWorker, WorkerDied
 from engram_cli.engine.indexer import WORKER_AT
 from engram_cli.engine.model import MemoryRecord
+from engram_cli.engine.settings import Settings
 from engram_cli.engine.store import Store
 from tests import import_support
 from tests.conftest import ServerProcess
@@ -172,3 +173,20 @@ def test_a_worker_that_keeps_dying_gives_up_and_the_caller_is_told(tmp_path: Pat
         assert worker.pids() == []
     finally:
         worker.close()
+
+
+def test_embedding_workers_sets_how_many_processes_embed(tmp_path: Path) -> None:
+    # Two batches are read ahead, so with more processes allowed the executor starts a
+    # second child for the second batch (one per core by default); with the setting at 1
+    # every batch goes to the one.
+    store = Store(tmp_path / "data", Settings().replace({"consolidation_interval_s": 0.0,
+                                                          "embedding_workers": 1}))
+    try:
+        n = 3 * WORKER_AT
+        put(store, texts(n), 0)
+        wait_for(lambda: indexed(store, n))
+        worker = store.indexer._worker
+        assert worker is not None and worker.processes == 1
+        assert len(worker.pids()) == 1
+    finally:
+        store.close()

@@ -72,7 +72,9 @@ def test_profile_is_applied_live_persisted_and_written_to_the_client_config(
         engram: Any, server: EngramServer, isolated_env: Path) -> None:
     data = as_json(engram("tune", "--profile", "low-latency", "--json"))
     assert data["changed"]["recall_budget_ms"] == {"before": 50, "after": 8}
-    assert data["restart_required"] == []
+    # The one setting of the profile a running server cannot change: its embedding
+    # worker processes are started once.
+    assert data["restart_required"] == ["embedding_workers"]
     assert server.store.settings.max_hops == 1  # live: the engine runs with it now
     assert server.store.settings.recall_budget_ms == 8
     assert server_file(server)["engine"]["max_hops"] == 1

@@ -11,7 +11,10 @@ would copy gRPC's threads and locks in whatever state), as `engram import --embe
 its own. One child per core, up to four: a child alone got about 0.9 of a core during a
 catch-up while the server's own share of the work took part of the other, and the
 tokenizer's pool waited for it (200,000 memories, interleaved: two children caught up
-1.1-1.4x faster than one). Each child holds the model (about 150 MB). A child:
+1.1-1.4x faster than one). Each child holds the model (about 150 MB). Setting
+`embedding_workers` chooses another number: the `low-latency` profile's 1 leaves recalls
+more CPU while a backlog lasts (hybrid p99 69 against 135 ms at 200,000, catching up 1.36x
+slower). A child:
 
 - dies with the server, even after kill -9 of the server: the kernel sends it SIGKILL when
   the thread that started it ends (PR_SET_PDEATHSIG), and a watchdog thread exits when its
@@ -120,12 +123,13 @@ def _pid() -> int:
 
 
 class EmbedWorker:
-    """Up to PROCESSES child processes that embed with `model`; started at the first
-    `submit` (the executor starts more as batches queue)."""
+    """Up to `processes` (0: PROCESSES) child processes that embed with `model`; started
+    at the first `submit` (the executor starts more as batches queue)."""
 
-    def __init__(self, model: str, niceness: int) -> None:
+    def __init__(self, model: str, niceness: int, processes: int = 0) -> None:
         self.model = model
         self.niceness = niceness
+        self.processes = processes or PROCESSES
         self.restarts = 0  # children started after one died
         self.failed = 0  # children that died since one last answered
         self._pool: ProcessPoolExecutor | None = None
@@ -205,7 +209,7 @@ class EmbedWorker:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        pool = ProcessPoolExecutor(PROCESSES, mp_context=multiprocessing.get_context("spawn"),
+        pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init,
                                    initargs=(self.model, os.getpid(), self.niceness))
         pool.submit(_pid)  # start a child now, from this (the indexer's) thread

@@ -83,13 +83,14 @@ class Indexer(threading.Thread):
 
     def __init__(self, directory: Path, model_name: str,
                  reader: Callable[[], sqlite3.Connection],
-                 submit: Callable[..., Future], candidates: int) -> None:
+                 submit: Callable[..., Future], candidates: int, workers: int = 0) -> None:
         super().__init__(name="engram-indexer", daemon=True)
         self.directory = directory
         self.model_name = model_name
         self._reader = reader
         self._submit = submit  # a write on the writer thread; its future answers the result
         self._candidates = candidates
+        self._workers = workers  # embedding worker processes (0: EmbedWorker's default)
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._merge_wake = threading.Event()
@@ -224,7 +225,7 @@ class Indexer(threading.Thread):
     def _open(self) -> None:
         if self.model_name != NONE:
             self.model = load_model(self.model_name)
-            self._worker = EmbedWorker(self.model_name, NICENESS)
+            self._worker = EmbedWorker(self.model_name, NICENESS, self._workers)
         config = IndexConfig(model=self.model_name, candidates=self._candidates,
                              train_at=TRAIN_AT)
         index = VectorIndex.open(self.directory, config)

@@ -66,6 +66,10 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("embedding_model", str, "wordllama-l2-supercat-256", "model the server "
                 "embeds text-only memories and text cues with (none: lexical recall only)",
                 choices=("wordllama-l2-supercat-256", "none"), restart_required=True),
+    SettingSpec("embedding_workers", int, 0, "processes the server's embedder runs its "
+                "model in (0: one per usable core, up to 4); each holds the model (~150 MB). "
+                "More catch up sooner after an import; fewer leave more CPU to recalls "
+                "meanwhile", 0, 64, restart_required=True),
     SettingSpec("vector_candidates", int, 256, "vector index: a fast scan's best candidates "
                 "re-scored per search (of a space past 20,000 vectors): higher finds more of "
                 "the true nearest, slower", 10, 65_536),
@@ -110,6 +114,7 @@ class Settings:
     forgetting_scale_s: float = 86_400.0
     max_message_bytes: int = 64 * 1024 * 1024
     embedding_model: str = "wordllama-l2-supercat-256"
+    embedding_workers: int = 0
     vector_candidates: int = 256
     max_store_bytes: int = 0
     max_streams: int = 16

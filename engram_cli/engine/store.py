@@ -135,7 +135,8 @@ class Store:
         self.consolidator = Consolidator(self.write, self.invalidate, lambda: self.settings,
                                          self.clock)
         self.indexer = Indexer(db_dir / INDEX_DIR, settings.embedding_model, self._reader,
-                               self._writer.submit, settings.vector_candidates)
+                               self._writer.submit, settings.vector_candidates,
+                               settings.embedding_workers)
         self._recaller = Recaller(self._reader, self.hot,
                                   TextSeeder(lambda: self.rows_written),
                                   lambda: self.settings, self.clock, self._recalled,
