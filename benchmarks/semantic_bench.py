@@ -17,7 +17,10 @@ of different packages. Every memory is imported text-only: the server embeds the
    in this one process over the same texts, measured just before and just after.
 3. Scale, on that server: embedding-cue recall@10 (max_hops 0) against exact brute force
    (numpy over this process's vectors of the stored texts) and its p99 over gRPC; hybrid
-   text recall with max_hops 3, p99; the server's RSS.
+   text recall with max_hops 3, p99; the server's RSS. Then the floor: the same recalls
+   in this process, on the server's data dir once it has stopped (the engine alone, no
+   gRPC, no other process; it runs second, on pages the server's recalls left in the OS
+   cache), and how much of each percentile the protocol adds.
 4. Quality: a few thousand packages, the long description as the memory and the synopsis
    as the cue; recall@10 (the package's own description in the top 10) for each --mode.
 
@@ -99,6 +102,7 @@ class Server:
     def __init__(self, data: Path, model: str | None = None, root: str = "",
                  candidates: int = 0) -> None:
         data.mkdir(parents=True, exist_ok=True)
+        self.data = data
         engine = ([f'embedding_model = "{model}"'] if model is not None else []) + (
             [f"vector_candidates = {candidates}"] if candidates else [])
         if engine:
@@ -274,15 +278,20 @@ def write_path_and_catch_up(args: argparse.Namespace, work: Path, model: Any,
     return keep, res
 
 
-def scale(srv: Server, model: Any, base: list[str], queries: list[str],
-          nq: int) -> dict[str, Any]:
+def cues(model: Any, base: list[str], queries: list[str], nq: int
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """The embedding cues and each one's exact top K rows of `base`."""
     t = time.perf_counter()
     vecs = np.concatenate([model.embed(base[i:i + 50_000])
                            for i in range(0, len(base), 50_000)])
     qv = model.embed(queries[:nq])
     exact = truth(vecs, qv)
     say(f"  brute force over {len(base):,} vectors: {time.perf_counter() - t:.1f} s")
-    del vecs
+    return qv, exact
+
+
+def scale(srv: Server, qv: np.ndarray, exact: np.ndarray, queries: list[str],
+          nq: int) -> dict[str, Any]:
     srv.wait_pending(600)
     for q in qv[:20]:  # warm up
         srv.recall(q, 0)
@@ -295,6 +304,44 @@ def scale(srv: Server, model: Any, base: list[str], queries: list[str],
     return {"recall": hits / (K * len(qv)), "p99": pct(lat, 0.99), "p50": pct(lat, 0.5),
             "hybrid_p99": pct(hybrid, 0.99), "hybrid_p50": pct(hybrid, 0.5),
             "rss": srv.rss_mb()}
+
+
+def floor(data: Path, qv: np.ndarray, exact: np.ndarray, queries: list[str],
+          nq: int) -> dict[str, Any]:
+    """`scale`'s recalls in this process, on the stopped server's store: the engine alone."""
+    from engram_cli.engine.recall import RecallQuery
+    from engram_cli.engine.settings import Settings
+    from engram_cli.engine.store import Store
+
+    store = Store(data, Settings().replace({"consolidation_interval_s": 0.0}))
+    try:
+        deadline = time.monotonic() + 120
+        while not store.indexer.ready.is_set() and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+        def timed(q: RecallQuery) -> tuple[list[str], float]:
+            t = time.perf_counter()
+            res = store.recall("default", q)
+            return [m.id for m in res.memories], time.perf_counter() - t
+
+        def embedding(v: np.ndarray) -> RecallQuery:
+            return RecallQuery(embedding=v.astype(np.float32).tobytes(), limit=K, max_hops=0)
+
+        def hybrid(text: str) -> RecallQuery:
+            return RecallQuery(text=text, limit=K, max_hops=3, spread=True)
+
+        for v in qv[:20]:  # warm up, as over gRPC
+            timed(embedding(v))
+        hits, lat = 0, []
+        for v, want in zip(qv, exact, strict=True):
+            ids, secs = timed(embedding(v))
+            lat.append(secs)
+            hits += len({f"m{i}" for i in want} & set(ids))
+        mixed = [timed(hybrid(text))[1] for text in queries[:nq]]
+    finally:
+        store.close()
+    return {"recall": hits / (K * len(qv)), "p99": pct(lat, 0.99), "p50": pct(lat, 0.5),
+            "hybrid_p99": pct(mixed, 0.99), "hybrid_p50": pct(mixed, 0.5)}
 
 
 def quality(work: Path, n: int) -> dict[str, float]:
@@ -348,9 +395,12 @@ def main(argv: list[str] | None = None) -> int:
             srv, wp = write_path_and_catch_up(args, work, model, base, queries, path)
             say("scale:")
             try:
-                sc = scale(srv, model, base, queries, args.queries)
+                qv, exact = cues(model, base, queries, args.queries)
+                sc = scale(srv, qv, exact, queries, args.queries)
             finally:
                 srv.stop()
+            say("floor (the same recalls in this process, no gRPC):")
+            fl = floor(srv.data, qv, exact, queries, args.queries)
         say("quality:")
         q = quality(work, args.packages)
         say(f"  {int(q['n']):,} packages: recall@10 lexical {q['lexical']:.3f}  vector "
@@ -379,6 +429,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"p50 {sc['p50']:.1f} ms p99 {sc['p99']:.1f} ms (goal < 10)")
             say(f"  hybrid recall, max_hops 3: p50 {sc['hybrid_p50']:.1f} ms p99 "
                 f"{sc['hybrid_p99']:.1f} ms (goal < 10)")
+            say(f"  the floor, in this process: embedding cue recall@10 {fl['recall']:.3f}, "
+                f"p50 {fl['p50']:.1f} ms p99 {fl['p99']:.1f} ms; hybrid p50 "
+                f"{fl['hybrid_p50']:.1f} ms p99 {fl['hybrid_p99']:.1f} ms; over gRPC / in "
+                f"process at p99: embedding {sc['p99'] / fl['p99']:.2f}x, hybrid "
+                f"{sc['hybrid_p99'] / fl['hybrid_p99']:.2f}x")
             say(f"  server RSS after recall: {sc['rss']:,.0f} MB (goal < 1,536 at 1,000,000)")
         best = max(q["lexical"], q["vector"])
         say(f"  quality: hybrid / best of the two {q['hybrid'] / best:.2f}x (goal >= 1.0), "
