@@ -215,7 +215,7 @@ class TextSeeder:
         ranked = best_first(scores)
         found: list[tuple[float, float, str, int]] = []  # (score, confidence, id, rowid)
         cut: float | None = None  # the score of the want-th seed, once there are `want`
-        step = max(want * 2, 64)
+        step = want + max(8, want // 4)  # a few more than wanted: some may be hidden
         for i in range(0, len(ranked), step):
             chunk = ranked[i : i + step]
             if cut is not None and (chunk[0][1] < cut or len(found) >= want + TIE_BREAK_EXTRA):
