@@ -68,13 +68,8 @@ class FreshSegment:
 
     def oldest(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Up to `n` of the oldest live rows: (keys, vectors), in the order they came."""
-        rows: list[int] = []
-        i = self._head
-        while i < self._end and len(rows) < n:
-            if self._alive[i]:
-                rows.append(i)
-            i += 1
-        return self._keys[rows].copy(), self._vecs[rows].copy()
+        rows = np.flatnonzero(self._alive[self._head:self._end])[:n] + self._head
+        return self._keys[rows], self._vecs[rows]  # copies: fancy indexing copies
 
     def merged(self, keys: np.ndarray) -> None:
         """These keys are in the index now: drop them, and move the head past dead rows."""
