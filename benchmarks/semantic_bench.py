@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -290,20 +291,32 @@ def cues(model: Any, base: list[str], queries: list[str], nq: int
     return qv, exact
 
 
+Recall = Callable[[Any], tuple[list[str], float]]  # a cue -> (ids, seconds)
+
+
+def measure(by_vector: Recall, by_text: Recall, qv: np.ndarray, exact: np.ndarray,
+            queries: list[str], nq: int) -> dict[str, Any]:
+    """Embedding-cue recall@10 against `exact` and latency (after 20 to warm up), then
+    hybrid text recall latency, through the given recall functions."""
+    for q in qv[:20]:
+        by_vector(q)
+    hits, lat = 0, []
+    for q, want in zip(qv, exact, strict=True):
+        ids, secs = by_vector(q)
+        lat.append(secs)
+        hits += len({f"m{i}" for i in want} & set(ids))
+    hybrid = [by_text(text)[1] for text in queries[:nq]]
+    return {"recall": hits / (K * len(qv)), "p99": pct(lat, 0.99), "p50": pct(lat, 0.5),
+            "hybrid_p99": pct(hybrid, 0.99), "hybrid_p50": pct(hybrid, 0.5)}
+
+
 def scale(srv: Server, qv: np.ndarray, exact: np.ndarray, queries: list[str],
           nq: int) -> dict[str, Any]:
     srv.wait_pending(600)
-    for q in qv[:20]:  # warm up
-        srv.recall(q, 0)
-    hits, lat = 0, []
-    for q, want in zip(qv, exact, strict=True):
-        ids, secs = srv.recall(q, 0)
-        lat.append(secs)
-        hits += len({f"m{i}" for i in want} & set(ids))
-    hybrid = [srv.recall(text, 3)[1] for text in queries[:nq]]
-    return {"recall": hits / (K * len(qv)), "p99": pct(lat, 0.99), "p50": pct(lat, 0.5),
-            "hybrid_p99": pct(hybrid, 0.99), "hybrid_p50": pct(hybrid, 0.5),
-            "rss": srv.rss_mb()}
+    out = measure(lambda q: srv.recall(q, 0), lambda text: srv.recall(text, 3), qv, exact,
+                  queries, nq)
+    out["rss"] = srv.rss_mb()
+    return out
 
 
 def floor(data: Path, qv: np.ndarray, exact: np.ndarray, queries: list[str],
@@ -324,24 +337,13 @@ def floor(data: Path, qv: np.ndarray, exact: np.ndarray, queries: list[str],
             res = store.recall("default", q)
             return [m.id for m in res.memories], time.perf_counter() - t
 
-        def embedding(v: np.ndarray) -> RecallQuery:
-            return RecallQuery(embedding=v.astype(np.float32).tobytes(), limit=K, max_hops=0)
-
-        def hybrid(text: str) -> RecallQuery:
-            return RecallQuery(text=text, limit=K, max_hops=3, spread=True)
-
-        for v in qv[:20]:  # warm up, as over gRPC
-            timed(embedding(v))
-        hits, lat = 0, []
-        for v, want in zip(qv, exact, strict=True):
-            ids, secs = timed(embedding(v))
-            lat.append(secs)
-            hits += len({f"m{i}" for i in want} & set(ids))
-        mixed = [timed(hybrid(text))[1] for text in queries[:nq]]
+        return measure(
+            lambda v: timed(RecallQuery(embedding=v.astype(np.float32).tobytes(), limit=K,
+                                        max_hops=0)),
+            lambda text: timed(RecallQuery(text=text, limit=K, max_hops=3, spread=True)),
+            qv, exact, queries, nq)
     finally:
         store.close()
-    return {"recall": hits / (K * len(qv)), "p99": pct(lat, 0.99), "p50": pct(lat, 0.5),
-            "hybrid_p99": pct(mixed, 0.99), "hybrid_p50": pct(mixed, 0.5)}
 
 
 def quality(work: Path, n: int) -> dict[str, float]:

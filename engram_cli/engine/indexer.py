@@ -116,10 +116,14 @@ class Indexer(threading.Thread):
         have no gaps (only those up to a saved watermark are ever deleted, and a rolled-back
         write takes its numbers back), so this is one index lookup, not a count of a
         backlog that runs to a million rows after an import."""
+        return self._behind(self._reader()) or 0
+
+    def _behind(self, conn: sqlite3.Connection) -> int | None:
+        """`pending` read on `conn`; None when the log cannot be read."""
         try:
-            row = self._reader().execute("SELECT max(seq) FROM vector_log").fetchone()
+            row = conn.execute("SELECT max(seq) FROM vector_log").fetchone()
         except sqlite3.Error:
-            return 0
+            return None
         return max(0, int(row[0] or 0) - self.applied)
 
     def lag(self, conn: sqlite3.Connection | None = None) -> int:
@@ -130,11 +134,9 @@ class Indexer(threading.Thread):
         (a statement of its own would open one more)."""
         if not self.is_alive():
             return 0
-        try:
-            row = (conn or self._reader()).execute("SELECT max(seq) FROM vector_log").fetchone()
-        except sqlite3.Error:
+        behind = self._behind(conn or self._reader())
+        if behind is None:
             return 0
-        behind = max(0, int(row[0] or 0) - self.applied)
         return behind if self.ready.is_set() else max(1, behind)
 
     def embed_cue(self, text: str) -> Any:
