@@ -94,6 +94,23 @@ def test_embed_matches_wordllama_own_embed(model):
     assert np.allclose(model.embed(texts), raw.embed(texts, norm=True), atol=1e-6)
 
 
+def test_embed_tokenizes_as_wordllama_does_whatever_the_spacing_and_script(model):
+    # The model normalizes text itself and pads batches itself (engine/embedding.py):
+    # spaces and the metaspace character are where that could differ from the tokenizer's
+    # own pipeline, so the texts are built of them, random but repeatable.
+    rng = random.Random(7)
+    pieces = [" ", "  ", "\t", "\n", "\u2581", "a", "Zermatt", "chalet", "\u00e9t\u00e9",
+              "\u65e5\u672c\u8a9e", "\U0001f642", "-", ".", "0", "_"]
+    texts = [" lead", "trail ", "in  between", "\u2581", " ", "x" * 300]
+    texts += ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 40)))
+              for _ in range(500)]
+    raw = model._model  # type: ignore[attr-defined]
+    mine = model.embed(texts)
+    theirs = raw.embed(texts, norm=True)
+    assert mine.shape == theirs.shape == (len(texts), 256)
+    assert np.allclose(mine, theirs, atol=1e-6)
+
+
 def test_a_huge_text_is_capped_not_a_memory_blowup(model):
     huge = "alpine hut " * 200_000
     head = " ".join(["alpine hut"] * (MAX_TOKENS // 2))
