@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engram_cli.engine import text
 from engram_cli.engine.activation import neighbours, spread
 from engram_cli.engine.model import MemoryRecord
 from engram_cli.engine.recall import RecallQuery, read_snapshot
@@ -187,6 +188,43 @@ def test_words_counted_only_up_to_the_stop_line_seed_as_fully_counted_ones(
             assert want == full.seeds(conn, "default", cue, 32, float("inf"), 10), cue
             assert list(want[0]) == list(full.seeds(conn, "default", cue, 32, float("inf"),
                                                     10)[0]), cue
+    finally:
+        store.close()
+
+
+def test_common_words_are_read_together_only_the_rarest_few(tmp_path: Path,
+                                                             monkeypatch) -> None:
+    # At this size no word is common (more than RARE_DF memories, fewer than the stop
+    # line): lowered, the six words below are, as such words are at a million.
+    monkeypatch.setattr(text, "RARE_DF", 50)
+    store = Store(tmp_path / "data", Settings().replace({"embedding_model": "none",
+                                                         "consolidation_interval_s": 0.0}))
+    try:
+        # word ck is in the memories whose number i has i % (k + 1) == 0: c6 is the rarest
+        # (357 memories), c1 (1,250) is past the stop line; every 420th holds c2 to c6.
+        words = [f"c{k}" for k in range(1, 7)]
+        recs = [MemoryRecord(id=f"m{i}", content=" ".join(
+            [f"w{i}"] + [w for k, w in enumerate(words, 1) if i % (k + 1) == 0]))
+            for i in range(2_500)]
+        store.remember_many("default", recs)
+        conn = store._reader()
+        seen: list[str] = []
+        conn.set_trace_callback(seen.append)
+        try:
+            seeds, cut = TextSeeder(lambda: 0).seeds(conn, "default", " ".join(words), 32,
+                                                     float("inf"), 10)
+        finally:
+            conn.set_trace_callback(None)
+        anded = [sql for sql in seen if " AND " in sql and "MATCH" in sql]
+        assert anded, seen
+        # Five common words (c2 to c6); the rarest four are read together, never all five.
+        assert text.COMMON_AND == 4
+        assert max(sql.count('"c') for sql in anded) == 4, anded
+        assert not cut and len(seeds) >= 10
+        number = {rid: int(mid[1:]) for rid, mid in conn.execute("SELECT rowid, id FROM memories")}
+        # The best seeds hold the four rarest (c3 to c6), the others the two rarest.
+        assert {number[r] for r, sc in seeds.items() if sc == 1.0} == set(range(0, 2_500, 420))
+        assert all(number[r] % 42 == 0 for r in seeds), sorted(number[r] for r in seeds)
     finally:
         store.close()
 
