@@ -86,15 +86,15 @@ class WordLlamaModel:
         # lists of ids and mask it builds cost more than the pooling itself.
         from tokenizers import Tokenizer
 
-        config = self._model.tokenizer.to_str()
-        tokenizer = Tokenizer.from_str(config)
+        saved = self._model.tokenizer.to_str()
+        tokenizer = Tokenizer.from_str(saved)
         tokenizer.enable_truncation(MAX_TOKENS)
         tokenizer.no_padding()
         _no_word_cache(tokenizer)
         # Llama's normalizer (a "▁" before the text, "▁" for each space) costs a quarter
         # of the tokenizer's instructions, most of it keeping each character's offsets;
         # done here with str.replace it gives the same ids.
-        self._metaspace = json.loads(config).get("normalizer") == _METASPACE
+        self._metaspace = json.loads(saved).get("normalizer") == _METASPACE
         if self._metaspace:
             tokenizer.normalizer = None
         # encode_batch_fast gives the same ids as encode_batch without tracking each
