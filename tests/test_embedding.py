@@ -88,13 +88,21 @@ def test_embed_answers_unit_float32_rows_that_mean_something(model):
     assert np.array_equal(again[::-1], vecs)
 
 
-def test_embed_matches_wordllama_own_embed(model):
-    raw = model._model  # type: ignore[attr-defined]
+@pytest.fixture(scope="module")
+def wordllama() -> object:
+    """WordLlama as its package loads it: its own embed is the reference (ours runs its
+    tokenizer differently, engine/embedding.py)."""
+    return embedding._load_wordllama("l2_supercat", 256)
+
+
+def test_embed_matches_wordllama_own_embed(model, wordllama):
+    raw = wordllama
     texts = [f"memory number {i} about {'lorem ipsum ' * (i % 17)}" for i in range(300)]
     assert np.allclose(model.embed(texts), raw.embed(texts, norm=True), atol=1e-6)
 
 
-def test_embed_tokenizes_as_wordllama_does_whatever_the_spacing_and_script(model):
+def test_embed_tokenizes_as_wordllama_does_whatever_the_spacing_and_script(model,
+                                                                           wordllama):
     # The model normalizes text itself and pads batches itself (engine/embedding.py):
     # spaces and the metaspace character are where that could differ from the tokenizer's
     # own pipeline, so the texts are built of them, random but repeatable.
@@ -104,7 +112,7 @@ def test_embed_tokenizes_as_wordllama_does_whatever_the_spacing_and_script(model
     texts = [" lead", "trail ", "in  between", "\u2581", " ", "x" * 300]
     texts += ["".join(rng.choice(pieces) for _ in range(rng.randint(1, 40)))
               for _ in range(500)]
-    raw = model._model  # type: ignore[attr-defined]
+    raw = wordllama
     mine = model.embed(texts)
     theirs = raw.embed(texts, norm=True)
     assert mine.shape == theirs.shape == (len(texts), 256)

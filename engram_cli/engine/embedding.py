@@ -79,22 +79,22 @@ class WordLlamaModel:
         self.name = name
         self.dim = dim
         self._model = _load_wordllama(config, dim)
-        # A copy of WordLlama's tokenizer, set up for _pooled (WordLlama's own methods
-        # keep theirs as it is): WordLlama turns truncation off, and a capped length keeps
-        # one huge memory from padding a whole batch to its length; padding is done in
-        # _pooled from the token counts, because the tokenizer's padding and the per-text
-        # lists of ids and mask it builds cost more than the pooling itself.
-        from tokenizers import Tokenizer
-
-        saved = self._model.tokenizer.to_str()
-        tokenizer = Tokenizer.from_str(saved)
+        # WordLlama's tokenizer, set up for _pooled (WordLlama's own embed, which needs
+        # the tokenizer's padding and normalizer, is not used; a copy would cost 40 MB):
+        # WordLlama turns truncation off, and a capped length keeps one huge memory from
+        # padding a whole batch to its length; padding is done in _pooled from the token
+        # counts, because the tokenizer's padding and the per-text lists of ids and mask
+        # it builds cost more than the pooling itself.
+        tokenizer = self._model.tokenizer
         tokenizer.enable_truncation(MAX_TOKENS)
         tokenizer.no_padding()
         _no_word_cache(tokenizer)
         # Llama's normalizer (a "▁" before the text, "▁" for each space) costs a quarter
         # of the tokenizer's instructions, most of it keeping each character's offsets;
         # done here with str.replace it gives the same ids.
-        self._metaspace = json.loads(saved).get("normalizer") == _METASPACE
+        normalizer = tokenizer.normalizer
+        self._metaspace = normalizer is not None and json.loads(
+            normalizer.__getstate__()) == _METASPACE
         if self._metaspace:
             tokenizer.normalizer = None
         # encode_batch_fast gives the same ids as encode_batch without tracking each
