@@ -66,6 +66,42 @@ def test_a_paraphrase_is_found_by_vector_and_hybrid_recall_not_by_words(store: S
     assert hybrid[0] == NOTES[1]
 
 
+def test_long_texts_are_read_in_batches_bounded_in_characters(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A log batch stops reading once its texts reach BATCH_CHARS (a memory may hold a
+    megabyte, and batches are read ahead): here 5,000 characters, read 4 rows at a time,
+    so 30 memories of about 1,100 characters take several batches, each cut within a text
+    of the bound. Every memory is still embedded once, though this write logs each one
+    twice and the second lands in a batch read before the first batch's vectors are
+    stored; and each is found by its own text."""
+    from engram_cli.engine import indexer as indexer_module
+
+    monkeypatch.setattr(indexer_module, "BATCH_CHARS", 5_000)
+    monkeypatch.setattr(indexer_module, "_READ_CHUNK", 4)
+    batches: list[tuple[int, int]] = []  # (characters, texts) of each batch read
+    read = indexer_module.Indexer._read
+
+    def spy(self: indexer_module.Indexer) -> object:
+        batch = read(self)
+        if batch is not None and batch.parts:
+            batches.append((batch.chars, sum(len(part) for part, _ in batch.parts)))
+        return batch
+
+    monkeypatch.setattr(indexer_module.Indexer, "_read", spy)
+    words = " ".join(NOTES).split()
+    texts = [f"note {i}: " + " ".join(words[(i + j) % len(words)] for j in range(200))
+             for i in range(30)]
+    assert all(1_000 < len(t) < 1_300 for t in texts)
+    ids = put(store, *texts)
+    wait_for(lambda: indexed(store, len(texts)))
+    assert store.vector_stats()["embedded"] == len(texts)
+    assert sum(n for _, n in batches) == len(texts), batches
+    assert len(batches) >= 5 and all(chars < 5_000 + 1_300 for chars, _ in batches)
+    for i in (0, 17, 29):
+        got = store.recall("default", RecallQuery(text=texts[i], mode="vector", limit=1))
+        assert [m.id for m in got.memories] == [ids[i]]
+
+
 def test_forgotten_and_changed_memories_never_come_back_from_the_index(store: Store) -> None:
     chalet, espresso, tomatoes, _ = put(store, *NOTES)
     wait_for(lambda: indexed(store, len(NOTES)))

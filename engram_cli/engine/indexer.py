@@ -7,8 +7,9 @@ each logged memory still visible it indexes the memory's own embedding, or the v
 server computed for it (`vectors`), or embeds its text (in batches, storing the vectors
 through the writer like any write); a memory deleted or suppressed is removed. A backlog
 is embedded in worker processes (engine/embedworker.py, one per core), DEPTH log batches
-ahead: the workers embed the next batches while this thread stores and indexes one, and the
-model holds no core and no GIL the RPC threads need. A new
+ahead (and their texts at most AHEAD_CHARS characters): the workers embed the next batches
+while this thread stores and indexes one, and the model holds no core and no GIL the RPC
+threads need. A memory logged again while its text is out is not embedded twice. A new
 vector goes into the index's fresh segment, searchable at once, and a second thread, the
 merger, moves fresh vectors into the index behind it, and trains or retrains a space's
 inverted file on a builder thread of its own when the space has grown (VectorIndex.due and
@@ -43,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from engram_cli.engine import vectors
-from engram_cli.engine.embedding import NONE, load_model
+from engram_cli.engine.embedding import MAX_CHARS, NONE, load_model
 from engram_cli.engine.embedworker import EmbedWorker, WorkerDied
 from engram_cli.engine.vectors import FRESH_MAX, IndexConfig, VectorIndex
 from engram_cli.errors import Overloaded
@@ -61,6 +62,12 @@ WORKER_AT = EMBED_BATCH
 # thread saves the index (at 2, two workers ran dry in each save of a million-vector
 # catch-up; 4 is half a second of their work).
 DEPTH = 4
+# Characters of text the batches read ahead may hold at most, whatever the memories hold
+# (a memory's content may be a megabyte): a log batch stops early once its texts reach
+# BATCH_CHARS, and no batch is read ahead while those out reach AHEAD_CHARS. Short notes
+# never reach either (2,048 of 100 words are about 1.3 M characters).
+BATCH_CHARS = 16 << 20
+AHEAD_CHARS = 48 << 20
 SAVE_EVERY_S = 5.0
 # While the log keeps the indexer busy, a save waits until the unsaved changes are this
 # share of the index: a save writes the whole index, and after kill -9 replaying the log
@@ -106,6 +113,9 @@ class Indexer(threading.Thread):
         self.applied = 0  # last log sequence whose effect is in the index
         self._read_to = 0  # last log sequence read (ahead of `applied`)
         self._ahead: deque[_Batch] = deque()
+        # Texts of the batches out, by rowid: a memory logged again (a write logs some
+        # twice) is not embedded again while its first embedding is on the way.
+        self._embedding: dict[int, str] = {}
         self._worker: EmbedWorker | None = None
         self.embedded = 0
         self.error = ""
@@ -292,7 +302,8 @@ class Indexer(threading.Thread):
         """Read the next batch of the log (its texts go to the embedder at once) and apply
         the oldest batch read; False when there was nothing to do. With DEPTH batches out,
         the worker processes embed the next batch while this thread stores and indexes one."""
-        batch = self._read() if len(self._ahead) < DEPTH else None
+        batch = self._read() if len(self._ahead) < DEPTH and sum(
+            b.chars for b in self._ahead) < AHEAD_CHARS else None
         if batch is not None:
             self._ahead.append(batch)
         if not self._ahead:
@@ -308,6 +319,7 @@ class Indexer(threading.Thread):
                 if future is not None:
                     future.cancel()
         self._ahead.clear()
+        self._embedding.clear()
         self._read_to = self.applied
 
     def _read(self) -> _Batch | None:
@@ -322,14 +334,26 @@ class Indexer(threading.Thread):
         spaces = {rid: space for _, rid, space in log_rows}
         rids = list(spaces)
         found: dict[int, tuple[Any, ...]] = {}
-        for i in range(0, len(rids), 450):
-            part = rids[i:i + 450]
+        chars, i, step = 0, 0, _READ_CHUNK
+        while i < len(rids):
+            if chars >= BATCH_CHARS:  # the rest of the log waits for the next batch
+                rids = rids[:i]
+                done = set(rids)  # the first log row's among them: the cut keeps one
+                log_rows = log_rows[:next(j for j, r in enumerate(log_rows)
+                                          if r[1] not in done)]
+                break
+            part = rids[i:i + step]
             marks = ",".join("?" * len(part))
             for row in conn.execute(
                     f"SELECT m.rowid, m.space, m.content, m.embedding, m.suppressed, v.vec "
                     f"FROM memories m LEFT JOIN vectors v ON v.rid = m.rowid "
                     f"WHERE m.rowid IN ({marks})", part):
                 found[row[0]] = row
+                if row[2] and row[3] is None and row[5] is None:
+                    chars += len(row[2])
+            i += len(part)
+            if chars:  # the next chunk: as many rows as fill the rest at the mean so far
+                step = max(1, min(_READ_CHUNK, (BATCH_CHARS - chars) * i // chars))
         import numpy as np
 
         batch = _Batch(log_rows[-1][0], spaces)
@@ -348,7 +372,8 @@ class Indexer(threading.Thread):
                 keys.append(rid)
                 data.append(blob)
             elif content and self.model is not None:
-                to_embed.append((rid, content))
+                if self._embedding.get(rid) != content:  # else an earlier batch stores it
+                    to_embed.append((rid, content))
             else:
                 batch.gone.setdefault(space, []).append(rid)
         for (space, dtype, _), (keys, data) in blobs.items():
@@ -358,12 +383,15 @@ class Indexer(threading.Thread):
         # A backlog starts the worker processes; a few texts at a time are embedded here.
         worker = self._worker if self._worker is not None and (
             self._worker.pids() or len(to_embed) >= WORKER_AT) else None
+        self._embedding.update(to_embed)
+        batch.chars = sum(len(c) for _, c in to_embed)
         for i in range(0, len(to_embed), EMBED_BATCH):
             part = to_embed[i:i + EMBED_BATCH]
             future = None
             if worker is not None:
                 try:
-                    future = worker.submit([c for _, c in part])
+                    # the model reads no further than MAX_CHARS of a text
+                    future = worker.submit([c[:MAX_CHARS] for _, c in part])
                 except WorkerDied as exc:
                     self.error = str(exc)  # embedded here; the next submit starts another
             batch.parts.append((part, future))
@@ -414,6 +442,10 @@ class Indexer(threading.Thread):
                 self.index.add_fresh(space, np.concatenate([k for k, _ in group]),
                                      np.concatenate([v for _, v in group]), since=before)
                 held = dim
+        for part, _ in batch.parts:
+            for rid, content in part:
+                if self._embedding.get(rid) is content:  # not a later batch's text
+                    del self._embedding[rid]
         self.applied = batch.last
         self._merge_wake.set()
         return True
@@ -464,16 +496,20 @@ class Indexer(threading.Thread):
             add.setdefault(space, []).append((keys[mine], vecs[mine]))
 
 
+_READ_CHUNK = 450  # rowids read at once, under SQLite's parameter limit
+
+
 class _Batch:
     """A batch of the log, read: keys to remove and vectors to add per space, and the
     texts still to embed, in parts of EMBED_BATCH, each with the worker's future (None:
     embedded in the indexer's thread)."""
 
-    __slots__ = ("add", "gone", "last", "parts", "spaces")
+    __slots__ = ("add", "chars", "gone", "last", "parts", "spaces")
 
     def __init__(self, last: int, spaces: dict[int, str]) -> None:
         self.last = last  # its last log sequence
         self.spaces = spaces
+        self.chars = 0  # of the texts it holds to embed
         self.gone: dict[str, list[int]] = {}
         self.add: dict[str, list[tuple[Any, Any]]] = {}  # per space: (keys, vectors) arrays
         self.parts: list[tuple[list[tuple[int, str]], Future | None]] = []
