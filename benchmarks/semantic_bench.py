@@ -194,20 +194,17 @@ class Server:
 
 
 def process_tree(pid: int) -> list[int]:
-    """`pid` and its descendants (the server's embedding workers), from /proc."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue  # gone meanwhile
-            parents.setdefault(ppid, []).append(int(entry.name))
+    """`pid` and its descendants (the server's embedding workers, which its indexer thread
+    started: each thread's children are listed under /proc/PID/task/TID/children)."""
     out, todo = [], [pid]
     while todo:
         p = todo.pop()
         out.append(p)
-        todo.extend(parents.get(p, []))
+        with contextlib.suppress(OSError):  # gone meanwhile
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with contextlib.suppress(OSError):
+                    todo.extend(int(c) for c in
+                                Path(f"/proc/{p}/task/{tid}/children").read_text().split())
     return out
 
 
