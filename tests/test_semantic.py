@@ -102,6 +102,50 @@ def test_long_texts_are_read_in_batches_bounded_in_characters(
         assert [m.id for m in got.memories] == [ids[i]]
 
 
+def test_without_the_index_an_embedding_cue_scans_the_computed_vectors_within_budget(
+        store: Store) -> None:
+    """While the index opens (or when it cannot be used) an embedding cue is answered by a
+    scan of the stored vectors: also those the server computed (the scan once read only
+    memories' own vectors, and found nothing in a store of text), and within the deadline
+    (it once read a whole million-memory space before looking at the clock)."""
+    import sqlite3
+
+    from engram_cli.engine.embedding import DEFAULT_MODEL, load_model
+    from engram_cli.engine.recall import embedding_scan
+
+    put(store, *NOTES)
+    wait_for(lambda: indexed(store, len(NOTES)))
+    model = load_model(DEFAULT_MODEL)
+    assert model is not None
+    cue = RecallQuery(embedding=model.embed([COTTAGE])[0].tobytes(), limit=1)
+    conn = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True)
+    try:
+        content = dict(conn.execute("SELECT rowid, content FROM memories"))
+        found, cut = embedding_scan(conn, "default", cue, 4, 1, time.perf_counter() + 30)
+        assert not cut and found  # (those more than 0 similar)
+        assert content[max(found, key=found.__getitem__)] == CHALET
+        # A space of 12,000 memories' own vectors: a deadline already past stops the
+        # statement inside its first steps.
+        rng = np.random.default_rng(5)
+        own = rng.normal(size=(12_000, 256)).astype(np.float32)
+        store.remember_many("big", [MemoryRecord(id=f"v{i}", content=f"vector {i}",
+                                                 confidence=0.9, embedding=v.tobytes())
+                                    for i, v in enumerate(own)])
+        near = RecallQuery(embedding=(own[777] + 0.1 * own[5]).tobytes(), limit=1)
+        found, cut = embedding_scan(conn, "big", near, 4, 1, time.perf_counter() + 30)
+        ids = dict(conn.execute("SELECT rowid, id FROM memories WHERE space = 'big'"))
+        assert not cut and ids[max(found, key=found.__getitem__)] == "v777"
+        started = time.perf_counter()
+        found, cut = embedding_scan(conn, "big", near, 4, 1, started - 1.0)
+        assert cut and not found and time.perf_counter() - started < 0.5
+        # The deadline's check is gone with the scan: a long statement runs to its end.
+        n = conn.execute("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c "
+                         "WHERE i < 200000) SELECT count(*) FROM c").fetchone()[0]
+        assert n == 200_000
+    finally:
+        conn.close()
+
+
 def test_forgotten_and_changed_memories_never_come_back_from_the_index(store: Store) -> None:
     chalet, espresso, tomatoes, _ = put(store, *NOTES)
     wait_for(lambda: indexed(store, len(NOTES)))

@@ -140,6 +140,11 @@ class SeedSource(Protocol):
         ...
 
 
+# SQLite virtual-machine steps between two looks at the deadline in an index-less
+# embedding scan (embedding_scan): well under a millisecond.
+SCAN_STEPS = 10_000
+
+
 def text_source(seeder: TextSeeder) -> SeedSource:
     """The full-text index as a seed source."""
     def seeds(conn: sqlite3.Connection, space: str, q: RecallQuery, want: int, limit: int,
@@ -150,37 +155,47 @@ def text_source(seeder: TextSeeder) -> SeedSource:
 
 def embedding_scan(conn: sqlite3.Connection, space: str, q: RecallQuery, want: int,
                    limit: int, deadline: float) -> Seeds:
-    """Cosine similarity against every stored vector of the cue's size (no index)."""
+    """Cosine similarity against every stored vector of the cue's size in the space, a
+    memory's own or the one the server computed, without the index (while it opens after
+    a start, or when it cannot be used). SQLite checks the deadline as it steps (a
+    progress handler), since one step may read many rows: a statement that looked for
+    memories' own vectors alone read every row of a million-memory space before its first
+    answer, half a second, and found none where the server computes the vectors."""
     vector = q.embedding or b""
     cue = np.frombuffer(vector, dtype=np.float32)
     norm = float(np.linalg.norm(cue))
     if norm == 0:
         raise InvalidArgument("embedding cue is all zeros")
     cue = cue / norm
-    best: list[tuple[float, int]] = []
+    f32, f16 = len(cue) * 4, len(cue) * 2
+    best: dict[int, float] = {}
     exhausted = False
-    cur = conn.execute(
-        "SELECT rowid, embedding FROM memories WHERE space = ? AND suppressed = 0 "
-        "AND embedding IS NOT NULL AND length(embedding) = ?", (space, len(vector)))
-    while True:
-        if time.perf_counter() > deadline:
-            exhausted = True  # the best of what was scanned so far
-            break
-        found = cur.fetchmany(8192)
-        if not found:
-            break
-        mat = np.frombuffer(b"".join(r[1] for r in found), dtype=np.float32).reshape(
-            len(found), -1)
-        norms = np.linalg.norm(mat, axis=1)
-        norms[norms == 0] = 1.0
-        sims = (mat @ cue) / norms
-        k = min(want, len(found))
-        idx = np.argpartition(-sims, k - 1)[:k]
-        best.extend((float(sims[i]), found[i][0]) for i in idx)
-        best = sorted(best, reverse=True)[:want]
-    cur.close()
-    return ({rowid: sim for sim, rowid in best if sim >= q.similarity_threshold and sim > 0},
-            exhausted)
+    conn.set_progress_handler(lambda: int(time.perf_counter() > deadline), SCAN_STEPS)
+    try:
+        cur = conn.execute(
+            "SELECT m.rowid, m.embedding, v.vec FROM memories m LEFT JOIN vectors v "
+            "ON v.rid = m.rowid WHERE m.space = ? AND m.suppressed = 0 "
+            "AND (m.embedding IS NOT NULL OR v.vec IS NOT NULL)", (space,))
+        while True:
+            found = cur.fetchmany(8192)
+            if not found:
+                break
+            own = [(r, mine) for r, mine, _ in found if mine is not None and len(mine) == f32]
+            computed = [(r, made) for r, mine, made in found
+                        if mine is None and made is not None and len(made) == f16]
+            best.update(rows.cosines(own, computed, cue, 0.0))
+            best = dict(heapq.nlargest(want, best.items(), key=itemgetter(1)))
+            if time.perf_counter() > deadline:
+                exhausted = True  # the best of what was scanned so far
+                break
+        cur.close()
+    except sqlite3.OperationalError as exc:  # the handler stopped a step: the budget
+        if "interrupt" not in str(exc):
+            raise
+        exhausted = True
+    finally:
+        conn.set_progress_handler(None, 0)
+    return {rid: sim for rid, sim in best.items() if sim >= q.similarity_threshold}, exhausted
 
 
 def rescored(want: int) -> int:
