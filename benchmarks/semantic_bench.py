@@ -211,7 +211,7 @@ def process_tree(pid: int) -> list[int]:
 class RawSlices:
     """The model's raw rate measured in slices while a catch-up runs. Every `every` seconds
     of catch-up the server and its workers are stopped (SIGSTOP), this process embeds the
-    next `size` of `texts` (in the indexer's batches of 512), and they go on (SIGCONT).
+    next `size` of `texts` (raw_rate), and they go on (SIGCONT).
     So the catch-up and the rate it is compared with come from the same minutes: measured
     before and after instead, this machine's speed moved the raw rate by up to 1.8x within
     one catch-up."""
@@ -236,10 +236,7 @@ class RawSlices:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGSTOP)
         try:
-            t = time.perf_counter()
-            for i in range(0, len(chunk), 512):
-                self.model.embed(chunk[i:i + 512])
-            self.seconds += time.perf_counter() - t
+            self.seconds += len(chunk) / raw_rate(self.model, chunk)
             self.embedded += len(chunk)
         finally:
             for p in pids:

@@ -167,7 +167,6 @@ def embedding_scan(conn: sqlite3.Connection, space: str, q: RecallQuery, want: i
     if norm == 0:
         raise InvalidArgument("embedding cue is all zeros")
     cue = cue / norm
-    f32, f16 = len(cue) * 4, len(cue) * 2
     best: dict[int, float] = {}
     exhausted = False
     conn.set_progress_handler(lambda: int(time.perf_counter() > deadline), SCAN_STEPS)
@@ -180,19 +179,13 @@ def embedding_scan(conn: sqlite3.Connection, space: str, q: RecallQuery, want: i
             found = cur.fetchmany(8192)
             if not found:
                 break
-            own = [(r, mine) for r, mine, _ in found if mine is not None and len(mine) == f32]
-            computed = [(r, made) for r, mine, made in found
-                        if mine is None and made is not None and len(made) == f16]
-            best.update(rows.cosines(own, computed, cue, 0.0))
+            best.update(rows.cosines(found, cue, 0.0))
             best = dict(heapq.nlargest(want, best.items(), key=itemgetter(1)))
-            if time.perf_counter() > deadline:
-                exhausted = True  # the best of what was scanned so far
-                break
         cur.close()
     except sqlite3.OperationalError as exc:  # the handler stopped a step: the budget
         if "interrupt" not in str(exc):
             raise
-        exhausted = True
+        exhausted = True  # the best of what was scanned so far
     finally:
         conn.set_progress_handler(None, 0)
     return {rid: sim for rid, sim in best.items() if sim >= q.similarity_threshold}, exhausted

@@ -174,24 +174,34 @@ def space_dimension(conn: sqlite3.Connection, space: str) -> int | None:
     return int(row[0]) if row else None
 
 
-def cosines(own: list[tuple[int, bytes]], computed: list[tuple[int, bytes]], cue: Any,
+def cosines(found: Iterable[tuple[int, bytes | None, bytes | None]], cue: Any,
             floor: float) -> dict[int, float]:
-    """{rowid: cosine similarity to the unit `cue`} of stored vectors more than `floor`
-    similar: memories' own (float32) and the server's computed ones (float16), each blob
-    of the cue's dimension. One matrix product per kind, not numpy calls per row (a third
-    of an embedding recall's time at 64 candidates)."""
+    """{rowid: cosine similarity to the unit `cue`} of the stored vectors more than `floor`
+    similar, from (rowid, the memory's own float32 vector, the one the server computed in
+    float16) rows: the own one when there is one, a blob of another dimension left out.
+    One matrix product per kind, not numpy calls per row (a third of an embedding recall's
+    time at 64 candidates)."""
     import numpy as np
 
+    f32, f16 = len(cue) * 4, len(cue) * 2
+    own: list[tuple[int, bytes]] = []
+    computed: list[tuple[int, bytes]] = []
+    for rid, mine, made in found:
+        if mine:
+            if len(mine) == f32:
+                own.append((rid, mine))
+        elif made and len(made) == f16:
+            computed.append((rid, made))
     out: dict[int, float] = {}
-    for found, dtype in ((own, "<f4"), (computed, "<f2")):
-        if not found:
+    for kind, dtype in ((own, "<f4"), (computed, "<f2")):
+        if not kind:
             continue
-        mat = np.frombuffer(b"".join(b for _, b in found), dtype=dtype).astype(
-            np.float32).reshape(len(found), len(cue))
+        mat = np.frombuffer(b"".join(b for _, b in kind), dtype=dtype).astype(
+            np.float32).reshape(len(kind), len(cue))
         norms = np.sqrt(np.einsum("ij,ij->i", mat, mat)).astype(np.float64)
         dots = (mat @ np.asarray(cue, dtype=np.float32)).astype(np.float64)
         sims = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
-        out.update((rid, sim) for (rid, _), sim in zip(found, sims.tolist(), strict=True)
+        out.update((rid, sim) for (rid, _), sim in zip(kind, sims.tolist(), strict=True)
                    if sim > floor)
     return out
 
@@ -210,25 +220,19 @@ def similarities(conn: sqlite3.Connection, space: str, rids: Sequence[int], cue:
     marks, values = in_list(rids, SQL_CHUNK)
     # The content only when it may be embedded here: a few hundred bytes a row less.
     content = "m.content" if embed is not None else "NULL"
-    own: list[tuple[int, bytes]] = []  # the memory's own float32 vector
-    computed: list[tuple[int, bytes]] = []  # the server's model's, float16
+    stored: list[tuple[int, bytes | None, bytes | None]] = []
     unembedded: list[tuple[int, str]] = []
-    f32, f16 = len(cue) * 4, len(cue) * 2
     # `+m.space`: without the plus SQLite walks the space's index (every memory of the
     # space: 265 ms a recall at a million) instead of looking up these few rowids.
     for rid, mine, made, text in conn.execute(
             f"SELECT m.rowid, m.embedding, v.vec, {content} FROM memories m LEFT JOIN "
             f"vectors v ON v.rid = m.rowid WHERE m.rowid IN ({marks}) AND +m.space = ? "
             f"AND m.suppressed = 0", (*values, space)):
-        if mine:
-            if len(mine) == f32:
-                own.append((rid, mine))
-        elif made:
-            if len(made) == f16:
-                computed.append((rid, made))
+        if mine or made:
+            stored.append((rid, mine, made))
         elif embed is not None and text:
             unembedded.append((rid, text))
-    out = cosines(own, computed, cue, floor)
+    out = cosines(stored, cue, floor)
     if unembedded and embed is not None:
         for (rid, _), vec in zip(unembedded, embed([c for _, c in unembedded]), strict=True):
             sim = float(np.asarray(vec, dtype=np.float32) @ cue)  # unit vectors
