@@ -142,7 +142,8 @@ def test_text_scores_are_the_sums_and_the_order_of_the_python_loops() -> None:
 class Uncapped(TextSeeder):
     """Every word counted to the end, as before words were counted up to the stop line."""
 
-    def doc_freq(self, conn: sqlite3.Connection, term: str, most: int = DF_CAP) -> int:
+    def doc_freq(self, conn: sqlite3.Connection, term: str, most: int = DF_CAP,
+                 n_docs: int = 0) -> int:
         return super().doc_freq(conn, term)
 
 
@@ -188,6 +189,59 @@ def test_words_counted_only_up_to_the_stop_line_seed_as_fully_counted_ones(
             assert want == full.seeds(conn, "default", cue, 32, float("inf"), 10), cue
             assert list(want[0]) == list(full.seeds(conn, "default", cue, 32, float("inf"),
                                                     10)[0]), cue
+    finally:
+        store.close()
+
+
+def test_in_a_large_store_common_words_are_counted_from_the_newest_memories(
+        tmp_path: Path, monkeypatch) -> None:
+    # The sample lowered to 1,000 of 6,000 memories, as 16,384 of a million.
+    monkeypatch.setattr(text, "SAMPLE_SPAN", 1_000)
+    store = Store(tmp_path / "data", Settings().replace({"embedding_model": "none",
+                                                         "consolidation_interval_s": 0.0}))
+    try:
+        # "even" in every 4th memory (1,500), "old" in the first 2,000 only, "rare" in
+        # every 100th (60), "often" in every 2nd (3,000). Counted up to 2,000 below.
+        recs = []
+        for i in range(6_000):
+            words = [f"w{i}"]
+            words += ["even"] if i % 4 == 0 else []
+            words += ["old"] if i < 2_000 else []
+            words += ["rare"] if i % 100 == 0 else []
+            words += ["often"] if i % 2 == 0 else []
+            recs.append(MemoryRecord(id="", content=" ".join(words)))
+        store.remember_many("default", recs)
+        conn = store._reader()
+        n_docs = conn.execute("SELECT max(rowid) FROM memories").fetchone()[0]
+        assert n_docs == 6_000
+        seen: list[str] = []
+        conn.set_trace_callback(
+            lambda sql: seen.append(sql) if sql.startswith("SELECT count(*)") else None)
+        try:
+            seeder = TextSeeder(lambda: 0)
+            # 250 of the newest 1,000 hold it: an estimate, read from those alone.
+            assert seeder.doc_freq(conn, "even", 2_000, n_docs) == 1_500
+            assert len(seen) == 1 and "rowid > 5000" in seen[0], seen
+            # More than 2,000 x 1,000 / 6,000 in the sample: "more than 2,000", having
+            # read at most 334 of its postings.
+            assert seeder.doc_freq(conn, "often", 2_000, n_docs) == 2_001
+            assert "LIMIT 334" in seen[-1], seen[-1]
+            # Too few in the sample to stand for the whole: counted, exactly.
+            assert seeder.doc_freq(conn, "rare", 2_000, n_docs) == 60
+            assert seeder.doc_freq(conn, "old", 2_000, n_docs) == 2_000
+            assert "rowid >" not in seen[-1] and len(seen) == 6
+            # Without the store's size (or at most SAMPLE_SPAN memories): counted.
+            assert TextSeeder(lambda: 0).doc_freq(conn, "even", 2_000) == 1_500
+            assert "rowid >" not in seen[-1]
+        finally:
+            conn.set_trace_callback(None)
+        # Seeds by the estimates: "even" (1,500) is past this store's stop line (1,000) and
+        # left out beside a rarer word, so the 60 holding "rare" are all the seeds.
+        seeds, _ = TextSeeder(lambda: 0).seeds(conn, "default", "rare even", 64,
+                                               float("inf"), 10)
+        number = {rid: int(content.split()[0][1:]) for rid, content in conn.execute(
+            "SELECT rowid, content FROM memories")}
+        assert {number[r] for r in seeds} == set(range(0, 6_000, 100))
     finally:
         store.close()
 
