@@ -3,6 +3,7 @@ the hot tier, co-recall edges and per-request recall knobs, on a real store and 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sqlite3
 import time
@@ -63,6 +64,7 @@ def put(store: Store, content: str, **fields: object) -> str:
 
 def settle(store: Store) -> None:
     """Wait until every write queued so far (accesses too) has committed."""
+    store._accesses.flush()  # written at most once a second otherwise
     store.write(lambda conn: None)
 
 
@@ -187,6 +189,55 @@ def test_confidence_decays_with_time_since_access(make_store: Callable[..., Stor
     assert [m.confidence for m in store.get("", [slow, fast])] == pytest.approx([0.8, 0.8])
     clock.now += 10 * DAY
     assert store.get("", [slow])[0].confidence == pytest.approx(expect_slow)
+
+
+def test_access_times_of_many_recalls_are_written_once_a_second(
+        make_store: Callable[..., Store], clock: FakeClock) -> None:
+    store = make_store()
+    ids = [put(store, f"Harbour note number {i} about the lighthouse") for i in range(3)]
+    settle(store)
+    written: list[float] = []
+    submit = store._accesses._submit
+
+    def counted(fn: Callable[..., object], *args: object) -> object:
+        written.append(time.monotonic())
+        return submit(fn, *args)
+
+    store._accesses._submit = counted  # type: ignore[method-assign]
+
+    def last_access() -> set[float]:
+        conn = store._reader()
+        return {t for (t,) in conn.execute("SELECT last_access FROM memories")}
+
+    started = time.monotonic()
+    for _ in range(50):
+        clock.now += 60
+        assert len(store.recall("", RecallQuery(text="harbour lighthouse")).memories) == 3
+    took = time.monotonic() - started
+    # The first recall's access times are written at once, the others' together a second
+    # after it (one more commit a second if the recalls take longer): not fifty commits.
+    wait_for(lambda: last_access() == {clock.now})
+    assert 2 <= len(written) <= 2 + int(took), (len(written), took)
+    assert all(b - a >= 0.9 for a, b in itertools.pairwise(written))
+    commits = len(written)
+    time.sleep(1.2)
+    assert len(written) == commits  # nothing was pending: no timer, no commit
+    # After a quiet second one recall is written at once; what a closing store holds
+    # back is written as it closes.
+    clock.now += 60
+    store.recall("", RecallQuery(text="harbour"))
+    wait_for(lambda: last_access() == {clock.now})
+    clock.now += 60
+    store.recall("", RecallQuery(text="harbour"))
+    assert len(written) == commits + 1
+    path = store.path
+    store.close()
+    conn = sqlite3.connect(path)
+    try:
+        assert {t for (t,) in conn.execute("SELECT last_access FROM memories WHERE id IN "
+                                           "(?, ?, ?)", ids)} == {clock.now}
+    finally:
+        conn.close()
 
 
 # -- consolidation -------------------------------------------------------------------

@@ -559,6 +559,7 @@ class Store:
         self._closed = True
         self.consolidator.stop()
         self._syncer.stop()
+        self._accesses.flush()
         self._writer.close()
         self._writer.join()
         conn = self._writer.conn
