@@ -7,7 +7,7 @@ import itertools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import grpc
@@ -211,7 +211,7 @@ def test_access_times_of_many_recalls_are_written_once_a_second(
 
     started = time.monotonic()
     for _ in range(50):
-        clock.now += 60
+        clock.now += DAY
         assert len(store.recall("", RecallQuery(text="harbour lighthouse")).memories) == 3
     took = time.monotonic() - started
     # The first recall's access times are written at once, the others' together a second
@@ -224,10 +224,10 @@ def test_access_times_of_many_recalls_are_written_once_a_second(
     assert len(written) == commits  # nothing was pending: no timer, no commit
     # After a quiet second one recall is written at once; what a closing store holds
     # back is written as it closes.
-    clock.now += 60
+    clock.now += DAY
     store.recall("", RecallQuery(text="harbour"))
     wait_for(lambda: last_access() == {clock.now})
-    clock.now += 60
+    clock.now += DAY
     store.recall("", RecallQuery(text="harbour"))
     assert len(written) == commits + 1
     path = store.path
@@ -238,6 +238,43 @@ def test_access_times_of_many_recalls_are_written_once_a_second(
                                            "(?, ?, ?)", ids)} == {clock.now}
     finally:
         conn.close()
+
+
+def test_a_recall_writes_an_access_time_only_where_it_moves_the_confidence(
+        make_store: Callable[..., Store], clock: FakeClock) -> None:
+    store = make_store()
+    slow = put(store, "Slowly fading memory of the harbour lights")
+    fast = put(store, "Quickly fading memory of the harbour fog", decay_rate=2.0)
+    settle(store)
+    noted: list[list[str]] = []
+    note = store._accesses.note
+
+    def counted(space: str, ids: Sequence[str], now: float) -> None:
+        noted.append(sorted(ids))
+        note(space, ids, now)
+
+    store._accesses.note = counted  # type: ignore[method-assign]
+
+    def recalled() -> dict[str, float]:
+        got = store.recall("", RecallQuery(text="harbour"))
+        assert len(got.memories) == 2
+        return {m.id: m.last_access for m in got.memories}
+
+    created = clock.now
+    # Seconds after they were written: nothing to refresh, nothing written.
+    clock.now += 5
+    assert recalled() == {slow: created, fast: created}
+    # Two minutes on: the fast-fading memory has lost more than 0.1% of its confidence
+    # (decay_rate 2), the other has not (that takes about 18 minutes).
+    clock.now += 120
+    recalled()
+    assert noted == [[fast]]
+    clock.now += 20 * 60
+    assert recalled() == {slow: created, fast: created + 125}
+    assert noted == [[fast], sorted([slow, fast])]
+    settle(store)
+    assert {m.id: m.last_access for m in store.get("", [slow, fast])} == {
+        slow: clock.now, fast: clock.now}
 
 
 # -- consolidation -------------------------------------------------------------------

@@ -115,6 +115,20 @@ HYBRID_MIN_SIMILARITY = 0.2
 RANK_CEILING = 1.05
 
 
+# A recall refreshes a memory's last access only when the time since the stored one has
+# moved its confidence by at least this fraction (with the default curve, after about 18
+# minutes; a memory with decay_rate 2, after a minute): a refresh is a row rewritten on disk, and
+# recalls over recent memories rewrote thousands of rows a second that changed no answer.
+ACCESS_REFRESH = 0.001
+
+
+def stale_access(row: Row, now: float, s: Settings) -> bool:
+    """Whether a recall should write this memory's access time (ACCESS_REFRESH)."""
+    # rowid, id, content, embedding, confidence, activation, decay_rate, ..., last_access
+    return decayed(1.0, now - row[10], row[6], s.forgetting_exponent, s.forgetting_floor,
+                   s.forgetting_scale_s) < 1.0 - ACCESS_REFRESH
+
+
 class Cue(enum.Enum):
     TEXT = "text"
     EMBEDDING = "embedding"
@@ -331,9 +345,11 @@ class Recaller:
 
     def __init__(self, reader: Callable[[], sqlite3.Connection], hot: HotTier,
                  text: TextSeeder, settings: Callable[[], Settings],
-                 clock: Callable[[], float], recalled: Callable[[str, list[str]], None],
+                 clock: Callable[[], float],
+                 recalled: Callable[[str, list[str], list[str]], None],
                  indexer: Callable[[], Any] = lambda: None) -> None:
-        # recalled(space, ids): told what each recall returned (access times, co-recall).
+        # recalled(space, ids, stale): told what each recall returned (co-recall), and
+        # which of those need their access time written (stale_access).
         self._reader = reader
         self._hot = hot
         self._settings = settings
@@ -451,7 +467,8 @@ class Recaller:
             rec.activation = a
             results.append(rec)
         ids = [r.id for r in results]
-        self._recalled(space, ids)
+        self._recalled(space, ids, [rec.id for (_, rid, _), rec in zip(top, results, strict=True)
+                                    if stale_access(found[rid], now, s)])
         result = RecallResult(
             memories=results,
             total_activated=total,

@@ -406,8 +406,8 @@ class Store:
         with self._readers.lease():
             return self._recaller.recall(resolve_space(space_id), q)
 
-    def _recalled(self, space: str, ids: list[str]) -> None:
-        self.touch(space, ids)
+    def _recalled(self, space: str, ids: list[str], stale: list[str]) -> None:
+        self.touch(space, stale)
         self.consolidator.note_recalled(space, ids)
 
     def auto_link(self, space_id: str, rec: MemoryRecord, threshold: float = 0.5
