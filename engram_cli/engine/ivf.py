@@ -159,6 +159,7 @@ def read(path: Path, coded: bool) -> Any:
     if coded:
         probe, codes = parts
         if not isinstance(probe, faiss.IndexIVFPQFastScan) or probe.d != codes.d \
+                or not isinstance(codes, faiss.IndexIVFScalarQuantizer) \
                 or probe.ntotal < codes.ntotal:
             raise ValueError(f"{path.name} is not a coded vector store")
         index = Coded(probe, codes)
