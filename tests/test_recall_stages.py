@@ -139,6 +139,12 @@ def test_text_scores_are_the_sums_and_the_order_of_the_python_loops() -> None:
     assert summed([np.zeros(0, dtype=np.int64)], [1.0]) == {}
 
 
+def lexical_store(tmp_path: Path) -> Store:
+    """A store without an embedding model or background consolidation."""
+    return Store(tmp_path / "data", Settings().replace({"embedding_model": "none",
+                                                        "consolidation_interval_s": 0.0}))
+
+
 class Uncapped(TextSeeder):
     """Every word counted to the end, as before words were counted up to the stop line."""
 
@@ -149,8 +155,7 @@ class Uncapped(TextSeeder):
 
 def test_words_counted_only_up_to_the_stop_line_seed_as_fully_counted_ones(
         tmp_path: Path) -> None:
-    store = Store(tmp_path / "data", Settings().replace({"embedding_model": "none",
-                                                         "consolidation_interval_s": 0.0}))
+    store = lexical_store(tmp_path)
     try:
         # 2,500 memories: "alpha" in 1,100 and "beta" in 1,110 (both above the stop line
         # of 1,000; ten hold both), "gamma" in 500, "delta" in 68; confidences vary. Which
@@ -197,8 +202,7 @@ def test_in_a_large_store_common_words_are_counted_from_the_newest_memories(
         tmp_path: Path, monkeypatch) -> None:
     # The sample lowered to 1,000 of 6,000 memories, as 16,384 of a million.
     monkeypatch.setattr(text, "SAMPLE_SPAN", 1_000)
-    store = Store(tmp_path / "data", Settings().replace({"embedding_model": "none",
-                                                         "consolidation_interval_s": 0.0}))
+    store = lexical_store(tmp_path)
     try:
         # "even" in every 4th memory (1,500), "old" in the first 2,000 only, "rare" in
         # every 100th (60), "often" in every 2nd (3,000). Counted up to 2,000 below.
@@ -251,8 +255,7 @@ def test_common_words_are_read_together_only_the_rarest_few(tmp_path: Path,
     # At this size no word is common (more than RARE_DF memories, fewer than the stop
     # line): lowered, the six words below are, as such words are at a million.
     monkeypatch.setattr(text, "RARE_DF", 50)
-    store = Store(tmp_path / "data", Settings().replace({"embedding_model": "none",
-                                                         "consolidation_interval_s": 0.0}))
+    store = lexical_store(tmp_path)
     try:
         # word ck is in the memories whose number i has i % (k + 1) == 0: c6 is the rarest
         # (357 memories), c1 (1,250) is past the stop line; every 420th holds c2 to c6.
