@@ -116,9 +116,9 @@ RANK_CEILING = 1.05
 
 
 # A recall refreshes a memory's last access only when the time since the stored one has
-# moved its confidence by at least this fraction (with the default curve, after about 18
-# minutes; a memory with decay_rate 2, after a minute): a refresh is a row rewritten on disk, and
-# recalls over recent memories rewrote thousands of rows a second that changed no answer.
+# moved its confidence by at least this fraction (with the default curve after about 18
+# minutes, with decay_rate 2 after a minute): a refresh rewrites the memory's row on disk,
+# and recalls of recent memories rewrote thousands of rows a second that changed no answer.
 ACCESS_REFRESH = 0.001
 
 
