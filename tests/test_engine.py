@@ -356,6 +356,34 @@ def test_a_pass_cut_short_is_finished_by_the_next(make_store: Callable[..., Stor
     assert report.consolidated == 1 and state_of(store, mid) is State.CONSOLIDATED
 
 
+def test_a_pass_moves_thousands_of_memories_and_leaves_an_update_made_meanwhile(
+        make_store: Callable[..., Store]) -> None:
+    from engram_cli.engine.writes import op_finish, op_mark
+
+    store = make_store(consolidation_min_age_s=0.0)
+    recs = [MemoryRecord(id=f"n{i}", content=f"Night train note {i}") for i in range(2_000)]
+    store.remember_many("", recs)
+    # A batch larger than one statement's list of rowids, marked; then one of them is
+    # updated (RECONSOLIDATING) before the batch is finished: it must stay so.
+    marked = store.write(op_mark, None, None, int(State.RECENT), int(State.CONSOLIDATING),
+                         None, None, [], 0.0, 1_950, None)
+    assert len(marked) == 1_950
+    conn = store._reader()
+    counts = dict(conn.execute("SELECT state, count(*) FROM memories GROUP BY state"))
+    assert counts == {int(State.CONSOLIDATING): 1_950, int(State.RECENT): 50}
+    store.write(lambda c: c.execute("UPDATE memories SET state = ? WHERE id = 'n7'",
+                                    (int(State.RECONSOLIDATING),)))
+    done = store.write(op_finish, [r for r, _, _ in marked], int(State.CONSOLIDATED))
+    assert done == 1_949
+    counts = dict(conn.execute("SELECT state, count(*) FROM memories GROUP BY state"))
+    assert counts == {int(State.CONSOLIDATED): 1_949, int(State.RECONSOLIDATING): 1,
+                      int(State.RECENT): 50}
+    # The counts kept by triggers follow every row.
+    assert store.consolidator.run_pass().consolidated == 51
+    assert dict(conn.execute("SELECT state, sum(n) FROM memory_counts GROUP BY state "
+                             "HAVING sum(n) > 0")) == {int(State.CONSOLIDATED): 2_000}
+
+
 def test_consolidate_rpc_on_demand(server: object) -> None:
     with stubs(server.address) as (stub, _):  # type: ignore[attr-defined]
         ids = [remember(stub, f"Garden diary entry {i}: tomatoes and basil").memory_id

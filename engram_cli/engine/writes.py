@@ -374,17 +374,28 @@ def op_mark(conn: sqlite3.Connection, space: str | None, ids: list[str] | None,
     else:
         chosen = conn.execute(sql + " ORDER BY rowid LIMIT ?", (*args, limit)).fetchall()
     if state_from != state_to:
-        conn.executemany("UPDATE memories SET state = ? WHERE rowid = ?",
-                         [(state_to, rowid) for rowid, _, _ in chosen])
+        _set_state(conn, [rowid for rowid, _, _ in chosen], state_to)
     return chosen
 
 
 def op_finish(conn: sqlite3.Connection, rowids: list[int], state: int) -> int:
     """CONSOLIDATING -> `state` for these memories (an update since may have moved them)."""
+    return _set_state(conn, rowids, state, State.CONSOLIDATING)
+
+
+def _set_state(conn: sqlite3.Connection, rowids: Sequence[int], state: int,
+               only_from: int | None = None) -> int:
+    """Set these memories' state (those in `only_from` alone, when given), a statement per
+    SQL_CHUNK of them: a statement per memory cost a consolidation pass 22 us a memory of
+    Python and SQLite overhead, three times the row's own update (a million memories
+    took 63 s, while recall's p99 doubled)."""
     n = 0
-    for rowid in rowids:
-        n += conn.execute("UPDATE memories SET state = ? WHERE rowid = ? AND state = ?",
-                          (state, rowid, State.CONSOLIDATING)).rowcount
+    guard = "" if only_from is None else " AND state = ?"
+    for chunk in chunks(list(rowids), SQL_CHUNK):
+        marks, values = in_list(chunk, SQL_CHUNK)
+        n += conn.execute(f"UPDATE memories SET state = ? WHERE rowid IN ({marks}){guard}",
+                          (state, *values, *(() if only_from is None else (only_from,)))
+                          ).rowcount
     return n
 
 
