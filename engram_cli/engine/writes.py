@@ -389,13 +389,12 @@ def _set_state(conn: sqlite3.Connection, rowids: Sequence[int], state: int,
     SQL_CHUNK of them: a statement per memory cost a consolidation pass 22 us a memory of
     Python and SQLite overhead, three times the row's own update (a million memories
     took 63 s, while recall's p99 doubled)."""
+    guard, also = ("", ()) if only_from is None else (" AND state = ?", (only_from,))
     n = 0
-    guard = "" if only_from is None else " AND state = ?"
     for chunk in chunks(list(rowids), SQL_CHUNK):
         marks, values = in_list(chunk, SQL_CHUNK)
         n += conn.execute(f"UPDATE memories SET state = ? WHERE rowid IN ({marks}){guard}",
-                          (state, *values, *(() if only_from is None else (only_from,)))
-                          ).rowcount
+                          (state, *values, *also)).rowcount
     return n
 
 
