@@ -341,3 +341,66 @@ def test_an_answer_from_a_lagging_index_says_so_and_is_not_cached(
     complete = recall()
     assert "partial" not in complete and complete["cache"] == {"stored": True}
     assert recall()["cached"] is True
+
+
+def _flood(store: Store, seconds: float) -> tuple[float, float, int]:
+    """Write 25 memories (own 8-d vectors) every 20 ms for `seconds`: about 1,250 a
+    second, far above the FLOOD_RATE the caller set. Answers when it began and ended, and
+    how many it wrote."""
+    rng = np.random.default_rng(7)
+    began, i = time.monotonic(), 0
+    while time.monotonic() - began < seconds:
+        vecs = rng.standard_normal((25, 8)).astype(np.float32)
+        store.remember_many("default", [
+            MemoryRecord(id=f"m{i + j}", content=f"note {i + j}",
+                         embedding=v.tobytes()) for j, v in enumerate(vecs)])
+        i += 25
+        time.sleep(0.02)
+    return began, time.monotonic(), i
+
+
+@pytest.fixture
+def batches_read(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """When the indexer read each batch of the log (only tests lower FLOOD_RATE)."""
+    from engram_cli.engine import indexer as indexer_module
+
+    monkeypatch.setattr(indexer_module, "FLOOD_RATE", 200)
+    read, times = indexer_module.Indexer._read, []
+
+    def spy(self: indexer_module.Indexer) -> object:
+        batch = read(self)
+        if batch is not None:
+            times.append(time.monotonic())
+        return batch
+
+    monkeypatch.setattr(indexer_module.Indexer, "_read", spy)
+    return times
+
+
+def test_the_indexer_waits_out_a_flood_of_writes_then_catches_up(
+        tmp_path: Path, batches_read: list[float]) -> None:
+    """While clients write faster than FLOOD_RATE (an import), the indexer reads no further
+    into the log: embedding, training and indexing leave the machine to the write path.
+    Once the writes stop it catches up with all of them."""
+    settings = Settings().replace({"embedding_model": "none"})
+    with Store(tmp_path / "data", settings) as store:
+        wait_for(store.indexer.ready.is_set)
+        began, ended, n = _flood(store, 4.0)
+        during = [t for t in batches_read if began + 1.5 < t < ended]
+        assert not during, f"{len(during)} batches read during the flood"
+        assert store.vector_stats()["pending"] > 0
+        wait_for(lambda: indexed(store, n))
+        assert batches_read[-1] > ended
+
+
+def test_under_a_flood_that_does_not_end_the_indexer_still_reads_now_and_then(
+        tmp_path: Path, batches_read: list[float], monkeypatch: pytest.MonkeyPatch) -> None:
+    from engram_cli.engine import indexer as indexer_module
+
+    monkeypatch.setattr(indexer_module, "FLOOD_MAX_S", 1.0)
+    settings = Settings().replace({"embedding_model": "none"})
+    with Store(tmp_path / "data", settings) as store:
+        wait_for(store.indexer.ready.is_set)
+        began, ended, _ = _flood(store, 5.0)
+        during = [t for t in batches_read if began + 1.5 < t < ended]
+        assert 2 <= len(during) <= 5, during  # one a second, give or take a check

@@ -24,8 +24,10 @@ index that cannot be used is rebuilt from every memory.
 
 All three threads lower their own CPU priority: on a small machine embedding and training
 compete with the writer and the RPC threads, which matter more than how soon a vector is
-searchable. Recall re-reads every candidate from SQLite, so a lagging index can miss a new
-memory but never return one that was deleted, suppressed or changed.
+searchable. For the same reason the indexer reads no further into the log while clients
+write faster than FLOOD_RATE (an import), and catches up when they stop. Recall re-reads
+every candidate from SQLite, so a lagging index can miss a new memory but never return one
+that was deleted, suppressed or changed.
 """
 
 from __future__ import annotations
@@ -85,6 +87,17 @@ MERGE_ABOVE = 0
 # lower it, in their own process, to train and retrain on a few hundred memories.
 TRAIN_AT = vectors.TRAIN_AT
 NICENESS = 10
+# While clients write faster than this (memories logged a second over the last
+# FLOOD_SPAN_S: an import), the indexer reads no further into the log, so that embedding,
+# training and indexing leave the machine to the write path; it finishes the batches
+# already out and catches up once the flood is over. The span is seconds, not one check's
+# interval: the writer commits an import in groups of many batches, with quiet gaps between.
+# Writes at an interactive pace never come near. Under a flood that never ends the
+# indexer still reads a batch every FLOOD_MAX_S.
+FLOOD_RATE = 2_000
+FLOOD_CHECK_S = 0.5
+FLOOD_SPAN_S = 2.0
+FLOOD_MAX_S = 60.0
 BUILD_RETRY_S = 60.0  # after a failed (re)training, before the next try
 _DTYPE = "<f2"  # server-computed vectors are kept as float16: half the bytes, same ranking
 
@@ -119,6 +132,10 @@ class Indexer(threading.Thread):
         self._worker: EmbedWorker | None = None
         self.embedded = 0
         self.error = ""
+        # (when, the log's top then), one every FLOOD_CHECK_S, over the last FLOOD_SPAN_S
+        self._flood_seen: deque[tuple[float, int]] = deque([(0.0, 0)])
+        self._flooded = False
+        self._flood_since: float | None = None  # the flood's start, or the last batch in it
 
     def _write(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self._submit(fn, *args).result()
@@ -251,6 +268,7 @@ class Indexer(threading.Thread):
                 log.warning("rebuilding the vector index: %s", index.rebuild_reason)
             # Whatever the log still holds, index every memory once.
             self._write(_op_log_all)
+        self._flood_seen = deque([(time.monotonic(), self._log_top(self._reader()))])
         self.index = index
         self.ready.set()
 
@@ -303,7 +321,7 @@ class Indexer(threading.Thread):
         the oldest batch read; False when there was nothing to do. With DEPTH batches out,
         the worker processes embed the next batch while this thread stores and indexes one."""
         batch = self._read() if len(self._ahead) < DEPTH and sum(
-            b.chars for b in self._ahead) < AHEAD_CHARS else None
+            b.chars for b in self._ahead) < AHEAD_CHARS and not self._flood() else None
         if batch is not None:
             self._ahead.append(batch)
         if not self._ahead:
@@ -311,6 +329,35 @@ class Indexer(threading.Thread):
         if (batch is None or len(self._ahead) >= DEPTH) and self._apply(self._ahead[0]):
             self._ahead.popleft()
         return True
+
+    def _flood(self) -> bool:
+        """Whether clients are writing faster than FLOOD_RATE (looked at every
+        FLOOD_CHECK_S), and it is not yet time for the flood's next batch."""
+        now = time.monotonic()
+        seen = self._flood_seen
+        if now - seen[-1][0] >= FLOOD_CHECK_S:
+            top = self._log_top(self._reader())
+            seen.append((now, top))
+            while len(seen) > 2 and now - seen[1][0] >= FLOOD_SPAN_S:
+                seen.popleft()
+            since, top_then = seen[0]
+            self._flooded = top - top_then > FLOOD_RATE * (now - since)
+        if not self._flooded:
+            self._flood_since = None
+            return False
+        if self._flood_since is None:
+            self._flood_since = now
+        elif now - self._flood_since >= FLOOD_MAX_S:
+            self._flood_since = now
+            return False
+        return True
+
+    @staticmethod
+    def _log_top(conn: sqlite3.Connection) -> int:
+        """The log's last sequence number ever given (its rows may all be trimmed)."""
+        row = conn.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'vector_log'").fetchone()
+        return int(row[0]) if row else 0
 
     def _forget_ahead(self) -> None:
         """After a failed step: what was read ahead is read again from `applied`."""
