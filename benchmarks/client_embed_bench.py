@@ -13,10 +13,13 @@ server, the first is not a rate one worker can reach. Both ratios are printed. T
 rates are measured before and after the imports and averaged, because a shared machine's
 speed drifts.
 
+Then the client alone: the same import with --dry-run (everything but the sending), so no
+server shares the machine's cores, as when it runs on another machine.
+
 --rss N also imports N records (1 worker) and prints the peak RSS of the importer and of
 its worker, polled from /proc, next to the same at N/10 records: flat means bounded.
 
-    python benchmarks/client_embed_bench.py [--records 20000] [--rss 1000000]
+    python benchmarks/client_embed_bench.py [--records 200000] [--rss 1000000]
 
 --against DIR runs only this tree's import --embed (into this tree's server) against
 another tree's (into its server; DIR is the folder holding its engram_cli/, e.g.
@@ -247,7 +250,7 @@ def compare(root: Path, path: Path, against: Path, rounds: int,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--rss", type=int, default=0, metavar="N",
                         help="also the importer's peak RSS at N and N/10 records")
     parser.add_argument("--against", type=Path, metavar="DIR",
@@ -279,12 +282,16 @@ def main() -> None:
             finally:
                 proc.terminate()
                 proc.wait(20)
-            rows.append((workers, s, again))
+            # The client alone: --dry-run does all but the sending, with no server on this
+            # machine's two cores (as with a server on another machine, less gRPC's part).
+            alone = run_import(address, path, root / f"cache-dry-{workers}", "--embed",
+                               "--embed-workers", str(workers), "--dry-run")
+            rows.append((workers, s, again, alone))
         raw = [(raw[0] + model_rate(n, False)) / 2, (raw[1] + model_rate(n, True)) / 2]
         print(f"records: {n:,}; cores: {os.cpu_count()}")
         print(f"model raw rate (one process, no I/O): {raw[0]:,.0f} texts/s as it runs, "
               f"{raw[1]:,.0f} texts/s with one thread")
-        for workers, s, again in rows:
+        for workers, s, again, alone in rows:
             rate = s["records_per_second"]
             print(f"import --embed, {workers} worker(s): {rate:,.0f} records/s "
                   f"= {rate / raw[0]:.2f}x the model's raw rate, {rate / raw[1]:.2f}x its "
@@ -297,6 +304,10 @@ def main() -> None:
                   f"{again['records_per_second'] / raw[0]:.2f}x the model's raw rate; "
                   f"embedded {again['embedded']:,}, cache hits {again['embed_cache_hits']:,}")
             print(f"  {cpu_line(again)}")
+            print(f"  the client alone (--dry-run: all but the sending, no server on these "
+                  f"cores): {alone['records_per_second']:,.0f} records/s = "
+                  f"{alone['records_per_second'] / raw[0]:.2f}x the model's raw rate, "
+                  f"{alone['records_per_second'] / raw[1]:.2f}x its one-thread rate")
         one, two = rows[0][1]["records_per_second"], rows[1][1]["records_per_second"]
         print(f"scaling 1 -> 2 workers: {two / one:.2f}x")
         if opts.rss:
