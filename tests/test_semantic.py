@@ -378,10 +378,13 @@ def batches_read(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 
 def test_the_indexer_waits_out_a_flood_of_writes_then_catches_up(
-        tmp_path: Path, batches_read: list[float]) -> None:
+        tmp_path: Path, batches_read: list[float], monkeypatch: pytest.MonkeyPatch) -> None:
     """While clients write faster than FLOOD_RATE (an import), the indexer reads no further
     into the log: embedding, training and indexing leave the machine to the write path.
     Once the writes stop it catches up with all of them."""
+    from engram_cli.engine import indexer as indexer_module
+
+    monkeypatch.setattr(indexer_module, "FLOOD_MAX_S", 60.0)  # no batch now and then here
     settings = Settings().replace({"embedding_model": "none"})
     with Store(tmp_path / "data", settings) as store:
         wait_for(store.indexer.ready.is_set)
