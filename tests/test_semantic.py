@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 import pytest
 
+from engram_cli.engine import indexer as indexer_module
 from engram_cli.engine.model import MemoryRecord
 from engram_cli.engine.recall import RecallQuery
 from engram_cli.engine.settings import Settings
@@ -74,8 +75,6 @@ def test_long_texts_are_read_in_batches_bounded_in_characters(
     of the bound. Every memory is still embedded once, though this write logs each one
     twice and the second lands in a batch read before the first batch's vectors are
     stored; and each is found by its own text."""
-    from engram_cli.engine import indexer as indexer_module
-
     monkeypatch.setattr(indexer_module, "BATCH_CHARS", 5_000)
     monkeypatch.setattr(indexer_module, "_READ_CHUNK", 4)
     batches: list[tuple[int, int]] = []  # (characters, texts) of each batch read
@@ -362,8 +361,6 @@ def _flood(store: Store, seconds: float) -> tuple[float, float, int]:
 @pytest.fixture
 def batches_read(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     """When the indexer read each batch of the log (only tests lower FLOOD_RATE)."""
-    from engram_cli.engine import indexer as indexer_module
-
     monkeypatch.setattr(indexer_module, "FLOOD_RATE", 200)
     read, times = indexer_module.Indexer._read, []
 
@@ -382,8 +379,6 @@ def test_the_indexer_waits_out_a_flood_of_writes_then_catches_up(
     """While clients write faster than FLOOD_RATE (an import), the indexer reads no further
     into the log: embedding, training and indexing leave the machine to the write path.
     Once the writes stop it catches up with all of them."""
-    from engram_cli.engine import indexer as indexer_module
-
     monkeypatch.setattr(indexer_module, "FLOOD_MAX_S", 60.0)  # no batch now and then here
     settings = Settings().replace({"embedding_model": "none"})
     with Store(tmp_path / "data", settings) as store:
@@ -398,8 +393,6 @@ def test_the_indexer_waits_out_a_flood_of_writes_then_catches_up(
 
 def test_under_a_flood_that_does_not_end_the_indexer_still_reads_now_and_then(
         tmp_path: Path, batches_read: list[float], monkeypatch: pytest.MonkeyPatch) -> None:
-    from engram_cli.engine import indexer as indexer_module
-
     monkeypatch.setattr(indexer_module, "FLOOD_MAX_S", 1.0)
     settings = Settings().replace({"embedding_model": "none"})
     with Store(tmp_path / "data", settings) as store:
