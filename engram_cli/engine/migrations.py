@@ -449,6 +449,13 @@ def _m007_space_dims(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m008_fts_usermerge(conn: sqlite3.Connection) -> None:
+    """FTS5's 'merge' command merges two b-trees of a level, not four (its usermerge
+    option, kept in the index's config table): engine/textmerge.py merges the full-text
+    index down to at most one b-tree a level once writes are quiet."""
+    conn.execute("INSERT INTO memories_fts (memories_fts, rank) VALUES ('usermerge', 2)")
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _m001_initial),
     ("002_edges", _m002_edges),
@@ -457,6 +464,7 @@ MIGRATIONS: list[Migration] = [
     ("005_stat_counters", _m005_stat_counters),
     ("006_vector_log", _m006_vector_log),
     ("007_space_dims", _m007_space_dims),
+    ("008_fts_usermerge", _m008_fts_usermerge),
 ]
 
 

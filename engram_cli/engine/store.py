@@ -7,8 +7,9 @@ with the vector index (engine/indexer.py; held in RAM whole) persisted beside it
 go through the single writer thread (engine/writer.py) as write operations
 (engine/writes.py); reads lease one of a fixed number of read connections
 (engine/readers.py) and never wait for the writer (engine/recall.py, engine/rows.py).
-Background threads: consolidation (engine/consolidation.py) and, with durability
-"group", the periodic fsync (engine/writer.py).
+Background threads: consolidation (engine/consolidation.py), the merging of the full-text
+index's b-trees (engine/textmerge.py) and, with durability "group", the periodic fsync
+(engine/writer.py).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from engram_cli.engine.rows import space_dimension
 from engram_cli.engine.rules import dimension_error
 from engram_cli.engine.settings import DEFAULT_SETTINGS, Settings
 from engram_cli.engine.text import TextSeeder
+from engram_cli.engine.textmerge import TextMerger
 from engram_cli.engine.writer import (
     OutsideTransaction,
     Syncer,
@@ -141,8 +143,11 @@ class Store:
                                   TextSeeder(lambda: self.rows_written),
                                   lambda: self.settings, self.clock, self._recalled,
                                   lambda: self.indexer)
+        self.text_merger = TextMerger(self.write, lambda: self.rows_written,
+                                      lambda: self._writer.commits)
         self.consolidator.start()
         self.indexer.start()
+        self.text_merger.start()
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -557,6 +562,7 @@ class Store:
             return
         self.indexer.stop()  # saves the index; its last write goes before the writer closes
         self._closed = True
+        self.text_merger.stop()
         self.consolidator.stop()
         self._syncer.stop()
         self._accesses.flush()
