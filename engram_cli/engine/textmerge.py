@@ -2,11 +2,13 @@
 
 FTS5 adds a b-tree (a segment) to its index with each transaction that writes to it and
 merges them as they pile up (automerge: four of a level become one of the next), so a
-store an import built holds many: a million memories imported here held 17. A query
+store an import built holds many: a million memories imported here held 16. A query
 reads a word's postings from every b-tree, and the text seeds of a recall (engine/text.py)
 count and read the postings of a dozen words or more. Merged down to at most one b-tree
-a level (2 there), counting the words of 500 cues took half as long (2,700 distinct
-words: 583 -> 307 ms) and hybrid recall's p99 fell from 11.0-12.5 to 8.5-9.6 ms.
+a level (16 -> 2 there), counting the 2,700 distinct words of 500 cues took half as long
+(583 -> 307 ms), and hybrid recall (max_hops 3) of those cues over gRPC, each round on a
+server just started, three rounds interleaved: p50 7.8-8.1 -> 6.1-6.9 ms, p99 16-26 ->
+10.6-12.5 ms.
 
 So, once clients create fewer than QUIET_RATE memories a second (looked at every
 CHECK_S), this thread merges any two b-trees of one level (FTS5's 'merge' command, with
