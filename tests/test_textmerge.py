@@ -79,14 +79,16 @@ def test_without_the_merger_the_same_writes_leave_b_trees_to_merge(
 
 def test_the_merger_waits_while_clients_write_fast_then_merges(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(textmerge, "CHECK_S", 0.1)
-    monkeypatch.setattr(textmerge, "QUIET_RATE", 50)  # the writes below: ~500 a second
+    # At most 15 memories a 0.3 s check count as quiet: a check that saw one write of the
+    # 20 below sees writing, and only a stall of 0.3 s would look quiet.
+    monkeypatch.setattr(textmerge, "CHECK_S", 0.3)
+    monkeypatch.setattr(textmerge, "QUIET_RATE", 50)
     with Store(tmp_path / "data", SETTINGS) as store:
         write_in_transactions(store, 2)
         wait_for(lambda: store.text_merger.clean_at == store._writer.commits)
-        write_in_transactions(store, 10, pause=0.02)  # the merger's checks see them
+        write_in_transactions(store, 20, pause=0.02)  # past the check that saw none
         steps = store.text_merger.steps
-        write_in_transactions(store, 70, pause=0.02)
+        write_in_transactions(store, 60, pause=0.02)
         assert store.text_merger.steps == steps
         wait_for(lambda: store.text_merger.clean_at == store._writer.commits)
         assert store.text_merger.steps > steps
