@@ -157,6 +157,7 @@ def test_introspect_counts_per_space_and_health(rpc) -> None:
                                                       include_statistics=True))
     assert everything.statistics.total_memories == 4
     assert everything.metrics["space.alpha.memories"] == 3
+    assert "text_index.merge_steps" in everything.metrics  # the full-text index's merger
     assert everything.health.healthy
     assert everything.health.components["storage"].operational
 

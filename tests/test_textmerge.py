@@ -58,6 +58,7 @@ def test_once_writes_stop_the_index_is_merged_and_still_finds_every_memory(
         merger = store.text_merger
         wait_for(lambda: merger.clean_at == store._writer.commits)
         assert merger.steps > 0
+        assert store.stats()["text_index"] == {"merge_steps": merger.steps}
         for t in (0, 31, 59):
             found = store.recall("default", RecallQuery(text=f"topic{t}", limit=50,
                                                         max_hops=0))

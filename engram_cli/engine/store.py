@@ -457,6 +457,7 @@ class Store:
             "tiers": self.tier_stats(),
             "consolidation": dataclasses.asdict(self.consolidator.stats),
             "vector_index": vectors,
+            "text_index": {"merge_steps": self.text_merger.steps},
             "readers": {"size": self._readers.size, "open": self._readers.opened,
                         "background": self._readers.unpooled, "waits": self._readers.waits,
                         "sqlite_bytes": used, "sqlite_peak_bytes": peak},

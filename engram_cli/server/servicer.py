@@ -336,6 +336,7 @@ class EngramServicer(svc.EngramServiceServicer):
         metrics.update({f"vector_index.{k}": float(vectors[k])
                         for k in ("dim", "indexed", "pending", "fresh", "bytes", "embedded")})
         metrics[f"vector_index.model.{vectors['model']}"] = 1.0
+        metrics["text_index.merge_steps"] = float(stats["text_index"]["merge_steps"])
         readers = stats["readers"]
         metrics.update({f"readers.{k}": float(readers[k])
                         for k in ("size", "open", "background", "waits")})
