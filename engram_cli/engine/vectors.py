@@ -516,10 +516,12 @@ class VectorIndex:
             self.config = dataclasses.replace(self.config, candidates=candidates)
 
     def dim(self, space: str) -> int | None:
-        """The dimension a space's index holds; None before its first vector."""
-        with self._lock.read():
-            sp = self._spaces.get(space)
-            return sp.dim if sp else None
+        """The dimension a space's index holds; None before its first vector. Read without
+        the lock: a space's dimension never changes and a dict look-up is atomic, so a
+        recall asking it does not queue behind the writers (the merger, while the index
+        catches up, takes the lock once a chunk)."""
+        sp = self._spaces.get(space)
+        return sp.dim if sp else None
 
     def __len__(self) -> int:
         with self._lock.read():
