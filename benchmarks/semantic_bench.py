@@ -383,14 +383,20 @@ def measure(by_vector: Recall, by_text: Recall, qv: np.ndarray, exact: np.ndarra
 def scale(srv: Server, qv: np.ndarray, exact: np.ndarray, queries: list[str],
           nq: int) -> dict[str, Any]:
     srv.wait_pending(600)
-    before = srv.metrics().get("consolidation.consolidated_total", 0)
+    m = srv.metrics()
+    before = m.get("consolidation.consolidated_total", 0)
+    merged = m.get("text_index.merge_steps", 0)
     out = measure(lambda q: srv.recall(q, 0), lambda text: srv.recall(text, 3), qv, exact,
                   queries, nq)
     out["rss"] = srv.rss_mb()
     # The server's background consolidation takes memories five minutes after they were
     # stored, and rewrites each one's row: recall p99 during such a pass at a million was
     # about twice what it is outside one. Said, not hidden, when it overlapped.
-    out["consolidated"] = srv.metrics().get("consolidation.consolidated_total", 0) - before
+    m = srv.metrics()
+    out["consolidated"] = m.get("consolidation.consolidated_total", 0) - before
+    # The full-text index's b-trees are merged once the import is over (engine/textmerge.py):
+    # the steps it took before the recalls, and any taken during them.
+    out["merge_steps"] = (merged, m.get("text_index.merge_steps", 0) - merged)
     return out
 
 
@@ -514,6 +520,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"{fl['hybrid_p50']:.1f} ms p99 {fl['hybrid_p99']:.1f} ms; over gRPC / in "
                 f"process at p99: embedding {sc['p99'] / fl['p99']:.2f}x, hybrid "
                 f"{sc['hybrid_p99'] / fl['hybrid_p99']:.2f}x")
+            before_steps, during_steps = sc["merge_steps"]
+            say(f"  full-text index: {before_steps:,.0f} merge steps before these recalls, "
+                f"{during_steps:,.0f} during them")
             if sc["consolidated"]:
                 say(f"  (a background consolidation pass took in {sc['consolidated']:,.0f} "
                     "memories during these recalls, rewriting their rows)")
