@@ -14,7 +14,7 @@ So, once clients create fewer than QUIET_RATE memories a second (looked at every
 CHECK_S), this thread merges any two b-trees of one level (FTS5's 'merge' command, with
 usermerge 2: migration 008), MERGE_PAGES pages a step, each step a write like any other
 through the writer thread, until a step finds nothing to merge; it looks again after the
-next commit. That million took 309 steps of at most 17 ms, 1.2 s in all.
+next commit. A million memories took about 300 steps of at most 17 ms, 1.2 s in all.
 
 Not FTS5's 'optimize', nor a 'merge' of a negative number of pages: both first move
 every b-tree to a new level of its own, and with SQLite 3.40 the levels then grew by two
@@ -35,7 +35,7 @@ from typing import Any
 log = logging.getLogger("engram.textmerge")
 
 CHECK_S = 2.0
-QUIET_RATE = 1_000  # memories written a second, at most, while merge steps run
+QUIET_RATE = 1_000  # memories created a second, at most, while merge steps run
 MERGE_PAGES = 32  # pages of merged postings a step writes (of FTS5's 4 KB)
 
 
