@@ -67,6 +67,34 @@ def test_once_writes_stop_the_index_is_merged_and_still_finds_every_memory(
     assert merge_left(data, tmp_path) < 2
 
 
+def test_merged_after_deletes_and_updates_the_index_forgets_and_finds_as_the_store_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deleting a memory and changing one's text write delete markers into the full-text
+    index: merged with the postings they cancel, the index answers as the store holds."""
+    monkeypatch.setattr(textmerge, "CHECK_S", 0.1)
+    data = tmp_path / "data"
+    with Store(data, SETTINGS) as store:
+        write_in_transactions(store, 40)  # m0..m799, topic0..topic39, 20 each
+        for t in range(0, 40, 2):  # half of every even topic deleted, a transaction each
+            store.forget("default", [f"m{20 * t + i}" for i in range(10)], "delete")
+        store.remember_many("default", [MemoryRecord(id=f"m{20 * 3 + i}",
+                                                     content=f"renamed {i} about heron")
+                                        for i in range(20)])
+        merger = store.text_merger
+        wait_for(lambda: merger.clean_at == store._writer.commits)
+        assert merger.steps > 0
+
+        def found(cue: str) -> set[str]:
+            return {m.id for m in store.recall("default", RecallQuery(
+                text=cue, limit=50, max_hops=0)).memories}
+
+        assert found("topic4") == {f"m{80 + i}" for i in range(10, 20)}
+        assert found("topic5") == {f"m{100 + i}" for i in range(20)}
+        assert found("topic3") == set()
+        assert found("heron") == {f"m{60 + i}" for i in range(20)}
+    assert merge_left(data, tmp_path) < 2
+
+
 def test_without_the_merger_the_same_writes_leave_b_trees_to_merge(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The check above can fail: the same writes with the merger held back."""
