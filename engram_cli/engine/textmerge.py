@@ -73,11 +73,15 @@ class TextMerger(threading.Thread):
     def run(self) -> None:
         seen = (time.monotonic(), self._rows_written())
         while not self._stopping.wait(CHECK_S):
-            now, rows = time.monotonic(), self._rows_written()
-            quiet = rows - seen[1] <= QUIET_RATE * (now - seen[0])
-            seen = (now, rows)
+            seen, quiet = self._look(seen)
             if quiet and self._commits() != self.clean_at:
                 seen = self._merge(seen)
+
+    def _look(self, seen: tuple[float, int]) -> tuple[tuple[float, int], bool]:
+        """(now, rows_written), and whether clients created at most QUIET_RATE memories a
+        second since `seen`."""
+        now, rows = time.monotonic(), self._rows_written()
+        return (now, rows), rows - seen[1] <= QUIET_RATE * (now - seen[0])
 
     def _merge(self, seen: tuple[float, int]) -> tuple[float, int]:
         """Merge steps until nothing is left to merge, writes pick up, or the store stops;
@@ -96,10 +100,8 @@ class TextMerger(threading.Thread):
                 self.clean_at = before + 1 if self._commits() == before + 1 else -1
                 return seen
             self.steps += 1
-            now = time.monotonic()
-            if now - seen[0] >= CHECK_S:
-                rows = self._rows_written()
-                if rows - seen[1] > QUIET_RATE * (now - seen[0]):
-                    return (now, rows)
-                seen = (now, rows)
+            if time.monotonic() - seen[0] >= CHECK_S:
+                seen, quiet = self._look(seen)
+                if not quiet:
+                    return seen
         return seen
