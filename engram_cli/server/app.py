@@ -41,6 +41,7 @@ from engram_cli.engine.store import DB_NAME, LOCK_NAME, Store
 from engram_cli.errors import EngramError, PermissionDenied
 from engram_cli.files import exposure_warning, private_dir, write_atomic
 from engram_cli.rpc import ext_svc, svc
+from engram_cli.server.cores import one_blas_thread
 from engram_cli.server.errors import abort_with
 from engram_cli.server.extension import REQUEST_PARSERS, ExtensionServicer, started_info
 from engram_cli.server.guard import Guard, StreamSlots
@@ -246,6 +247,7 @@ def _scoped(handler: Any, method: str, spaces: frozenset[str]) -> Any:
 class EngramServer:
     def __init__(self, options: ServeOptions) -> None:
         limit_arenas()  # before the store and the RPC threads allocate
+        one_blas_thread()
         self.options = options
         self.data_dir = private_dir(Path(options.data_dir), own=False)
         warning = exposure_warning(self.data_dir, STORE_FILES)

@@ -31,6 +31,7 @@ from engram_cli.server.convert import (
     record_from_remember,
     ts_to_float,
 )
+from engram_cli.server.cores import blas_threads
 from engram_cli.server.errors import streaming, unary
 
 _FORGET_MODES = {0: "suppress", 1: "suppress", 2: "delete", 3: "overwrite"}
@@ -340,6 +341,7 @@ class EngramServicer(svc.EngramServiceServicer):
         readers = stats["readers"]
         metrics.update({f"readers.{k}": float(readers[k])
                         for k in ("size", "open", "background", "waits")})
+        metrics["server.blas_threads"] = float(blas_threads())
         metrics["sqlite.bytes"] = float(readers["sqlite_bytes"])
         metrics["sqlite.peak_bytes"] = float(readers["sqlite_peak_bytes"])
         for key, value in stats["consolidation"].items():
