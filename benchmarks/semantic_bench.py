@@ -406,7 +406,9 @@ def floor(data: Path, qv: np.ndarray, exact: np.ndarray, queries: list[str],
     from engram_cli.engine.recall import RecallQuery
     from engram_cli.engine.settings import Settings
     from engram_cli.engine.store import Store
+    from engram_cli.server.cores import one_blas_thread
 
+    one_blas_thread()  # as the server runs numpy (the brute force before used both cores)
     store = Store(data, Settings().replace({"consolidation_interval_s": 0.0}))
     try:
         deadline = time.monotonic() + 120
