@@ -139,6 +139,72 @@ def test_text_scores_are_the_sums_and_the_order_of_the_python_loops() -> None:
     assert summed([np.zeros(0, dtype=np.int64)], [1.0]) == {}
 
 
+def test_the_head_of_the_text_order_is_the_start_of_the_whole_order() -> None:
+    rng = np.random.default_rng(11)
+    for n, distinct in ((50, 3), (2_000, 4), (2_000, 400), (5_000, 2)):
+        keys = rng.choice(1_000_000, n, replace=False).tolist()
+        scores = dict(zip(keys, rng.choice(distinct, n).astype(float).tolist(), strict=True))
+        whole = best_first(scores)
+        for most in (1, 7, 40, 368, n - 1, n, n + 5):
+            assert best_first(scores, most) == whole[:most], (n, distinct, most)
+
+
+def in_space_as_before(conn: sqlite3.Connection, space: str, scores: dict[int, float],
+                       want: int) -> dict[int, float]:
+    """The seed cut as it was, over the whole order, sorted at once."""
+    ranked = best_first(scores)
+    found: list[tuple[float, float, str, int]] = []
+    cut: float | None = None
+    step = want + max(8, want // 4)
+    for i in range(0, len(ranked), step):
+        chunk = ranked[i : i + step]
+        if cut is not None and (chunk[0][1] < cut or len(found) >= want + text.TIE_BREAK_EXTRA):
+            break
+        visible = {r: (c, m) for r, c, m in conn.execute(
+            f"SELECT rowid, confidence, id FROM memories WHERE rowid IN "
+            f"({','.join('?' * len(chunk))}) AND space = ? AND suppressed = 0",
+            (*[r for r, _ in chunk], space))}
+        for rowid, sc in chunk:
+            if cut is not None and sc < cut:
+                break
+            if rowid in visible:
+                found.append((sc, *visible[rowid], rowid))
+                if cut is None and len(found) >= want:
+                    cut = sc
+    found.sort(key=lambda f: (-f[0], -f[1], f[2]))
+    return {rowid: sc for sc, _, _, rowid in found[:want]}
+
+
+def test_the_seed_cut_reads_past_the_head_of_the_order_when_most_of_it_is_hidden(
+        tmp_path: Path) -> None:
+    store = lexical_store(tmp_path)
+    try:
+        # 3,000 memories: 500 of another space, then 2,500 of this one of which two thirds
+        # are suppressed, here and there. The best scored are hidden far past the head of
+        # the order the cut reads first; confidences all differ, so a tied memory the cut
+        # failed to read would change its answer.
+        rng = np.random.default_rng(3)
+        confidence = rng.uniform(0.05, 1.0, 3_000).tolist()
+        for space, numbers in (("other", range(500)), ("default", range(500, 3_000))):
+            store.remember_many(space, [MemoryRecord(id=f"m{i}", content=f"w{i}",
+                                                     confidence=confidence[i])
+                                        for i in numbers])
+        gone = [f"m{i}" for i in range(500, 3_000) if rng.random() < 2 / 3]
+        assert store.forget("default", gone, "suppress") == len(gone)
+        conn = store._reader()
+        rowids = [r for (r,) in conn.execute("SELECT rowid FROM memories")]
+        assert len(rowids) == 3_000
+        for distinct in (1, 3, 12, 3_000):  # ties everywhere .. none
+            scores = dict(zip(rowids, rng.integers(0, distinct, len(rowids)).astype(float)
+                              .tolist(), strict=True))
+            for want in (10, 32, 100):
+                got = TextSeeder._in_space(conn, "default", scores, want)
+                assert got == in_space_as_before(conn, "default", scores, want), (distinct, want)
+                assert len(got) == want
+    finally:
+        store.close()
+
+
 def lexical_store(tmp_path: Path) -> Store:
     """A store without an embedding model or background consolidation."""
     return Store(tmp_path / "data", Settings().replace({"embedding_model": "none",

@@ -24,6 +24,7 @@ long cue of new words spent up to 47 ms counting at a million memories). And:
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import sqlite3
@@ -98,12 +99,23 @@ def summed(postings: list[np.ndarray], weights: list[float]) -> dict[int, float]
     return dict(zip(keys.tolist(), np.bincount(where, weights=each).tolist(), strict=True))
 
 
-def best_first(scores: dict[int, float]) -> list[tuple[int, float]]:
-    """(rowid, score) by score, best first, ties newest (highest rowid) first."""
+def best_first(scores: dict[int, float], most: int | None = None) -> list[tuple[int, float]]:
+    """(rowid, score) by score, best first, ties newest (highest rowid) first; with `most`,
+    only the first `most` of that order (the seed cut reads a few hundred of thousands:
+    partitioning first and sorting those was 4% off the hybrid p99 at a million memories)."""
     if not scores:
         return []
     keys = np.fromiter(scores.keys(), dtype=np.int64, count=len(scores))
     vals = np.fromiter(scores.values(), dtype=np.float64, count=len(scores))
+    if most is not None and len(keys) > most > 0:
+        kth = np.partition(vals, len(vals) - most)[len(vals) - most]  # the most-th score
+        above = np.flatnonzero(vals > kth)
+        tied = np.flatnonzero(vals == kth)
+        room = most - len(above)
+        if len(tied) > room:  # the newest of those tied at the most-th score
+            tied = tied[np.argpartition(-keys[tied], room - 1)[:room]]
+        keep = np.concatenate([above, tied])
+        keys, vals = keys[keep], vals[keep]
     order = np.lexsort((-keys, -vals))
     return list(zip(keys[order].tolist(), vals[order].tolist(), strict=True))
 
@@ -245,12 +257,18 @@ class TextSeeder:
         by stored confidence, then id, as ranking prefers the confident ones anyway. At
         most TIE_BREAK_EXTRA tied memories past the cut are read for it; beyond that the
         newest win."""
-        ranked = best_first(scores)
+        step = want + max(8, want // 4)  # a few more than wanted: some may be hidden
+        # The order's head is enough unless many of its memories are hidden (other spaces,
+        # suppressed): then the whole order, of which the head is the start.
+        ranked = best_first(scores, want + TIE_BREAK_EXTRA + 2 * step)
         found: list[tuple[float, float, str, int]] = []  # (score, confidence, id, rowid)
         cut: float | None = None  # the score of the want-th seed, once there are `want`
-        step = want + max(8, want // 4)  # a few more than wanted: some may be hidden
-        for i in range(0, len(ranked), step):
+        for i in itertools.count(0, step):
+            if i + step > len(ranked) < len(scores):  # past the head: the whole order
+                ranked = best_first(scores)
             chunk = ranked[i : i + step]
+            if not chunk:
+                break
             if cut is not None and (chunk[0][1] < cut or len(found) >= want + TIE_BREAK_EXTRA):
                 break
             # "+space": without the plus SQLite prefers the (space, state) index and scans
