@@ -18,8 +18,11 @@ of different packages. Every memory is imported text-only: the server embeds the
    2 s the server's processes are stopped while this one embeds 4,096 texts; that time is
    not the catch-up's), and for context just before and just after.
 3. Scale, on that server: embedding-cue recall@10 (max_hops 0) against exact brute force
-   (numpy over this process's vectors of the stored texts) and its p99 over gRPC; hybrid
-   text recall with max_hops 3, p99; the server's RSS. Then the floor: the same recalls
+   (numpy over this process's vectors of the stored texts, computed before the servers
+   start, so that a minute of it does not stand between the catch-up and the measure) and
+   its p99 over gRPC; hybrid text recall with max_hops 3, p99; the server's RSS; then the
+   hybrid recalls again after --idle seconds without calls (default 90), with the pages
+   the machine read back from disk meanwhile (below). Then the floor: the same recalls
    in this process, on the server's data dir once it has stopped (the engine alone, no
    gRPC, no other process; it runs second, on pages the server's recalls left in the OS
    cache), and how much of each percentile the protocol adds.
@@ -27,6 +30,12 @@ of different packages. Every memory is imported text-only: the server embeds the
    as the cue; recall@10 (the package's own description in the top 10) for each --mode.
 
 The machine's load is printed beside each phase: on a shared machine the ratios matter.
+
+A machine may take back file pages nobody read for a while, even with memory free (this
+one's kernel runs DAMON with a scheme that pages out unmapped file pages unused for 60 s).
+A server idle that long then reads its store's pages from disk again, and its first
+recalls wait for them; the run says how many pages came back (`workingset_refault_file`
+in /proc/vmstat) during each measure.
 """
 
 from __future__ import annotations
@@ -380,15 +389,32 @@ def measure(by_vector: Recall, by_text: Recall, qv: np.ndarray, exact: np.ndarra
             "hybrid_p99": pct(hybrid, 0.99), "hybrid_p50": pct(hybrid, 0.5)}
 
 
+def refaults() -> int:
+    """File pages read back after the kernel dropped them, machine-wide (-1: unknown)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/vmstat").read_text().splitlines():
+            if line.startswith("workingset_refault_file "):
+                return int(line.split()[1])
+    return -1
+
+
 def scale(srv: Server, qv: np.ndarray, exact: np.ndarray, queries: list[str],
-          nq: int) -> dict[str, Any]:
+          nq: int, idle: float) -> dict[str, Any]:
     srv.wait_pending(600)
     m = srv.metrics()
     before = m.get("consolidation.consolidated_total", 0)
     merged = m.get("text_index.merge_steps", 0)
+    r0 = refaults()
     out = measure(lambda q: srv.recall(q, 0), lambda text: srv.recall(text, 3), qv, exact,
                   queries, nq)
+    out["refaults"] = refaults() - r0
     out["rss"] = srv.rss_mb()
+    if idle > 0:
+        time.sleep(idle)
+        r0 = refaults()
+        again = [srv.recall(text, 3)[1] for text in queries[:nq]]
+        out["idle"] = {"p50": pct(again, 0.5), "p99": pct(again, 0.99),
+                       "refaults": refaults() - r0}
     # The server's background consolidation takes memories five minutes after they were
     # stored, and rewrites each one's row: recall p99 during such a pass at a million was
     # about twice what it is outside one. Said, not hidden, when it overlapped.
@@ -456,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=3600, help="catch-up wait, seconds")
     ap.add_argument("--baseline-root", default="",
                     help="also time the catch-up of another checkout's server (its root)")
+    ap.add_argument("--idle", type=float, default=90.0,
+                    help="seconds without calls before the hybrid recalls are timed again "
+                         "(0: not)")
     ap.add_argument("--only-quality", action="store_true")
     ap.add_argument("--candidates", type=int, default=0,
                     help="vector_candidates of this checkout's servers (default: the "
@@ -476,12 +505,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"real sentences each), median {words[len(words) // 2]} words; "
                 f"{len(queries)} held-out cues")
             say(f"vector_candidates: {args.candidates or 'the default'}")
+            say("exact answers:")
+            qv, exact = cues(model, base, queries, args.queries)
             say("write path and catch-up:")
             srv, wp = write_path_and_catch_up(args, work, model, base, queries, path)
             say("scale:")
             try:
-                qv, exact = cues(model, base, queries, args.queries)
-                sc = scale(srv, qv, exact, queries, args.queries)
+                sc = scale(srv, qv, exact, queries, args.queries, args.idle)
             finally:
                 srv.stop()
             say("floor (the same recalls in this process, no gRPC):")
@@ -516,7 +546,13 @@ def main(argv: list[str] | None = None) -> int:
             say(f"  embedding-cue recall@10 vs exact: {sc['recall']:.3f} (goal >= 0.95), "
                 f"p50 {sc['p50']:.1f} ms p99 {sc['p99']:.1f} ms (goal < 10)")
             say(f"  hybrid recall, max_hops 3: p50 {sc['hybrid_p50']:.1f} ms p99 "
-                f"{sc['hybrid_p99']:.1f} ms (goal < 10)")
+                f"{sc['hybrid_p99']:.1f} ms (goal < 10); file pages read back from disk "
+                f"during the embedding and hybrid recalls: {sc['refaults']:,}")
+            if "idle" in sc:
+                idle = sc["idle"]
+                say(f"  the same hybrid recalls after {args.idle:.0f} s without calls: p50 "
+                    f"{idle['p50']:.1f} ms p99 {idle['p99']:.1f} ms; file pages read back "
+                    f"from disk during them: {idle['refaults']:,}")
             say(f"  the floor, in this process: embedding cue recall@10 {fl['recall']:.3f}, "
                 f"p50 {fl['p50']:.1f} ms p99 {fl['p99']:.1f} ms; hybrid p50 "
                 f"{fl['hybrid_p50']:.1f} ms p99 {fl['hybrid_p99']:.1f} ms; over gRPC / in "
