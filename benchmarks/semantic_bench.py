@@ -389,13 +389,20 @@ def measure(by_vector: Recall, by_text: Recall, qv: np.ndarray, exact: np.ndarra
             "hybrid_p99": pct(hybrid, 0.99), "hybrid_p50": pct(hybrid, 0.5)}
 
 
-def refaults() -> int:
-    """File pages read back after the kernel dropped them, machine-wide (-1: unknown)."""
+def refaults() -> int | None:
+    """File pages read back after the kernel dropped them, machine-wide (None: this
+    system does not say)."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/vmstat").read_text().splitlines():
             if line.startswith("workingset_refault_file "):
                 return int(line.split()[1])
-    return -1
+    return None
+
+
+def pages_since(before: int | None) -> str:
+    """The file pages read back since `before` (refaults()), for the report."""
+    now = refaults()
+    return "unknown" if now is None or before is None else f"{now - before:,}"
 
 
 def scale(srv: Server, qv: np.ndarray, exact: np.ndarray, queries: list[str],
@@ -407,14 +414,14 @@ def scale(srv: Server, qv: np.ndarray, exact: np.ndarray, queries: list[str],
     r0 = refaults()
     out = measure(lambda q: srv.recall(q, 0), lambda text: srv.recall(text, 3), qv, exact,
                   queries, nq)
-    out["refaults"] = refaults() - r0
+    out["refaults"] = pages_since(r0)
     out["rss"] = srv.rss_mb()
     if idle > 0:
         time.sleep(idle)
         r0 = refaults()
         again = [srv.recall(text, 3)[1] for text in queries[:nq]]
         out["idle"] = {"p50": pct(again, 0.5), "p99": pct(again, 0.99),
-                       "refaults": refaults() - r0}
+                       "refaults": pages_since(r0)}
     # The server's background consolidation takes memories five minutes after they were
     # stored, and rewrites each one's row: recall p99 during such a pass at a million was
     # about twice what it is outside one. Said, not hidden, when it overlapped.
@@ -547,12 +554,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"p50 {sc['p50']:.1f} ms p99 {sc['p99']:.1f} ms (goal < 10)")
             say(f"  hybrid recall, max_hops 3: p50 {sc['hybrid_p50']:.1f} ms p99 "
                 f"{sc['hybrid_p99']:.1f} ms (goal < 10); file pages read back from disk "
-                f"during the embedding and hybrid recalls: {sc['refaults']:,}")
+                f"during the embedding and hybrid recalls: {sc['refaults']}")
             if "idle" in sc:
                 idle = sc["idle"]
                 say(f"  the same hybrid recalls after {args.idle:.0f} s without calls: p50 "
                     f"{idle['p50']:.1f} ms p99 {idle['p99']:.1f} ms; file pages read back "
-                    f"from disk during them: {idle['refaults']:,}")
+                    f"from disk during them: {idle['refaults']}")
             say(f"  the floor, in this process: embedding cue recall@10 {fl['recall']:.3f}, "
                 f"p50 {fl['p50']:.1f} ms p99 {fl['p99']:.1f} ms; hybrid p50 "
                 f"{fl['hybrid_p50']:.1f} ms p99 {fl['hybrid_p99']:.1f} ms; over gRPC / in "
