@@ -89,6 +89,14 @@ def test_only_qualifying_answers_are_stored(cache: RecallCache, tmp_path: Path,
         lax.close()
 
 
+def test_a_confidence_is_judged_against_the_bar_as_it_is_shown(cache: RecallCache) -> None:
+    """0.9 sent over the wire arrives as float32 0.8999999762, and has decayed a little more
+    by the time it is recalled: shown to 4 places it is 0.9, and at the bar."""
+    for arrived in (0.8999999761581421, 0.8999993):
+        assert put(cache, f"at {arrived}", [result(1, confidence=arrived)])[1] is True
+    assert put(cache, "under", [result(1, confidence=0.89994)])[1] is False
+
+
 def test_ttl_expiry_with_injected_clock(cache: RecallCache, clock: Clock) -> None:
     key, stored = put(cache, "coffee", [result(1, confidence=0.99)])
     assert stored

@@ -136,6 +136,21 @@ def test_only_qualifying_answers_are_cached(engram, server) -> None:
     assert cache_stats()["entries"] == 1
 
 
+def test_a_memory_sent_at_a_bar_is_at_it_though_the_wire_rounds_it(engram, server) -> None:
+    """Confidences travel as float32, so 0.7 arrives as 0.699999988: a memory sent at a
+    category's lower bound is in that category, and one at the cache's bar is cached."""
+    bounds = {0.05: "low", 0.3: "medium", 0.7: "high", 0.9: "high", 0.99: "certain"}
+    for i, confidence in enumerate(bounds):
+        load(server.address, n=1, first=i, confidence=confidence)
+    for i, (confidence, category) in enumerate(bounds.items()):
+        (r,) = orjson.loads(engram("recall", word(i), "--no-cache").stdout)["results"]
+        assert (r["confidence"], r["confidence_category"]) == (confidence, category)
+    assert orjson.loads(engram("recall", word(3)).stdout)["cached"] is False  # stored now
+    again = orjson.loads(engram("recall", word(3)).stdout)
+    # Served from the cache, the category is worked out on this side: the same one.
+    assert again["cached"] is True and again["results"][0]["confidence_category"] == "high"
+
+
 def test_table_format(engram, loaded) -> None:
     result = engram("--server", loaded.address, "recall", word(5), "--format", "table")
     assert result.exit_code == 0, result.output

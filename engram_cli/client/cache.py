@@ -34,6 +34,7 @@ from engram_cli.client.settings import (
     ClientSettings,
 )
 from engram_cli.contract import STATE_CONSOLIDATED
+from engram_cli.engine.confidence import category_of, shown
 from engram_cli.engine.forgetting import decayed
 from engram_cli.values import Value
 
@@ -144,8 +145,6 @@ def cache_key(server: str, space: str, cue: str, params: Mapping[str, Any]) -> s
 
 
 def category_name(confidence: float) -> str:
-    from engram_cli.engine.confidence import category_of
-
     return category_of(confidence).name.lower()
 
 
@@ -161,9 +160,9 @@ def not_cached_because(results: Sequence[Mapping[str, Any]], policy: CachePolicy
     if not results:
         return "an empty answer is never cached"
     for r in results:
-        confidence = float(r.get("confidence", 0.0))
+        confidence = shown(float(r.get("confidence", 0.0)))
         if confidence < policy.min_confidence:
-            return (f"{r.get('id')} has confidence {confidence:.2f}, under the cache's "
+            return (f"{r.get('id')} has confidence {confidence:g}, under the cache's "
                     f"{policy.min_confidence:g} (cache_min_confidence)")
         if policy.require_consolidated and r.get("state") != STATE_CONSOLIDATED:
             state = r.get("state")

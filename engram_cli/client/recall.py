@@ -28,6 +28,7 @@ from engram_cli.contract import (
     THRESHOLD_KEY,
     partial_text,
 )
+from engram_cli.engine.confidence import shown
 from engram_cli.errors import EngramError, UsageError
 from engram_cli.values import Value
 
@@ -166,7 +167,7 @@ def _error_text(err: EngramError) -> str:
 
 def _public(r: dict[str, Any]) -> dict[str, Any]:
     out = dict(r)
-    out["confidence"] = round(float(r["confidence"]), 4)
+    out["confidence"] = shown(float(r["confidence"]))
     out["activation"] = round(float(r["activation"]), 4)
     return out
 

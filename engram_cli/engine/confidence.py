@@ -16,7 +16,22 @@ class Category(IntEnum):
     CERTAIN = 5
 
 
+# Confidences are shown to 4 places, and judged (categories, the recall cache's bar) as
+# shown. Judged to the last bit, a memory sent at a bar falls under it at once: the wire
+# carries float32 (0.7 arrives as 0.699999988), and confidence decays from the moment it
+# is stored (0.7 is 0.6999993 a second later). As shown, 0.7 stays 0.7 for about a day.
+PLACES = 4
+
+
+def shown(value: float) -> float:
+    """`value` as it is shown and judged: rounded to PLACES."""
+    return round(value, PLACES)
+
+
 def category_of(value: float) -> Category:
+    """NONE under 0.05, LOW from 0.05, MEDIUM from 0.3, HIGH from 0.7, CERTAIN from 0.99,
+    judged as shown."""
+    value = shown(value)
     if value < 0.05:
         return Category.NONE
     if value < 0.3:
