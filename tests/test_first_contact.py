@@ -176,7 +176,7 @@ def test_json_answer_says_why_it_was_not_cached(engram, tmp_path):
     settled = json.loads(engram("recall", "blue kettle", "--format", "json").stdout)
     assert settled["cache"] == {"stored": True}
     low = json.loads(engram("recall", "red teapot", "--format", "json").stdout)
-    assert "confidence 0.50, under the cache's 0.9" in low["cache"]["reason"]
+    assert "confidence 0.5, under the cache's 0.9" in low["cache"]["reason"]
     empty = json.loads(engram("recall", "zebra", "--format", "json").stdout)
     assert empty["cache"] == {"stored": False, "reason": "an empty answer is never cached"}
     off = json.loads(engram("recall", "blue kettle", "--no-cache", "--format", "json").stdout)

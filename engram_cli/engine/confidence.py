@@ -19,7 +19,8 @@ class Category(IntEnum):
 # Confidences are shown to 4 places, and judged (categories, the recall cache's bar) as
 # shown. Judged to the last bit, a memory sent at a bar falls under it at once: the wire
 # carries float32 (0.7 arrives as 0.699999988), and confidence decays from the moment it
-# is stored (0.7 is 0.6999993 a second later). As shown, 0.7 stays 0.7 for about a day.
+# is stored (0.7 is 0.6999993 a second later). As shown, 0.7 stays 0.7 for a minute or
+# so with the default forgetting curve, and what is shown is what is judged.
 PLACES = 4
 
 
