@@ -61,6 +61,20 @@ def test_jsonl_reports_each_bad_line_with_its_number_and_keeps_the_good(tmp_path
     assert got[3][1].startswith("ERR invalid UTF-8")
 
 
+@pytest.mark.parametrize("name", ["a.jsonl", "a.jsonl.gz"])
+def test_jsonl_written_with_a_byte_order_mark_and_crlf_reads_as_without(tmp_path, name):
+    """Windows tools (PowerShell's Out-File, Notepad) start UTF-8 with a BOM; JSON readers
+    may ignore it (RFC 8259 8.1), and the first record must not be rejected for it."""
+    data = b'\xef\xbb\xbf{"content": "one"}\r\n{bad\r\n{"content": "two"}\r\n'
+    items = read(_write(tmp_path, name, data))
+    assert summary(items)[::2] == [(1, "one"), (3, "two")]
+    assert summary(items)[1][0] == 2 and "malformed JSON" in summary(items)[1][1]
+    # Resuming after the first record starts past the mark, on record 2.
+    assert [i.line for i in read(tmp_path / name, Position(items[1].start, 2))] == [2, 3]
+    # A file of one record: not mistaken for one JSON document over many lines.
+    assert summary(read(_write(tmp_path, "one.jsonl", data[:23]))) == [(1, "one")]
+
+
 def _write(tmp_path: Path, name: str, data: bytes) -> Path:
     path = tmp_path / name
     if name.endswith(".gz"):

@@ -200,7 +200,8 @@ class Input:
                              "check that this is the file you meant")
         if self.format != "jsonl":
             return
-        lines = [ln for ln in head.split(b"\n")[:-1] if ln.strip()][:_HEAD_LINES]
+        lines = [ln for ln in head.removeprefix(_BOM).split(b"\n")[:-1]
+                 if ln.strip()][:_HEAD_LINES]
         first = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
         if not lines:
             return
@@ -423,6 +424,9 @@ def _kind(value: Any) -> str:
             bool: "a boolean"}.get(type(value), "null")
 
 
+_BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark
+
+
 def _read_jsonl(stream: IO[bytes], start: Position) -> Iterator[Item]:
     offset, line = start.offset, start.line
     loads = orjson.loads
@@ -430,6 +434,8 @@ def _read_jsonl(stream: IO[bytes], start: Position) -> Iterator[Item]:
         begin = offset
         offset += len(raw)
         line += 1
+        if begin == 0 and raw.startswith(_BOM):  # as Windows tools write UTF-8 (RFC 8259 8.1)
+            raw = raw[len(_BOM):]
         if raw.isspace():
             continue
         try:
