@@ -145,6 +145,8 @@ def test_a_memory_sent_at_a_bar_is_at_it_though_the_wire_rounds_it(engram, serve
     for i, (confidence, category) in enumerate(bounds.items()):
         (r,) = orjson.loads(engram("recall", word(i), "--no-cache").stdout)["results"]
         assert (r["confidence"], r["confidence_category"]) == (confidence, category)
+    table = engram("recall", word(2), "--no-cache", "--format", "table").output
+    assert "0.7 high" in table, table
     assert orjson.loads(engram("recall", word(3)).stdout)["cached"] is False  # stored now
     again = orjson.loads(engram("recall", word(3)).stdout)
     # Served from the cache, the category is worked out on this side: the same one.

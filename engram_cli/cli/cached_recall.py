@@ -193,6 +193,8 @@ def table_printer() -> Any:
     from rich.console import Console
     from rich.table import Table
 
+    from engram_cli.engine.confidence import shown
+
     console = Console()
 
     def show(answer: Any) -> None:
@@ -216,7 +218,8 @@ def table_printer() -> Any:
         for i, r in enumerate(answer.results, 1):
             seed = () if seeds is None else (seeds.get(r["id"], "?"),)
             table.add_row(str(i), r["content"],
-                          f"{r['confidence']:.2f} {r['confidence_category']}",
+                          # as judged: 0.6999 is medium, not "0.70 medium"
+                          f"{shown(r['confidence']):g} {r['confidence_category']}",
                           f"{r['activation']:.2f}", r.get("state") or "?", *seed, r["id"])
         if not answer.results:
             table.caption = "no memories match"
