@@ -113,6 +113,27 @@ def test_csv_rows_spanning_lines_bad_rows_and_typed_columns(tmp_path):
     assert list(Encoder().memory(items[3].record, text_columns=True).tags) == ["p", "q"]
 
 
+@pytest.mark.parametrize("name", ["a.csv", "a.csv.gz"])
+def test_a_stray_quote_that_never_closes_costs_its_own_row_only(tmp_path, name):
+    """A quote that opens a field and no later quote closes runs to the end of the input:
+    csv reads every line after it as that one field. Its row is rejected; the rest are
+    rows. (A quote that a later one closes still costs the rows in between: fields may
+    span lines, so nothing tells them apart.)"""
+    data = (b'content,confidence\n"multi\nline",0.5\n"stray,0.5\nafter,0.6\nlast,0.8')
+    items = read(_write(tmp_path, name, data))
+    assert summary(items) == [(2, "multi\nline"),
+                              (4, 'ERR a quote (") opens a field here and never closes'),
+                              (5, "after"), (6, "last")]
+    assert items[1].raw == b'"stray,0.5\n' and items[1].next_line == 5
+    # Resuming at any record gives the same records from there.
+    for k in range(1, len(items)):
+        assert summary(read(tmp_path / name, Position(items[k].start, items[k].line))) == \
+            summary(items)[k:]
+    # The last line alone.
+    assert summary(read(_write(tmp_path, "b.csv", b"content\nfine\n\"open")))[1] == (
+        3, 'ERR a quote (") opens a field here and never closes')
+
+
 def test_tsv_and_format_override(tmp_path):
     path = _write(tmp_path, "data.txt", b"content\ttags\nhello, world\tx;y\n")
     with pytest.raises(UsageError):

@@ -287,6 +287,15 @@ class Input:
                 yield Item(line, begin, feed.pos, feed.line, raw, None, f"bad CSV row: {exc}")
                 continue
             begin, raw, bad = feed.take()
+            if feed.ended and raw.count(b'"') % 2:
+                # The input ended inside a quoted field: a stray quote took every line after
+                # it. Reject its own line and read the others again as rows.
+                first = raw.find(b"\n") + 1 or len(raw)
+                yield Item(line, begin, begin + first, line + 1, raw[:first], None,
+                           'a quote (") opens a field here and never closes')
+                feed = _LineFeed(io.BytesIO(raw[first:]), begin + first, line + 1)
+                reader = csv.reader(feed, delimiter=delimiter)
+                continue
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # a blank line
             if bad:
@@ -386,6 +395,7 @@ class _LineFeed:
         self._begin = pos
         self._parts: list[bytes] = []
         self._bad = False
+        self.ended = False  # the stream's end was reached (csv.reader asked for more)
 
     def __iter__(self) -> _LineFeed:
         return self
@@ -393,6 +403,7 @@ class _LineFeed:
     def __next__(self) -> str:
         raw = self._stream.readline()
         if not raw:
+            self.ended = True
             raise StopIteration
         self.pos += len(raw)
         self.line += 1
