@@ -160,6 +160,26 @@ def test_table_format(engram, loaded) -> None:
     assert "0.97 high" in result.output
 
 
+@pytest.mark.parametrize("columns", [40, 80, 200])
+def test_table_shows_every_memory_s_content_and_whole_id_at_any_width(
+        engram, loaded, monkeypatch, columns) -> None:
+    """At 80 columns the table's other columns took the whole width and the content
+    column got none: every memory's text was missing. Narrower than the table needs, each
+    memory is a line of figures and its id, with its text below."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    result = engram("recall", "lighthouse keeper", "--limit", "3", "--format", "table",
+                    "--no-cache")
+    assert result.exit_code == 0, result.output
+    ids = [r["id"] for r in orjson.loads(engram("recall", "lighthouse keeper", "--limit", "3",
+                                                "--no-cache").stdout)["results"]]
+    assert len(ids) == 3
+    for mid in ids:
+        assert mid in result.output, result.output  # whole, to be copied
+    words = " ".join(result.output.split())  # the text wraps at the width
+    assert words.count("about the lighthouse keeper number") == 3, result.output
+    assert ("┃ content" in result.output) is (columns == 200)
+
+
 def test_tags_and_spreading_flags_change_the_key_and_are_sent(engram, loaded) -> None:
     assert engram("recall", "lighthouse", "--limit", "3").exit_code == 0
     tagged = engram("recall", "lighthouse", "--tag", "n7", "--limit", "3")

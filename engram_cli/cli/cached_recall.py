@@ -189,9 +189,16 @@ def json_line(answer: Any) -> None:
     out.flush()
 
 
+# The table's content column is never narrower: below that, one memory a few lines.
+MIN_CONTENT_WIDTH = 24
+
+
 def table_printer() -> Any:
     from rich.console import Console
+    from rich.markup import escape
+    from rich.padding import Padding
     from rich.table import Table
+    from rich.text import Text
 
     from engram_cli.engine.confidence import shown
 
@@ -203,29 +210,50 @@ def table_printer() -> Any:
             console.print(f"[red]{where}{answer.to_json()['error']}[/red]")
             return
         title = f"recall: {answer.cue}" + (" (cached)" if answer.cached else "")
-        table = Table(title=title)
-        table.add_column("#", justify="right")
-        table.add_column("content", ratio=1, overflow="fold")
         # With --trace: which index seeded each result ("spread": reached along
         # associations; "?": the server does not say).
         seeds = ({t["memory_id"]: t.get("seed") or "?" for t in answer.trace}
                  if answer.trace is not None else None)
         columns = ("confidence", "activation", "state", *(("seed",) if seeds is not None
                                                           else ()), "id")
-        for col in columns:
-            # An id must stay whole to be copied; the content column gives way instead.
-            table.add_column(col, no_wrap=True, min_width=len(col) if col != "id" else 10)
-        for i, r in enumerate(answer.results, 1):
-            seed = () if seeds is None else (seeds.get(r["id"], "?"),)
-            table.add_row(str(i), r["content"],
-                          # as judged: 0.6999 is medium, not "0.70 medium"
-                          f"{shown(r['confidence']):g} {r['confidence_category']}",
-                          f"{r['activation']:.2f}", r.get("state") or "?", *seed, r["id"])
-        if not answer.results:
-            table.caption = "no memories match"
+        rows = [(str(i), r["content"],
+                 # as judged: 0.6999 is medium, not "0.70 medium"
+                 f"{shown(r['confidence']):g} {r['confidence_category']}",
+                 f"{r['activation']:.2f}", r.get("state") or "?",
+                 *(() if seeds is None else (seeds.get(r["id"], "?"),)), r["id"])
+                for i, r in enumerate(answer.results, 1)]
+        caption = "no memories match" if not answer.results else ""
         if answer.partial:
-            table.caption = f"{table.caption or ''} (may be incomplete: {answer.partial_words})"
-        console.print(table)
+            caption = f"{caption} (may be incomplete: {answer.partial_words})".strip()
+        # Each column but the content's as wide as its widest cell, 3 more for its
+        # padding and rule; the content needs room for a few words too.
+        fixed = sum(max([len(c), *(len(row[2 + k]) for row in rows)]) + 3
+                    for k, c in enumerate(columns))
+        number = max((len(row[0]) for row in rows), default=1) + 3
+        if rows and fixed + number + 1 + MIN_CONTENT_WIDTH > console.width:
+            # Too narrow for the table (an 80-column terminal): it would squeeze the
+            # content to nothing. A line of figures per memory, its content below.
+            console.print(f"[bold]{escape(title)}[/bold]")
+            for row in rows:
+                meta = f"{row[2]}  activation {row[3]}  {row[4]}"
+                if seeds is not None:
+                    meta += f"  seed {row[5]}"
+                console.print(f"{row[0]:>3}. {escape(meta)}  {escape(row[-1])}",
+                              soft_wrap=True)
+                console.print(Padding(Text(row[1]), (0, 0, 0, 5), expand=False))
+            if caption:
+                console.print(escape(caption))
+        else:
+            table = Table(title=escape(title))
+            table.add_column("#", justify="right")
+            table.add_column("content", ratio=1, overflow="fold")
+            for col in columns:
+                # An id must stay whole to be copied; the content column gives way.
+                table.add_column(col, no_wrap=True, min_width=len(col) if col != "id" else 10)
+            for row in rows:
+                table.add_row(*row)
+            table.caption = caption or None
+            console.print(table)
         if answer.trace:
             console.print("activation paths (memory: path from a direct match, activation, "
                           "seed):")
