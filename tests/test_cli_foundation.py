@@ -76,6 +76,8 @@ def test_stats_json_and_table(engram, server) -> None:
     assert one["total_memories"] == 1
     table = engram("stats")
     assert table.exit_code == 0 and "total_memories" in table.output
+    # At 80 columns every name is whole (the model's made one end in "..." before).
+    assert [k for k in data["metrics"] if k not in table.output] == [], table.output
 
 
 def test_no_server_and_no_autostart_is_one_clear_line(runner) -> None:

@@ -59,8 +59,9 @@ def stats(
     from rich.table import Table
 
     table = Table(title=f"engram stats: {conn.server}", show_header=False)
-    table.add_column("what", style="bold")
-    table.add_column("value")
+    # Names whole (a model's name makes some 45 characters long); values wrap instead.
+    table.add_column("what", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold", min_width=12)
     for key in ("space", "total_memories", "total_associations", "avg_confidence",
                 "avg_activation", "oldest_memory", "newest_memory", "health"):
         if key in data:
