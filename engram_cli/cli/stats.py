@@ -58,10 +58,12 @@ def stats(
     from rich.console import Console
     from rich.table import Table
 
+    console = Console()
     table = Table(title=f"engram stats: {conn.server}", show_header=False)
-    # Names whole (a model's name makes some 45 characters long); values wrap instead.
-    table.add_column("what", style="bold", no_wrap=True)
-    table.add_column("value", overflow="fold", min_width=12)
+    # Names whole (a model's name makes one some 45 characters long) while 12 columns are
+    # left for the value; values wrap instead.
+    table.add_column("what", style="bold", no_wrap=True, max_width=max(10, console.width - 19))
+    table.add_column("value", overflow="fold")
     for key in ("space", "total_memories", "total_associations", "avg_confidence",
                 "avg_activation", "oldest_memory", "newest_memory", "health"):
         if key in data:
@@ -70,7 +72,7 @@ def stats(
         table.add_row(f"type {key}", str(value))
     for key, value in data["metrics"].items():
         table.add_row(key, _shown(key, value))
-    Console().print(table)
+    console.print(table)
 
 
 def _shown(key: str, value: float) -> str:
