@@ -182,13 +182,21 @@ def _show(remote: Any, settings: Any, as_json: bool) -> None:
                               ("client", result.client, result.client_config)):
         table = Table(title=f"{title} settings ({path})", title_justify="left")
         for column in columns:
-            table.add_column(column, overflow="fold")
+            table.add_column(column, **_column(column, console.width - 40))
         for r in rows:
             source = r.source + (" (restart)" if r.source == "pending" else "")
             cells = [r.key, _fmt(r.value), _fmt(r.default), source, r.description]
             table.add_row(*cells[:len(columns)],
                           style="dim" if r.source == "default" else None)
         console.print(table)
+
+
+def _column(name: str, room: int) -> dict[str, Any]:
+    """A table column's options: a setting's name whole while `room` columns allow it (the
+    other columns wrap instead), every other column wrapping."""
+    if name == "setting":
+        return {"no_wrap": True, "max_width": max(12, room)}
+    return {"overflow": "fold"}
 
 
 def _print_result(result: Any, as_json: bool) -> None:
@@ -205,7 +213,7 @@ def _print_result(result: Any, as_json: bool) -> None:
     table = Table(title=f"{what}{' (dry run)' if result.dry_run else ''}",
                   title_justify="left")
     for column in ("setting", "before", "after"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, **_column(column, console.width - 30))
     for r in result.rows:
         after = _fmt(r.after) + (" (restart)" if r.restart_required and r.changed else "")
         table.add_row(r.key, _fmt(r.before), after, style=None if r.changed else "dim")
