@@ -96,6 +96,16 @@ def test_table_output_shows_before_and_after(engram: Any) -> None:
     assert "client.cache_ttl_s" in text
 
 
+def test_at_80_columns_every_setting_s_name_is_whole(engram: Any) -> None:
+    """The table used to fold the longer names ("consolidation_interv" / "al_s")."""
+    settings = as_json(engram("tune", "--show", "--json"))
+    text = ok(engram("tune", "--show")).stdout  # not a terminal: 80 columns
+    names = [*settings["server"]["settings"], *settings["client"]["settings"]]
+    assert [n for n in names if n not in text] == [], text
+    diff = ok(engram("tune", "--profile", "low-latency", "--dry-run")).stdout
+    assert "consolidation_interval_s" in diff and "client.cache_require_consolidated" in diff
+
+
 def test_a_profile_starts_from_the_defaults(engram: Any, server: EngramServer,
                                             isolated_env: Path) -> None:
     ok(engram("tune", "--set", "forgetting_floor=0.5", "client.rate=100"))
