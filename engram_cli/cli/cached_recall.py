@@ -225,12 +225,12 @@ def table_printer() -> Any:
         caption = "no memories match" if not answer.results else ""
         if answer.partial:
             caption = f"{caption} (may be incomplete: {answer.partial_words})".strip()
-        # Each column but the content's as wide as its widest cell, 3 more for its
-        # padding and rule; the content needs room for a few words too.
+        # Each column as wide as its widest cell and 3 more (padding and rule), the content
+        # MIN_CONTENT_WIDTH, and 1 for the last rule.
         fixed = sum(max([len(c), *(len(row[2 + k]) for row in rows)]) + 3
                     for k, c in enumerate(columns))
         number = max((len(row[0]) for row in rows), default=1) + 3
-        if rows and fixed + number + 1 + MIN_CONTENT_WIDTH > console.width:
+        if rows and fixed + number + MIN_CONTENT_WIDTH + 3 + 1 > console.width:
             # Too narrow for the table (an 80-column terminal): it would squeeze the
             # content to nothing. A line of figures per memory, its content below.
             console.print(f"[bold]{escape(title)}[/bold]")
