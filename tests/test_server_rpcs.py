@@ -187,6 +187,50 @@ def test_invalid_memories_are_rejected_clearly(rpc) -> None:
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_cues_with_numbers_out_of_range_are_invalid_argument(rpc) -> None:
+    """NaN passed every comparison: a NaN threshold returned everything, a NaN vector
+    nothing, both as if asked for."""
+    stub, _ = rpc
+    stub.Remember(pb.RememberRequest(memory=pb.Memory(content="a note", embedding=[1.0, 0.0])))
+    nan, inf = float("nan"), float("inf")
+    text = pb.SemanticCue(query="note")
+    cases = {
+        "threshold": pb.Cue(semantic=text, threshold=pb.Confidence(value=nan)),
+        "threshold ": pb.Cue(semantic=text, threshold=pb.Confidence(value=1.5)),
+        "activation_decay": pb.Cue(semantic=text, activation_decay=inf),
+        "activation_decay ": pb.Cue(semantic=text, activation_decay=-0.5),
+        "vector": pb.Cue(embedding=pb.EmbeddingCue(vector=[nan, 0.0])),
+        "similarity_threshold": pb.Cue(embedding=pb.EmbeddingCue(
+            vector=[1.0, 0.0], similarity_threshold=nan)),
+    }
+    for field, cue in cases.items():
+        for rpc_call in (lambda c: stub.Recall(pb.RecallRequest(cue=c)),
+                         lambda c: list(stub.StreamingRecall(iter([pb.RecallRequest(cue=c)])))):
+            with pytest.raises(grpc.RpcError) as err:
+                rpc_call(cue)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+            assert field.strip() in err.value.details(), err.value.details()
+    others = {
+        "link_threshold": lambda: stub.Remember(pb.RememberRequest(
+            memory=pb.Memory(content="another note"), auto_link=True, link_threshold=nan)),
+        "recognition_threshold": lambda: stub.Recognize(pb.RecognizeRequest(
+            content="a note", recognition_threshold=inf)),
+        "importance_threshold": lambda: stub.Consolidate(pb.ConsolidateRequest(
+            criteria=pb.ConsolidationCriteria(importance_threshold=-1.0))),
+    }
+    for field, call in others.items():
+        with pytest.raises(grpc.RpcError) as err:
+            call()
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+        assert field in err.value.details(), err.value.details()
+    assert total(stub) == 1  # refused before anything was stored
+    # In range they answer.
+    assert stub.Recall(pb.RecallRequest(cue=pb.Cue(
+        semantic=text, threshold=pb.Confidence(value=0.5), activation_decay=0.5))).memories
+    assert stub.Recall(pb.RecallRequest(cue=pb.Cue(embedding=pb.EmbeddingCue(
+        vector=[1.0, 0.0], similarity_threshold=-1.0)))).memories
+
+
 def test_episode_is_stored_as_episodic_memory(rpc) -> None:
     stub, _ = rpc
     stub.Remember(pb.RememberRequest(episode=pb.Episode(

@@ -57,7 +57,7 @@ def memory_error(content: str, embedding: bytes | Sequence[float], confidence: f
     if not 0.0 <= confidence <= 1.0:
         return f"{name('confidence')} {confidence} is outside 0..1"
     if embedding:
-        error = _embedding_error(embedding, finite)
+        error = embedding_error(embedding, finite)
         if error:
             return f"{name('embedding')} {error}"
     if not decay_rate >= 0:
@@ -67,7 +67,7 @@ def memory_error(content: str, embedding: bytes | Sequence[float], confidence: f
     return ""
 
 
-def _embedding_error(embedding: bytes | Sequence[float], finite: bool = False) -> str:
+def embedding_error(embedding: bytes | Sequence[float], finite: bool = False) -> str:
     dims = len(embedding) // 4 if isinstance(embedding, bytes) else len(embedding)
     if dims > MAX_EMBEDDING_DIMS:
         return f"has {dims} dimensions; the limit is {MAX_EMBEDDING_DIMS}"

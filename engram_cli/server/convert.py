@@ -17,6 +17,7 @@ from engram_cli.engine.model import (
     embedding_to_bytes,
 )
 from engram_cli.engine.recall import RecallQuery
+from engram_cli.engine.rules import embedding_error
 from engram_cli.engine.writes import WriteBatch
 from engram_cli.errors import InvalidArgument, Unsupported
 from engram_cli.rpc import ext, pb
@@ -194,11 +195,17 @@ def query_from_cue(cue: Any, max_results: int) -> RecallQuery:
     limit = max_results or cue.max_results or 10
     if limit < 0:
         raise InvalidArgument(f"max_results {limit} is negative")
+    threshold = cue.threshold.value if cue.HasField("threshold") else 0.0
+    if not 0.0 <= threshold <= 1.0:  # NaN fails both
+        raise InvalidArgument(f"the cue's threshold {threshold:g} is outside 0..1")
+    decay = cue.activation_decay
+    if decay and not 0.0 < decay <= 1.0:  # 0: not given
+        raise InvalidArgument(f"the cue's activation_decay {decay:g} is outside 0..1")
     q = RecallQuery(
         limit=limit,
-        min_confidence=cue.threshold.value if cue.HasField("threshold") else 0.0,
+        min_confidence=threshold,
         spread=cue.spread_activation,
-        decay=cue.activation_decay if cue.activation_decay > 0 else None,
+        decay=decay or None,
     )
     if kind == "semantic":
         if not cue.semantic.query.strip():
@@ -209,8 +216,15 @@ def query_from_cue(cue: Any, max_results: int) -> RecallQuery:
     elif kind == "embedding":
         if not len(cue.embedding.vector):
             raise InvalidArgument("the embedding cue's vector is empty")
+        error = embedding_error(cue.embedding.vector)
+        if error:
+            raise InvalidArgument(f"the embedding cue's vector {error}")
+        similarity = cue.embedding.similarity_threshold
+        if not -1.0 <= similarity <= 1.0:
+            raise InvalidArgument(f"the embedding cue's similarity_threshold {similarity:g} "
+                                  "is outside -1..1")
         q.embedding = embedding_to_bytes(cue.embedding.vector)
-        q.similarity_threshold = cue.embedding.similarity_threshold
+        q.similarity_threshold = similarity
     elif kind == "context":
         c = cue.context
         q.time_start = ts_to_float(c.time_start)
