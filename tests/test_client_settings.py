@@ -80,6 +80,9 @@ def test_booleans_read_alike_from_every_source(config_file: Path) -> None:
      "expected 0 to 1,000,000"),
     ({}, {"ENGRAM_CACHE_TTL_S": "soon"}, "ENGRAM_CACHE_TTL_S: 'soon' is not valid",
      "expected 0 to 31,536,000"),
+    ({}, {"ENGRAM_CACHE_MIN_CONFIDENCE": "nan"},
+     "ENGRAM_CACHE_MIN_CONFIDENCE: 'nan' is not valid", "expected 0 to 1"),
+    ({"rate": float("inf")}, {}, "--rate: inf is not valid", "expected 0 to 1,000,000,000"),
 ])
 def test_a_bad_flag_or_variable_names_itself_and_the_range(
         config_file: Path, flags: dict[str, Any], env: dict[str, str], message: str,

@@ -141,6 +141,17 @@ def test_deeply_nested_json_in_apply_settings_is_invalid_argument(
     assert not [r for r in caplog.records if r.exc_info]
 
 
+def test_nan_and_infinity_in_apply_settings_are_invalid_argument(server: EngramServer) -> None:
+    """JSON as Python reads it spells NaN and Infinity, and NaN passed every range check:
+    a server took `decay = NaN` live."""
+    for value in ("NaN", "Infinity", "-Infinity"):
+        with stubs(server.address) as (_, ext_stub), pytest.raises(grpc.RpcError) as info:
+            ext_stub.ApplySettings(ext.ApplySettingsRequest(values_json={"decay": value}))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, value
+        assert "'decay'" in info.value.details()
+    assert server.store.settings.decay == 0.85
+
+
 def test_cancelling_a_streaming_remember_logs_no_error(
         server: EngramServer, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)

@@ -163,6 +163,8 @@ def test_set_round_trip(engram: Any, server: EngramServer, isolated_env: Path) -
     (["--set", "vector_nprobe=64"], "unknown setting 'vector_nprobe': the vector index "
                                     "scans every code of a space now"),
     (["--set", "max_hops=30"], "'max_hops': 30 is out of range (expected 0 to 10)"),
+    (["--set", "decay=nan"], "'decay': nan is not valid"),  # NaN passed every range check
+    (["--set", "client.cache_min_confidence=NaN"], "expected 0 to 1"),
     (["--set", "durability=sometimes"], "expected one of fsync, group"),
     (["--set", "warm_path=fast-disk"], "'warm_path': 'fast-disk' is not an absolute path"),
     (["--set", "client.pool=0"], "expected 1 to 256"),

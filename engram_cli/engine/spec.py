@@ -5,6 +5,8 @@ module stays small because a cached `engram recall` imports it.
 
 from __future__ import annotations
 
+import math
+
 from engram_cli.errors import SettingsError
 from engram_cli.values import Value
 
@@ -92,6 +94,9 @@ class SettingSpec(Value):
             ok = ok and isinstance(value, (int, float)) and not isinstance(value, bool)
             if ok:
                 value = float(value)
+                # NaN passes every range check, and JSON and TOML can both spell it (and
+                # infinity): neither is a setting.
+                ok = math.isfinite(value)
         elif t is str:
             ok = isinstance(value, str)
         if not ok:
