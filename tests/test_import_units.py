@@ -188,6 +188,9 @@ def test_bad_map_is_a_usage_error(spec):
     ({"content": "x", "created_at": "yesterday"}, "created_at"),
     ({"content": "x", "created_at": "2024-01-01T00:00:00"}, "no time zone"),
     ({"content": "x", "decay_rate": -1}, "decay_rate"),
+    ({"content": "x", "decay_rate": float("inf")}, "decay_rate"),
+    ({"content": "x", "created_at": 1e300}, "outside the years 1 to 9999"),
+    ({"content": "x", "created_at": "1e12"}, "outside the years 1 to 9999"),
     ({"content": "x", "id": [1]}, "id must be text"),
 ])
 def test_invalid_records_name_the_field(record, reason):

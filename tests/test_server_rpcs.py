@@ -177,7 +177,8 @@ def test_spaces_are_isolated_and_ids_validated(rpc) -> None:
 def test_invalid_memories_are_rejected_clearly(rpc) -> None:
     stub, _ = rpc
     cases = [pb.Memory(content=""), pb.Memory(content="x", confidence=pb.Confidence(value=1.5)),
-             pb.Memory(content="x", embedding=[float("nan")])]
+             pb.Memory(content="x", embedding=[float("nan")]),
+             pb.Memory(content="x", decay_rate=float("inf"))]
     for memory in cases:
         with pytest.raises(grpc.RpcError) as err:
             stub.Remember(pb.RememberRequest(memory=memory))

@@ -60,7 +60,7 @@ def memory_error(content: str, embedding: bytes | Sequence[float], confidence: f
         error = embedding_error(embedding, finite)
         if error:
             return f"{name('embedding')} {error}"
-    if not decay_rate >= 0:
+    if not 0 <= decay_rate <= FLOAT32_MAX:  # NaN and infinity too
         return f"{name('decay_rate')} must be a number >= 0, not {decay_rate!r}"
     if memory_type not in MEMORY_TYPES:
         return memory_type_error(memory_type, name("memory_type"))
