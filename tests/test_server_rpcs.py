@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 import pytest
 from google.protobuf.empty_pb2 import Empty
+from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
@@ -178,7 +179,8 @@ def test_invalid_memories_are_rejected_clearly(rpc) -> None:
     stub, _ = rpc
     cases = [pb.Memory(content=""), pb.Memory(content="x", confidence=pb.Confidence(value=1.5)),
              pb.Memory(content="x", embedding=[float("nan")]),
-             pb.Memory(content="x", decay_rate=float("inf"))]
+             pb.Memory(content="x", decay_rate=float("inf")),
+             pb.Memory(content="x", created_at=Timestamp(seconds=10**15))]
     for memory in cases:
         with pytest.raises(grpc.RpcError) as err:
             stub.Remember(pb.RememberRequest(memory=memory))

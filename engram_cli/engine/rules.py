@@ -67,6 +67,18 @@ def memory_error(content: str, embedding: bytes | Sequence[float], confidence: f
     return ""
 
 
+# Epoch seconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the range of a protobuf
+# Timestamp, which carries created_at.
+FIRST_SECOND, LAST_SECOND = -62_135_596_800, 253_402_300_799
+
+
+def created_at_error(seconds: float, name: Callable[[str], str] = _field) -> str:
+    """Why `seconds` cannot be a memory's created_at, or '' when it can."""
+    if FIRST_SECOND <= seconds < LAST_SECOND + 1:  # NaN fails
+        return ""
+    return f"{name('created_at')} {seconds:g} is outside the years 1 to 9999"
+
+
 def embedding_error(embedding: bytes | Sequence[float], finite: bool = False) -> str:
     dims = len(embedding) // 4 if isinstance(embedding, bytes) else len(embedding)
     if dims > MAX_EMBEDDING_DIMS:

@@ -34,7 +34,7 @@ from engram_cli.engine.model import (
     memory_key,
 )
 from engram_cli.engine.rows import ID_CHUNK, SQL_CHUNK, by_ids, chunks
-from engram_cli.engine.rules import memory_error
+from engram_cli.engine.rules import created_at_error, memory_error
 from engram_cli.errors import NotFound, Overloaded, StoreClosed
 
 _UPSERT = """
@@ -85,6 +85,8 @@ class WriteBatch:
         if not error and state not in _STATES:
             error = ("the consolidation state is not one of recent, consolidating, "
                      "consolidated, reconsolidating")
+        if not error and created_at is not None:
+            error = created_at_error(created_at)
         if error:
             self.rejected.append((position, mid, error))
             return

@@ -26,7 +26,12 @@ import orjson
 from engram_cli.contract import STATE_KEY
 from engram_cli.engine.confidence import category_of
 from engram_cli.engine.model import DEFAULT_CONFIDENCE, content_id
-from engram_cli.engine.rules import memory_error, memory_type_error, memory_type_number
+from engram_cli.engine.rules import (
+    created_at_error,
+    memory_error,
+    memory_type_error,
+    memory_type_number,
+)
 from engram_cli.errors import EngramError, UsageError
 
 FIELDS = ("id", "content", "confidence", "embedding", "tags", "metadata", "memory_type",
@@ -109,11 +114,6 @@ def _lookup(record: dict[str, Any], path: str) -> tuple[bool, Any]:
     return True, node
 
 
-# Epoch seconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the range of a protobuf
-# Timestamp, which carries created_at.
-_FIRST_SECOND, _LAST_SECOND = -62_135_596_800, 253_402_300_799
-
-
 def parse_time(value: Any) -> float:
     """RFC 3339 text or epoch seconds -> epoch seconds."""
     if type(value) is str:
@@ -129,9 +129,9 @@ def parse_time(value: Any) -> float:
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise RecordError(f"created_at {value!r} is not a time")
-        if not _FIRST_SECOND <= value <= _LAST_SECOND:
-            raise RecordError(f"created_at {value:g} is outside the years 1 to 9999 "
-                              "(a protobuf Timestamp's)")
+        error = created_at_error(value)
+        if error:
+            raise RecordError(error)
         return float(value)
     if isinstance(value, str):
         try:
