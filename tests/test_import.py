@@ -299,6 +299,28 @@ def test_record_refused_by_the_server_goes_to_rejects(engram, server, tmp_path, 
     assert rec["content"] == "zzz"
 
 
+def test_vectors_of_another_size_than_the_space_holds_stop_at_the_first_batch(
+        engram, server, tmp_path):
+    """Every record refused for its vector's size would be every record of the input
+    (a million rejects, each embedded first with --embed): stop with one message naming
+    the size the space holds. A file that has some of the right size is imported."""
+    from engram_cli.engine.model import MemoryRecord, embedding_to_bytes
+
+    server.store.remember("vecs", MemoryRecord(id="first", content="four floats",
+                                               embedding=embedding_to_bytes([1, 0, 0, 0])))
+    three = [{"content": f"three floats {i}", "embedding": [0.5, 0.5, 0.0]} for i in range(50)]
+    result = engram("--space", "vecs", "import", str(write_jsonl(tmp_path / "3.jsonl", three)))
+    assert result.exit_code == 1, result.output
+    assert "keeps 4-dimensional vectors in space 'vecs'" in result.stderr
+    assert "--embed-dim 4" in result.stderr
+    assert stored(server, "vecs") == 1
+    mixed = [{"content": "right size", "embedding": [0.0, 1.0, 0.0, 0.0]}, *three]
+    result = engram("--space", "vecs", "import", str(write_jsonl(tmp_path / "m.jsonl", mixed)),
+                    "--json")
+    assert result.exit_code == 3, result.output
+    assert (summary_of(result)["imported"], summary_of(result)["rejected"]) == (1, 50)
+
+
 def test_overloaded_server_is_retried_until_it_takes_everything(tmp_path, runner):
     """A full write queue answers RESOURCE_EXHAUSTED with retry-after-ms; the importer
     waits and resends only what failed, and every record is stored once."""

@@ -74,6 +74,31 @@ def embedding_refusal(address: str, details: str) -> EmbeddingRequired | None:
         f"embed the text on this machine: run the same command with --embed --embed-dim {dim}")
 
 
+# Our server's refusal (engine/rules.py dimension_error): "embedding has 768 dimensions;
+# space 'notes' holds 256".
+_SPACE_DIMENSION = re.compile(r"embedding has (\d+) dimensions; space (.+) holds (\d+)$")
+
+
+def space_dimension_refusal(address: str, reasons: list[str]) -> EmbeddingRequired | None:
+    """The error to stop with when a server refused every record of a batch because its
+    space holds vectors of another dimension; None when any was refused for another
+    reason."""
+    found: set[tuple[str, str]] = set()
+    for reason in reasons:
+        m = _SPACE_DIMENSION.search(reason or "")
+        if m is None:
+            return None
+        found.add((m.group(2), m.group(3)))
+    if len(found) != 1:
+        return None
+    ((space, held),) = found
+    return EmbeddingRequired(
+        f"the server at {address} keeps {held}-dimensional vectors in space {space} and "
+        f"refused every record of the first batch (\"{reasons[0]}\")",
+        f"send {held}-dimensional vectors (with --embed: --embed-dim {held}), or import "
+        "into a space of their own (--space NAME)")
+
+
 # BatchRememberRequest.compact = true (field 12, varint): outcomes answered as one packed
 # list instead of a BatchItemResult per memory. Only BatchRemember requests carry it.
 COMPACT = b"\x60\x01"

@@ -41,6 +41,7 @@ from engram_cli.client.batching import (
     Listener,
     SendOptions,
     embedding_refusal,
+    space_dimension_refusal,
     space_header,
 )
 from engram_cli.client.connection import retry_after_ms, translate
@@ -390,6 +391,15 @@ class BulkSender:
         self.pressure = resp.pressure
         self.sizer.observe(n, latency, resp.pressure)
         compact = len(resp.outcomes) == n  # one outcome per item; results: the rejected
+        if not self._stored_any and resp.rejected == n:
+            # Every record of the first answer refused for the space's vector size would
+            # be every record of the input: stop at once, as for a server that needs them.
+            needs = space_dimension_refusal(
+                self.pool.address, [r.error for r in results
+                                    if r.outcome == ext.ITEM_OUTCOME_REJECTED])
+            if needs is not None:
+                self._set_fatal(needs)
+                return
         self._stored_any = True
         if resp.rejected == 0 and (compact or len(results) == n):
             counts = Counter(resp.outcomes if compact else [r.outcome for r in results])
