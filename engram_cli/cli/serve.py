@@ -135,6 +135,11 @@ def serve(
         handler = logging.StreamHandler(sys.stderr)
     logging.basicConfig(level=common.LOG_LEVEL or logging.INFO, handlers=[handler],
                         format=common.LOG_FORMAT)
+    if common.LOG_LEVEL != logging.DEBUG:
+        # faiss logs each build it tries to load at INFO, failures included ("Could not
+        # load library with AVX512 support ... ModuleNotFoundError"): six alarming lines
+        # at every start for a library that loaded. Its warnings still show.
+        logging.getLogger("faiss").setLevel(logging.WARNING)
 
     # A background server's stdout and stderr are the same log file, where the log has
     # said "listening on" already: say it once.
