@@ -163,6 +163,9 @@ def test_a_cached_embedding_cue_loads_no_model_and_the_key_holds_the_model() -> 
 
 @pytest.mark.parametrize("args, message", [
     (["--embed=no-such-model"], "unknown model"),
+    # Written with a space, a name that is no input file is a model's, mistyped: it was
+    # read as a missing input ("cannot read all-mpnet: no such file").
+    (["--embed", "all-mpnet"], "unknown model 'all-mpnet'"),
     (["--embed-dim", "768"], "need --embed"),
     (["--embed", "--embed-dim", "0"], "--embed-dim 0 is not valid"),
 ])
@@ -172,6 +175,13 @@ def test_bad_embed_flags_are_usage_errors(runner: Any, tmp_path: Path, args: lis
     result = runner.invoke(app, ["import", str(path), "--dry-run", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_a_missing_input_after_embed_is_still_a_missing_input(runner: Any, tmp_path: Path
+                                                              ) -> None:
+    result = runner.invoke(app, ["import", "--dry-run", "--embed", str(tmp_path / "x.jsonl")])
+    assert result.exit_code == 1, result.output
+    assert "x.jsonl: no such file" in result.output
 
 
 def test_the_cache_written_behind_answers_at_once_and_keeps_every_row(tmp_path: Path) -> None:

@@ -128,6 +128,17 @@ def handle_errors(fn: F) -> F:
 EMBED_DEFAULT = "default"  # --embed given without a MODEL
 
 
+def _no_such_input(word: str) -> bool:
+    """`word` is no input: not an option or stdin, without an input's extension, and no
+    file or glob matches it (a missing `notes.jsonl` stays an input that is missing)."""
+    import glob
+
+    from engram_cli.ingest.readers import format_of
+
+    return (bool(word) and not word.startswith("-") and format_of(word) is None
+            and not glob.glob(word))
+
+
 def _names_a_model(word: str) -> bool:
     from engram_cli.engine.embedding import MODELS
 
@@ -141,14 +152,25 @@ class EmbedCommand(typer.core.TyperCommand):
     `--embed` means the default model and the word stays what it was (an input, a cue,
     another option)."""
 
+    # Whether the command's arguments are input files: a word after `--embed` that is no
+    # model and no file is then a mistyped model's name, not an input that is missing.
+    inputs_are_files = False
+
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         out: list[str] = []
-        for i, arg in enumerate(args):
+        words = iter(enumerate(args))
+        for i, arg in words:
             if arg == "--":
                 out.extend(args[i:])
                 break
-            if arg == "--embed" and not (i + 1 < len(args) and _names_a_model(args[i + 1])):
-                out.append(f"--embed={EMBED_DEFAULT}")
-            else:
+            following = args[i + 1] if i + 1 < len(args) else ""
+            if arg != "--embed":
                 out.append(arg)
+            elif _names_a_model(following) or (self.inputs_are_files
+                                               and _no_such_input(following)):
+                # A model's name, or a mistyped one: refused by name, with the models.
+                out.append(f"--embed={following}")
+                next(words)
+            else:
+                out.append(f"--embed={EMBED_DEFAULT}")
         return super().parse_args(ctx, out)  # type: ignore[no-any-return]

@@ -340,5 +340,9 @@ class _ProgressBar:
             self._progress.stop()
 
 
+class ImportCommand(EmbedCommand):
+    inputs_are_files = True
+
+
 def register(app: typer.Typer) -> None:
-    app.command("import", cls=EmbedCommand, epilog=IMPORT_EPILOG)(import_)
+    app.command("import", cls=ImportCommand, epilog=IMPORT_EPILOG)(import_)
