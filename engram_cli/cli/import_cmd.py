@@ -133,9 +133,11 @@ def import_(
     conn = None
     if not dry_run:
         from engram_cli.client.autostart import ensure_server
+        from engram_cli.ingest.importer import expand_inputs
 
         conn = settings.connection
         _check_space(conn.space)
+        expand_inputs(options.inputs)  # a missing input is said before a server starts
         ensure_server(conn)  # first: a server started here must keep the normal priority
         # With --embed the model sets the pace, not the server's writer: a niced importer
         # and its workers (which inherit the niceness) would yield the model's cores to
