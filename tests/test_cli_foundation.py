@@ -91,18 +91,21 @@ def test_no_server_and_no_autostart_is_one_clear_line(runner) -> None:
     assert "engram serve" in default.stderr
 
 
-def test_import_of_a_missing_file_starts_no_server(tmp_path, monkeypatch) -> None:
-    """The embedded server starts by itself when a command needs it; a typo in a file
-    name does not, and it started one (30 minutes idle) before saying so."""
+@pytest.mark.parametrize(("args", "code", "said"), [
+    (["import", "typo.jsonl"], 1, "typo.jsonl: no such file"),
+    (["export", "-o", "no-such-dir/out.jsonl"], 2, "no-such-dir is not a directory"),
+])
+def test_a_bad_path_starts_no_server(tmp_path, monkeypatch, args, code, said) -> None:
+    """The embedded server starts by itself when a command needs it; a typo in a path
+    does not, and it started one (30 minutes idle) before saying so."""
     monkeypatch.delenv("ENGRAM_NO_AUTOSTART")
     port = str(free_port())
     env = {**os.environ, "ENGRAM_DEFAULT_PORT": port}
     try:
-        done = subprocess.run([sys.executable, "-m", "engram_cli", "import",
-                               str(tmp_path / "typo.jsonl")], env=env, capture_output=True,
-                              text=True, timeout=60)
-        assert done.returncode == 1, done.stderr
-        assert "typo.jsonl: no such file" in done.stderr
+        done = subprocess.run([sys.executable, "-m", "engram_cli", *args], env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert done.returncode == code, done.stderr
+        assert said in done.stderr
         assert "started a local server" not in done.stderr
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", int(port))) != 0  # nobody listens

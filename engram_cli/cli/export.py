@@ -45,12 +45,14 @@ def export(
     """
     from engram_cli.cli.import_cmd import yield_cpu
     from engram_cli.client.autostart import ensure_server
-    from engram_cli.client.export import ExportOptions, open_output, run_export
+    from engram_cli.client.export import ExportOptions, check_output, open_output, run_export
 
     conn = globals_of(ctx).connection(space)
     chosen = (fmt or _format_of(output)).lower()
     options = ExportOptions(fmt=chosen, since=_parse_since(since),
                             embeddings=not no_embeddings)
+    if output is not None:
+        check_output(output)  # a bad path is said before a server starts
     ensure_server(conn)  # first: a server started here must keep the normal priority
     # As import does: at a lower priority next to a local server, which serves recall too.
     yield_cpu(conn.server, None)

@@ -201,6 +201,17 @@ def _associations(edges: Any) -> list[dict[str, Any]]:
     return out
 
 
+def check_output(path: Path) -> Path:
+    """The directory `path` will be written in; UsageError when it cannot be (said before
+    the export starts a server or asks one for anything)."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory", "name a file to write, e.g. -o export.jsonl")
+    if not parent.is_dir():
+        raise UsageError(f"cannot write {path}: {parent} is not a directory")
+    return parent
+
+
 @contextlib.contextmanager
 def open_output(path: Path | None, stdout: IO[bytes]) -> Iterator[IO[bytes]]:
     """stdout, or a private file (0600, never through a symlink) written under a temporary
@@ -209,11 +220,7 @@ def open_output(path: Path | None, stdout: IO[bytes]) -> Iterator[IO[bytes]]:
     if path is None:
         yield stdout
         return
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise UsageError(f"{path} is a directory", "name a file to write, e.g. -o export.jsonl")
-    if not parent.is_dir():
-        raise UsageError(f"cannot write {path}: {parent} is not a directory")
+    parent = check_output(path)
     tmp = parent / f".{path.name}.{os.getpid()}.part"
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
