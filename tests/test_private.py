@@ -84,6 +84,18 @@ def test_the_store_is_private_after_an_import(umask022, tmp_path: Path,
     assert (isolated_env / "data" / "imports").is_dir()
 
 
+def test_rejects_in_directories_the_import_creates_are_private(umask022, tmp_path: Path,
+                                                                server: EngramServer) -> None:
+    """--rejects in a directory that is not there: made 0700, parents too (they were
+    made as the umask said, 0755 here)."""
+    path = write_jsonl(tmp_path / "in.jsonl", [*records(5), {"content": ""}])
+    where = tmp_path / "out" / "rejects" / "in.rejects.jsonl"
+    result = run_cli(server, "import", str(path), "--rejects", str(where))
+    assert result.exit_code == 3, result.output
+    assert [mode(p) for p in (where.parent.parent, where.parent)] == [0o700, 0o700]
+    assert mode(where) == 0o600
+
+
 def test_a_checkpoint_left_by_a_stopped_import_is_private(umask022, tmp_path: Path,
                                                           isolated_env: Path) -> None:
     srv = EngramServer(ServeOptions(data_dir=tmp_path / "store", port=0))

@@ -20,7 +20,7 @@ from typing import IO, Any
 import orjson
 
 from engram_cli.errors import InputError, UnsafePath
-from engram_cli.files import append_private, read_private, write_atomic
+from engram_cli.files import append_private, private_dir, read_private, write_atomic
 from engram_cli.ingest.mapping import REJECT_KEY
 
 STDIN_REJECTS = "stdin.rejects.jsonl"
@@ -83,7 +83,7 @@ class RejectsFile:
     def write(self, line: bytes) -> None:
         if self._f is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(self.path.parent, own=False)  # missing ones 0700, as ours
                 self._f = append_private(self.path)
             except OSError as exc:
                 raise InputError(f"cannot write rejects file {self.path}: {exc.strerror}",
