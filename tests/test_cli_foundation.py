@@ -114,6 +114,23 @@ def test_a_bad_path_starts_no_server(tmp_path, monkeypatch, args, code, said) ->
                        capture_output=True, timeout=60)
 
 
+def test_commands_started_together_start_one_server(tmp_path, monkeypatch) -> None:
+    """`engram export | engram import -` on a machine with no server: both find nobody
+    listening, and each started a server (one lost the data dir's lock) and said so."""
+    monkeypatch.delenv("ENGRAM_NO_AUTOSTART")
+    env = {**os.environ, "ENGRAM_DEFAULT_PORT": str(free_port())}
+    cmd = [sys.executable, "-m", "engram_cli", "spaces"]
+    try:
+        procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(3)]
+        said = [p.communicate(timeout=60)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0], said
+        assert sum(s.count("started a local server") for s in said) == 1, said
+    finally:
+        subprocess.run([sys.executable, "-m", "engram_cli", "stop"], env=env,
+                       capture_output=True, timeout=60)
+
+
 def test_bad_space_is_a_usage_error(engram) -> None:
     result = engram("--space", "NOT VALID", "recall", "x")
     assert result.exit_code == 2, result.output

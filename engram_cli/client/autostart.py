@@ -3,19 +3,22 @@ start `engram serve` in the background (stopping after an idle time) and carry o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from engram_cli import config
 from engram_cli.errors import EngramError, ServerUnavailable
-from engram_cli.files import append_private, private_dir
+from engram_cli.files import append_private, open_private, private_dir
 
 START_TIMEOUT_S = 20.0
 LOG_NAME = "server.log"
+START_LOCK_NAME = "autostart.lock"  # held by the command that starts the server
 
 
 def is_listening(address: str, timeout: float = 0.5) -> bool:
@@ -95,6 +98,21 @@ def _server_env() -> dict[str, str]:
     return env
 
 
+@contextlib.contextmanager
+def _starting(data_dir: Path) -> Iterator[None]:
+    """Held while this command starts the server of `data_dir` (an flock on a file of its
+    own there, released when the descriptor closes, also if this process dies)."""
+    import fcntl
+
+    private_dir(data_dir, own=False)
+    fd = open_private(data_dir / START_LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def ensure_server(conn: config.Connection, announce: bool = True) -> None:
     """Start the embedded default server if the target is the default and nobody listens."""
     if not conn.is_default_target or is_listening(conn.server):
@@ -106,7 +124,12 @@ def ensure_server(conn: config.Connection, announce: bool = True) -> None:
             "--no-autostart to let engram start it)")
     data_dir = config.data_dir()
     _, port = config.split_address(conn.server)
-    start_background_server(data_dir, bind_host(conn.server), port)
+    with _starting(data_dir):
+        # Commands started together (`engram export | engram import -`) all find nobody
+        # listening: the first starts the server, the others wait here, then find it.
+        if is_listening(conn.server):
+            return
+        start_background_server(data_dir, bind_host(conn.server), port)
     if announce:
         minutes = config.DEFAULT_IDLE_TIMEOUT_S / 60
         print(f"engram: started a local server on {conn.server} (data: {data_dir}; stops "
