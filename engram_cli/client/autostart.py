@@ -107,7 +107,9 @@ def _starting(data_dir: Path) -> Iterator[None]:
     private_dir(data_dir, own=False)
     fd = open_private(data_dir / START_LOCK_NAME, os.O_RDWR | os.O_CREAT)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        # A file system without locks (some network ones) only loses the tidiness.
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
