@@ -174,6 +174,10 @@ def test_bad_map_is_a_usage_error(spec):
 
 @pytest.mark.parametrize("record,reason", [
     ({"tags": ["x"]}, "missing content"),
+    # Where other tools keep the text: named, with the flag that takes it from there.
+    ({"text": "hi", "n": 1}, "its text may be in 'text': --content-field text"),
+    ({"title": "t", "page_content": "hi"}, "may be in 'page_content'"),
+    ({"headline": "hi"}, "may be in 'headline'"),
     ({"content": 5}, "content must be text"),
     ({"content": "x", "confidence": 1.5}, "outside 0..1"),
     ({"content": "z" * (1024 * 1024 + 1)}, "content is 1048577 bytes; the limit is 1048576"),

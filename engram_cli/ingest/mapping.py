@@ -330,6 +330,8 @@ class Encoder:
                              DEFAULT_CONFIDENCE if conf is None else conf,
                              decay or 0.0, fields.get("memory_type", 0), self._namer)
         if error:
+            if not content and emb is None and "content" not in record:
+                error += _text_field_hint(record)
             raise RecordError(error)
         # Sub-messages and the map are filled in place: building them apart and handing them
         # to the constructor costs about twice as much (a map goes through the generic
@@ -357,6 +359,21 @@ class Encoder:
     def _name(self, field: str) -> str:
         src = self.fieldmap.source_of(field)
         return field if src == field else f"{field} (from field {src!r})"
+
+
+# Where other tools keep a record's text (LangChain's page_content, Chroma's documents...).
+_TEXT_FIELDS = ("text", "body", "document", "page_content", "message", "note", "description",
+                "summary", "sentence", "passage")
+
+
+def _text_field_hint(record: dict[str, Any]) -> str:
+    """For a record without content: which of its fields holds text, as a hint."""
+    texts = [k for k, v in record.items()
+             if type(v) is str and v.strip() and k not in FIELDS and k != "state"]
+    if not texts:
+        return ""
+    best = next((k for k in _TEXT_FIELDS if k in texts), texts[0])
+    return f"; its text may be in {best!r}: --content-field {best}"
 
 
 def _associations(edges: Any, name: Any) -> list[tuple[str, float, int, str]]:
