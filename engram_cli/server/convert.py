@@ -190,14 +190,20 @@ def memory_to_pb(rec: MemoryRecord, include_embedding: bool = True) -> Any:
     return m
 
 
+def fraction(name: str, value: float) -> float:
+    """`value` of the request's field `name`, which must be in 0..1 (NaN is not)."""
+    if not 0.0 <= value <= 1.0:
+        raise InvalidArgument(f"{name} {value:g} is outside 0..1")
+    return value
+
+
 def query_from_cue(cue: Any, max_results: int) -> RecallQuery:
     kind = cue.WhichOneof("cue_type")
     limit = max_results or cue.max_results or 10
     if limit < 0:
         raise InvalidArgument(f"max_results {limit} is negative")
-    threshold = cue.threshold.value if cue.HasField("threshold") else 0.0
-    if not 0.0 <= threshold <= 1.0:  # NaN fails both
-        raise InvalidArgument(f"the cue's threshold {threshold:g} is outside 0..1")
+    threshold = fraction("the cue's threshold",
+                         cue.threshold.value if cue.HasField("threshold") else 0.0)
     decay = cue.activation_decay
     if decay and not 0.0 < decay <= 1.0:  # 0: not given
         raise InvalidArgument(f"the cue's activation_decay {decay:g} is outside 0..1")

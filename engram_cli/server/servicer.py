@@ -26,6 +26,7 @@ from engram_cli.rpc import pb, svc
 from engram_cli.server.convert import (
     confidence_pb,
     float_to_ts,
+    fraction,
     memory_to_pb,
     query_from_cue,
     record_from_remember,
@@ -90,13 +91,6 @@ def recall_knobs(metadata: Any) -> dict[str, Any]:
     return out
 
 
-def _fraction(name: str, value: float) -> float:
-    """`value` of the request's field `name`, which must be in 0..1 (NaN is not)."""
-    if not 0.0 <= value <= 1.0:
-        raise InvalidArgument(f"{name} {value:g} is outside 0..1")
-    return value
-
-
 def _initial_state(outcome: str) -> int:
     return int(State.RECENT if outcome == "created" else State.UNSPECIFIED)
 
@@ -109,7 +103,7 @@ class EngramServicer(svc.EngramServiceServicer):
     @unary
     def Remember(self, request: Any, context: grpc.ServicerContext) -> Any:
         rec = record_from_remember(request)
-        link_threshold = _fraction("link_threshold", request.link_threshold) or 0.5
+        link_threshold = fraction("link_threshold", request.link_threshold) or 0.5
         outcome = self.store.remember(request.memory_space_id, rec)
         linked = []
         if request.auto_link:
@@ -275,7 +269,7 @@ class EngramServicer(svc.EngramServiceServicer):
             if not content and len(request.memory.embedding):
                 embedding = embedding_to_bytes(request.memory.embedding)
         familiarity, similar = self.store.recognize(request.memory_space_id, content, embedding)
-        threshold = _fraction("recognition_threshold", request.recognition_threshold) or 0.7
+        threshold = fraction("recognition_threshold", request.recognition_threshold) or 0.7
         return pb.RecognizeResponse(
             recognized=familiarity >= threshold,
             recognition_confidence=confidence_pb(familiarity),
@@ -302,7 +296,7 @@ class EngramServicer(svc.EngramServiceServicer):
             c = request.criteria
             kwargs["older_than"] = ts_to_float(c.older_than)
             kwargs["types"] = [int(t) for t in c.types]
-            kwargs["min_confidence"] = _fraction("importance_threshold", c.importance_threshold)
+            kwargs["min_confidence"] = fraction("importance_threshold", c.importance_threshold)
         report = self.store.consolidate(request.memory_space_id, **kwargs)
         resp = pb.ConsolidateResponse(memories_consolidated=report.consolidated,
                                       new_associations=report.new_associations)
