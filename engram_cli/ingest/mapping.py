@@ -369,7 +369,7 @@ _TEXT_FIELDS = ("text", "body", "document", "page_content", "message", "note", "
 def _text_field_hint(record: dict[str, Any]) -> str:
     """For a record without content: which of its fields holds text, as a hint."""
     texts = [k for k, v in record.items()
-             if type(v) is str and v.strip() and k not in FIELDS and k != "state"]
+             if type(v) is str and v.strip() and k not in FIELDS]
     if not texts:
         return ""
     best = next((k for k in _TEXT_FIELDS if k in texts), texts[0])

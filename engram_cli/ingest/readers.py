@@ -36,6 +36,7 @@ _READ_BUFFER = 1 << 20
 MAX_ELEMENT_BYTES = 256 * 1024 * 1024
 _HEAD_CHECK = 64 * 1024  # how much of an input's start is checked against its format
 _HEAD_LINES = 5
+_BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark: skipped where an input starts
 
 
 @dataclass(slots=True)
@@ -202,7 +203,7 @@ class Input:
             return
         lines = [ln for ln in head.removeprefix(_BOM).split(b"\n")[:-1]
                  if ln.strip()][:_HEAD_LINES]
-        first = head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+        first = head.lstrip(_BOM + b" \t\r\n")[:1]
         if not lines:
             return
         parsed = 0
@@ -378,7 +379,7 @@ def _first_byte(stream: IO[bytes]) -> bytes:
     """The first non-blank byte (a BOM counts as blank), without consuming it."""
     if hasattr(stream, "peek"):
         head = stream.peek(4096)[:4096]
-        stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+        stripped = head.lstrip(_BOM + b" \t\r\n")
         if stripped or len(head) < 4096:
             return stripped[:1]
     return b""
@@ -435,9 +436,6 @@ def _kind(value: Any) -> str:
             bool: "a boolean"}.get(type(value), "null")
 
 
-_BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark
-
-
 def _read_jsonl(stream: IO[bytes], start: Position) -> Iterator[Item]:
     offset, line = start.offset, start.line
     loads = orjson.loads
@@ -479,7 +477,7 @@ def _read_json(stream: IO[bytes], start: Position, array: bool) -> Iterator[Item
     i = 0
     if start.offset == 0:
         buf = stream.read(_READ_BUFFER)
-        head = len(buf) - len(buf.lstrip(b"\xef\xbb\xbf \t\r\n"))
+        head = len(buf) - len(buf.lstrip(_BOM + b" \t\r\n"))
         i = head + 1 if array else head  # past the '['
     while True:
         m = _BLANK.match(buf, i)
