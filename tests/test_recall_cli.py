@@ -4,6 +4,7 @@ server stopped, TTL through ENGRAM_NOW, invalidation), the fast path's imports, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -338,6 +339,26 @@ def test_closing_the_pipe_early_is_not_an_error(loaded) -> None:
     proc.stdout.close()  # `| head -1`
     assert proc.wait(30) == 0
     assert b"Traceback" not in proc.stderr.read()
+    proc.stderr.close()
+
+
+@pytest.mark.parametrize("args", [["recall", "-", "--format", "table"], ["stats"],
+                                  ["tune", "--show"]])
+def test_closing_the_pipe_before_a_table_is_not_an_error(loaded, args) -> None:
+    """Tables go through rich, which exits 1 on a closed pipe by itself: ours end as the
+    JSON lines do (exit 0, nothing on stderr)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engram_cli", "--server", loaded.address, *args],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "120"})
+    assert proc.stdin and proc.stdout and proc.stderr
+    proc.stdout.close()  # `| head -0`: gone before the first line
+    with contextlib.suppress(BrokenPipeError):  # stats and tune read no input
+        proc.stdin.write(("\n".join(word(i % N) for i in range(200)) + "\n").encode())
+    with contextlib.suppress(BrokenPipeError):
+        proc.stdin.close()
+    assert proc.wait(30) == 0
+    assert proc.stderr.read() == b""
     proc.stderr.close()
 
 

@@ -60,9 +60,9 @@ def bench(
     if as_json:
         typer.echo(orjson.dumps(to_json(result)).decode())
     else:
-        from rich.console import Console
+        from engram_cli.cli.console import stdout_console
 
-        render(result, Console())
+        render(result, stdout_console())
     if result.cleanup.get("method") == "failed":
         raise EngramError(f"could not remove scratch space {result.space}: "
                           f"{result.cleanup.get('error')}",

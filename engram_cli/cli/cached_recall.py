@@ -194,15 +194,15 @@ MIN_CONTENT_WIDTH = 24
 
 
 def table_printer() -> Any:
-    from rich.console import Console
     from rich.markup import escape
     from rich.padding import Padding
     from rich.table import Table
     from rich.text import Text
 
+    from engram_cli.cli.console import stdout_console
     from engram_cli.engine.confidence import shown
 
-    console = Console()
+    console = stdout_console()
 
     def show(answer: Any) -> None:
         if answer.error is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 done; 1 failed (server unreachable, error); 2 usage error; "
@@ -119,6 +120,20 @@ def discard_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError):  # no real file descriptor (tests' captured stdout)
         pass
+
+
+def stdout_console() -> Any:
+    """A rich Console on stdout for tables. Rich exits 1 when the reader closes the pipe
+    (`engram stats | head -3`); this one raises BrokenPipeError instead, which every command
+    ends as the JSON output does: quietly, exit 0."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _Console()
 
 
 def flush_stdout() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from engram_cli.cli.common import globals_of, handle_errors
+from engram_cli.cli.console import stdout_console
 
 
 @handle_errors
@@ -55,10 +56,9 @@ def stats(
     if as_json:
         typer.echo(orjson.dumps(data).decode())
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = stdout_console()
     table = Table(title=f"engram stats: {conn.server}", show_header=False)
     # Names whole (a model's name makes one some 45 characters long) while 12 columns are
     # left for the value; values wrap instead.

@@ -11,6 +11,7 @@ from typing import Any
 import typer
 
 from engram_cli.cli.common import EXIT_CODES_HELP, globals_of, handle_errors
+from engram_cli.cli.console import stdout_console
 
 
 @handle_errors
@@ -170,10 +171,9 @@ def _show(remote: Any, settings: Any, as_json: bool) -> None:
     if as_json:
         typer.echo(orjson.dumps(result.to_json()).decode())
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = stdout_console()
     # Descriptions only where they fit beside the values; --json always has them.
     columns = ["setting", "value", "default", "source"]
     if console.width >= 120:
@@ -205,10 +205,9 @@ def _print_result(result: Any, as_json: bool) -> None:
     if as_json:
         typer.echo(orjson.dumps(result.to_json()).decode())
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = stdout_console()
     what = f"profile {result.profile}" if result.profile else "settings"
     table = Table(title=f"{what}{' (dry run)' if result.dry_run else ''}",
                   title_justify="left")
