@@ -9,6 +9,8 @@ import sys
 import zlib
 from pathlib import Path
 
+import pytest
+
 from tests.import_support import cli_env, count_on, records, run_import
 
 
@@ -437,3 +439,28 @@ def test_a_background_server_says_each_line_once_in_its_log(tmp_path):
     assert log.read_text().count("listening on") == 1, log.read_text()
     # Not faiss's INFO lines about the builds it could not load (six at every start).
     assert "faiss" not in log.read_text(), log.read_text()
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["backup", ""], "'DEST': an empty path"),
+    (["restore", ""], "'SRC': an empty path"),
+    (["export", "-o", ""], "'--output' / '-o': an empty path"),
+    (["import", "x.jsonl", "--rejects", ""], "'--rejects': an empty path"),
+    (["serve", "--port", "0", "--data-dir", ""], "'--data-dir': an empty path"),
+    (["tune", "--show", "--write-config", ""], "'--write-config': an empty path"),
+    (["import", ""], "an empty input name"),
+    (["forget", "mem_1", ""], "an empty id"),
+])
+def test_an_empty_path_or_name_is_a_usage_error_not_the_current_directory(
+        runner, isolated_env, tmp_path, monkeypatch, args, named):
+    """Path('') is '.': `engram backup ""` named the directory the user stood in (and
+    `serve --data-dir ""` would keep the store there). Refused before any server starts."""
+    from engram_cli.cli.main import app
+
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    result = runner.invoke(app, ["--no-autostart", "--server", "127.0.0.1:9", *args])
+    assert result.exit_code == 2, result.output
+    assert named in " ".join(result.stderr.split())
+    assert list(here.iterdir()) == []

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import typer
 
-from engram_cli.cli.common import EXIT_CODES_HELP, globals_of, handle_errors
+from engram_cli.cli.common import EXIT_CODES_HELP, globals_of, handle_errors, path_value
 
 
 @handle_errors
 def backup(
     ctx: typer.Context,
-    dest: Path = typer.Argument(..., metavar="DEST",
+    dest: Path = typer.Argument(..., parser=path_value, metavar="DEST",
                                 help="A new directory (it must not exist), on the server's "
                                 "machine."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),

@@ -6,6 +6,7 @@ import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
@@ -90,6 +91,15 @@ def _plain_help_types() -> None:
 
 if hasattr(typer.core.TyperOption, "display_type_rich"):
     _plain_help_types()
+
+
+def path_value(value: str) -> Path:
+    """A path given on the command line (`parser=` of a Path option or argument). An empty
+    one is a usage error: Path('') is the current directory, so `engram backup ""` would
+    name the directory the user stands in."""
+    if not value:
+        raise typer.BadParameter("an empty path: name a file or directory")
+    return Path(value)
 
 
 def globals_of(ctx: typer.Context) -> GlobalOptions:

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from engram_cli.cli.common import EXIT_CODES_HELP, globals_of, handle_errors
+from engram_cli.cli.common import EXIT_CODES_HELP, globals_of, handle_errors, path_value
 
 
 @handle_errors
@@ -27,7 +27,7 @@ def export(
     no_embeddings: bool = typer.Option(False, "--no-embeddings",
                                        help="Leave the embeddings out (much smaller; the "
                                        "server embeds the text again on import)."),
-    output: Path = typer.Option(None, "--output", "-o", metavar="FILE",
+    output: Path = typer.Option(None, "--output", "-o", parser=path_value, metavar="FILE",
                                 help="Write to FILE (0600; gzip when it ends in .gz) instead "
                                 "of stdout; it appears only once complete."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object "

@@ -46,6 +46,8 @@ def forget(
         wanted = admin.read_ids(sys.stdin)
     elif "-" in wanted:
         raise fail("- (stdin) cannot be mixed with ids", code=2)
+    elif "" in wanted:
+        raise fail("an empty id", "name memories by their ids, e.g. mem_1f2e", code=2)
     if match is None and not wanted:
         raise fail("nothing to forget", "name ids, - for stdin, or --match CUE", code=2)
     conn = globals_of(ctx).connection(space)

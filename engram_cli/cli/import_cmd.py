@@ -15,6 +15,7 @@ from engram_cli.cli.common import (
     EmbedCommand,
     globals_of,
     handle_errors,
+    path_value,
 )
 
 IMPORT_EPILOG = (
@@ -52,7 +53,7 @@ def import_(
     maps: list[str] = typer.Option(None, "--map", metavar="DEST=SRC",
                                    help="Take memory field DEST (or metadata.KEY) from your "
                                    "field SRC (a.b for nested); repeatable."),
-    rejects: Path = typer.Option(None, "--rejects", metavar="FILE",
+    rejects: Path = typer.Option(None, "--rejects", parser=path_value, metavar="FILE",
                                  help="Where rejected records go (default: "
                                  "<input>.rejects.jsonl, written only if there are any)."),
     max_errors: str = typer.Option(None, "--max-errors", metavar="N|P%",

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import typer
 
-from engram_cli.cli.common import EXIT_CODES_HELP, handle_errors
+from engram_cli.cli.common import EXIT_CODES_HELP, handle_errors, path_value
 
 
 @handle_errors
 def restore(
-    src: Path = typer.Argument(..., metavar="SRC", help="A directory `engram backup` wrote."),
-    data_dir: Path = typer.Option(None, "--data-dir", metavar="DIR",
+    src: Path = typer.Argument(..., parser=path_value, metavar="SRC",
+                               help="A directory `engram backup` wrote."),
+    data_dir: Path = typer.Option(None, "--data-dir", parser=path_value, metavar="DIR",
                                   help="The data directory to restore into (env "
                                   "ENGRAM_DATA_DIR; default: the embedded server's)."),
     force: bool = typer.Option(False, "--force",

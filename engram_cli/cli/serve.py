@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from engram_cli.cli.common import handle_errors
+from engram_cli.cli.common import handle_errors, path_value
 
 KEYS_ENV = "ENGRAM_SERVER_KEYS"
 
@@ -24,7 +24,7 @@ def serve(
     port: int = typer.Option(None, "--port", metavar="PORT", min=0, max=65535,
                              help="Port (0: any free port; the chosen one is printed; "
                              "default 50051, or ENGRAM_DEFAULT_PORT)."),
-    data_dir: Path = typer.Option(None, "--data-dir", metavar="DIR",
+    data_dir: Path = typer.Option(None, "--data-dir", parser=path_value, metavar="DIR",
                                   help="Store directory (env: ENGRAM_DATA_DIR; default: the "
                                   "user data dir)."),
     detach: bool = typer.Option(False, "--detach", help="Start in the background and return."),
@@ -35,12 +35,12 @@ def serve(
                                       "use every space. Other local users can read a command "
                                       "line: prefer ENGRAM_SERVER_KEYS (comma-separated) or "
                                       "--key-file."),
-    key_file: Path = typer.Option(None, "--key-file", metavar="FILE",
+    key_file: Path = typer.Option(None, "--key-file", parser=path_value, metavar="FILE",
                                   help="Require an API key from FILE, each scoped to spaces: "
                                   "one `KEY space1,space2` or `KEY *` per line; the file must "
                                   "be private (chmod 600); SIGHUP rereads it "
                                   "(env: ENGRAM_SERVER_KEY_FILE)."),
-    log_file: Path = typer.Option(None, "--log-file", metavar="FILE",
+    log_file: Path = typer.Option(None, "--log-file", parser=path_value, metavar="FILE",
                                   help="Log to FILE, rotated at 10 MiB with 3 old files kept "
                                   "(FILE.1 ... FILE.3); stdout and stderr go there too. "
                                   "A --detach server logs to <data dir>/server.log so."),

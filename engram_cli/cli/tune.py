@@ -10,7 +10,7 @@ from typing import Any
 
 import typer
 
-from engram_cli.cli.common import EXIT_CODES_HELP, globals_of, handle_errors
+from engram_cli.cli.common import EXIT_CODES_HELP, globals_of, handle_errors, path_value
 from engram_cli.cli.console import stdout_console
 
 
@@ -31,7 +31,7 @@ def tune(
     dry_run: bool = typer.Option(False, "--dry-run",
                                  help="Show what would change; change nothing anywhere."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    write_config: Path = typer.Option(None, "--write-config", metavar="FILE",
+    write_config: Path = typer.Option(None, "--write-config", parser=path_value, metavar="FILE",
                                       help="With --profile: write its server settings as an "
                                       "Engram TOML config file instead (for servers without "
                                       "our settings RPC); nothing else changes. With "

@@ -163,6 +163,8 @@ def expand_inputs(args: list[str]) -> list[str]:
     """FILE|GLOB|- arguments -> input names; a glob expands to its sorted matches."""
     names: list[str] = []
     for arg in args:
+        if not arg:  # Path('') is the current directory
+            raise UsageError("an empty input name", "name files, globs, or - for stdin")
         if arg == "-" or Path(arg).exists() or not any(c in arg for c in _GLOB_CHARS):
             names.append(arg)
             continue
