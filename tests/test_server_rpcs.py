@@ -69,6 +69,24 @@ def test_embedding_cue_ranks_by_cosine(rpc) -> None:
     assert resp.memories[0].activation > resp.memories[1].activation
 
 
+@pytest.mark.parametrize("scale", [1e20, 1e-30])
+def test_embeddings_of_huge_or_tiny_values_rank_by_direction(rpc, scale) -> None:
+    """Finite float32 values whose squares overflow or vanish in float32: the cue matched
+    nothing (1e20) or was called all zeros (1e-30)."""
+    stub, _ = rpc
+    space = f"scale_{'big' if scale > 1 else 'tiny'}"
+    for content, vec in (("north", [1.0, 0.0, 0.0]), ("north-east", [0.7, 0.7, 0.0]),
+                         ("up", [0.0, 0.0, 1.0])):
+        remember(stub, content, space, embedding=[x * scale for x in vec])
+    cue = [0.9 * scale, 0.1 * scale, 0.0]
+    resp = stub.Recall(pb.RecallRequest(memory_space_id=space, cue=pb.Cue(
+        embedding=pb.EmbeddingCue(vector=cue, similarity_threshold=0.5))))
+    assert [m.content for m in resp.memories] == ["north", "north-east"]
+    known = stub.Recognize(pb.RecognizeRequest(memory_space_id=space,
+                                               embedding=pb.Embedding(values=cue)))
+    assert known.recognized and known.similar_memories[0].content == "north"
+
+
 def test_memory_with_only_an_embedding_is_accepted(rpc) -> None:
     stub, _ = rpc
     resp = remember(stub, "", embedding=[0.1, 0.2])

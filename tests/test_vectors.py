@@ -54,6 +54,25 @@ def test_search_finds_the_nearest_memories(tmp_path, vecs):
     assert hits / (10 * len(range(0, len(vecs), 30))) >= 0.95
 
 
+@pytest.mark.parametrize("scale", [1e20, 1e-30])
+def test_vectors_of_huge_or_tiny_values_are_searched_by_their_direction(tmp_path, vecs,
+                                                                         scale):
+    """float32 squares overflow past ~1e19 and vanish under ~1e-23: numpy's norm made such
+    vectors NaN (found by nothing) or zero. Their direction is what counts."""
+    from engram_cli.engine.unit import unit, unit_rows
+
+    few = vecs[:300]
+    scaled = (few.astype(np.float64) * scale).astype(np.float32)
+    assert np.allclose(unit_rows(scaled), few, atol=1e-5)
+    assert unit(scaled[7])[1] == pytest.approx(scale, rel=1e-3)
+    ix = VectorIndex.open(tmp_path / "vec", CONFIG)
+    ix.add("default", keys(0, 300), scaled)
+    for qi in (0, 7, 150):
+        got = ix.search("default", scaled[qi], 5)
+        assert got[0][0] == qi + 1 and got[0][1] > 0.98
+        assert [k for k, _ in got] == [k for k, _ in ix.search("default", few[qi], 5)]
+
+
 def test_removed_and_replaced_vectors_never_come_back(tmp_path, vecs):
     ix = VectorIndex.open(tmp_path / "vec", CONFIG)
     ix.add("default", keys(0, 1000), vecs[:1000])

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from engram_cli.engine.unit import unit_rows
+
 
 class FreshSegment:
     def __init__(self, dim: int, capacity: int = 1024) -> None:
@@ -46,10 +48,8 @@ class FreshSegment:
         self.discard(keys)
         n = len(keys)
         self._room(n)
-        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-        norms[norms == 0] = 1.0
         s, e = self._end, self._end + n
-        self._vecs[s:e] = vecs / norms
+        self._vecs[s:e] = unit_rows(vecs)
         self._keys[s:e] = keys
         self._since[s:e] = since
         self._alive[s:e] = True

@@ -40,6 +40,7 @@ from engram_cli.engine.hot import HotTier, Row
 from engram_cli.engine.model import MemoryRecord, content_id
 from engram_cli.engine.settings import Settings
 from engram_cli.engine.text import WORD_RE, TextSeeder, word_similarity
+from engram_cli.engine.unit import unit
 from engram_cli.errors import InvalidArgument
 
 
@@ -176,11 +177,9 @@ def embedding_scan(conn: sqlite3.Connection, space: str, q: RecallQuery, want: i
     memories' own vectors alone read every row of a million-memory space before its first
     answer, half a second, and found none where the server computes the vectors."""
     vector = q.embedding or b""
-    cue = np.frombuffer(vector, dtype=np.float32)
-    norm = float(np.linalg.norm(cue))
+    cue, norm = unit(np.frombuffer(vector, dtype=np.float32))
     if norm == 0:
         raise InvalidArgument("embedding cue is all zeros")
-    cue = cue / norm
     best: dict[int, float] = {}
     exhausted = False
     conn.set_progress_handler(lambda: int(time.perf_counter() > deadline), SCAN_STEPS)
@@ -263,10 +262,10 @@ def index_source(indexer: Callable[[], Any], ahead: SearchAhead | None = None) -
                 f"send a {held}-dimensional vector")
         if ix is None or not ix.ready.is_set() or ix.index.dim(space) is None:
             return embedding_scan(conn, space, q, want, limit, deadline)
-        norm = float(np.linalg.norm(cue))
+        cue, norm = unit(cue)
         if norm == 0:
             raise InvalidArgument("embedding cue is all zeros")
-        return vector_seeds(ix.index, conn, space, cue / norm, want,
+        return vector_seeds(ix.index, conn, space, cue, want,
                             q.similarity_threshold), False
     return seeds
 

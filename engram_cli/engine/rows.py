@@ -183,6 +183,8 @@ def cosines(found: Iterable[tuple[int, bytes | None, bytes | None]], cue: Any,
     time at 64 candidates)."""
     import numpy as np
 
+    from engram_cli.engine.unit import lengths
+
     f32, f16 = len(cue) * 4, len(cue) * 2
     own: list[tuple[int, bytes]] = []
     computed: list[tuple[int, bytes]] = []
@@ -198,8 +200,10 @@ def cosines(found: Iterable[tuple[int, bytes | None, bytes | None]], cue: Any,
             continue
         mat = np.frombuffer(b"".join(b for _, b in kind), dtype=dtype).astype(
             np.float32).reshape(len(kind), len(cue))
-        norms = np.sqrt(np.einsum("ij,ij->i", mat, mat)).astype(np.float64)
+        norms = lengths(mat)
         dots = (mat @ np.asarray(cue, dtype=np.float32)).astype(np.float64)
+        if not np.isfinite(dots).all():  # values near float32's limit
+            dots = mat.astype(np.float64) @ np.asarray(cue, dtype=np.float64)
         sims = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)
         out.update((rid, sim) for (rid, _), sim in zip(kind, sims.tolist(), strict=True)
                    if sim > floor)

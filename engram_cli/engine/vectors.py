@@ -59,6 +59,7 @@ import orjson
 
 from engram_cli.engine.fresh import FreshSegment
 from engram_cli.engine.rwlock import RWLock
+from engram_cli.engine.unit import unit, unit_rows
 from engram_cli.errors import InvalidArgument
 from engram_cli.files import (
     digest_file,
@@ -488,13 +489,10 @@ class VectorIndex:
         """The about-`k` nearest keys of a space by cosine, as (key, similarity), best
         first; [] for a space without an index. Similarities are of the quantized vectors:
         re-score with the exact ones when it matters."""
-        import numpy as np
 
         from engram_cli.engine import ivf
 
-        v = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
-        norm = float(np.linalg.norm(v))
-        q = (v / norm if norm else v).reshape(1, -1)
+        q = unit(vector)[0].reshape(1, -1)
         with self._lock.read():
             sp = self._spaces.get(space)
             if sp is None or k <= 0:
@@ -566,9 +564,7 @@ def _batch(space: str, keys: Any, vectors: Any) -> tuple[Any, Any]:
     if len(last) != len(keys):
         pick = np.sort(len(keys) - 1 - last)
         keys, vecs = keys[pick], vecs[pick]
-    norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return keys, np.ascontiguousarray(vecs / norms)
+    return keys, np.ascontiguousarray(unit_rows(vecs))
 
 
 def _check_space(space: str) -> None:
