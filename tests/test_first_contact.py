@@ -255,6 +255,29 @@ def test_headerless_csv_binary_file_json_named_jsonl_and_directory_stop_early(en
         assert not Path(f"{path}.rejects.jsonl").exists()
 
 
+def test_utf16_and_utf32_inputs_are_named_with_the_conversion(engram, server, tmp_path):
+    """As PowerShell's Out-File and Notepad's "Unicode" write text: with a byte order mark,
+    or UTF-16 without one. Said before any record, with the iconv line that converts it;
+    the converted file then imports."""
+    lines = '{"content": "the kettle whistles"}\n{"content": "the door creaks"}\n'
+    csv_text = "content\nthe kettle whistles\n"
+    cases = [("bom16.jsonl", lines, "utf-16", "UTF-16"),
+             ("le.jsonl", lines, "utf-16-le", "UTF-16LE"),
+             ("be.csv", csv_text, "utf-16-be", "UTF-16BE"),
+             ("bom32.csv", csv_text, "utf-32", "UTF-32")]
+    for name, text, codec, said in cases:
+        path = tmp_path / name
+        path.write_bytes(text.encode(codec))
+        done = engram("import", str(path))
+        assert done.exit_code == 1, done.output
+        assert f"is {said} text; engram reads UTF-8" in done.stderr, done.output
+        assert f"iconv -f {said} -t UTF-8 {path} >" in done.stderr
+        converted = tmp_path / f"{path.stem}.utf8{path.suffix}"
+        converted.write_bytes(path.read_bytes().decode(codec).encode())
+        assert engram("import", str(converted)).exit_code == 0
+    assert count_on(server.address) == 2
+
+
 def test_version_completion_and_log_levels(tmp_path, server_process):
     from engram_cli import __version__
 

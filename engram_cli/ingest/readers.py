@@ -39,6 +39,25 @@ _HEAD_LINES = 5
 _BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark: skipped where an input starts
 
 
+def _wide_encoding(head: bytes) -> str:
+    """The encoding's name for iconv when an input starts as UTF-16 or UTF-32 text does
+    (Windows tools write it: PowerShell's Out-File, Notepad's "Unicode"): by its byte order
+    mark, or without one by the zero byte beside every character of ASCII text; ""
+    otherwise."""
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        return "UTF-32"
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "UTF-16"
+    pairs = head[:64]
+    if len(pairs) < 8 or len(pairs) % 2:
+        return ""
+    if not any(pairs[1::2]) and all(pairs[0::2]):
+        return "UTF-16LE"
+    if not any(pairs[0::2]) and all(pairs[1::2]):
+        return "UTF-16BE"
+    return ""
+
+
 @dataclass(slots=True)
 class Item:
     """One record as read: where it is, its bytes, and the record or what is wrong."""
@@ -194,6 +213,14 @@ class Input:
         """Stop with one message, before any record, when the start of the input is not
         the format it claims: binary data, or a JSON document named JSONL."""
         head = stream.peek(_HEAD_CHECK)[:_HEAD_CHECK] if hasattr(stream, "peek") else b""
+        wide = _wide_encoding(head)
+        if wide:
+            iconv = f"iconv -f {wide} -t UTF-8"
+            name = Path(self.name)
+            raise InputError(f"{self.display} is {wide} text; engram reads UTF-8",
+                             f"pipe it through {iconv}" if self.is_stdin else
+                             f"convert it first, e.g. {iconv} {name} > "
+                             f"{name.with_name(f'{name.stem}.utf8{name.suffix}')}")
         nul = head.find(b"\x00")
         if nul >= 0:
             raise InputError(f"{self.display} is not {self.format.upper()} text: it holds "
