@@ -278,6 +278,19 @@ def test_utf16_and_utf32_inputs_are_named_with_the_conversion(engram, server, tm
     assert count_on(server.address) == 2
 
 
+def test_a_latin1_input_is_hinted_once_with_its_conversion(engram, server, tmp_path):
+    path = tmp_path / "legacy.csv"
+    path.write_bytes("content\ncafé au lait\nplain tea\nnaïve kettle\n".encode("cp1252"))
+    done = engram("import", str(path))
+    assert done.exit_code == 3, done.output
+    assert done.stderr.count("lines that are not UTF-8 are rejected") == 1
+    assert f"iconv -f CP1252 -t UTF-8 {path} > {tmp_path / 'legacy.utf8.csv'}" in done.stderr
+    converted = tmp_path / "legacy.utf8.csv"
+    converted.write_text(path.read_bytes().decode("cp1252"))
+    assert engram("import", str(converted)).exit_code == 0
+    assert count_on(server.address) == 3
+
+
 def test_version_completion_and_log_levels(tmp_path, server_process):
     from engram_cli import __version__
 

@@ -39,7 +39,7 @@ from engram_cli.errors import (
 from engram_cli.ingest import checkpoint as ckpt
 from engram_cli.ingest.edges import EdgeSpool
 from engram_cli.ingest.mapping import FIELDS, Encoder, FieldMap, RecordError
-from engram_cli.ingest.readers import Input, Item, Position
+from engram_cli.ingest.readers import NOT_UTF8, Input, Item, Position
 from engram_cli.ingest.rejects import RejectsFile, default_path, prune, reject_line
 
 if TYPE_CHECKING:
@@ -229,6 +229,7 @@ class Importer:
         self._settled = False  # the sender answered that every record is settled
         self._ck: ckpt.Checkpoint | None = None
         self._rejects: dict[int, RejectsFile] = {}
+        self._not_utf8: set[int] = set()  # the inputs whose encoding was questioned
         self._edges = EdgeSpool()
         has_stdin = "-" in self.names
         if options.resume and has_stdin:
@@ -484,6 +485,11 @@ class Importer:
                                  inp.format if inp.is_csv else ""))
         if s.rejected <= SHOWN_REJECTS:
             self.warn(f"{inp.display}:{line}: {reason}")
+        if reason.startswith(NOT_UTF8) and idx not in self._not_utf8:
+            # Once an input: a file in a legacy encoding has such lines all through it.
+            self._not_utf8.add(idx)
+            self.warn(f"{inp.display}: lines that are not UTF-8 are rejected; if it is "
+                      f"Latin-1 or Windows-1252 text, {inp.conversion('CP1252')}")
         if not self._stop and self.options.max_errors.exceeded(s.rejected, s.read):
             self._stop = True
             self.summary.error = self._max_errors_error()

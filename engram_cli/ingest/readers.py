@@ -37,6 +37,7 @@ MAX_ELEMENT_BYTES = 256 * 1024 * 1024
 _HEAD_CHECK = 64 * 1024  # how much of an input's start is checked against its format
 _HEAD_LINES = 5
 _BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark: skipped where an input starts
+NOT_UTF8 = "invalid UTF-8"  # how a line's reason begins when its bytes are not UTF-8
 
 
 def _wide_encoding(head: bytes) -> str:
@@ -209,18 +210,23 @@ class Input:
             return stream
         raise InputError(f"cannot resume {self.display}: it cannot seek")
 
+    def conversion(self, encoding: str) -> str:
+        """How to turn this input from `encoding` into UTF-8 (a hint to show)."""
+        iconv = f"iconv -f {encoding} -t UTF-8"
+        if self.is_stdin:
+            return f"pipe it through {iconv}"
+        name = Path(self.name)
+        return (f"convert it first, e.g. {iconv} {name} > "
+                f"{name.with_name(f'{name.stem}.utf8{name.suffix}')}")
+
     def _check_head(self, stream: IO[bytes]) -> None:
         """Stop with one message, before any record, when the start of the input is not
         the format it claims: binary data, or a JSON document named JSONL."""
         head = stream.peek(_HEAD_CHECK)[:_HEAD_CHECK] if hasattr(stream, "peek") else b""
         wide = _wide_encoding(head)
         if wide:
-            iconv = f"iconv -f {wide} -t UTF-8"
-            name = Path(self.name)
             raise InputError(f"{self.display} is {wide} text; engram reads UTF-8",
-                             f"pipe it through {iconv}" if self.is_stdin else
-                             f"convert it first, e.g. {iconv} {name} > "
-                             f"{name.with_name(f'{name.stem}.utf8{name.suffix}')}")
+                             self.conversion(wide))
         nul = head.find(b"\x00")
         if nul >= 0:
             raise InputError(f"{self.display} is not {self.format.upper()} text: it holds "
@@ -327,7 +333,7 @@ class Input:
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # a blank line
             if bad:
-                yield Item(line, begin, feed.pos, feed.line, raw, None, "invalid UTF-8")
+                yield Item(line, begin, feed.pos, feed.line, raw, None, NOT_UTF8)
             elif len(row) != width:
                 yield Item(line, begin, feed.pos, feed.line, raw, None,
                            f"{len(row)} fields where the header has {width}")
@@ -454,7 +460,7 @@ def json_error(raw: bytes, exc: Exception) -> str:
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError as uexc:
-        return f"invalid UTF-8 at byte {uexc.start}"
+        return f"{NOT_UTF8} at byte {uexc.start}"
     return f"malformed JSON: {exc}"
 
 
