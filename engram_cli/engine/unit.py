@@ -39,4 +39,5 @@ def unit(vec: Any) -> tuple[Any, float]:
     """A vector scaled to length 1 (float32, 1-D), and its length (0.0: left as it is)."""
     v = np.asarray(vec, dtype=np.float32).reshape(-1)
     norm = float(lengths(v.reshape(1, -1))[0])
-    return ((v / norm).astype(np.float32, copy=False) if norm else v), norm
+    # In float64: a length past float32's range (values near its limit) is no infinity.
+    return ((v / np.float64(norm)).astype(np.float32) if norm else v), norm

@@ -221,7 +221,8 @@ class Input:
 
     def _check_head(self, stream: IO[bytes]) -> None:
         """Stop with one message, before any record, when the start of the input is not
-        the format it claims: binary data, or a JSON document named JSONL."""
+        the format it claims: UTF-16 or UTF-32 text, binary data, or a JSON document named
+        JSONL."""
         head = stream.peek(_HEAD_CHECK)[:_HEAD_CHECK] if hasattr(stream, "peek") else b""
         wide = _wide_encoding(head)
         if wide:
