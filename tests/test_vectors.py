@@ -73,6 +73,18 @@ def test_vectors_of_huge_or_tiny_values_are_searched_by_their_direction(tmp_path
         assert [k for k, _ in got] == [k for k, _ in ix.search("default", few[qi], 5)]
 
 
+def test_a_vector_whose_length_is_past_float32s_range_still_has_a_direction():
+    from engram_cli.engine.rows import cosines
+    from engram_cli.engine.unit import unit, unit_rows
+
+    top = np.full(64, 3e38, dtype=np.float32)  # its length, 2.4e39, is no float32
+    direction, length = unit(top)
+    assert np.allclose(direction, 0.125) and length == pytest.approx(2.4e39, rel=1e-6)
+    assert np.allclose(unit_rows(np.stack([top, -top])), [[0.125] * 64, [-0.125] * 64])
+    sims = cosines([(1, top.tobytes(), None), (2, (-top).tobytes(), None)], direction, -2.0)
+    assert sims == pytest.approx({1: 1.0, 2: -1.0})
+
+
 def test_removed_and_replaced_vectors_never_come_back(tmp_path, vecs):
     ix = VectorIndex.open(tmp_path / "vec", CONFIG)
     ix.add("default", keys(0, 1000), vecs[:1000])
