@@ -145,7 +145,8 @@ def test_key_file_format_and_permissions(tmp_path: Path) -> None:
     assert ring.grants(LEGACY) == frozenset({"*"})
     assert ring.grants("") is None and ring.grants(TEAM[:-1]) is None
     for text, says in ((f"{TEAM}\n", "without spaces"), (f"{TEAM} Notes\n", "not a space id"),
-                       (f"{TEAM} notes\n{TEAM} journal\n", "listed twice")):
+                       (f"{TEAM} notes\n{TEAM} journal\n", "listed twice"),
+                       ("kéy notes\n", "printable ASCII")):
         with pytest.raises(SettingsError, match=says) as err:
             read_key_file(_key_file(tmp_path / "bad", text))
         assert f"{tmp_path / 'bad'}:" in str(err.value)  # file:line
@@ -166,6 +167,27 @@ def test_serve_refuses_a_key_file_others_can_read(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("Error: key file ") and "chmod 600" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("args", "env", "says"), [
+    (["--require-key", ""], {}, "--require-key: an empty key"),
+    (["--require-key", "two words"], {}, "--require-key: a key is printable ASCII"),
+    ([], {"ENGRAM_SERVER_KEYS": " , "}, "ENGRAM_SERVER_KEYS is set but holds no key"),
+    ([], {"ENGRAM_SERVER_KEYS": f"{TEAM},clé"}, "ENGRAM_SERVER_KEYS: a key is printable"),
+])
+def test_serve_refuses_a_key_that_cannot_be_one(tmp_path: Path, args, env, says) -> None:
+    """`--require-key "$UNSET_VARIABLE"` started a server that checked no key at all."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "engram_cli", "serve", "--port", "0", "--data-dir",
+         str(tmp_path / "d"), *args],
+        capture_output=True, text=True, timeout=60,
+        env={k: v for k, v in os.environ.items() if not k.startswith("ENGRAM_")} | env)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"Error: {says}"), proc.stderr
+    assert not (tmp_path / "d").exists()
 
 
 def _wait_for(predicate, timeout: float = 20.0) -> bool:

@@ -75,6 +75,7 @@ def serve(
     from engram_cli import config
     from engram_cli.server.tls import exposure_warnings
 
+    keys = _keys(api_key or [])
     directory = data_dir or config.data_dir()
     if port is None:
         port = config.default_port()
@@ -85,8 +86,6 @@ def serve(
         typer.echo("Warning: --require-key puts the key on the command line, where other "
                    "local users can read it (ps, /proc): set ENGRAM_SERVER_KEYS or use "
                    "--key-file FILE instead", err=True)
-    keys = tuple(api_key or ()) + tuple(
-        k for k in os.environ.get(KEYS_ENV, "").split(",") if k)
     if key_file is None and os.environ.get("ENGRAM_SERVER_KEY_FILE"):
         key_file = Path(os.environ["ENGRAM_SERVER_KEY_FILE"])
     if key_file is not None:
@@ -191,6 +190,29 @@ def _same_file(a: object, b: object) -> bool:
     import stat
 
     return stat.S_ISREG(sa.st_mode) and (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def _keys(given: list[str]) -> tuple[str, ...]:
+    """--require-key's keys and ENGRAM_SERVER_KEYS's (comma-separated; empty entries, as
+    a trailing comma makes, are skipped). A key that cannot be one is a usage error: an
+    empty --require-key "$UNSET_VARIABLE" would otherwise start a server that checks none."""
+    from engram_cli.errors import UsageError
+    from engram_cli.server.keys import key_error
+
+    for key in given:
+        if key_error(key):
+            raise UsageError(f"--require-key: {key_error(key)}",
+                             "give the key, or set ENGRAM_SERVER_KEYS, or use --key-file")
+    listed = os.environ.get(KEYS_ENV, "")
+    env = [k.strip() for k in listed.split(",") if k.strip()]
+    for key in env:
+        if key_error(key):
+            raise UsageError(f"{KEYS_ENV}: {key_error(key)}",
+                             "set comma-separated keys, e.g. KEY1,KEY2")
+    if listed.strip() and not env:
+        raise UsageError(f"{KEYS_ENV} is set but holds no key",
+                         "set comma-separated keys, or unset it")
+    return tuple(given) + tuple(env)
 
 
 def _check_port_free(host: str, port: int) -> None:

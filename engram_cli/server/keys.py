@@ -66,6 +66,17 @@ class KeyRing:
         return found if key else None
 
 
+def key_error(key: str) -> str:
+    """Why `key` cannot be an API key ("" when it can): a client sends it in gRPC metadata
+    as `authorization: Bearer KEY`, which carries printable ASCII, and an empty key would
+    be no key at all."""
+    if not key:
+        return "an empty key (it would let every client in)"
+    if not all("!" <= c <= "~" for c in key):
+        return "a key is printable ASCII without spaces (gRPC metadata carries no other)"
+    return ""
+
+
 def allows(spaces: frozenset[str], space: str) -> bool:
     return EVERY_SPACE in spaces or space in spaces
 
@@ -102,6 +113,9 @@ def read_key_file(path: Path) -> tuple[tuple[str, frozenset[str]], ...]:
             raise SettingsError(f"{where}: a key without spaces",
                                 "write `KEY space1,space2`, or `KEY *` for every space")
         key, listed = parts
+        if key_error(key):
+            raise SettingsError(f"{where}: {key_error(key)}",
+                                "write `KEY space1,space2`, or `KEY *` for every space")
         spaces = frozenset(s.strip() for s in listed.replace(" ", "").split(",") if s.strip())
         for space in spaces:
             if space != EVERY_SPACE and not SPACE_RE.match(space):
