@@ -97,3 +97,14 @@ def bearer_key(value: str) -> str:
     HTTP auth schemes are case-insensitive (RFC 9110 11.1), so `bearer KEY` counts too."""
     scheme, _, key = value.strip().partition(" ")
     return key.strip() if scheme.lower() == BEARER_SCHEME.lower() else ""
+
+
+def key_error(key: str) -> str:
+    """Why `key` cannot be an API key ("" when it can): a client sends it in gRPC metadata
+    as `authorization: Bearer KEY`, which carries printable ASCII, and an empty key would
+    be no key at all."""
+    if not key:
+        return "an empty key (it would let every client in)"
+    if not all("!" <= c <= "~" for c in key):
+        return "a key is printable ASCII without spaces (gRPC metadata carries no other)"
+    return ""

@@ -202,3 +202,24 @@ def test_settings_and_the_cache_import_no_grpc() -> None:
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("flags", "env", "file", "where"), [
+    ({"api_key": "clé"}, {}, "", "--api-key"),
+    ({}, {"ENGRAM_API_KEY": "two words"}, "", "ENGRAM_API_KEY"),
+    ({}, {}, '[client]\napi_key = "tab\\tkey"\n', "[client] api_key"),
+])
+def test_an_api_key_metadata_cannot_carry_is_named_not_shown(
+        config_file: Path, flags: dict[str, Any], env: dict[str, str], file: str,
+        where: str) -> None:
+    """gRPC refused such a key on every call with 'INTERNAL: Invalid metadata'. The error
+    says where the key came from and never prints it."""
+    config_file.write_text(file)
+    with pytest.raises(SettingsError) as err:
+        resolve_client_settings(flags, env=env)
+    assert str(err.value) == (f"{where}: a key is printable ASCII without spaces (gRPC "
+                              "metadata carries no other)")
+    assert err.value.exit_code == EXIT_USAGE
+    secret = (flags or env or {"k": "tab\tkey"}).popitem()[1]
+    assert secret not in str(err.value) + (err.value.hint or "")
+    assert resolve_client_settings({"api_key": "engram_key_ok"}, env={}).api_key

@@ -196,8 +196,8 @@ def _keys(given: list[str]) -> tuple[str, ...]:
     """--require-key's keys and ENGRAM_SERVER_KEYS's (comma-separated; empty entries, as
     a trailing comma makes, are skipped). A key that cannot be one is a usage error: an
     empty --require-key "$UNSET_VARIABLE" would otherwise start a server that checks none."""
+    from engram_cli.contract import key_error
     from engram_cli.errors import UsageError
-    from engram_cli.server.keys import key_error
 
     for key in given:
         if key_error(key):

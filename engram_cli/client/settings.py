@@ -40,6 +40,7 @@ from engram_cli.config import (
     normalize_server,
     read_toml,
 )
+from engram_cli.contract import key_error
 from engram_cli.engine.spec import SettingSpec
 from engram_cli.errors import SettingsError
 from engram_cli.values import Value
@@ -324,6 +325,10 @@ def resolve_client_settings(flags: Mapping[str, Any] | None = None, *,
     values["server"] = normalize_server(server)
     _check_address(values["server"], origins["server"])
     _resolve_tls(values, origins, server.lower().startswith(TLS_SCHEMES))
+    if values.get("api_key") and key_error(values["api_key"]):
+        # Named by where it came from, never shown: it is a secret.
+        raise SettingsError(f"{_where('api_key', origins['api_key'])}: "
+                            f"{key_error(values['api_key'])}", "check the key you were given")
     return ClientSettings(**values, origins=origins)
 
 

@@ -23,6 +23,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from engram_cli.contract import key_error
 from engram_cli.engine.model import SPACE_RE
 from engram_cli.errors import SettingsError
 
@@ -64,17 +65,6 @@ class KeyRing:
             if hmac.compare_digest(given, known):
                 found = spaces
         return found if key else None
-
-
-def key_error(key: str) -> str:
-    """Why `key` cannot be an API key ("" when it can): a client sends it in gRPC metadata
-    as `authorization: Bearer KEY`, which carries printable ASCII, and an empty key would
-    be no key at all."""
-    if not key:
-        return "an empty key (it would let every client in)"
-    if not all("!" <= c <= "~" for c in key):
-        return "a key is printable ASCII without spaces (gRPC metadata carries no other)"
-    return ""
 
 
 def allows(spaces: frozenset[str], space: str) -> bool:
