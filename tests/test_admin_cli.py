@@ -159,7 +159,11 @@ def test_backup_while_writing_then_restore_gives_the_same_export(server, tmp_pat
     again = run(server.address, "backup", str(dest))
     assert again.exit_code == 2 and "already exists" in again.output
     nowhere = run(server.address, "backup", str(tmp_path / "no" / "such" / "dir"))
-    assert nowhere.exit_code == 2 and "is not a directory" in nowhere.output
+    assert nowhere.exit_code == 2 and "/no/such does not exist" in nowhere.output
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    under_a_file = run(server.address, "backup", str(afile / "b"))
+    assert under_a_file.exit_code == 2 and "afile is not a directory" in under_a_file.output
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     if os.geteuid() != 0:  # root writes anyway

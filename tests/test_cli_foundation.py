@@ -93,7 +93,7 @@ def test_no_server_and_no_autostart_is_one_clear_line(runner) -> None:
 
 @pytest.mark.parametrize(("args", "code", "said"), [
     (["import", "typo.jsonl"], 1, "typo.jsonl: no such file"),
-    (["export", "-o", "no-such-dir/out.jsonl"], 2, "no-such-dir is not a directory"),
+    (["export", "-o", "no-such-dir/out.jsonl"], 2, "no-such-dir does not exist"),
 ])
 def test_a_bad_path_starts_no_server(tmp_path, monkeypatch, args, code, said) -> None:
     """The embedded server starts by itself when a command needs it; a typo in a path

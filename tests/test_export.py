@@ -150,9 +150,13 @@ def test_export_pages_come_from_one_snapshot(server):
 
 
 def test_bad_flags_are_usage_errors(server, tmp_path):
-    r = run(server.address, "export", "--since", "last tuesday")
-    assert r.exit_code == 2, r.output
-    assert "Error: --since 'last tuesday' is not a time" in r.output
+    for since, why in (("last tuesday", "is not RFC 3339 or epoch seconds"),
+                       ("-5m", "is not RFC 3339 or epoch seconds"),  # an age to come
+                       ("nand", "is not RFC 3339 or epoch seconds"),  # float('nan') days
+                       ("2024-05-01", "has no time zone (add Z or +HH:MM)")):
+        r = run(server.address, "export", "--since", since)
+        assert r.exit_code == 2, r.output
+        assert f"Error: --since {since!r} {why}: give RFC 3339" in r.output
     r = run(server.address, "export", "--format", "xml")
     assert r.exit_code == 2, r.output
     r = run(server.address, "export", "-o", str(tmp_path))

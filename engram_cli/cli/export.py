@@ -89,6 +89,7 @@ def _parse_since(text: str | None) -> float | None:
     """RFC 3339, epoch seconds, or an age (90s, 90m, 12h, 7d) -> epoch seconds."""
     if not text:
         return None
+    import re
     import time
 
     from engram_cli.errors import UsageError
@@ -96,17 +97,17 @@ def _parse_since(text: str | None) -> float | None:
 
     t = text.strip()
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    if len(t) > 1 and t[-1] in units:
-        try:
-            return time.time() - float(t[:-1]) * units[t[-1]]
-        except ValueError:
-            pass
+    age = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)([smhdw])", t)
+    if age:
+        return time.time() - float(age[1]) * units[age[2]]
     try:
         return parse_time(t)
-    except RecordError:
-        raise UsageError(f"--since {text!r} is not a time",
+    except RecordError as exc:
+        # The importer's reason for created_at, said of --since ("has no time zone").
+        why = str(exc).removeprefix(f"created_at {t!r} ")
+        raise UsageError(f"--since {text!r} {why}",
                          "give RFC 3339 (2024-05-01T00:00:00Z), epoch seconds, or an age "
-                         "such as 7d") from None
+                         "such as 90m, 12h or 7d") from None
 
 
 class _Progress:

@@ -208,7 +208,9 @@ def check_output(path: Path) -> Path:
     if path.is_dir():
         raise UsageError(f"{path} is a directory", "name a file to write, e.g. -o export.jsonl")
     if not parent.is_dir():
-        raise UsageError(f"cannot write {path}: {parent} is not a directory")
+        raise UsageError(f"cannot write {path}: {parent} "
+                         + ("is not a directory" if parent.exists() else "does not exist"),
+                         "create the directory first, or name a file in one that exists")
     return parent
 
 

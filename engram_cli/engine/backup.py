@@ -66,7 +66,9 @@ def backup(source: sqlite3.Connection, dest: Path) -> BackupReport:
         raise InvalidArgument(f"backup destination {str(dest)!r} is not an absolute path")
     parent = dest.parent
     if not parent.is_dir():
-        raise InvalidArgument(f"{parent} is not a directory", "create it first")
+        raise InvalidArgument(
+            f"{parent} " + ("is not a directory" if parent.exists() else "does not exist"),
+            "create it first")
     if os.path.lexists(dest):
         raise InvalidArgument(f"{dest} already exists",
                               "name a new directory: a backup never overwrites one")
