@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+
+TYPE_CHECKING = False  # typing itself is too heavy for a cached recall's start
+if TYPE_CHECKING:
+    from rich.console import Console
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 done; 1 failed (server unreachable, error); 2 usage error; "
@@ -122,7 +125,7 @@ def discard_stdout() -> None:
         pass
 
 
-def stdout_console() -> Any:
+def stdout_console() -> Console:
     """A rich Console on stdout for tables. Rich exits 1 when the reader closes the pipe
     (`engram stats | head -3`); this one raises BrokenPipeError instead, which every command
     ends as the JSON output does: quietly, exit 0."""

@@ -201,7 +201,8 @@ def cosines(found: Iterable[tuple[int, bytes | None, bytes | None]], cue: Any,
         mat = np.frombuffer(b"".join(b for _, b in kind), dtype=dtype).astype(
             np.float32).reshape(len(kind), len(cue))
         norms = lengths(mat)
-        dots = (mat @ np.asarray(cue, dtype=np.float32)).astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):  # checked on the next line
+            dots = (mat @ np.asarray(cue, dtype=np.float32)).astype(np.float64)
         if not np.isfinite(dots).all():  # values near float32's limit
             dots = mat.astype(np.float64) @ np.asarray(cue, dtype=np.float64)
         sims = np.divide(dots, norms, out=np.zeros_like(dots), where=norms > 0)

@@ -19,7 +19,8 @@ _SAFE_LOW, _SAFE_HIGH = 1e-18, 1e18
 
 def lengths(mat: Any) -> Any:
     """The Euclidean length of each row of a 2-D float32 array."""
-    norms = np.sqrt(np.einsum("ij,ij->i", mat, mat))
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # the odd ones below
+        norms = np.sqrt(np.einsum("ij,ij->i", mat, mat))
     odd = ~((norms > _SAFE_LOW) & (norms < _SAFE_HIGH))  # also infinity, NaN and zero
     if odd.any():
         norms = norms.astype(np.float64)
