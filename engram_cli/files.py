@@ -251,3 +251,14 @@ def write_hashed(path: Path | str,
 
     write_atomic(path, through)
     return size, h.hexdigest()
+
+
+def is_stream(name: str) -> bool:
+    """`name` is a pipe, FIFO or device, not a regular file: it can be read once only, so
+    nothing may read ahead of the import (a look at its start would take those records),
+    and reading it may wait for a writer."""
+    try:
+        mode = os.stat(name).st_mode
+    except (OSError, ValueError):
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)

@@ -481,3 +481,71 @@ def test_server_with_server_info_but_no_batch_rpc_switches_to_the_stream(runner,
         assert int(store.stats("default")["total_memories"]) == 500
     finally:
         srv.close()
+
+
+def test_a_pipe_by_name_is_read_once_whole_as_jsonl(server, tmp_path):
+    """`engram import <(zcat notes.jsonl.gz)`: the resume fingerprint read the pipe's start
+    and the import then found nothing ("imported 0", exit 0); and /dev/fd/N has no
+    extension, so it needed --format. A FIFO is read as it is written."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.import_support import cli_env
+
+    rows = records(500)
+    body = b"".join(orjson.dumps(r) + b"\n" for r in rows)
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engram_cli", "--server", server.address, "import",
+         f"/dev/fd/{read_end}", "--space", "piped"],
+        pass_fds=(read_end,), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
+    os.close(read_end)
+    os.write(write_end, body)
+    os.close(write_end)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert count_on(server.address, "piped") == len(rows)
+
+    fifo = tmp_path / "feed"
+    os.mkfifo(fifo)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engram_cli", "--server", server.address, "import",
+         str(fifo), "--space", "fifo"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
+    with open(fifo, "wb") as writer:  # waits for the import to open it
+        writer.write(body)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert count_on(server.address, "fifo") == len(rows)
+
+
+@pytest.mark.parametrize("source", ["fifo", "stdin"])
+def test_sigterm_stops_an_import_waiting_on_silent_input(server, tmp_path, source):
+    """A signal handler that only sets a flag never stops a read that is waiting: the read
+    is retried, and `timeout 60 engram import -` waited for ever."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.import_support import cli_env
+
+    fifo = tmp_path / "silent"
+    os.mkfifo(fifo)
+    keep_open = os.open(fifo, os.O_RDWR)  # a writer that never writes
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "engram_cli", "--server", server.address, "import",
+             "-" if source == "stdin" else str(fifo)],
+            stdin=keep_open if source == "stdin" else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+        time.sleep(3)  # well into the read
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        os.close(keep_open)
+    assert proc.returncode == 130, err
+    assert "Interrupted" in err and "Traceback" not in err

@@ -22,7 +22,7 @@ import orjson
 
 from engram_cli import config
 from engram_cli.errors import UnsafePath
-from engram_cli.files import private_dir, read_private, write_atomic
+from engram_cli.files import is_stream, private_dir, read_private, write_atomic
 
 DIR_NAME = "imports"
 _HEAD_BYTES = 64 * 1024  # identifies an input: appending to it keeps the checkpoint valid
@@ -85,7 +85,9 @@ def key_of(inputs: list[str], server: str, space: str, options: dict[str, Any]) 
 
 
 def head_hash(path: Path | None) -> str:
-    if path is None:
+    """A fingerprint of a file's start, to tell a resumed input from another file of the
+    same name; "" for stdin and for pipes, whose start reading here would take away."""
+    if path is None or is_stream(str(path)):
         return ""
     try:
         with open(path, "rb") as f:

@@ -39,7 +39,7 @@ from engram_cli.errors import (
 from engram_cli.ingest import checkpoint as ckpt
 from engram_cli.ingest.edges import EdgeSpool
 from engram_cli.ingest.mapping import FIELDS, Encoder, FieldMap, RecordError
-from engram_cli.ingest.readers import NOT_UTF8, Input, Item, Position
+from engram_cli.ingest.readers import NOT_UTF8, Input, Item, Position, StopReading
 from engram_cli.ingest.rejects import RejectsFile, default_path, prune, reject_line
 
 if TYPE_CHECKING:
@@ -183,6 +183,16 @@ def expand_inputs(args: list[str]) -> list[str]:
     if not names:
         raise UsageError("no input", "name files, globs, or - for stdin")
     return names
+
+
+def _inside_a_read(frame: Any) -> bool:
+    """Was the main thread inside an input's read (Input.read's generator, or below it)
+    when a signal came?"""
+    while frame is not None:
+        if frame.f_code is Input.read.__code__:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -415,6 +425,9 @@ class Importer:
                         return
                     if summary.read & 1023 == 0:
                         self.tick()
+            except StopReading:
+                self.tick()
+                return
             except DamagedInput as exc:
                 # What came before the damage goes on to the server; the run ends with
                 # exit 1 and a checkpoint at the damage, after the other inputs.
@@ -588,6 +601,10 @@ class Importer:
             if self._interrupted:
                 raise KeyboardInterrupt
             self._interrupted = self._stop = True
+            if _inside_a_read(frame):
+                # Reading waits on a pipe or a FIFO that may stay silent (`timeout 60
+                # engram import fifo`): the read would be retried and the stop never seen.
+                raise StopReading
 
         old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
 

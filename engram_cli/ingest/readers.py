@@ -25,6 +25,7 @@ from typing import IO, Any
 import orjson
 
 from engram_cli.errors import DamagedInput, InputError, UsageError
+from engram_cli.files import is_stream
 
 FORMATS = ("jsonl", "json", "csv", "tsv")
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
@@ -88,6 +89,10 @@ def format_of(name: str) -> str | None:
     return _EXTENSIONS.get(suffixes[-1]) if suffixes else None
 
 
+class StopReading(Exception):
+    """Raised by the importer's signal handler into a read that is waiting for input."""
+
+
 class Input:
     """One input named on the command line: a path, or `-` for stdin."""
 
@@ -97,7 +102,8 @@ class Input:
         self.name = name
         self.is_stdin = name == "-"
         self.path = None if self.is_stdin else Path(name)
-        detected = "jsonl" if self.is_stdin else format_of(name)
+        # A pipe by name (`engram import <(zcat a.jsonl.gz)`, a FIFO) is read as stdin is.
+        detected = "jsonl" if self.is_stdin or is_stream(name) else format_of(name)
         chosen = fmt or detected
         if chosen is None:
             raise UsageError(f"cannot tell the format of {name} from its extension",
