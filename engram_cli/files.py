@@ -152,15 +152,22 @@ def write_atomic(path: Path | str, data: bytes | Callable[[BinaryIO], object],
                  tmp: Path | str | None = None) -> None:
     """Replace `path` with `data` (bytes, or a function writing to the open file): a fresh
     0600 temporary file (`tmp`, default `.<name>.<pid>.tmp` beside it), fsync, rename,
-    fsync of the directory. A symlink at `path` or at `tmp` is refused, untouched."""
+    fsync of the directory. A symlink at `path` or at `tmp` is refused, untouched, and so
+    is anything but a regular file there (the rename would replace a device such as
+    /dev/null, or a FIFO, with our file)."""
     from pathlib import Path
 
     path = Path(path)
     try:
-        if stat.S_ISLNK(os.lstat(path).st_mode):
-            raise _symlink_error(path)
+        mode = os.lstat(path).st_mode
     except FileNotFoundError:
         pass
+    else:
+        if stat.S_ISLNK(mode):
+            raise _symlink_error(path)
+        if not stat.S_ISREG(mode):
+            raise UnsafePath(f"{path} is not a regular file",
+                             "name a file to write, not a device, a pipe or a directory")
     tmp = Path(tmp) if tmp is not None else path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = create_exclusive(tmp)
     try:
@@ -262,3 +269,24 @@ def is_stream(name: str) -> bool:
     except (OSError, ValueError):
         return False
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def write_in_place(path: Path | str) -> bool:
+    """`path` names a pipe, a socket or a character device that output goes into as it is
+    (`-o >(gzip > a.gz)`, a FIFO, `--rejects /dev/null`): nothing of ours is created beside
+    it, renamed over it or unlinked (as root, that replaced /dev/null with a file). A
+    character device counts only when named itself, not through a symlink: a link planted
+    at an output path must not aim it at /dev/mem. A block device never does."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return False
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        return True
+    return stat.S_ISCHR(mode) and not os.path.islink(path)
+
+
+def open_in_place(path: Path | str) -> BinaryIO:
+    """A write_in_place() path opened for writing: never created, never truncated."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | _CLOEXEC), "ab")
+

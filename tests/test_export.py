@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import os
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from engram_cli.cli.main import app
+from engram_cli.errors import UnsafePath
 from engram_cli.server.app import EngramServer, ServeOptions
 from tests.conftest import UpstreamServer
 
@@ -212,3 +214,65 @@ def test_remember_and_batch_remember_keep_the_reserved_state(server):
     got = {r.id: r for r in server.store.get(SPACE, ["s1", "b1"])}
     assert got["s1"].state == State.CONSOLIDATED and got["s1"].metadata == {"kept": "yes"}
     assert got["b1"].state == State.RECONSOLIDATING
+
+
+def _drain(path: Path) -> tuple[threading.Thread, list[bytes]]:
+    """A reader at the other end of the FIFO `path` (what `>(gzip > a.gz)` is)."""
+    got: list[bytes] = []
+
+    def read() -> None:
+        with open(path, "rb") as f:
+            got.append(f.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return reader, got
+
+
+def test_export_into_a_pipe_or_a_device_writes_it_as_it_is(server, tmp_path):
+    """`-o >(gzip > a.gz)`, a FIFO, `-o /dev/null`: the temporary file beside the target
+    and the rename over it failed in /dev/fd, and as root replaced /dev/null with a file.
+    (FIFOs stand in for devices here: a test must not risk a machine's /dev/null.)"""
+    from engram_cli.client.export import check_output
+    from engram_cli.files import write_in_place
+
+    assert run(server.address, "import", str(write_jsonl(tmp_path / "in.jsonl",
+                                                              every_field_kind()))).exit_code == 0
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    reader, got = _drain(fifo)
+    done = run(server.address, "export", "-o", str(fifo))
+    reader.join(10)
+    assert done.exit_code == 0, done.output
+    assert len(got[0].splitlines()) == len(every_field_kind())
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and not list(tmp_path.glob(".out.fifo*"))
+    # `-o -` and `-o /dev/stdout` are stdout.
+    for name in ("-", "/dev/stdout"):
+        out = run(server.address, "export", "-o", name)
+        assert out.exit_code == 0 and len(out.stdout.splitlines()) == len(every_field_kind())
+    assert not (Path.cwd() / "-").exists()
+    # /dev/null is written as it is (checked without writing to it); a symlink to a
+    # character device is not (a link planted at an output path).
+    assert write_in_place("/dev/null") and check_output(Path("/dev/null"))
+    link = tmp_path / "planted"
+    link.symlink_to("/dev/null")
+    assert not write_in_place(link)
+
+
+def test_rejects_into_a_pipe_or_a_device_are_written_as_they_are(server, tmp_path):
+    """`--rejects /dev/null` unlinked the target first (a fresh run's old rejects): as
+    root, /dev/null itself. A FIFO stands in for it; --resume reads nothing back from it."""
+    from engram_cli.files import write_atomic
+
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"content": "fine"}, {"confidence": 2}])
+    fifo = tmp_path / "rejects.fifo"
+    os.mkfifo(fifo)
+    for extra in ((), ("--resume",)):
+        reader, got = _drain(fifo)
+        done = run(server.address, "import", str(bad), "--rejects", str(fifo), *extra)
+        reader.join(10)
+        assert done.exit_code == 3, done.output
+        assert b'"line":2' in got[0] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    with pytest.raises(UnsafePath, match="is not a regular file"):
+        write_atomic(fifo, b"config")  # tune --write-config /dev/null, and the like
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)

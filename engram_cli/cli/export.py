@@ -27,9 +27,12 @@ def export(
     no_embeddings: bool = typer.Option(False, "--no-embeddings",
                                        help="Leave the embeddings out (much smaller; the "
                                        "server embeds the text again on import)."),
-    output: Path = typer.Option(None, "--output", "-o", parser=path_value, metavar="FILE",
-                                help="Write to FILE (0600; gzip when it ends in .gz) instead "
-                                "of stdout; it appears only once complete."),
+    output: Path | None = typer.Option(None, "--output", "-o", parser=path_value,
+                                       metavar="FILE",
+                                       help="Write to FILE (0600; gzip when it ends in .gz) "
+                                       "instead of stdout; it appears only once complete. A "
+                                       "pipe or a device (/dev/null, >(gzip > a.gz)) is "
+                                       "written as it is."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object "
                                  "(on stderr when the records go to stdout)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress and no summary."),
@@ -47,6 +50,8 @@ def export(
     from engram_cli.client.autostart import ensure_server
     from engram_cli.client.export import ExportOptions, check_output, open_output, run_export
 
+    if output is not None and str(output) in ("-", "/dev/stdout"):
+        output = None  # stdout, as without -o (/dev/stdout is a symlink we would refuse)
     conn = globals_of(ctx).connection(space)
     chosen = (fmt or _format_of(output)).lower()
     options = ExportOptions(fmt=chosen, since=_parse_since(since),

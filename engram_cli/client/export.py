@@ -36,6 +36,7 @@ from typing import IO, Any
 
 from engram_cli.config import Connection
 from engram_cli.errors import EngramError, Unsupported, UsageError
+from engram_cli.files import open_in_place, write_in_place
 
 FORMATS = ("jsonl", "csv")
 CSV_COLUMNS = ("id", "content", "embedding", "confidence", "tags", "metadata", "memory_type",
@@ -205,8 +206,13 @@ def check_output(path: Path) -> Path:
     """The directory `path` will be written in; UsageError when it cannot be (said before
     the export starts a server or asks one for anything)."""
     parent = path.parent if str(path.parent) else Path(".")
+    if write_in_place(path):
+        return parent  # /dev/null, a pipe (-o >(gzip > a.gz)): written into as it is
     if path.is_dir():
         raise UsageError(f"{path} is a directory", "name a file to write, e.g. -o export.jsonl")
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{path} is not a regular file",
+                         "name a file to write (or a pipe), e.g. -o export.jsonl")
     if not parent.is_dir():
         raise UsageError(f"cannot write {path}: {parent} "
                          + ("is not a directory" if parent.exists() else "does not exist"),
@@ -223,6 +229,15 @@ def open_output(path: Path | None, stdout: IO[bytes]) -> Iterator[IO[bytes]]:
         yield stdout
         return
     parent = check_output(path)
+    if write_in_place(path):
+        with open_in_place(path) as sink:
+            if path.name.endswith(".gz"):
+                with gzip.GzipFile(filename="", mode="wb", fileobj=sink,
+                                   compresslevel=GZIP_LEVEL, mtime=0) as gz:
+                    yield gz  # type: ignore[misc]
+            else:
+                yield sink
+        return
     tmp = parent / f".{path.name}.{os.getpid()}.part"
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()

@@ -20,7 +20,14 @@ from typing import IO, Any
 import orjson
 
 from engram_cli.errors import InputError, UnsafePath
-from engram_cli.files import append_private, private_dir, read_private, write_atomic
+from engram_cli.files import (
+    append_private,
+    open_in_place,
+    private_dir,
+    read_private,
+    write_atomic,
+    write_in_place,
+)
 from engram_cli.ingest.mapping import REJECT_KEY
 
 STDIN_REJECTS = "stdin.rejects.jsonl"
@@ -62,11 +69,17 @@ class RejectsFile:
     fresh: bool  # True: this run replaces the file; False (--resume): it appends
     written: int = 0
     _f: IO[bytes] | None = field(default=None, repr=False)
+    _in_place: bool = field(default=False, repr=False)
 
     def prepare(self) -> None:
         """A fresh run starts without the previous run's rejects. A symlink at the path
         is refused before anything is read or sent (someone may have planted it there to
         have us append to its target)."""
+        if write_in_place(self.path):
+            return  # /dev/null, a pipe: written into as it is, never unlinked
+        if self.path.exists() and not self.path.is_file():
+            raise InputError(f"the rejects file {self.path} is not a regular file",
+                             "pass --rejects FILE (or /dev/null to keep none)")
         if self.path.is_symlink():
             raise UnsafePath(f"the rejects file {self.path} is a symbolic link",
                              "refusing to write through it: remove it or pass --rejects "
@@ -83,8 +96,12 @@ class RejectsFile:
     def write(self, line: bytes) -> None:
         if self._f is None:
             try:
-                private_dir(self.path.parent, own=False)  # missing ones 0700, as ours
-                self._f = append_private(self.path)
+                self._in_place = write_in_place(self.path)
+                if self._in_place:
+                    self._f = open_in_place(self.path)
+                else:
+                    private_dir(self.path.parent, own=False)  # missing ones 0700, as ours
+                    self._f = append_private(self.path)
             except OSError as exc:
                 raise InputError(f"cannot write rejects file {self.path}: {exc.strerror}",
                                  "pass --rejects FILE somewhere writable") from None
@@ -95,7 +112,8 @@ class RejectsFile:
         """On disk before a checkpoint says these records are done."""
         if self._f is not None:
             self._f.flush()
-            os.fsync(self._f.fileno())
+            if not self._in_place:  # a pipe or a device has no disk to sync
+                os.fsync(self._f.fileno())
 
     def close(self) -> None:
         if self._f is not None:
@@ -107,6 +125,8 @@ class RejectsFile:
 def prune(path: Path, source: str, from_line: int) -> tuple[int, int]:
     """Drop the entries of `source` at or after `from_line` (a resumed run writes them
     again); answers (dropped, kept) counts for `source`. Other sources' entries stay."""
+    if write_in_place(path):
+        return 0, 0  # /dev/null or a pipe: nothing kept there to read back
     try:
         data = read_private(path)
     except FileNotFoundError:
