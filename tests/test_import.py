@@ -549,3 +549,22 @@ def test_sigterm_stops_an_import_waiting_on_silent_input(server, tmp_path, sourc
         os.close(keep_open)
     assert proc.returncode == 130, err
     assert "Interrupted" in err and "Traceback" not in err
+
+
+def test_a_rejects_file_that_is_an_input_is_refused_before_it_is_emptied(engram, server,
+                                                                         tmp_path):
+    """A fresh run empties its rejects file first: `import a.jsonl --rejects a.jsonl`
+    deleted the input before reading it (exit 1, 'no such file', the data gone)."""
+    data = write_jsonl(tmp_path / "a.jsonl", [*records(3), {"confidence": 2}])
+    body = data.read_bytes()
+    other = write_jsonl(tmp_path / "b.jsonl", records(2, seed=1))
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(data)
+    for args in (["--rejects", str(data)], ["--rejects", str(link)],
+                 [str(other), "--rejects", str(tmp_path / "." / "a.jsonl")],
+                 ["--rejects", str(data), "--dry-run"]):
+        done = engram("import", str(data), *args)
+        assert done.exit_code == 2, done.output
+        assert "is an input of this import" in done.stderr
+        assert data.read_bytes() == body
+    assert count_on(server.address) == 0

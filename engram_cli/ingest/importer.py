@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import glob
+import os
 import signal
 import sys
 import threading
@@ -185,6 +186,14 @@ def expand_inputs(args: list[str]) -> list[str]:
     return names
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    """Do `a` and `b` name one file (through links or other spellings)?"""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them is not there yet
+        return a.resolve() == b.resolve()
+
+
 def _inside_a_read(frame: Any) -> bool:
     """Was the main thread inside an input's read (Input.read's generator, or below it)
     when a signal came?"""
@@ -247,6 +256,19 @@ class Importer:
                              "save the input to a file and import that file")
         if not options.dry_run and conn is None:
             raise UsageError("an import needs a server connection")
+        self._check_rejects_are_no_inputs()
+
+    def _check_rejects_are_no_inputs(self) -> None:
+        """A fresh run empties its rejects file first: one that is also an input (`import
+        a.jsonl --rejects a.jsonl`) was deleted before a record of it was read."""
+        files = [Path(n) for n in self.names if n != "-"]
+        wanted = ([self.options.rejects] if self.options.rejects is not None
+                  else [default_path(n) for n in self.names])
+        for rejects in wanted:
+            if any(_same_file(rejects, f) for f in files):
+                raise UsageError(f"the rejects file {rejects} is an input of this import",
+                                 "name another file with --rejects FILE: it would replace "
+                                 "the input")
 
     # -- set-up ------------------------------------------------------------------------
 
