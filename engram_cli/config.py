@@ -88,6 +88,16 @@ def data_dir() -> Path:
     return _platform_dir(ENV_DATA_DIR, "data")
 
 
+def in_data_dir(path: Path) -> bool:
+    """Is `path` inside the embedded server's data dir? A file written there by a command
+    (an export, a rejects file) could stand in for the store's own: `-o .../engram.db`
+    renamed an export over a live database."""
+    try:
+        return path.resolve().is_relative_to(data_dir().resolve())
+    except (OSError, ValueError, RuntimeError):
+        return False
+
+
 def config_dir() -> Path:
     return _platform_dir(ENV_CONFIG_DIR, "config")
 

@@ -568,3 +568,20 @@ def test_a_rejects_file_that_is_an_input_is_refused_before_it_is_emptied(engram,
         assert "is an input of this import" in done.stderr
         assert data.read_bytes() == body
     assert count_on(server.address) == 0
+
+
+def test_no_rejects_file_or_export_is_written_into_the_data_dir(engram, server, tmp_path):
+    """`--rejects ~/.local/share/engram/engram.db` emptied the embedded store's database
+    first; `export -o` there renamed an export over it."""
+    from engram_cli import config
+
+    store = config.data_dir()
+    store.mkdir(parents=True, exist_ok=True)
+    db = store / "engram.db"
+    db.write_bytes(b"the store's own")
+    data = write_jsonl(tmp_path / "a.jsonl", [{"confidence": 2}])
+    done = engram("import", str(data), "--rejects", str(db))
+    assert done.exit_code == 2 and "is in the engram data dir" in done.stderr
+    done = engram("export", "-o", str(db))
+    assert done.exit_code == 2 and "is in the engram data dir" in done.stderr
+    assert db.read_bytes() == b"the store's own"

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from engram_cli.config import Connection
+from engram_cli.config import Connection, in_data_dir
 from engram_cli.errors import EngramError, Unsupported, UsageError
 from engram_cli.files import open_in_place, write_in_place
 
@@ -213,6 +213,9 @@ def check_output(path: Path) -> Path:
     if path.exists() and not path.is_file():
         raise UsageError(f"{path} is not a regular file",
                          "name a file to write (or a pipe), e.g. -o export.jsonl")
+    if in_data_dir(path):
+        raise UsageError(f"{path} is in the engram data dir",
+                         "export somewhere else: the files there are the store's own")
     if not parent.is_dir():
         raise UsageError(f"cannot write {path}: {parent} "
                          + ("is not a directory" if parent.exists() else "does not exist"),

@@ -28,7 +28,7 @@ from engram_cli.client.batching import Entry, SendOptions, frame
 from engram_cli.client.bulk import BulkSender
 from engram_cli.client.dry import DrySender
 from engram_cli.client.embedder import EmbedSpec
-from engram_cli.config import Connection
+from engram_cli.config import Connection, in_data_dir
 from engram_cli.errors import (
     DamagedInput,
     EngramError,
@@ -37,6 +37,7 @@ from engram_cli.errors import (
     UnsafePath,
     UsageError,
 )
+from engram_cli.files import write_in_place
 from engram_cli.ingest import checkpoint as ckpt
 from engram_cli.ingest.edges import EdgeSpool
 from engram_cli.ingest.mapping import FIELDS, Encoder, FieldMap, RecordError
@@ -265,6 +266,10 @@ class Importer:
         wanted = ([self.options.rejects] if self.options.rejects is not None
                   else [default_path(n) for n in self.names])
         for rejects in wanted:
+            if in_data_dir(rejects) and not write_in_place(rejects):
+                raise UsageError(f"the rejects file {rejects} is in the engram data dir",
+                                 "name another file with --rejects FILE: the files there "
+                                 "are the store's own")
             if any(_same_file(rejects, f) for f in files):
                 raise UsageError(f"the rejects file {rejects} is an input of this import",
                                  "name another file with --rejects FILE: it would replace "
