@@ -224,6 +224,18 @@ def check_output(path: Path) -> Path:
 
 
 @contextlib.contextmanager
+def _compressed(path: Path, raw: IO[bytes]) -> Iterator[IO[bytes]]:
+    """`raw`, through gzip when the name ends in .gz."""
+    if not path.name.endswith(".gz"):
+        yield raw
+        return
+    # No name and no time in the gzip header: the same records give the same bytes.
+    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=GZIP_LEVEL,
+                       mtime=0) as gz:
+        yield gz  # type: ignore[misc]
+
+
+@contextlib.contextmanager
 def open_output(path: Path | None, stdout: IO[bytes]) -> Iterator[IO[bytes]]:
     """stdout, or a private file (0600, never through a symlink) written under a temporary
     name beside `path` and renamed when complete: an export that fails or is interrupted
@@ -233,13 +245,8 @@ def open_output(path: Path | None, stdout: IO[bytes]) -> Iterator[IO[bytes]]:
         return
     parent = check_output(path)
     if write_in_place(path):
-        with open_in_place(path) as sink:
-            if path.name.endswith(".gz"):
-                with gzip.GzipFile(filename="", mode="wb", fileobj=sink,
-                                   compresslevel=GZIP_LEVEL, mtime=0) as gz:
-                    yield gz  # type: ignore[misc]
-            else:
-                yield sink
+        with open_in_place(path) as sink, _compressed(path, sink) as out:
+            yield out
         return
     tmp = parent / f".{path.name}.{os.getpid()}.part"
     with contextlib.suppress(FileNotFoundError):
@@ -250,13 +257,8 @@ def open_output(path: Path | None, stdout: IO[bytes]) -> Iterator[IO[bytes]]:
         raise EngramError(f"cannot write {path}: {exc.strerror}") from None
     raw = os.fdopen(fd, "wb", buffering=1 << 20)
     try:
-        if path.name.endswith(".gz"):
-            # No name and no time in the gzip header: the same records give the same bytes.
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw,
-                               compresslevel=GZIP_LEVEL, mtime=0) as gz:
-                yield gz  # type: ignore[misc]
-        else:
-            yield raw
+        with _compressed(path, raw) as out:
+            yield out
         raw.flush()
         os.fsync(raw.fileno())
         raw.close()
