@@ -85,8 +85,10 @@ def test_a_scoped_key_is_denied_outside_its_spaces_and_works_inside(scoped_serve
             space = request.memory_space_id or "default"
             assert f"memory space '{space}'" in details, details
         # Server-wide calls need a key granted every space; reading server info does not.
+        # A backup copies every space.
         for call, request in ((stub.Introspect, pb.IntrospectRequest()),
-                              (ext_stub.ApplySettings, ext.ApplySettingsRequest())):
+                              (ext_stub.ApplySettings, ext.ApplySettingsRequest()),
+                              (ext_stub.Backup, ext.BackupRequest(destination="/tmp/x"))):
             code, details = _code(call, request, metadata=team)
             assert code == grpc.StatusCode.PERMISSION_DENIED, details
             assert "every space ('*')" in details
@@ -102,6 +104,11 @@ def test_a_scoped_key_is_denied_outside_its_spaces_and_works_inside(scoped_serve
                                  metadata=_auth(key)).memory_id
             assert _code(stub.Introspect, pb.IntrospectRequest(),
                          metadata=_auth(key))[0] == grpc.StatusCode.OK
+        # The list of spaces shows a scoped key its own spaces only.
+        listed = ext_stub.ListSpaces(ext.ListSpacesRequest(), metadata=team)
+        assert [sp.name for sp in listed.spaces] == ["notes"]
+        everything = ext_stub.ListSpaces(ext.ListSpacesRequest(), metadata=_auth(OPS))
+        assert {sp.name for sp in everything.spaces} >= {"notes", "secrets"}
         # An unknown key is still UNAUTHENTICATED; health stays open.
         assert _code(stub.Recall, pb.RecallRequest(memory_space_id="notes"),
                      metadata=_auth(TEAM + "x"))[0] == grpc.StatusCode.UNAUTHENTICATED

@@ -82,9 +82,14 @@ _WRITE_METHODS = frozenset({
     method_path(EXTENSION_SERVICE, "BatchRemember"),
 })
 _READ_RESERVE = 0.25  # fraction of the worker threads writes may not take
-# What a key scoped to some spaces may not do: change the whole server, or look at every
-# space at once (Introspect with an empty space id answers for the whole server).
-_EVERY_SPACE_METHODS = frozenset({method_path(EXTENSION_SERVICE, "ApplySettings")})
+# What a key scoped to some spaces may not do: change the whole server, copy every space
+# (a backup is the whole store), or look at every space at once (Introspect with an empty
+# space id answers for the whole server).
+_EVERY_SPACE_METHODS = frozenset({method_path(EXTENSION_SERVICE, "ApplySettings"),
+                                  method_path(EXTENSION_SERVICE, "Backup")})
+# Answers listing every space: a key scoped to some sees only those (by a `spaces` field
+# of items with a `name`).
+_LISTS_SPACES = frozenset({method_path(EXTENSION_SERVICE, "ListSpaces")})
 _WHOLE_SERVER_WHEN_EMPTY = frozenset({method_path(ENGRAM_SERVICE, "Introspect")})
 # HTTP/2 streams (calls in flight) one client connection may have; more wait at the client.
 MAX_STREAMS_PER_CONNECTION = 128
@@ -217,7 +222,12 @@ def _scoped(handler: Any, method: str, spaces: frozenset[str]) -> Any:
                 _check_space(request, method, spaces)
             except EngramError as exc:
                 abort_with(context, exc)
-            return inner(request, context)
+            response = inner(request, context)
+            if method in _LISTS_SPACES and response is not None:
+                kept = [s for s in response.spaces if allows(spaces, s.name)]
+                del response.spaces[:]
+                response.spaces.extend(kept)
+            return response
 
         return grpc.unary_unary_rpc_method_handler(unary, **kwargs)
     if handler.stream_stream is not None:
