@@ -258,3 +258,56 @@ def test_the_import_refuses_a_space_with_a_newline_before_connecting(runner, tmp
                                  "--space", "sec\n"])
     assert result.exit_code == 2, result.output
     assert "Error:" in result.output and "space" in result.output
+
+
+def test_the_listeners_of_a_port_and_their_owners_are_read_from_the_tcp_tables(
+        tmp_path: Path) -> None:
+    from engram_cli.client.autostart import listener_uids
+
+    table = tmp_path / "tcp"
+    table.write_text(
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt"
+        "   uid  timeout inode\n"
+        "   0: 0100007F:C383 00000000:0000 0A 00000000:00000000 00:00000000 00000000"
+        "  1001        0 4242 1 0000000000000000 100 0 0 10 0\n"
+        "   1: 0100007F:C384 00000000:0000 0A 00000000:00000000 00:00000000 00000000"
+        "  1002        0 4243 1 0000000000000000 100 0 0 10 0\n"
+        "   2: 0100007F:C383 0100007F:9C40 01 00000000:00000000 00:00000000 00000000"
+        "  1003        0 4244 1 0000000000000000 100 0 0 10 0\n")
+    assert listener_uids(50051, (str(table),)) == {1001}  # LISTEN on 0xC383 only
+    assert listener_uids(50053, (str(table),)) == set()
+    sock = __import__("socket").socket()
+    try:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        assert os.geteuid() in listener_uids(sock.getsockname()[1])  # this machine's
+    finally:
+        sock.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to listen as another user")
+def test_the_default_port_held_by_another_user_gets_nothing(tmp_path: Path) -> None:
+    """Anyone may take a free port first: a client that finds another user's server at
+    the embedded default's address would send it every memory and key. Refused, said."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    squatter = subprocess.Popen(
+        [sys.executable, "-c", "import os, socket, sys, time\n"
+         "os.setuid(65534)\n"
+         "s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen()\n"
+         "print('up', flush=True); time.sleep(60)", str(port)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert squatter.stdout is not None and squatter.stdout.readline() == "up\n"
+        env = {"ENGRAM_DEFAULT_PORT": str(port), "ENGRAM_DATA_DIR": str(tmp_path / "d")}
+        done = engram_proc("import", "-", env=env, input='{"content": "a secret"}\n')
+        assert done.returncode == 1, done.stderr
+        assert "is served by another user's process (uid 65534)" in done.stderr
+        assert "ENGRAM_DEFAULT_PORT=PORT" in done.stderr
+    finally:
+        squatter.kill()
+        squatter.wait()
+        if squatter.stdout is not None:
+            squatter.stdout.close()

@@ -36,6 +36,39 @@ def is_listening(address: str, timeout: float = 0.5) -> bool:
         return False
 
 
+def listener_uids(port: int, tables: tuple[str, ...] = ("/proc/net/tcp", "/proc/net/tcp6")
+                   ) -> set[int]:
+    """The users owning the TCP sockets that listen on `port` on this machine (Linux's
+    /proc/net tables; an empty set where there are none to read)."""
+    uids: set[int] = set()
+    for table in tables:
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # sl local_address rem_address st ... uid: st 0A is LISTEN.
+            if len(fields) > 7 and fields[3] == "0A" and fields[1].rpartition(":")[2] == (
+                    f"{port:04X}"):
+                uids.add(int(fields[7]))
+    return uids
+
+
+def _check_owner(address: str) -> None:
+    """The embedded default's port is served by this user's process (or root's), not by
+    another local user's, which would read every memory sent and every key (a port anyone
+    may take first)."""
+    _, port = config.split_address(address)
+    foreign = {uid for uid in listener_uids(port) if uid not in (os.geteuid(), 0)}
+    if foreign:
+        raise ServerUnavailable(
+            f"{address} is served by another user's process (uid {min(foreign)}), not by "
+            "your embedded server: nothing was sent to it",
+            f"stop it, or move your embedded server to another port with "
+            f"{config.ENV_DEFAULT_PORT}=PORT")
+
+
 def bind_host(address: str) -> str:
     """Where the embedded server listens for a target on this machine: the loopback address
     the target names, else 127.0.0.1 (which `localhost` and 0.0.0.0 reach)."""
@@ -117,7 +150,10 @@ def _starting(data_dir: Path) -> Iterator[None]:
 
 def ensure_server(conn: config.Connection, announce: bool = True) -> None:
     """Start the embedded default server if the target is the default and nobody listens."""
-    if not conn.is_default_target or is_listening(conn.server):
+    if not conn.is_default_target:
+        return
+    if is_listening(conn.server):
+        _check_owner(conn.server)
         return
     if not conn.autostart:
         raise ServerUnavailable(
@@ -130,6 +166,7 @@ def ensure_server(conn: config.Connection, announce: bool = True) -> None:
         # Commands started together (`engram export | engram import -`) all find nobody
         # listening: the first starts the server, the others wait here, then find it.
         if is_listening(conn.server):
+            _check_owner(conn.server)
             return
         start_background_server(data_dir, bind_host(conn.server), port)
     if announce:
