@@ -564,3 +564,21 @@ def test_no_cue_with_stdin_a_terminal_is_a_usage_error() -> None:
         os.close(secondary)
     assert proc.returncode == 2, proc.stderr
     assert "no cue given" in proc.stderr
+
+
+def test_a_cue_that_is_not_utf8_is_that_cues_error_not_a_traceback(loaded) -> None:
+    """Python reads such bytes from argv and stdin as lone surrogates, which the cache key
+    could not encode: a traceback, and the cues after it unanswered."""
+    run = [sys.executable, "-m", "engram_cli", "--server", loaded.address, "recall"]
+    lines = b"\n".join([word(1).encode(), b"caf\xe9 au lait", word(2).encode()]) + b"\n"
+    for env in ({}, {"PYTHONUTF8": "0", "LC_ALL": "C.UTF-8"}):
+        proc = subprocess.run([*run, "-"], input=lines, capture_output=True, timeout=60,
+                              env={**os.environ, **env})
+        assert b"Traceback" not in proc.stderr, proc.stderr
+        out = [orjson.loads(line) for line in proc.stdout.splitlines()]
+        assert [o.get("error") for o in out] == [None, "the cue is not UTF-8 text", None]
+        assert out[1]["cue"] == "caf\ufffd au lait" and out[1]["line"] == 2
+        assert proc.returncode == 3, proc.stderr
+    one = subprocess.run([*run, b"caf\xe9"], capture_output=True, timeout=60)
+    assert one.returncode == 2 and b"Traceback" not in one.stderr, one.stderr
+    assert b"the cue is not UTF-8 text" in one.stderr

@@ -126,7 +126,10 @@ def recall(
             return
         failed = 0
         fatal = None
-        for answer in recaller.recall_lines(sys.stdin):
+        # Bytes, decoded here: a line that is not UTF-8 is that line's error, whatever the
+        # locale's decoder would have done with it (raised, or passed it on).
+        lines = (raw.decode("utf-8", "surrogateescape") for raw in sys.stdin.buffer)
+        for answer in recaller.recall_lines(lines):
             emit(answer)
             if answer.error is not None:
                 failed += 1
