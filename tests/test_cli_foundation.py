@@ -273,3 +273,18 @@ def test_stop_knows_a_unix_socket_is_on_this_machine(runner) -> None:
             sock.bind(str(path))
             sock.listen()
             assert is_listening(address) and is_listening(f"unix://{path}")
+
+
+def test_arguments_and_variables_that_are_not_utf8_are_usage_errors(tmp_path) -> None:
+    """Python hands such bytes on as lone surrogates: a file name of them failed in the
+    checkpoint's JSON, a space in the cache key, each with a traceback."""
+    latin = tmp_path / "caf\udce9.jsonl"  # b"caf\xe9.jsonl" on disk
+    latin.write_text('{"content": "a latin-1 file name"}\n')
+    cases = [(["import", str(latin)], {}, "the argument"),
+             (["stats"], {"ENGRAM_SPACE": "sp\udce9"}, "ENGRAM_SPACE='sp\ufffd'")]
+    for args, env, said in cases:
+        proc = subprocess.run([sys.executable, "-m", "engram_cli", "--no-autostart", *args],
+                              capture_output=True, timeout=60, env={**os.environ, **env})
+        err = proc.stderr.decode()
+        assert proc.returncode == 2 and "Traceback" not in err, err
+        assert said in err and "is not UTF-8 text" in err

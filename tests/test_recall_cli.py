@@ -581,4 +581,4 @@ def test_a_cue_that_is_not_utf8_is_that_cues_error_not_a_traceback(loaded) -> No
         assert proc.returncode == 3, proc.stderr
     one = subprocess.run([*run, b"caf\xe9"], capture_output=True, timeout=60)
     assert one.returncode == 2 and b"Traceback" not in one.stderr, one.stderr
-    assert b"the cue is not UTF-8 text" in one.stderr
+    assert b"the argument 'caf\xef\xbf\xbd' is not UTF-8 text" in one.stderr

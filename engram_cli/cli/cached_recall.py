@@ -93,11 +93,6 @@ def parse_recall_argv(argv: list[str]) -> dict[str, Any] | None:
             return None
     if len(cues) != 1 or cues[0] == "-" or not cues[0].strip():
         return None  # stdin mode, several cues or an empty one
-    if not cues[0].isascii():
-        try:
-            cues[0].encode("utf-8")
-        except UnicodeEncodeError:
-            return None  # bytes that were not UTF-8: the full path says so
     if parsed["fmt"] is not None and parsed["fmt"] not in FORMATS:
         return None
     parsed["cue"] = cues[0]

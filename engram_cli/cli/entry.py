@@ -22,6 +22,11 @@ GRPC_VERBOSITY = "GRPC_VERBOSITY"
 def main() -> None:
     """Run `engram` with sys.argv (the console script and `python -m engram_cli`)."""
     argv = sys.argv[1:]
+    bad = _not_text(argv)
+    if bad is not None:
+        sys.stderr.write(f"Error: {bad}: give UTF-8 text (a file named so can be read "
+                         "from stdin: engram import - < FILE)\n")
+        sys.exit(2)
     if "serve" not in argv:
         # gRPC's C core writes a failed TLS handshake to stderr itself ("I1203 ...
         # Handshake failed ..."), before the one line of ours that says what failed in
@@ -48,3 +53,22 @@ def main() -> None:
     from engram_cli.cli.main import main as run_typer_app
 
     run_typer_app()
+
+
+def _not_text(argv: list[str]) -> str | None:
+    """What names an argument or ENGRAM_* variable that is not UTF-8 (Python hands such
+    bytes on as lone surrogates, which every later step would fail on with a traceback),
+    shown with U+FFFD for those bytes; None when all are text."""
+    named = [(f"the argument {a!r}", a) for a in argv]
+    named += [(f"{k}", v) for k, v in os.environ.items() if k.startswith("ENGRAM_")]
+    for what, value in named:
+        if value.isascii():
+            continue
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            return (what.replace(repr(value), repr(shown)) if what.startswith("the argument")
+                    else f"{what}={shown!r}") + " is not UTF-8 text"
+    return None
+
