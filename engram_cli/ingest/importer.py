@@ -173,6 +173,14 @@ def expand_inputs(args: list[str]) -> list[str]:
         matches = sorted(m for m in glob.glob(arg, recursive=True) if Path(m).is_file())
         if not matches:
             raise InputError(f"no file matches {arg}")
+        for m in matches:
+            try:
+                m.encode("utf-8")
+            except UnicodeEncodeError:  # bytes that are not UTF-8, as lone surrogates
+                shown = os.fsencode(m).decode("utf-8", "replace")
+                raise InputError(f"{arg} matches {shown!r}, whose name is not UTF-8 text",
+                                 "rename it, or read it from stdin: engram import - < FILE"
+                                 ) from None
         names.extend(matches)
     if names.count("-") > 1:
         raise UsageError("stdin (-) is named more than once")
