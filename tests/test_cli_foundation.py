@@ -280,12 +280,12 @@ def test_arguments_and_variables_that_are_not_utf8_are_usage_errors(tmp_path) ->
     checkpoint's JSON, a space in the cache key, each with a traceback."""
     latin = tmp_path / "caf\udce9.jsonl"  # b"caf\xe9.jsonl" on disk
     latin.write_text('{"content": "a latin-1 file name"}\n')
-    cases = [(["import", str(latin)], {}, "the argument"),
-             (["import", str(tmp_path / "*.jsonl")], {}, "whose name is not UTF-8 text"),
-             (["stats"], {"ENGRAM_SPACE": "sp\udce9"}, "ENGRAM_SPACE='sp\ufffd'")]
-    for args, env, said in cases:
+    cases = [(["import", str(latin)], {}, 2, "the argument"),
+             (["import", str(tmp_path / "*.jsonl")], {}, 1, "whose name is not UTF-8 text"),
+             (["stats"], {"ENGRAM_SPACE": "sp\udce9"}, 2, "ENGRAM_SPACE='sp\ufffd'")]
+    for args, env, code, said in cases:
         proc = subprocess.run([sys.executable, "-m", "engram_cli", "--no-autostart", *args],
                               capture_output=True, timeout=60, env={**os.environ, **env})
         err = proc.stderr.decode()
-        assert proc.returncode in (1, 2) and "Traceback" not in err, err
+        assert proc.returncode == code and "Traceback" not in err, err
         assert said in err and "is not UTF-8 text" in err
