@@ -51,6 +51,26 @@ def test_truncated_gzip_stores_what_precedes_the_damage_and_names_file_and_offse
     assert count_on(server.address) == 3000
 
 
+def test_a_json_array_cut_short_stores_its_records_and_says_so(server, tmp_path):
+    """A `.json` array the file ends inside (no closing ']') imported its records and
+    exited 0, as if whole; it is damage, said as a truncated gzip is, and --resume carries
+    on once the whole file is there."""
+    rows = records(1000)  # past the 64 KiB a checkpoint knows a file by
+    whole = json.dumps(rows, indent=1)
+    path = tmp_path / "cut.json"
+    path.write_text(whole[: whole.rindex("}") + 1] + "\n")  # every element, no ']'
+    done = run_import(server.address, str(path), "--json")
+    assert done.returncode == 1, done.stderr
+    assert "cut.json: the JSON array never closes" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert json.loads(done.stdout)["imported"] == len(rows)
+    assert count_on(server.address) == len(rows)
+    path.write_text(whole)
+    resumed = run_import(server.address, str(path), "--resume", "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert count_on(server.address) == len(rows)
+
+
 def _fill_cache(spaces: list[str]) -> None:
     from engram_cli.client.cache import RecallCache, cache_key
     from tests.test_cache import CURVE, result

@@ -193,7 +193,8 @@ class Input:
                 # An array of records, or else a sequence of top-level values (one
                 # pretty-printed object, or NDJSON named .json).
                 array = _first_byte(stream) == b"["
-                yield from _read_json(self._seek(stream, compressed, start), start, array)
+                yield from _read_json(self._seek(stream, compressed, start), start, array,
+                                      self.display)
                 return
             yield from _read_jsonl(self._seek(stream, compressed, start), start)
         finally:
@@ -507,9 +508,11 @@ _BLANK = re.compile(rb"[ \t\r\n,]*")  # between elements: blanks and the comma
 _SCALAR = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[^,\]\s]+')
 
 
-def _read_json(stream: IO[bytes], start: Position, array: bool) -> Iterator[Item]:
+def _read_json(stream: IO[bytes], start: Position, array: bool, display: str = ""
+               ) -> Iterator[Item]:
     """Elements of a top-level JSON array (or top-level values one after another), one at
-    a time, each parsed by orjson."""
+    a time, each parsed by orjson. An array the file ends inside (no closing `]`: a copy
+    cut short) is DamagedInput once its whole elements are read."""
     buf = b""
     base = start.offset  # stream offset of buf[0]
     line = start.line  # line number at buf[0]
@@ -524,6 +527,12 @@ def _read_json(stream: IO[bytes], start: Position, array: bool) -> Iterator[Item
         i = m.end() if m else i
         if i >= len(buf):
             if eof:
+                if array:
+                    raise DamagedInput(
+                        f"{display}: the JSON array never closes: the file ends without "
+                        "its ']' (it may be truncated)",
+                        "every record before that point was read; replace the file and "
+                        "run the same command with --resume")
                 return
             more = stream.read(_READ_BUFFER)
             line += buf.count(b"\n", 0, i)
