@@ -585,3 +585,19 @@ def test_no_rejects_file_or_export_is_written_into_the_data_dir(engram, server, 
     done = engram("export", "-o", str(db))
     assert done.exit_code == 2 and "is in the engram data dir" in done.stderr
     assert db.read_bytes() == b"the store's own"
+
+
+def test_fields_no_memory_field_takes_are_named_once(engram, server, tmp_path):
+    """Other fields are not stored (the README says so); a mongoexport dump's `_id` or a
+    `title` went without a word. Said once a run, with the flag that keeps one."""
+    rows = [{"_id": f"m{i}", "content": f"note {i}", "title": f"t{i}"} for i in range(50)]
+    data = write_jsonl(tmp_path / "dump.jsonl", rows)
+    done = engram("import", str(data))
+    assert done.exit_code == 0, done.output
+    assert done.stderr.count("are not stored") == 1
+    assert "dump.jsonl:1: fields that are no memory field are not stored: '_id', 'title'" in (
+        " ".join(done.stderr.split()))
+    kept = engram("import", str(data), "--id-field", "_id", "--map", "metadata.title=title")
+    assert kept.exit_code == 0 and "are not stored" not in kept.stderr
+    clean = engram("import", str(write_jsonl(tmp_path / "clean.jsonl", records(20))))
+    assert "are not stored" not in clean.stderr

@@ -40,7 +40,7 @@ from engram_cli.errors import (
 from engram_cli.files import write_in_place
 from engram_cli.ingest import checkpoint as ckpt
 from engram_cli.ingest.edges import EdgeSpool
-from engram_cli.ingest.mapping import FIELDS, Encoder, FieldMap, RecordError
+from engram_cli.ingest.mapping import FIELDS, REJECT_KEY, Encoder, FieldMap, RecordError
 from engram_cli.ingest.readers import NOT_UTF8, Input, Item, Position, StopReading
 from engram_cli.ingest.rejects import RejectsFile, default_path, prune, reject_line
 
@@ -195,6 +195,9 @@ def expand_inputs(args: list[str]) -> list[str]:
     return names
 
 
+IGNORED_SAMPLE = 1000  # records in which fields no memory field takes are looked for
+
+
 def _same_file(a: Path, b: Path) -> bool:
     """Do `a` and `b` name one file (through links or other spellings)?"""
     try:
@@ -234,6 +237,10 @@ class Importer:
         self.warn = warn
         self.names = expand_inputs(options.inputs)
         known = frozenset(FIELDS) | {src for _, src in options.fieldmap.pairs}
+        # Top-level fields a record's memory is made of: any other is left out, said once.
+        self._used = known | {src.split(".", 1)[0] for _, src in options.fieldmap.pairs} | {
+            REJECT_KEY}
+        self._ignored_said = False
         content = options.fieldmap.source_of("content")
         self.inputs = [Input(n, options.fmt, options.delimiter, known, content)
                        for n in self.names]
@@ -439,6 +446,9 @@ class Importer:
             try:
                 for item in inp.read(starts[idx]):
                     summary.read += 1
+                    if not self._ignored_said and item.record is not None and (
+                            summary.read <= IGNORED_SAMPLE):
+                        self._say_ignored(idx, item)
                     if item.error is not None:
                         self._reject_item(idx, item.line, item.error, item.raw, None)
                     else:
@@ -519,6 +529,20 @@ class Importer:
 
     def notice(self, message: str) -> None:
         self._notice(message)
+
+    def _say_ignored(self, idx: int, item: Item) -> None:
+        """Once a run, the fields of a record that no memory field takes (`_id`, `title`):
+        they are not stored, which a user of mongoimport or sqlite-utils would not guess."""
+        assert item.record is not None
+        left = [k for k in item.record if k not in self._used
+                and not k.startswith("metadata.")]
+        if not left:
+            return
+        self._ignored_said = True
+        shown = ", ".join(repr(k) for k in left[:5]) + (", ..." if len(left) > 5 else "")
+        self.notice(f"{self.inputs[idx].display}:{item.line}: fields that are no memory "
+                    f"field are not stored: {shown}; keep one with --map "
+                    f"metadata.NAME={left[0]} (or --id-field {left[0]} for ids)")
 
     # -- rejects -------------------------------------------------------------------------
 
