@@ -271,19 +271,27 @@ def is_stream(name: str) -> bool:
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
+_OWN_DESCRIPTORS = ("/dev/fd/", "/proc/self/fd/", "/dev/stdout", "/dev/stderr")
+_SPECIAL = (stat.S_ISFIFO, stat.S_ISSOCK, stat.S_ISCHR)
+
+
 def write_in_place(path: Path | str) -> bool:
     """`path` names a pipe, a socket or a character device that output goes into as it is
     (`-o >(gzip > a.gz)`, a FIFO, `--rejects /dev/null`): nothing of ours is created beside
-    it, renamed over it or unlinked (as root, that replaced /dev/null with a file). A
-    character device counts only when named itself, not through a symlink: a link planted
-    at an output path must not aim it at /dev/mem. A block device never does."""
+    it, renamed over it or unlinked (as root, that replaced /dev/null with a file).
+    Only one of this process's own descriptors (/dev/fd/N, what `>(...)` passes) is
+    followed through its link; anything else must be the special file itself, owned by
+    this user or root: a FIFO another user planted at an output path, or a link aiming it
+    at /dev/mem, is not written into. A block device never is."""
+    name = os.fspath(path)
     try:
-        mode = os.stat(path).st_mode
+        if name.startswith(_OWN_DESCRIPTORS):
+            mode = os.stat(name).st_mode
+            return any(kind(mode) for kind in _SPECIAL)
+        st = os.lstat(name)
     except (OSError, ValueError):
         return False
-    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
-        return True
-    return stat.S_ISCHR(mode) and not os.path.islink(path)
+    return any(kind(st.st_mode) for kind in _SPECIAL) and st.st_uid in (os.geteuid(), 0)
 
 
 def open_in_place(path: Path | str) -> BinaryIO:

@@ -276,3 +276,20 @@ def test_rejects_into_a_pipe_or_a_device_are_written_as_they_are(server, tmp_pat
     with pytest.raises(UnsafePath, match="is not a regular file"):
         write_atomic(fifo, b"config")  # tune --write-config /dev/null, and the like
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to plant another user's FIFO")
+def test_a_fifo_another_user_planted_at_the_rejects_path_is_not_written_into(server,
+                                                                            tmp_path):
+    """The default rejects file sits beside its input, often in a shared directory: a FIFO
+    planted there by another user would hand them every rejected record."""
+    from engram_cli.files import write_in_place
+
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"content": "fine"}, {"confidence": 2}])
+    planted = tmp_path / "bad.jsonl.rejects.jsonl"
+    os.mkfifo(planted)
+    os.chown(planted, 65534, 65534)
+    assert not write_in_place(planted)
+    done = run(server.address, "import", str(bad))  # would block on the FIFO if opened
+    assert done.exit_code == 1, done.output
+    assert "is not a regular file" in done.output
