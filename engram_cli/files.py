@@ -215,7 +215,16 @@ def exposed(directory: Path, names: Iterable[str] = ()) -> list[Path]:
 
 
 def exposure_warning(directory: Path, names: Iterable[str] = ()) -> str | None:
-    """One line naming the exposed paths of a store and the fix, or None when private."""
+    """One line naming the exposed paths of a store and the fix, or None when private. A
+    directory owned by another user comes first: its owner may rename or replace any
+    file in it (the database among them) whatever the files' own modes."""
+    try:
+        owner = os.stat(directory).st_uid
+    except OSError:
+        owner = os.geteuid()
+    if owner != os.geteuid():
+        return (f"the store's directory {directory} belongs to another user (uid {owner}), "
+                "who can replace or read any file in it: use a directory of your own")
     found = exposed(directory, names)
     if not found:
         return None

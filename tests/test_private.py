@@ -159,6 +159,21 @@ def test_the_helpers_make_exact_modes_whatever_the_umask(tmp_path: Path, umask: 
     assert (d / "x.json").read_bytes() == b"{}"
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a directory away")
+def test_a_store_in_another_users_directory_gets_a_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Its owner may rename or replace any file in it, the database among them, whatever
+    the files' own modes."""
+    data = tmp_path / "their-dir"
+    data.mkdir(mode=0o700)
+    os.chown(data, 65534, 65534)
+    with caplog.at_level(logging.WARNING, logger="engram.server"):
+        srv = EngramServer(ServeOptions(data_dir=data, port=0))
+        srv.stop(grace=0.1)
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("belongs to another user (uid 65534)" in line for line in lines), lines
+
+
 def test_a_world_readable_store_gets_a_warning_naming_the_fix(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     data = tmp_path / "open-store"
