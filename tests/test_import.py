@@ -601,3 +601,23 @@ def test_fields_no_memory_field_takes_are_named_once(engram, server, tmp_path):
     assert kept.exit_code == 0 and "are not stored" not in kept.stderr
     clean = engram("import", str(write_jsonl(tmp_path / "clean.jsonl", records(20))))
     assert "are not stored" not in clean.stderr
+
+
+def test_a_line_far_past_any_record_is_rejected_unread(engram, server, tmp_path):
+    """A 200 MB line cost the importer a gigabyte (read whole, parsed, copied into the
+    rejects file). It is skipped to its end; its first 4 KiB are kept; its neighbours
+    and their line numbers are as they were."""
+    from engram_cli.ingest.readers import MAX_LINE_BYTES
+
+    path = tmp_path / "huge.jsonl"
+    with open(path, "wb") as f:
+        f.write(b'{"content": "before"}\n')
+        f.write(b'{"content": "' + b"x" * (MAX_LINE_BYTES + 4096) + b'"}\n')
+        f.write(b'{"content": "after"}\n{"confidence": 7}\n')
+    done = engram("import", str(path))
+    assert done.exit_code == 3, done.output
+    assert "huge.jsonl:2: the line is over 16 MiB" in done.stderr
+    assert "huge.jsonl:4: missing content" in done.stderr  # the count goes on after it
+    assert count_on(server.address) == 2
+    rejects = (tmp_path / "huge.jsonl.rejects.jsonl").read_bytes()
+    assert len(rejects) < 64 * 1024

@@ -12,6 +12,7 @@ number of a record start) lets a reader start in the middle, for `--resume`.
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
 import re
@@ -35,6 +36,10 @@ _READ_BUFFER = 1 << 20
 # A JSON element whose end cannot be found within this many bytes has unbalanced brackets
 # (or is far over any message size): the rest of that file cannot be split into records.
 MAX_ELEMENT_BYTES = 256 * 1024 * 1024
+# A JSONL line longer than this is rejected unread (content is at most 1 MiB, 6 MiB as
+# \u escapes; a vector of 8,192 numbers ~200 KB); its first bytes go to the rejects file.
+MAX_LINE_BYTES = 16 * 1024 * 1024
+_KEPT_OF_OVERSIZED = 4096
 _HEAD_CHECK = 64 * 1024  # how much of an input's start is checked against its format
 _HEAD_LINES = 5
 _BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark: skipped where an input starts
@@ -480,10 +485,18 @@ def _kind(value: Any) -> str:
 def _read_jsonl(stream: IO[bytes], start: Position) -> Iterator[Item]:
     offset, line = start.offset, start.line
     loads = orjson.loads
-    for raw in stream:
+    for raw in iter(functools.partial(stream.readline, MAX_LINE_BYTES), b""):
         begin = offset
         offset += len(raw)
         line += 1
+        if len(raw) == MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            # Far past any record the server takes: skipped to its end, never held whole
+            # (a 200 MB line cost the importer a gigabyte), its start kept for the rejects.
+            offset += _skip_line(stream)
+            yield Item(line - 1, begin, offset, line, raw[:_KEPT_OF_OVERSIZED], None,
+                       f"the line is over {MAX_LINE_BYTES >> 20} MiB, more than any memory "
+                       "can be (its first 4 KiB are in the rejects file)")
+            continue
         if begin == 0 and raw.startswith(_BOM):  # as Windows tools write UTF-8 (RFC 8259 8.1)
             raw = raw[len(_BOM):]
         if raw.isspace():
@@ -499,6 +512,16 @@ def _read_jsonl(stream: IO[bytes], start: Position) -> Iterator[Item]:
             yield Item(line - 1, begin, offset, line, raw, None,
                        f"not an object (a JSON record must be {{...}}, this is "
                        f"{_kind(record)})")
+
+
+def _skip_line(stream: IO[bytes]) -> int:
+    """Read past the rest of the current line (to its newline or the end); bytes read."""
+    skipped = 0
+    while True:
+        chunk = stream.readline(_READ_BUFFER)
+        skipped += len(chunk)
+        if not chunk or chunk.endswith(b"\n"):
+            return skipped
 
 
 # Strings are matched whole so that brackets inside them do not count; a lone quote is an
