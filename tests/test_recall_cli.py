@@ -582,3 +582,18 @@ def test_a_cue_that_is_not_utf8_is_that_cues_error_not_a_traceback(loaded) -> No
     one = subprocess.run([*run, b"caf\xe9"], capture_output=True, timeout=60)
     assert one.returncode == 2 and b"Traceback" not in one.stderr, one.stderr
     assert b"the argument 'caf\xef\xbf\xbd' is not UTF-8 text" in one.stderr
+
+
+def test_a_cue_line_over_a_mebibyte_is_that_lines_error_read_no_further(loaded) -> None:
+    """A 100 MB line took 740 MB of RSS and came back whole in its error line."""
+    from engram_cli.client.recall import MAX_CUE_BYTES
+
+    lines = word(1).encode() + b"\n" + b"a" * (MAX_CUE_BYTES + 10) + b"\n" + \
+        word(2).encode() + b"\n"
+    proc = subprocess.run([sys.executable, "-m", "engram_cli", "--server", loaded.address,
+                           "recall", "-"], input=lines, capture_output=True, timeout=60)
+    out = [orjson.loads(line) for line in proc.stdout.splitlines()]
+    assert [o.get("error") for o in out] == [None, "the cue is over 1 MiB (not read further)",
+                                             None], proc.stderr
+    assert len(out[1]["cue"]) < 100 and out[1]["line"] == 2
+    assert proc.returncode == 3

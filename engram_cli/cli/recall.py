@@ -76,7 +76,7 @@ def recall(
     Example: engram recall "cottage in the Swiss mountains" --trace --format json
     """
     from engram_cli.client.cache import CachePolicy, RecallCache
-    from engram_cli.client.recall import Recaller, RecallOptions
+    from engram_cli.client.recall import Recaller, RecallOptions, cue_lines
     from engram_cli.contract import PARTIAL_BUDGET, RECALL_MODES
     from engram_cli.errors import UsageError
 
@@ -126,10 +126,9 @@ def recall(
             return
         failed = 0
         fatal = None
-        # Bytes, decoded here: a line that is not UTF-8 is that line's error, whatever the
+        # Bytes, decoded there: a line that is not UTF-8 is that line's error, whatever the
         # locale's decoder would have done with it (raised, or passed it on).
-        lines = (raw.decode("utf-8", "surrogateescape") for raw in sys.stdin.buffer)
-        for answer in recaller.recall_lines(lines):
+        for answer in recaller.recall_lines(cue_lines(sys.stdin.buffer)):
             emit(answer)
             if answer.error is not None:
                 failed += 1

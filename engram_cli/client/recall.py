@@ -285,6 +285,29 @@ class _Failed:
 _END = object()
 
 
+MAX_CUE_BYTES = 1 << 20  # as a memory's content: a longer line of `recall -` is refused
+
+
+class OversizedCue(str):
+    """The start of a line of `recall -` over MAX_CUE_BYTES (the rest was skipped unread):
+    that line's error, not a cue."""
+
+
+def cue_lines(stream: Any) -> Iterator[str]:
+    """The lines of a binary stream as cues, decoded here (bytes that are not UTF-8 stay
+    as lone surrogates, for the line's own error); a line over MAX_CUE_BYTES is skipped to
+    its end, never held whole, and stands as an OversizedCue."""
+    import functools
+
+    for raw in iter(functools.partial(stream.readline, MAX_CUE_BYTES + 1), b""):
+        if len(raw) > MAX_CUE_BYTES and not raw.endswith(b"\n"):
+            while (more := stream.readline(1 << 20)) and not more.endswith(b"\n"):
+                pass
+            yield OversizedCue(raw[:60].decode("utf-8", "replace") + "...")
+            continue
+        yield raw.decode("utf-8", "surrogateescape")
+
+
 def _as_text(cue: str) -> str:
     """`cue` as it can be sent and printed: bytes that were not UTF-8 (which Python reads
     from argv and stdin as lone surrogates) become U+FFFD. Equal to `cue` for UTF-8 text."""
@@ -435,6 +458,9 @@ class Recaller:
             reader.join(timeout=1.0)
 
     def _start(self, line: int, raw: str, window: _Window, stop: threading.Event) -> _Slot:
+        if isinstance(raw, OversizedCue):
+            return _Slot(line, raw, Answer(str(raw), line=line, error=UsageError(
+                f"the cue is over {MAX_CUE_BYTES >> 20} MiB (not read further)")))
         cue = raw.strip()
         if not cue:
             return _Slot(line, cue, Answer(cue, line=line, error=UsageError("empty cue")))
