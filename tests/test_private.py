@@ -326,3 +326,35 @@ def test_the_default_port_held_by_another_user_gets_nothing(tmp_path: Path) -> N
         squatter.wait()
         if squatter.stdout is not None:
             squatter.stdout.close()
+
+
+def test_stop_signals_only_the_process_that_holds_the_port(tmp_path: Path) -> None:
+    """`engram stop` killed whatever pid the server at the address named: another user's
+    server (or a container's, whose pids are not ours) could have it kill any process of
+    the user's. The pid must hold the listening socket."""
+    import subprocess
+    import sys
+    from concurrent import futures
+
+    from engram_cli.rpc import ext, ext_svc
+
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+    class Liar(ext_svc.ExtensionServiceServicer):
+        def ServerInfo(self, request, context):
+            return ext.ServerInfoResponse(pid=bystander.pid)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    ext_svc.add_ExtensionServiceServicer_to_server(Liar(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        done = engram_proc("--server", f"127.0.0.1:{port}", "stop")
+        assert done.returncode == 1, done.stderr
+        assert f"says its pid is {bystander.pid}, but that process does not hold the port" \
+            in done.stderr
+        assert bystander.poll() is None  # still running
+    finally:
+        server.stop(None)
+        bystander.kill()
+        bystander.wait()

@@ -38,6 +38,15 @@ def stop(
         return
     with EngramClient(conn, autostart=False) as client:
         pid = client.server_info().pid
+    from engram_cli.client.autostart import holds_port
+    from engram_cli.config import split_address
+
+    tcp = not conn.server.startswith(("unix:", "unix-abstract:"))
+    if tcp and holds_port(pid, split_address(conn.server)[1]) is False:
+        # Any server may answer any pid: signal only the process that holds the port.
+        raise EngramError(f"the server at {conn.server} says its pid is {pid}, but that "
+                          "process does not hold the port: not stopping it",
+                          "is this server an engram one of yours? stop it where it runs")
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -36,11 +36,13 @@ def is_listening(address: str, timeout: float = 0.5) -> bool:
         return False
 
 
-def listener_uids(port: int, tables: tuple[str, ...] = ("/proc/net/tcp", "/proc/net/tcp6")
-                   ) -> set[int]:
-    """The users owning the TCP sockets that listen on `port` on this machine (Linux's
-    /proc/net tables; an empty set where there are none to read)."""
-    uids: set[int] = set()
+_TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
+
+
+def listeners(port: int, tables: tuple[str, ...] = _TCP_TABLES) -> list[tuple[int, int]]:
+    """(uid, socket inode) of each TCP socket listening on `port` on this machine (Linux's
+    /proc/net tables; none where there are none to read)."""
+    found = []
     for table in tables:
         try:
             lines = Path(table).read_text().splitlines()[1:]
@@ -48,11 +50,35 @@ def listener_uids(port: int, tables: tuple[str, ...] = ("/proc/net/tcp", "/proc/
             continue
         for line in lines:
             fields = line.split()
-            # sl local_address rem_address st ... uid: st 0A is LISTEN.
-            if len(fields) > 7 and fields[3] == "0A" and fields[1].rpartition(":")[2] == (
+            # sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode;
+            # st 0A is LISTEN.
+            if len(fields) > 9 and fields[3] == "0A" and fields[1].rpartition(":")[2] == (
                     f"{port:04X}"):
-                uids.add(int(fields[7]))
-    return uids
+                found.append((int(fields[7]), int(fields[9])))
+    return found
+
+
+def listener_uids(port: int, tables: tuple[str, ...] = _TCP_TABLES) -> set[int]:
+    """The users owning the TCP sockets that listen on `port` on this machine."""
+    return {uid for uid, _ in listeners(port, tables)}
+
+
+def holds_port(pid: int, port: int) -> bool | None:
+    """Does process `pid` hold a socket listening on `port`? None where this system does
+    not say (no /proc): a server's word for its own pid cannot be checked there."""
+    inodes = {inode for _, inode in listeners(port)}
+    if not Path("/proc/net/tcp").exists():
+        return None
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
+                return True
+    return False
 
 
 def _check_owner(address: str) -> None:
