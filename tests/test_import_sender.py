@@ -4,6 +4,7 @@ records are not settled yet (what an import's checkpoint waits for)."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -149,3 +150,48 @@ def test_a_record_too_large_for_any_request_is_rejected_and_its_neighbours_sent(
         assert entry is handed[3] and "the largest message the server takes" in reason
     finally:
         srv.stop(1)
+
+
+class SlowFirst(ExtensionServicer):
+    """Our batch RPC, holding back the batch with the first version of a memory, so that
+    a later batch on the other channel is stored before it (as a busy server may)."""
+
+    def BatchRemember(self, request: Any, context: grpc.ServicerContext) -> Any:
+        if any(m.content == "version 0" for m in request.memories):
+            time.sleep(0.5)
+        return super().BatchRemember(request, context)
+
+
+@pytest.fixture
+def slow_first(tmp_path) -> Iterator[UpstreamServer]:
+    servicer = SlowFirst(None, ServerConfig(tmp_path / "engram.toml"),  # type: ignore[arg-type]
+                         {"started_at": 0.0})
+    srv = UpstreamServer(tmp_path / "data", extra=[
+        lambda server: ext_svc.add_ExtensionServiceServicer_to_server(servicer, server)])
+    servicer.store = srv.store
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+def test_a_later_record_of_a_memory_waits_for_the_earlier_to_be_stored(slow_first):
+    """Batches go out over several channels and finish in any order: the first version of
+    a memory, held back, was stored over the second. A record whose memory is in a batch
+    not yet settled now waits for it; the others do not."""
+    from engram_cli.rpc import pb, svc
+
+    encode = Encoder().encode
+    handed = []
+    for i, row in enumerate([{"id": "the-note", "content": "version 0"},
+                             {"id": "the-note", "content": "version 1"}]):
+        mid, payload = encode(row, False)
+        handed.append(Entry(frame(payload), 0, i + 1, 100 * i, b"", None, mid))
+    heard = Heard()
+    with connected(slow_first.address, heard, batch=1) as sender:
+        assert sender.send(iter(handed)) is True
+    assert heard.imported == 2 and sender.batches == 2
+    with grpc.insecure_channel(slow_first.address) as channel:
+        found = svc.EngramServiceStub(channel).Recall(pb.RecallRequest(cue=pb.Cue(
+            semantic=pb.SemanticCue(query="version")), max_results=5))
+    assert [m.content for m in found.memories] == ["version 1"]

@@ -198,18 +198,20 @@ class Entry:
     settled can be told per source (`BulkSender.unsettled`). `line`, `offset` and `raw`
     are the caller's, handed back with the record's outcome. `text` is what an embedding
     stage is to embed for it before it is sent (None: nothing); until then `framed` holds
-    the bare Memory, which the stage frames with the vector."""
+    the bare Memory, which the stage frames with the vector. `key`, the memory's id, keeps
+    two records of one memory in their input's order (BulkSender)."""
 
-    __slots__ = ("framed", "line", "offset", "raw", "source", "text")
+    __slots__ = ("framed", "key", "line", "offset", "raw", "source", "text")
 
     def __init__(self, framed: bytes, source: int, line: int, offset: int,
-                 raw: bytes, text: str | None = None) -> None:
+                 raw: bytes, text: str | None = None, key: str | None = None) -> None:
         self.framed = framed
         self.source = source
         self.line = line
         self.offset = offset
         self.raw = raw
         self.text = text
+        self.key = key  # the memory's id: a later record of it waits for the earlier
 
 
 class Listener(Protocol):

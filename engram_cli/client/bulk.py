@@ -141,6 +141,10 @@ class BulkSender:
         self._order: deque[_Batch] = deque()
         self._held_records = 0  # sent and not yet settled
         self._held_bytes = 0
+        # Memory ids in batches sent and not yet settled (how many of each): a later
+        # record of one of them waits until they are, or batches on other channels (and
+        # retries) could store an older version of a memory over a newer one.
+        self._held_keys: dict[str, int] = {}
         self._executor: ThreadPoolExecutor | None = None
         self._sent_records = 0
         self._stored_any = False  # a refusal before any store may be about the whole input
@@ -248,11 +252,24 @@ class BulkSender:
         entries: list[Entry] = []
         source = nbytes = count = 0
         most, max_record, max_bytes = self._limits()
+        held = self._held_keys
         for entry in records:
             size = len(entry.framed)
             if size > max_record:
                 self.listener.rejected(entry, too_large(size, max_record))
                 continue
+            if entry.key in held:
+                # An earlier version of this memory is on its way: send what is cut (it
+                # holds no other version of it) and let the earlier one settle first.
+                if batch is not None:
+                    if not self._launch(batch, nbytes):
+                        return
+                    batch = None
+                while entry.key in held and self._going():
+                    self._pump(0.05)
+                    self.listener.tick()
+                if not self._going():
+                    return
             if batch is not None and (nbytes + size > max_bytes or entry.source != source):
                 if not self._launch(batch, nbytes):
                     return
@@ -299,6 +316,10 @@ class BulkSender:
         self._held_records += n
         self._held_bytes += nbytes
         batch.count, batch.nbytes, batch.parts = n, nbytes, 1
+        held = self._held_keys
+        for e in batch.entries:
+            if e.key is not None:
+                held[e.key] = held.get(e.key, 0) + 1
         self.batches += 1
         self._dispatch(_Send(batch, batch.entries))
         self._pump(0)
@@ -580,6 +601,13 @@ class BulkSender:
         if batch.parts:
             return
         batch.done = True
+        held = self._held_keys
+        for e in batch.entries:
+            if e.key is not None:
+                if held[e.key] == 1:
+                    del held[e.key]
+                else:
+                    held[e.key] -= 1
         batch.entries = []  # their bytes are not needed any more
         self._held_records -= batch.count
         self._held_bytes -= batch.nbytes

@@ -463,7 +463,7 @@ class Importer:
                             # A text to embed: the bare Memory, which the embedding
                             # stage frames once, with the vector.
                             yield Entry(frame(payload) if text is None else payload, idx,
-                                        item.line, item.start, item.raw, text)
+                                        item.line, item.start, item.raw, text, mid)
                     self._last_item = item  # a checkpoint makes the Position, not each record
                     if self._stop:
                         self.tick()
