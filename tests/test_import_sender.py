@@ -108,10 +108,11 @@ class AllOrNothing(ExtensionServicer):
         return super().BatchRemember(request, context)
 
 
-@pytest.fixture
-def all_or_nothing(tmp_path) -> Iterator[UpstreamServer]:
-    servicer = AllOrNothing(None, ServerConfig(tmp_path / "engram.toml"),  # type: ignore[arg-type]
-                            {"started_at": 0.0})
+@contextmanager
+def serving(cls: type[ExtensionServicer], tmp_path) -> Iterator[UpstreamServer]:
+    """A server whose extension service is `cls`, a variant of ours."""
+    servicer = cls(None, ServerConfig(tmp_path / "engram.toml"),  # type: ignore[arg-type]
+                   {"started_at": 0.0})
     srv = UpstreamServer(tmp_path / "data", extra=[
         lambda server: ext_svc.add_ExtensionServiceServicer_to_server(servicer, server)])
     servicer.store = srv.store
@@ -119,6 +120,12 @@ def all_or_nothing(tmp_path) -> Iterator[UpstreamServer]:
         yield srv
     finally:
         srv.close()
+
+
+@pytest.fixture
+def all_or_nothing(tmp_path) -> Iterator[UpstreamServer]:
+    with serving(AllOrNothing, tmp_path) as srv:
+        yield srv
 
 
 def test_a_batch_refused_whole_is_split_down_to_the_bad_record(all_or_nothing):
@@ -164,15 +171,8 @@ class SlowFirst(ExtensionServicer):
 
 @pytest.fixture
 def slow_first(tmp_path) -> Iterator[UpstreamServer]:
-    servicer = SlowFirst(None, ServerConfig(tmp_path / "engram.toml"),  # type: ignore[arg-type]
-                         {"started_at": 0.0})
-    srv = UpstreamServer(tmp_path / "data", extra=[
-        lambda server: ext_svc.add_ExtensionServiceServicer_to_server(servicer, server)])
-    servicer.store = srv.store
-    try:
+    with serving(SlowFirst, tmp_path) as srv:
         yield srv
-    finally:
-        srv.close()
 
 
 def test_a_later_record_of_a_memory_waits_for_the_earlier_to_be_stored(slow_first):
