@@ -139,6 +139,20 @@ def _engram(*args: str, stdin: object = subprocess.DEVNULL, close_stdin: bool = 
                           env=cli_env(), timeout=60, preexec_fn=pre)
 
 
+def test_an_embedded_server_that_cannot_have_a_data_dir_is_one_line(tmp_path):
+    """HOME unset or read-only: the autostart's lock in the data dir was a traceback."""
+    from tests.test_cli_foundation import free_port
+
+    done = subprocess.run(
+        [sys.executable, "-m", "engram_cli", "recall", "kettle"], capture_output=True,
+        text=True, timeout=60,
+        env=cli_env(ENGRAM_DATA_DIR="/proc/nope/engram", ENGRAM_DEFAULT_PORT=str(free_port()),
+                    ENGRAM_CACHE_DIR=str(tmp_path / "cache")))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "the data dir /proc/nope/engram cannot be created" in done.stderr
+    assert "ENGRAM_DATA_DIR" in done.stderr
+
+
 def test_closed_stdin_and_unusable_data_dirs_get_one_line_not_a_traceback(tmp_path):
     cases = [
         (_engram("recall", "-", close_stdin=True), 1, "stdin: it is closed"),

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from engram_cli import config
-from engram_cli.errors import EngramError, ServerUnavailable
+from engram_cli.errors import EngramError, ServerUnavailable, UsageError
 from engram_cli.files import append_private, open_private, private_dir
 
 START_TIMEOUT_S = 20.0
@@ -163,8 +163,13 @@ def _starting(data_dir: Path) -> Iterator[None]:
     own there, released when the descriptor closes, also if this process dies)."""
     import fcntl
 
-    private_dir(data_dir, own=False)
-    fd = open_private(data_dir / START_LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    try:
+        private_dir(data_dir, own=False)
+        fd = open_private(data_dir / START_LOCK_NAME, os.O_RDWR | os.O_CREAT)
+    except OSError as exc:  # HOME unset or read-only, a data dir on a full disk
+        raise UsageError(f"the data dir {data_dir} cannot be created: {exc.strerror}",
+                         f"set {config.ENV_DATA_DIR} to a directory you can write, or "
+                         "start a server with `engram serve --data-dir DIR`") from None
     try:
         # A file system without locks (some network ones) only loses the tidiness.
         with contextlib.suppress(OSError):
