@@ -147,6 +147,7 @@ def test_an_embedded_server_that_cannot_have_a_data_dir_is_one_line(tmp_path):
         [sys.executable, "-m", "engram_cli", "recall", "kettle"], capture_output=True,
         text=True, timeout=60,
         env=cli_env(ENGRAM_DATA_DIR="/proc/nope/engram", ENGRAM_DEFAULT_PORT=str(free_port()),
+                    ENGRAM_NO_AUTOSTART="",
                     ENGRAM_CACHE_DIR=str(tmp_path / "cache")))
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "the data dir /proc/nope/engram cannot be created" in done.stderr
