@@ -108,3 +108,17 @@ def key_error(key: str) -> str:
     if not all("!" <= c <= "~" for c in key):
         return "a key is printable ASCII without spaces (gRPC metadata carries no other)"
     return ""
+
+
+def as_text(value: str) -> str:
+    """`value` as a protobuf string, a JSON line or a terminal can carry it: bytes that were
+    not UTF-8 (which Python hands on from argv, the environment, stdin and file names as
+    lone surrogates) become U+FFFD. `value` itself when it is UTF-8 text."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return value
+

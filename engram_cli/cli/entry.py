@@ -59,16 +59,13 @@ def _not_text(argv: list[str]) -> str | None:
     """What names an argument or ENGRAM_* variable that is not UTF-8 (Python hands such
     bytes on as lone surrogates, which every later step would fail on with a traceback),
     shown with U+FFFD for those bytes; None when all are text."""
-    named = [(f"the argument {a!r}", a) for a in argv]
-    named += [(f"{k}", v) for k, v in os.environ.items() if k.startswith("ENGRAM_")]
-    for what, value in named:
-        if value.isascii():
-            continue
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            shown = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            return (what.replace(repr(value), repr(shown)) if what.startswith("the argument")
-                    else f"{what}={shown!r}") + " is not UTF-8 text"
+    from engram_cli.contract import as_text
+
+    for arg in argv:
+        if as_text(arg) != arg:
+            return f"the argument {as_text(arg)!r} is not UTF-8 text"
+    for name, value in os.environ.items():
+        if name.startswith("ENGRAM_") and as_text(value) != value:
+            return f"{name}={as_text(value)!r} is not UTF-8 text"
     return None
 

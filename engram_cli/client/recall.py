@@ -26,6 +26,7 @@ from engram_cli.contract import (
     SEED_KEY,
     STATE_KEY,
     THRESHOLD_KEY,
+    as_text,
     partial_text,
 )
 from engram_cli.engine.confidence import shown
@@ -308,16 +309,6 @@ def cue_lines(stream: Any) -> Iterator[str]:
         yield raw.decode("utf-8", "surrogateescape")
 
 
-def _as_text(cue: str) -> str:
-    """`cue` as it can be sent and printed: bytes that were not UTF-8 (which Python reads
-    from argv and stdin as lone surrogates) become U+FFFD. Equal to `cue` for UTF-8 text."""
-    try:
-        cue.encode("utf-8")
-    except UnicodeEncodeError:
-        return cue.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return cue
-
-
 class Recaller:
     """Answers cues for one connection and one set of options; opens the channel only on
     the first cache miss."""
@@ -364,9 +355,6 @@ class Recaller:
         cue = cue.strip()
         if not cue:
             raise UsageError("the cue is empty", "give some words to recall by")
-        if _as_text(cue) != cue:
-            raise UsageError(f"the cue is not UTF-8 text: {_as_text(cue)!r}",
-                             "convert it first, e.g. with iconv -f CP1252 -t UTF-8")
         hit = self._lookup(cue)
         if hit is not None:
             return hit
@@ -464,8 +452,8 @@ class Recaller:
         cue = raw.strip()
         if not cue:
             return _Slot(line, cue, Answer(cue, line=line, error=UsageError("empty cue")))
-        if _as_text(cue) != cue:
-            shown = _as_text(cue)
+        if as_text(cue) != cue:  # a line of bytes that are not UTF-8
+            shown = as_text(cue)
             return _Slot(line, shown, Answer(shown, line=line,
                                              error=UsageError("the cue is not UTF-8 text")))
         hit = self._lookup(cue)

@@ -29,6 +29,7 @@ from engram_cli.client.bulk import BulkSender
 from engram_cli.client.dry import DrySender
 from engram_cli.client.embedder import EmbedSpec
 from engram_cli.config import Connection, in_data_dir
+from engram_cli.contract import as_text
 from engram_cli.errors import (
     DamagedInput,
     EngramError,
@@ -174,13 +175,10 @@ def expand_inputs(args: list[str]) -> list[str]:
         if not matches:
             raise InputError(f"no file matches {arg}")
         for m in matches:
-            try:
-                m.encode("utf-8")
-            except UnicodeEncodeError:  # bytes that are not UTF-8, as lone surrogates
-                shown = os.fsencode(m).decode("utf-8", "replace")
-                raise InputError(f"{arg} matches {shown!r}, whose name is not UTF-8 text",
-                                 "rename it, or read it from stdin: engram import - < FILE"
-                                 ) from None
+            if as_text(m) != m:
+                raise InputError(f"{arg} matches {as_text(m)!r}, whose name is not UTF-8 "
+                                 "text", "rename it, or read it from stdin: engram import - "
+                                 "< FILE")
         names.extend(matches)
     if names.count("-") > 1:
         raise UsageError("stdin (-) is named more than once")
