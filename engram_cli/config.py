@@ -203,7 +203,7 @@ class Connection(Value):
         autostart may start a server (a plaintext one: never for a TLS connection)."""
         if self.tls is not None:
             return False
-        if (not is_local(self.server) or self.server.startswith(_UNIX_SCHEMES)
+        if (not is_local(self.server) or self.server.startswith(UNIX_SCHEMES)
                 or is_multi_endpoint(self.server)):
             return False
         try:
@@ -229,7 +229,7 @@ def default_server() -> str:
     return f"{DEFAULT_HOST}:{default_port()}"
 
 
-_UNIX_SCHEMES = ("unix:", "unix-abstract:")
+UNIX_SCHEMES = ("unix:", "unix-abstract:")
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -245,7 +245,7 @@ def is_local(address: str) -> bool:
 
     if "," in address:
         return all(is_local(part) for part in endpoints(address))
-    if address.startswith(_UNIX_SCHEMES):
+    if address.startswith(UNIX_SCHEMES):
         return True
     host = normalize_address(address).rpartition(":")[0].strip("[]").lower()
     if host == "localhost":

@@ -39,9 +39,9 @@ def stop(
     with EngramClient(conn, autostart=False) as client:
         pid = client.server_info().pid
     from engram_cli.client.autostart import holds_port
-    from engram_cli.config import split_address
+    from engram_cli.config import UNIX_SCHEMES, split_address
 
-    tcp = not conn.server.startswith(("unix:", "unix-abstract:"))
+    tcp = not conn.server.startswith(UNIX_SCHEMES)
     if tcp and holds_port(pid, split_address(conn.server)[1]) is False:
         # Any server may answer any pid: signal only the process that holds the port.
         raise EngramError(f"the server at {conn.server} says its pid is {pid}, but that "

@@ -24,7 +24,7 @@ START_LOCK_NAME = "autostart.lock"  # held by the command that starts the server
 def is_listening(address: str, timeout: float = 0.5) -> bool:
     """Does something accept connections at `address` (host:port or a unix socket)?"""
     try:
-        if address.startswith(("unix:", "unix-abstract:")):
+        if address.startswith(config.UNIX_SCHEMES):
             scheme, _, path = address.partition(":")
             with socket.socket(socket.AF_UNIX) as sock:
                 sock.settimeout(timeout)
@@ -66,9 +66,9 @@ def listener_uids(port: int, tables: tuple[str, ...] = _TCP_TABLES) -> set[int]:
 def holds_port(pid: int, port: int) -> bool | None:
     """Does process `pid` hold a socket listening on `port`? None where this system does
     not say (no /proc): a server's word for its own pid cannot be checked there."""
-    inodes = {inode for _, inode in listeners(port)}
-    if not Path("/proc/net/tcp").exists():
+    if not Path(_TCP_TABLES[0]).exists():
         return None
+    inodes = {inode for _, inode in listeners(port)}
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:

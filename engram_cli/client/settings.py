@@ -32,6 +32,7 @@ from engram_cli.config import (
     ENV_SERVER,
     ENV_SPACE,
     TLS_SCHEMES,
+    UNIX_SCHEMES,
     Connection,
     TlsOptions,
     client_config_file,
@@ -364,11 +365,11 @@ def _check_address(address: str, origin: str) -> None:
     not an unreachable server."""
     where = _where("server", origin)
     parts = address.removeprefix(DNS_SCHEME).split(",")
-    if len(parts) > 1 and any(p.startswith(("unix:", "unix-abstract:")) for p in parts):
+    if len(parts) > 1 and any(p.startswith(UNIX_SCHEMES) for p in parts):
         raise SettingsError(f"{where}: {address!r} is not valid",
                             "a list of servers takes HOST:PORT parts, not unix sockets")
     for part in parts:
-        if part.startswith(("unix:", "unix-abstract:")):
+        if part.startswith(UNIX_SCHEMES):
             return
         port = part.rsplit(":", 1)[-1]
         if not port.isdigit() or not 0 < int(port) < 65536:

@@ -16,7 +16,7 @@ import socket
 import ssl
 from typing import Any
 
-from engram_cli.config import TlsOptions, split_address
+from engram_cli.config import UNIX_SCHEMES, TlsOptions, split_address
 from engram_cli.errors import EngramError, TlsError
 
 PROBE_TIMEOUT_S = 3.0
@@ -97,7 +97,7 @@ def channel_options(tls: TlsOptions) -> list[tuple[str, Any]]:
 def diagnose(address: str, tls: TlsOptions | None, details: str) -> EngramError | None:
     """What made a channel to `address` fail, in words, when it is TLS (on either side);
     None when the handshake is not the problem (nobody listens, say)."""
-    if address.startswith(("unix:", "unix-abstract:")):
+    if address.startswith(UNIX_SCHEMES):
         return None
     if tls is None:
         # A plaintext client meets a TLS server: gRPC says only that the socket closed.
