@@ -300,6 +300,27 @@ def test_the_listeners_of_a_port_and_their_owners_are_read_from_the_tcp_tables(
         sock.close()
 
 
+@pytest.mark.parametrize("owner", ["another", "me", "root"])
+def test_only_another_users_listener_at_the_default_port_is_refused(tmp_path: Path,
+                                                                     owner: str) -> None:
+    """The rule, from a table as /proc writes it (the listener itself needs root: below)."""
+    from engram_cli.client.autostart import check_owner
+    from engram_cli.errors import ServerUnavailable
+
+    uid = {"another": os.geteuid() + 1, "me": os.geteuid(), "root": 0}[owner]
+    table = tmp_path / "tcp6"
+    table.write_text(
+        "  sl  local_address                         remote_address                        st"
+        " tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+        "   0: 00000000000000000000000001000000:C383 00000000000000000000000000000000:0000 0A"
+        f" 00000000:00000000 00:00000000 00000000 {uid:5d}        0 4242 1 0 100 0 0 10 0\n")
+    if owner == "another":
+        with pytest.raises(ServerUnavailable, match=f"another user's process \\(uid {uid}\\)"):
+            check_owner("localhost:50051", (str(table),))
+    else:
+        check_owner("localhost:50051", (str(table),))
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to listen as another user")
 def test_the_default_port_held_by_another_user_gets_nothing(tmp_path: Path) -> None:
     """Anyone may take a free port first: a client that finds another user's server at

@@ -81,12 +81,12 @@ def holds_port(pid: int, port: int) -> bool | None:
     return False
 
 
-def _check_owner(address: str) -> None:
+def check_owner(address: str, tables: tuple[str, ...] = _TCP_TABLES) -> None:
     """The embedded default's port is served by this user's process (or root's), not by
     another local user's, which would read every memory sent and every key (a port anyone
     may take first)."""
     _, port = config.split_address(address)
-    foreign = {uid for uid in listener_uids(port) if uid not in (os.geteuid(), 0)}
+    foreign = {uid for uid in listener_uids(port, tables) if uid not in (os.geteuid(), 0)}
     if foreign:
         raise ServerUnavailable(
             f"{address} is served by another user's process (uid {min(foreign)}), not by "
@@ -184,7 +184,7 @@ def ensure_server(conn: config.Connection, announce: bool = True) -> None:
     if not conn.is_default_target:
         return
     if is_listening(conn.server):
-        _check_owner(conn.server)
+        check_owner(conn.server)
         return
     if not conn.autostart:
         raise ServerUnavailable(
@@ -197,7 +197,7 @@ def ensure_server(conn: config.Connection, announce: bool = True) -> None:
         # Commands started together (`engram export | engram import -`) all find nobody
         # listening: the first starts the server, the others wait here, then find it.
         if is_listening(conn.server):
-            _check_owner(conn.server)
+            check_owner(conn.server)
             return
         start_background_server(data_dir, bind_host(conn.server), port)
     if announce:
