@@ -78,6 +78,55 @@ def test_a_trained_space_finds_the_nearest_memories(tmp_path, vecs):
     assert hits / (10 * len(probes)) >= 0.95
 
 
+@pytest.mark.parametrize("spread", [1, 10], ids=["table", "sorted"])
+def test_candidates_are_re_scored_as_faiss_decodes_them_through_a_stale_look_up(vecs, spread):
+    # Re-scoring reads each candidate's 8-bit code at the position a look-up taken earlier
+    # gives (a table by key for keys close together, else the keys sorted). Since then:
+    # removals (faiss moves the list's last codes into the gaps), keys replaced with other
+    # vectors (removed, then appended), new keys. Every key's score must still be that of
+    # its own current code.
+    from engram_cli.engine import ivf
+
+    def ks(a: int, b: int) -> np.ndarray:
+        return keys(a, b) * spread
+
+    coded = ivf.train(vecs.shape[1], vecs)
+    coded.add_with_ids(vecs[:2000], ks(0, 2000))
+    assert coded.lookup_due()
+    coded.install_lookup(*coded.lookup_keys())
+    assert not coded.lookup_due()
+    coded.remove_ids(ks(0, 100))
+    coded.remove_ids(ks(500, 510))
+    coded.add_with_ids(vecs[2000:2010], ks(500, 510))
+    coded.add_with_ids(vecs[2010:2500], ks(2010, 2500))
+    held = ivf.all_ids(coded)
+    for q in (vecs[2999], vecs[505]):
+        want = coded.reconstruct_batch(held) @ q
+        np.testing.assert_allclose(coded.rescore(held, q), want, rtol=0, atol=1e-5)
+    coded.install_lookup(*coded.lookup_keys())
+    np.testing.assert_allclose(coded.rescore(held, vecs[7]),
+                               coded.reconstruct_batch(held) @ vecs[7], rtol=0, atol=1e-5)
+
+
+def test_a_trained_space_re_takes_its_look_up_and_never_resurrects_a_key(tmp_path, vecs):
+    ix = VectorIndex.open(tmp_path / "vec", SMALL)
+    all_lists(ix)
+    ix.add("default", keys(0, 1500), vecs[:1500])
+    assert ix.refresh_lookups() == 0  # an exact store has none
+    assert ix.rebuild("default")
+    assert ix.refresh_lookups() == 1 and ix.refresh_lookups() == 0
+    assert ix.remove("default", keys(0, 50)) == 50
+    ix.add("default", keys(100, 110), vecs[2000:2010])  # keys 101-110: other memories now
+    for k in range(1, 51):
+        assert k not in {kk for kk, _ in ix.search("default", vecs[k - 1], 20)}
+    for i, k in enumerate(range(101, 111)):
+        assert k in {kk for kk, _ in ix.search("default", vecs[2000 + i], 3)}
+        assert k not in {kk for kk, _ in ix.search("default", vecs[k - 1], 20)}
+    assert all(found(ix, vecs, k) for k in range(200, 1500, 37))
+    ix.add("default", keys(1500, 1500 + 4097), np.tile(vecs, (2, 1))[1500:1500 + 4097])
+    assert ix.refresh_lookups() == 1  # past LOOKUP_SLACK changes
+
+
 def test_retraining_on_growth_keeps_every_key_and_no_removed_one(tmp_path, vecs):
     ix = VectorIndex.open(tmp_path / "vec", SMALL)
     all_lists(ix)

@@ -274,8 +274,9 @@ class Indexer(threading.Thread):
         self.ready.set()
 
     def _merge_loop(self) -> None:
-        """The merger: fresh vectors into the index, oldest first, while there are any; and
-        a builder started when a space is due for (re)training."""
+        """The merger: fresh vectors into the index, oldest first, while there are any; a
+        builder started when a space is due for (re)training; and the trained spaces'
+        look-ups of their codes re-taken when due (engine/ivf.py)."""
         _lower_priority()
         _one_faiss_thread()
         assert self.index is not None
@@ -289,6 +290,7 @@ class Indexer(threading.Thread):
                             daemon=True)
                         self._builder.start()
                 moved = self.index.merge() if self.index.fresh() > MERGE_ABOVE else 0
+                self.index.refresh_lookups()
             except Exception as exc:
                 self.error = str(exc)
                 log.exception("merging fresh vectors failed")

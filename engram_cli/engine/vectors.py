@@ -434,6 +434,28 @@ class VectorIndex:
                 with self._writer:
                     sp.journal, sp.touched = None, set()
 
+    def refresh_lookups(self) -> int:
+        """Re-take the look-up of where each key's 8-bit code lies (engine/ivf.py) in every
+        trained space that changed much since its last one; answers how many. Searches find
+        what changed since through faiss, a little slower. The copy of the keys holds the
+        read lock (~2 ms a million), the sort none."""
+        from engram_cli.engine import ivf
+
+        done = 0
+        with self._lock.read():
+            names = list(self._spaces)
+        for name in names:
+            with self._lock.read():
+                sp = self._spaces.get(name)
+                if sp is None or not isinstance(sp.index, ivf.Coded) \
+                        or not sp.index.lookup_due():
+                    continue
+                index = sp.index
+                keys, changed = index.lookup_keys()
+            index.install_lookup(keys, changed)
+            done += 1
+        return done
+
     # ----------------------------------------------------------------- saving
 
     def save(self, watermark: int) -> None:
