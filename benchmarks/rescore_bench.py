@@ -36,6 +36,9 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=256)
     ap.add_argument("--candidates", type=int, default=256, help="re-scored per query")
     ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--spread", type=int, default=1,
+                    help="keys this far apart (past 4 the look-up is the keys sorted, not a "
+                         "table by key: a space whose rowids interleave with others')")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
 
@@ -47,13 +50,15 @@ def main() -> None:
     coded = ivf.train(args.dim, unit(min(args.n, ivf.TRAIN_SAMPLE)))
     for start in range(0, args.n, 100_000):
         count = min(100_000, args.n - start)
-        coded.add_with_ids(unit(count), np.arange(start + 1, start + count + 1, dtype=np.int64))
+        coded.add_with_ids(unit(count), np.arange(start + 1, start + count + 1,
+                                                  dtype=np.int64) * args.spread)
     print(f"store: {args.n:,} vectors of {args.dim} dimensions, built in "
           f"{time.perf_counter() - t:.1f} s")
     t = time.perf_counter()
     coded.install_lookup(*coded.lookup_keys())
     lookup = coded._lookup
-    print(f"look-up: taken in {(time.perf_counter() - t) * 1e3:.0f} ms, "
+    kind = "a table by key" if isinstance(coded._lookup[0], int) else "the keys sorted"
+    print(f"look-up ({kind}): taken in {(time.perf_counter() - t) * 1e3:.0f} ms, "
           f"{coded.lookup_bytes() / 2**20:.1f} MiB")
 
     queries = unit(args.queries)
