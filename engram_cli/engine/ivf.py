@@ -24,13 +24,13 @@ the 8-bit half an id added twice would be held twice, so writers remove first. V
 unit length and compared by inner product: cosine.
 
 Re-scoring reads each candidate's 8-bit code where it lies in the list, found through a
-look-up the vector index takes now and then off the search path (`lookup_keys` /
-`install_lookup`: the keys sorted, with their positions). Asking faiss for them instead
-(`reconstruct_batch`: a hash-table look-up and a decode a key) cost ~0.6 ms of a 2.7 ms
-search at a million vectors and 256 candidates, most of it cache misses. A removal moves
-the list's last code into the gap, so a look-up goes stale: each position it gives is
-checked against the list's own key there, and a key it misses or places wrongly (added or
-moved since) is reconstructed by faiss as before.
+look-up the vector index takes now and then off the search path (`lookup_keys`, then
+`make_lookup` and `set_lookup`: a table by key, or the keys sorted with their positions).
+Asking faiss for them instead (`reconstruct_batch`: a hash-table look-up and a decode a
+key) cost ~0.6 ms of a 2.7 ms search at a million vectors and 256 candidates, most of it
+cache misses. A removal moves the list's last code into the gap, so a look-up goes stale:
+each position it gives is checked against the list's own key there, and a key it misses
+or places wrongly (added or moved since) is reconstructed by faiss as before.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ TRAIN_SAMPLE = 65_536
 PQ_M = 64
 FAST_SCAN_BLOCK = 32  # codes per SIMD block (faiss's bbs)
 # Codes added or removed since a store's look-up was taken before it is taken again (or a
-# sixteenth of the store, if more): each re-take sorts every key (~0.1 s a million).
+# sixteenth of the store, if more): each re-take reads every key (~30 ms a million).
 LOOKUP_SLACK = 4096
 # A store's look-up is a table by key when its keys span at most this many times their
 # number (8 bytes a key of the span: at most 32 a vector, beside the ~330 it holds).
@@ -126,19 +126,14 @@ class Coded:
         no writer running, sort it with none held (`install_lookup`)."""
         return _ids(self.codes), self._changed
 
-    def install_lookup(self, keys: Any, changed: int) -> None:
-        """Keys held in a range at most DENSE_SPAN times their number (rowids of a space
-        written mostly on its own) get a table by key, one read a key; others the keys
-        sorted, with their positions, a binary search a key (~10 cache misses each)."""
-        if len(keys) and int(keys.max()) - int(keys.min()) < DENSE_SPAN * len(keys):
-            low = int(keys.min())
-            table = np.full(int(keys.max()) - low + 1, -1, dtype=np.int64)
-            table[keys - low] = np.arange(len(keys), dtype=np.int64)
-            self._lookup = (low, table)
-        else:
-            order = np.argsort(keys, kind="stable")
-            self._lookup = (keys[order], order)
+    def set_lookup(self, lookup: tuple[Any, Any], changed: int) -> None:
+        """Use `make_lookup(keys)` of the `lookup_keys()` that counted `changed` (with no
+        writer running: the count is the writers')."""
+        self._lookup = lookup
         self._changed -= changed  # what changed since the copy still counts
+
+    def install_lookup(self, keys: Any, changed: int) -> None:
+        self.set_lookup(make_lookup(keys), changed)
 
     def lookup_bytes(self) -> int:
         lookup = self._lookup
@@ -174,6 +169,20 @@ class Coded:
         if not ok.all():
             sims[~ok] = self.codes.reconstruct_batch(keys[~ok]) @ q
         return sims
+
+
+def make_lookup(keys: Any) -> tuple[Any, Any]:
+    """Where each of these keys lies, by its position in `keys`. Keys in a range at most
+    DENSE_SPAN times their number (rowids of a space written mostly on its own) get a table
+    by key, one read a key; others the keys sorted, with their positions, a binary search
+    a key (~10 cache misses each)."""
+    if len(keys) and int(keys.max()) - int(keys.min()) < DENSE_SPAN * len(keys):
+        low = int(keys.min())
+        table = np.full(int(keys.max()) - low + 1, -1, dtype=np.int64)
+        table[keys - low] = np.arange(len(keys), dtype=np.int64)
+        return low, table
+    order = np.argsort(keys, kind="stable")
+    return keys[order], order
 
 
 def _ids(index: Any) -> Any:

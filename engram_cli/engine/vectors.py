@@ -438,7 +438,8 @@ class VectorIndex:
         """Re-take the look-up of where each key's 8-bit code lies (engine/ivf.py) in every
         trained space that changed much since its last one; answers how many. Searches find
         what changed since through faiss, a little slower. The copy of the keys holds the
-        read lock (~2 ms a million), the sort none."""
+        read lock (~2 ms a million), as does putting the new one in place; making it holds
+        none."""
         from engram_cli.engine import ivf
 
         done = 0
@@ -452,7 +453,9 @@ class VectorIndex:
                     continue
                 index = sp.index
                 keys, changed = index.lookup_keys()
-            index.install_lookup(keys, changed)
+            lookup = ivf.make_lookup(keys)
+            with self._lock.read():  # no writer counts changes meanwhile
+                index.set_lookup(lookup, changed)
             done += 1
         return done
 
