@@ -182,8 +182,9 @@ def test_unusable_files_mean_an_empty_index_and_a_reason(tmp_path, vecs, damage)
 
 def test_a_coded_file_of_another_layout_is_refused_when_read(tmp_path, vecs):
     # Whole (its checksum matches) but not our two parts in order: here two fast-scan
-    # parts, as a later version might split them. It must be refused at open, where the
-    # caller rebuilds, not answer each search with faiss's "key not found" (INTERNAL).
+    # parts, as a later version might split them, or another kind of 8-bit code. It must
+    # be refused at open, where the caller rebuilds, not answer each search with faiss's
+    # "key not found" (INTERNAL) or wrong scores.
     import faiss
 
     from engram_cli.engine import ivf
@@ -191,13 +192,20 @@ def test_a_coded_file_of_another_layout_is_refused_when_read(tmp_path, vecs):
     coded = ivf.train(vecs.shape[1], vecs)
     coded.add_with_ids(vecs, keys(0, len(vecs)))
     path = tmp_path / "alpha.1.faiss"
-    with path.open("wb") as f:
-        writer = faiss.PyCallbackIOWriter(f.write)
-        for part in (coded.probe, coded.probe):
-            faiss.write_index(part, writer)
-        del writer
-    with pytest.raises(ValueError, match="not a coded vector store"):
-        ivf.read(path, coded=True)
+    # An 8-bit half with a range per dimension: re-scoring decodes one range for all.
+    per_dim = faiss.IndexIVFScalarQuantizer(ivf._one_list(vecs.shape[1]), vecs.shape[1], 1,
+                                            faiss.ScalarQuantizer.QT_8bit,
+                                            faiss.METRIC_INNER_PRODUCT, False)
+    per_dim.train(vecs)
+    per_dim.add_with_ids(vecs, keys(0, len(vecs)))
+    for second in (coded.probe, per_dim):
+        with path.open("wb") as f:
+            writer = faiss.PyCallbackIOWriter(f.write)
+            for part in (coded.probe, second):
+                faiss.write_index(part, writer)
+            del writer
+        with pytest.raises(ValueError, match="not a coded vector store"):
+            ivf.read(path, coded=True)
     with path.open("wb") as f:
         ivf.write(coded, f.write)
     assert ivf.read(path, coded=True).ntotal == len(vecs)
