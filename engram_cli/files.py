@@ -25,7 +25,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from pathlib import Path
-    from typing import Any, BinaryIO, TypeVar
+    from typing import IO, Any, BinaryIO, TypeVar
 
     PathT = TypeVar("PathT", str, Path)
 
@@ -278,6 +278,18 @@ def is_stream(name: str) -> bool:
     except (OSError, ValueError):
         return False
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def skip_line(stream: IO[bytes], chunk: int = 1 << 20) -> int:
+    """Read past the rest of the current line of a binary stream (to its newline or the
+    end), `chunk` bytes at a time, never holding it whole; answers the bytes read. For a
+    line over a reader's limit: its start was read, the rest is not wanted."""
+    skipped = 0
+    while True:
+        part = stream.readline(chunk)
+        skipped += len(part)
+        if not part or part.endswith(b"\n"):
+            return skipped
 
 
 _OWN_DESCRIPTORS = ("/dev/fd/", "/proc/self/fd/", "/dev/stdout", "/dev/stderr")

@@ -300,10 +300,11 @@ def cue_lines(stream: Any) -> Iterator[str]:
     its end, never held whole, and stands as an OversizedCue."""
     import functools
 
+    from engram_cli.files import skip_line
+
     for raw in iter(functools.partial(stream.readline, MAX_CUE_BYTES + 1), b""):
         if len(raw) > MAX_CUE_BYTES and not raw.endswith(b"\n"):
-            while (more := stream.readline(1 << 20)) and not more.endswith(b"\n"):
-                pass
+            skip_line(stream)
             yield OversizedCue(raw[:60].decode("utf-8", "replace") + "...")
             continue
         yield raw.decode("utf-8", "surrogateescape")

@@ -26,7 +26,7 @@ from typing import IO, Any
 import orjson
 
 from engram_cli.errors import DamagedInput, InputError, UsageError
-from engram_cli.files import is_stream
+from engram_cli.files import is_stream, skip_line
 
 FORMATS = ("jsonl", "json", "csv", "tsv")
 _EXTENSIONS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv",
@@ -492,7 +492,7 @@ def _read_jsonl(stream: IO[bytes], start: Position) -> Iterator[Item]:
         if len(raw) == MAX_LINE_BYTES and not raw.endswith(b"\n"):
             # Far past any record the server takes: skipped to its end, never held whole
             # (a 200 MB line cost the importer a gigabyte), its start kept for the rejects.
-            offset += _skip_line(stream)
+            offset += skip_line(stream, _READ_BUFFER)
             yield Item(line - 1, begin, offset, line, raw[:_KEPT_OF_OVERSIZED], None,
                        f"the line is over {MAX_LINE_BYTES >> 20} MiB, more than any memory "
                        "can be (its first 4 KiB are in the rejects file)")
@@ -512,16 +512,6 @@ def _read_jsonl(stream: IO[bytes], start: Position) -> Iterator[Item]:
             yield Item(line - 1, begin, offset, line, raw, None,
                        f"not an object (a JSON record must be {{...}}, this is "
                        f"{_kind(record)})")
-
-
-def _skip_line(stream: IO[bytes]) -> int:
-    """Read past the rest of the current line (to its newline or the end); bytes read."""
-    skipped = 0
-    while True:
-        chunk = stream.readline(_READ_BUFFER)
-        skipped += len(chunk)
-        if not chunk or chunk.endswith(b"\n"):
-            return skipped
 
 
 # Strings are matched whole so that brackets inside them do not count; a lone quote is an
