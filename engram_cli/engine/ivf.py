@@ -123,7 +123,7 @@ class Coded:
 
     def lookup_keys(self) -> tuple[Any, int]:
         """A copy of the keys in list order, and the changes counted so far: take it with
-        no writer running, sort it with none held (`install_lookup`)."""
+        no writer running, make the look-up of it with none held (`make_lookup`)."""
         return _ids(self.codes), self._changed
 
     def set_lookup(self, lookup: tuple[Any, Any], changed: int) -> None:
@@ -133,6 +133,7 @@ class Coded:
         self._changed -= changed  # what changed since the copy still counts
 
     def install_lookup(self, keys: Any, changed: int) -> None:
+        """make_lookup and set_lookup at once, where no other thread writes."""
         self.set_lookup(make_lookup(keys), changed)
 
     def lookup_bytes(self) -> int:
