@@ -307,3 +307,50 @@ def test_removed_and_replaced_vectors_never_answer_and_a_retrain_clears_them(tmp
     assert again.describe()["default"] == {"count": 1100, "trained_on": 1100}
     assert again.due() is None
     check(again)
+
+
+def test_a_768_d_space_finds_its_nearest_as_a_256_d_one_does():
+    # Upstream Engram's clients send 768-d embeddings. With the 64 sub-quantizers that suit
+    # 256-d, each 4-bit code stood for 12 dimensions and the scan's candidates missed a
+    # sixth of the ten nearest here; ivf.SUB_DIMS caps a code at 6.
+    from engram_cli.engine import ivf
+
+    assert [ivf.pq_m(d) for d in (16, 256, 257, 384, 768, 1536)] == [16, 64, 257, 64, 128, 256]
+    rng = np.random.default_rng(3)
+    # 256 dimensions of signal with falling variances, turned into 768, and a little noise
+    signal = rng.standard_normal((20_200, 256)) * np.arange(1, 257) ** -0.25
+    turn = np.linalg.qr(rng.standard_normal((768, 256)))[0].T
+    wide = (signal @ turn + 0.02 * rng.standard_normal((20_200, 768))).astype(np.float32)
+    wide /= np.linalg.norm(wide, axis=1, keepdims=True)
+    base, cues = wide[:20_000], wide[20_000:]
+    coded = ivf.train(768, base)
+    coded.add_with_ids(base, np.arange(20_000, dtype=np.int64))
+    truth = np.argsort(-(cues @ base.T), axis=1)[:, :10]
+    hits = 0
+    for cue, want in zip(cues, truth, strict=True):
+        found = np.array([k for k, _ in ivf.search(coded, cue[None, :], 40, 256)])
+        best = found[np.argsort(-(base[found] @ cue))[:10]]  # recall re-scores exactly
+        hits += len(set(best.tolist()) & set(want.tolist()))
+    assert hits / truth.size >= 0.95, hits / truth.size
+
+
+def test_a_store_coded_by_the_earlier_rule_is_retrained_after_a_restart(tmp_path, monkeypatch):
+    # A 768-d space an earlier version trained (64 sub-quantizers) keeps its codes through
+    # save and open, and the merger then retrains it to today's codes.
+    from engram_cli.engine import ivf
+
+    rng = np.random.default_rng(5)
+    wide = rng.standard_normal((1200, 768)).astype(np.float32)
+    wide /= np.linalg.norm(wide, axis=1, keepdims=True)
+    d = tmp_path / "vec"
+    ix = VectorIndex.open(d, SMALL)
+    ix.add("default", keys(0, 1200), wide)
+    with monkeypatch.context() as m:
+        m.setattr(ivf, "pq_m", lambda dim: 64)
+        assert ix.rebuild("default")
+    ix.save(3)
+    again = VectorIndex.open(d, SMALL)
+    assert again.due() == "default"
+    assert again.rebuild("default") and again.due() is None
+    assert again.describe()["default"] == {"count": 1200, "trained_on": 1200}
+    assert {k for k, _ in again.search("default", wide[10], 3)} >= {11}

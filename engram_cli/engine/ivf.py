@@ -62,6 +62,12 @@ TRAIN_SAMPLE = 65_536
 # 4-bit sub-quantizers at most (a divisor of the dimension): 64 for 256-d, 4 dimensions
 # each. 128 found 0.98 of the ten nearest from 64 candidates but scanned 1.6x longer.
 PQ_M = 64
+# ...unless that leaves a sub-quantizer more than this many dimensions: then as many as it
+# takes (128 at 768-d, 256 at 1,536-d), and a scan reads more bytes. 16 codes cannot stand
+# for 12 dimensions: at 768-d (upstream's size) 64 sub-quantizers found 0.914 of the ten
+# nearest at a million vectors, 128 found 0.988 in 1.9x the time, 192 0.996 in 2.6x
+# (benchmarks/wide_vectors_bench.py).
+SUB_DIMS = 6
 FAST_SCAN_BLOCK = 32  # codes per SIMD block (faiss's bbs)
 # Codes added or removed since a store's look-up was taken before it is taken again (or a
 # sixteenth of the store, if more): each re-take reads every key (~30 ms a million).
@@ -97,6 +103,11 @@ class Coded:
     def stale(self) -> int:
         """Probe entries of removed or replaced vectors."""
         return int(self.probe.ntotal) - int(self.codes.ntotal)
+
+    def outdated(self) -> bool:
+        """Whether the fast-scan codes are not those `train` makes now (an earlier
+        version's: 64 sub-quantizers whatever the dimension)."""
+        return int(self.probe.M) != pq_m(self.d)
 
     def add_with_ids(self, vecs: Any, keys: Any) -> None:
         """Add keys absent from the store (remove_ids first to replace)."""
@@ -210,7 +221,12 @@ def exact_store(dim: int) -> Any:
 
 
 def pq_m(dim: int) -> int:
-    return max(m for m in range(1, min(PQ_M, dim) + 1) if dim % m == 0)
+    """Sub-quantizers of a `dim`-dimensional store's fast-scan codes: a divisor of `dim`,
+    the largest up to PQ_M, or the fewest that cover at most SUB_DIMS dimensions each when
+    that is more (a prime dimension gets one a dimension, not one for all)."""
+    most = max(m for m in range(1, min(PQ_M, dim) + 1) if dim % m == 0)
+    fine = min(m for m in range(1, dim + 1) if dim % m == 0 and dim <= SUB_DIMS * m)
+    return max(most, fine)
 
 
 def train(dim: int, sample: Any) -> Coded:
