@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from semantic_bench import truth
 from vector_index_bench import K, prepare
 
 from engram_cli.engine import ivf
@@ -46,19 +47,6 @@ def widen(vecs: np.ndarray, turn: np.ndarray, noise: float, rng: np.random.Gener
                                                                     dtype=np.float32)
         out[i:i + len(part)] = part / np.linalg.norm(part, axis=1, keepdims=True)
     return out
-
-
-def exact(base: np.ndarray, cues: np.ndarray) -> np.ndarray:
-    best = np.full((len(cues), K), -np.inf, dtype=np.float32)
-    keys = np.zeros((len(cues), K), dtype=np.int64)
-    for i in range(0, len(base), 100_000):
-        sims = cues @ base[i:i + 100_000].T
-        cand = np.argpartition(-sims, K, axis=1)[:, :K]
-        allv = np.concatenate([best, np.take_along_axis(sims, cand, axis=1)], axis=1)
-        alli = np.concatenate([keys, cand + i], axis=1)
-        top = np.argsort(-allv, axis=1)[:, :K]
-        best, keys = np.take_along_axis(allv, top, axis=1), np.take_along_axis(alli, top, axis=1)
-    return keys
 
 
 def build(base: np.ndarray, m: int, rng: np.random.Generator) -> tuple[ivf.Coded, float]:
@@ -97,7 +85,7 @@ def main() -> None:
     for dim in (int(d) for d in args.dims.split(",")):
         turn = np.linalg.qr(rng.standard_normal((dim, 256)))[0].T.astype(np.float32)
         base, cues = widen(vecs, turn, args.noise, rng), widen(qv, turn, args.noise, rng)
-        truth = exact(base, cues)
+        exact = truth(base, cues)
         ms = {"engine": ivf.pq_m(dim), "64 always (before)": 64, "4 dims a code": dim // 4}
         stores = {}
         for name, m in ms.items():
@@ -106,7 +94,7 @@ def main() -> None:
                   f"built in {secs:.1f} s")
         lat: dict[str, list[float]] = {name: [] for name in ms}
         hits = dict.fromkeys(ms, 0)
-        for cue, want in zip(cues, truth, strict=True):
+        for cue, want in zip(cues, exact, strict=True):
             for name, coded in stores.items():
                 t = time.perf_counter()
                 found = np.array([k for k, _ in ivf.search(coded, cue[None, :], 40,
@@ -117,7 +105,7 @@ def main() -> None:
         ref = float(np.median(lat["engine"]))
         for name in ms:
             p50, p99 = np.median(lat[name]), np.percentile(lat[name], 99)
-            print(f"  {dim}-d, {name:18s} recall@10 {hits[name] / truth.size:.3f}  "
+            print(f"  {dim}-d, {name:18s} recall@10 {hits[name] / exact.size:.3f}  "
                   f"p50 {p50 * 1e3:.2f} ms  p99 {p99 * 1e3:.2f} ms  "
                   f"time / engine's {p50 / ref:.2f}x")
         del stores, base
