@@ -309,10 +309,32 @@ def test_removed_and_replaced_vectors_never_answer_and_a_retrain_clears_them(tmp
     check(again)
 
 
+def coded_recall(points: np.ndarray, n_cues: int = 200) -> float:
+    """Recall@10 of a coded store of all but the last `n_cues` unit vectors, for those as
+    cues, at the default candidates, re-scored exactly as recall does."""
+    from engram_cli.engine import ivf
+
+    base, cues = points[:-n_cues], points[-n_cues:]
+    coded = ivf.train(base.shape[1], base[:ivf.TRAIN_SAMPLE])
+    coded.add_with_ids(base, np.arange(len(base), dtype=np.int64))
+    truth = np.argsort(-(cues @ base.T), axis=1)[:, :10]
+    hits = 0
+    for cue, want in zip(cues, truth, strict=True):
+        found = np.array([k for k, _ in ivf.search(coded, cue[None, :], 40,
+                                                   Settings().vector_candidates)])
+        best = found[np.argsort(-(base[found] @ cue))[:10]]
+        hits += len(set(best.tolist()) & set(want.tolist()))
+    return hits / truth.size
+
+
+def unit_rows(points: np.ndarray) -> np.ndarray:
+    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
+
+
 def test_a_768_d_space_finds_its_nearest_as_a_256_d_one_does():
     # Upstream Engram's clients send 768-d embeddings. With the 64 sub-quantizers that suit
     # 256-d, each 4-bit code stood for 12 dimensions and the scan's candidates missed a
-    # sixth of the ten nearest here; ivf.SUB_DIMS caps a code at 6.
+    # sixth of the ten nearest here (0.835); ivf.SUB_DIMS caps a code at 6.
     from engram_cli.engine import ivf
 
     assert [ivf.pq_m(d) for d in (16, 256, 257, 384, 768, 1536)] == [16, 64, 257, 64, 128, 256]
@@ -320,18 +342,29 @@ def test_a_768_d_space_finds_its_nearest_as_a_256_d_one_does():
     # 256 dimensions of signal with falling variances, turned into 768, and a little noise
     signal = rng.standard_normal((20_200, 256)) * np.arange(1, 257) ** -0.25
     turn = np.linalg.qr(rng.standard_normal((768, 256)))[0].T
-    wide = (signal @ turn + 0.02 * rng.standard_normal((20_200, 768))).astype(np.float32)
-    wide /= np.linalg.norm(wide, axis=1, keepdims=True)
-    base, cues = wide[:20_000], wide[20_000:]
-    coded = ivf.train(768, base)
-    coded.add_with_ids(base, np.arange(20_000, dtype=np.int64))
-    truth = np.argsort(-(cues @ base.T), axis=1)[:, :10]
-    hits = 0
-    for cue, want in zip(cues, truth, strict=True):
-        found = np.array([k for k, _ in ivf.search(coded, cue[None, :], 40, 256)])
-        best = found[np.argsort(-(base[found] @ cue))[:10]]  # recall re-scores exactly
-        hits += len(set(best.tolist()) & set(want.tolist()))
-    assert hits / truth.size >= 0.95, hits / truth.size
+    assert coded_recall(unit_rows(signal @ turn + 0.02 * rng.standard_normal((20_200, 768)))
+                        ) >= 0.95
+
+
+def test_a_store_of_few_dimensions_re_scores_more_candidates():
+    # 8 sub-quantizers of 16 cells each tell few of 100,000 clustered 8-d vectors apart:
+    # the search re-scores PQ_M // 8 times the candidates (with 256, 0.970 of the ten
+    # nearest here; at a million 0.745).
+    rng = np.random.default_rng(1)
+    centres = rng.standard_normal((1000, 8))
+    points = centres[rng.integers(0, 1000, 100_200)] + 0.5 * rng.standard_normal((100_200, 8))
+    assert coded_recall(unit_rows(points)) >= 0.99
+
+
+def test_a_space_of_fewer_than_8_dimensions_stays_exact(tmp_path):
+    # 4-bit codes of a few dimensions cannot tell many vectors apart whatever the
+    # candidates: such a space is never trained, and its searches stay exact.
+    rng = np.random.default_rng(2)
+    ix = VectorIndex.open(tmp_path / "vec", SMALL)
+    ix.add("narrow", keys(0, 1000), unit_rows(rng.standard_normal((1000, 7))))
+    assert ix.due() is None
+    ix.add("eight", keys(0, 1000), unit_rows(rng.standard_normal((1000, 8))))
+    assert ix.due() == "eight"
 
 
 def test_a_store_coded_by_the_earlier_rule_is_retrained_after_a_restart(tmp_path, monkeypatch):

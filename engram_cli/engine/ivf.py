@@ -66,8 +66,16 @@ PQ_M = 64
 # takes (128 at 768-d, 256 at 1,536-d), and a scan reads more bytes. 16 codes cannot stand
 # for 12 dimensions: at 768-d (upstream's size) 64 sub-quantizers found 0.914 of the ten
 # nearest at a million vectors, 128 found 0.988 in 1.9x the time, 192 0.996 in 2.6x
-# (benchmarks/wide_vectors_bench.py).
+# (benchmarks/coded_dims_bench.py).
 SUB_DIMS = 6
+# Fewer sub-quantizers than PQ_M (a store of fewer than 64 dimensions) tell fewer vectors
+# apart, 16 cells each: such a store re-scores PQ_M // M times the candidates
+# (`scan_candidates`). At a million vectors of 8 dimensions a search found 0.774 of the ten
+# nearest from 256 candidates and 0.976 from 2,048 (1.9 ms); at 16, 0.978 and 0.997 from
+# 1,024. Below CODED_MIN_DIM dimensions no number of candidates is enough (4-d clustered
+# vectors: 0.107 from 256, 0.397 from 4,096): a space stays an exact store however large
+# (an exact search of a million 4-d vectors takes ~8 ms here).
+CODED_MIN_DIM = 8
 FAST_SCAN_BLOCK = 32  # codes per SIMD block (faiss's bbs)
 # Codes added or removed since a store's look-up was taken before it is taken again (or a
 # sixteenth of the store, if more): each re-take reads every key (~30 ms a million).
@@ -299,15 +307,22 @@ def replay(index: Any, ops: list[tuple[Any, Any]]) -> None:
             index.add_with_ids(vecs, keys)
 
 
+def scan_candidates(index: Coded, candidates: int) -> int:
+    """The fast-scan candidates a search of this store re-scores for `candidates`: as many,
+    or PQ_M // M times as many for a store of M < PQ_M sub-quantizers."""
+    return candidates * max(1, PQ_M // int(index.probe.M))
+
+
 def search(index: Any, q: Any, k: int, candidates: int) -> list[tuple[int, float]]:
     """The `k` best (key, inner product) of the unit 1 x dim `q`: of all vectors (the exact
     store), or of the coded store's `candidates` best fast-scan codes re-scored with their
-    8-bit codes."""
+    8-bit codes (more of them for a store of fewer than PQ_M sub-quantizers)."""
     one_thread()  # an RPC thread's first search, or a search-ahead thread's
     if not isinstance(index, Coded):
         sims, keys = index.search(q, k)
         return [(int(key), float(sim)) for key, sim in zip(keys[0], sims[0], strict=True)
                 if key >= 0]
+    candidates = scan_candidates(index, candidates)
     # Stale entries take places among the scan's best: ask for that many more, about.
     extra = candidates * index.stale() // max(1, int(index.probe.ntotal))
     _, found = index.probe.search(q, max(k, candidates + extra))

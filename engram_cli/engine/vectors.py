@@ -364,14 +364,18 @@ class VectorIndex:
         """A space that should be trained (an exact store of `train_at` vectors) or
         retrained (`growth` times the vectors it was trained on, stale codes of removed
         and replaced vectors past an eighth of it, or codes of another layout than this
-        version trains), if any."""
+        version trains), if any. A space of fewer than CODED_MIN_DIM dimensions stays
+        exact."""
+        from engram_cli.engine import ivf
+
         c = self.config
         with self._lock.read():
             for name, sp in self._spaces.items():
                 n = int(sp.index.ntotal)
                 if sp.journal is None and (
                         n >= c.growth * sp.trained_on or sp.index.stale() > n // 8
-                        or sp.index.outdated() if sp.trained_on else n >= c.train_at):
+                        or sp.index.outdated() if sp.trained_on
+                        else n >= c.train_at and sp.dim >= ivf.CODED_MIN_DIM):
                     return name
         return None
 
