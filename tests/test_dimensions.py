@@ -16,11 +16,13 @@ import grpc
 import numpy as np
 import pytest
 
+from engram_cli.contract import RECALL_MODE_KEY
 from engram_cli.engine import migrations
 from engram_cli.engine.model import MemoryRecord, memory_key
 from engram_cli.engine.recall import RecallQuery
 from engram_cli.engine.settings import Settings
 from engram_cli.engine.store import DB_NAME, Store
+from engram_cli.errors import InvalidArgument
 from engram_cli.rpc import ext, pb
 from tests import import_support
 from tests.rpc_helpers import recall, stubs
@@ -71,6 +73,12 @@ def test_unary_remember_refuses_another_dimension_naming_both(server: Any) -> No
         # 256-d model cannot compare with them), never fails.
         assert [m.content for m in recall(stub, "wide one", space="wide").memories] == [
             "wide one"]
+        # Asked to seed by vector alone, it says why it cannot, rather than answer nothing.
+        wait_for(server.store.indexer.ready.is_set)  # the model loaded
+        why = refused(lambda: stub.Recall(pb.RecallRequest(
+            memory_space_id="wide", cue=pb.Cue(semantic=pb.SemanticCue(query="wide one"))),
+            metadata=[(RECALL_MODE_KEY, "vector")]))
+        assert "space 'wide' holds 768-dimensional vectors" in why and "gives 256" in why
 
 
 def test_a_batch_refuses_the_item_alone_and_stores_its_neighbours(server: Any) -> None:
@@ -203,3 +211,14 @@ def test_engram_import_writes_the_refused_vector_to_its_rejects_file(
     assert rejects[0]["_reject"]["reason"].endswith(
         "embedding has 24 dimensions; space 'imported' holds 16")
     assert [m.id for m in server.store.get("imported", ["a", "b", "c"])] == ["a", "c"]
+
+
+def test_a_text_cue_by_vector_alone_on_a_server_that_embeds_nothing_says_so(
+        tmp_path: Path) -> None:
+    with Store(tmp_path / "data", Settings().replace({"embedding_model": "none"})) as store:
+        wait_for(store.indexer.ready.is_set)
+        store.remember_many("default", [MemoryRecord(id="a", content="a chalet in the Alps")])
+        assert [r.id for r in store.recall("default", RecallQuery(text="chalet")).memories
+                ] == ["a"]
+        with pytest.raises(InvalidArgument, match='embedding_model is "none"'):
+            store.recall("default", RecallQuery(text="chalet", mode="vector"))

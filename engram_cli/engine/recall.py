@@ -242,6 +242,25 @@ def index_cue(ix: Any, space: str, text: str, held: int | None) -> Any:
     return cue
 
 
+def _no_text_vectors(ix: Any, space: str, held: int | None) -> None:
+    """Raise InvalidArgument when a text cue asked to seed by vector alone cannot be: the
+    server computes no vectors, or the space holds the client's own of another size (an
+    empty answer would look like "nothing is similar"). Otherwise (the index still opening,
+    a cue of no known word) the answer is simply empty."""
+    if ix is None or not ix.ready.is_set():
+        return
+    other = "recall by words with mode lexical or hybrid"
+    if ix.model is None:
+        raise InvalidArgument(
+            "recall mode vector needs a text cue's vector, and this server computes none "
+            "(embedding_model is \"none\")", f"send an embedding cue, or {other}")
+    if held is not None and held != ix.model.dim:
+        raise InvalidArgument(
+            f"space {space!r} holds {held}-dimensional vectors and the server's model "
+            f"{ix.model.name!r} gives {ix.model.dim}: a text cue cannot be compared with "
+            "them", f"send a {held}-dimensional embedding cue, or {other}")
+
+
 def index_source(indexer: Callable[[], Any], ahead: SearchAhead | None = None) -> SeedSource:
     """The vector index as a seed source: an embedding cue's own vector, or a text cue
     embedded with the server's model. Falls back to a scan while the index is not open."""
@@ -252,6 +271,8 @@ def index_source(indexer: Callable[[], Any], ahead: SearchAhead | None = None) -
         if q.text is not None:
             cue = index_cue(ix, space, q.text, held)
             if cue is None:
+                if q.mode == "vector":
+                    _no_text_vectors(ix, space, held)
                 return {}, False
             floor = HYBRID_MIN_SIMILARITY if q.mode == "hybrid" else 0.0
             return vector_seeds(ix.index, conn, space, cue, want, floor, ahead), False
