@@ -7,6 +7,7 @@ import os
 import sqlite3
 import threading
 
+import numpy as np
 import orjson
 import pytest
 from typer.testing import CliRunner
@@ -122,6 +123,19 @@ def test_spaces_lists_counts_and_drop_asks(server):
     assert "other" not in names
     r = run(server.address, "spaces", "drop", "never-was", "--yes")
     assert r.exit_code == 1 and "no space 'never-was'" in r.output
+
+
+def test_spaces_shows_each_spaces_dimension(server):
+    # A space of the client's 768-d vectors beside one of text the server has not embedded.
+    wide = np.full(768, 0.036, dtype=np.float32).tobytes()
+    server.store.remember_many("wide", [MemoryRecord(id="w", content="", embedding=wide)])
+    server.store.indexer.stop()  # nothing embeds the text-only space's memories
+    fill(server, 2, space="words")
+    by_name = {s["name"]: s for s in orjson.loads(run(server.address, "spaces", "--json").stdout)}
+    assert (by_name["wide"]["dimension"], by_name["words"]["dimension"]) == (768, 0)
+    rows = {line.split()[0]: line.split()[-1] for line in run(server.address, "spaces").stdout
+            .splitlines()[1:]}
+    assert (rows["wide"], rows["words"]) == ("768", "-")
 
 
 # -- backup and restore ------------------------------------------------------------------

@@ -42,10 +42,10 @@ def spaces(
         return
     width = max(len("space"), *(len(s["name"]) for s in found))
     typer.echo(f"{'space':<{width}}  {'memories':>10}  {'suppressed':>10}  "
-               f"{'associations':>12}")
+               f"{'associations':>12}  {'dim':>5}")
     for s in found:
         typer.echo(f"{s['name']:<{width}}  {s['memories']:>10,}  {s['suppressed']:>10,}  "
-                   f"{s['associations']:>12,}")
+                   f"{s['associations']:>12,}  {s['dimension'] or '-':>5}")
 
 
 @spaces_app.command("drop")

@@ -78,7 +78,8 @@ def list_spaces(client: EngramClient) -> list[dict[str, Any]]:
                           "engram.v1 has no such call; `engram spaces` needs an engram-cli "
                           "server") from None
     return [{"name": s.name, "memories": s.memories, "suppressed": s.suppressed,
-             "associations": s.associations, "created_at": s.created_at}
+             "associations": s.associations, "created_at": s.created_at,
+             "dimension": s.dimension}
             for s in resp.spaces]
 
 

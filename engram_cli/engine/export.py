@@ -106,12 +106,13 @@ def op_put_associations(conn: sqlite3.Connection, space: str,
 
 
 def list_spaces(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Every space with its counts, from the counter tables (no scan of the memories)."""
+    """Every space with its counts, from the counter tables (no scan of the memories), and
+    the dimension of its vectors (0 before the first)."""
     spaces: dict[str, dict[str, Any]] = {}
 
     def entry(name: str) -> dict[str, Any]:
         return spaces.setdefault(name, {"name": name, "memories": 0, "suppressed": 0,
-                                        "associations": 0, "created_at": 0.0})
+                                        "associations": 0, "created_at": 0.0, "dimension": 0})
 
     for name, created in conn.execute("SELECT name, created_at FROM spaces"):
         entry(name)["created_at"] = created
@@ -121,4 +122,7 @@ def list_spaces(conn: sqlite3.Connection) -> list[dict[str, Any]]:
             entry(name)["suppressed" if supp else "memories"] += int(n)
     for name, n in conn.execute("SELECT space, n FROM association_counts WHERE n > 0"):
         entry(name)["associations"] = int(n)
+    for name, dim in conn.execute("SELECT space, dim FROM space_dims"):
+        if name in spaces:
+            spaces[name]["dimension"] = int(dim)
     return [spaces[k] for k in sorted(spaces)]

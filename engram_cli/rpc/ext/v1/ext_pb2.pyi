@@ -307,18 +307,20 @@ class ListSpacesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class SpaceInfo(_message.Message):
-    __slots__ = ("name", "memories", "suppressed", "associations", "created_at")
+    __slots__ = ("name", "memories", "suppressed", "associations", "created_at", "dimension")
     NAME_FIELD_NUMBER: _ClassVar[int]
     MEMORIES_FIELD_NUMBER: _ClassVar[int]
     SUPPRESSED_FIELD_NUMBER: _ClassVar[int]
     ASSOCIATIONS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    DIMENSION_FIELD_NUMBER: _ClassVar[int]
     name: str
     memories: int
     suppressed: int
     associations: int
     created_at: float
-    def __init__(self, name: _Optional[str] = ..., memories: _Optional[int] = ..., suppressed: _Optional[int] = ..., associations: _Optional[int] = ..., created_at: _Optional[float] = ...) -> None: ...
+    dimension: int
+    def __init__(self, name: _Optional[str] = ..., memories: _Optional[int] = ..., suppressed: _Optional[int] = ..., associations: _Optional[int] = ..., created_at: _Optional[float] = ..., dimension: _Optional[int] = ...) -> None: ...
 
 class ListSpacesResponse(_message.Message):
     __slots__ = ("spaces",)
