@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -244,6 +245,29 @@ assert cache.error is None, cache.error
 cache.close()
 print(hits)
 """
+
+
+def test_a_cache_opened_while_another_process_writes_it_waits_its_turn(
+        tmp_path: Path, clock: Clock) -> None:
+    # Another process is in a write transaction on a new cache file (rollback mode still,
+    # as it was creating the schema). Our switch to WAL is refused "database is locked" at
+    # once, without the busy timeout's wait: the opening is tried again until it can be.
+    path = tmp_path / "c.sqlite3"
+    path.touch(mode=0o600)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE scratch (x)")
+    timer = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    timer.start()
+    try:
+        cache = RecallCache(path, CachePolicy(), clock)
+        key, stored = put(cache, "cue", [result()])
+        assert stored and cache.error is None, cache.error
+        assert cache.get(key) is not None
+        cache.close()
+    finally:
+        timer.join()
+        other.close()
 
 
 def test_several_processes_share_the_cache(isolated_env: Path) -> None:

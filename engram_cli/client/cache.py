@@ -306,17 +306,7 @@ class RecallCache:
             # the -wal and -shm files the database file's permissions), and a symlink
             # planted at the path is refused.
             create_private(self._file)
-            conn = sqlite3.connect(self._file, timeout=_BUSY_TIMEOUT_MS / 1000,
-                                   isolation_level=None, check_same_thread=False)
-            try:
-                conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
-                self._migrate(conn)
-            except BaseException:
-                conn.close()
-                raise
+            conn = self._open()
         except sqlite3.DatabaseError as exc:
             if not isinstance(exc, sqlite3.OperationalError) and not _retried:
                 # Not a database (a torn or foreign file): it is only a cache, start over.
@@ -336,6 +326,34 @@ class RecallCache:
             return None
         self._conn = conn
         return conn
+
+    def _open(self) -> sqlite3.Connection:
+        """A connection in WAL mode with the schema in place. Processes opening a new
+        cache at once contend for it: switching to WAL and a first migration can be refused
+        "database is locked" at once, without the busy timeout's wait (SQLite's way out of
+        a deadlock between two readers that both want to write), so the whole opening is
+        tried again for up to the busy timeout."""
+        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+        pause = 0.005
+        while True:
+            conn = sqlite3.connect(self._file, timeout=_BUSY_TIMEOUT_MS / 1000,
+                                   isolation_level=None, check_same_thread=False)
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                self._migrate(conn)
+                return conn
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+            except BaseException:
+                conn.close()
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
