@@ -336,3 +336,31 @@ def test_the_stage_gives_each_record_its_texts_vector_wherever_it_comes_from(
             want = model.embed([text])[0]
             assert np.allclose(np.array(sent.embedding, dtype=np.float32), want, atol=1e-6)
     assert (stage.embedded, stage.cache_hits) == (5, 2)  # a b c d e; the two cached
+
+
+def test_a_cache_opened_while_another_process_writes_it_waits_its_turn(tmp_path: Path) -> None:
+    # Two imports starting at once: the other one is creating the new cache file (a write
+    # transaction, rollback mode still). Our switch to WAL is refused "database is locked"
+    # at once, without the busy timeout's wait; the opening is tried again until it can be.
+    import sqlite3
+    import threading
+
+    from engram_cli.client.embedder import EmbeddingCache, text_key
+
+    path = tmp_path / "c" / "vectors.sqlite"
+    path.parent.mkdir(mode=0o700)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE scratch (x)")
+    timer = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    timer.start()
+    try:
+        cache = EmbeddingCache(path)
+        keys = [text_key("m", "a text")]
+        cache.put_many(keys, np.ones((1, 4), dtype=np.float32))
+        assert cache.error is None, cache.error
+        assert list(cache.get_many("m", 4, keys)) == keys
+        cache.close()
+    finally:
+        timer.join()
+        other.close()

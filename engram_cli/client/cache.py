@@ -328,14 +328,11 @@ class RecallCache:
         return conn
 
     def _open(self) -> sqlite3.Connection:
-        """A connection in WAL mode with the schema in place. Processes opening a new
-        cache at once contend for it: switching to WAL and a first migration can be refused
-        "database is locked" at once, without the busy timeout's wait (SQLite's way out of
-        a deadlock between two readers that both want to write), so the whole opening is
-        tried again for up to the busy timeout."""
-        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
-        pause = 0.005
-        while True:
+        """A connection in WAL mode with the schema in place (client/sqlite_open.py: other
+        processes may be opening a new cache at the same moment)."""
+        from engram_cli.client.sqlite_open import open_retrying
+
+        def opening() -> sqlite3.Connection:
             conn = sqlite3.connect(self._file, timeout=_BUSY_TIMEOUT_MS / 1000,
                                    isolation_level=None, check_same_thread=False)
             try:
@@ -344,16 +341,12 @@ class RecallCache:
                     conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
                 self._migrate(conn)
-                return conn
-            except sqlite3.OperationalError as exc:
-                conn.close()
-                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
-                    raise
             except BaseException:
                 conn.close()
                 raise
-            time.sleep(pause)
-            pause = min(pause * 2, 0.2)
+            return conn
+
+        return open_retrying(opening, _BUSY_TIMEOUT_MS / 1000)
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:
