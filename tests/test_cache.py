@@ -7,7 +7,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from engram_cli.client.cache import (
 )
 from engram_cli.client.settings import resolve_client_settings
 from engram_cli.engine.forgetting import decayed
+from tests.locks import being_created
 
 SERVER = "localhost:50051"
 CURVE = Forgetting(exponent=0.1, floor=0.2, scale_s=86_400.0)
@@ -254,20 +254,12 @@ def test_a_cache_opened_while_another_process_writes_it_waits_its_turn(
     # once, without the busy timeout's wait: the opening is tried again until it can be.
     path = tmp_path / "c.sqlite3"
     path.touch(mode=0o600)
-    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    other.execute("BEGIN IMMEDIATE")
-    other.execute("CREATE TABLE scratch (x)")
-    timer = threading.Timer(0.3, lambda: other.execute("COMMIT"))
-    timer.start()
-    try:
+    with being_created(path):
         cache = RecallCache(path, CachePolicy(), clock)
         key, stored = put(cache, "cue", [result()])
         assert stored and cache.error is None, cache.error
         assert cache.get(key) is not None
         cache.close()
-    finally:
-        timer.join()
-        other.close()
 
 
 def test_several_processes_share_the_cache(isolated_env: Path) -> None:

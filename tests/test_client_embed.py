@@ -342,25 +342,15 @@ def test_a_cache_opened_while_another_process_writes_it_waits_its_turn(tmp_path:
     # Two imports starting at once: the other one is creating the new cache file (a write
     # transaction, rollback mode still). Our switch to WAL is refused "database is locked"
     # at once, without the busy timeout's wait; the opening is tried again until it can be.
-    import sqlite3
-    import threading
-
     from engram_cli.client.embedder import EmbeddingCache, text_key
+    from tests.locks import being_created
 
     path = tmp_path / "c" / "vectors.sqlite"
     path.parent.mkdir(mode=0o700)
-    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    other.execute("BEGIN IMMEDIATE")
-    other.execute("CREATE TABLE scratch (x)")
-    timer = threading.Timer(0.3, lambda: other.execute("COMMIT"))
-    timer.start()
-    try:
+    with being_created(path):
         cache = EmbeddingCache(path)
         keys = [text_key("m", "a text")]
         cache.put_many(keys, np.ones((1, 4), dtype=np.float32))
         assert cache.error is None, cache.error
         assert list(cache.get_many("m", 4, keys)) == keys
         cache.close()
-    finally:
-        timer.join()
-        other.close()
