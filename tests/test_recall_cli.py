@@ -69,9 +69,12 @@ def cache_stats() -> dict[str, Any]:
 
 
 def lexical_data_dir(data: Path) -> Path:
-    """A data dir whose server runs without an embedding model (see `server` below)."""
+    """A data dir whose server runs without an embedding model (see `server` below), and
+    with time for its recalls: on a loaded CI machine a 50 ms budget can run out, and an
+    answer cut short is rightly never cached, which these tests are not about."""
     data.mkdir(mode=0o700)
-    (data / "engram.toml").write_text('[engine]\nembedding_model = "none"\n')
+    (data / "engram.toml").write_text(
+        '[engine]\nembedding_model = "none"\nrecall_budget_ms = 5000\n')
     return data
 
 

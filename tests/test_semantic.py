@@ -312,6 +312,9 @@ def test_an_answer_from_a_lagging_index_says_so_and_is_not_cached(
         engram: Callable[..., object], server: object) -> None:
     indexer = server.store.indexer  # type: ignore[attr-defined]
     wait_for(indexer.ready.is_set)
+    # Only the index's lag may make these answers partial: a 50 ms budget can run out on
+    # a loaded CI machine.
+    assert engram("tune", "--set", "recall_budget_ms=5000").exit_code == 0
     indexer._step = lambda: False  # the index stops taking in changes: it lags
     records = "\n".join(orjson.dumps({"content": t, "confidence": 0.95}).decode()
                         for t in NOTES)
