@@ -20,6 +20,7 @@ from engram_cli.engine.model import MemoryRecord
 from engram_cli.engine.recall import RecallQuery
 from engram_cli.engine.settings import Settings
 from engram_cli.engine.store import Store
+from engram_cli.engine.unit import unit_rows
 from engram_cli.engine.vectors import MANIFEST, IndexConfig, VectorIndex
 from tests import import_support
 from tests.test_vectors import exact, keys
@@ -325,10 +326,6 @@ def coded_recall(points: np.ndarray, n_cues: int = 200) -> float:
         best = found[np.argsort(-(base[found] @ cue))[:10]]
         hits += len(set(best.tolist()) & set(want.tolist()))
     return hits / truth.size
-
-
-def unit_rows(points: np.ndarray) -> np.ndarray:
-    return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
 
 
 def test_a_768_d_space_finds_its_nearest_as_a_256_d_one_does():
