@@ -121,4 +121,3 @@ def as_text(value: str) -> str:
     except UnicodeEncodeError:
         return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return value
-

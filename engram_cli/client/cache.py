@@ -332,21 +332,14 @@ class RecallCache:
         processes may be opening a new cache at the same moment)."""
         from engram_cli.client.sqlite_open import open_retrying
 
-        def opening() -> sqlite3.Connection:
-            conn = sqlite3.connect(self._file, timeout=_BUSY_TIMEOUT_MS / 1000,
-                                   isolation_level=None, check_same_thread=False)
-            try:
-                conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
-                self._migrate(conn)
-            except BaseException:
-                conn.close()
-                raise
-            return conn
+        def prepare(conn: sqlite3.Connection) -> None:
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate(conn)
 
-        return open_retrying(opening, _BUSY_TIMEOUT_MS / 1000)
+        return open_retrying(self._file, _BUSY_TIMEOUT_MS / 1000, prepare)
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> None:

@@ -175,23 +175,15 @@ class EmbeddingCache:
     def _connect(self) -> sqlite3.Connection:
         from engram_cli.client.sqlite_open import open_retrying
 
-        def opening() -> sqlite3.Connection:
-            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None,
-                                   check_same_thread=False)
-            try:
-                # A new cache's pages (no effect on an existing file): a vector is a
-                # kilobyte or more, and on 4 KB pages each commit wrote twice as many bytes
-                # per vector to the WAL (the importer's write-behind thread: 12 -> 9 us a
-                # vector).
-                conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
-            except BaseException:
-                conn.close()
-                raise
-            return conn
+        def prepare(conn: sqlite3.Connection) -> None:
+            # A new cache's pages (no effect on an existing file): a vector is a kilobyte or
+            # more, and on 4 KB pages each commit wrote twice as many bytes per vector to
+            # the WAL (the importer's write-behind thread: 12 -> 9 us a vector).
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
 
-        return open_retrying(opening, 10.0)
+        return open_retrying(self.path, 10.0, prepare)
 
     def get_many(self, model: str, dim: int, keys: Sequence[bytes]) -> dict[bytes, np.ndarray]:
         """The cached vectors of those `keys` it holds (of `dim` floats)."""

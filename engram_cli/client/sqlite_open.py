@@ -9,6 +9,7 @@ again, after a short pause, until `timeout_s` has passed.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -17,17 +18,25 @@ FIRST_PAUSE_S = 0.005
 LONGEST_PAUSE_S = 0.2
 
 
-def open_retrying(opening: Callable[[], sqlite3.Connection], timeout_s: float
-                  ) -> sqlite3.Connection:
-    """`opening()` (which closes its connection when it raises), tried again while it is
-    refused "database is locked", for up to `timeout_s`."""
+def open_retrying(path: str | os.PathLike[str], timeout_s: float,
+                  prepare: Callable[[sqlite3.Connection], object]) -> sqlite3.Connection:
+    """A connection to `path` (autocommit, usable from any thread, waiting up to
+    `timeout_s` for a lock) once `prepare(conn)` has run on it; the whole opening tried
+    again while it is refused "database is locked", for up to `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     pause = FIRST_PAUSE_S
     while True:
+        conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None,
+                               check_same_thread=False)
         try:
-            return opening()
+            prepare(conn)
+            return conn
         except sqlite3.OperationalError as exc:
+            conn.close()
             if "locked" not in str(exc) or time.monotonic() + pause > deadline:
                 raise
+        except BaseException:
+            conn.close()
+            raise
         time.sleep(pause)
         pause = min(pause * 2, LONGEST_PAUSE_S)
