@@ -67,6 +67,19 @@ def test_mixed_file_stores_every_valid_record_and_rejects_the_rest_with_line_num
     assert f"{path}:3: malformed JSON" in result.stderr
 
 
+def test_an_input_s_name_is_shown_without_its_control_characters(engram, server, tmp_path):
+    """A glob may match a file named by someone else: its name goes into each reject's
+    message and the summary, and raw on a terminal its escape sequences drove it."""
+    path = tmp_path / "notes\x1b[2J.jsonl"
+    path.write_text('{"content": "kept"}\n{"confidence": 2, "content": "x"}\n')
+    result = engram("import", str(tmp_path / "notes*.jsonl"))
+    assert result.exit_code == 3, result.output
+    shown = str(tmp_path / "notes\\x1b[2J.jsonl")
+    assert f"{shown}:2: " in result.stderr, result.stderr
+    assert f"rejects: {shown}.rejects.jsonl" in result.stdout, result.stdout
+    assert "\x1b" not in result.stderr + result.stdout
+
+
 def test_fixed_rejects_file_imports_again(engram, server, tmp_path):
     path, _ = mixed_file(tmp_path / "m.jsonl", records(20))
     assert engram("import", str(path)).exit_code == 3

@@ -26,7 +26,7 @@ from engram_cli.config import Connection
 from engram_cli.rpc import pb
 from tests.conftest import UpstreamServer
 from tests.rpc_helpers import stubs
-from tests.upstream_fake import UPSTREAM_VECTOR
+from tests.upstream_fake import UPSTREAM_VECTOR, UpstreamServicer
 
 N = 40  # memories per loaded space
 
@@ -600,3 +600,59 @@ def test_a_cue_line_over_a_mebibyte_is_that_lines_error_read_no_further(loaded) 
                                              None], proc.stderr
     assert len(out[1]["cue"]) < 100 and out[1]["line"] == 2
     assert proc.returncode == 3
+
+
+# -- what a terminal is shown -------------------------------------------------------------
+
+HOSTILE = ("see \x1b]0;pwned\x07 the \x1b[2Jscreen, \x9b31m and "
+           "[link=https://evil.example]click[/link], [/] there, [bold]here")
+
+
+def _squeezed(text: str) -> str:
+    return "".join(text.split())  # wrapped lines and padding aside
+
+
+@pytest.mark.parametrize("columns", [60, 200])
+def test_a_table_shows_stored_control_characters_and_markup_literally(
+        engram, server, monkeypatch, columns) -> None:
+    """A memory's text and id are anyone's. Printed raw on a terminal, the escape
+    sequences in them set the window's title and cleared the screen, and Rich took
+    "[link=...]" in them for its markup (a hidden hyperlink) and failed on a "[/]" with a
+    traceback."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    with stubs(server.address) as (stub, _):
+        stub.Remember(pb.RememberRequest(memory=pb.Memory(id="evil\x1b[2Jid", content=HOSTILE)))
+    result = engram("recall", "pwned", "--format", "table", "--no-cache", "--trace")
+    assert result.exit_code == 0, result.output
+    assert not {"\x1b", "\x07", "\x9b"} & set(result.output), repr(result.output)
+    shown = ("see \\x1b]0;pwned\\x07 the \\x1b[2Jscreen, \\x9b31m and "
+             "[link=https://evil.example]click[/link], [/] there, [bold]here")
+    assert _squeezed(shown) in _squeezed(result.output), result.output
+    assert "evil\\x1b[2Jid" in result.output
+
+
+def test_forget_shows_an_id_s_control_characters_literally(engram, server) -> None:
+    with stubs(server.address) as (stub, _):
+        stub.Remember(pb.RememberRequest(memory=pb.Memory(id="evil\x1b[2Jid\nforged",
+                                                          content="gone soon")))
+    result = engram("forget", "evil\x1b[2Jid\nforged")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "evil\\x1b[2Jid\\nforged\tsuppressed\n"
+
+
+class _HostileServicer(UpstreamServicer):
+    """A server whose error details carry an escape sequence."""
+
+    def Recall(self, request: Any, context: grpc.ServicerContext) -> Any:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "no such cue\x1b[2J\x1b]0;pwned\x07")
+
+
+def test_a_server_s_error_message_is_shown_literally(engram, tmp_path) -> None:
+    srv = UpstreamServer(tmp_path / "hostile", _HostileServicer)
+    try:
+        result = engram("--server", srv.address, "recall", "anything", "--no-cache")
+    finally:
+        srv.close()
+    assert result.exit_code == 2, result.stderr  # the server refused the cue
+    assert "no such cue\\x1b[2J\\x1b]0;pwned\\x07" in result.stderr, result.stderr
+    assert "\x1b" not in result.stderr

@@ -194,12 +194,11 @@ MIN_CONTENT_WIDTH = 24
 
 
 def table_printer() -> Any:
-    from rich.markup import escape
     from rich.padding import Padding
     from rich.table import Table
     from rich.text import Text
 
-    from engram_cli.cli.console import stdout_console
+    from engram_cli.cli.console import printable, stdout_console
     from engram_cli.engine.confidence import shown
 
     console = stdout_console()
@@ -207,7 +206,7 @@ def table_printer() -> Any:
     def show(answer: Any) -> None:
         if answer.error is not None:
             where = f"line {answer.line}: " if answer.line is not None else ""
-            console.print(f"[red]{where}{answer.to_json()['error']}[/red]")
+            console.print(f"{where}{answer.to_json()['error']}", style="red")
             return
         title = f"recall: {answer.cue}" + (" (cached)" if answer.cached else "")
         # With --trace: which index seeded each result ("spread": reached along
@@ -233,18 +232,18 @@ def table_printer() -> Any:
         if rows and fixed + number + MIN_CONTENT_WIDTH + 3 + 1 > console.width:
             # Too narrow for the table (an 80-column terminal): it would squeeze the
             # content to nothing. A line of figures per memory, its content below.
-            console.print(f"[bold]{escape(title)}[/bold]")
+            console.print(title, style="bold")
             for row in rows:
                 meta = f"{row[2]}  activation {row[3]}  {row[4]}"
                 if seeds is not None:
                     meta += f"  seed {row[5]}"
-                console.print(f"{row[0]:>3}. {escape(meta)}  {escape(row[-1])}",
-                              soft_wrap=True)
-                console.print(Padding(Text(row[1]), (0, 0, 0, 5), expand=False))
+                console.print(f"{row[0]:>3}. {meta}  {row[-1]}", soft_wrap=True)
+                # A Text is printed as it is (render_str's cleaning is for strings).
+                console.print(Padding(Text(printable(row[1])), (0, 0, 0, 5), expand=False))
             if caption:
-                console.print(escape(caption))
+                console.print(caption)
         else:
-            table = Table(title=escape(title))
+            table = Table(title=title)
             table.add_column("#", justify="right")
             table.add_column("content", ratio=1, overflow="fold")
             for col in columns:

@@ -14,7 +14,7 @@ import typer
 # EXIT_CODES_HELP and the stdout helpers live in the entry module, which must not import
 # Typer; the commands take them from here.
 from engram_cli.cli.console import EXIT_CODES_HELP as EXIT_CODES_HELP
-from engram_cli.cli.console import discard_stdout
+from engram_cli.cli.console import discard_stdout, printable
 from engram_cli.errors import EXIT_INTERRUPTED, EngramError
 
 if TYPE_CHECKING:
@@ -109,7 +109,8 @@ def globals_of(ctx: typer.Context) -> GlobalOptions:
 
 def fail(message: str, hint: str = "", code: int = 1) -> typer.Exit:
     """Print `Error: <what failed>: <what to do>` on stderr; answers the Exit to raise."""
-    typer.echo(f"Error: {message}" + (f": {hint}" if hint else ""), err=True)
+    # A server's or a file's words may be in it.
+    typer.echo(printable(f"Error: {message}" + (f": {hint}" if hint else "")), err=True)
     return typer.Exit(code)
 
 

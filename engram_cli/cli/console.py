@@ -10,7 +10,10 @@ import sys
 
 TYPE_CHECKING = False  # typing itself is too heavy for a cached recall's start
 if TYPE_CHECKING:
+    from typing import Any
+
     from rich.console import Console
+    from rich.text import Text
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 done; 1 failed (server unreachable, error); 2 usage error; "
@@ -114,6 +117,23 @@ def _help_width() -> int:
     return max(min(columns, 80) - 2, 50)
 
 
+# C0 control characters but tab and newline, DEL, and the C1 controls, as Python's repr
+# writes them (a UTF-8 terminal may take U+009B for the escape sequence introducer).
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x09), *range(0x0b, 0x20), *range(0x7f, 0xa0))}
+_CONTROLS_AND_NEWLINE = {**_CONTROLS, 0x0a: "\\n"}
+
+
+def printable(text: str, one_line: bool = False) -> str:
+    """`text` as a terminal shows it literally: its control characters written out as
+    `\\x1b` and the like. ESC starts the sequences that move the cursor, clear the screen,
+    set the window's title or make a link, and a memory's text, its id or a server's message
+    is anyone's: shown raw, it could drive the user's terminal. Line ends are kept (a CR
+    before a newline is dropped); with `one_line`, newlines are written out too."""
+    if one_line:
+        return text.translate(_CONTROLS_AND_NEWLINE)
+    return text.replace("\r\n", "\n").translate(_CONTROLS)
+
+
 def discard_stdout() -> None:
     """After the reader closed our stdout: send what is left to /dev/null, so that Python's
     flush at exit does not fail too (it would exit 120 and print a warning)."""
@@ -128,7 +148,9 @@ def discard_stdout() -> None:
 def stdout_console() -> Console:
     """A rich Console on stdout for tables. Rich exits 1 when the reader closes the pipe
     (`engram stats | head -3`); this one raises BrokenPipeError instead, which every command
-    ends as the JSON output does: quietly, exit 0."""
+    ends as the JSON output does: quietly, exit 0. It reads no markup (a memory's
+    "[link=https://...]" would have become a hidden hyperlink, a server's "[/]" an error):
+    styles are given as arguments."""
     from rich.console import Console
 
     class _Console(Console):
@@ -136,7 +158,11 @@ def stdout_console() -> Console:
             self.quiet = True
             raise BrokenPipeError
 
-    return _Console()
+        def render_str(self, text: str, **options: Any) -> Text:
+            # Every string printed, a table's cells among them: no control characters.
+            return super().render_str(printable(text), **options)
+
+    return _Console(markup=False)
 
 
 def flush_stdout() -> None:

@@ -7,6 +7,7 @@ import sys
 import typer
 
 from engram_cli.cli.common import EXIT_CODES_HELP, globals_of, handle_errors
+from engram_cli.cli.console import printable
 
 
 @handle_errors
@@ -83,7 +84,8 @@ def forget(
         for f in done:
             what = verb if f.affected else "not found (or already forgotten)"
             snippet = contents.get(f.id, "")
-            typer.echo(f"{f.id}\t{what}" + (f"\t{snippet[:60]}" if snippet else ""))
+            typer.echo(f"{printable(f.id, one_line=True)}\t{what}"
+                       + (f"\t{printable(snippet[:60], one_line=True)}" if snippet else ""))
     hit = sum(1 for f in done if f.affected)
     typer.echo(f"{verb} {hit} of {len(done)} memories", err=True)
 

@@ -17,6 +17,7 @@ from engram_cli.cli.common import (
     handle_errors,
     path_value,
 )
+from engram_cli.cli.console import printable
 
 IMPORT_EPILOG = (
     EXIT_CODES_HELP + " Exit 3 means every record that could be stored was stored and the "
@@ -146,7 +147,7 @@ def import_(
         yield_cpu(conn.server, nice, local_default=0 if embed_options is not None else None)
 
     def say(message: str) -> None:
-        typer.echo(message, err=True)
+        typer.echo(printable(message), err=True)  # a record's values may be in it
 
     bar = None if quiet or not sys.stderr.isatty() else _ProgressBar()
     importer = Importer(options, conn, progress=bar.update if bar else None,
@@ -290,7 +291,7 @@ def _print_summary(summary: Any, as_json: bool) -> None:
         typer.echo(f"embedded {s.embedded:,}{rate}, {s.embed_cache_hits:,} from the "
                    "embedding cache")
     if s.rejects_files:
-        typer.echo("rejects: " + ", ".join(s.rejects_files))
+        typer.echo(printable("rejects: " + ", ".join(s.rejects_files)))  # inputs' names
 
 
 class _ProgressBar:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from engram_cli.cli.common import EXIT_CODES_HELP, fail, globals_of, handle_errors
+from engram_cli.cli.console import printable
 
 spaces_app = typer.Typer(
     name="spaces",
@@ -40,11 +41,13 @@ def spaces(
     if not found:
         typer.echo("no spaces", err=True)
         return
-    width = max(len("space"), *(len(s["name"]) for s in found))
+    # Another server's names are not checked as ours are.
+    names = [printable(s["name"], one_line=True) for s in found]
+    width = max(len("space"), *(len(name) for name in names))
     typer.echo(f"{'space':<{width}}  {'memories':>10}  {'suppressed':>10}  "
                f"{'associations':>12}  {'dim':>5}")
-    for s in found:
-        typer.echo(f"{s['name']:<{width}}  {s['memories']:>10,}  {s['suppressed']:>10,}  "
+    for name, s in zip(names, found, strict=True):
+        typer.echo(f"{name:<{width}}  {s['memories']:>10,}  {s['suppressed']:>10,}  "
                    f"{s['associations']:>12,}  {s['dimension'] or '-':>5}")
 
 
