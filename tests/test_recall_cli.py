@@ -656,3 +656,66 @@ def test_a_server_s_error_message_is_shown_literally(engram, tmp_path) -> None:
     assert result.exit_code == 2, result.stderr  # the server refused the cue
     assert "no such cue\\x1b[2J\\x1b]0;pwned\\x07" in result.stderr, result.stderr
     assert "\x1b" not in result.stderr
+
+
+class _ImpossibleValuesServicer(UpstreamServicer):
+    """A server whose answers carry numbers no memory has: NaN and infinite confidence,
+    activation and decay, times outside the years 1-9999 (a Timestamp's range, which only
+    its sender checks)."""
+
+    def Recall(self, request: Any, context: grpc.ServicerContext) -> Any:
+        nan, inf = float("nan"), float("inf")
+        memories = []
+        for i, (value, seconds) in enumerate([(nan, 10**12), (inf, -10**12), (0.75, 0)]):
+            m = pb.Memory(id=f"m{i}", content="impossible", activation=value,
+                          confidence=pb.Confidence(value=value), decay_rate=value)
+            m.created_at.seconds = seconds
+            memories.append(m)
+        return pb.RecallResponse(
+            memories=memories,
+            traces=[pb.ActivationTrace(memory_id="m0", activation_level=nan)])
+
+    def Introspect(self, request: Any, context: grpc.ServicerContext) -> Any:
+        resp = pb.IntrospectResponse(metrics={"last_at": float("nan"), "rate": float("inf")})
+        resp.statistics.total_memories = 3
+        resp.statistics.oldest_memory.seconds = 10**12
+        resp.statistics.newest_memory.seconds = 1_700_000_000
+        return resp
+
+
+@pytest.fixture
+def impossible(tmp_path) -> Iterator[UpstreamServer]:
+    srv = UpstreamServer(tmp_path / "impossible", _ImpossibleValuesServicer)
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+@pytest.mark.parametrize("fmt", ["json", "table"])
+def test_impossible_numbers_and_times_from_a_server_are_shown_not_a_traceback(
+        engram, impossible, fmt) -> None:
+    """`engram recall` ended in a traceback ("year 33658 is out of range") and its JSON
+    said `NaN`, which no JSON reader takes."""
+    result = engram("--server", impossible.address, "recall", "impossible", "--no-cache",
+                    "--trace", "--format", fmt)
+    assert result.exit_code == 0, result.output
+    if fmt == "table":
+        assert "m2" in result.stdout and "0.75" in result.stdout
+        return
+    results = orjson.loads(result.stdout)["results"]  # strict: no NaN, no Infinity
+    assert [(r["confidence"], r["confidence_category"], r["activation"], r["decay_rate"],
+             r["created_at"]) for r in results] == [
+        (0.0, "none", 0.0, None, None), (0.0, "none", 0.0, None, None),
+        (0.75, "high", 0.75, 0.75, None)]
+    assert results[0]["trace"]["activation"] == 0.0
+
+
+def test_stats_of_a_server_with_impossible_times(engram, impossible) -> None:
+    data = orjson.loads(engram("--server", impossible.address, "stats", "--json").stdout)
+    assert data["oldest_memory"] is None
+    assert data["newest_memory"] == "2023-11-14T22:13:20Z"
+    assert data["metrics"] == {"last_at": None, "rate": None}
+    table = engram("--server", impossible.address, "stats")
+    assert table.exit_code == 0, table.output
+    assert "nan (not a time)" in table.stdout

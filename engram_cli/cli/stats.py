@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import typer
 
 from engram_cli.cli.common import globals_of, handle_errors
 from engram_cli.cli.console import stdout_console
+from engram_cli.client.recall import iso_utc
 
 
 @handle_errors
@@ -21,7 +25,6 @@ def stats(
     Example: engram stats --json
     """
     import orjson
-    from google.protobuf.json_format import MessageToDict
 
     from engram_cli.client.api import EngramClient
 
@@ -47,12 +50,12 @@ def stats(
     if vector:  # our server: the vector index and its embedding model
         models = [k.removeprefix("model.") for k in vector if k.startswith("model.")]
         data["vector_index"] = {"model": models[0] if models else None,
-                                **{k: int(vector.get(k, 0)) for k in
+                                **{k: _count(vector.get(k, 0)) for k in
                                    ("dim", "indexed", "pending", "fresh", "bytes",
                                     "embedded")}}
     if st.HasField("oldest_memory") and st.oldest_memory.seconds:
-        data["oldest_memory"] = MessageToDict(st)["oldestMemory"]
-        data["newest_memory"] = MessageToDict(st)["newestMemory"]
+        data["oldest_memory"] = _when(st.oldest_memory)
+        data["newest_memory"] = _when(st.newest_memory)
     if as_json:
         typer.echo(orjson.dumps(data).decode())
         return
@@ -67,7 +70,7 @@ def stats(
     for key in ("space", "total_memories", "total_associations", "avg_confidence",
                 "avg_activation", "oldest_memory", "newest_memory", "health"):
         if key in data:
-            table.add_row(key, str(data[key]))
+            table.add_row(key, "?" if data[key] is None else str(data[key]))
     for key, value in data["by_type"].items():
         table.add_row(f"type {key}", str(value))
     for key, value in data["metrics"].items():
@@ -75,14 +78,24 @@ def stats(
     console.print(table)
 
 
+def _when(ts: Any) -> str | None:
+    """A Timestamp as RFC 3339, or None when it is not a valid one (a server sent it)."""
+    try:
+        return str(ts.ToJsonString())
+    except ValueError:
+        return None
+
+
+def _count(value: float) -> int | None:
+    return int(value) if math.isfinite(value) else None
+
+
 def _shown(key: str, value: float) -> str:
     """A metric for people: times (`..._at`, unix seconds) in ISO 8601, counts whole."""
     if key.endswith("_at"):
         if value <= 0:
             return "never"
-        from datetime import datetime, timezone
-
-        return datetime.fromtimestamp(value, timezone.utc).isoformat(timespec="seconds")
+        return iso_utc(value, timespec="seconds") or f"{value:g} (not a time)"
     if float(value).is_integer():
         return f"{int(value):,}"
     return f"{value:,.4g}"

@@ -8,6 +8,7 @@ cache hit must not pay for them.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Iterator
 
@@ -180,29 +181,45 @@ def result_of(m: Any) -> dict[str, Any]:
     metadata = dict(m.metadata)
     state = metadata.pop(STATE_KEY, None)
     metadata.pop(SEED_KEY, None)  # a trace's (trace_of), not the memory's
-    confidence = m.confidence.value if m.HasField("confidence") else 0.0
+    confidence = _finite(m.confidence.value) if m.HasField("confidence") else 0.0
     return {
         "id": m.id,
         "content": m.content,
         "confidence": confidence,
         "confidence_category": category_name(confidence),
-        "activation": m.activation,
+        "activation": _finite(m.activation),
         "state": state,  # None: the server does not say (upstream servers)
         "tags": list(m.tags),
         "memory_type": pb.MemoryType.Name(m.memory_type).removeprefix("MEMORY_TYPE_").lower()
         if m.memory_type in pb.MemoryType.values() else str(m.memory_type),
-        "decay_rate": m.decay_rate,
+        "decay_rate": m.decay_rate if math.isfinite(m.decay_rate) else None,
         "created_at": _iso(m.created_at),
         "metadata": metadata,
     }
 
 
+def _finite(value: float) -> float:
+    """A server's number, or 0 for NaN and the infinities: printed as they are, they made
+    invalid JSON (`NaN`), and a NaN confidence passed for `certain`."""
+    return value if math.isfinite(value) else 0.0
+
+
 def _iso(ts: Any) -> str | None:
     if not ts.seconds and not ts.nanos:
         return None
+    return iso_utc(ts.seconds + ts.nanos / 1e9)
+
+
+def iso_utc(seconds: float, timespec: str = "auto") -> str | None:
+    """Unix seconds as ISO 8601 in UTC, or None where no date says them: a server's answer
+    may carry NaN or a time outside the years 1-9999 (a protobuf Timestamp's range, which
+    only the sender checks), and `engram recall` ended in a traceback on one."""
     from datetime import datetime, timezone
 
-    return datetime.fromtimestamp(ts.seconds + ts.nanos / 1e9, timezone.utc).isoformat()
+    try:
+        return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec=timespec)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def _partial_of(call: Any) -> str:
@@ -216,7 +233,7 @@ def trace_of(resp: Any) -> list[dict[str, Any]]:
     """Each result's activation path, and which index seeded it (our server's SEED_KEY;
     None from a server that does not say)."""
     seeds = {m.id: m.metadata[SEED_KEY] for m in resp.memories if SEED_KEY in m.metadata}
-    return [{"memory_id": t.memory_id, "activation": round(t.activation_level, 4),
+    return [{"memory_id": t.memory_id, "activation": round(_finite(t.activation_level), 4),
              "path": list(t.activation_path), "seed": seeds.get(t.memory_id)}
             for t in resp.traces]
 
