@@ -501,6 +501,15 @@ def test_ttl_expiry_across_processes_with_ENGRAM_NOW(server_process, tmp_path: P
     assert orjson.loads(expired.stdout)["cached"] is False  # dropped and fetched again
 
 
+def test_a_bad_ENGRAM_NOW_is_a_usage_error_not_a_traceback() -> None:
+    """The cached recall's fast path read the clock outside the command's error handling."""
+    bad = engram_proc("--server", "127.0.0.1:1", "--no-autostart", "recall", "x",
+                      env={"ENGRAM_NOW": "soon"})
+    assert bad.returncode == 2, bad.stderr
+    assert "ENGRAM_NOW='soon' is not a number" in bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
 # -- engram cache -------------------------------------------------------------------------
 
 def test_cache_stats_and_clear(engram, runner, server) -> None:

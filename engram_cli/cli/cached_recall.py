@@ -167,8 +167,11 @@ def answer_from_cache(argv: list[str]) -> bool:
     options = RecallOptions(limit=o["limit"], max_hops=o["max_hops"],
                             threshold=o["threshold"], spread=o["spread"],
                             tags=tuple(o["tags"]), trace=o["trace"], mode=o["mode"])
-    with RecallCache.default(policy) as cache:
-        answer = cached_answer(cache, conn, options, o["cue"], count_miss=False)
+    try:
+        with RecallCache.default(policy) as cache:
+            answer = cached_answer(cache, conn, options, o["cue"], count_miss=False)
+    except EngramError:  # a bad ENGRAM_NOW: the whole command says it, as usage errors go
+        return False
     if answer is None:
         return False
     fmt = o["fmt"] or ("table" if sys.stdout.isatty() else "json")
