@@ -293,6 +293,21 @@ def test_headerless_csv_binary_file_json_named_jsonl_and_directory_stop_early(en
         assert not Path(f"{path}.rejects.jsonl").exists()
 
 
+def test_a_stray_nul_byte_rejects_its_line_not_the_whole_file(engram, server, tmp_path):
+    """A NUL in the first 64 KB made the whole input "binary data": one corrupt line of a
+    JSONL file kept all its good records out."""
+    lines = [json.dumps({"content": f"the lamp number {i} flickers"}) for i in range(300)]
+    lines[100] = '{"content": "torn \x00 line"}'
+    path = tmp_path / "torn.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    done = engram("import", str(path), "--json")
+    assert done.exit_code == 3, done.output
+    summary = json.loads(done.stdout)
+    assert (summary["imported"], summary["rejected"]) == (299, 1)
+    (reject,) = Path(f"{path}.rejects.jsonl").read_text().splitlines()
+    assert json.loads(reject)["_reject"]["line"] == 101
+
+
 def test_utf16_and_utf32_inputs_are_named_with_the_conversion(engram, server, tmp_path):
     """As PowerShell's Out-File and Notepad's "Unicode" write text: with a byte order mark,
     or UTF-16 without one. Said before any record, with the iconv line that converts it;

@@ -42,6 +42,10 @@ MAX_LINE_BYTES = 16 * 1024 * 1024
 _KEPT_OF_OVERSIZED = 4096
 _HEAD_CHECK = 64 * 1024  # how much of an input's start is checked against its format
 _HEAD_LINES = 5
+# A NUL byte this near the start (where binary formats keep their headers), or more than
+# one in 1,000 bytes of the head, makes an input binary data. One further on is a line that
+# is not text, rejected alone: a corrupt line of a JSONL file refused all of it.
+_BINARY_HEADER = 1024
 _BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark: skipped where an input starts
 NOT_UTF8 = "invalid UTF-8"  # how a line's reason begins when its bytes are not UTF-8
 
@@ -241,7 +245,7 @@ class Input:
             raise InputError(f"{self.display} is {wide} text; engram reads UTF-8",
                              self.conversion(wide))
         nul = head.find(b"\x00")
-        if nul >= 0:
+        if nul >= 0 and (nul < _BINARY_HEADER or head.count(b"\x00") > len(head) // 1000):
             raise InputError(f"{self.display} is not {self.format.upper()} text: it holds "
                              f"binary data (a NUL byte at byte {nul})",
                              "check that this is the file you meant")
