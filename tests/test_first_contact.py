@@ -274,6 +274,23 @@ def test_csv_delimiter_is_detected_or_given(engram, server, tmp_path):
     assert count_on(server.address) == 3
 
 
+def test_a_header_s_delimiter_wins_over_commas_and_semicolons_in_the_cells(engram, server,
+                                                                          tmp_path):
+    """The sniffer judged by how regularly a character recurs in the first lines: cells
+    with commas, `a;b` tags and JSON lists outvoted the `|` of this header, and the whole
+    file was refused as headerless."""
+    path = tmp_path / "piped.csv"
+    path.write_text("content|tags|id\n"
+                    "the kettle whistles, loudly; twice, then stops|[\"kitchen\",\"tea\"]|k1\n"
+                    "the door creaks, again; and again, at night|hall;house|d1\n"
+                    "the cat sleeps, curled up; purring, warm|[\"home\",\"cat\"]|c1\n")
+    done = engram("import", str(path), "--json")
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["imported"] == 3
+    (door,) = server.store.get("default", ["d1"])
+    assert door.tags == ["hall", "house"]
+
+
 def test_headerless_csv_binary_file_json_named_jsonl_and_directory_stop_early(engram,
                                                                                 tmp_path):
     headerless = tmp_path / "nohead.csv"

@@ -46,6 +46,7 @@ _HEAD_LINES = 5
 # one in 1,000 bytes of the head, makes an input binary data. One further on is a line that
 # is not text, rejected alone: a corrupt line of a JSONL file refused all of it.
 _BINARY_HEADER = 1024
+_DELIMITERS = ",;\t|"  # a CSV input's delimiter is one of these unless --delimiter
 _BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark: skipped where an input starts
 NOT_UTF8 = "invalid UTF-8"  # how a line's reason begins when its bytes are not UTF-8
 
@@ -275,18 +276,39 @@ class Input:
                              "check the file, or name its format with --format")
 
     def _delimiter(self, stream: IO[bytes]) -> str:
-        """--delimiter, a tab for TSV, else the one csv.Sniffer finds in the first lines
-        (`;` and `|` files are common), else a comma."""
+        """--delimiter, a tab for TSV, else the one that splits the header into the most
+        names of fields, else the one csv.Sniffer finds in the first lines (`;` and `|`
+        files are common), else a comma."""
         if self.delimiter is not None:
             return self.delimiter
         if self.format == "tsv":
             return "\t"
         head = stream.peek(_HEAD_CHECK)[:_HEAD_CHECK] if hasattr(stream, "peek") else b""
-        sample = b"\n".join(head.split(b"\n")[:_HEAD_LINES]).decode("utf-8", "replace")
+        lines = head.removeprefix(_BOM).split(b"\n")
+        by_header = self._header_delimiter(lines[0].decode("utf-8", "replace"))
+        if by_header is not None:
+            return by_header
+        sample = b"\n".join(lines[:_HEAD_LINES]).decode("utf-8", "replace")
         try:
-            return csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+            return csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
         except csv.Error:
             return ","
+
+    def _header_delimiter(self, line: str) -> str | None:
+        """The one delimiter that splits a header line into more names of fields than any
+        other, or None. The sniffer judges by how regularly a character recurs in the first
+        lines, and JSON lists and `a;b` tags in the cells outvoted the delimiter of a header
+        as plain as `content|tags|id`: every row was then refused as a headerless file."""
+        if not self._known:
+            return None
+        names = {}
+        for d in _DELIMITERS:
+            cells = next(csv.reader([line.rstrip("\r")], delimiter=d), [])
+            names[d] = sum(1 for c in cells if c == self._content_field or c in self._known
+                           or c.startswith("metadata."))
+        best = max(names.values())
+        winners = [d for d, n in names.items() if n == best]
+        return winners[0] if best > 1 and len(winners) == 1 else None
 
     def _check_header(self, header: list[str]) -> None:
         """A first row whose cells name none of the fields a record can have, and not the
