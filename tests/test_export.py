@@ -113,6 +113,35 @@ def test_exported_records_carry_every_field(server, tmp_path):
     assert len(recs) == 5
 
 
+def test_times_come_back_to_the_nanosecond_and_before_1970_as_valid_timestamps(
+        server, second_server, tmp_path):
+    """Seconds were split into a Timestamp's nanoseconds by truncating: 62933.130881237
+    came back as ...236, so an exported space imported again was not the same file. And
+    a time before 1970 with a fraction went out with negative nanos, which is no valid
+    Timestamp (other languages' clients refuse it)."""
+    from engram_cli.rpc import pb
+    from tests.rpc_helpers import stubs
+
+    times = {"early": 62933.130881237, "moon": -14182939.5, "now": 1714552200.987654321}
+    src = write_jsonl(tmp_path / "t.jsonl", [{"id": k, "content": f"{k} time",
+                                             "created_at": t} for k, t in times.items()])
+    assert run(server.address, "import", str(src), "--space", SPACE).exit_code == 0
+    first = tmp_path / "first.jsonl"
+    assert run(server.address, "export", "--space", SPACE, "-o", str(first)).exit_code == 0
+    got = {r["id"]: r["created_at"] for r in map(orjson.loads, first.read_bytes().splitlines())}
+    assert got == {"early": 62933.130881237, "moon": -14182939.5, "now": 1714552200.9876542}
+    assert run(second_server.address, "import", str(first), "--space", SPACE).exit_code == 0
+    second = tmp_path / "second.jsonl"
+    assert run(second_server.address, "export", "--space", SPACE, "-o",
+               str(second)).exit_code == 0
+    assert first.read_bytes() == second.read_bytes()
+    with stubs(server.address) as (stub, _):
+        resp = stub.Recall(pb.RecallRequest(memory_space_id=SPACE, cue=pb.Cue(
+            semantic=pb.SemanticCue(query="moon time")), max_results=1))
+    ts = resp.memories[0].created_at
+    assert (ts.seconds, ts.nanos) == (-14182940, 500_000_000)
+
+
 def test_no_embeddings_since_and_gzip(server, tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", every_field_kind())
     assert run(server.address, "import", str(src), "--space", SPACE).exit_code == 0

@@ -12,6 +12,7 @@ embedding (the server's form) is checked.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -70,6 +71,20 @@ def memory_error(content: str, embedding: bytes | Sequence[float], confidence: f
 # Epoch seconds of 0001-01-01T00:00:00Z and 9999-12-31T23:59:59Z: the range of a protobuf
 # Timestamp, which carries created_at.
 FIRST_SECOND, LAST_SECOND = -62_135_596_800, 253_402_300_799
+
+
+def split_seconds(t: float) -> tuple[int, int]:
+    """Epoch seconds -> a Timestamp's (seconds, nanos), nanos in 0..999,999,999 (also before
+    1970) and rounded: truncated, a time read back from its float lost a nanosecond now
+    and then (0.130881237 s is 130,881,236.99999... ns), and an exported space imported
+    again was not the same."""
+    seconds = math.floor(t)
+    nanos = round((t - seconds) * 1e9)
+    if nanos < 1_000_000_000:
+        return seconds, nanos
+    if seconds < LAST_SECOND:
+        return seconds + 1, 0
+    return seconds, 999_999_999  # the last nanosecond a Timestamp holds
 
 
 def created_at_error(seconds: float, name: Callable[[str], str] = _field) -> str:

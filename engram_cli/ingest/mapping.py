@@ -31,6 +31,7 @@ from engram_cli.engine.rules import (
     memory_error,
     memory_type_error,
     memory_type_number,
+    split_seconds,
 )
 from engram_cli.errors import EngramError, UsageError
 
@@ -308,9 +309,7 @@ class Encoder:
             if type(created) is int:
                 seconds = created
             else:
-                t = parse_time(created)
-                seconds = math.floor(t)
-                nanos = int((t - seconds) * 1e9)
+                seconds, nanos = split_seconds(parse_time(created))
 
         decay = get("decay_rate")
         if decay is not None:

@@ -17,7 +17,7 @@ from engram_cli.engine.model import (
     embedding_to_bytes,
 )
 from engram_cli.engine.recall import RecallQuery
-from engram_cli.engine.rules import embedding_error
+from engram_cli.engine.rules import embedding_error, split_seconds
 from engram_cli.engine.writes import WriteBatch
 from engram_cli.errors import InvalidArgument, Unsupported
 from engram_cli.rpc import ext, pb
@@ -32,8 +32,7 @@ def ts_to_float(ts: Timestamp) -> float | None:
 def float_to_ts(value: float | None) -> Timestamp:
     ts = Timestamp()
     if value:
-        ts.seconds = int(value)
-        ts.nanos = int((value - int(value)) * 1e9)
+        ts.seconds, ts.nanos = split_seconds(value)
     return ts
 
 
