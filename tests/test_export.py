@@ -142,6 +142,24 @@ def test_times_come_back_to_the_nanosecond_and_before_1970_as_valid_timestamps(
     assert (ts.seconds, ts.nanos) == (-14182940, 500_000_000)
 
 
+def test_a_csv_export_of_text_with_nul_characters_imports_again(server, second_server,
+                                                                tmp_path):
+    """CSV has no escapes: a memory's NUL character is written as it is, and the importer
+    took the first such byte for binary data and refused its own export."""
+    src = write_jsonl(tmp_path / "n.jsonl", [{"id": "n1", "content": "before\u0000after"},
+                                             {"id": "n2", "content": "plain"}])
+    assert run(server.address, "import", str(src), "--space", SPACE).exit_code == 0
+    first = tmp_path / "first.csv"
+    assert run(server.address, "export", "--space", SPACE, "-o", str(first)).exit_code == 0
+    assert b"before\x00after" in first.read_bytes()
+    r = run(second_server.address, "import", str(first), "--space", SPACE)
+    assert r.exit_code == 0, r.output
+    second = tmp_path / "second.csv"
+    assert run(second_server.address, "export", "--space", SPACE, "-o",
+               str(second)).exit_code == 0
+    assert first.read_bytes() == second.read_bytes()
+
+
 def test_no_embeddings_since_and_gzip(server, tmp_path):
     src = write_jsonl(tmp_path / "in.jsonl", every_field_kind())
     assert run(server.address, "import", str(src), "--space", SPACE).exit_code == 0

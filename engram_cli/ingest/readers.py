@@ -42,10 +42,6 @@ MAX_LINE_BYTES = 16 * 1024 * 1024
 _KEPT_OF_OVERSIZED = 4096
 _HEAD_CHECK = 64 * 1024  # how much of an input's start is checked against its format
 _HEAD_LINES = 5
-# A NUL byte this near the start (where binary formats keep their headers), or more than
-# one in 1,000 bytes of the head, makes an input binary data. One further on is a line that
-# is not text, rejected alone: a corrupt line of a JSONL file refused all of it.
-_BINARY_HEADER = 1024
 _DELIMITERS = ",;\t|"  # a CSV input's delimiter is one of these unless --delimiter
 _BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark: skipped where an input starts
 NOT_UTF8 = "invalid UTF-8"  # how a line's reason begins when its bytes are not UTF-8
@@ -246,7 +242,7 @@ class Input:
             raise InputError(f"{self.display} is {wide} text; engram reads UTF-8",
                              self.conversion(wide))
         nul = head.find(b"\x00")
-        if nul >= 0 and (nul < _BINARY_HEADER or head.count(b"\x00") > len(head) // 1000):
+        if nul >= 0 and _binary(head, nul):
             raise InputError(f"{self.display} is not {self.format.upper()} text: it holds "
                              f"binary data (a NUL byte at byte {nul})",
                              "check that this is the file you meant")
@@ -445,6 +441,24 @@ class _Gzip(gzip.GzipFile):
             return super().readline(size)
         except (EOFError, OSError, zlib.error) as exc:
             raise self._damaged(exc) from None
+
+
+def _binary(head: bytes, nul: int) -> bool:
+    """Whether an input whose first bytes are `head` (a NUL at `nul`) is binary data: a NUL
+    in its first line (where binary formats keep their headers: a tar archive, an SQLite
+    file, a program), or NULs past one in a hundred bytes in text that is not UTF-8.
+    Anything less is text with a stray NUL: a corrupt line of a JSONL file is rejected
+    alone, not the whole file, and a memory's text may hold NUL characters, which a CSV
+    export writes as they are (import reads its own exports)."""
+    if b"\n" not in head[:nul]:
+        return True
+    if head.count(b"\x00") * 100 <= len(head):
+        return False
+    try:
+        head[:head.rfind(b"\n") + 1].decode("utf-8")  # whole lines: none cut in two
+    except UnicodeDecodeError:
+        return True
+    return False
 
 
 def _first_byte(stream: IO[bytes]) -> bytes:
