@@ -150,6 +150,28 @@ def test_a_space_embedded_by_the_server_holds_the_models_dimension(server: Any) 
     assert [m.content for m in top] == ["wide now"]
 
 
+def test_text_only_memories_beside_a_client_s_own_vectors_leave_the_dimension_alone(
+        server: Any) -> None:
+    """An upstream client's 768-d vectors and, in the same space, a memory sent as text:
+    the server embedded the text (256-d) and stored the vector with INSERT OR REPLACE,
+    which made the dimension trigger's INSERT OR IGNORE a REPLACE. The space then held
+    256, and the client's next 768-d memory was refused."""
+    store = server.store
+    with stubs(server.address) as (stub, _):
+        remember(stub, "mixed", memory("the client's own vector", 768))
+        remember(stub, "mixed", memory("The kettle whistles when the water boils"))
+        wait_for(lambda: store.vector_stats()["pending"] == 0)
+        time.sleep(0.5)  # the indexer's write, if it made one, has landed
+        assert remember(stub, "mixed", memory("another of the client's", 768, seed=1)
+                        ).memory_id
+        found = recall(stub, "kettle whistles", space="mixed").memories
+        assert [m.content for m in found] == ["The kettle whistles when the water boils"]
+    conn = store._reader()
+    assert conn.execute("SELECT dim FROM space_dims WHERE space = 'mixed'").fetchall() == [
+        (768,)]
+    assert conn.execute("SELECT count(*) FROM vectors").fetchone() == (0,)
+
+
 def test_an_older_store_gets_each_spaces_dimension_from_its_oldest_vector(
         tmp_path: Path) -> None:
     data = tmp_path / "data"
@@ -180,7 +202,8 @@ def test_an_older_store_gets_each_spaces_dimension_from_its_oldest_vector(
                  (rid, np.ones(32, "<f2").tobytes()))
     conn.close()
     with Store(data, Settings().replace({"embedding_model": "none"})) as store:
-        assert store.applied_migrations == ["007_space_dims", "008_fts_usermerge"]
+        assert store.applied_migrations == ["007_space_dims", "008_fts_usermerge",
+                                            "009_space_dims_taken_over"]
         out = store.remember_many("old", [
             MemoryRecord(id="n16", content="", embedding=np.ones(16, np.float32).tobytes()),
             MemoryRecord(id="n8", content="", embedding=np.ones(8, np.float32).tobytes())])
@@ -192,6 +215,40 @@ def test_an_older_store_gets_each_spaces_dimension_from_its_oldest_vector(
     with sqlite3.connect(data / DB_NAME) as conn:
         assert dict(conn.execute("SELECT space, dim FROM space_dims")) == {"old": 16,
                                                                             "text": 32}
+
+
+def test_a_space_whose_dimension_the_server_took_over_gets_it_back(tmp_path: Path) -> None:
+    """A store an earlier version left with a space of a client's own 768-d vectors whose
+    recorded dimension the server's computed 256-d vector had replaced (see above), and a
+    saved index that held the space at 256: migration 009 gives the space 768 back, drops
+    the computed vector, and the indexer indexes the space again at 768."""
+    data = tmp_path / "data"
+    with Store(data) as store:
+        store.remember_many("mixed", [MemoryRecord(id="t", content="The kettle whistles")])
+        wait_for(lambda: store.vector_stats()["pending"] == 0)
+        assert store.indexer.index.dim("mixed") == 256
+    with sqlite3.connect(data / DB_NAME, isolation_level=None) as conn:
+        conn.create_function("engram_key", 2, memory_key, deterministic=True)
+        now = time.time()
+        conn.execute(  # accepted while the space held 768, before the takeover
+            "INSERT INTO memories (space, id, key, content, embedding, confidence, "
+            "created_at, last_access, updated_at) VALUES ('mixed', 'own', ?, 'own vector', "
+            "?, 0.9, ?, ?, ?)", (memory_key("mixed", "own"),
+                                 np.asarray(vec(768), np.float32).tobytes(), now, now, now))
+        conn.execute("DELETE FROM schema_migrations WHERE version = 9")
+    with Store(data) as store:
+        assert store.applied_migrations == ["009_space_dims_taken_over"]
+        wait_for(lambda: store.indexer.ready.is_set())
+        wait_for(lambda: store.indexer.index.dim("mixed") == 768)
+        wait_for(lambda: store.vector_stats()["pending"] == 0)
+        cue = np.asarray(vec(768), np.float32).tobytes()
+        top = store.recall("mixed", RecallQuery(embedding=cue, limit=1)).memories
+        assert [m.id for m in top] == ["own"]
+        out = store.remember_many("mixed", [MemoryRecord(
+            id="own2", content="", embedding=np.asarray(vec(768, 2), np.float32).tobytes())])
+        assert out[0].outcome == "created", out[0].error
+        conn = store._reader()
+        assert conn.execute("SELECT count(*) FROM vectors").fetchone() == (0,)
 
 
 def test_engram_import_writes_the_refused_vector_to_its_rejects_file(

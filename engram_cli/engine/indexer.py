@@ -408,6 +408,9 @@ class Indexer(threading.Thread):
 
         batch = _Batch(log_rows[-1][0], spaces)
         to_embed: list[tuple[int, str]] = []
+        # A space of another dimension than the model's (its memories' own vectors, an
+        # upstream client's 768) keeps its text-only memories without a vector.
+        held = batch.dims = dict(conn.execute("SELECT space, dim FROM space_dims"))
         # vectors read, by (space, dtype, bytes): one conversion per group, not per vector
         blobs: dict[tuple[str, str, int], tuple[list[int], list[bytes]]] = {}
         for rid in rids:
@@ -421,7 +424,8 @@ class Indexer(threading.Thread):
                 keys, data = blobs.setdefault((space, dtype, len(blob)), ([], []))
                 keys.append(rid)
                 data.append(blob)
-            elif content and self.model is not None:
+            elif content and self.model is not None and \
+                    held.get(space, self.model.dim) == self.model.dim:
                 if self._embedding.get(rid) != content:  # else an earlier batch stores it
                     to_embed.append((rid, content))
             else:
@@ -486,6 +490,14 @@ class Indexer(threading.Thread):
             for keys, vecs in items:
                 by_dim.setdefault(vecs.shape[1], []).append((keys, vecs))
             held = self.index.dim(space)
+            if held is not None and batch.dims.get(space, held) != held:
+                # The index took another dimension for the space than SQLite records (a
+                # store repaired by migration 009, which logged each of its memories): the
+                # space's index starts again, at the recorded one.
+                log.info("space %r: the vector index held %d-d vectors, the store records "
+                         "%d: indexing it again", space, held, batch.dims[space])
+                self.index.drop_space(space)
+                held = None
             for dim, group in by_dim.items():
                 if held is not None and dim != held:
                     continue  # refused on the write path since the space got its dimension
@@ -554,11 +566,12 @@ class _Batch:
     texts still to embed, in parts of EMBED_BATCH, each with the worker's future (None:
     embedded in the indexer's thread)."""
 
-    __slots__ = ("add", "chars", "gone", "last", "parts", "spaces")
+    __slots__ = ("add", "chars", "dims", "gone", "last", "parts", "spaces")
 
     def __init__(self, last: int, spaces: dict[int, str]) -> None:
         self.last = last  # its last log sequence
         self.spaces = spaces
+        self.dims: dict[str, int] = {}  # each space's dimension, as SQLite records it
         self.chars = 0  # of the texts it holds to embed
         self.gone: dict[str, list[int]] = {}
         self.add: dict[str, list[tuple[Any, Any]]] = {}  # per space: (keys, vectors) arrays
@@ -584,10 +597,18 @@ def _op_trim_log(conn: sqlite3.Connection, upto: int) -> None:
     conn.execute("DELETE FROM vector_log WHERE seq <= ?", (upto,))
 
 
+# Not INSERT OR REPLACE: a trigger's statements take the conflict policy of the statement
+# that fired them, so vectors_dim_ai's INSERT OR IGNORE into space_dims became a REPLACE,
+# and a text-only memory's computed 256-d vector took over a space of its memories' own
+# 768-d vectors, whose next 768-d memory was then refused. A vector is stored only where
+# the space holds its dimension (or none yet): the space's may have been decided since the
+# text was read.
 _STORE_VECTOR = (
-    "INSERT OR REPLACE INTO vectors (rid, model, vec) SELECT ?, ?, ? WHERE EXISTS "
-    "(SELECT 1 FROM memories WHERE rowid = ? AND content = ? AND embedding IS NULL "
-    "AND suppressed = 0)")
+    "INSERT INTO vectors (rid, model, vec) SELECT ?1, ?2, ?3 FROM memories m "
+    "WHERE m.rowid = ?4 AND m.content = ?5 AND m.embedding IS NULL AND m.suppressed = 0 "
+    "AND NOT EXISTS (SELECT 1 FROM space_dims d WHERE d.space = m.space "
+    "AND d.dim != length(?3) / 2) "
+    "ON CONFLICT (rid) DO UPDATE SET model = excluded.model, vec = excluded.vec")
 
 
 def _op_store_vectors(conn: sqlite3.Connection, model: str,

@@ -456,6 +456,43 @@ def _m008_fts_usermerge(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT INTO memories_fts (memories_fts, rank) VALUES ('usermerge', 2)")
 
 
+def _m009_space_dims_taken_over(conn: sqlite3.Connection) -> None:
+    """Until this version the indexer stored a text-only memory's computed vector with
+    INSERT OR REPLACE, and a trigger's statements take the conflict policy of the one that
+    fired them: vectors_dim_ai's INSERT OR IGNORE replaced the dimension of a space of its
+    memories' own vectors (an upstream client's 768) with the model's, and the client's
+    next vector was refused. Such a space records the dimension of its computed vectors
+    while its oldest own vector has another: it gets that one back, the computed vectors
+    of another dimension than their space's go, and each of its memories is logged for the
+    indexer, which indexes the space again at the recorded dimension."""
+    _run_script(
+        conn,
+        """
+        CREATE TEMP TABLE oldest_own AS
+            SELECT space, length(embedding) / 4 AS dim FROM (
+                SELECT space, embedding, min(rowid) FROM memories
+                WHERE embedding IS NOT NULL GROUP BY space);
+        CREATE TEMP TABLE taken_over AS
+            SELECT d.space AS space, o.dim AS dim FROM space_dims d
+                JOIN oldest_own o ON o.space = d.space
+            WHERE o.dim != d.dim
+              AND EXISTS (SELECT 1 FROM vectors v JOIN memories m ON m.rowid = v.rid
+                          WHERE m.space = d.space AND length(v.vec) / 2 = d.dim);
+        UPDATE space_dims
+            SET dim = (SELECT t.dim FROM taken_over t WHERE t.space = space_dims.space)
+            WHERE space IN (SELECT space FROM taken_over);
+        INSERT INTO vector_log (rid, space)
+            SELECT rowid, space FROM memories WHERE space IN (SELECT space FROM taken_over);
+        DROP TABLE oldest_own;
+        DROP TABLE taken_over;
+        DELETE FROM vectors WHERE rid IN (
+            SELECT v.rid FROM vectors v JOIN memories m ON m.rowid = v.rid
+                JOIN space_dims d ON d.space = m.space
+            WHERE length(v.vec) / 2 != d.dim);
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _m001_initial),
     ("002_edges", _m002_edges),
@@ -465,6 +502,7 @@ MIGRATIONS: list[Migration] = [
     ("006_vector_log", _m006_vector_log),
     ("007_space_dims", _m007_space_dims),
     ("008_fts_usermerge", _m008_fts_usermerge),
+    ("009_space_dims_taken_over", _m009_space_dims_taken_over),
 ]
 
 
