@@ -85,6 +85,11 @@ def test_embeddings_of_huge_or_tiny_values_rank_by_direction(rpc, scale) -> None
     known = stub.Recognize(pb.RecognizeRequest(memory_space_id=space,
                                                embedding=pb.Embedding(values=cue)))
     assert known.recognized and known.similar_memories[0].content == "north"
+    # A whole memory is known by its vector too, whatever its text: its text alone was
+    # weighed before, and an upstream client's memory went unrecognized.
+    whole = stub.Recognize(pb.RecognizeRequest(memory_space_id=space, memory=pb.Memory(
+        content="a heading", embedding=cue)))
+    assert whole.recognized and whole.similar_memories[0].content == "north"
 
 
 def test_memory_with_only_an_embedding_is_accepted(rpc) -> None:

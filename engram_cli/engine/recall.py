@@ -604,21 +604,28 @@ class Recaller:
 
     def recognize(self, space: str, content: str = "", embedding: bytes = b""
                   ) -> tuple[float, list[MemoryRecord]]:
-        """How familiar is this? Answers (familiarity 0..1, the most similar memories)."""
+        """How familiar is this? Answers (familiarity 0..1, the most similar memories): by
+        the words of `content` and by the nearness of `embedding`, whichever is more
+        familiar when both are given (a whole memory: an upstream client's memory is
+        mostly known by its vector, whatever its text)."""
+        if not content and not embedding:
+            raise InvalidArgument("nothing to recognize",
+                                  "send content, an embedding or a memory")
+        best, similar = 0.0, []
         if content:
             exact = self.get(space, [content_id(content)])
             if exact:
                 return 1.0, exact
             result = self.recall(space, RecallQuery(text=content, limit=5, mode="lexical"))
             words = set(WORD_RE.findall(content.lower()))
-            best = 0.0
             for rec in result.memories:
                 other = set(WORD_RE.findall(rec.content.lower()))
                 if words or other:
                     best = max(best, len(words & other) / len(words | other))
-            return best, result.memories
+            similar = result.memories
         if embedding:
             result = self.recall(space, RecallQuery(embedding=embedding, limit=5))
-            best = max((r.activation for r in result.memories), default=0.0)
-            return best, result.memories
-        raise InvalidArgument("nothing to recognize", "send content, an embedding or a memory")
+            near = max((r.activation for r in result.memories), default=0.0)
+            if near > best or not similar:
+                best, similar = max(best, near), result.memories
+        return best, similar

@@ -264,9 +264,9 @@ class EngramServicer(svc.EngramServiceServicer):
             content = request.content
         elif kind == "embedding":
             embedding = embedding_to_bytes(request.embedding.values)
-        elif kind == "memory":
+        elif kind == "memory":  # its text and its vector both count
             content = request.memory.content
-            if not content and len(request.memory.embedding):
+            if len(request.memory.embedding):
                 embedding = embedding_to_bytes(request.memory.embedding)
         familiarity, similar = self.store.recognize(request.memory_space_id, content, embedding)
         threshold = fraction("recognition_threshold", request.recognition_threshold) or 0.7
