@@ -481,14 +481,14 @@ def _m009_space_dims_taken_over(conn: sqlite3.Connection) -> None:
         UPDATE space_dims
             SET dim = (SELECT t.dim FROM taken_over t WHERE t.space = space_dims.space)
             WHERE space IN (SELECT space FROM taken_over);
+        DELETE FROM vectors WHERE rid IN (
+            SELECT m.rowid FROM taken_over t JOIN memories m ON m.space = t.space)
+            AND length(vec) / 2 != (SELECT t.dim FROM taken_over t JOIN memories m
+                                    ON m.space = t.space WHERE m.rowid = vectors.rid);
         INSERT INTO vector_log (rid, space)
             SELECT rowid, space FROM memories WHERE space IN (SELECT space FROM taken_over);
         DROP TABLE oldest_own;
         DROP TABLE taken_over;
-        DELETE FROM vectors WHERE rid IN (
-            SELECT v.rid FROM vectors v JOIN memories m ON m.rowid = v.rid
-                JOIN space_dims d ON d.space = m.space
-            WHERE length(v.vec) / 2 != d.dim);
         """,
     )
 
