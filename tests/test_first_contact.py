@@ -71,6 +71,21 @@ def test_a_json_array_cut_short_stores_its_records_and_says_so(server, tmp_path)
     assert count_on(server.address) == len(rows)
 
 
+def test_data_after_a_json_array_is_said_not_ignored(server, tmp_path):
+    """What followed a top-level array's ']' was ignored: a file of an empty array and then
+    records one after another imported nothing and exited 0."""
+    path = tmp_path / "two.json"
+    path.write_text('[{"content": "in the array"}]\n'
+                    + "".join(json.dumps(r) + "\n" for r in records(3)))
+    done = run_import(server.address, str(path), "--json")
+    assert done.returncode == 1, done.stderr
+    assert "two.json:2: data after the end of the JSON array" in done.stderr
+    assert json.loads(done.stdout)["imported"] == 1
+    blank = tmp_path / "blank.json"
+    blank.write_text('[{"content": "alone"}]\n\n   \n')
+    assert run_import(server.address, str(blank)).returncode == 0
+
+
 def _fill_cache(spaces: list[str]) -> None:
     from engram_cli.client.cache import RecallCache, cache_key
     from tests.test_cache import CURVE, result

@@ -594,7 +594,8 @@ def _read_json(stream: IO[bytes], start: Position, array: bool, display: str = "
             eof = not more
             continue
         if array and buf[i : i + 1] == b"]":
-            return  # the end of the array; anything after it is ignored
+            _after_array(stream, buf[i + 1:], line + buf.count(b"\n", 0, i), display)
+            return
         s = i
         line += buf.count(b"\n", 0, s)
         base += s
@@ -629,6 +630,24 @@ def _read_json(stream: IO[bytes], start: Position, array: bool, display: str = "
                            f"not an object (an element must be {{...}}, this is "
                            f"{_kind(record)})")
         i = end
+
+
+def _after_array(stream: IO[bytes], rest: bytes, line: int, display: str) -> None:
+    """Past a top-level array's `]` (on `line`) only blanks may follow: DamagedInput when
+    something else does. It was ignored, so that a file of an empty array and then
+    records, or of two arrays, imported what came first and exited 0."""
+    while True:
+        stripped = rest.lstrip(b" \t\r\n")
+        if stripped:
+            line += rest.count(b"\n", 0, len(rest) - len(stripped))
+            raise DamagedInput(
+                f"{display}:{line}: data after the end of the JSON array",
+                "every record of the array was read; a .json file is one array of records "
+                "or objects one after another: split it, or write it as JSONL")
+        line += rest.count(b"\n")
+        rest = stream.read(_READ_BUFFER)
+        if not rest:
+            return
 
 
 def _element_end(buf: bytes, s: int) -> int | None:
