@@ -178,6 +178,13 @@ def test_backup_while_writing_then_restore_gives_the_same_export(server, tmp_pat
     afile.write_text("x")
     under_a_file = run(server.address, "backup", str(afile / "b"))
     assert under_a_file.exit_code == 2 and "afile is not a directory" in under_a_file.output
+    # Into the store's own directory: a directory named engram.toml there kept the server
+    # from starting again.
+    data = server.store.data_dir
+    for inside in (data / "engram.toml", data / "vectors" / "b"):
+        own = run(server.address, "backup", str(inside))
+        assert own.exit_code == 2 and "is in the store's own directory" in own.output
+        assert not inside.exists()
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     if os.geteuid() != 0:  # root writes anyway

@@ -542,6 +542,13 @@ class Store:
         (engine/backup.py); reads and writes go on meanwhile."""
         if self._closed:
             raise StoreClosed("the store is closed")
+        where = dest.parent.resolve() if dest.is_absolute() else None
+        for own in {self.data_dir.resolve(), self.path.parent.resolve()}:
+            if where is not None and where.is_relative_to(own):
+                # Its files are the store's own: a directory named engram.toml there, say,
+                # would keep the server from starting again.
+                raise InvalidArgument(f"{dest} is in the store's own directory {own}",
+                                      "back up to a directory outside it")
         conn = self._connect(cache_bytes=8 << 20)
         try:
             return backups.backup(conn, dest)
