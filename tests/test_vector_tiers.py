@@ -55,3 +55,21 @@ def test_the_settings_say_what_hot_capacity_and_warm_path_govern() -> None:
     text = {s.key: s.description for s in SPECS}
     assert "rows" in text["hot_capacity"] and "vector index" in text["hot_capacity"]
     assert "vector index" in text["warm_path"]
+
+
+def test_a_warm_path_the_store_cannot_be_created_in_is_one_line_not_a_traceback(
+        tmp_path: Path) -> None:
+    """/proc/self passes for a writable directory, and creating the store there failed
+    with a FileNotFoundError traceback."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    (data / "engram.toml").write_text('[engine]\nwarm_path = "/proc/self"\n')
+    done = subprocess.run([sys.executable, "-m", "engram_cli", "serve", "--port", "0",
+                           "--data-dir", str(data)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "cannot create the store in warm_path /proc/self" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -108,10 +108,16 @@ class Store:
         self.clock = clock
         self._lock_fd = self._lock_data_dir()
         db_dir = Path(settings.warm_path) if settings.warm_path else self.data_dir
-        private_dir(db_dir, own=False)
         self.path = db_dir / DB_NAME
-        # SQLite gives the -wal and -shm files the database file's mode: 0600 from here.
-        create_private(self.path)
+        try:
+            private_dir(db_dir, own=False)
+            # SQLite gives the -wal and -shm files the database file's mode: 0600 from here.
+            create_private(self.path)
+        except OSError as exc:  # warm_path = "/proc/self" was a traceback
+            self._unlock()
+            where = f"warm_path {db_dir}" if settings.warm_path else f"the data dir {db_dir}"
+            raise EngramError(f"cannot create the store in {where}: {exc.strerror or exc}",
+                              "choose a directory the server can write") from None
         self._closed = False
         conn = self._connect(cache_bytes=64 << 20)
         try:
