@@ -9,6 +9,7 @@ variables and flags) are resolved in engram_cli/client/settings.py.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 
 from engram_cli.errors import SettingsError
@@ -118,16 +119,30 @@ def client_config_path() -> Path:
     return config_dir() / CLIENT_CONFIG_NAME
 
 
+# A settings file is a few KiB; past this it is not one.
+MAX_TOML_BYTES = 1 << 20
+
+
 def read_toml(path: Path | str) -> tuple[dict[str, Any], str]:
-    """(document, text) of a TOML file; ({}, "") when it does not exist."""
+    """(document, text) of a TOML file; ({}, "") when it does not exist. Only a regular
+    file is read, and at most MAX_TOML_BYTES of it: `tune --write-config /dev/zero` read
+    the device it was to update until the kernel killed it, and a FIFO would wait for a
+    writer."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         return {}, ""
     except OSError as exc:
         raise SettingsError(f"cannot read {path}: {exc.strerror}",
                             "check its permissions") from exc
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SettingsError(f"{path} is not a regular file",
+                                "a settings file is a TOML file: name one")
+        raw = f.read(MAX_TOML_BYTES + 1)
+    if len(raw) > MAX_TOML_BYTES:
+        raise SettingsError(f"{path} is over {MAX_TOML_BYTES >> 20} MiB: not a settings file",
+                            "name the TOML file meant")
     from engram_cli.compat import tomllib  # only when there is a file to read
 
     try:

@@ -223,3 +223,28 @@ def test_an_api_key_metadata_cannot_carry_is_named_not_shown(
     secret = (flags or env or {"k": "tab\tkey"}).popitem()[1]
     assert secret not in str(err.value) + (err.value.hint or "")
     assert resolve_client_settings({"api_key": "engram_key_ok"}, env={}).api_key
+
+
+def _limited() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # a runaway read fails
+
+
+@pytest.mark.parametrize("case", ["device", "fifo"])
+def test_a_settings_file_that_is_no_regular_file_is_refused_not_read(tmp_path: Path,
+                                                                      case: str) -> None:
+    """`tune --write-config /dev/zero` read the device it was to update until the kernel
+    killed it (24 GB); a config.toml that is a FIFO waited for a writer for ever."""
+    env = {**os.environ, "ENGRAM_CONFIG_DIR": str(tmp_path / "cfg")}
+    if case == "device":
+        args, named = ["tune", "--profile", "low-latency", "--write-config", "/dev/zero"], \
+            "/dev/zero"
+    else:
+        (tmp_path / "cfg").mkdir(mode=0o700)
+        os.mkfifo(tmp_path / "cfg" / "config.toml", 0o600)
+        args, named = ["--server", "127.0.0.1:1", "stats"], str(tmp_path / "cfg" / "config.toml")
+    done = subprocess.run([sys.executable, "-m", "engram_cli", *args], capture_output=True,
+                          text=True, timeout=60, env=env, preexec_fn=_limited)
+    assert done.returncode == EXIT_USAGE, done.stderr
+    assert f"{named} is not a regular file" in done.stderr
