@@ -9,7 +9,6 @@ variables and flags) are resolved in engram_cli/client/settings.py.
 from __future__ import annotations
 
 import os
-import stat
 import sys
 
 from engram_cli.errors import SettingsError
@@ -125,24 +124,19 @@ MAX_TOML_BYTES = 1 << 20
 
 def read_toml(path: Path | str) -> tuple[dict[str, Any], str]:
     """(document, text) of a TOML file; ({}, "") when it does not exist. Only a regular
-    file is read, and at most MAX_TOML_BYTES of it: `tune --write-config /dev/zero` read
-    the device it was to update until the kernel killed it, and a FIFO would wait for a
-    writer."""
+    file is read, and at most MAX_TOML_BYTES of it (`tune --write-config /dev/zero` read
+    the device it was to update until the kernel killed it)."""
+    from engram_cli.files import NotARegularFile, read_regular
+
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        raw = read_regular(path, MAX_TOML_BYTES)
     except FileNotFoundError:
         return {}, ""
+    except NotARegularFile as exc:
+        raise SettingsError(str(exc), "a settings file is a TOML file: name one") from None
     except OSError as exc:
         raise SettingsError(f"cannot read {path}: {exc.strerror}",
                             "check its permissions") from exc
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise SettingsError(f"{path} is not a regular file",
-                                "a settings file is a TOML file: name one")
-        raw = f.read(MAX_TOML_BYTES + 1)
-    if len(raw) > MAX_TOML_BYTES:
-        raise SettingsError(f"{path} is over {MAX_TOML_BYTES >> 20} MiB: not a settings file",
-                            "name the TOML file meant")
     from engram_cli.compat import tomllib  # only when there is a file to read
 
     try:

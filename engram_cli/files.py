@@ -112,6 +112,33 @@ def append_private(path: Path | str) -> BinaryIO:
                                   single_link=True), "ab")
 
 
+# Certificates and keys in PEM, bundles included (a system's CA bundle is ~220 KB).
+MAX_PEM_BYTES = 4 << 20
+
+
+class NotARegularFile(ValueError):
+    """A file the user named to be read is a device, a FIFO, a directory or too big."""
+
+
+def read_regular(path: Path | str, most: int,
+                 check: Callable[[os.stat_result], None] | None = None) -> bytes:
+    """The bytes of a regular file of at most `most` bytes that the user named (settings,
+    keys, certificates), with `check` given the stat of the file opened; NotARegularFile
+    for anything else, OSError as opening raises it. Read whole, /dev/zero named by mistake
+    took a process to the kernel's out-of-memory killer, and a FIFO waited for a writer."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotARegularFile(f"{path} is not a regular file")
+        if check is not None:
+            check(st)
+        raw = f.read(most + 1)
+    if len(raw) > most:
+        raise NotARegularFile(f"{path} is over {most >> 20} MiB")
+    return raw
+
+
 def read_private(path: Path | str) -> bytes:
     """The bytes of a file we wrote, never read through a symlink (FileNotFoundError when
     there is none)."""

@@ -231,20 +231,31 @@ def _limited() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # a runaway read fails
 
 
-@pytest.mark.parametrize("case", ["device", "fifo"])
-def test_a_settings_file_that_is_no_regular_file_is_refused_not_read(tmp_path: Path,
-                                                                      case: str) -> None:
+@pytest.mark.parametrize("case", ["settings device", "settings fifo", "ca device",
+                                  "key file fifo", "server certificate device"])
+def test_a_file_to_read_that_is_no_regular_file_is_refused_not_read(tmp_path: Path,
+                                                                     case: str) -> None:
     """`tune --write-config /dev/zero` read the device it was to update until the kernel
-    killed it (24 GB); a config.toml that is a FIFO waited for a writer for ever."""
+    killed it (24 GB); a config.toml or key file that is a FIFO waited for a writer for
+    ever; certificates were read whole the same way."""
     env = {**os.environ, "ENGRAM_CONFIG_DIR": str(tmp_path / "cfg")}
-    if case == "device":
-        args, named = ["tune", "--profile", "low-latency", "--write-config", "/dev/zero"], \
-            "/dev/zero"
-    else:
-        (tmp_path / "cfg").mkdir(mode=0o700)
-        os.mkfifo(tmp_path / "cfg" / "config.toml", 0o600)
-        args, named = ["--server", "127.0.0.1:1", "stats"], str(tmp_path / "cfg" / "config.toml")
+    (tmp_path / "cfg").mkdir(mode=0o700)
+    fifo = tmp_path / "cfg" / "config.toml" if case == "settings fifo" else tmp_path / "keys"
+    os.mkfifo(fifo, 0o600)
+    data = str(tmp_path / "data")
+    args, named, code = {
+        "settings device": (["tune", "--profile", "low-latency", "--write-config",
+                             "/dev/zero"], "/dev/zero", EXIT_USAGE),
+        "settings fifo": (["--server", "127.0.0.1:1", "stats"], str(fifo), EXIT_USAGE),
+        "ca device": (["--ca-cert", "/dev/zero", "--server", "127.0.0.1:1", "recall", "x",
+                       "--no-cache"], "/dev/zero", 1),
+        "key file fifo": (["serve", "--port", "0", "--data-dir", data, "--key-file",
+                           str(fifo)], str(fifo), EXIT_USAGE),
+        "server certificate device": (["serve", "--port", "0", "--data-dir", data,
+                                       "--tls-cert", "/dev/zero", "--tls-key", "/dev/zero"],
+                                      "/dev/zero", 1),
+    }[case]
     done = subprocess.run([sys.executable, "-m", "engram_cli", *args], capture_output=True,
                           text=True, timeout=60, env=env, preexec_fn=_limited)
-    assert done.returncode == EXIT_USAGE, done.stderr
+    assert done.returncode == code, done.stderr
     assert f"{named} is not a regular file" in done.stderr

@@ -26,8 +26,10 @@ from pathlib import Path
 from engram_cli.contract import key_error
 from engram_cli.engine.model import SPACE_RE
 from engram_cli.errors import SettingsError
+from engram_cli.files import NotARegularFile, read_regular
 
 EVERY_SPACE = "*"
+MAX_KEY_FILE_BYTES = 1 << 20  # thousands of keys
 _ALL: frozenset[str] = frozenset({EVERY_SPACE})
 
 
@@ -74,16 +76,16 @@ def allows(spaces: frozenset[str], space: str) -> bool:
 def read_key_file(path: Path) -> tuple[tuple[str, frozenset[str]], ...]:
     """The (key, spaces) lines of a key file; SettingsError naming the file (and line) for
     a file that cannot be read, is open to group or others, or has a bad line."""
+    def private(st: os.stat_result) -> None:  # of the file opened: the one read
+        if st.st_mode & 0o077:
+            raise SettingsError(
+                f"key file {path} is readable or writable by others "
+                f"(mode {stat.S_IMODE(st.st_mode):04o})", f"make it private: chmod 600 {path}")
+
     try:
-        # fstat of the file opened: the mode checked is the one of the file read.
-        with open(path, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            if mode & 0o077:
-                raise SettingsError(
-                    f"key file {path} is readable or writable by others "
-                    f"(mode {stat.S_IMODE(mode):04o})",
-                    f"make it private: chmod 600 {path}")
-            raw = f.read()
+        raw = read_regular(path, MAX_KEY_FILE_BYTES, private)
+    except NotARegularFile as exc:
+        raise SettingsError(f"key file {exc}", "name a file of keys") from None
     except OSError as exc:
         raise SettingsError(f"cannot read key file {path}: {exc.strerror}",
                             "check the path and its permissions") from None
