@@ -289,3 +289,23 @@ def test_arguments_and_variables_that_are_not_utf8_are_usage_errors(tmp_path) ->
         err = proc.stderr.decode()
         assert proc.returncode == code and "Traceback" not in err, err
         assert said in err and "is not UTF-8 text" in err
+
+
+def test_a_full_disk_under_the_output_is_one_line_not_a_traceback(server, tmp_path) -> None:
+    """stdout, an export or a rejects file on a full disk (/dev/full answers ENOSPC) ended
+    in a traceback."""
+    with stubs(server.address) as (stub, _):
+        remember(stub, "something to export")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"content": "kept"}\n{"content": "refused", "confidence": 5}\n')
+    for args, stdout in ((["cache", "stats"], "/dev/full"),
+                         (["--server", server.address, "stats"], "/dev/full"),
+                         (["--server", server.address, "export", "-o", "/dev/full"], None),
+                         (["--server", server.address, "import", str(bad), "--rejects",
+                           "/dev/full"], None)):
+        with open(stdout or os.devnull, "w") as out:
+            done = subprocess.run([sys.executable, "-m", "engram_cli", *args], stdout=out,
+                                  stderr=subprocess.PIPE, text=True, timeout=60)
+        assert done.returncode == 1, (args, done.stderr)
+        assert "No space left on device" in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr, (args, done.stderr)

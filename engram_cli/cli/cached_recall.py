@@ -181,6 +181,12 @@ def answer_from_cache(argv: list[str]) -> bool:
         from engram_cli.cli.console import discard_stdout
 
         discard_stdout()  # the reader left (`| head`): not an error
+    except OSError as exc:  # stdout on a full disk
+        from engram_cli.cli.console import discard_stdout, os_error
+
+        discard_stdout()
+        sys.stderr.write(f"Error: {os_error(exc)}: check the disk and the paths given\n")
+        sys.exit(1)
     return True
 
 

@@ -14,7 +14,7 @@ import typer
 # EXIT_CODES_HELP and the stdout helpers live in the entry module, which must not import
 # Typer; the commands take them from here.
 from engram_cli.cli.console import EXIT_CODES_HELP as EXIT_CODES_HELP
-from engram_cli.cli.console import discard_stdout, printable
+from engram_cli.cli.console import discard_stdout, os_error, printable
 from engram_cli.errors import EXIT_INTERRUPTED, EngramError
 
 if TYPE_CHECKING:
@@ -132,8 +132,13 @@ def handle_errors(fn: F) -> F:
             # A closed pipe (`engram recall - | head`) is the reader's choice, not an error.
             discard_stdout()
             raise typer.Exit(0) from None
+        except OSError as exc:
+            # The machine's, not ours: a full disk under an export, the rejects file or
+            # stdout (`engram stats > /dev/full` was a traceback), an I/O error.
+            raise fail(os_error(exc), "check the disk and the paths given") from None
 
     return wrapper  # type: ignore[return-value]
+
 
 
 EMBED_DEFAULT = "default"  # --embed given without a MODEL

@@ -134,6 +134,13 @@ def printable(text: str, one_line: bool = False) -> str:
     return text.replace("\r\n", "\n").translate(_CONTROLS)
 
 
+def os_error(exc: OSError) -> str:
+    """An OSError in words, with the file it is about when it says: the machine's failure
+    (a full disk, an I/O error), said in one line rather than a traceback."""
+    what = exc.strerror or str(exc)
+    return f"{exc.filename}: {what}" if exc.filename else f"input/output failed: {what}"
+
+
 def discard_stdout() -> None:
     """After the reader closed our stdout: send what is left to /dev/null, so that Python's
     flush at exit does not fail too (it would exit 120 and print a warning)."""
