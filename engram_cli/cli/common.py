@@ -134,7 +134,9 @@ def handle_errors(fn: F) -> F:
             raise typer.Exit(0) from None
         except OSError as exc:
             # The machine's, not ours: a full disk under an export, the rejects file or
-            # stdout (`engram stats > /dev/full` was a traceback), an I/O error.
+            # stdout (`engram stats > /dev/full` was a traceback), an I/O error. What is
+            # left in stdout's buffer goes nowhere: its flush at exit would fail again.
+            discard_stdout()
             raise fail(os_error(exc), "check the disk and the paths given") from None
 
     return wrapper  # type: ignore[return-value]
