@@ -142,7 +142,6 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-
 EMBED_DEFAULT = "default"  # --embed given without a MODEL
 
 
