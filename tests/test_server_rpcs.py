@@ -90,6 +90,13 @@ def test_embeddings_of_huge_or_tiny_values_rank_by_direction(rpc, scale) -> None
     whole = stub.Recognize(pb.RecognizeRequest(memory_space_id=space, memory=pb.Memory(
         content="a heading", embedding=cue)))
     assert whole.recognized and whole.similar_memories[0].content == "north"
+    # ... and by its text alone when its vector cannot speak: all zeros, as upstream's
+    # Recall answers carry them, or of another size.
+    remember(stub, "south by the sea", space, embedding=[-scale, 0.0, 0.0], id="s1")
+    for vector in ([0.0, 0.0, 0.0], [1.0, 0.0]):
+        known = stub.Recognize(pb.RecognizeRequest(memory_space_id=space, memory=pb.Memory(
+            content="south by the sea", embedding=vector)))
+        assert known.recognized and known.similar_memories[0].id == "s1"
 
 
 def test_memory_with_only_an_embedding_is_accepted(rpc) -> None:

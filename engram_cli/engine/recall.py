@@ -624,7 +624,14 @@ class Recaller:
                     best = max(best, len(words & other) / len(words | other))
             similar = result.memories
         if embedding:
-            result = self.recall(space, RecallQuery(embedding=embedding, limit=5))
+            try:
+                result = self.recall(space, RecallQuery(embedding=embedding, limit=5))
+            except InvalidArgument:
+                if not content:
+                    raise
+                # A memory whose text speaks for it and whose vector cannot (all zeros, as
+                # upstream's Recall answers carry, or of another size than the space's).
+                return best, similar
             near = max((r.activation for r in result.memories), default=0.0)
             if near > best or not similar:
                 best, similar = max(best, near), result.memories
