@@ -10,6 +10,10 @@ import grpc
 
 from engram_cli.rpc import ext_svc, pb, svc
 
+# One lexical match of "old phone number" and two neighbours a hybrid recall finds.
+PHONES = ["my old phone number was 555-0100", "call me on my mobile, it is 555-0199",
+          "her telephone is 555-0142", "the garden needs watering"]
+
 
 @contextmanager
 def stubs(address: str) -> Iterator[tuple[Any, Any]]:

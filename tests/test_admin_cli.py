@@ -92,6 +92,22 @@ def test_forget_ids_from_stdin_and_by_match(server):
     assert visible(server, [f"m{i}" for i in range(6)]) == {"m2"}
 
 
+def test_forget_by_match_hits_the_cue_s_words_not_its_neighbours(server):
+    """forget --match asked recall in its default, hybrid mode: "old phone number" listed
+    (and with --yes deleted) every phone number the vector index found near it."""
+    from tests.import_support import wait_for
+    from tests.rpc_helpers import PHONES
+
+    server.store.remember_many(SPACE, [MemoryRecord(id=f"p{i}", content=c)
+                                       for i, c in enumerate(PHONES)])
+    wait_for(lambda: server.store.vector_stats()["pending"] == 0, timeout=30)
+    r = run(server.address, "forget", "--match", "old phone number", "--delete", "--yes",
+            "--space", SPACE)
+    assert r.exit_code == 0, r.output
+    assert "deleted 1 of 1" in r.output
+    assert visible(server, [f"p{i}" for i in range(4)]) == {"p1", "p2", "p3"}
+
+
 def test_forget_usage_errors(server):
     r = run(server.address, "forget")
     assert r.exit_code == 2 and "Error: nothing to forget" in r.output

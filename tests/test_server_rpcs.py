@@ -11,7 +11,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from engram_cli.engine.model import content_id
 from engram_cli.rpc import ext, pb
-from tests.rpc_helpers import recall, remember, stubs, total
+from tests.rpc_helpers import PHONES, recall, remember, stubs, total
 
 
 @pytest.fixture
@@ -129,6 +129,26 @@ def test_forget_by_pattern(rpc) -> None:
                                      mode=pb.FORGET_MODE_DELETE))
     assert r.memories_affected == 3
     assert total(stub) == 1
+
+
+def test_forget_by_a_text_pattern_hits_its_words_not_its_neighbours(rpc, server) -> None:
+    """Forget by pattern selected as recall does, in hybrid mode: forgetting "old phone
+    number" deleted every phone number the vector index found near it."""
+    from tests.import_support import wait_for
+
+    stub, _ = rpc
+    for content in PHONES:
+        remember(stub, content, "phones")
+    wait_for(lambda: server.store.vector_stats()["pending"] == 0, timeout=30)
+    near = stub.Recall(pb.RecallRequest(memory_space_id="phones", cue=pb.Cue(
+        semantic=pb.SemanticCue(query="old phone number"),
+        threshold=pb.Confidence(value=0.0)), max_results=10))
+    assert len(near.memories) >= 2  # the neighbours a hybrid recall finds
+    r = stub.Forget(pb.ForgetRequest(memory_space_id="phones", mode=pb.FORGET_MODE_DELETE,
+                                     pattern=pb.Cue(semantic=pb.SemanticCue(
+                                         query="old phone number"))))
+    assert r.memories_affected == 1
+    assert total(stub, "phones") == 3
 
 
 def test_recognize(rpc) -> None:

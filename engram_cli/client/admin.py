@@ -43,14 +43,17 @@ def read_ids(lines: Iterable[str]) -> list[str]:
 
 
 def match(client: EngramClient, space: str, cue: str, limit: int) -> list[tuple[str, str]]:
-    """(id, content) of the memories a text cue selects, without spreading: what a forget
-    by --match would hit, shown before anything is forgotten."""
+    """(id, content) of the memories a text cue selects by its words, without spreading:
+    what a forget by --match would hit, shown before anything is forgotten. Not by vector
+    as well (recall's default): "old phone number" selected every phone number, and a
+    forget must hit what the cue says, not what resembles it."""
+    from engram_cli.contract import RECALL_MODE_KEY
     from engram_cli.rpc import pb
 
     resp = client.call(client.stub.Recall, pb.RecallRequest(
         memory_space_id=space,
         cue=pb.Cue(semantic=pb.SemanticCue(query=cue), spread_activation=False),
-        max_results=limit), "Recall")
+        max_results=limit), "Recall", extra=((RECALL_MODE_KEY, "lexical"),))
     return [(m.id, m.content) for m in resp.memories]
 
 

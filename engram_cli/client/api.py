@@ -37,9 +37,11 @@ class EngramClient:
         self.close()
 
     def call(self, method: Callable[..., T], request: Any, what: str,
-             timeout: float = DEFAULT_TIMEOUT_S) -> T:
+             timeout: float = DEFAULT_TIMEOUT_S, extra: tuple[tuple[str, str], ...] = ()
+             ) -> T:
+        """`method(request)` with this connection's metadata (and `extra`)."""
         try:
-            return method(request, metadata=self.metadata, timeout=timeout)
+            return method(request, metadata=(*self.metadata, *extra), timeout=timeout)
         except grpc.RpcError as err:
             raise translate(err, self.address, what, self.conn.tls) from None
 

@@ -441,10 +441,13 @@ class Store:
             return self._recaller.recognize(resolve_space(space_id), content, embedding)
 
     def matching_ids(self, space_id: str, q: RecallQuery, cap: int = 100_000) -> list[str]:
-        """Ids a cue selects (no spreading), for Forget by pattern."""
+        """Ids a cue selects (no spreading), for Forget by pattern: a text cue by its words
+        alone, as upstream Engram selects (in hybrid mode, forgetting "old phone number"
+        deleted every phone number); an embedding cue by its vector."""
         q.limit = cap
         q.spread = False
         q.threshold = 0.0
+        q.mode = "lexical"  # for a text cue; an embedding cue seeds by vector whatever it is
         return [r.id for r in self.recall(space_id, q).memories]
 
     def stats(self, space_id: str | None = None) -> dict[str, Any]:
