@@ -174,6 +174,19 @@ def test_no_embeddings_since_and_gzip(server, tmp_path):
     assert all("embedding" not in x for x in recs)
 
 
+def test_since_a_time_before_1970(server, tmp_path):
+    """Memories may be from the years 1 to 9999; the server refused any since before 1970
+    as "not a time"."""
+    src = write_jsonl(tmp_path / "old.jsonl", [
+        {"id": "1900", "content": "a turn of the century", "created_at": "1900-01-01T00:00:00Z"},
+        {"id": "1969", "content": "the moon landing", "created_at": "1969-07-20T20:17:40Z"},
+        {"id": "2024", "content": "last spring", "created_at": "2024-05-01T00:00:00Z"}])
+    assert run(server.address, "import", str(src), "--space", SPACE).exit_code == 0
+    r = run(server.address, "export", "--space", SPACE, "--since", "1950-01-01T00:00:00Z")
+    assert r.exit_code == 0, r.output
+    assert [orjson.loads(x)["id"] for x in r.stdout_bytes.splitlines()] == ["1969", "2024"]
+
+
 def test_export_of_an_empty_space_writes_an_empty_file(server, tmp_path):
     out = tmp_path / "empty.jsonl"
     r = run(server.address, "export", "--space", "nothing-here", "-o", str(out))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import grpc
 from engram_cli import __version__
 from engram_cli.contract import EXTENSION_SERVICE, method_path
 from engram_cli.engine.model import resolve_space
+from engram_cli.engine.rules import FIRST_SECOND, LAST_SECOND
 from engram_cli.engine.settings import SPECS
 from engram_cli.engine.store import Store
 from engram_cli.engine.writes import WriteBatch
@@ -141,8 +141,10 @@ class ExtensionServicer(ext_svc.ExtensionServiceServicer):
     @streaming
     def Export(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         since = request.since
-        if math.isnan(since) or since < 0:
-            raise InvalidArgument(f"since {since} is not a time")
+        # Memories may be from before 1970 (years 1-9999), so may a since: 0 is "none".
+        if not FIRST_SECOND <= since <= LAST_SECOND + 1:  # NaN fails too
+            raise InvalidArgument(f"since {since} is not a time",
+                                  "give unix seconds within the years 1 to 9999")
         yield from _behind(self._export_pages(request, since or None))
 
     def _export_pages(self, request: Any, since: float | None) -> Iterator[Any]:
