@@ -116,16 +116,22 @@ def append_private(path: Path | str) -> BinaryIO:
 MAX_PEM_BYTES = 4 << 20
 
 
-class NotARegularFile(ValueError):
-    """A file the user named to be read is a device, a FIFO, a directory or too big."""
+class NotARegularFile(OSError):
+    """A file the user named to be read is a device, a FIFO, a directory or too big: an
+    OSError whose reason (`strerror`) says which, for callers that say an OSError's."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.strerror = message
 
 
 def read_regular(path: Path | str, most: int,
                  check: Callable[[os.stat_result], None] | None = None) -> bytes:
     """The bytes of a regular file of at most `most` bytes that the user named (settings,
     keys, certificates), with `check` given the stat of the file opened; NotARegularFile
-    for anything else, OSError as opening raises it. Read whole, /dev/zero named by mistake
-    took a process to the kernel's out-of-memory killer, and a FIFO waited for a writer."""
+    (an OSError) for anything else, OSError as opening raises it. Read whole, /dev/zero
+    named by mistake took a process to the kernel's out-of-memory killer, and a FIFO
+    waited for a writer."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _CLOEXEC)
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(fd)

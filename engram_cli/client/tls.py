@@ -18,7 +18,7 @@ from typing import Any
 
 from engram_cli.config import UNIX_SCHEMES, TlsOptions, split_address
 from engram_cli.errors import EngramError, TlsError
-from engram_cli.files import MAX_PEM_BYTES, NotARegularFile, read_regular
+from engram_cli.files import MAX_PEM_BYTES, read_regular
 
 PROBE_TIMEOUT_S = 3.0
 CA_CERT = "the CA certificate"
@@ -34,9 +34,8 @@ _UNKNOWN_CA = frozenset({2, 18, 19, 20, 21})  # issuer unknown, self-signed, cha
 def _read(path: str, what: str) -> bytes:
     try:
         return read_regular(path, MAX_PEM_BYTES)
-    except (OSError, NotARegularFile) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise TlsError(f"cannot read {what} {path}: {why}",
+    except OSError as exc:
+        raise TlsError(f"cannot read {what} {path}: {exc.strerror or exc}",
                        "check the path and its permissions") from None
 
 

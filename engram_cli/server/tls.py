@@ -18,7 +18,7 @@ from typing import Any
 
 from engram_cli.config import read_toml
 from engram_cli.errors import SettingsError, TlsError
-from engram_cli.files import MAX_PEM_BYTES, NotARegularFile, read_regular
+from engram_cli.files import MAX_PEM_BYTES, read_regular
 
 TLS_TABLE = "tls"
 # key: (flag, environment variable, key in [tls], what it is)
@@ -92,9 +92,8 @@ def _read(tls: ServerTls, key: str) -> bytes:
     origin = (tls.where or {}).get(key, SOURCES[key][0])
     try:
         data = read_regular(path, MAX_PEM_BYTES)
-    except (OSError, NotARegularFile) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise TlsError(f"cannot read {what} {path} ({origin}): {why}",
+    except OSError as exc:
+        raise TlsError(f"cannot read {what} {path} ({origin}): {exc.strerror or exc}",
                        "check the path and its permissions") from None
     marker = b"PRIVATE KEY-----" if key == "key" else b"-----BEGIN CERTIFICATE-----"
     if marker not in data:
