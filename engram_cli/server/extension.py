@@ -14,7 +14,7 @@ import grpc
 from engram_cli import __version__
 from engram_cli.contract import EXTENSION_SERVICE, method_path
 from engram_cli.engine.model import resolve_space
-from engram_cli.engine.rules import FIRST_SECOND, LAST_SECOND
+from engram_cli.engine.rules import created_at_error
 from engram_cli.engine.settings import SPECS
 from engram_cli.engine.store import Store
 from engram_cli.engine.writes import WriteBatch
@@ -142,9 +142,9 @@ class ExtensionServicer(ext_svc.ExtensionServiceServicer):
     def Export(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         since = request.since
         # Memories may be from before 1970 (years 1-9999), so may a since: 0 is "none".
-        if not FIRST_SECOND <= since <= LAST_SECOND + 1:  # NaN fails too
-            raise InvalidArgument(f"since {since} is not a time",
-                                  "give unix seconds within the years 1 to 9999")
+        error = created_at_error(since, lambda _: "since")
+        if error:
+            raise InvalidArgument(error, "give unix seconds within the years 1 to 9999")
         yield from _behind(self._export_pages(request, since or None))
 
     def _export_pages(self, request: Any, since: float | None) -> Iterator[Any]:
