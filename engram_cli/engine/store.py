@@ -551,11 +551,10 @@ class Store:
         (engine/backup.py); reads and writes go on meanwhile."""
         if self._closed:
             raise StoreClosed("the store is closed")
-        where = dest.parent.resolve() if dest.is_absolute() else None
+        # Not into the store's own directories (backups.backup refuses a relative dest):
+        # a directory named engram.toml there, say, would keep the server from starting.
         for own in {self.data_dir.resolve(), self.path.parent.resolve()}:
-            if where is not None and where.is_relative_to(own):
-                # Its files are the store's own: a directory named engram.toml there, say,
-                # would keep the server from starting again.
+            if dest.is_absolute() and dest.parent.resolve().is_relative_to(own):
                 raise InvalidArgument(f"{dest} is in the store's own directory {own}",
                                       "back up to a directory outside it")
         conn = self._connect(cache_bytes=8 << 20)
