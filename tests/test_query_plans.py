@@ -49,9 +49,13 @@ def test_recall_looks_candidates_up_by_rowid_not_by_space(tmp_path: Path) -> Non
                 conn.set_trace_callback(None)
         assert by_vector.memories and by_words.memories
         plans = _plans(conn, seen)
-        # Both the vector candidates' re-scoring and the rows' loading were traced.
-        assert any("LEFT JOIN vectors" in sql for sql in plans), seen
+        # Both the candidates' visibility (the index has taken in every change, so its
+        # scores stand) and the rows' loading were traced.
+        assert any("memories_visible" in sql for sql in plans), seen
+        assert any(sql.startswith("SELECT rowid, id, content") for sql in plans), seen
         for sql, plan in plans.items():
             assert "memories_space_state" not in plan, (sql, plan)
+            if "memories_visible" in plan:  # sought rowid by rowid, not walked
+                assert "rowid=?" in plan, (sql, plan)
     finally:
         store.close()

@@ -168,6 +168,47 @@ def test_forgotten_and_changed_memories_never_come_back_from_the_index(store: St
     assert contents(store, RecallQuery(text=COTTAGE, mode="vector", limit=1)) == [CHALET]
 
 
+def test_a_change_the_index_has_not_taken_in_is_scored_from_sqlite(store: Store) -> None:
+    """Recall takes the index's scores as they are only for memories whose changes it has
+    taken in: with the indexer stopped behind an edit, the edited memory is scored from
+    what SQLite holds (no vector yet), not from the vector of its old text."""
+    chalet, *_ = put(store, *NOTES)
+    wait_for(lambda: indexed(store, len(NOTES)))
+    assert contents(store, RecallQuery(text=COTTAGE, mode="vector", limit=1)) == [CHALET]
+    store.indexer.stop()
+    store.remember("default", MemoryRecord(id=chalet, content="Invoices are due on Friday",
+                                           confidence=0.9))
+    conn = store._reader()
+    rowid = conn.execute("SELECT rowid FROM memories WHERE id = ?", (chalet,)).fetchone()[0]
+    assert store.indexer.unsettled(conn) == {rowid}
+    for mode in ("vector", "hybrid"):
+        got = store.recall("default", RecallQuery(text=COTTAGE, mode=mode, limit=10))
+        assert chalet not in [m.id for m in got.memories], mode
+
+
+def test_a_text_the_model_embeds_to_nothing_takes_its_old_vector_out_of_the_index(
+        store: Store) -> None:
+    """A model may give a text no vector (all zeros: no word it knows). A memory edited to
+    such a text has none in SQLite, and the index must not keep the one of its old text,
+    since recall takes the index's scores as they are once it has taken the edit in."""
+    chalet, *_ = put(store, *NOTES)
+    wait_for(lambda: indexed(store, len(NOTES)))
+    model = store.indexer.model
+    real = model.embed
+
+    def embed(texts: list[str]) -> np.ndarray:
+        vecs = np.array(real(texts), dtype=np.float32)
+        vecs[["zzqx" in t for t in texts]] = 0.0
+        return vecs
+
+    model.embed = embed  # the model the indexer embeds with, as loaded
+    store.remember("default", MemoryRecord(id=chalet, content="zzqx", confidence=0.9))
+    wait_for(lambda: store.vector_stats()["pending"] == 0)
+    assert store.vector_stats()["indexed"] == len(NOTES) - 1
+    got = store.recall("default", RecallQuery(text=COTTAGE, mode="vector", limit=10))
+    assert chalet not in [m.id for m in got.memories]
+
+
 def test_an_embedding_cue_goes_through_the_index_and_its_dimension_is_checked(
         store: Store) -> None:
     rng = np.random.default_rng(7)

@@ -98,6 +98,14 @@ class FreshSegment:
         top = top[np.argsort(-sims[top])]
         return [(int(self._keys[h + i]), float(sims[i])) for i in top]
 
+    def scores(self, keys: list[int], q: np.ndarray) -> dict[int, float]:
+        """{key: cosine to the unit `q`} of those of `keys` this segment holds."""
+        rows = [(key, self._row[key]) for key in keys if key in self._row]
+        if not rows:
+            return {}
+        sims = self._vecs[[r for _, r in rows]] @ q
+        return dict(zip([k for k, _ in rows], sims.tolist(), strict=True))
+
     def nbytes(self) -> int:
         return int(self._vecs.nbytes + self._keys.nbytes * 2 + self._alive.nbytes)
 

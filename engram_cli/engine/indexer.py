@@ -55,6 +55,9 @@ log = logging.getLogger("engram.indexer")
 
 INDEX_DIR = "vectors"
 LOG_BATCH = 2048  # log rows handled per step
+# Changes behind at most which a recall still reads which memories they are, and takes the
+# index's scores of all the others as they are (Indexer.unsettled): about a batch.
+UNSETTLED_MOST = LOG_BATCH
 EMBED_BATCH = 512  # texts embedded and stored per write
 # A log batch with this many texts to embed starts the worker processes (engine/embedworker.py),
 # which then embed every batch; fewer are embedded in the indexer's own thread.
@@ -157,6 +160,26 @@ class Indexer(threading.Thread):
         except sqlite3.Error:
             return None
         return max(0, int(row[0] or 0) - self.applied)
+
+    def unsettled(self, conn: sqlite3.Connection) -> set[int] | None:
+        """The rowids whose logged changes the index has yet to take in, as `conn`'s read
+        transaction sees the log: the index's vectors of every other memory are those
+        SQLite holds, so a recall may take its scores as they are. None while the index
+        is opening, or when it is more than UNSETTLED_MOST changes behind (an import's
+        backlog): then none of its scores are taken as they are."""
+        if not self.ready.is_set() or self.index is None:
+            return None
+        applied = self.applied
+        try:
+            top = conn.execute("SELECT max(seq) FROM vector_log").fetchone()[0] or 0
+            if top <= applied:
+                return set()
+            if top - applied > UNSETTLED_MOST:
+                return None
+            return {rid for (rid,) in conn.execute(
+                "SELECT rid FROM vector_log WHERE seq > ?", (applied,))}
+        except sqlite3.Error:
+            return None
 
     def lag(self, conn: sqlite3.Connection | None = None) -> int:
         """About how many logged changes the index has yet to take in (cheap: one index
@@ -476,6 +499,13 @@ class Indexer(threading.Thread):
             rids = np.fromiter((rid for rid, _ in part), dtype=np.int64, count=len(part))
             keep = (vecs != 0).any(axis=1)  # a text with nothing to embed has no vector
             if not keep.all():
+                # nor keeps the one its earlier text had (recall takes the index's scores
+                # of the memories it holds as they are: Indexer.unsettled)
+                emptied: dict[str, list[int]] = {}
+                for rid in rids[~keep].tolist():
+                    emptied.setdefault(batch.spaces[rid], []).append(rid)
+                for space, gone in emptied.items():
+                    self.index.remove(space, np.array(gone, dtype=np.int64))
                 part = [p for p, k in zip(part, keep, strict=True) if k]
                 rids, vecs = rids[keep], vecs[keep]
             if storing is not None:

@@ -162,6 +162,15 @@ class Coded:
     def rescore(self, keys: Any, q: Any) -> Any:
         """The inner products of the unit `q` with the 8-bit codes of these keys (all held
         by the store)."""
+        sims, ok = self._looked_up(keys, q)
+        if not ok.all():
+            sims[~ok] = self.codes.reconstruct_batch(keys[~ok]) @ q
+        return sims
+
+    def _looked_up(self, keys: Any, q: Any) -> tuple[Any, Any]:
+        """(inner products, found): the keys the look-up places, scored from their codes
+        where they lie; the others (added or moved since it was taken, or not held) are
+        left to the caller."""
         sims = np.empty(len(keys), dtype=np.float32)
         ok = np.zeros(len(keys), dtype=bool)
         n, lookup = self.ntotal, self._lookup
@@ -186,9 +195,7 @@ class Coded:
                 total = float(q.sum())
                 dots = rows.astype(np.float32) @ q
                 sims[ok] = self._vmin * total + self._vdiff / 255.0 * (dots + 0.5 * total)
-        if not ok.all():
-            sims[~ok] = self.codes.reconstruct_batch(keys[~ok]) @ q
-        return sims
+        return sims, ok
 
 
 def make_lookup(keys: Any) -> tuple[Any, Any]:
@@ -335,6 +342,23 @@ def search(index: Any, q: Any, k: int, candidates: int) -> list[tuple[int, float
     sims = index.rescore(found, q[0])
     best = np.argsort(-sims, kind="stable")[:k]
     return [(int(key), float(sim)) for key, sim in zip(found[best], sims[best], strict=True)]
+
+
+def held_scores(index: Any, keys: Any, q: Any) -> dict[int, float]:
+    """{key: inner product with the unit `q`} of those of `keys` (int64) the store holds,
+    of their 8-bit codes in a coded store: what a search would have scored them."""
+    if isinstance(index, Coded):
+        sims, ok = index._looked_up(keys, q)
+        out = dict(zip(keys[ok].tolist(), sims[ok].tolist(), strict=True))
+        rest, store = keys[~ok].tolist(), index.codes
+    else:
+        out, rest, store = {}, keys.tolist(), index
+    for key in rest:  # a few: added since the look-up was taken, or not held at all
+        try:
+            out[key] = float(store.reconstruct(key) @ q)
+        except RuntimeError:  # faiss: not in the store's map
+            continue
+    return out
 
 
 def nbytes(index: Any) -> int:

@@ -212,15 +212,28 @@ def rescored(want: int) -> int:
 
 
 def vector_seeds(index: Any, conn: sqlite3.Connection, space: str, cue: Any, want: int,
-                 floor: float, ahead: SearchAhead | None = None) -> dict[int, float]:
-    """Nearest neighbours from the vector index, each re-read from SQLite (still there,
-    visible, in this space) and re-scored exactly with its stored vector: the index only
-    proposes, so nothing deleted, suppressed or changed comes back from it. `ahead`: where
-    the search may have been started already."""
+                 floor: float, ahead: SearchAhead | None = None,
+                 unsettled: set[int] | None = None) -> dict[int, float]:
+    """Nearest neighbours from the vector index that are still there, visible and in this
+    space: the index only proposes, so nothing deleted or suppressed comes back from it.
+    `unsettled` (Indexer.unsettled): the memories whose changes the index has yet to take
+    in; each of those is re-read from SQLite and scored with its stored vector, so nothing
+    changed comes back with its old vector. The others keep the index's scores (8-bit
+    codes in a coded store: recall@10 against the exact scores 0.973 / 0.974 at a million
+    memories), and their rows are not read: a random page each, the most a recall read
+    from disk once the machine had reclaimed the store's pages. None: every candidate is
+    re-read and scored exactly. `ahead`: where the search may have been started already."""
     found = (ahead.search if ahead is not None else _search)(index, space, cue, rescored(want))
     if not found:
         return {}
-    out = rows.similarities(conn, space, [rid for rid, _ in found], cue, floor)
+    if unsettled is None:
+        out = rows.similarities(conn, space, [rid for rid, _ in found], cue, floor)
+    else:
+        seen = rows.visible(conn, space, [rid for rid, _ in found if rid not in unsettled])
+        out = {rid: sim for rid, sim in found if rid in seen and sim > floor}
+        changed = [rid for rid, _ in found if rid in unsettled]
+        if changed:
+            out.update(rows.similarities(conn, space, changed, cue, floor))
     best = sorted(out.items(), key=itemgetter(1), reverse=True)[:want]
     return dict(best)
 
@@ -275,7 +288,8 @@ def index_source(indexer: Callable[[], Any], ahead: SearchAhead | None = None) -
                     _no_text_vectors(ix, space, held)
                 return {}, False
             floor = HYBRID_MIN_SIMILARITY if q.mode == "hybrid" else 0.0
-            return vector_seeds(ix.index, conn, space, cue, want, floor, ahead), False
+            return vector_seeds(ix.index, conn, space, cue, want, floor, ahead,
+                                ix.unsettled(conn)), False
         cue = np.frombuffer(q.embedding or b"", dtype=np.float32)
         if held is not None and len(cue) != held:
             raise InvalidArgument(
@@ -286,8 +300,8 @@ def index_source(indexer: Callable[[], Any], ahead: SearchAhead | None = None) -
         cue, norm = unit(cue)
         if norm == 0:
             raise InvalidArgument("embedding cue is all zeros")
-        return vector_seeds(ix.index, conn, space, cue, want,
-                            q.similarity_threshold), False
+        return vector_seeds(ix.index, conn, space, cue, want, q.similarity_threshold,
+                            unsettled=ix.unsettled(conn)), False
     return seeds
 
 
@@ -435,7 +449,9 @@ class Recaller:
         """Give every full-text seed its vector similarity too, not only those the vector
         search proposed: a word match the index has not reached yet (it runs behind an
         import) or that fell just outside the index's candidates would otherwise lose to
-        weaker matches that have one, and the answer would change as the index fills."""
+        weaker matches that have one, and the answer would change as the index fills.
+        Those the index holds, and whose changes it has taken in, are scored by it; the
+        others from their stored vectors, or embedded now."""
         ix = self._indexer()
         missing = [rid for rid in lexical if rid not in vector]
         if not missing or ix is None or ix.model is None or not q.text:
@@ -443,8 +459,13 @@ class Recaller:
         cue = ix.embed_cue(q.text)
         if cue is None:
             return
+        unsettled = ix.unsettled(conn)
+        if unsettled is not None:
+            held = ix.index.scores(space, [r for r in missing if r not in unsettled], cue)
+            vector.update((r, sim) for r, sim in held.items() if sim > HYBRID_MIN_SIMILARITY)
+            missing = [r for r in missing if r not in held]
         vector.update(rows.similarities(conn, space, missing, cue, HYBRID_MIN_SIMILARITY,
-                                   embed=ix.model.embed))
+                                        embed=ix.model.embed))
 
     def recall(self, space: str, q: RecallQuery) -> RecallResult:
         """Seeds -> spreading activation along associations -> rank by activation x

@@ -35,6 +35,7 @@ from operator import itemgetter
 
 import numpy as np
 
+from engram_cli.engine import rows
 from engram_cli.engine.inlist import in_list
 
 # A word as the index's tokenizer (unicode61) cuts them: letters and digits, so "_" splits
@@ -256,12 +257,16 @@ class TextSeeder:
         over several connections commits in no fixed order): ties at the cut are broken
         by stored confidence, then id, as ranking prefers the confident ones anyway. At
         most TIE_BREAK_EXTRA tied memories past the cut are read for it; beyond that the
-        newest win."""
+        newest win.
+
+        Which rowids are visible comes from the narrow index of (space, suppressed, rowid)
+        (rows.visible), which stays in the page cache; the memories' rows, a random page
+        each, are read only for the ties at the cut."""
         step = want + max(8, want // 4)  # a few more than wanted: some may be hidden
         # The order's head is enough unless many of its memories are hidden (other spaces,
         # suppressed): then the whole order, of which the head is the start.
         ranked = best_first(scores, want + TIE_BREAK_EXTRA + 2 * step)
-        found: list[tuple[float, float, str, int]] = []  # (score, confidence, id, rowid)
+        found: list[tuple[float, int]] = []  # (score, rowid), best first
         cut: float | None = None  # the score of the want-th seed, once there are `want`
         for i in itertools.count(0, step):
             if i + step > len(ranked) < len(scores):  # past the head: the whole order
@@ -271,19 +276,27 @@ class TextSeeder:
                 break
             if cut is not None and (chunk[0][1] < cut or len(found) >= want + TIE_BREAK_EXTRA):
                 break
-            # "+space": without the plus SQLite prefers the (space, state) index and scans
-            # the whole space instead of looking up a few rowids.
-            marks, values = in_list([r for r, _ in chunk], _SQL_CHUNK)
-            visible = {r: (c, m) for r, c, m in conn.execute(
-                f"SELECT rowid, confidence, id FROM memories WHERE rowid IN ({marks}) "
-                f"AND +space = ? AND suppressed = 0", (*values, space))}
+            visible = rows.visible(conn, space, [r for r, _ in chunk])
             for rowid, sc in chunk:
                 if cut is not None and sc < cut:
                     break
                 if rowid in visible:
-                    confidence, mid = visible[rowid]
-                    found.append((sc, confidence, mid, rowid))
+                    found.append((sc, rowid))
                     if cut is None and len(found) >= want:
                         cut = sc
-        found.sort(key=lambda f: (-f[0], -f[1], f[2]))
-        return {rowid: sc for sc, _, _, rowid in found[:want]}
+        if len(found) <= want:
+            return {rowid: sc for sc, rowid in found}
+        # More than `want` scored at least the cut (found is best first): those above it
+        # are in, the tied ones compete for the places left.
+        edge = found[want - 1][0]
+        above = [(sc, rowid) for sc, rowid in found if sc > edge]
+        tied = [rowid for sc, rowid in found if sc == edge]
+        order: dict[int, tuple[float, str]] = {}
+        for part in rows.chunks(tied, _SQL_CHUNK):
+            marks, values = in_list(part, _SQL_CHUNK)
+            order.update((r, (-c, m)) for r, c, m in conn.execute(
+                f"SELECT rowid, confidence, id FROM memories WHERE rowid IN ({marks})",
+                values))
+        tied.sort(key=lambda r: order.get(r, (0.0, "")))
+        return {**{rowid: sc for sc, rowid in above},
+                **dict.fromkeys(tied[: want - len(above)], edge)}

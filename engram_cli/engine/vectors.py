@@ -538,6 +538,25 @@ class VectorIndex:
                              reverse=True)[:k]
         return out
 
+    def scores(self, space: str, keys: list[int], vector: Any) -> dict[int, float]:
+        """{key: similarity to `vector`} of those of `keys` the space's index holds, as a
+        search would score them (8-bit codes in a coded store); {} for a space of another
+        dimension or none."""
+        import numpy as np
+
+        from engram_cli.engine import ivf
+
+        q = unit(vector)[0]
+        with self._lock.read():
+            sp = self._spaces.get(space)
+            if sp is None or not keys or len(q) != sp.dim:
+                return {}
+            out = sp.fresh.scores(keys, q) if sp.fresh is not None else {}
+            rest = np.array([k for k in keys if k not in out], dtype=np.int64)
+            if len(rest) and sp.index.ntotal:
+                out.update(ivf.held_scores(sp.index, rest, q))
+        return out
+
     def set_candidates(self, candidates: int) -> None:
         """Fast-scan candidates re-scored per search of a trained space, from now on."""
         with self._lock.write():
