@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -207,6 +208,30 @@ def test_a_text_the_model_embeds_to_nothing_takes_its_old_vector_out_of_the_inde
     assert store.vector_stats()["indexed"] == len(NOTES) - 1
     got = store.recall("default", RecallQuery(text=COTTAGE, mode="vector", limit=10))
     assert chalet not in [m.id for m in got.memories]
+
+
+def test_an_index_saved_with_another_database_is_rebuilt(tmp_path: Path) -> None:
+    """The vector index is a cache of one database. Put beside another (a copy put back,
+    a warm_path two data dirs share), its keys name other memories, and the log's next
+    changes would be taken for ones it holds: its watermark past the store's log tells,
+    and it is rebuilt from SQLite."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    with Store(first) as store:
+        put(store, *NOTES)
+        wait_for(lambda: indexed(store, len(NOTES)))
+    hut = "A wooden hut high in the Swiss Alps"
+    with Store(second) as store:
+        put(store, "Invoices are due on Friday", hut)
+        wait_for(lambda: indexed(store, 2))
+    shutil.rmtree(second / indexer_module.INDEX_DIR)
+    shutil.copytree(first / indexer_module.INDEX_DIR, second / indexer_module.INDEX_DIR)
+    with Store(second) as store:
+        wait_for(lambda: store.indexer.ready.is_set() and store.vector_stats()["pending"] == 0)
+        assert store.vector_stats()["indexed"] == 2
+        assert contents(store, RecallQuery(text=COTTAGE, mode="vector", limit=1)) == [hut]
+        put(store, CHALET)  # the log's next change is taken in, not taken for one held
+        wait_for(lambda: indexed(store, 3))
+        assert contents(store, RecallQuery(text=CHALET, mode="vector", limit=1)) == [CHALET]
 
 
 def test_an_embedding_cue_goes_through_the_index_and_its_dimension_is_checked(

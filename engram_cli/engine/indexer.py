@@ -25,9 +25,10 @@ index that cannot be used is rebuilt from every memory.
 All three threads lower their own CPU priority: on a small machine embedding and training
 compete with the writer and the RPC threads, which matter more than how soon a vector is
 searchable. For the same reason the indexer reads no further into the log while clients
-write faster than FLOOD_RATE (an import), and catches up when they stop. Recall re-reads
-every candidate from SQLite, so a lagging index can miss a new memory but never return one
-that was deleted, suppressed or changed.
+write faster than FLOOD_RATE (an import), and catches up when they stop. Recall checks
+every candidate against SQLite and re-reads those whose changes the index has yet to take
+in (`unsettled`), so a lagging index can miss a new memory but never return one that was
+deleted, suppressed or changed.
 """
 
 from __future__ import annotations
@@ -286,6 +287,13 @@ class Indexer(threading.Thread):
         config = IndexConfig(model=self.model_name, candidates=self._candidates,
                              train_at=TRAIN_AT)
         index = VectorIndex.open(self.directory, config)
+        top = self._log_top(self._reader())
+        if index.watermark > top:
+            # Saved with another database (one put back from a copy, or another data dir's
+            # warm_path): its keys may name other memories, and the log's next changes
+            # would be taken for ones it holds already.
+            index.clear(f"it was saved at change {index.watermark} of the log, and this "
+                        f"store's log has reached only {top}: another database")
         self.applied = index.watermark
         if index.watermark == 0:
             if index.rebuild_reason:

@@ -2,7 +2,7 @@
 
 A cue is one of three kinds (`Cue`): text, an embedding, or a context (time range,
 location, participants). Each kind has its seed sources (`SeedSource`): text has the
-full-text index (engine/text.py), an embedding a similarity scan of the stored vectors,
+full-text index (engine/text.py), an embedding the vector index (engine/vectors.py),
 a context a filtered walk newest first. A source answers {memory rowid: relevance 0..1}
 for one space; when a kind has several sources their seeds are merged (the strongest
 relevance of a memory wins), so a vector index or an embedder can be added beside the
@@ -205,9 +205,9 @@ def embedding_scan(conn: sqlite3.Connection, space: str, q: RecallQuery, want: i
 
 
 def rescored(want: int) -> int:
-    """Index candidates re-read and re-scored exactly for `want` vector seeds: a few more
-    than wanted, for those deleted or suppressed since the index took them in and for the
-    8-bit codes' ranking errors near the cut."""
+    """Index candidates asked for `want` vector seeds: a few more than wanted, for those
+    deleted or suppressed since the index took them in and for the 8-bit codes' ranking
+    errors near the cut."""
     return want + max(8, want // 4)
 
 

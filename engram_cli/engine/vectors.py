@@ -9,8 +9,8 @@ vectors/s on one core, where an HNSW graph took 1.9k/s), so the index keeps up w
 embedder.
 
 SQLite stays the source of truth: this index only proposes candidates, and the caller
-re-reads each one from SQLite (dropping deleted, suppressed or changed memories, and
-re-scoring with the exact vector).
+checks each one against SQLite (dropping deleted and suppressed memories, and re-scoring
+with the stored vector those whose changes the index has yet to take in).
 
 Growth: the codes were trained on the vectors the space held when it was trained; once it
 holds `growth` times as many, `rebuild` (called from the indexer's merger, on a thread of
@@ -100,8 +100,8 @@ class IndexConfig:
 
     model: str
     # A coded space's fast-scan candidates re-scored with 8-bit codes per search. recall@10
-    # at a million real texts (benchmarks/vector_index_bench.py, re-scored exactly as
-    # recall does): 128 -> 0.96, 256 -> 0.98, 512 -> 0.99; ~0.2 ms per 100 candidates.
+    # at a million real texts (benchmarks/vector_index_bench.py, re-scored exactly):
+    # 128 -> 0.96, 256 -> 0.98, 512 -> 0.99; ~0.2 ms per 100 candidates.
     candidates: int = CANDIDATES
     train_at: int = TRAIN_AT
     growth: int = GROWTH
@@ -352,6 +352,15 @@ class VectorIndex:
             self._unsaved += len(keys)
         return removed
 
+    def clear(self, reason: str) -> None:
+        """Start empty, with watermark 0, saying why (`rebuild_reason`): the caller
+        rebuilds from SQLite. The files go at the next save."""
+        with self._writer, self._lock.write():
+            self._spaces.clear()
+            self.watermark = 0
+            self.rebuild_reason = reason
+            self._unsaved += 1
+
     def drop_space(self, space: str) -> None:
         """Forget a space's whole index (its file goes at the next save)."""
         with self._writer, self._lock.write():
@@ -517,8 +526,8 @@ class VectorIndex:
 
     def search(self, space: str, vector: Any, k: int) -> list[tuple[int, float]]:
         """The about-`k` nearest keys of a space by cosine, as (key, similarity), best
-        first; [] for a space without an index. Similarities are of the quantized vectors:
-        re-score with the exact ones when it matters."""
+        first; [] for a space without an index. Similarities are of the quantized vectors
+        (8-bit codes) in a coded store."""
 
         from engram_cli.engine import ivf
 
