@@ -151,9 +151,9 @@ def test_the_head_of_the_text_order_is_the_start_of_the_whole_order() -> None:
 
 def in_space_as_before(conn: sqlite3.Connection, space: str, scores: dict[int, float],
                        want: int) -> dict[int, float]:
-    """The seed cut as it was, over the whole order, sorted at once."""
+    """The seed cut over the whole order, sorted at once, from the memories' rows."""
     ranked = best_first(scores)
-    found: list[tuple[float, float, str, int]] = []
+    found: list[tuple[float, float, int, int]] = []
     cut: float | None = None
     step = want + max(8, want // 4)
     for i in range(0, len(ranked), step):
@@ -161,7 +161,7 @@ def in_space_as_before(conn: sqlite3.Connection, space: str, scores: dict[int, f
         if cut is not None and (chunk[0][1] < cut or len(found) >= want + text.TIE_BREAK_EXTRA):
             break
         visible = {r: (c, m) for r, c, m in conn.execute(
-            f"SELECT rowid, confidence, id FROM memories WHERE rowid IN "
+            f"SELECT rowid, confidence, key FROM memories WHERE rowid IN "
             f"({','.join('?' * len(chunk))}) AND space = ? AND suppressed = 0",
             (*[r for r, _ in chunk], space))}
         for rowid, sc in chunk:

@@ -495,10 +495,12 @@ def _m009_space_dims_taken_over(conn: sqlite3.Connection) -> None:
 
 def _m010_visible_index(conn: sqlite3.Connection) -> None:
     """Recall asks which of a few dozen rowids are visible memories of a space many times
-    a call (the full-text seeds' cut, the vector index's candidates): an index of (space,
-    suppressed, rowid) answers from its own pages, about 20 bytes a memory, instead of a
-    random page of the table for each (engine/rows.py `visible`)."""
-    conn.execute("CREATE INDEX memories_visible ON memories (space, suppressed, rowid)")
+    a call (the full-text seeds' cut, the vector index's candidates), and the seed cut
+    breaks ties by confidence and key: an index of (space, suppressed, rowid, confidence,
+    key) answers both from its own pages, about 40 bytes a memory, instead of a random
+    page of the table for each (engine/rows.py `visible`)."""
+    conn.execute("CREATE INDEX memories_visible ON memories "
+                 "(space, suppressed, rowid, confidence, key)")
 
 
 MIGRATIONS: list[Migration] = [

@@ -168,18 +168,20 @@ def counts(conn: sqlite3.Connection, space: str | None) -> dict[str, Any]:
     }
 
 
-def visible(conn: sqlite3.Connection, space: str, rids: Sequence[int]) -> set[int]:
-    """Which of these rowids are visible (not suppressed) memories of this space, from the
-    index of (space, suppressed, rowid) (migration 010): a few dozen small pages that a
-    server's recalls keep in the page cache, where looking up the memories' own rows reads
-    a random page of the table for each (a recall's most-read pages at a million memories,
-    read back from disk once the machine has reclaimed them)."""
-    out: set[int] = set()
+def visible(conn: sqlite3.Connection, space: str, rids: Sequence[int]
+            ) -> dict[int, tuple[float, int]]:
+    """{rowid: (stored confidence, key)} of those of these rowids that are visible (not
+    suppressed) memories of this space, from the index of (space, suppressed, rowid,
+    confidence, key) (migration 010): pages that a server's recalls keep in the page
+    cache, where looking up the memories' own rows reads a random page of the table for
+    each (a recall's most-read pages at a million memories, read back from disk once the
+    machine has reclaimed them)."""
+    out: dict[int, tuple[float, int]] = {}
     for part in chunks(list(rids), SQL_CHUNK):
         marks, values = in_list(part, SQL_CHUNK)
-        out.update(r for (r,) in conn.execute(
-            f"SELECT rowid FROM memories INDEXED BY memories_visible WHERE space = ? "
-            f"AND suppressed = 0 AND rowid IN ({marks})", (space, *values)))
+        out.update((r, (c, k)) for r, c, k in conn.execute(
+            f"SELECT rowid, confidence, key FROM memories INDEXED BY memories_visible "
+            f"WHERE space = ? AND suppressed = 0 AND rowid IN ({marks})", (space, *values)))
     return out
 
 

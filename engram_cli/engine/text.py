@@ -36,7 +36,6 @@ from operator import itemgetter
 import numpy as np
 
 from engram_cli.engine import rows
-from engram_cli.engine.inlist import in_list
 
 # A word as the index's tokenizer (unicode61) cuts them: letters and digits, so "_" splits
 # words too. Each cue word must be one token: the index keeps no positions, so a quoted
@@ -67,7 +66,6 @@ _DF_CACHE_MAX = 200_000
 # Longer words are counted each time, not cached: with the entry cap this bounds the
 # cache at about 200,000 x (64 + ~150) bytes whatever cues arrive.
 _DF_CACHE_TERM_MAX = 64
-_SQL_CHUNK = 900  # rowids looked up at once, under SQLite's parameter limit
 
 
 def cue_terms(text: str, limit: int = MAX_TERMS) -> list[str]:
@@ -255,18 +253,17 @@ class TextSeeder:
         of them alike ("who keeps the spare key": 109 of the sample's 3,000). Which of
         those make the cut must not depend on the order they were written in (an import
         over several connections commits in no fixed order): ties at the cut are broken
-        by stored confidence, then id, as ranking prefers the confident ones anyway. At
-        most TIE_BREAK_EXTRA tied memories past the cut are read for it; beyond that the
-        newest win.
-
-        Which rowids are visible comes from the narrow index of (space, suppressed, rowid)
-        (rows.visible), which stays in the page cache; the memories' rows, a random page
-        each, are read only for the ties at the cut."""
+        by stored confidence, as ranking prefers the confident ones anyway, then by key
+        (a hash of the space and id). At most TIE_BREAK_EXTRA tied memories past the cut
+        are read for it; beyond that the newest win. All of it comes from the index of
+        visible memories (rows.visible), not from the memories' rows: a random page each,
+        read back from disk once the machine had reclaimed them (a cue of one word that
+        hundreds of memories share read ~290 of them to break its tie)."""
         step = want + max(8, want // 4)  # a few more than wanted: some may be hidden
         # The order's head is enough unless many of its memories are hidden (other spaces,
         # suppressed): then the whole order, of which the head is the start.
         ranked = best_first(scores, want + TIE_BREAK_EXTRA + 2 * step)
-        found: list[tuple[float, int]] = []  # (score, rowid), best first
+        found: list[tuple[float, float, int, int]] = []  # (score, confidence, key, rowid)
         cut: float | None = None  # the score of the want-th seed, once there are `want`
         for i in itertools.count(0, step):
             if i + step > len(ranked) < len(scores):  # past the head: the whole order
@@ -276,27 +273,14 @@ class TextSeeder:
                 break
             if cut is not None and (chunk[0][1] < cut or len(found) >= want + TIE_BREAK_EXTRA):
                 break
-            visible = rows.visible(conn, space, [r for r, _ in chunk])
+            seen = rows.visible(conn, space, [r for r, _ in chunk])
             for rowid, sc in chunk:
                 if cut is not None and sc < cut:
                     break
-                if rowid in visible:
-                    found.append((sc, rowid))
+                if rowid in seen:
+                    confidence, key = seen[rowid]
+                    found.append((sc, confidence, key, rowid))
                     if cut is None and len(found) >= want:
                         cut = sc
-        if len(found) <= want:
-            return {rowid: sc for sc, rowid in found}
-        # More than `want` scored at least the cut (found is best first): those above it
-        # are in, the tied ones compete for the places left.
-        edge = found[want - 1][0]
-        above = [(sc, rowid) for sc, rowid in found if sc > edge]
-        tied = [rowid for sc, rowid in found if sc == edge]
-        order: dict[int, tuple[float, str]] = {}
-        for part in rows.chunks(tied, _SQL_CHUNK):
-            marks, values = in_list(part, _SQL_CHUNK)
-            order.update((r, (-c, m)) for r, c, m in conn.execute(
-                f"SELECT rowid, confidence, id FROM memories WHERE rowid IN ({marks})",
-                values))
-        tied.sort(key=lambda r: order.get(r, (0.0, "")))
-        return {**{rowid: sc for sc, rowid in above},
-                **dict.fromkeys(tied[: want - len(above)], edge)}
+        found.sort(key=lambda f: (-f[0], -f[1], f[2]))
+        return {rowid: sc for sc, _, _, rowid in found[:want]}
