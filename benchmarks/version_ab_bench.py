@@ -1,0 +1,104 @@
+"""This checkout's server against another checkout's, side by side on one store: the same
+recall cues sent to each in turn, over gRPC, pass after pass.
+
+    python benchmarks/version_ab_bench.py --baseline-root ../engram-before
+    python benchmarks/version_ab_bench.py --baseline-root ../engram-before --n 200000 --idle 0
+
+The store: N texts of semantic_bench.py's corpus (Debian package descriptions), imported
+text-only into this checkout's server, which embeds them; once its vector index has caught
+up the server stops and its data dir is copied, so each version serves a copy of the same
+store (a version opens the copy as it would any store: migrating it when it is older).
+Both servers then start and answer the same held-out cues (hybrid, max_hops 3 by default),
+each cue to one and then the other, the order alternating cue by cue so that neither
+always goes first. The first pass comes after --idle seconds with no calls (default 90): a
+machine that reclaims file pages unused for a minute (see semantic_bench.py) has then taken
+back both stores' pages, as it would from any server left alone. The passes after it run
+with the pages in cache.
+
+Printed per pass: p50 / p90 / p99 of each version and the ratios, this one / the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import numpy as np  # noqa: E402
+from semantic_bench import Server, load, say, write_jsonl  # noqa: E402
+from vector_index_bench import corpus  # noqa: E402
+
+
+def pcts(ms: list[float]) -> tuple[float, float, float]:
+    a = np.array(ms)
+    return float(np.median(a)), float(np.percentile(a, 90)), float(np.percentile(a, 99))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--baseline-root", required=True,
+                    help="the other checkout (its root: the directory holding engram_cli)")
+    ap.add_argument("--n", type=int, default=1_000_000, help="memories (default 1,000,000)")
+    ap.add_argument("--queries", type=int, default=500, help="cues per pass")
+    ap.add_argument("--passes", type=int, default=4)
+    ap.add_argument("--mode", default="hybrid", choices=["hybrid", "lexical", "vector"])
+    ap.add_argument("--hops", type=int, default=3, help="max_hops (0: no spreading)")
+    ap.add_argument("--idle", type=float, default=90.0,
+                    help="seconds without calls before the first pass")
+    ap.add_argument("--timeout", type=float, default=3600, help="catch-up wait, seconds")
+    args = ap.parse_args(argv)
+    baseline = Path(args.baseline_root).resolve()
+    if not (baseline / "engram_cli").is_dir():
+        ap.error(f"--baseline-root {baseline}: no engram_cli there")
+    work = Path(tempfile.mkdtemp(prefix="engram-version-ab-"))
+    try:
+        say(f"{os.cpu_count()} cores, {load()} at the start; baseline {baseline}")
+        base, queries, _ = corpus(args.n, args.queries)
+        path = work / "memories.jsonl"
+        write_jsonl(path, base, "m")
+        ours, theirs = work / "this", work / "baseline"
+        srv = Server(ours)
+        took = srv.import_file(path)
+        caught, _, _ = srv.wait_pending(args.timeout)
+        srv.stop()
+        say(f"store: {len(base):,} memories imported in {took:.1f} s, indexed "
+            f"{caught:.1f} s later")
+        shutil.copytree(ours, theirs, symlinks=True)
+        servers = {"this": Server(ours), "baseline": Server(theirs, root=str(baseline))}
+        try:
+            for s in servers.values():
+                s.wait_pending(args.timeout)
+            mode = "" if args.mode == "hybrid" else args.mode
+            if args.idle:
+                say(f"{args.idle:.0f} s without calls ...")
+                time.sleep(args.idle)
+            for p in range(args.passes):
+                lat: dict[str, list[float]] = {name: [] for name in servers}
+                for i, q in enumerate(queries[:args.queries]):
+                    names = list(servers) if (i + p) % 2 == 0 else list(servers)[::-1]
+                    for name in names:
+                        lat[name].append(servers[name].recall(q, args.hops, mode)[1] * 1e3)
+                a, b = pcts(lat["this"]), pcts(lat["baseline"])
+                first = " (after the idle)" if p == 0 and args.idle else ""
+                say(f"pass {p + 1}{first}: this p50 {a[0]:.2f} p90 {a[1]:.2f} p99 {a[2]:.2f} "
+                    f"ms | baseline {b[0]:.2f} {b[1]:.2f} {b[2]:.2f} ms | this / baseline "
+                    f"p50 {a[0] / b[0]:.2f}x p90 {a[1] / b[1]:.2f}x p99 {a[2] / b[2]:.2f}x  "
+                    f"({load()})")
+        finally:
+            for s in servers.values():
+                s.stop()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
