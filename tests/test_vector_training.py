@@ -279,6 +279,46 @@ def test_the_indexer_trains_a_growing_space_and_recall_uses_it(tmp_path, texts,
         store.close()
 
 
+def test_a_search_by_vector_alone_scores_its_best_from_the_stored_vectors(tmp_path,
+                                                                          small_train_at):
+    """In a coded space a search's scores are of 8-bit codes, which misplace some of the
+    ten nearest; an embedding cue's best are scored again from their stored vectors, so a
+    stored memory's own vector finds it at similarity 1 and the order is the exact one."""
+    rng = np.random.default_rng(5)
+    own = rng.standard_normal((1000, 32)).astype(np.float32)
+    store = Store(tmp_path / "data", Settings().replace({"embedding_model": "none",
+                                                         "consolidation_interval_s": 0.0}))
+    try:
+        store.remember_many("vecs", [MemoryRecord(id=f"v{i}", content="", confidence=0.9,
+                                                  embedding=v.tobytes())
+                                     for i, v in enumerate(own)])
+
+        def trained() -> bool:
+            ix = store.indexer.index
+            shape = ix.describe().get("vecs") if ix is not None else None
+            return bool(shape and shape["trained_on"] >= 300 and not ix.fresh()
+                        and store.vector_stats()["pending"] == 0)
+
+        import_support.wait_for(trained, timeout=120)
+        ix = store.indexer.index
+        rowid = dict(store._reader().execute("SELECT id, rowid FROM memories"))
+        for k in (3, 321, 777):
+            coded = dict(ix.search("vecs", own[k], 5))[rowid[f"v{k}"]]
+            assert abs(coded - 1.0) > 1e-5  # what the index alone would have answered
+            got = store.recall("vecs", RecallQuery(embedding=own[k].tobytes(), limit=5))
+            top = got.memories[0]
+            assert top.id == f"v{k}" and abs(top.activation - 1.0) < 1e-5
+            cue = own[k] + 0.3 * rng.standard_normal(32).astype(np.float32)
+            got = store.recall("vecs", RecallQuery(embedding=cue.tobytes(), limit=5))
+            sims = own @ cue / (np.linalg.norm(own, axis=1) * np.linalg.norm(cue))
+            want = [f"v{i}" for i in np.argsort(-sims)[:5]]
+            assert [m.id for m in got.memories] == want
+            np.testing.assert_allclose([m.activation for m in got.memories],
+                                       np.sort(sims)[::-1][:5], atol=1e-5)
+    finally:
+        store.close()
+
+
 def test_removed_and_replaced_vectors_never_answer_and_a_retrain_clears_them(tmp_path, vecs):
     d = tmp_path / "vec"
     ix = VectorIndex.open(d, SMALL)
