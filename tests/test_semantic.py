@@ -8,6 +8,7 @@ import functools
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -23,7 +24,7 @@ from engram_cli.engine import indexer as indexer_module
 from engram_cli.engine.model import MemoryRecord
 from engram_cli.engine.recall import RecallQuery
 from engram_cli.engine.settings import Settings
-from engram_cli.engine.store import Store
+from engram_cli.engine.store import DB_NAME, Store
 from engram_cli.errors import InvalidArgument
 from tests import import_support
 
@@ -232,6 +233,42 @@ def test_an_index_saved_with_another_database_is_rebuilt(tmp_path: Path) -> None
         put(store, CHALET)  # the log's next change is taken in, not taken for one held
         wait_for(lambda: indexed(store, 3))
         assert contents(store, RecallQuery(text=CHALET, mode="vector", limit=1)) == [CHALET]
+
+
+def test_a_memory_s_own_embedding_supersedes_the_vector_computed_for_its_text(
+        tmp_path: Path) -> None:
+    """A memory stored as text gets a computed vector; sent again with its own embedding
+    (the same text), the computed one goes (the trigger, and migration 011 for a store
+    that kept both), and a search by its own vector finds it at similarity 1."""
+    data = tmp_path / "data"
+    rng = np.random.default_rng(3)
+    own = rng.standard_normal(256).astype(np.float32)
+    with Store(data) as store:
+        mid, other = put(store, CHALET, NOTES[1])
+        wait_for(lambda: indexed(store, 2))
+        conn = store._reader()
+        rid = conn.execute("SELECT rowid FROM memories WHERE id = ?", (mid,)).fetchone()[0]
+        assert conn.execute("SELECT count(*) FROM vectors WHERE rid = ?", (rid,)
+                            ).fetchone()[0] == 1
+        store.remember("default", MemoryRecord(id=mid, content=CHALET, confidence=0.9,
+                                               embedding=own.tobytes()))
+        assert conn.execute("SELECT count(*) FROM vectors WHERE rid = ?", (rid,)
+                            ).fetchone()[0] == 0
+        wait_for(lambda: store.vector_stats()["pending"] == 0)
+        top = store.recall("default", RecallQuery(embedding=own.tobytes(), limit=1)).memories
+        assert [m.id for m in top] == [mid] and abs(top[0].activation - 1.0) < 1e-5
+    # A store an earlier version left with both: the migration drops the computed one.
+    with sqlite3.connect(data / DB_NAME, isolation_level=None) as conn:
+        orid = conn.execute("SELECT rowid FROM memories WHERE id = ?", (other,)).fetchone()[0]
+        conn.execute("UPDATE memories SET embedding = ? WHERE rowid = ?",
+                      (rng.standard_normal(256).astype(np.float32).tobytes(), orid))
+        conn.execute("INSERT INTO vectors (rid, model, vec) VALUES (?, 'm', ?)",
+                     (orid, np.ones(256, "<f2").tobytes()))
+        conn.execute("DELETE FROM schema_migrations WHERE version = 11")
+    with Store(data) as store:
+        assert store.applied_migrations == ["011_own_vectors_supersede"]
+        assert store._reader().execute("SELECT count(*) FROM vectors WHERE rid = ?",
+                                       (orid,)).fetchone()[0] == 0
 
 
 def test_an_embedding_cue_goes_through_the_index_and_its_dimension_is_checked(

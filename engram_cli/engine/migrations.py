@@ -503,6 +503,29 @@ def _m010_visible_index(conn: sqlite3.Connection) -> None:
                  "(space, suppressed, rowid, confidence, key)")
 
 
+def _m011_own_vectors_supersede(conn: sqlite3.Connection) -> None:
+    """A memory's own embedding supersedes the vector the server computed for its text: a
+    memory that was stored as text and later sent with its embedding (the same text) kept
+    both, and what reads a memory's vector had to read its row to learn which one counts.
+    The trigger now drops the computed vector when an own embedding arrives, and such
+    pairs already stored lose theirs."""
+    _run_script(
+        conn,
+        """
+        DROP TRIGGER memories_vlog_au;
+        CREATE TRIGGER memories_vlog_au AFTER UPDATE OF content, embedding, suppressed
+        ON memories BEGIN
+            DELETE FROM vectors WHERE rid = NEW.rowid
+                AND (NEW.content IS NOT OLD.content OR NEW.embedding IS NOT NULL);
+            INSERT INTO vector_log (rid, space) VALUES (NEW.rowid, NEW.space);
+        END;
+        DELETE FROM vectors WHERE rid IN (
+            SELECT v.rid FROM vectors v JOIN memories m ON m.rowid = v.rid
+            WHERE m.embedding IS NOT NULL);
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _m001_initial),
     ("002_edges", _m002_edges),
@@ -514,6 +537,7 @@ MIGRATIONS: list[Migration] = [
     ("008_fts_usermerge", _m008_fts_usermerge),
     ("009_space_dims_taken_over", _m009_space_dims_taken_over),
     ("010_visible_index", _m010_visible_index),
+    ("011_own_vectors_supersede", _m011_own_vectors_supersede),
 ]
 
 

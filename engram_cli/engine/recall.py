@@ -239,14 +239,15 @@ def vector_seeds(index: Any, conn: sqlite3.Connection, space: str, cue: Any, wan
     else:
         seen = rows.visible(conn, space, [rid for rid, _ in found if rid not in unsettled])
         out = {rid: sim for rid, sim in found if rid in seen and sim > floor}
-        again = [rid for rid, _ in found if rid in unsettled]
-        if exact:
-            again += [rid for rid, _ in sorted(out.items(), key=itemgetter(1),
-                                               reverse=True)[:exact]]
-        if again:
-            for rid in again:
-                out.pop(rid, None)  # scored below, if it is still there with a vector
-            out.update(rows.similarities(conn, space, again, cue, floor))
+        if exact:  # visible, and their vectors are the index's: read those alone
+            top = [rid for rid, _ in sorted(out.items(), key=itemgetter(1),
+                                            reverse=True)[:exact]]
+            for rid in top:
+                out.pop(rid)
+            out.update(rows.cosines(rows.stored_vectors(conn, top), cue, floor))
+        changed = [rid for rid, _ in found if rid in unsettled]
+        if changed:  # re-read whole: still there, visible, with which vector
+            out.update(rows.similarities(conn, space, changed, cue, floor))
     best = sorted(out.items(), key=itemgetter(1), reverse=True)[:want]
     return dict(best)
 

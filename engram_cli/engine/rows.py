@@ -228,6 +228,26 @@ def cosines(found: Iterable[tuple[int, bytes | None, bytes | None]], cue: Any,
     return out
 
 
+def stored_vectors(conn: sqlite3.Connection, rids: Sequence[int]
+                   ) -> list[tuple[int, bytes | None, bytes | None]]:
+    """(rowid, own vector, computed vector) of these memories, for `cosines`, known to be
+    visible: the computed ones from `vectors`, and only the others' rows read for their
+    own (a memory with its own has no computed one: migration 011)."""
+    out: list[tuple[int, bytes | None, bytes | None]] = []
+    for part in chunks(list(rids), SQL_CHUNK):
+        marks, values = in_list(part, SQL_CHUNK)
+        made = dict(conn.execute(f"SELECT rid, vec FROM vectors WHERE rid IN ({marks})",
+                                 values))
+        out.extend((rid, None, vec) for rid, vec in made.items())
+        rest = [r for r in part if r not in made]
+        if rest:
+            marks, values = in_list(rest, SQL_CHUNK)
+            out.extend((rid, mine, None) for rid, mine in conn.execute(
+                f"SELECT rowid, embedding FROM memories WHERE rowid IN ({marks}) "
+                f"AND embedding IS NOT NULL", values))
+    return out
+
+
 def similarities(conn: sqlite3.Connection, space: str, rids: Sequence[int], cue: Any,
                  floor: float, embed: Callable[[list[str]], Any] | None = None
                  ) -> dict[int, float]:
