@@ -4,9 +4,9 @@ A cue is one of three kinds (`Cue`): text, an embedding, or a context (time rang
 location, participants). Each kind has its seed sources (`SeedSource`): text has the
 full-text index (engine/text.py), an embedding the vector index (engine/vectors.py),
 a context a filtered walk newest first. A source answers {memory rowid: relevance 0..1}
-for one space; when a kind has several sources their seeds are merged (the strongest
-relevance of a memory wins), so a vector index or an embedder can be added beside the
-text index without touching the rest of the pipeline.
+for one space; when a kind has several sources their seeds are fused (`fuse`), so a
+vector index or an embedder can be added beside the text index without touching the rest
+of the pipeline.
 
 From the seeds, spreading activation follows the association edges
 (engine/activation.py); the memories reached are ranked by activation x decayed
