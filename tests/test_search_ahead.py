@@ -98,7 +98,10 @@ def test_nothing_starts_ahead_when_no_thread_is_free(tmp_path):
 
 def test_hybrid_recalls_answer_alike_with_and_without_searches_ahead(tmp_path):
     texts = [json.loads(line)["content"] for line in EXAMPLES.read_text().splitlines()]
-    store = Store(tmp_path / "data", Settings().replace({"consolidation_interval_s": 0.0}))
+    # A budget no recall here reaches, so that only the search ahead could make answers
+    # differ: a recall cut short by the default 50 ms answers with what it had by then.
+    store = Store(tmp_path / "data", Settings().replace({"consolidation_interval_s": 0.0,
+                                                         "recall_budget_ms": 60_000}))
     try:
         store.remember_many("default", [MemoryRecord(id=f"m{i}", content=t, confidence=0.9)
                                         for i, t in enumerate(texts[:1500])])
@@ -107,8 +110,12 @@ def test_hybrid_recalls_answer_alike_with_and_without_searches_ahead(tmp_path):
         cues = [texts[i][:60] for i in range(0, 1500, 75)] + ["a leaking coffee maker"]
 
         def answers() -> list[list[tuple[str, float]]]:
-            return [[(m.id, round(m.activation, 6)) for m in store.recall(
-                "default", RecallQuery(text=c, limit=10)).memories] for c in cues]
+            out = []
+            for c in cues:
+                got = store.recall("default", RecallQuery(text=c, limit=10))
+                assert not got.budget_exhausted
+                out.append([(m.id, round(m.activation, 6)) for m in got.memories])
+            return out
 
         with_ahead = answers()
         store._recaller._ahead = SearchAhead(threads=0)  # every search inline
