@@ -129,6 +129,8 @@ class Indexer(threading.Thread):
         self.index: VectorIndex | None = None
         self.model: Any = None
         self.applied = 0  # last log sequence whose effect is in the index
+        # Indexer.unsettled's last answer: (applied, the log's top, the rowids between)
+        self._unsettled: tuple[int, int, frozenset[int]] = (-1, -1, frozenset())
         self._read_to = 0  # last log sequence read (ahead of `applied`)
         self._ahead: deque[_Batch] = deque()
         # Texts of the batches out, by rowid: a memory logged again (a write logs some
@@ -162,25 +164,32 @@ class Indexer(threading.Thread):
             return None
         return max(0, int(row[0] or 0) - self.applied)
 
-    def unsettled(self, conn: sqlite3.Connection) -> set[int] | None:
+    def unsettled(self, conn: sqlite3.Connection) -> frozenset[int] | None:
         """The rowids whose logged changes the index has yet to take in, as `conn`'s read
         transaction sees the log: the index's vectors of every other memory are those
         SQLite holds, so a recall may take its scores as they are. None while the index
         is opening, or when it is more than UNSETTLED_MOST changes behind (an import's
-        backlog): then none of its scores are taken as they are."""
+        backlog): then none of its scores are taken as they are. The log's committed rows
+        between `applied` and its top never change, so the last answer read is kept for
+        the next recall that sees the same two (a hybrid recall asks twice)."""
         if not self.ready.is_set() or self.index is None:
             return None
         applied = self.applied
         try:
             top = conn.execute("SELECT max(seq) FROM vector_log").fetchone()[0] or 0
             if top <= applied:
-                return set()
+                return frozenset()
             if top - applied > UNSETTLED_MOST:
                 return None
-            return {rid for (rid,) in conn.execute(
-                "SELECT rid FROM vector_log WHERE seq > ?", (applied,))}
+            last = self._unsettled
+            if last[0] == applied and last[1] == top:
+                return last[2]
+            rids = frozenset(rid for (rid,) in conn.execute(
+                "SELECT rid FROM vector_log WHERE seq > ? AND seq <= ?", (applied, top)))
         except sqlite3.Error:
             return None
+        self._unsettled = (applied, top, rids)
+        return rids
 
     def lag(self, conn: sqlite3.Connection | None = None) -> int:
         """About how many logged changes the index has yet to take in (cheap: one index

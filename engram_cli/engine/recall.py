@@ -23,6 +23,7 @@ import heapq
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
@@ -221,7 +222,8 @@ def exactly(limit: int) -> int:
 
 def vector_seeds(index: Any, conn: sqlite3.Connection, space: str, cue: Any, want: int,
                  floor: float, ahead: SearchAhead | None = None,
-                 unsettled: set[int] | None = None, exact: int = 0) -> dict[int, float]:
+                 unsettled: AbstractSet[int] | None = None, exact: int = 0
+                 ) -> dict[int, float]:
     """Nearest neighbours from the vector index that are still there, visible and in this
     space: the index only proposes, so nothing deleted or suppressed comes back from it.
     `unsettled` (Indexer.unsettled): the memories whose changes the index has yet to take
