@@ -215,7 +215,7 @@ class Uncapped(TextSeeder):
     """Every word counted to the end, as before words were counted up to the stop line."""
 
     def doc_freq(self, conn: sqlite3.Connection, term: str, most: int = DF_CAP,
-                 n_docs: int = 0) -> int:
+                 n_docs: int = 0, *args: object) -> int:
         return super().doc_freq(conn, term)
 
 

@@ -407,6 +407,7 @@ class Recaller:
         self._clock = clock
         self._recalled = recalled
         self._indexer = indexer
+        self._text = text
         self._ahead = SearchAhead()
         vectors = index_source(indexer, self._ahead)
         self.sources: dict[Cue, list[SeedSource]] = {
@@ -417,6 +418,7 @@ class Recaller:
 
     def close(self) -> None:
         self._ahead.close()
+        self._text.close()
 
     def get(self, space: str, ids: Sequence[str], include_suppressed: bool = False
             ) -> list[MemoryRecord]:

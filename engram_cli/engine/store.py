@@ -52,6 +52,7 @@ from engram_cli.engine.rules import dimension_error
 from engram_cli.engine.settings import DEFAULT_SETTINGS, Settings
 from engram_cli.engine.text import TextSeeder
 from engram_cli.engine.textmerge import TextMerger
+from engram_cli.engine.vocab import Vocabulary
 from engram_cli.engine.writer import (
     OutsideTransaction,
     Syncer,
@@ -145,12 +146,14 @@ class Store:
         self.indexer = Indexer(db_dir / INDEX_DIR, settings.embedding_model, self._reader,
                                self._writer.submit, settings.vector_candidates,
                                settings.embedding_workers)
+        vocab = Vocabulary(lambda: self._connect(cache_bytes=4 << 20),
+                           lambda: self._writer.commits)
         self._recaller = Recaller(self._reader, self.hot,
-                                  TextSeeder(lambda: self.rows_written),
+                                  TextSeeder(lambda: self.rows_written, vocab),
                                   lambda: self.settings, self.clock, self._recalled,
                                   lambda: self.indexer)
         self.text_merger = TextMerger(self.write, lambda: self.rows_written,
-                                      lambda: self._writer.commits)
+                                      lambda: self._writer.commits, vocab.refresh)
         self.consolidator.start()
         self.indexer.start()
         self.text_merger.start()

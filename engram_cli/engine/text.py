@@ -36,6 +36,7 @@ from operator import itemgetter
 import numpy as np
 
 from engram_cli.engine import rows
+from engram_cli.engine.vocab import Snapshot, Vocabulary
 
 # A word as the index's tokenizer (unicode61) cuts them: letters and digits, so "_" splits
 # words too. Each cue word must be one token: the index keeps no positions, so a quoted
@@ -126,10 +127,13 @@ def quote(term: str) -> str:
 class TextSeeder:
     """Cue text -> {rowid: relevance 0..1 (best = 1)} for one space."""
 
-    def __init__(self, rows_written: Callable[[], int]) -> None:
+    def __init__(self, rows_written: Callable[[], int], vocab: Vocabulary | None = None
+                 ) -> None:
         # rows_written: a counter of rows the store has written; a rare word's cached
-        # frequency is re-counted once enough new rows may have changed it.
+        # frequency is re-counted once enough new rows may have changed it. vocab: the
+        # full-text index's word counts, taken in the background (None: each word counted).
         self._rows_written = rows_written
+        self._vocab = vocab
         self._df: dict[str, tuple[int, int, int]] = {}  # term: (count, rows_written, most)
         self._lock = threading.Lock()
 
@@ -137,10 +141,16 @@ class TextSeeder:
         with self._lock:
             self._df.clear()
 
+    def close(self) -> None:
+        if self._vocab is not None:
+            self._vocab.close()
+
     def doc_freq(self, conn: sqlite3.Connection, term: str, most: int = DF_CAP,
-                 n_docs: int = 0) -> int:
+                 n_docs: int = 0, snap: Snapshot | None = None, stem: str | None = None
+                 ) -> int:
         """Documents containing `term`, counted up to `most` + 1 (which then says "more
-        than `most`"); with `n_docs` (the highest rowid) past SAMPLE_SPAN, a common word's
+        than `most`"): from the vocabulary's snapshot `snap` when the word's `stem` is
+        known, else with `n_docs` (the highest rowid) past SAMPLE_SPAN a common word's
         count is an estimate from the newest SAMPLE_SPAN rowids."""
         written = self._rows_written()
         hit = self._df.get(term)
@@ -150,17 +160,34 @@ class TextSeeder:
             # it stopped short of what the caller needs.
             if written - at < max(2_000, 4 * df) and (df <= upto or upto >= most):
                 return min(df, most + 1)
-        sampled = self._sampled(conn, term, most, n_docs) if n_docs > SAMPLE_SPAN else None
-        df = sampled if sampled is not None else int(conn.execute(
-            "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts "
-            "MATCH ? LIMIT ?)", (quote(term), most + 1)).fetchone()[0])
+        upto = most
+        if snap is not None and stem is not None and self._vocab is not None:
+            df = snap.count(stem)
+            if self._vocab.tail_counted(snap, n_docs, df):
+                df += self._counted(conn, term, most + 1, snap.top)
+            upto = max(most, df)  # the snapshot's count is whole, not cut at `most`
+        else:
+            sampled = (self._sampled(conn, term, most, n_docs) if n_docs > SAMPLE_SPAN
+                       else None)
+            df = sampled if sampled is not None else self._counted(conn, term, most + 1)
         if len(term) > _DF_CACHE_TERM_MAX:
-            return df
+            return min(df, most + 1)
         with self._lock:
             if len(self._df) >= _DF_CACHE_MAX:
                 self._df.clear()
-            self._df[term] = (df, written, most)
-        return df
+            self._df[term] = (df, written, upto)
+        return min(df, most + 1)
+
+    @staticmethod
+    def _counted(conn: sqlite3.Connection, term: str, most: int, after: int = 0) -> int:
+        """Memories past rowid `after` holding `term`, counted up to `most`."""
+        if not after:
+            return int(conn.execute(
+                "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts "
+                "MATCH ? LIMIT ?)", (quote(term), most)).fetchone()[0])
+        return int(conn.execute(
+            "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts "
+            "MATCH ? AND rowid > ? LIMIT ?)", (quote(term), after, most)).fetchone()[0])
 
     @staticmethod
     def _sampled(conn: sqlite3.Connection, term: str, most: int, n_docs: int) -> int | None:
@@ -168,10 +195,7 @@ class TextSeeder:
         `most` + 1; None when it has too few matches there to stand for the whole (the
         full-text index seeks to a rowid, so only the sample's postings are read)."""
         cap = most * SAMPLE_SPAN // n_docs + 1  # past it: more than `most` in the whole
-        hits = int(conn.execute(
-            "SELECT count(*) FROM (SELECT rowid FROM memories_fts WHERE memories_fts "
-            "MATCH ? AND rowid > ? LIMIT ?)",
-            (quote(term), n_docs - SAMPLE_SPAN, cap)).fetchone()[0])
+        hits = TextSeeder._counted(conn, term, cap, n_docs - SAMPLE_SPAN)
         if hits >= cap:
             return most + 1
         if hits < SAMPLE_HITS:
@@ -187,16 +211,20 @@ class TextSeeder:
             return {}, False
         n_docs = conn.execute("SELECT max(rowid) FROM memories").fetchone()[0] or 1
         stop = max(1_000.0, STOP_FRACTION * n_docs)
+        snap = self._vocab.current(n_docs) if self._vocab is not None else None
+        stems = self._vocab.stems(terms) if snap is not None and self._vocab else {}
         # Counted only as far as `stop` first: a stop word is left out while any other word
         # is not, and counting "the" to the end was 15 ms at 100,000 memories.
         dfs: dict[str, int] = {}
         for t in terms:
-            dfs[t] = self.doc_freq(conn, t, min(DF_CAP, int(stop)), n_docs)
+            dfs[t] = self.doc_freq(conn, t, min(DF_CAP, int(stop)), n_docs, snap,
+                                   stems.get(t))
             if time.perf_counter() > deadline:
                 break
         if not any(0 < df <= stop for df in dfs.values()):
             # Stop words only (or no word found): their full counts weigh them.
-            dfs = {t: self.doc_freq(conn, t, DF_CAP, n_docs) for t in dfs}
+            dfs = {t: self.doc_freq(conn, t, DF_CAP, n_docs, snap, stems.get(t))
+                   for t in dfs}
         present = sorted((t for t in dfs if dfs[t] > 0), key=dfs.__getitem__)
         if not present:
             return {}, False

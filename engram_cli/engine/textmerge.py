@@ -51,12 +51,15 @@ def op_merge_step(conn: sqlite3.Connection, pages: int) -> bool:
 class TextMerger(threading.Thread):
     """write(fn, *args) runs a write operation on the writer thread and answers its result;
     rows_written() counts the memories the store has written; commits() the writer's
-    commits."""
+    commits; merged() is told each time the index is merged down (writes are quiet: the
+    store then counts its words again if they are stale, engine/vocab.py)."""
 
     def __init__(self, write: Callable[..., Any], rows_written: Callable[[], int],
-                 commits: Callable[[], int]) -> None:
+                 commits: Callable[[], int], merged: Callable[[], None] = lambda: None
+                 ) -> None:
         super().__init__(name="engram-text-merge", daemon=True)
         self._write = write
+        self._merged = merged
         self._rows_written = rows_written
         self._commits = commits
         self._stopping = threading.Event()
@@ -98,6 +101,7 @@ class TextMerger(threading.Thread):
             if not merged:
                 # Only this step committed meanwhile: clean as of that commit.
                 self.clean_at = before + 1 if self._commits() == before + 1 else -1
+                self._merged()
                 return seen
             self.steps += 1
             if time.monotonic() - seen[0] >= CHECK_S:
