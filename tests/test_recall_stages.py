@@ -5,13 +5,14 @@ transaction per recall that is always closed again."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from engram_cli.engine import text
+from engram_cli.engine import forgetting, text
 from engram_cli.engine.activation import neighbours, spread
 from engram_cli.engine.model import MemoryRecord
 from engram_cli.engine.recall import RecallQuery, read_snapshot
@@ -456,5 +457,86 @@ def test_pending_is_the_count_of_log_rows_the_index_has_not_taken_in(tmp_path):
             "SELECT count(*) FROM vector_log WHERE seq > ?", (store.indexer.applied,)
         ).fetchone()[0]
         assert counted >= 280 and store.indexer.pending() == counted
+    finally:
+        store.close()
+
+
+def test_ranking_from_the_index_of_visible_memories_is_ranking_from_the_rows(
+        tmp_path: Path) -> None:
+    """_rank scores candidates from the index (confidence, decay rate, last access) and
+    reads the rows of its answer only: the answer is the one every candidate's row gives,
+    with suppressed memories and other spaces' left out, min_confidence and tags applied."""
+    clock = [1_800_000_000.0]
+    store = Store(tmp_path / "data", Settings().replace({"embedding_model": "none",
+                                                         "consolidation_interval_s": 0.0}),
+                  clock=lambda: clock[0])
+    try:
+        rng = np.random.default_rng(5)
+        for space in ("default", "other"):
+            store.remember_many(space, [MemoryRecord(
+                id=f"n{i}", content=f"memory {i} w{i % 37}",
+                confidence=float(rng.choice([0.2, 0.5, 0.7, 0.9, 1.0])),
+                decay_rate=float(rng.choice([0.0, 0.0, 0.05, 0.3])),
+                tags=[t for t in ("red", "blue") if rng.random() < 0.4])
+                for i in range(1_200)])
+            clock[0] += 3 * 86_400.0
+        store.forget("default", [f"n{i}" for i in range(0, 1_200, 7)], "suppress")
+        # Access times apart: some memories recalled days later than others.
+        clock[0] += 86_400.0
+        store.recall("default", RecallQuery(text="w3", limit=20))
+        store._accesses.flush()
+        conn = store._reader()
+        wait_for(lambda: conn.execute("SELECT count(DISTINCT last_access) FROM memories"
+                                      ).fetchone()[0] > 2)
+        clock[0] += 2 * 86_400.0
+        s = store.settings
+        exponent, floor, scale = s.forgetting_exponent, s.forgetting_floor, s.forgetting_scale_s
+        every = {r: (sp, conf, rate, last, tags, supp) for r, sp, conf, rate, last, tags, supp
+                 in conn.execute("SELECT rowid, space, confidence, decay_rate, last_access, "
+                                 "tags, suppressed FROM memories")}
+        assert len({v[3] for v in every.values()}) > 2  # access times differ
+
+        def by_rows(above: dict[int, float], q: RecallQuery, limit: int
+                    ) -> list[tuple[float, int, float]]:
+            out = []
+            for rid, a in above.items():
+                sp, conf, rate, last, tags, supp = every[rid]
+                if sp != "default" or supp:
+                    continue
+                elapsed = clock[0] - last
+                conf = forgetting.decayed(conf, elapsed, rate, exponent, floor, scale)
+                have = set(json.loads(tags))
+                if conf < q.min_confidence or not set(q.required_tags) <= have or (
+                        set(q.excluded_tags) & have):
+                    continue
+                recency = 1.0 + 0.05 / (1.0 + max(0.0, elapsed) / 86_400.0)
+                out.append((min(1.0, a) * conf * recency, rid, min(1.0, a)))
+            return sorted(out, reverse=True)[:limit]
+
+        reads: list[str] = []
+        conn.set_trace_callback(
+            lambda sql: reads.append(sql) if sql.startswith("SELECT rowid, id, content")
+            else None)
+        try:
+            for trial in range(60):
+                above = {int(r): float(a) for r, a in zip(
+                    rng.choice(list(every), size=int(rng.integers(5, 400)), replace=False),
+                    rng.choice([0.2, 0.4, 0.5, 0.8, 1.0, 1.3], size=400), strict=False)}
+                q = RecallQuery(text="x", min_confidence=(0.0, 0.4)[trial % 2],
+                                required_tags=["red"] if trial % 5 == 1 else [],
+                                excluded_tags=["blue"] if trial % 5 == 2 else [])
+                limit = (1, 10, 25)[trial % 3]
+                store.hot.clear()
+                reads.clear()
+                top, found = store._recaller._rank(conn, "default", above, q, limit,
+                                                   clock[0], store.hot.epoch(), s)
+                assert top == by_rows(above, q, limit), trial
+                assert {rid for _, rid, _ in top} <= set(found)
+                if not (q.required_tags or q.excluded_tags):  # the answer's rows alone
+                    read = {int(r) for sql in reads
+                            for r in sql.split("rowid IN (")[1].split(")")[0].split(",")}
+                    assert read == {rid for _, rid, _ in top}, (trial, reads)
+        finally:
+            conn.set_trace_callback(None)
     finally:
         store.close()

@@ -84,8 +84,10 @@ class HotTier:
             self.misses += len(missing)
         return found, missing
 
-    def get_rowids(self, rowids: Iterable[int]) -> tuple[dict[int, tuple[str, Row]], list[int]]:
-        """Answers ({rowid: (space, row)}, rowids missing)."""
+    def get_rowids(self, rowids: Iterable[int], count: bool = True
+                   ) -> tuple[dict[int, tuple[str, Row]], list[int]]:
+        """Answers ({rowid: (space, row)}, rowids missing); with `count` False the look-up
+        is not counted as hits and misses (a look at a few values, not a read of rows)."""
         found: dict[int, tuple[str, Row]] = {}
         missing: list[int] = []
         with self._lock:
@@ -97,8 +99,9 @@ class HotTier:
                 else:
                     self._rows.move_to_end(key)
                     found[rid] = (key[0], row)
-            self.hits += len(found)
-            self.misses += len(missing)
+            if count:
+                self.hits += len(found)
+                self.misses += len(missing)
         return found, missing
 
     def put_many(self, space: str, rows: Sequence[Row], since_epoch: int) -> None:

@@ -526,6 +526,20 @@ def _m011_own_vectors_supersede(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m012_visible_index_ranks(conn: sqlite3.Connection) -> None:
+    """Ranking a recall's candidates needs each one's stored confidence, decay rate and
+    last access: with those in the index of visible memories, only the answer's memories
+    have their rows read (engine/rows.py `standing`), not the few dozen candidates'."""
+    _run_script(
+        conn,
+        """
+        DROP INDEX memories_visible;
+        CREATE INDEX memories_visible ON memories
+            (space, suppressed, rowid, confidence, key, decay_rate, last_access);
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _m001_initial),
     ("002_edges", _m002_edges),
@@ -538,6 +552,7 @@ MIGRATIONS: list[Migration] = [
     ("009_space_dims_taken_over", _m009_space_dims_taken_over),
     ("010_visible_index", _m010_visible_index),
     ("011_own_vectors_supersede", _m011_own_vectors_supersede),
+    ("012_visible_index_ranks", _m012_visible_index_ranks),
 ]
 
 

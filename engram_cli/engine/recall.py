@@ -569,23 +569,30 @@ class Recaller:
         adds memories and raises activations), and a memory scores at most its activation
         x RANK_CEILING. Strictly below it a memory cannot get in, even on a tie."""
         top, _ = self._rank(conn, space, {r: a for r, a in act.items() if a >= threshold},
-                            q, limit, now, epoch, s)
+                            q, limit, now, epoch, s, rows_wanted=False)
         if len(top) < limit:
             return 0.0
         return top[-1][0] / (RANK_CEILING * (1.0 + 1e-9))
 
     def _rank(self, conn: sqlite3.Connection, space: str, above: dict[int, float],
-              q: RecallQuery, limit: int, now: float, epoch: int, s: Settings
+              q: RecallQuery, limit: int, now: float, epoch: int, s: Settings,
+              rows_wanted: bool = True
               ) -> tuple[list[tuple[float, int, float]], dict[int, Row]]:
-        """The `limit` best by activation x current confidence x recency, best first.
+        """The `limit` best by activation x current confidence x recency, best first, and
+        the rows of those (of more when tags filter).
 
-        Rows are read in activation order and reading stops once no unread memory can
-        beat the current top `limit`: confidence is at most 1 and the recency boost at
+        Candidates are scored in activation order and scoring stops once no unscored one
+        can beat the current top `limit`: confidence is at most 1 and the recency boost at
         most 5%, so activation x 1.05 bounds a score. A spread reaching hundreds of
-        memories then reads a few dozen rows, not hundreds."""
+        memories then scores a few dozen. What a score needs comes from the index of
+        visible memories (rows.standing); only the answer's rows are read, unless tags
+        filter (they are in the rows alone). A spread's candidates had their rows read,
+        16-28 a recall, 3/4 of the pages a hybrid recall read from disk at a million
+        memories once the machine had reclaimed them."""
         exponent, floor, scale = s.forgetting_exponent, s.forgetting_floor, s.forgetting_scale_s
         required = set(q.required_tags)
         excluded = set(q.excluded_tags)
+        tagged = bool(required or excluded)
         order = sorted(above.items(), key=itemgetter(1), reverse=True)
         best: list[tuple[float, int, float]] = []  # min-heap of the top `limit`
         found: dict[int, Row] = {}
@@ -594,19 +601,24 @@ class Recaller:
             if len(best) >= limit and min(1.0, order[i][1]) * RANK_CEILING < best[0][0]:
                 break
             batch = order[i : i + step]
-            found.update(rows.rows_by_rowid(conn, self._hot, space, [r for r, _ in batch],
-                                            epoch))
+            rids = [r for r, _ in batch]
+            if tagged:
+                found.update(rows.rows_by_rowid(conn, self._hot, space, rids, epoch))
+                standing = {rid: (found[rid][4], found[rid][6], found[rid][10])
+                            for rid in rids if rid in found}
+            else:
+                standing = rows.standing(conn, self._hot, space, rids)
             for rid, a in batch:
-                row = found.get(rid)
-                if row is None:
+                values = standing.get(rid)
+                if values is None:
                     continue  # suppressed, or gone since the edge was followed
-                # rowid, id, content, embedding, confidence, activation, decay_rate, ...
-                elapsed = now - row[10]
-                conf = decayed(row[4], elapsed, row[6], exponent, floor, scale)
+                confidence, decay_rate, last_access = values
+                elapsed = now - last_access
+                conf = decayed(confidence, elapsed, decay_rate, exponent, floor, scale)
                 if conf < q.min_confidence:
                     continue
-                if required or excluded:
-                    tags = set(orjson.loads(row[11]))
+                if tagged:
+                    tags = set(orjson.loads(found[rid][11]))
                     if not required.issubset(tags) or excluded & tags:
                         continue
                 # A small recency boost: at most 5%, fading over days since the last access.
@@ -617,7 +629,12 @@ class Recaller:
                     heapq.heappush(best, item)
                 elif item > best[0]:
                     heapq.heapreplace(best, item)
-        return sorted(best, reverse=True), found
+        top = sorted(best, reverse=True)
+        if not tagged and rows_wanted:
+            found = rows.rows_by_rowid(conn, self._hot, space, [rid for _, rid, _ in top],
+                                       epoch)
+            top = [t for t in top if t[1] in found]  # one read snapshot: all of them
+        return top, found
 
     def similar(self, space: str, rec: MemoryRecord, threshold: float, most: int = 5
                 ) -> list[tuple[float, str]]:

@@ -172,7 +172,7 @@ def visible(conn: sqlite3.Connection, space: str, rids: Sequence[int]
             ) -> dict[int, tuple[float, int]]:
     """{rowid: (stored confidence, key)} of those of these rowids that are visible (not
     suppressed) memories of this space, from the index of (space, suppressed, rowid,
-    confidence, key) (migration 010): pages that a server's recalls keep in the page
+    confidence, key, ...) (migrations 010, 012): pages that a server's recalls keep in the page
     cache, where looking up the memories' own rows reads a random page of the table for
     each (a recall's most-read pages at a million memories, read back from disk once the
     machine has reclaimed them)."""
@@ -182,6 +182,25 @@ def visible(conn: sqlite3.Connection, space: str, rids: Sequence[int]
         out.update((r, (c, k)) for r, c, k in conn.execute(
             f"SELECT rowid, confidence, key FROM memories INDEXED BY memories_visible "
             f"WHERE space = ? AND suppressed = 0 AND rowid IN ({marks})", (space, *values)))
+    return out
+
+
+def standing(conn: sqlite3.Connection, hot: HotTier, space: str, rids: Sequence[int]
+             ) -> dict[int, tuple[float, float, float]]:
+    """{rowid: (stored confidence, decay rate, last access)} of those of these rowids that
+    are visible memories of this space: all that ranking needs of a memory without tags to
+    filter on. From the hot tier's rows, else from the index of visible memories
+    (migration 012), not from the memories' rows: a random page of the table each, 16 KB
+    read back from disk once the machine has reclaimed them, for a few dozen candidates a
+    recall of which only the answer's need their rows."""
+    found, missing = hot.get_rowids(rids, count=False)
+    out = {rid: (row[4], row[6], row[10]) for rid, (sp, row) in found.items() if sp == space}
+    for part in chunks(missing, SQL_CHUNK):
+        marks, values = in_list(part, SQL_CHUNK)
+        out.update((r, (c, d, t)) for r, c, d, t in conn.execute(
+            f"SELECT rowid, confidence, decay_rate, last_access FROM memories "
+            f"INDEXED BY memories_visible WHERE space = ? AND suppressed = 0 "
+            f"AND rowid IN ({marks})", (space, *values)))
     return out
 
 
