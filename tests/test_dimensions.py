@@ -206,7 +206,8 @@ def test_an_older_store_gets_each_spaces_dimension_from_its_oldest_vector(
                                             "009_space_dims_taken_over",
                                             "010_visible_index",
                                             "011_own_vectors_supersede",
-                                            "012_visible_index_ranks"]
+                                            "012_visible_index_ranks",
+                                            "013_store_identity"]
         out = store.remember_many("old", [
             MemoryRecord(id="n16", content="", embedding=np.ones(16, np.float32).tobytes()),
             MemoryRecord(id="n8", content="", embedding=np.ones(8, np.float32).tobytes())])

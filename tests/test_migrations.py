@@ -55,7 +55,8 @@ def test_an_old_store_is_migrated_and_keeps_its_memories_index_and_edges(tmp_pat
                                             "007_space_dims", "008_fts_usermerge",
                                             "009_space_dims_taken_over", "010_visible_index",
                                             "011_own_vectors_supersede",
-                                            "012_visible_index_ranks"]
+                                            "012_visible_index_ranks",
+                                            "013_store_identity"]
         assert [m.id for m in store.get("", ["p", "k"])] == ["p", "k"]
         assert [m.id for m in store.recall("", RecallQuery(text="whistling kettle")).memories
                 ][:1] == ["k"]

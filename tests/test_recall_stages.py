@@ -540,3 +540,23 @@ def test_ranking_from_the_index_of_visible_memories_is_ranking_from_the_rows(
             conn.set_trace_callback(None)
     finally:
         store.close()
+
+
+def test_a_common_word_finds_a_space_whose_memories_are_older_than_another_s(
+        tmp_path: Path) -> None:
+    """The newest matches of a common word are read first; when they are all another
+    space's, this space's own are found further back, not nothing."""
+    store = lexical_store(tmp_path)
+    try:
+        store.remember_many("old", [MemoryRecord(id=f"o{i}", content=f"meeting notes o{i}")
+                                    for i in range(300)])
+        store.remember_many("new", [MemoryRecord(id=f"n{i}", content=f"meeting notes n{i}")
+                                    for i in range(3_000)])
+        for cue in ("meeting", "notes meeting"):
+            got = store.recall("old", RecallQuery(text=cue, limit=10, mode="lexical"))
+            assert len(got.memories) == 10, cue
+            assert all(m.id.startswith("o") for m in got.memories)
+            assert all(m.id.startswith("n") for m in store.recall(
+                "new", RecallQuery(text=cue, limit=10, mode="lexical")).memories)
+    finally:
+        store.close()

@@ -211,28 +211,39 @@ def test_a_text_the_model_embeds_to_nothing_takes_its_old_vector_out_of_the_inde
     assert chalet not in [m.id for m in got.memories]
 
 
-def test_an_index_saved_with_another_database_is_rebuilt(tmp_path: Path) -> None:
-    """The vector index is a cache of one database. Put beside another (a copy put back,
-    a warm_path two data dirs share), its keys name other memories, and the log's next
-    changes would be taken for ones it holds: its watermark past the store's log tells,
-    and it is rebuilt from SQLite."""
+@pytest.mark.parametrize("its_log", ["ahead", "behind"])
+def test_an_index_saved_with_another_database_is_rebuilt(tmp_path: Path, its_log: str
+                                                         ) -> None:
+    """The vector index is a cache of one database. Put beside another (another store's
+    copied in, a store restored from another machine), its keys name other memories, and
+    the log's next changes could be taken for ones it holds. The database's id, recorded
+    where the index is saved, tells; so does a watermark past the store's log (an index
+    saved before ids). Either way it is rebuilt from SQLite."""
     first, second = tmp_path / "first", tmp_path / "second"
-    with Store(first) as store:
-        put(store, *NOTES)
-        wait_for(lambda: indexed(store, len(NOTES)))
     hut = "A wooden hut high in the Swiss Alps"
+    # The copied index's log ahead of this store's, or behind it (the id alone tells).
+    theirs, ours = ((NOTES, ["Invoices are due on Friday", hut]) if its_log == "ahead" else
+                    (NOTES[1:3], ["Invoices are due on Friday", *NOTES[1:], hut]))
+    with Store(first) as store:
+        put(store, *theirs)
+        wait_for(lambda: indexed(store, len(theirs)))
     with Store(second) as store:
-        put(store, "Invoices are due on Friday", hut)
-        wait_for(lambda: indexed(store, 2))
+        put(store, *ours)
+        wait_for(lambda: indexed(store, len(ours)))
     shutil.rmtree(second / indexer_module.INDEX_DIR)
     shutil.copytree(first / indexer_module.INDEX_DIR, second / indexer_module.INDEX_DIR)
     with Store(second) as store:
         wait_for(lambda: store.indexer.ready.is_set() and store.vector_stats()["pending"] == 0)
-        assert store.vector_stats()["indexed"] == 2
+        assert store.vector_stats()["indexed"] == len(ours)
         assert contents(store, RecallQuery(text=COTTAGE, mode="vector", limit=1)) == [hut]
         put(store, CHALET)  # the log's next change is taken in, not taken for one held
-        wait_for(lambda: indexed(store, 3))
+        wait_for(lambda: indexed(store, len(ours) + 1))
         assert contents(store, RecallQuery(text=CHALET, mode="vector", limit=1)) == [CHALET]
+    # Its own index, saved and opened again: kept, not rebuilt.
+    with Store(second) as store:
+        wait_for(lambda: store.indexer.ready.is_set())
+        assert store.indexer.index is not None and not store.indexer.index.rebuild_reason
+        assert store.vector_stats()["indexed"] == len(ours) + 1
 
 
 def test_a_memory_s_own_embedding_supersedes_the_vector_computed_for_its_text(

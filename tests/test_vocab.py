@@ -58,7 +58,7 @@ def test_a_cue_word_counted_from_the_snapshot_is_its_count_in_the_index(
         tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(vocab, "SMALL", 0)
     store = lexical_store(tmp_path)
-    v = Vocabulary(lambda: sqlite3.connect(store.path), lambda: 0)
+    v = Vocabulary(lambda: sqlite3.connect(store.path), lambda: 0, store._top_rowid)
     try:
         store.remember_many("default", [MemoryRecord(id="", content=t)
                                         for t in texts(3_000, 1)])
@@ -100,7 +100,7 @@ def test_memories_written_after_the_snapshot_are_counted_and_growth_takes_anothe
         tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(vocab, "SMALL", 0)
     store = lexical_store(tmp_path)
-    v = Vocabulary(lambda: sqlite3.connect(store.path), lambda: 0)
+    v = Vocabulary(lambda: sqlite3.connect(store.path), lambda: 0, store._top_rowid)
     try:
         store.remember_many("default", [MemoryRecord(id="", content=t)
                                         for t in texts(2_000, 2)])
@@ -164,7 +164,7 @@ def test_closing_stops_a_snapshot(tmp_path: Path, monkeypatch, when: str) -> Non
     try:
         store.remember_many("default", [MemoryRecord(id="", content=t)
                                         for t in texts(2_000, 7)])
-        v = Vocabulary(lambda: sqlite3.connect(store.path), lambda: 0)
+        v = Vocabulary(lambda: sqlite3.connect(store.path), lambda: 0, store._top_rowid)
         if when == "taking":
             v.current(2_000)
         v.close()

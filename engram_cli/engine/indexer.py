@@ -46,7 +46,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from engram_cli.engine import vectors
+from engram_cli.engine import rows, vectors
 from engram_cli.engine.embedding import MAX_CHARS, NONE, load_model
 from engram_cli.engine.embedworker import EmbedWorker, WorkerDied
 from engram_cli.engine.vectors import FRESH_MAX, IndexConfig, VectorIndex
@@ -294,7 +294,7 @@ class Indexer(threading.Thread):
             self.model = load_model(self.model_name)
             self._worker = EmbedWorker(self.model_name, NICENESS, self._workers)
         config = IndexConfig(model=self.model_name, candidates=self._candidates,
-                             train_at=TRAIN_AT)
+                             train_at=TRAIN_AT, database=rows.store_identity(self._reader()))
         index = VectorIndex.open(self.directory, config)
         top = self._log_top(self._reader())
         if index.watermark > top:

@@ -540,6 +540,19 @@ def _m012_visible_index_ranks(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m013_store_identity(conn: sqlite3.Connection) -> None:
+    """A random id for this database, which the vector index records where it is saved:
+    an index put beside another database (another store's copied in, a store restored from
+    another machine) is then told apart however far its log has run (engine/vectors.py)."""
+    _run_script(
+        conn,
+        """
+        CREATE TABLE store_identity (id TEXT NOT NULL);
+        INSERT INTO store_identity (id) VALUES (lower(hex(randomblob(16))));
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("001_initial", _m001_initial),
     ("002_edges", _m002_edges),
@@ -553,6 +566,7 @@ MIGRATIONS: list[Migration] = [
     ("010_visible_index", _m010_visible_index),
     ("011_own_vectors_supersede", _m011_own_vectors_supersede),
     ("012_visible_index_ranks", _m012_visible_index_ranks),
+    ("013_store_identity", _m013_store_identity),
 ]
 
 

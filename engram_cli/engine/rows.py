@@ -204,6 +204,11 @@ def standing(conn: sqlite3.Connection, hot: HotTier, space: str, rids: Sequence[
     return out
 
 
+def store_identity(conn: sqlite3.Connection) -> str:
+    """This database's random id (migration 013)."""
+    return str(conn.execute("SELECT id FROM store_identity").fetchone()[0])
+
+
 def space_dimension(conn: sqlite3.Connection, space: str) -> int | None:
     """The dimension a space holds (migration 007); None before its first vector."""
     row = conn.execute("SELECT dim FROM space_dims WHERE space = ?", (space,)).fetchone()

@@ -147,7 +147,7 @@ class Store:
                                self._writer.submit, settings.vector_candidates,
                                settings.embedding_workers)
         vocab = Vocabulary(lambda: self._connect(cache_bytes=4 << 20),
-                           lambda: self._writer.commits)
+                           lambda: self._writer.commits, self._top_rowid)
         self._recaller = Recaller(self._reader, self.hot,
                                   TextSeeder(lambda: self.rows_written, vocab),
                                   lambda: self.settings, self.clock, self._recalled,
@@ -194,6 +194,10 @@ class Store:
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("PRAGMA foreign_keys=OFF")
         return conn
+
+    def _top_rowid(self) -> int:
+        with self._readers.lease() as conn:
+            return int(conn.execute("SELECT max(rowid) FROM memories").fetchone()[0] or 0)
 
     def _open_reader(self) -> sqlite3.Connection:
         conn = self._connect(READER_CACHE_BYTES, READER_STATEMENTS)

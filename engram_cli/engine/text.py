@@ -19,7 +19,8 @@ long cue of new words spent up to 47 ms counting at a million memories). And:
 * common words (alone, or when the rare ones found fewer than the caller needs) are
   read from their newest COMMON_SCAN matches only: the COMMON_AND rarest together first,
   then the two rarest together, then each alone. Bounded, and recency is a fair
-  tie-break among equally common words.
+  tie-break among equally common words. When those newest are all other spaces'
+  memories, the space's own newest are looked for further back (at most DEEP_SCAN).
 """
 
 from __future__ import annotations
@@ -45,6 +46,11 @@ WORD_RE = re.compile(r"[^\W_]+")
 RARE_DF = 1_500
 RANK_BUDGET = 3_000
 COMMON_SCAN = 200
+# When a store's newest matches of its common words are all other spaces' (or hidden),
+# a space's own are looked for further back: at most this many matches, read this many
+# at a time.
+DEEP_SCAN = 65_536
+DEEP_STEP = 1_024
 # Common words read together at most (the rarest). FTS5 reads each one's whole doclist for
 # an AND, about 0.7 ms per common word at a million memories, and the rarest four rarely
 # leave more rows than all of them (hybrid recall over 500 cues at a million, interleaved:
@@ -266,11 +272,48 @@ class TextSeeder:
                 seeds = self._in_space(conn, space, scores, want)
                 if len(seeds) >= enough or time.perf_counter() > deadline:
                     break
+            if len(seeds) < enough and time.perf_counter() <= deadline:
+                # The newest matches were other spaces' (or hidden): this space's own are
+                # further back.
+                for group in groups:
+                    w = sum(idf[t] for t in group)
+                    for rowid in self._newest_in_space(conn, space, group, deadline):
+                        before = credited.get(rowid, 0.0)
+                        if w > before:
+                            credited[rowid] = w
+                            scores[rowid] = scores.get(rowid, 0.0) + w - before
+                    seeds = self._in_space(conn, space, scores, want)
+                    if len(seeds) >= enough or time.perf_counter() > deadline:
+                        break
         exhausted = time.perf_counter() > deadline
         if not seeds:
             return {}, exhausted
         best = max(seeds.values())
         return {rowid: sc / best for rowid, sc in seeds.items()}, exhausted
+
+    @staticmethod
+    def _newest_in_space(conn: sqlite3.Connection, space: str, group: list[str],
+                         deadline: float) -> list[int]:
+        """The newest COMMON_SCAN visible memories of this space holding every word of
+        `group`: its matches read newest first, DEEP_STEP at a time, each step's looked up
+        in the index of visible memories, at most DEEP_SCAN of them."""
+        found: list[int] = []
+        cur = conn.execute("SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? "
+                           "ORDER BY rowid DESC", (" AND ".join(map(quote, group)),))
+        try:
+            read = 0
+            while len(found) < COMMON_SCAN and read < DEEP_SCAN:
+                part = [r for (r,) in cur.fetchmany(DEEP_STEP)]
+                if not part:
+                    break
+                read += len(part)
+                seen = rows.visible(conn, space, part)
+                found.extend(r for r in part if r in seen)
+                if time.perf_counter() > deadline:
+                    break
+        finally:
+            cur.close()
+        return found[:COMMON_SCAN]
 
     @staticmethod
     def _in_space(conn: sqlite3.Connection, space: str, scores: dict[int, float], want: int

@@ -105,6 +105,9 @@ class IndexConfig:
     candidates: int = CANDIDATES
     train_at: int = TRAIN_AT
     growth: int = GROWTH
+    # The id of the database the index is a cache of (migration 013): a saved index that
+    # records another is unusable. "" for none (an index saved before ids is kept).
+    database: str = ""
 
 
 @dataclass
@@ -215,6 +218,10 @@ class VectorIndex:
         if model != self.config.model:
             raise _Unusable(f"made with model {model!r}, the settings now say "
                             f"{self.config.model!r}")
+        database = str(doc.get("database", ""))
+        if database and self.config.database and database != self.config.database:
+            raise _Unusable(f"it was saved with database {database}, this store is "
+                            f"{self.config.database}")
         for space, entry in spaces.items():
             try:
                 file, dim, size, digest = (entry["file"], int(entry["dim"]), int(entry["size"]),
@@ -505,6 +512,7 @@ class VectorIndex:
                             entries[name] = sp.saved
                         entries[name]["count"] = int(sp.index.ntotal)
                 doc = {"format": FORMAT, "model": self.config.model,
+                       "database": self.config.database,
                        "watermark": int(watermark), "generation": generation,
                        "spaces": entries}
                 manifest = orjson.dumps(doc, option=orjson.OPT_INDENT_2)

@@ -61,13 +61,16 @@ class Snapshot:
 
 
 class Vocabulary:
-    """connect() opens a read connection to the store; commits() counts the store's
-    commits (a snapshot older than REFRESH_S is taken again only when it moved)."""
+    """connect() opens a read connection to the store (its own: a scan of the whole index
+    would flush a reader's cache); commits() counts the store's commits (a snapshot older
+    than REFRESH_S is taken again only when it moved); top() reads the store's highest
+    rowid (on a pooled reader)."""
 
     def __init__(self, connect: Callable[[], sqlite3.Connection],
-                 commits: Callable[[], int]) -> None:
+                 commits: Callable[[], int], top: Callable[[], int]) -> None:
         self._connect = connect
         self._commits = commits
+        self._top = top
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
         self._taking: threading.Thread | None = None
@@ -127,7 +130,9 @@ class Vocabulary:
         """Take a new snapshot in the background if the one held is stale (or none is held
         and the store is past SMALL): called once writes are quiet, so that the first
         recalls after an import find one."""
-        self._start(only_stale=True)
+        top = self._top()
+        if top > SMALL and self._stale(self._snapshot, top):
+            self._start()
 
     def tail_counted(self, snap: Snapshot, top: int, counted: int) -> bool:
         """Whether a word in `counted` memories of the snapshot needs its postings among
@@ -151,17 +156,17 @@ class Vocabulary:
         return snap is None or top - snap.top > GROWTH * snap.top or (
             time.monotonic() - snap.taken > REFRESH_S and self._commits() != snap.commits)
 
-    def _start(self, only_stale: bool = False) -> None:
+    def _start(self) -> None:
         with self._lock:
             if self._closed or (self._taking is not None and self._taking.is_alive()):
                 return
             if time.monotonic() - self._failed_at < REFRESH_S:
                 return  # each word counted meanwhile
-            self._taking = threading.Thread(target=self._take, args=(only_stale,),
-                                            name="engram-vocabulary", daemon=True)
+            self._taking = threading.Thread(target=self._take, name="engram-vocabulary",
+                                            daemon=True)
             self._taking.start()
 
-    def _take(self, only_stale: bool) -> None:
+    def _take(self) -> None:
         try:
             conn = self._connect()
         except sqlite3.Error as exc:
@@ -174,10 +179,6 @@ class Vocabulary:
                 return
             self._taking_conn = conn
         try:
-            if only_stale:
-                top = conn.execute("SELECT max(rowid) FROM memories").fetchone()[0] or 0
-                if top <= SMALL or not self._stale(self._snapshot, top):
-                    return
             snap, tokenizer = _read(conn, self._commits())
             with self._lock:
                 if self._stemmer is None and not self._closed:
