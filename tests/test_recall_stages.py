@@ -517,6 +517,7 @@ def test_ranking_from_the_index_of_visible_memories_is_ranking_from_the_rows(
         conn.set_trace_callback(
             lambda sql: reads.append(sql) if sql.startswith("SELECT rowid, id, content")
             else None)
+        known: dict[int, tuple[float, float, float] | None] = {}
         try:
             for trial in range(60):
                 above = {int(r): float(a) for r, a in zip(
@@ -536,6 +537,9 @@ def test_ranking_from_the_index_of_visible_memories_is_ranking_from_the_rows(
                     read = {int(r) for sql in reads
                             for r in sql.split("rowid IN (")[1].split(")")[0].split(",")}
                     assert read == {rid for _, rid, _ in top}, (trial, reads)
+                # What one ranking looked up, kept for the next ones of a recall.
+                assert store._recaller._rank(conn, "default", above, q, limit, clock[0],
+                                             store.hot.epoch(), s, known=known)[0] == top
         finally:
             conn.set_trace_callback(None)
     finally:

@@ -511,16 +511,20 @@ class Recaller:
         # visible memories of this space already.
         activations = dict(seeds)
         parent: dict[int, int] = {}
+        # What ranking looked up of each candidate, for this recall's later rankings (the
+        # spread ranks what it has reached at each hop).
+        known: dict[int, tuple[float, float, float] | None] = {}
         if q.spread and hops > 0 and activations and not exhausted:
             useful = None
             if not q.counts:
                 def useful(act: dict[int, float]) -> float:
-                    return self._useful(conn, space, act, threshold, q, limit, now, epoch, s)
+                    return self._useful(conn, space, act, threshold, q, limit, now, epoch, s,
+                                        known)
             activations, parent, exhausted = spread(
                 conn, activations, hops, per_hop, threshold, deadline, useful)
         total = len(activations)
         above = {rid: a for rid, a in activations.items() if a >= threshold}
-        top, found = self._rank(conn, space, above, q, limit, now, epoch, s)
+        top, found = self._rank(conn, space, above, q, limit, now, epoch, s, known=known)
         results = []
         for _, rid, a in top:
             rec = rows.row_to_record(found[rid], now, s)
@@ -563,20 +567,21 @@ class Recaller:
 
     def _useful(self, conn: sqlite3.Connection, space: str, act: dict[int, float],
                 threshold: float, q: RecallQuery, limit: int, now: float, epoch: int,
-                s: Settings) -> float:
+                s: Settings, known: dict[int, tuple[float, float, float] | None]) -> float:
         """The activation a memory needs to still make the answer, given these activations:
         the answer's `limit`-th score so far bounds the final one from below (spreading only
         adds memories and raises activations), and a memory scores at most its activation
         x RANK_CEILING. Strictly below it a memory cannot get in, even on a tie."""
         top, _ = self._rank(conn, space, {r: a for r, a in act.items() if a >= threshold},
-                            q, limit, now, epoch, s, rows_wanted=False)
+                            q, limit, now, epoch, s, rows_wanted=False, known=known)
         if len(top) < limit:
             return 0.0
         return top[-1][0] / (RANK_CEILING * (1.0 + 1e-9))
 
     def _rank(self, conn: sqlite3.Connection, space: str, above: dict[int, float],
               q: RecallQuery, limit: int, now: float, epoch: int, s: Settings,
-              rows_wanted: bool = True
+              rows_wanted: bool = True,
+              known: dict[int, tuple[float, float, float] | None] | None = None
               ) -> tuple[list[tuple[float, int, float]], dict[int, Row]]:
         """The `limit` best by activation x current confidence x recency, best first, and
         the rows of those (of more when tags filter).
@@ -606,8 +611,14 @@ class Recaller:
                 found.update(rows.rows_by_rowid(conn, self._hot, space, rids, epoch))
                 standing = {rid: (found[rid][4], found[rid][6], found[rid][10])
                             for rid in rids if rid in found}
-            else:
+            elif known is None:
                 standing = rows.standing(conn, self._hot, space, rids)
+            else:  # looked up once a recall: `known` holds None for a memory not visible
+                new = [r for r in rids if r not in known]
+                if new:
+                    got = rows.standing(conn, self._hot, space, new)
+                    known.update((r, got.get(r)) for r in new)
+                standing = {r: v for r in rids if (v := known[r]) is not None}
             for rid, a in batch:
                 values = standing.get(rid)
                 if values is None:
