@@ -4,8 +4,10 @@ the memories written since the snapshot are counted too."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,21 @@ def texts(n: int, seed: int) -> list[str]:
             for i in range(n)]
 
 
+@contextlib.contextmanager
+def vocabulary_of(tmp_path: Path, n: int, seed: int
+                  ) -> Iterator[tuple[Store, Vocabulary, sqlite3.Connection]]:
+    """A store of `n` texts and a vocabulary of its own over it (any size counts)."""
+    store = lexical_store(tmp_path)
+    v = Vocabulary(lambda: sqlite3.connect(store.path), lambda: 0, store._top_rowid)
+    try:
+        store.remember_many("default", [MemoryRecord(id="", content=t)
+                                        for t in texts(n, seed)])
+        yield store, v, store._reader()
+    finally:
+        v.close()
+        store.close()
+
+
 def snapshot_of(v: Vocabulary, conn: sqlite3.Connection) -> vocab.Snapshot:
     top = conn.execute("SELECT max(rowid) FROM memories").fetchone()[0]
     wait_for(lambda: (s := v.current(top)) is not None and s.top == top, timeout=30)
@@ -57,12 +74,7 @@ def snapshot_of(v: Vocabulary, conn: sqlite3.Connection) -> vocab.Snapshot:
 def test_a_cue_word_counted_from_the_snapshot_is_its_count_in_the_index(
         tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(vocab, "SMALL", 0)
-    store = lexical_store(tmp_path)
-    v = Vocabulary(lambda: sqlite3.connect(store.path), lambda: 0, store._top_rowid)
-    try:
-        store.remember_many("default", [MemoryRecord(id="", content=t)
-                                        for t in texts(3_000, 1)])
-        conn = store._reader()
+    with vocabulary_of(tmp_path, 3_000, 1) as (_, v, conn):
         snap = snapshot_of(v, conn)
         n_docs = snap.top
         cue_words = cue_terms(" ".join(WORDS), limit=len(WORDS) * 2)
@@ -91,20 +103,12 @@ def test_a_cue_word_counted_from_the_snapshot_is_its_count_in_the_index(
                                                      10)
             assert by_snap == by_count, cue
             assert list(by_snap[0]) == list(by_count[0]), cue
-    finally:
-        v.close()
-        store.close()
 
 
 def test_memories_written_after_the_snapshot_are_counted_and_growth_takes_another(
         tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(vocab, "SMALL", 0)
-    store = lexical_store(tmp_path)
-    v = Vocabulary(lambda: sqlite3.connect(store.path), lambda: 0, store._top_rowid)
-    try:
-        store.remember_many("default", [MemoryRecord(id="", content=t)
-                                        for t in texts(2_000, 2)])
-        conn = store._reader()
+    with vocabulary_of(tmp_path, 2_000, 2) as (store, v, conn):
         snap = snapshot_of(v, conn)
         # 40 more (2% growth: no new snapshot), with a word the snapshot never saw.
         later = [f"zeppelin {t}" for t in texts(40, 3)]
@@ -126,9 +130,6 @@ def test_memories_written_after_the_snapshot_are_counted_and_growth_takes_anothe
         newer = snapshot_of(v, conn)
         assert newer.top > snap.top
         assert newer.count("zeppelin") == 40
-    finally:
-        v.close()
-        store.close()
 
 
 def test_the_store_takes_a_snapshot_once_quiet_past_a_small_size(

@@ -259,25 +259,12 @@ class TextSeeder:
             if len(common) > 1:
                 groups.extend([t] for t in common)
             credited: dict[int, float] = {}  # common-word weight already counted per row
-            for group in groups:
-                w = sum(idf[t] for t in group)
-                for (rowid,) in conn.execute(
-                        "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? "
-                        "ORDER BY rowid DESC LIMIT ?", (" AND ".join(map(quote, group)),
-                                                        COMMON_SCAN)):
-                    before = credited.get(rowid, 0.0)
-                    if w > before:
-                        credited[rowid] = w
-                        scores[rowid] = scores.get(rowid, 0.0) + w - before
-                seeds = self._in_space(conn, space, scores, want)
-                if len(seeds) >= enough or time.perf_counter() > deadline:
-                    break
-            if len(seeds) < enough and time.perf_counter() <= deadline:
-                # The newest matches were other spaces' (or hidden): this space's own are
-                # further back.
+            # The newest matches first; when they were all other spaces' (or hidden), this
+            # space's own further back.
+            for newest in (self._newest, self._newest_in_space):
                 for group in groups:
                     w = sum(idf[t] for t in group)
-                    for rowid in self._newest_in_space(conn, space, group, deadline):
+                    for rowid in newest(conn, space, group, deadline):
                         before = credited.get(rowid, 0.0)
                         if w > before:
                             credited[rowid] = w
@@ -285,11 +272,21 @@ class TextSeeder:
                     seeds = self._in_space(conn, space, scores, want)
                     if len(seeds) >= enough or time.perf_counter() > deadline:
                         break
+                if len(seeds) >= enough or time.perf_counter() > deadline:
+                    break
         exhausted = time.perf_counter() > deadline
         if not seeds:
             return {}, exhausted
         best = max(seeds.values())
         return {rowid: sc / best for rowid, sc in seeds.items()}, exhausted
+
+    @staticmethod
+    def _newest(conn: sqlite3.Connection, space: str, group: list[str], deadline: float
+                ) -> list[int]:
+        """The newest COMMON_SCAN memories holding every word of `group`, any space's."""
+        return [r for (r,) in conn.execute(
+            "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC "
+            "LIMIT ?", (" AND ".join(map(quote, group)), COMMON_SCAN))]
 
     @staticmethod
     def _newest_in_space(conn: sqlite3.Connection, space: str, group: list[str],
