@@ -564,3 +564,42 @@ def test_a_common_word_finds_a_space_whose_memories_are_older_than_another_s(
                 "new", RecallQuery(text=cue, limit=10, mode="lexical")).memories)
     finally:
         store.close()
+
+
+def test_ranking_values_kept_for_a_cue_asked_again_follow_every_write(tmp_path: Path) -> None:
+    """What ranking looked up in the index is kept in the hot tier, so a cue asked again
+    looks nothing up; a write (an update, a suppression, an access time refreshed) is seen
+    by the next recall all the same."""
+    clock = [1_800_000_000.0]
+    store = Store(tmp_path / "data", Settings().replace({"embedding_model": "none",
+                                                         "consolidation_interval_s": 0.0,
+                                                         "hot_capacity": 5}),
+                  clock=lambda: clock[0])
+    try:
+        store.remember_many("default", [MemoryRecord(id=f"n{i}", content=f"river stone {i}",
+                                                     confidence=0.5) for i in range(40)])
+        looked: list[str] = []
+
+        def answer() -> list[tuple[str, float]]:
+            got = store.recall("default", RecallQuery(text="river stone", limit=3,
+                                                      mode="lexical"))
+            return [(m.id, round(m.confidence, 6)) for m in got.memories]
+
+        with store._readers.lease() as conn:  # the recalls below read on this one
+            conn.set_trace_callback(
+                lambda sql: looked.append(sql) if "decay_rate, last_access FROM" in sql
+                else None)
+            first = answer()
+            assert looked  # the candidates past the hot tier's five were looked up
+            looked.clear()
+            assert answer() == first and not looked  # kept: nothing looked up again
+            # A candidate outside the answer gains confidence: the next answer has it.
+            outside = next(f"n{i}" for i in range(40) if f"n{i}" not in dict(first))
+            store.remember("default", MemoryRecord(id=outside, content=f"river stone "
+                                                   f"{outside[1:]}", confidence=1.0))
+            assert answer()[0] == (outside, 1.0)
+            store.forget("default", [outside], "suppress")
+            assert outside not in dict(answer())
+            conn.set_trace_callback(None)
+    finally:
+        store.close()

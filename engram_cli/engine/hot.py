@@ -22,6 +22,8 @@ from typing import Any
 Row = tuple[Any, ...]  # store._COLUMNS order: rowid, id, content, ... metadata
 _LAST_ACCESS = 10
 _MAX_TOMBSTONES = 200_000
+# Ranking values of memories kept beside the rows (see `standing`): ~150 bytes each.
+_MAX_STANDING = 100_000
 # Per row beyond its fields: the key tuple, the dict entries (rows, sizes, rowids) and the
 # OrderedDict links; measured with tracemalloc: ~245 bytes.
 _ENTRY_OVERHEAD = 256
@@ -45,6 +47,11 @@ class HotTier:
         self._epoch = 0
         self._floor = 0  # readers that started before this epoch may not insert
         self._invalidated: dict[tuple[str, str], int] = {}
+        # rowid: (space, confidence, decay rate, last access) of memories recall ranked
+        # without reading their rows, valid while no write has come in since: any
+        # invalidation clears it (the epoch they were read at is checked on the way in).
+        self._standing: dict[int, tuple[str, float, float, float]] = {}
+        self._standing_epoch = 0
         self.hits = 0
         self.misses = 0
 
@@ -124,6 +131,31 @@ class HotTier:
                 self._by_rowid[row[0]] = key
             self._evict()
 
+    def get_standing(self, rowids: Iterable[int]
+                     ) -> tuple[dict[int, tuple[str, float, float, float]], list[int]]:
+        """Answers ({rowid: (space, confidence, decay rate, last access)}, rowids missing):
+        what ranking needs of a memory, kept since a recall looked it up (rows.standing)."""
+        with self._lock:
+            if self._standing_epoch != self._epoch:
+                self._standing.clear()
+                self._standing_epoch = self._epoch
+            known = self._standing
+            found = {rid: v for rid in rowids if (v := known.get(rid)) is not None}
+        return found, [rid for rid in rowids if rid not in found]
+
+    def put_standing(self, values: dict[int, tuple[str, float, float, float]],
+                     since_epoch: int) -> None:
+        """Keep these, read by a reader whose epoch() was `since_epoch`: unless a write
+        came in since (it may have changed them)."""
+        if self.capacity <= 0 or not values:
+            return
+        with self._lock:
+            if since_epoch != self._epoch or self._standing_epoch != self._epoch:
+                return
+            if len(self._standing) + len(values) > _MAX_STANDING:
+                self._standing.clear()
+            self._standing.update(values)
+
     def _forget(self, key: tuple[str, str], row: Row) -> None:
         self._by_rowid.pop(row[0], None)
         self.bytes -= self._sizes.pop(key, 0)
@@ -171,3 +203,5 @@ class HotTier:
                 row = rows.get(key)
                 if row is not None:
                     rows[key] = (*row[:_LAST_ACCESS], now, *row[_LAST_ACCESS + 1:])
+                else:  # its kept ranking values (by rowid) may hold the old access time
+                    self._standing.clear()

@@ -612,11 +612,11 @@ class Recaller:
                 standing = {rid: (found[rid][4], found[rid][6], found[rid][10])
                             for rid in rids if rid in found}
             elif known is None:
-                standing = rows.standing(conn, self._hot, space, rids)
+                standing = rows.standing(conn, self._hot, space, rids, epoch)
             else:  # looked up once a recall: `known` holds None for a memory not visible
                 new = [r for r in rids if r not in known]
                 if new:
-                    got = rows.standing(conn, self._hot, space, new)
+                    got = rows.standing(conn, self._hot, space, new, epoch)
                     known.update((r, got.get(r)) for r in new)
                 standing = {r: v for r in rids if (v := known[r]) is not None}
             for rid, a in batch:

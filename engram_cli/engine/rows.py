@@ -185,22 +185,32 @@ def visible(conn: sqlite3.Connection, space: str, rids: Sequence[int]
     return out
 
 
-def standing(conn: sqlite3.Connection, hot: HotTier, space: str, rids: Sequence[int]
-             ) -> dict[int, tuple[float, float, float]]:
+def standing(conn: sqlite3.Connection, hot: HotTier, space: str, rids: Sequence[int],
+             epoch: int) -> dict[int, tuple[float, float, float]]:
     """{rowid: (stored confidence, decay rate, last access)} of those of these rowids that
     are visible memories of this space: all that ranking needs of a memory without tags to
-    filter on. From the hot tier's rows, else from the index of visible memories
-    (migration 012), not from the memories' rows: a random page of the table each, 16 KB
-    read back from disk once the machine has reclaimed them, for a few dozen candidates a
-    recall of which only the answer's need their rows."""
+    filter on. From the hot tier (its rows, then the values it keeps of memories ranked
+    before), else from the index of visible memories (migration 012), not from the
+    memories' rows: a random page of the table each, 16 KB read back from disk once the
+    machine has reclaimed them, for a few dozen candidates a recall of which only the
+    answer's need their rows. What the index answers is kept in the hot tier (read at the
+    recall's `epoch`): a cue asked again ranks from memory, as it did when every
+    candidate's row was read and kept."""
     found, missing = hot.get_rowids(rids, count=False)
     out = {rid: (row[4], row[6], row[10]) for rid, (sp, row) in found.items() if sp == space}
+    if not missing:
+        return out
+    kept, missing = hot.get_standing(missing)
+    out.update((rid, (c, d, t)) for rid, (sp, c, d, t) in kept.items() if sp == space)
+    read: dict[int, tuple[str, float, float, float]] = {}
     for part in chunks(missing, SQL_CHUNK):
         marks, values = in_list(part, SQL_CHUNK)
-        out.update((r, (c, d, t)) for r, c, d, t in conn.execute(
+        read.update((r, (space, c, d, t)) for r, c, d, t in conn.execute(
             f"SELECT rowid, confidence, decay_rate, last_access FROM memories "
             f"INDEXED BY memories_visible WHERE space = ? AND suppressed = 0 "
             f"AND rowid IN ({marks})", (space, *values)))
+    hot.put_standing(read, epoch)
+    out.update((rid, (c, d, t)) for rid, (_, c, d, t) in read.items())
     return out
 
 
