@@ -51,7 +51,6 @@ class HotTier:
         # without reading their rows, valid while no write has come in since: any
         # invalidation clears it (the epoch they were read at is checked on the way in).
         self._standing: dict[int, tuple[str, float, float, float]] = {}
-        self._standing_epoch = 0
         self.hits = 0
         self.misses = 0
 
@@ -136,9 +135,6 @@ class HotTier:
         """Answers ({rowid: (space, confidence, decay rate, last access)}, rowids missing):
         what ranking needs of a memory, kept since a recall looked it up (rows.standing)."""
         with self._lock:
-            if self._standing_epoch != self._epoch:
-                self._standing.clear()
-                self._standing_epoch = self._epoch
             known = self._standing
             found = {rid: v for rid in rowids if (v := known.get(rid)) is not None}
         return found, [rid for rid in rowids if rid not in found]
@@ -150,7 +146,7 @@ class HotTier:
         if self.capacity <= 0 or not values:
             return
         with self._lock:
-            if since_epoch != self._epoch or self._standing_epoch != self._epoch:
+            if since_epoch != self._epoch:
                 return
             if len(self._standing) + len(values) > _MAX_STANDING:
                 self._standing.clear()
@@ -170,6 +166,7 @@ class HotTier:
         """Forget these ids (they were just written); cheap on the write path."""
         with self._lock:
             self._epoch += 1
+            self._standing.clear()
             epoch = self._epoch
             rows = self._rows
             tomb = self._invalidated
@@ -187,6 +184,7 @@ class HotTier:
         """Forget everything (bulk changes: a dropped space, a large consolidation)."""
         with self._lock:
             self._epoch += 1
+            self._standing.clear()
             self._floor = self._epoch
             self._rows.clear()
             self._by_rowid.clear()

@@ -598,6 +598,7 @@ class Recaller:
         required = set(q.required_tags)
         excluded = set(q.excluded_tags)
         tagged = bool(required or excluded)
+        known = {} if known is None else known
         order = sorted(above.items(), key=itemgetter(1), reverse=True)
         best: list[tuple[float, int, float]] = []  # min-heap of the top `limit`
         found: dict[int, Row] = {}
@@ -611,8 +612,6 @@ class Recaller:
                 found.update(rows.rows_by_rowid(conn, self._hot, space, rids, epoch))
                 standing = {rid: (found[rid][4], found[rid][6], found[rid][10])
                             for rid in rids if rid in found}
-            elif known is None:
-                standing = rows.standing(conn, self._hot, space, rids, epoch)
             else:  # looked up once a recall: `known` holds None for a memory not visible
                 new = [r for r in rids if r not in known]
                 if new:

@@ -167,9 +167,9 @@ class TextSeeder:
             if written - at < max(2_000, 4 * df) and (df <= upto or upto >= most):
                 return min(df, most + 1)
         upto = most
-        if snap is not None and stem is not None and self._vocab is not None:
+        if snap is not None and stem is not None:
             df = snap.count(stem)
-            if self._vocab.tail_counted(snap, n_docs, df):
+            if snap.tail_counted(n_docs, df):
                 df += self._counted(conn, term, most + 1, snap.top)
             upto = max(most, df)  # the snapshot's count is whole, not cut at `most`
         else:

@@ -59,6 +59,11 @@ class Snapshot:
             return int(self.counts[at])
         return 0
 
+    def tail_counted(self, top: int, counted: int) -> bool:
+        """Whether a word in `counted` memories of this snapshot needs its postings among
+        the memories written since (up to rowid `top`) counted too."""
+        return top - self.top > TAIL_FRACTION * counted
+
 
 class Vocabulary:
     """connect() opens a read connection to the store (its own: a scan of the whole index
@@ -133,11 +138,6 @@ class Vocabulary:
         top = self._top()
         if top > SMALL and self._stale(self._snapshot, top):
             self._start()
-
-    def tail_counted(self, snap: Snapshot, top: int, counted: int) -> bool:
-        """Whether a word in `counted` memories of the snapshot needs its postings among
-        the memories written since counted too."""
-        return top - snap.top > TAIL_FRACTION * counted
 
     def close(self) -> None:
         with self._lock:
