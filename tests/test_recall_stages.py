@@ -16,9 +16,9 @@ from engram_cli.engine import forgetting, text
 from engram_cli.engine.activation import neighbours, spread
 from engram_cli.engine.model import MemoryRecord
 from engram_cli.engine.recall import RecallQuery, read_snapshot
-from engram_cli.engine.rows import similarities
+from engram_cli.engine.rows import Lookup, similarities
 from engram_cli.engine.settings import Settings
-from engram_cli.engine.store import Store
+from engram_cli.engine.store import DB_NAME, Store
 from engram_cli.engine.text import DF_CAP, TextSeeder, best_first, summed
 from tests.import_support import wait_for
 
@@ -199,7 +199,7 @@ def test_the_seed_cut_reads_past_the_head_of_the_order_when_most_of_it_is_hidden
             scores = dict(zip(rowids, rng.integers(0, distinct, len(rowids)).astype(float)
                               .tolist(), strict=True))
             for want in (10, 32, 100):
-                got = TextSeeder._in_space(conn, "default", scores, want)
+                got = TextSeeder._in_space(Lookup(conn, "default"), scores, want)
                 assert got == in_space_as_before(conn, "default", scores, want), (distinct, want)
                 assert len(got) == want
     finally:
@@ -257,9 +257,9 @@ def test_words_counted_only_up_to_the_stop_line_seed_as_fully_counted_ones(
         for cue in cues:
             full = Uncapped(lambda: 0)
             fresh = TextSeeder(lambda: 0)
-            want = fresh.seeds(conn, "default", cue, 32, float("inf"), 10)
-            assert want == full.seeds(conn, "default", cue, 32, float("inf"), 10), cue
-            assert list(want[0]) == list(full.seeds(conn, "default", cue, 32, float("inf"),
+            want = fresh.seeds(Lookup(conn, "default"), cue, 32, float("inf"), 10)
+            assert want == full.seeds(Lookup(conn, "default"), cue, 32, float("inf"), 10), cue
+            assert list(want[0]) == list(full.seeds(Lookup(conn, "default"), cue, 32, float("inf"),
                                                     10)[0]), cue
     finally:
         store.close()
@@ -308,7 +308,7 @@ def test_in_a_large_store_common_words_are_counted_from_the_newest_memories(
             conn.set_trace_callback(None)
         # Seeds by the estimates: "even" (1,500) is past this store's stop line (1,000) and
         # left out beside a rarer word, so the 60 holding "rare" are all the seeds.
-        seeds, _ = TextSeeder(lambda: 0).seeds(conn, "default", "rare even", 64,
+        seeds, _ = TextSeeder(lambda: 0).seeds(Lookup(conn, "default"), "rare even", 64,
                                                float("inf"), 10)
         number = {rid: int(content.split()[0][1:]) for rid, content in conn.execute(
             "SELECT rowid, content FROM memories")}
@@ -335,7 +335,7 @@ def test_common_words_are_read_together_only_the_rarest_few(tmp_path: Path,
         seen: list[str] = []
         conn.set_trace_callback(seen.append)
         try:
-            seeds, cut = TextSeeder(lambda: 0).seeds(conn, "default", " ".join(words), 32,
+            seeds, cut = TextSeeder(lambda: 0).seeds(Lookup(conn, "default"), " ".join(words), 32,
                                                      float("inf"), 10)
         finally:
             conn.set_trace_callback(None)
@@ -517,7 +517,7 @@ def test_ranking_from_the_index_of_visible_memories_is_ranking_from_the_rows(
         conn.set_trace_callback(
             lambda sql: reads.append(sql) if sql.startswith("SELECT rowid, id, content")
             else None)
-        known: dict[int, tuple[float, float, float] | None] = {}
+        known = Lookup(conn, "default")  # one for every trial, as for a recall's rankings
         try:
             for trial in range(60):
                 above = {int(r): float(a) for r, a in zip(
@@ -529,8 +529,9 @@ def test_ranking_from_the_index_of_visible_memories_is_ranking_from_the_rows(
                 limit = (1, 10, 25)[trial % 3]
                 store.hot.clear()
                 reads.clear()
-                top, found = store._recaller._rank(conn, "default", above, q, limit,
-                                                   clock[0], store.hot.epoch(), s)
+                top, found = store._recaller._rank(
+                    Lookup(conn, "default", store.hot, store.hot.epoch()), above, q, limit,
+                    clock[0], s)
                 assert top == by_rows(above, q, limit), trial
                 assert {rid for _, rid, _ in top} <= set(found)
                 if not (q.required_tags or q.excluded_tags):  # the answer's rows alone
@@ -538,8 +539,7 @@ def test_ranking_from_the_index_of_visible_memories_is_ranking_from_the_rows(
                             for r in sql.split("rowid IN (")[1].split(")")[0].split(",")}
                     assert read == {rid for _, rid, _ in top}, (trial, reads)
                 # What one ranking looked up, kept for the next ones of a recall.
-                assert store._recaller._rank(conn, "default", above, q, limit, clock[0],
-                                             store.hot.epoch(), s, known=known)[0] == top
+                assert store._recaller._rank(known, above, q, limit, clock[0], s)[0] == top
         finally:
             conn.set_trace_callback(None)
     finally:
@@ -566,40 +566,90 @@ def test_a_common_word_finds_a_space_whose_memories_are_older_than_another_s(
         store.close()
 
 
-def test_ranking_values_kept_for_a_cue_asked_again_follow_every_write(tmp_path: Path) -> None:
-    """What ranking looked up in the index is kept in the hot tier, so a cue asked again
-    looks nothing up; a write (an update, a suppression, an access time refreshed) is seen
-    by the next recall all the same."""
+def test_looked_up_values_kept_for_a_cue_asked_again_follow_every_write(tmp_path: Path
+                                                                       ) -> None:
+    """What a recall looked up in the index of visible memories (its seeds' checks and
+    ranking) is kept in the hot tier, so a cue asked again looks nothing up; a write (an
+    update, a suppression, an access time refreshed) drops its own memories' alone, and
+    what is kept is what is on disk."""
     clock = [1_800_000_000.0]
     store = Store(tmp_path / "data", Settings().replace({"embedding_model": "none",
                                                          "consolidation_interval_s": 0.0,
-                                                         "hot_capacity": 5}),
+                                                         "hot_capacity": 25}),
                   clock=lambda: clock[0])
     try:
         store.remember_many("default", [MemoryRecord(id=f"n{i}", content=f"river stone {i}",
-                                                     confidence=0.5) for i in range(40)])
-        looked: list[str] = []
+                                                     confidence=0.5, decay_rate=0.2)
+                                        for i in range(40)])
+        looked: list[set[int]] = []
 
         def answer() -> list[tuple[str, float]]:
             got = store.recall("default", RecallQuery(text="river stone", limit=3,
                                                       mode="lexical"))
             return [(m.id, round(m.confidence, 6)) for m in got.memories]
 
+        def rowid(mid: str) -> int:
+            return int(conn.execute("SELECT rowid FROM memories WHERE id = ?",
+                                    (mid,)).fetchone()[0])
+
+        def kept_is_disk() -> None:
+            rids = [r for (r,) in conn.execute("SELECT rowid FROM memories")]
+            kept, _ = store.hot.get_standing("default", rids)
+            assert kept
+            disk = {r: (c, k, d, t) for r, c, k, d, t in conn.execute(
+                "SELECT rowid, confidence, key, decay_rate, last_access FROM memories "
+                "WHERE suppressed = 0")}
+            assert kept == {r: disk[r] for r in kept}
+
         with store._readers.lease() as conn:  # the recalls below read on this one
             conn.set_trace_callback(
-                lambda sql: looked.append(sql) if "decay_rate, last_access FROM" in sql
-                else None)
+                lambda sql: looked.append({int(r) for r in sql.split("rowid IN (")[1].split(
+                    ")")[0].split(",")}) if "decay_rate, last_access FROM" in sql else None)
             first = answer()
-            assert looked  # the candidates past the hot tier's five were looked up
+            assert len(set().union(*looked)) > 30  # every candidate was looked up
             looked.clear()
             assert answer() == first and not looked  # kept: nothing looked up again
-            # A candidate outside the answer gains confidence: the next answer has it.
+            kept_is_disk()
+            # A candidate outside the answer gains confidence: the next answer has it,
+            # and only it was looked up again.
             outside = next(f"n{i}" for i in range(40) if f"n{i}" not in dict(first))
             store.remember("default", MemoryRecord(id=outside, content=f"river stone "
-                                                   f"{outside[1:]}", confidence=1.0))
+                                                   f"{outside[1:]}", confidence=1.0,
+                                                   decay_rate=0.2))
             assert answer()[0] == (outside, 1.0)
+            assert set().union(*looked) == {rowid(outside)}
+            kept_is_disk()
+            looked.clear()
             store.forget("default", [outside], "suppress")
             assert outside not in dict(answer())
+            assert set().union(*looked) == {rowid(outside)}
+            kept_is_disk()
+            # Days later: the answer's access times are refreshed, kept ones at once.
+            clock[0] += 5 * 86_400.0
+            answered = [mid for mid, _ in answer()]
+            kept, _ = store.hot.get_standing("default", [rowid(m) for m in answered])
+            assert kept and all(v[3] == clock[0] for v in kept.values())
+            store._accesses.flush()
+            wait_for(lambda: conn.execute(
+                "SELECT min(last_access) FROM memories WHERE id IN (?, ?, ?)", answered
+            ).fetchone()[0] == clock[0])
+            kept_is_disk()
+            # A reader that looked up in the index before an access time was written keeps
+            # nothing after: its old access time would otherwise stand in for the new one.
+            early = sqlite3.connect(tmp_path / "data" / DB_NAME)
+            early.execute("BEGIN")
+            early.execute("SELECT count(*) FROM memories").fetchone()  # its snapshot
+            before = Lookup(early, "default", store.hot, store.hot.epoch())
+            clock[0] += 5 * 86_400.0
+            answered = [mid for mid, _ in answer()]
+            store._accesses.flush()
+            wait_for(lambda: conn.execute(
+                "SELECT min(last_access) FROM memories WHERE id IN (?, ?, ?)", answered
+            ).fetchone()[0] == clock[0])
+            store.hot.resize(25, max_bytes=1)  # no rows: the look-up reads the index
+            assert before.visible([rowid(m) for m in answered])
+            early.close()
+            kept_is_disk()
             conn.set_trace_callback(None)
     finally:
         store.close()

@@ -113,6 +113,7 @@ def test_without_the_index_an_embedding_cue_scans_the_computed_vectors_within_bu
 
     from engram_cli.engine.embedding import DEFAULT_MODEL, load_model
     from engram_cli.engine.recall import embedding_scan
+    from engram_cli.engine.rows import Lookup
 
     put(store, *NOTES)
     wait_for(lambda: indexed(store, len(NOTES)))
@@ -122,7 +123,7 @@ def test_without_the_index_an_embedding_cue_scans_the_computed_vectors_within_bu
     conn = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True)
     try:
         content = dict(conn.execute("SELECT rowid, content FROM memories"))
-        found, cut = embedding_scan(conn, "default", cue, 4, 1, time.perf_counter() + 30)
+        found, cut = embedding_scan(Lookup(conn, "default"), cue, 4, 1, time.perf_counter() + 30)
         assert not cut and found  # (those more than 0 similar)
         assert content[max(found, key=found.__getitem__)] == CHALET
         # A space of 12,000 memories' own vectors: a deadline already past stops the
@@ -133,11 +134,11 @@ def test_without_the_index_an_embedding_cue_scans_the_computed_vectors_within_bu
                                                  confidence=0.9, embedding=v.tobytes())
                                     for i, v in enumerate(own)])
         near = RecallQuery(embedding=(own[777] + 0.1 * own[5]).tobytes(), limit=1)
-        found, cut = embedding_scan(conn, "big", near, 4, 1, time.perf_counter() + 30)
+        found, cut = embedding_scan(Lookup(conn, "big"), near, 4, 1, time.perf_counter() + 30)
         ids = dict(conn.execute("SELECT rowid, id FROM memories WHERE space = 'big'"))
         assert not cut and ids[max(found, key=found.__getitem__)] == "v777"
         started = time.perf_counter()
-        found, cut = embedding_scan(conn, "big", near, 4, 1, started - 1.0)
+        found, cut = embedding_scan(Lookup(conn, "big"), near, 4, 1, started - 1.0)
         assert cut and not found and time.perf_counter() - started < 0.5
         # The deadline's check is gone with the scan: a long statement runs to its end.
         n = conn.execute("WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c "

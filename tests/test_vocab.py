@@ -15,6 +15,7 @@ import pytest
 from engram_cli.engine import vocab
 from engram_cli.engine.model import MemoryRecord
 from engram_cli.engine.recall import RecallQuery
+from engram_cli.engine.rows import Lookup
 from engram_cli.engine.settings import Settings
 from engram_cli.engine.store import Store
 from engram_cli.engine.text import DF_CAP, TextSeeder, cue_terms, quote
@@ -98,9 +99,10 @@ def test_a_cue_word_counted_from_the_snapshot_is_its_count_in_the_index(
         # this small is counted exactly).
         for cue in ["running caresses", "Café naïve 2026", "generalization pony x86",
                     "connected strasse", "日本語 file", "o'clock"]:
-            by_count = TextSeeder(lambda: 0).seeds(conn, "default", cue, 32, float("inf"), 10)
-            by_snap = TextSeeder(lambda: 0, v).seeds(conn, "default", cue, 32, float("inf"),
-                                                     10)
+            look = Lookup(conn, "default")
+            by_count = TextSeeder(lambda: 0).seeds(look, cue, 32, float("inf"), 10)
+            by_snap = TextSeeder(lambda: 0, v).seeds(Lookup(conn, "default"), cue, 32,
+                                                     float("inf"), 10)
             assert by_snap == by_count, cue
             assert list(by_snap[0]) == list(by_count[0]), cue
 

@@ -9,6 +9,12 @@ memories recall keeps touching - the activated ones - stay hot.
 Writes invalidate. A reader may have read a row from disk just before a write committed
 and try to cache it just after; the write epoch stops that: `put` is refused for a key
 invalidated after the reader's `epoch()` snapshot, so a stale row never enters.
+
+Beside the rows it keeps what recall looked up of other memories in the index of visible
+memories (rows.Lookup: confidence, key, decay rate, last access), at most STANDING_PER_ROW
+per row of `hot_capacity`, oldest out first. A write drops its own memories' (found by
+key) and moves the epoch; what a reader looked up is kept only if no write came in since
+its epoch() snapshot.
 """
 
 from __future__ import annotations
@@ -17,13 +23,22 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from itertools import islice
 from typing import Any
 
+from engram_cli.engine.model import memory_key
+
 Row = tuple[Any, ...]  # store._COLUMNS order: rowid, id, content, ... metadata
+# What recall looks up of a visible memory in the index of visible memories (rows.Lookup):
+# (stored confidence, key, decay rate, last access).
+Standing = tuple[float, int, float, float]
 _LAST_ACCESS = 10
 _MAX_TOMBSTONES = 200_000
-# Ranking values of memories kept beside the rows (see `standing`): ~150 bytes each.
-_MAX_STANDING = 100_000
+# Memories whose looked-up values are kept beside the rows (see `put_standing`), per row
+# the hot tier may hold: about 330 bytes each (measured with tracemalloc), 66 MB at the
+# default capacity. A hybrid recall looks up some 170 at a million memories, where its
+# answer's rows are ten; the oldest tenth goes when full.
+STANDING_PER_ROW = 2
 # Per row beyond its fields: the key tuple, the dict entries (rows, sizes, rowids) and the
 # OrderedDict links; measured with tracemalloc: ~245 bytes.
 _ENTRY_OVERHEAD = 256
@@ -47,10 +62,10 @@ class HotTier:
         self._epoch = 0
         self._floor = 0  # readers that started before this epoch may not insert
         self._invalidated: dict[tuple[str, str], int] = {}
-        # rowid: (space, confidence, decay rate, last access) of memories recall ranked
-        # without reading their rows, valid while no write has come in since: any
-        # invalidation clears it (the epoch they were read at is checked on the way in).
-        self._standing: dict[int, tuple[str, float, float, float]] = {}
+        # rowid: (space, *Standing) of memories recall looked up without reading their
+        # rows, oldest first, and key: rowid of the same, for a write to find its own.
+        self._standing: dict[int, tuple[str, float, int, float, float]] = {}
+        self._standing_keys: dict[int, int] = {}
         self.hits = 0
         self.misses = 0
 
@@ -71,6 +86,7 @@ class HotTier:
             if max_bytes is not None:
                 self.max_bytes = max_bytes
             self._evict()
+            self._trim()
 
     def get_many(self, space: str, ids: Iterable[str]) -> tuple[dict[str, Row], list[str]]:
         """Answers (rows found by id, ids missing)."""
@@ -130,27 +146,62 @@ class HotTier:
                 self._by_rowid[row[0]] = key
             self._evict()
 
-    def get_standing(self, rowids: Iterable[int]
-                     ) -> tuple[dict[int, tuple[str, float, float, float]], list[int]]:
-        """Answers ({rowid: (space, confidence, decay rate, last access)}, rowids missing):
-        what ranking needs of a memory, kept since a recall looked it up (rows.standing)."""
+    def get_standing(self, space: str, rowids: Iterable[int]
+                     ) -> tuple[dict[int, Standing], list[int]]:
+        """Answers ({rowid: Standing} of this space's, rowids missing): what recall looked
+        up of a memory in the index of visible memories (rows.Lookup), kept since. (One
+        kept of another space is neither: not a visible memory of this one.)"""
         with self._lock:
             known = self._standing
-            found = {rid: v for rid in rowids if (v := known.get(rid)) is not None}
-        return found, [rid for rid in rowids if rid not in found]
+            kept = {rid: v for rid in rowids if (v := known.get(rid)) is not None}
+        return ({rid: v[1:] for rid, v in kept.items() if v[0] == space},
+                [rid for rid in rowids if rid not in kept])
 
-    def put_standing(self, values: dict[int, tuple[str, float, float, float]],
-                     since_epoch: int) -> None:
+    def put_standing(self, space: str, values: dict[int, Standing], since_epoch: int
+                     ) -> None:
         """Keep these, read by a reader whose epoch() was `since_epoch`: unless a write
-        came in since (it may have changed them)."""
+        came in since (it may have changed them; a write drops its own memories' values,
+        by key, and moves the epoch)."""
         if self.capacity <= 0 or not values:
             return
         with self._lock:
             if since_epoch != self._epoch:
                 return
-            if len(self._standing) + len(values) > _MAX_STANDING:
-                self._standing.clear()
-            self._standing.update(values)
+            most = STANDING_PER_ROW * self.capacity
+            self._trim(min(len(values), most))
+            kept, keys = self._standing, self._standing_keys
+            for rid, (c, k, d, t) in islice(values.items(), most):
+                kept[rid] = (space, c, k, d, t)
+                keys[k] = rid
+
+    def _trim(self, room: int = 0) -> None:
+        """Make room for `room` more kept look-ups: the oldest go, a tenth more than needed
+        (under the lock)."""
+        kept, most = self._standing, STANDING_PER_ROW * self.capacity
+        over = len(kept) + room - most
+        if over > 0:
+            keys = self._standing_keys
+            for rid in list(islice(kept, over + most // 10)):
+                key = kept.pop(rid)[2]
+                if keys.get(key) == rid:
+                    del keys[key]
+
+    def _unkeep(self, space: str, mid: str) -> None:
+        """Drop a memory's kept look-up (under the lock)."""
+        rid = self._standing_keys.pop(memory_key(space, mid), None)
+        if rid is not None:
+            self._standing.pop(rid, None)
+
+    def unkeep(self, space: str, ids: Iterable[str]) -> None:
+        """These memories' access times were written: drop their kept look-ups, and
+        keep none a reader looked up before (`touched` brings the kept ones up to date at
+        once, but a reader that looked one up in the index just before may keep its old
+        access time after)."""
+        with self._lock:
+            self._epoch += 1
+            if self._standing:
+                for mid in ids:
+                    self._unkeep(space, mid)
 
     def _forget(self, key: tuple[str, str], row: Row) -> None:
         self._by_rowid.pop(row[0], None)
@@ -166,16 +217,18 @@ class HotTier:
         """Forget these ids (they were just written); cheap on the write path."""
         with self._lock:
             self._epoch += 1
-            self._standing.clear()
             epoch = self._epoch
             rows = self._rows
             tomb = self._invalidated
+            kept = bool(self._standing)
             for mid in ids:
                 key = (space, mid)
                 tomb[key] = epoch
                 row = rows.pop(key, None)
                 if row is not None:
                     self._forget(key, row)
+                if kept:
+                    self._unkeep(space, mid)
             if len(tomb) > _MAX_TOMBSTONES:
                 tomb.clear()
                 self._floor = epoch
@@ -185,6 +238,7 @@ class HotTier:
         with self._lock:
             self._epoch += 1
             self._standing.clear()
+            self._standing_keys.clear()
             self._floor = self._epoch
             self._rows.clear()
             self._by_rowid.clear()
@@ -195,11 +249,13 @@ class HotTier:
     def touched(self, space: str, ids: Iterable[str], now: float) -> None:
         """Keep cached last_access in step with the disk (a recall refreshes it)."""
         with self._lock:
-            rows = self._rows
+            rows, kept, keys = self._rows, self._standing, self._standing_keys
             for mid in ids:
                 key = (space, mid)
                 row = rows.get(key)
                 if row is not None:
                     rows[key] = (*row[:_LAST_ACCESS], now, *row[_LAST_ACCESS + 1:])
-                else:  # its kept ranking values (by rowid) may hold the old access time
-                    self._standing.clear()
+                if kept and (rid := keys.get(k := memory_key(space, mid))) is not None:
+                    sp, c, k2, d, _ = kept[rid]
+                    if k2 == k:
+                        kept[rid] = (sp, c, k, d, now)

@@ -39,6 +39,7 @@ from engram_cli.engine.ahead import SearchAhead
 from engram_cli.engine.forgetting import decayed
 from engram_cli.engine.hot import HotTier, Row
 from engram_cli.engine.model import MemoryRecord, content_id
+from engram_cli.engine.rows import Lookup
 from engram_cli.engine.settings import Settings
 from engram_cli.engine.text import WORD_RE, TextSeeder, word_similarity
 from engram_cli.engine.unit import unit
@@ -149,10 +150,11 @@ def cue_of(q: RecallQuery) -> Cue:
 
 
 class SeedSource(Protocol):
-    def __call__(self, conn: sqlite3.Connection, space: str, q: RecallQuery, want: int,
-                 limit: int, deadline: float) -> Seeds:
-        """Up to `want` seeds of this space's visible memories for the cue, stopping at
-        the deadline (perf_counter) with what it has; `limit` is what the caller keeps."""
+    def __call__(self, look: Lookup, q: RecallQuery, want: int, limit: int, deadline: float
+                 ) -> Seeds:
+        """Up to `want` seeds of the visible memories of the look-up's space for the
+        cue, read on its connection, stopping at the deadline (perf_counter) with what it
+        has; `limit` is what the caller keeps."""
         ...
 
 
@@ -163,20 +165,21 @@ SCAN_STEPS = 10_000
 
 def text_source(seeder: TextSeeder) -> SeedSource:
     """The full-text index as a seed source."""
-    def seeds(conn: sqlite3.Connection, space: str, q: RecallQuery, want: int, limit: int,
-              deadline: float) -> Seeds:
-        return seeder.seeds(conn, space, q.text or "", want, deadline, limit)
+    def seeds(look: Lookup, q: RecallQuery, want: int, limit: int, deadline: float
+              ) -> Seeds:
+        return seeder.seeds(look, q.text or "", want, deadline, limit)
     return seeds
 
 
-def embedding_scan(conn: sqlite3.Connection, space: str, q: RecallQuery, want: int,
-                   limit: int, deadline: float) -> Seeds:
+def embedding_scan(look: Lookup, q: RecallQuery, want: int, limit: int, deadline: float
+                   ) -> Seeds:
     """Cosine similarity against every stored vector of the cue's size in the space, a
     memory's own or the one the server computed, without the index (while it opens after
     a start, or when it cannot be used). SQLite checks the deadline as it steps (a
     progress handler), since one step may read many rows: a statement that looked for
     memories' own vectors alone read every row of a million-memory space before its first
     answer, half a second, and found none where the server computes the vectors."""
+    conn, space = look.conn, look.space
     vector = q.embedding or b""
     cue, norm = unit(np.frombuffer(vector, dtype=np.float32))
     if norm == 0:
@@ -220,8 +223,8 @@ def exactly(limit: int) -> int:
     return limit + max(8, limit // 2)
 
 
-def vector_seeds(index: Any, conn: sqlite3.Connection, space: str, cue: Any, want: int,
-                 floor: float, ahead: SearchAhead | None = None,
+def vector_seeds(index: Any, look: Lookup, cue: Any, want: int, floor: float,
+                 ahead: SearchAhead | None = None,
                  unsettled: AbstractSet[int] | None = None, exact: int = 0
                  ) -> dict[int, float]:
     """Nearest neighbours from the vector index that are still there, visible and in this
@@ -233,13 +236,14 @@ def vector_seeds(index: Any, conn: sqlite3.Connection, space: str, cue: Any, wan
     recall read from disk once the machine had reclaimed the store's pages; except the
     `exact` best of them, scored again from their stored vectors. None: every candidate
     is re-read and scored exactly. `ahead`: where the search may have been started."""
+    conn, space = look.conn, look.space
     found = (ahead.search if ahead is not None else _search)(index, space, cue, rescored(want))
     if not found:
         return {}
     if unsettled is None:
         out = rows.similarities(conn, space, [rid for rid, _ in found], cue, floor)
     else:
-        seen = rows.visible(conn, space, [rid for rid, _ in found if rid not in unsettled])
+        seen = look.visible(rid for rid, _ in found if rid not in unsettled)
         out = {rid: sim for rid, sim in found if rid in seen and sim > floor}
         if exact:  # visible, and their vectors are the index's: read those alone
             top = [rid for rid, _ in sorted(out.items(), key=itemgetter(1),
@@ -293,9 +297,10 @@ def _no_text_vectors(ix: Any, space: str, held: int | None) -> None:
 def index_source(indexer: Callable[[], Any], ahead: SearchAhead | None = None) -> SeedSource:
     """The vector index as a seed source: an embedding cue's own vector, or a text cue
     embedded with the server's model. Falls back to a scan while the index is not open."""
-    def seeds(conn: sqlite3.Connection, space: str, q: RecallQuery, want: int, limit: int,
-              deadline: float) -> Seeds:
+    def seeds(look: Lookup, q: RecallQuery, want: int, limit: int, deadline: float
+              ) -> Seeds:
         ix = indexer()
+        conn, space = look.conn, look.space
         held = rows.space_dimension(conn, space)
         if q.text is not None:
             cue = index_cue(ix, space, q.text, held)
@@ -304,7 +309,7 @@ def index_source(indexer: Callable[[], Any], ahead: SearchAhead | None = None) -
                     _no_text_vectors(ix, space, held)
                 return {}, False
             floor = HYBRID_MIN_SIMILARITY if q.mode == "hybrid" else 0.0
-            return vector_seeds(ix.index, conn, space, cue, want, floor, ahead,
+            return vector_seeds(ix.index, look, cue, want, floor, ahead,
                                 ix.unsettled(conn),
                                 exactly(limit) if q.mode == "vector" else 0), False
         cue = np.frombuffer(q.embedding or b"", dtype=np.float32)
@@ -313,11 +318,11 @@ def index_source(indexer: Callable[[], Any], ahead: SearchAhead | None = None) -
                 f"embedding cue has {len(cue)} dimensions; space {space!r} holds {held}",
                 f"send a {held}-dimensional vector")
         if ix is None or not ix.ready.is_set() or ix.index.dim(space) is None:
-            return embedding_scan(conn, space, q, want, limit, deadline)
+            return embedding_scan(look, q, want, limit, deadline)
         cue, norm = unit(cue)
         if norm == 0:
             raise InvalidArgument("embedding cue is all zeros")
-        return vector_seeds(ix.index, conn, space, cue, want, q.similarity_threshold,
+        return vector_seeds(ix.index, look, cue, want, q.similarity_threshold,
                             unsettled=ix.unsettled(conn), exact=exactly(limit)), False
     return seeds
 
@@ -341,9 +346,10 @@ def fuse(lexical: dict[int, float], vector: dict[int, float],
     return {rid: score / top for rid, score in scores.items()} if top > 0 else scores
 
 
-def context_seeds(conn: sqlite3.Connection, space: str, q: RecallQuery, want: int,
-                  limit: int, deadline: float) -> Seeds:
+def context_seeds(look: Lookup, q: RecallQuery, want: int, limit: int, deadline: float
+                  ) -> Seeds:
     """Memories in the time range, at the location, with the participants: newest first."""
+    conn, space = look.conn, look.space
     sql = "SELECT rowid, metadata, tags FROM memories WHERE space = ? AND suppressed = 0"
     args: list[Any] = [space]
     if q.time_start is not None:
@@ -429,9 +435,10 @@ class Recaller:
             found = rows.rows_by_id(conn, self._hot, space, ids, self._hot.epoch())
         return [rows.row_to_record(found[i], now, s) for i in ids if i in found]
 
-    def seeds(self, conn: sqlite3.Connection, space: str, q: RecallQuery, want: int,
-              limit: int, deadline: float, origin: dict[int, str] | None = None) -> Seeds:
+    def seeds(self, look: Lookup, q: RecallQuery, want: int, limit: int, deadline: float,
+              origin: dict[int, str] | None = None) -> Seeds:
         """The cue's seeds; with `origin`, also which index proposed each (SEED_KINDS)."""
+        conn, space = look.conn, look.space
         kind = cue_of(q)
         sources = self.sources[kind]
         alone = {Cue.TEXT: q.mode, Cue.EMBEDDING: "vector", Cue.CONTEXT: "context"}[kind]
@@ -442,7 +449,7 @@ class Recaller:
             # lexical: the full-text index; vector: the vector index; hybrid: both, fused.
             sources = {"lexical": sources[:1], "vector": sources[1:]}.get(q.mode, sources)
         if len(sources) == 1:
-            found = sources[0](conn, space, q, want, limit, deadline)
+            found = sources[0](look, q, want, limit, deadline)
             if origin is not None:
                 origin.update(dict.fromkeys(found[0], alone))
             return found
@@ -452,8 +459,8 @@ class Recaller:
         if cue is not None:
             self._ahead.start(self._indexer().index, space, cue, rescored(want))
         try:
-            lexical, cut_lexical = sources[0](conn, space, q, want, limit, deadline)
-            vector, cut_vector = sources[1](conn, space, q, want, limit, deadline)
+            lexical, cut_lexical = sources[0](look, q, want, limit, deadline)
+            vector, cut_vector = sources[1](look, q, want, limit, deadline)
         finally:
             self._ahead.clear()
         if origin is not None:
@@ -498,12 +505,13 @@ class Recaller:
                 ) -> RecallResult:
         s = self._settings()
         now = self._clock()
-        epoch = self._hot.epoch()
+        # Each candidate is looked up once a recall: its seeds' checks and the rankings.
+        look = Lookup(conn, space, self._hot, self._hot.epoch())
         deadline = started + s.recall_budget_ms / 1000.0
         limit = max(1, min(q.limit, 100_000))
         want = max(limit * 3, 32)
         origin: dict[int, str] | None = {} if q.trace else None
-        seeds, exhausted = self.seeds(conn, space, q, want, limit, deadline, origin)
+        seeds, exhausted = self.seeds(look, q, want, limit, deadline, origin)
         threshold = s.threshold if q.threshold is None else q.threshold
         hops = s.max_hops if q.max_hops is None else q.max_hops
         per_hop = s.decay if q.decay is None else q.decay
@@ -511,20 +519,16 @@ class Recaller:
         # visible memories of this space already.
         activations = dict(seeds)
         parent: dict[int, int] = {}
-        # What ranking looked up of each candidate, for this recall's later rankings (the
-        # spread ranks what it has reached at each hop).
-        known: dict[int, tuple[float, float, float] | None] = {}
         if q.spread and hops > 0 and activations and not exhausted:
             useful = None
             if not q.counts:
                 def useful(act: dict[int, float]) -> float:
-                    return self._useful(conn, space, act, threshold, q, limit, now, epoch, s,
-                                        known)
+                    return self._useful(look, act, threshold, q, limit, now, s)
             activations, parent, exhausted = spread(
                 conn, activations, hops, per_hop, threshold, deadline, useful)
         total = len(activations)
         above = {rid: a for rid, a in activations.items() if a >= threshold}
-        top, found = self._rank(conn, space, above, q, limit, now, epoch, s, known=known)
+        top, found = self._rank(look, above, q, limit, now, s)
         results = []
         for _, rid, a in top:
             rec = rows.row_to_record(found[rid], now, s)
@@ -565,23 +569,20 @@ class Recaller:
             return 0
         return int(ix.lag(conn))
 
-    def _useful(self, conn: sqlite3.Connection, space: str, act: dict[int, float],
-                threshold: float, q: RecallQuery, limit: int, now: float, epoch: int,
-                s: Settings, known: dict[int, tuple[float, float, float] | None]) -> float:
+    def _useful(self, look: Lookup, act: dict[int, float], threshold: float, q: RecallQuery,
+                limit: int, now: float, s: Settings) -> float:
         """The activation a memory needs to still make the answer, given these activations:
         the answer's `limit`-th score so far bounds the final one from below (spreading only
         adds memories and raises activations), and a memory scores at most its activation
         x RANK_CEILING. Strictly below it a memory cannot get in, even on a tie."""
-        top, _ = self._rank(conn, space, {r: a for r, a in act.items() if a >= threshold},
-                            q, limit, now, epoch, s, rows_wanted=False, known=known)
+        top, _ = self._rank(look, {r: a for r, a in act.items() if a >= threshold},
+                            q, limit, now, s, rows_wanted=False)
         if len(top) < limit:
             return 0.0
         return top[-1][0] / (RANK_CEILING * (1.0 + 1e-9))
 
-    def _rank(self, conn: sqlite3.Connection, space: str, above: dict[int, float],
-              q: RecallQuery, limit: int, now: float, epoch: int, s: Settings,
-              rows_wanted: bool = True,
-              known: dict[int, tuple[float, float, float] | None] | None = None
+    def _rank(self, look: Lookup, above: dict[int, float], q: RecallQuery, limit: int,
+              now: float, s: Settings, rows_wanted: bool = True
               ) -> tuple[list[tuple[float, int, float]], dict[int, Row]]:
         """The `limit` best by activation x current confidence x recency, best first, and
         the rows of those (of more when tags filter).
@@ -590,7 +591,7 @@ class Recaller:
         can beat the current top `limit`: confidence is at most 1 and the recency boost at
         most 5%, so activation x 1.05 bounds a score. A spread reaching hundreds of
         memories then scores a few dozen. What a score needs comes from the index of
-        visible memories (rows.standing); only the answer's rows are read, unless tags
+        visible memories (rows.Lookup); only the answer's rows are read, unless tags
         filter (they are in the rows alone). A spread's candidates had their rows read,
         16-28 a recall, 3/4 of the pages a hybrid recall read from disk at a million
         memories once the machine had reclaimed them."""
@@ -598,7 +599,7 @@ class Recaller:
         required = set(q.required_tags)
         excluded = set(q.excluded_tags)
         tagged = bool(required or excluded)
-        known = {} if known is None else known
+        conn, space, epoch = look.conn, look.space, look.epoch
         order = sorted(above.items(), key=itemgetter(1), reverse=True)
         best: list[tuple[float, int, float]] = []  # min-heap of the top `limit`
         found: dict[int, Row] = {}
@@ -610,19 +611,15 @@ class Recaller:
             rids = [r for r, _ in batch]
             if tagged:
                 found.update(rows.rows_by_rowid(conn, self._hot, space, rids, epoch))
-                standing = {rid: (found[rid][4], found[rid][6], found[rid][10])
+                standing = {rid: (found[rid][4], 0, found[rid][6], found[rid][10])
                             for rid in rids if rid in found}
-            else:  # looked up once a recall: `known` holds None for a memory not visible
-                new = [r for r in rids if r not in known]
-                if new:
-                    got = rows.standing(conn, self._hot, space, new, epoch)
-                    known.update((r, got.get(r)) for r in new)
-                standing = {r: v for r in rids if (v := known[r]) is not None}
+            else:
+                standing = look.visible(rids)
             for rid, a in batch:
                 values = standing.get(rid)
                 if values is None:
                     continue  # suppressed, or gone since the edge was followed
-                confidence, decay_rate, last_access = values
+                confidence, _, decay_rate, last_access = values
                 elapsed = now - last_access
                 conf = decayed(confidence, elapsed, decay_rate, exponent, floor, scale)
                 if conf < q.min_confidence:

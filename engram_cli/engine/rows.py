@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from engram_cli.engine.forgetting import decayed
-from engram_cli.engine.hot import HotTier, Row
+from engram_cli.engine.hot import HotTier, Row, Standing
 from engram_cli.engine.inlist import in_list
 from engram_cli.engine.model import MemoryRecord, MemoryType, State, memory_key
 from engram_cli.engine.settings import Settings
@@ -168,50 +168,58 @@ def counts(conn: sqlite3.Connection, space: str | None) -> dict[str, Any]:
     }
 
 
-def visible(conn: sqlite3.Connection, space: str, rids: Sequence[int]
-            ) -> dict[int, tuple[float, int]]:
-    """{rowid: (stored confidence, key)} of those of these rowids that are visible (not
-    suppressed) memories of this space, from the index of (space, suppressed, rowid,
-    confidence, key, ...) (migrations 010, 012): pages that a server's recalls keep in the page
-    cache, where looking up the memories' own rows reads a random page of the table for
-    each (a recall's most-read pages at a million memories, read back from disk once the
-    machine has reclaimed them)."""
-    out: dict[int, tuple[float, int]] = {}
-    for part in chunks(list(rids), SQL_CHUNK):
-        marks, values = in_list(part, SQL_CHUNK)
-        out.update((r, (c, k)) for r, c, k in conn.execute(
-            f"SELECT rowid, confidence, key FROM memories INDEXED BY memories_visible "
-            f"WHERE space = ? AND suppressed = 0 AND rowid IN ({marks})", (space, *values)))
-    return out
+class Lookup:
+    """One recall's look-ups in the index of visible memories (space, suppressed, rowid,
+    confidence, key, decay rate, last access: migrations 010, 012): whether a candidate is a
+    visible memory of the recall's space, and all that ranking needs of it without tags to
+    filter on (`Standing`). Those pages stay in the page cache, where a memory's own row is
+    a random 16-KiB page of the table each, read back from disk once the machine has
+    reclaimed them: most of what a recall read at a million memories. The seeds' checks
+    (some 190 candidates a hybrid recall) and ranking ask the same index about mostly the
+    same memories, so each is looked up once a recall: from the hot tier (its rows, then
+    the values it keeps of memories looked up before), else from the index; what the index
+    answers is kept in the hot tier, read at the recall's `epoch`, so a cue asked again
+    (after an idle too, when the index's pages have been reclaimed) looks nothing up.
+    Without `hot`, everything is looked up in the index."""
 
+    def __init__(self, conn: sqlite3.Connection, space: str, hot: HotTier | None = None,
+                 epoch: int = 0) -> None:
+        self.conn = conn
+        self.space = space
+        self.hot = hot
+        self.epoch = epoch
+        self._known: dict[int, Standing | None] = {}  # None: not a visible memory here
 
-def standing(conn: sqlite3.Connection, hot: HotTier, space: str, rids: Sequence[int],
-             epoch: int) -> dict[int, tuple[float, float, float]]:
-    """{rowid: (stored confidence, decay rate, last access)} of those of these rowids that
-    are visible memories of this space: all that ranking needs of a memory without tags to
-    filter on. From the hot tier (its rows, then the values it keeps of memories ranked
-    before), else from the index of visible memories (migration 012), not from the
-    memories' rows: a random page of the table each, 16 KB read back from disk once the
-    machine has reclaimed them, for a few dozen candidates a recall of which only the
-    answer's need their rows. What the index answers is kept in the hot tier (read at the
-    recall's `epoch`): a cue asked again ranks from memory, as it did when every
-    candidate's row was read and kept."""
-    found, missing = hot.get_rowids(rids, count=False)
-    out = {rid: (row[4], row[6], row[10]) for rid, (sp, row) in found.items() if sp == space}
-    if not missing:
+    def visible(self, rids: Iterable[int]) -> dict[int, Standing]:
+        """{rowid: (stored confidence, key, decay rate, last access)} of those of these
+        rowids that are visible memories of this space."""
+        rids = list(rids)
+        known = self._known
+        new = list(dict.fromkeys(r for r in rids if r not in known))
+        if new:
+            got = self._look(new)
+            known.update((r, got.get(r)) for r in new)
+        return {r: v for r in rids if (v := known[r]) is not None}
+
+    def _look(self, rids: list[int]) -> dict[int, Standing]:
+        space, out = self.space, {}
+        if self.hot is not None:
+            found, rids = self.hot.get_rowids(rids, count=False)
+            out = {rid: (row[4], memory_key(space, row[1]), row[6], row[10])
+                   for rid, (sp, row) in found.items() if sp == space}
+            kept, rids = self.hot.get_standing(space, rids)
+            out.update(kept)
+        read: dict[int, Standing] = {}
+        for part in chunks(rids, SQL_CHUNK):
+            marks, values = in_list(part, SQL_CHUNK)
+            read.update((r, (c, k, d, t)) for r, c, k, d, t in self.conn.execute(
+                f"SELECT rowid, confidence, key, decay_rate, last_access FROM memories "
+                f"INDEXED BY memories_visible WHERE space = ? AND suppressed = 0 "
+                f"AND rowid IN ({marks})", (space, *values)))
+        if self.hot is not None:
+            self.hot.put_standing(space, read, self.epoch)
+        out.update(read)
         return out
-    kept, missing = hot.get_standing(missing)
-    out.update((rid, (c, d, t)) for rid, (sp, c, d, t) in kept.items() if sp == space)
-    read: dict[int, tuple[str, float, float, float]] = {}
-    for part in chunks(missing, SQL_CHUNK):
-        marks, values = in_list(part, SQL_CHUNK)
-        read.update((r, (space, c, d, t)) for r, c, d, t in conn.execute(
-            f"SELECT rowid, confidence, decay_rate, last_access FROM memories "
-            f"INDEXED BY memories_visible WHERE space = ? AND suppressed = 0 "
-            f"AND rowid IN ({marks})", (space, *values)))
-    hot.put_standing(read, epoch)
-    out.update((rid, (c, d, t)) for rid, (_, c, d, t) in read.items())
-    return out
 
 
 def store_identity(conn: sqlite3.Connection) -> str:

@@ -36,7 +36,7 @@ from operator import itemgetter
 
 import numpy as np
 
-from engram_cli.engine import rows
+from engram_cli.engine.rows import Lookup
 from engram_cli.engine.vocab import Snapshot, Vocabulary
 
 # A word as the index's tokenizer (unicode61) cuts them: letters and digits, so "_" splits
@@ -208,13 +208,15 @@ class TextSeeder:
             return None
         return min(most + 1, round(hits * n_docs / SAMPLE_SPAN))
 
-    def seeds(self, conn: sqlite3.Connection, space: str, text: str, want: int,
-              deadline: float, enough: int = 1) -> tuple[dict[int, float], bool]:
-        """Up to `want` seeds {rowid: relevance, best = 1} of this space; common words are
-        read only while fewer than `enough` are found. Answers (seeds, budget_exhausted)."""
+    def seeds(self, look: Lookup, text: str, want: int, deadline: float, enough: int = 1
+              ) -> tuple[dict[int, float], bool]:
+        """Up to `want` seeds {rowid: relevance, best = 1} of the look-up's space; common
+        words are read only while fewer than `enough` are found. Answers (seeds,
+        budget_exhausted)."""
         terms = cue_terms(text)
         if not terms:
             return {}, False
+        conn = look.conn
         n_docs = conn.execute("SELECT max(rowid) FROM memories").fetchone()[0] or 1
         stop = max(1_000.0, STOP_FRACTION * n_docs)
         snap = self._vocab.current(n_docs) if self._vocab is not None else None
@@ -250,7 +252,7 @@ class TextSeeder:
                 dtype=np.int64))
             weights.append(idf[t])
         scores = summed(postings, weights)
-        seeds = self._in_space(conn, space, scores, want)
+        seeds = self._in_space(look, scores, want)
         common = [t for t in present if dfs[t] > RARE_DF]
         if len(seeds) < enough and common and time.perf_counter() <= deadline:
             groups = [common[:COMMON_AND]]
@@ -264,12 +266,12 @@ class TextSeeder:
             for newest in (self._newest, self._newest_in_space):
                 for group in groups:
                     w = sum(idf[t] for t in group)
-                    for rowid in newest(conn, space, group, deadline):
+                    for rowid in newest(look, group, deadline):
                         before = credited.get(rowid, 0.0)
                         if w > before:
                             credited[rowid] = w
                             scores[rowid] = scores.get(rowid, 0.0) + w - before
-                    seeds = self._in_space(conn, space, scores, want)
+                    seeds = self._in_space(look, scores, want)
                     if len(seeds) >= enough or time.perf_counter() > deadline:
                         break
                 if len(seeds) >= enough or time.perf_counter() > deadline:
@@ -281,22 +283,20 @@ class TextSeeder:
         return {rowid: sc / best for rowid, sc in seeds.items()}, exhausted
 
     @staticmethod
-    def _newest(conn: sqlite3.Connection, space: str, group: list[str], deadline: float
-                ) -> list[int]:
+    def _newest(look: Lookup, group: list[str], deadline: float) -> list[int]:
         """The newest COMMON_SCAN memories holding every word of `group`, any space's."""
-        return [r for (r,) in conn.execute(
+        return [r for (r,) in look.conn.execute(
             "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC "
             "LIMIT ?", (" AND ".join(map(quote, group)), COMMON_SCAN))]
 
     @staticmethod
-    def _newest_in_space(conn: sqlite3.Connection, space: str, group: list[str],
-                         deadline: float) -> list[int]:
+    def _newest_in_space(look: Lookup, group: list[str], deadline: float) -> list[int]:
         """The newest COMMON_SCAN visible memories of this space holding every word of
         `group`: its matches read newest first, DEEP_STEP at a time, each step's looked up
         in the index of visible memories, at most DEEP_SCAN of them."""
         found: list[int] = []
-        cur = conn.execute("SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? "
-                           "ORDER BY rowid DESC", (" AND ".join(map(quote, group)),))
+        cur = look.conn.execute("SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? "
+                                "ORDER BY rowid DESC", (" AND ".join(map(quote, group)),))
         try:
             read = 0
             while len(found) < COMMON_SCAN and read < DEEP_SCAN:
@@ -304,7 +304,7 @@ class TextSeeder:
                 if not part:
                     break
                 read += len(part)
-                seen = rows.visible(conn, space, part)
+                seen = look.visible(part)
                 found.extend(r for r in part if r in seen)
                 if time.perf_counter() > deadline:
                     break
@@ -313,9 +313,8 @@ class TextSeeder:
         return found[:COMMON_SCAN]
 
     @staticmethod
-    def _in_space(conn: sqlite3.Connection, space: str, scores: dict[int, float], want: int
-                  ) -> dict[int, float]:
-        """The `want` best-scored rowids that are visible memories of this space.
+    def _in_space(look: Lookup, scores: dict[int, float], want: int) -> dict[int, float]:
+        """The `want` best-scored rowids that are visible memories of the look-up's space.
 
         Memories that match the same words score the same, and a cue often matches many
         of them alike ("who keeps the spare key": 109 of the sample's 3,000). Which of
@@ -324,7 +323,7 @@ class TextSeeder:
         by stored confidence, as ranking prefers the confident ones anyway, then by key
         (a hash of the space and id). At most TIE_BREAK_EXTRA tied memories past the cut
         are read for it; beyond that the newest win. All of it comes from the index of
-        visible memories (rows.visible), not from the memories' rows: a random page each,
+        visible memories (rows.Lookup), not from the memories' rows: a random page each,
         read back from disk once the machine had reclaimed them (a cue of one word that
         hundreds of memories share read ~290 of them to break its tie)."""
         step = want + max(8, want // 4)  # a few more than wanted: some may be hidden
@@ -341,12 +340,12 @@ class TextSeeder:
                 break
             if cut is not None and (chunk[0][1] < cut or len(found) >= want + TIE_BREAK_EXTRA):
                 break
-            seen = rows.visible(conn, space, [r for r, _ in chunk])
+            seen = look.visible(r for r, _ in chunk)
             for rowid, sc in chunk:
                 if cut is not None and sc < cut:
                     break
                 if rowid in seen:
-                    confidence, key = seen[rowid]
+                    confidence, key, _, _ = seen[rowid]
                     found.append((sc, confidence, key, rowid))
                     if cut is None and len(found) >= want:
                         cut = sc

@@ -418,12 +418,14 @@ class AccessTimes:
     storm of recalls costs the writer one small commit a second, not one per recall. (A
     commit per recall, fsynced, cost a lone client's embedding-cue recall at a million
     memories 1-2 ms of its 5-7 over gRPC.) The first access after a quiet second is
-    written at once; the memories' rows in the hot tier have the new time already."""
+    written at once; the memories' rows in the hot tier have the new time already.
+    `written(space, ids)` is told, after the commit, whose access times were written."""
 
-    def __init__(self, submit: Callable[..., Future], interval: float = ACCESS_WRITE_S
-                 ) -> None:
+    def __init__(self, submit: Callable[..., Future], interval: float = ACCESS_WRITE_S,
+                 written: Callable[[str, list[str]], None] | None = None) -> None:
         self._submit = submit
         self._interval = interval
+        self._written = written
         self._lock = threading.Lock()
         self._pending: dict[str, dict[str, float]] = {}
         self._queued = False  # a write is submitted or its timer runs
@@ -460,12 +462,20 @@ class AccessTimes:
             self._timer = None
             self._last = time.monotonic()
         try:
-            self._submit(self._op_write)
+            fut = self._submit(self._op_write)
         except (Overloaded, StoreClosed):
             with self._lock:
                 self._queued = False
+            return
+        if self._written is not None:
+            fut.add_done_callback(self._committed)
 
-    def _op_write(self, conn: sqlite3.Connection) -> None:
+    def _committed(self, fut: Future) -> None:
+        if fut.exception() is None and self._written is not None:
+            for space, times in fut.result().items():
+                self._written(space, list(times))
+
+    def _op_write(self, conn: sqlite3.Connection) -> dict[str, dict[str, float]]:
         with self._lock:
             pending, self._pending = self._pending, {}
             self._queued = False
@@ -473,3 +483,4 @@ class AccessTimes:
             conn.executemany(
                 "UPDATE memories SET last_access = ? WHERE key = ? AND space = ? AND id = ?",
                 [(t, memory_key(space, mid), space, mid) for mid, t in times.items()])
+        return pending
