@@ -12,9 +12,9 @@ invalidated after the reader's `epoch()` snapshot, so a stale row never enters.
 
 Beside the rows it keeps what recall looked up of other memories in the index of visible
 memories (rows.Lookup: confidence, key, decay rate, last access), at most STANDING_PER_ROW
-per row of `hot_capacity`, oldest out first. A write drops its own memories' (found by
-key) and moves the epoch; what a reader looked up is kept only if no write came in since
-its epoch() snapshot.
+per row of `hot_capacity`, oldest out first; their bytes count in `hot_max_bytes` with
+the rows'. A write drops its own memories' (found by key) and moves the epoch; what a
+reader looked up is kept only if no write came in since its epoch() snapshot.
 """
 
 from __future__ import annotations
@@ -35,10 +35,12 @@ Standing = tuple[float, int, float, float]
 _LAST_ACCESS = 10
 _MAX_TOMBSTONES = 200_000
 # Memories whose looked-up values are kept beside the rows (see `put_standing`), per row
-# the hot tier may hold: about 330 bytes each (measured with tracemalloc), 66 MB at the
-# default capacity. A hybrid recall looks up some 170 at a million memories, where its
-# answer's rows are ten; the oldest tenth goes when full.
+# the hot tier may hold: a hybrid recall looks up some 170 at a million memories, where
+# its answer's rows are ten. The oldest tenth goes when full.
 STANDING_PER_ROW = 2
+# What one costs: its tuple, its numbers and both dicts' entries (measured with
+# tracemalloc: 325 bytes), 66 MB at the default capacity.
+STANDING_BYTES = 330
 # Per row beyond its fields: the key tuple, the dict entries (rows, sizes, rowids) and the
 # OrderedDict links; measured with tracemalloc: ~245 bytes.
 _ENTRY_OVERHEAD = 256
@@ -167,30 +169,32 @@ class HotTier:
         with self._lock:
             if since_epoch != self._epoch:
                 return
-            most = STANDING_PER_ROW * self.capacity
-            self._trim(min(len(values), most))
             kept, keys = self._standing, self._standing_keys
-            for rid, (c, k, d, t) in islice(values.items(), most):
+            for rid, (c, k, d, t) in values.items():
+                if rid not in kept:
+                    self.bytes += STANDING_BYTES
                 kept[rid] = (space, c, k, d, t)
                 keys[k] = rid
+            self._trim()
 
-    def _trim(self, room: int = 0) -> None:
-        """Make room for `room` more kept look-ups: the oldest go, a tenth more than needed
-        (under the lock)."""
+    def _trim(self) -> None:
+        """Kept look-ups past STANDING_PER_ROW x capacity, or past max_bytes with the rows,
+        go: the oldest, and a tenth of what is kept more (under the lock)."""
         kept, most = self._standing, STANDING_PER_ROW * self.capacity
-        over = len(kept) + room - most
+        over = max(len(kept) - most, -(-(self.bytes - self.max_bytes) // STANDING_BYTES))
         if over > 0:
             keys = self._standing_keys
-            for rid in list(islice(kept, over + most // 10)):
+            for rid in list(islice(kept, over + len(kept) // 10)):
                 key = kept.pop(rid)[2]
+                self.bytes -= STANDING_BYTES
                 if keys.get(key) == rid:
                     del keys[key]
 
     def _unkeep(self, space: str, mid: str) -> None:
         """Drop a memory's kept look-up (under the lock)."""
         rid = self._standing_keys.pop(memory_key(space, mid), None)
-        if rid is not None:
-            self._standing.pop(rid, None)
+        if rid is not None and self._standing.pop(rid, None) is not None:
+            self.bytes -= STANDING_BYTES
 
     def unkeep(self, space: str, ids: Iterable[str]) -> None:
         """These memories' access times were written: drop their kept look-ups, and

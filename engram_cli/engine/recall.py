@@ -611,15 +611,15 @@ class Recaller:
             rids = [r for r, _ in batch]
             if tagged:
                 found.update(rows.rows_by_rowid(conn, self._hot, space, rids, epoch))
-                standing = {rid: (found[rid][4], 0, found[rid][6], found[rid][10])
+                standing = {rid: (found[rid][4], found[rid][6], found[rid][10])
                             for rid in rids if rid in found}
             else:
-                standing = look.visible(rids)
+                standing = {rid: (c, d, t) for rid, (c, _, d, t) in look.visible(rids).items()}
             for rid, a in batch:
                 values = standing.get(rid)
                 if values is None:
                     continue  # suppressed, or gone since the edge was followed
-                confidence, _, decay_rate, last_access = values
+                confidence, decay_rate, last_access = values
                 elapsed = now - last_access
                 conf = decayed(confidence, elapsed, decay_rate, exponent, floor, scale)
                 if conf < q.min_confidence:

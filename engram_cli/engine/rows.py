@@ -175,7 +175,7 @@ class Lookup:
     filter on (`Standing`). Those pages stay in the page cache, where a memory's own row is
     a random 16-KiB page of the table each, read back from disk once the machine has
     reclaimed them: most of what a recall read at a million memories. The seeds' checks
-    (some 190 candidates a hybrid recall) and ranking ask the same index about mostly the
+    (some 170 candidates a hybrid recall) and ranking ask the same index about mostly the
     same memories, so each is looked up once a recall: from the hot tier (its rows, then
     the values it keeps of memories looked up before), else from the index; what the index
     answers is kept in the hot tier, read at the recall's `epoch`, so a cue asked again

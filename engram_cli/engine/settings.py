@@ -31,10 +31,13 @@ SPECS: tuple[SettingSpec, ...] = (
     SettingSpec("decay", float, 0.85, "spreading activation: fraction of activation kept "
                 "per hop (times the edge strength)", 0.0, 1.0),
     SettingSpec("hot_capacity", int, 100_000, "memory rows (content, metadata, own "
-                "embedding) kept in the RAM hot tier for recall's reads; the vector index "
-                "is apart: held in RAM whole (int8; stats vector_index.bytes)", 0, 50_000_000),
-    SettingSpec("hot_max_bytes", int, 256 * 1024 * 1024, "bytes of memory rows the hot tier "
-                "may hold (whichever of this and hot_capacity is reached first evicts)",
+                "embedding) kept in the RAM hot tier for recall's reads, and what recall "
+                "looked up of twice as many other memories (about 330 bytes each); the "
+                "vector index is apart: held in RAM whole (int8; stats vector_index.bytes)",
+                0, 50_000_000),
+    SettingSpec("hot_max_bytes", int, 256 * 1024 * 1024, "bytes of memory rows and looked-up "
+                "values the hot tier may hold (whichever of this and hot_capacity is "
+                "reached first evicts)",
                 0, 1024 ** 4),
     SettingSpec("warm_path", str, "", "directory of the on-disk warm tier: the SQLite store "
                 "and the vector index (vectors/) (empty: the data dir); put it on a fast "
