@@ -101,16 +101,15 @@ def test_the_hot_tiers_byte_count_is_not_below_what_python_holds() -> None:
         before = tracemalloc.get_traced_memory()[0]
         hot = HotTier(capacity=10**9, max_bytes=10**12)
         hot.put_standing("default", {
-            rng.randrange(1 << 40): (rng.random(), rng.getrandbits(63), rng.random(),
-                                     1.7e9 + rng.random()) for _ in range(20_000)},
-            hot.epoch())
+            rid: (rid, rng.random(), rng.getrandbits(63), rng.random(), 1.7e9 + rng.random())
+            for rid in (rng.randrange(1 << 40) for _ in range(20_000))}, hot.epoch())
         held = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
     assert held <= hot.bytes <= held * 1.5, (held, hot.bytes)
     hot = HotTier(capacity=10**9, max_bytes=100_000)
     for _ in range(5):
-        hot.put_standing("default", {rng.randrange(1 << 40): (0.5, rng.getrandbits(63), 0.0,
-                                                              1.7e9) for _ in range(1_000)},
+        hot.put_standing("default", {rid: (rid, 0.5, rng.getrandbits(63), 0.0, 1.7e9)
+                                     for rid in (rng.randrange(1 << 40) for _ in range(1_000))},
                          hot.epoch())
         assert 0 < hot.bytes <= 100_000

@@ -596,7 +596,7 @@ def test_looked_up_values_kept_for_a_cue_asked_again_follow_every_write(tmp_path
             rids = [r for (r,) in conn.execute("SELECT rowid FROM memories")]
             kept, _ = store.hot.get_standing("default", rids)
             assert kept or not some
-            disk = {r: (c, k, d, t) for r, c, k, d, t in conn.execute(
+            disk = {row[0]: row for row in conn.execute(
                 "SELECT rowid, confidence, key, decay_rate, last_access FROM memories "
                 "WHERE suppressed = 0")}
             assert kept == {r: disk[r] for r in kept}
@@ -628,12 +628,16 @@ def test_looked_up_values_kept_for_a_cue_asked_again_follow_every_write(tmp_path
             clock[0] += 5 * 86_400.0
             answered = [mid for mid, _ in answer()]
             kept, _ = store.hot.get_standing("default", [rowid(m) for m in answered])
-            assert kept and all(v[3] == clock[0] for v in kept.values())
+            assert kept and all(v[4] == clock[0] for v in kept.values())
             store._accesses.flush()
             wait_for(lambda: conn.execute(
                 "SELECT min(last_access) FROM memories WHERE id IN (?, ?, ?)", answered
             ).fetchone()[0] == clock[0])
             kept_is_disk()
+            looked.clear()
+            assert [mid for mid, _ in answer()] == answered
+            # Still kept: only the suppressed memory, not a visible one, is looked up.
+            assert set().union(*looked) <= {rowid(outside)}
             # A reader that looked up in the index before an access time was written keeps
             # nothing after: its old access time would otherwise stand in for the new one.
             early = sqlite3.connect(tmp_path / "data" / DB_NAME)
@@ -646,7 +650,7 @@ def test_looked_up_values_kept_for_a_cue_asked_again_follow_every_write(tmp_path
             wait_for(lambda: conn.execute(
                 "SELECT min(last_access) FROM memories WHERE id IN (?, ?, ?)", answered
             ).fetchone()[0] == clock[0])
-            store.hot.resize(1)  # one row left: the look-up reads the index for the others
+            store.hot.resize(0)  # nothing kept: the look-up reads the index
             store.hot.resize(25)
             assert before.visible([rowid(m) for m in answered])
             early.close()

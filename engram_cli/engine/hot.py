@@ -29,9 +29,9 @@ from typing import Any
 from engram_cli.engine.model import memory_key
 
 Row = tuple[Any, ...]  # store._COLUMNS order: rowid, id, content, ... metadata
-# What recall looks up of a visible memory in the index of visible memories (rows.Lookup):
-# (stored confidence, key, decay rate, last access).
-Standing = tuple[float, int, float, float]
+# What recall looks up of a visible memory in the index of visible memories (rows.Lookup),
+# the row as SQLite answers it: (rowid, stored confidence, key, decay rate, last access).
+Standing = tuple[int, float, int, float, float]
 _LAST_ACCESS = 10
 _MAX_TOMBSTONES = 200_000
 # Memories whose looked-up values are kept beside the rows (see `put_standing`), per row
@@ -64,10 +64,11 @@ class HotTier:
         self._epoch = 0
         self._floor = 0  # readers that started before this epoch may not insert
         self._invalidated: dict[tuple[str, str], int] = {}
-        # rowid: (space, *Standing) of memories recall looked up without reading their
+        # space: {rowid: Standing} of memories recall looked up without reading their
         # rows, oldest first, and key: rowid of the same, for a write to find its own.
-        self._standing: dict[int, tuple[str, float, int, float, float]] = {}
+        self._standing: dict[str, dict[int, Standing]] = {}
         self._standing_keys: dict[int, int] = {}
+        self._kept = 0  # entries of _standing, all spaces
         self.hits = 0
         self.misses = 0
 
@@ -108,10 +109,9 @@ class HotTier:
             self.misses += len(missing)
         return found, missing
 
-    def get_rowids(self, rowids: Iterable[int], count: bool = True
+    def get_rowids(self, rowids: Iterable[int]
                    ) -> tuple[dict[int, tuple[str, Row]], list[int]]:
-        """Answers ({rowid: (space, row)}, rowids missing); with `count` False the look-up
-        is not counted as hits and misses (a look at a few values, not a read of rows)."""
+        """Answers ({rowid: (space, row)}, rowids missing)."""
         found: dict[int, tuple[str, Row]] = {}
         missing: list[int] = []
         with self._lock:
@@ -123,9 +123,8 @@ class HotTier:
                 else:
                     self._rows.move_to_end(key)
                     found[rid] = (key[0], row)
-            if count:
-                self.hits += len(found)
-                self.misses += len(missing)
+            self.hits += len(found)
+            self.misses += len(missing)
         return found, missing
 
     def put_many(self, space: str, rows: Sequence[Row], since_epoch: int) -> None:
@@ -150,14 +149,12 @@ class HotTier:
 
     def get_standing(self, space: str, rowids: Iterable[int]
                      ) -> tuple[dict[int, Standing], list[int]]:
-        """Answers ({rowid: Standing} of this space's, rowids missing): what recall looked
-        up of a memory in the index of visible memories (rows.Lookup), kept since. (One
-        kept of another space is neither: not a visible memory of this one.)"""
+        """Answers ({rowid: Standing}, rowids missing): what recall looked up of a visible
+        memory of this space in the index of visible memories (rows.Lookup), kept since."""
         with self._lock:
-            known = self._standing
+            known = self._standing.get(space, {})
             kept = {rid: v for rid in rowids if (v := known.get(rid)) is not None}
-        return ({rid: v[1:] for rid, v in kept.items() if v[0] == space},
-                [rid for rid in rowids if rid not in kept])
+        return kept, [rid for rid in rowids if rid not in kept]
 
     def put_standing(self, space: str, values: dict[int, Standing], since_epoch: int
                      ) -> None:
@@ -169,43 +166,53 @@ class HotTier:
         with self._lock:
             if since_epoch != self._epoch:
                 return
-            kept, keys = self._standing, self._standing_keys
-            for rid, (c, k, d, t) in values.items():
-                if rid not in kept:
-                    self.bytes += STANDING_BYTES
-                kept[rid] = (space, c, k, d, t)
-                keys[k] = rid
+            kept = self._standing.setdefault(space, {})
+            had = len(kept)
+            kept.update(values)
+            self._standing_keys.update({v[2]: rid for rid, v in values.items()})
+            self._kept += len(kept) - had
+            self.bytes += (len(kept) - had) * STANDING_BYTES
             self._trim()
 
     def _trim(self) -> None:
         """Kept look-ups past STANDING_PER_ROW x capacity, or past max_bytes with the rows,
-        go: the oldest, and a tenth of what is kept more (under the lock)."""
-        kept, most = self._standing, STANDING_PER_ROW * self.capacity
-        over = max(len(kept) - most, -(-(self.bytes - self.max_bytes) // STANDING_BYTES))
-        if over > 0:
-            keys = self._standing_keys
-            for rid in list(islice(kept, over + len(kept) // 10)):
+        go: the oldest (of the space that keeps most first), and a tenth of what is kept
+        more (under the lock)."""
+        most = STANDING_PER_ROW * self.capacity
+        over = max(self._kept - most, -(-(self.bytes - self.max_bytes) // STANDING_BYTES))
+        if over <= 0:
+            return
+        over += self._kept // 10
+        keys = self._standing_keys
+        for space, kept in sorted(self._standing.items(), key=lambda sk: -len(sk[1])):
+            gone = list(islice(kept, over))
+            for rid in gone:
                 key = kept.pop(rid)[2]
-                self.bytes -= STANDING_BYTES
                 if keys.get(key) == rid:
                     del keys[key]
+            self._kept -= len(gone)
+            self.bytes -= len(gone) * STANDING_BYTES
+            if not kept:
+                del self._standing[space]
+            over -= len(gone)
+            if over <= 0:
+                break
 
     def _unkeep(self, space: str, mid: str) -> None:
         """Drop a memory's kept look-up (under the lock)."""
         rid = self._standing_keys.pop(memory_key(space, mid), None)
-        if rid is not None and self._standing.pop(rid, None) is not None:
+        if rid is not None and self._standing.get(space, {}).pop(rid, None) is not None:
+            self._kept -= 1
             self.bytes -= STANDING_BYTES
 
-    def unkeep(self, space: str, ids: Iterable[str]) -> None:
-        """These memories' access times were written: drop their kept look-ups, and
-        keep none a reader looked up before (`touched` brings the kept ones up to date at
-        once, but a reader that looked one up in the index just before may keep its old
-        access time after)."""
+    def accessed(self, space: str, times: dict[str, float]) -> None:
+        """These memories' access times were written: their kept look-ups get them, and
+        none a reader looked up before is kept (`touched` brought the kept ones up to date
+        already, but a reader that looked one up in the index just before may have kept
+        its old access time since, or keep it after)."""
         with self._lock:
             self._epoch += 1
-            if self._standing:
-                for mid in ids:
-                    self._unkeep(space, mid)
+            self._set_access(space, times.items())
 
     def _forget(self, key: tuple[str, str], row: Row) -> None:
         self._by_rowid.pop(row[0], None)
@@ -243,6 +250,7 @@ class HotTier:
             self._epoch += 1
             self._standing.clear()
             self._standing_keys.clear()
+            self._kept = 0
             self._floor = self._epoch
             self._rows.clear()
             self._by_rowid.clear()
@@ -252,14 +260,23 @@ class HotTier:
 
     def touched(self, space: str, ids: Iterable[str], now: float) -> None:
         """Keep cached last_access in step with the disk (a recall refreshes it)."""
+        ids = list(ids)
         with self._lock:
-            rows, kept, keys = self._rows, self._standing, self._standing_keys
+            rows = self._rows
             for mid in ids:
                 key = (space, mid)
                 row = rows.get(key)
                 if row is not None:
                     rows[key] = (*row[:_LAST_ACCESS], now, *row[_LAST_ACCESS + 1:])
-                if kept and (rid := keys.get(k := memory_key(space, mid))) is not None:
-                    sp, c, k2, d, _ = kept[rid]
-                    if k2 == k:
-                        kept[rid] = (sp, c, k, d, now)
+            self._set_access(space, ((mid, now) for mid in ids))
+
+    def _set_access(self, space: str, times: Iterable[tuple[str, float]]) -> None:
+        """Kept look-ups get these (id, access time)s (under the lock)."""
+        kept, keys = self._standing.get(space), self._standing_keys
+        if not kept:
+            return
+        for mid, t in times:
+            if (rid := keys.get(k := memory_key(space, mid))) in kept:
+                r, c, k2, d, _ = kept[rid]
+                if k2 == k:
+                    kept[rid] = (r, c, k, d, t)

@@ -614,7 +614,7 @@ class Recaller:
                 standing = {rid: (found[rid][4], found[rid][6], found[rid][10])
                             for rid in rids if rid in found}
             else:
-                standing = {rid: (c, d, t) for rid, (c, _, d, t) in look.visible(rids).items()}
+                standing = {rid: (c, d, t) for rid, c, _, d, t in look.visible(rids).values()}
             for rid, a in batch:
                 values = standing.get(rid)
                 if values is None:

@@ -176,11 +176,11 @@ class Lookup:
     a random 16-KiB page of the table each, read back from disk once the machine has
     reclaimed them: most of what a recall read at a million memories. The seeds' checks
     (some 170 candidates a hybrid recall) and ranking ask the same index about mostly the
-    same memories, so each is looked up once a recall: from the hot tier (its rows, then
-    the values it keeps of memories looked up before), else from the index; what the index
-    answers is kept in the hot tier, read at the recall's `epoch`, so a cue asked again
-    (after an idle too, when the index's pages have been reclaimed) looks nothing up.
-    Without `hot`, everything is looked up in the index."""
+    same memories, so each is looked up once a recall: from what the hot tier keeps of
+    memories looked up before, else from the index; what the index answers is kept in the
+    hot tier, read at the recall's `epoch`, so a cue asked again (after an idle too, when
+    the index's pages have been reclaimed) looks nothing up. Without `hot`, everything is
+    looked up in the index."""
 
     def __init__(self, conn: sqlite3.Connection, space: str, hot: HotTier | None = None,
                  epoch: int = 0) -> None:
@@ -191,31 +191,28 @@ class Lookup:
         self._known: dict[int, Standing | None] = {}  # None: not a visible memory here
 
     def visible(self, rids: Iterable[int]) -> dict[int, Standing]:
-        """{rowid: (stored confidence, key, decay rate, last access)} of those of these
-        rowids that are visible memories of this space."""
+        """{rowid: (rowid, stored confidence, key, decay rate, last access)} of those of
+        these rowids that are visible memories of this space."""
         rids = list(rids)
         known = self._known
-        new = list(dict.fromkeys(r for r in rids if r not in known))
+        new = [r for r in dict.fromkeys(rids) if r not in known]
         if new:
-            got = self._look(new)
-            known.update((r, got.get(r)) for r in new)
+            known.update(dict.fromkeys(new))
+            known.update(self._look(new))
         return {r: v for r in rids if (v := known[r]) is not None}
 
     def _look(self, rids: list[int]) -> dict[int, Standing]:
-        space, out = self.space, {}
+        space = self.space
+        out: dict[int, Standing] = {}
         if self.hot is not None:
-            found, rids = self.hot.get_rowids(rids, count=False)
-            out = {rid: (row[4], memory_key(space, row[1]), row[6], row[10])
-                   for rid, (sp, row) in found.items() if sp == space}
-            kept, rids = self.hot.get_standing(space, rids)
-            out.update(kept)
+            out, rids = self.hot.get_standing(space, rids)
         read: dict[int, Standing] = {}
         for part in chunks(rids, SQL_CHUNK):
             marks, values = in_list(part, SQL_CHUNK)
-            read.update((r, (c, k, d, t)) for r, c, k, d, t in self.conn.execute(
+            read.update({v[0]: v for v in self.conn.execute(
                 f"SELECT rowid, confidence, key, decay_rate, last_access FROM memories "
                 f"INDEXED BY memories_visible WHERE space = ? AND suppressed = 0 "
-                f"AND rowid IN ({marks})", (space, *values)))
+                f"AND rowid IN ({marks})", (space, *values))})
         if self.hot is not None:
             self.hot.put_standing(space, read, self.epoch)
         out.update(read)

@@ -135,7 +135,7 @@ class Store:
         self._writer.start()
         self.hot = HotTier(settings.hot_capacity, settings.hot_max_bytes)
         self.rows_written = 0
-        self._accesses = AccessTimes(self._writer.submit, written=self.hot.unkeep)
+        self._accesses = AccessTimes(self._writer.submit, written=self.hot.accessed)
         self._syncer = Syncer(lambda: self._connect(cache_bytes=1 << 20), lambda: self.settings)
         self._readers = ReaderPool(self._open_reader, settings.readers)
         # The engine's rooms read on the connection of the store call they run in.

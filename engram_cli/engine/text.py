@@ -345,7 +345,7 @@ class TextSeeder:
                 if cut is not None and sc < cut:
                     break
                 if rowid in seen:
-                    confidence, key, _, _ = seen[rowid]
+                    _, confidence, key, _, _ = seen[rowid]
                     found.append((sc, confidence, key, rowid))
                     if cut is None and len(found) >= want:
                         cut = sc

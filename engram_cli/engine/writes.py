@@ -419,10 +419,10 @@ class AccessTimes:
     commit per recall, fsynced, cost a lone client's embedding-cue recall at a million
     memories 1-2 ms of its 5-7 over gRPC.) The first access after a quiet second is
     written at once; the memories' rows in the hot tier have the new time already.
-    `written(space, ids)` is told, after the commit, whose access times were written."""
+    `written(space, {id: access time})` is told, after the commit, what was written."""
 
     def __init__(self, submit: Callable[..., Future], interval: float = ACCESS_WRITE_S,
-                 written: Callable[[str, list[str]], None] | None = None) -> None:
+                 written: Callable[[str, dict[str, float]], None] | None = None) -> None:
         self._submit = submit
         self._interval = interval
         self._written = written
@@ -473,7 +473,7 @@ class AccessTimes:
     def _committed(self, fut: Future) -> None:
         if fut.exception() is None and self._written is not None:
             for space, times in fut.result().items():
-                self._written(space, list(times))
+                self._written(space, times)
 
     def _op_write(self, conn: sqlite3.Connection) -> dict[str, dict[str, float]]:
         with self._lock:
