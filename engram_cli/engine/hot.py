@@ -205,14 +205,14 @@ class HotTier:
             self._kept -= 1
             self.bytes -= STANDING_BYTES
 
-    def accessed(self, space: str, times: dict[str, float]) -> None:
-        """These memories' access times were written: their kept look-ups get them, and
-        none a reader looked up before is kept (`touched` brought the kept ones up to date
-        already, but a reader that looked one up in the index just before may have kept
-        its old access time since, or keep it after)."""
+    def accessed(self, space: str, times: list[tuple[int, float]]) -> None:
+        """These (key, access time)s were written: their memories' kept look-ups get
+        them, and none a reader looked up before is kept (`touched` brought the kept ones
+        up to date already, but a reader that looked one up in the index just before may
+        have kept its old access time since, or keep it after)."""
         with self._lock:
             self._epoch += 1
-            self._set_access(space, times.items())
+            self._set_access(space, times)
 
     def _forget(self, key: tuple[str, str], row: Row) -> None:
         self._by_rowid.pop(row[0], None)
@@ -261,6 +261,7 @@ class HotTier:
     def touched(self, space: str, ids: Iterable[str], now: float) -> None:
         """Keep cached last_access in step with the disk (a recall refreshes it)."""
         ids = list(ids)
+        keyed = [(memory_key(space, mid), now) for mid in ids]
         with self._lock:
             rows = self._rows
             for mid in ids:
@@ -268,15 +269,15 @@ class HotTier:
                 row = rows.get(key)
                 if row is not None:
                     rows[key] = (*row[:_LAST_ACCESS], now, *row[_LAST_ACCESS + 1:])
-            self._set_access(space, ((mid, now) for mid in ids))
+            self._set_access(space, keyed)
 
-    def _set_access(self, space: str, times: Iterable[tuple[str, float]]) -> None:
-        """Kept look-ups get these (id, access time)s (under the lock)."""
+    def _set_access(self, space: str, times: Iterable[tuple[int, float]]) -> None:
+        """Kept look-ups get these (key, access time)s (under the lock)."""
         kept, keys = self._standing.get(space), self._standing_keys
         if not kept:
             return
-        for mid, t in times:
-            if (rid := keys.get(k := memory_key(space, mid))) in kept:
+        for k, t in times:
+            if (rid := keys.get(k)) in kept:
                 r, c, k2, d, _ = kept[rid]
                 if k2 == k:
                     kept[rid] = (r, c, k, d, t)

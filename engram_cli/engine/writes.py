@@ -419,10 +419,12 @@ class AccessTimes:
     commit per recall, fsynced, cost a lone client's embedding-cue recall at a million
     memories 1-2 ms of its 5-7 over gRPC.) The first access after a quiet second is
     written at once; the memories' rows in the hot tier have the new time already.
-    `written(space, {id: access time})` is told, after the commit, what was written."""
+    `written(space, [(key, access time)])` is told, after the commit, what was written
+    (memory_key: the keys the writes found the memories by)."""
 
     def __init__(self, submit: Callable[..., Future], interval: float = ACCESS_WRITE_S,
-                 written: Callable[[str, dict[str, float]], None] | None = None) -> None:
+                 written: Callable[[str, list[tuple[int, float]]], None] | None = None
+                 ) -> None:
         self._submit = submit
         self._interval = interval
         self._written = written
@@ -475,12 +477,15 @@ class AccessTimes:
             for space, times in fut.result().items():
                 self._written(space, times)
 
-    def _op_write(self, conn: sqlite3.Connection) -> dict[str, dict[str, float]]:
+    def _op_write(self, conn: sqlite3.Connection) -> dict[str, list[tuple[int, float]]]:
         with self._lock:
             pending, self._pending = self._pending, {}
             self._queued = False
+        written = {}
         for space, times in pending.items():
+            rows = [(t, memory_key(space, mid), space, mid) for mid, t in times.items()]
             conn.executemany(
                 "UPDATE memories SET last_access = ? WHERE key = ? AND space = ? AND id = ?",
-                [(t, memory_key(space, mid), space, mid) for mid, t in times.items()])
-        return pending
+                rows)
+            written[space] = [(key, t) for t, key, _, _ in rows]
+        return written
