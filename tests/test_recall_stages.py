@@ -258,9 +258,9 @@ def test_words_counted_only_up_to_the_stop_line_seed_as_fully_counted_ones(
             full = Uncapped(lambda: 0)
             fresh = TextSeeder(lambda: 0)
             want = fresh.seeds(Lookup(conn, "default"), cue, 32, float("inf"), 10)
-            assert want == full.seeds(Lookup(conn, "default"), cue, 32, float("inf"), 10), cue
-            assert list(want[0]) == list(full.seeds(Lookup(conn, "default"), cue, 32, float("inf"),
-                                                    10)[0]), cue
+            got = full.seeds(Lookup(conn, "default"), cue, 32, float("inf"), 10)
+            assert want == got, cue
+            assert list(want[0]) == list(got[0]), cue
     finally:
         store.close()
 
@@ -335,8 +335,8 @@ def test_common_words_are_read_together_only_the_rarest_few(tmp_path: Path,
         seen: list[str] = []
         conn.set_trace_callback(seen.append)
         try:
-            seeds, cut = TextSeeder(lambda: 0).seeds(Lookup(conn, "default"), " ".join(words), 32,
-                                                     float("inf"), 10)
+            seeds, cut = TextSeeder(lambda: 0).seeds(Lookup(conn, "default"), " ".join(words),
+                                                     32, float("inf"), 10)
         finally:
             conn.set_trace_callback(None)
         anded = [sql for sql in seen if " AND " in sql and "MATCH" in sql]
