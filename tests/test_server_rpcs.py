@@ -99,6 +99,21 @@ def test_embeddings_of_huge_or_tiny_values_rank_by_direction(rpc, scale) -> None
         assert known.recognized and known.similar_memories[0].id == "s1"
 
 
+def test_recognizing_an_unusable_embedding_alone_says_what_is_wrong_with_it(rpc) -> None:
+    """An embedding to recognize, without content, of another size than its space's or all
+    zeros: INVALID_ARGUMENT naming the embedding and both sizes, not an "embedding cue"."""
+    stub, _ = rpc
+    remember(stub, "north", "recognize_sizes", embedding=[1.0, 0.0, 0.0])
+    for vector, said in (([1.0, 0.0], "embedding has 2 dimensions; space 'recognize_sizes' "
+                                      "holds 3"),
+                         ([0.0, 0.0, 0.0], "embedding is all zeros")):
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Recognize(pb.RecognizeRequest(memory_space_id="recognize_sizes",
+                                               embedding=pb.Embedding(values=vector)))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert said in err.value.details() and "cue" not in err.value.details()
+
+
 def test_memory_with_only_an_embedding_is_accepted(rpc) -> None:
     stub, _ = rpc
     resp = remember(stub, "", embedding=[0.1, 0.2])

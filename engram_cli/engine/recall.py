@@ -40,6 +40,7 @@ from engram_cli.engine.forgetting import decayed
 from engram_cli.engine.hot import HotTier, Row
 from engram_cli.engine.model import MemoryRecord, content_id
 from engram_cli.engine.rows import Lookup
+from engram_cli.engine.rules import dimension_error
 from engram_cli.engine.settings import Settings
 from engram_cli.engine.text import WORD_RE, TextSeeder, word_similarity
 from engram_cli.engine.unit import unit
@@ -666,6 +667,18 @@ class Recaller:
         scored.sort(reverse=True)
         return scored[:most]
 
+    def _unusable(self, space: str, embedding: bytes) -> tuple[str, str]:
+        """Why an embedding to recognize cannot be compared with this space's (its size,
+        or all zeros), and what to send instead; ("", "") when it can."""
+        vector = np.frombuffer(embedding, dtype=np.float32)
+        held = rows.space_dimension(self._reader(), space)
+        if held is not None and len(vector) != held:
+            return (dimension_error(len(vector), space, held),
+                    f"send a {held}-dimensional vector, or the memory's content")
+        if not vector.any():
+            return "embedding is all zeros", "send a vector, or the memory's content"
+        return "", ""
+
     def recognize(self, space: str, content: str = "", embedding: bytes = b""
                   ) -> tuple[float, list[MemoryRecord]]:
         """How familiar is this? Answers (familiarity 0..1, the most similar memories): by
@@ -688,15 +701,21 @@ class Recaller:
                     best = max(best, len(words & other) / len(words | other))
             similar = result.memories
         if embedding:
+            why, instead = self._unusable(space, embedding)
+            if why and not content:
+                raise InvalidArgument(why, instead)
             try:
-                result = self.recall(space, RecallQuery(embedding=embedding, limit=5))
+                by_vector = None if why else self.recall(
+                    space, RecallQuery(embedding=embedding, limit=5))
             except InvalidArgument:
                 if not content:
                     raise
+                by_vector = None
+            if by_vector is None:
                 # A memory whose text speaks for it and whose vector cannot (all zeros, as
                 # upstream's Recall answers carry, or of another size than the space's).
                 return best, similar
-            near = max((r.activation for r in result.memories), default=0.0)
+            near = max((r.activation for r in by_vector.memories), default=0.0)
             if near > best or not similar:
-                best, similar = max(best, near), result.memories
+                best, similar = max(best, near), by_vector.memories
         return best, similar
