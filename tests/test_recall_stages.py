@@ -658,3 +658,66 @@ def test_looked_up_values_kept_for_a_cue_asked_again_follow_every_write(tmp_path
             conn.set_trace_callback(None)
     finally:
         store.close()
+
+
+def test_kept_look_ups_are_what_is_on_disk_after_recalls_and_writes_side_by_side(
+        tmp_path: Path) -> None:
+    """Readers recall while a writer updates, suppresses and restores memories and days
+    pass (so recalls write access times): once all is written, every value the hot tier
+    kept is the memory's row on disk, whatever the interleaving."""
+    import random
+    import threading
+
+    clock = [1_800_000_000.0]
+    store = Store(tmp_path / "data", Settings().replace({"embedding_model": "none",
+                                                         "consolidation_interval_s": 0.0,
+                                                         "hot_capacity": 100}),
+                  clock=lambda: clock[0])
+
+    def memory(i: int, confidence: float) -> MemoryRecord:
+        return MemoryRecord(id=f"n{i}", content=f"river stone {i} w{i % 7}",
+                            confidence=confidence, decay_rate=0.1)
+
+    try:
+        store.remember_many("default", [memory(i, 0.5) for i in range(300)])
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def read(seed: int) -> None:
+            rng = random.Random(seed)
+            try:
+                while not stop.is_set():
+                    store.recall("default", RecallQuery(text=f"river w{rng.randrange(7)}",
+                                                        limit=5, mode="lexical"))
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        readers = [threading.Thread(target=read, args=(k,)) for k in range(3)]
+        for t in readers:
+            t.start()
+        rng = random.Random(9)
+        try:
+            for step in range(800):
+                i = rng.randrange(300)
+                if step % 5 == 0:
+                    store.forget("default", [f"n{i}"], "suppress")
+                else:  # an update, or a suppressed memory stored again
+                    store.remember("default", memory(i, rng.choice([0.2, 0.6, 0.9])))
+                if step % 50 == 0:
+                    clock[0] += 3 * 86_400.0
+        finally:
+            stop.set()
+            for t in readers:
+                t.join()
+        assert not errors
+        store._accesses.flush()
+        store.write(lambda conn: None)  # the writer commits in order: access times written
+        with store._readers.lease() as conn:
+            disk = {row[0]: row for row in conn.execute(
+                "SELECT rowid, confidence, key, decay_rate, last_access FROM memories "
+                "WHERE suppressed = 0")}
+        kept, _ = store.hot.get_standing("default", list(range(1, 400)))
+        assert len(kept) > 50
+        assert kept == {r: disk[r] for r in kept}
+    finally:
+        store.close()
