@@ -247,6 +247,37 @@ def test_access_times_of_many_recalls_are_written_once_a_second(
         conn.close()
 
 
+def test_access_times_are_written_when_a_neighbour_in_their_commit_fails(
+        make_store: Callable[..., Store], clock: FakeClock) -> None:
+    """The writer commits operations in groups, and runs each again alone when one of a
+    group fails: the access-time write is one of those, and its times are still written."""
+    import threading
+
+    store = make_store()
+    ids = [put(store, f"Harbour note number {i} about the lighthouse") for i in range(3)]
+    settle(store)
+    gate = threading.Event()
+    held = store._writer.submit(lambda conn: gate.wait(10))  # the writer waits on it
+
+    def fails(conn: sqlite3.Connection) -> None:
+        raise RuntimeError("a neighbour that fails")
+
+    try:
+        clock.now += 3 * DAY
+        assert len(store.recall("", RecallQuery(text="harbour lighthouse")).memories) == 3
+        store._accesses.flush()  # its access-time write is queued now, not at a timer
+        failing = store._writer.submit(fails)  # queued behind the access-time write
+    finally:
+        gate.set()
+    held.result(10)
+    with pytest.raises(RuntimeError):
+        failing.result(10)
+    store.write(lambda conn: None)  # the writer commits in order: all of the above done
+    conn = store._reader()
+    assert {t for (t,) in conn.execute("SELECT last_access FROM memories WHERE id IN "
+                                       "(?, ?, ?)", ids)} == {clock.now}
+
+
 def test_a_recall_writes_an_access_time_only_where_it_moves_the_confidence(
         make_store: Callable[..., Store], clock: FakeClock) -> None:
     store = make_store()

@@ -460,14 +460,20 @@ class AccessTimes:
             self._write()
 
     def _write(self) -> None:
+        # What is gathered goes with the operation, not taken when it runs: the writer
+        # runs an operation again alone when a neighbour in its group failed, and an
+        # operation that took the gathered times itself found none the second time.
         with self._lock:
             self._timer = None
             self._last = time.monotonic()
+            pending, self._pending = self._pending, {}
+            self._queued = False
         try:
-            fut = self._submit(self._op_write)
+            fut = self._submit(self._op_write, pending)
         except (Overloaded, StoreClosed):
-            with self._lock:
-                self._queued = False
+            with self._lock:  # kept for the next write; a time noted since is newer
+                for space, times in pending.items():
+                    self._pending[space] = times | self._pending.get(space, {})
             return
         if self._written is not None:
             fut.add_done_callback(self._committed)
@@ -477,10 +483,9 @@ class AccessTimes:
             for space, times in fut.result().items():
                 self._written(space, times)
 
-    def _op_write(self, conn: sqlite3.Connection) -> dict[str, list[tuple[int, float]]]:
-        with self._lock:
-            pending, self._pending = self._pending, {}
-            self._queued = False
+    @staticmethod
+    def _op_write(conn: sqlite3.Connection, pending: dict[str, dict[str, float]]
+                  ) -> dict[str, list[tuple[int, float]]]:
         written = {}
         for space, times in pending.items():
             rows = [(t, memory_key(space, mid), space, mid) for mid, t in times.items()]
