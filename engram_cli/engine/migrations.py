@@ -529,7 +529,7 @@ def _m011_own_vectors_supersede(conn: sqlite3.Connection) -> None:
 def _m012_visible_index_ranks(conn: sqlite3.Connection) -> None:
     """Ranking a recall's candidates needs each one's stored confidence, decay rate and
     last access: with those in the index of visible memories, only the answer's memories
-    have their rows read (engine/rows.py `standing`), not the few dozen candidates'."""
+    have their rows read (engine/rows.py `Lookup`), not the few dozen candidates'."""
     _run_script(
         conn,
         """
