@@ -316,7 +316,7 @@ def index_source(indexer: Callable[[], Any], ahead: SearchAhead | None = None) -
         cue = np.frombuffer(q.embedding or b"", dtype=np.float32)
         if held is not None and len(cue) != held:
             raise InvalidArgument(
-                f"embedding cue has {len(cue)} dimensions; space {space!r} holds {held}",
+                dimension_error(len(cue), space, held, "embedding cue"),
                 f"send a {held}-dimensional vector")
         if ix is None or not ix.ready.is_set() or ix.index.dim(space) is None:
             return embedding_scan(look, q, want, limit, deadline)

@@ -113,6 +113,7 @@ def embedding_error(embedding: bytes | Sequence[float], finite: bool = False) ->
     return "" if finite else "contains NaN, infinity or a value out of float32 range"
 
 
-def dimension_error(dim: int, space: str, held: int) -> str:
-    """Why a vector cannot join a space: a space holds the dimension of its first vector."""
-    return f"embedding has {dim} dimensions; space {space!r} holds {held}"
+def dimension_error(dim: int, space: str, held: int, what: str = "embedding") -> str:
+    """Why a vector (`what`: an embedding, a cue) cannot join or be compared with a space's:
+    a space holds the dimension of its first vector."""
+    return f"{what} has {dim} dimensions; space {space!r} holds {held}"

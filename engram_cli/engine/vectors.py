@@ -58,6 +58,7 @@ from typing import Any
 import orjson
 
 from engram_cli.engine.fresh import FreshSegment
+from engram_cli.engine.rules import dimension_error
 from engram_cli.engine.rwlock import RWLock
 from engram_cli.engine.unit import unit, unit_rows
 from engram_cli.errors import InvalidArgument
@@ -336,7 +337,7 @@ class VectorIndex:
             with self._lock.write():
                 self._spaces[space] = sp
         elif dim != sp.dim:
-            raise InvalidArgument(f"vector has {dim} dimensions; space {space!r} holds {sp.dim}")
+            raise InvalidArgument(dimension_error(dim, space, sp.dim, "vector"))
         return sp
 
     def remove(self, space: str, keys: Any) -> int:
@@ -545,8 +546,7 @@ class VectorIndex:
             if sp is None or k <= 0:
                 return []
             if q.shape[1] != sp.dim:
-                raise InvalidArgument(
-                    f"cue has {q.shape[1]} dimensions; space {space!r} holds {sp.dim}")
+                raise InvalidArgument(dimension_error(q.shape[1], space, sp.dim, "cue"))
             out = (ivf.search(sp.index, q, k, self.config.candidates) if sp.index.ntotal
                    else [])
             if sp.fresh is not None and len(sp.fresh):
