@@ -53,6 +53,7 @@ from engram_cli.engine.settings import DEFAULT_SETTINGS, Settings
 from engram_cli.engine.text import TextSeeder
 from engram_cli.engine.textmerge import TextMerger
 from engram_cli.engine.vocab import Vocabulary
+from engram_cli.engine.warmth import IndexWarmer
 from engram_cli.engine.writer import (
     OutsideTransaction,
     Syncer,
@@ -154,9 +155,12 @@ class Store:
                                   lambda: self.indexer)
         self.text_merger = TextMerger(self.write, lambda: self.rows_written,
                                       lambda: self._writer.commits, vocab.refresh)
+        # recall's index of visible memories, read ahead after an open or an idle
+        self.warmth = IndexWarmer(lambda: self._open_reader(cache_bytes=1 << 20))
         self.consolidator.start()
         self.indexer.start()
         self.text_merger.start()
+        self.warmth.start()
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -199,8 +203,8 @@ class Store:
         with self._readers.lease() as conn:
             return int(conn.execute("SELECT max(rowid) FROM memories").fetchone()[0] or 0)
 
-    def _open_reader(self) -> sqlite3.Connection:
-        conn = self._connect(READER_CACHE_BYTES, READER_STATEMENTS)
+    def _open_reader(self, cache_bytes: int = READER_CACHE_BYTES) -> sqlite3.Connection:
+        conn = self._connect(cache_bytes, READER_STATEMENTS)
         conn.execute("PRAGMA query_only=ON")
         return conn
 
@@ -421,6 +425,7 @@ class Store:
         """Seeds (text relevance, vector similarity or context) -> spreading activation
         along associations -> rank by activation x current confidence -> limit, inside
         the recall_budget_ms budget (engine/recall.py)."""
+        self.warmth.recalled()
         with self._readers.lease():
             return self._recaller.recall(resolve_space(space_id), q)
 
@@ -585,6 +590,7 @@ class Store:
             return
         self.indexer.stop()  # saves the index; its last write goes before the writer closes
         self._closed = True
+        self.warmth.close()
         self.text_merger.stop()
         self.consolidator.stop()
         self._syncer.stop()
