@@ -14,7 +14,10 @@ each cue to one and then the other, the order alternating cue by cue so that nei
 always goes first. The first pass comes after --idle seconds with no calls (default 90): a
 machine that reclaims file pages unused for a minute (see semantic_bench.py) has then taken
 back both stores' pages, as it would from any server left alone. The passes after it run
-with the pages in cache.
+with the pages in cache. A machine that does not reclaim them (this one, on some days)
+keeps them: --drop takes both stores' files out of the page cache right before the first
+pass (posix_fadvise DONTNEED, what the kernel's reclaim does), so that the first pass
+reads them back from disk on any machine.
 
 Printed per pass: p50 / p90 / p99 of each version and the ratios, this one / the baseline.
 """
@@ -43,6 +46,23 @@ def pcts(ms: list[float]) -> tuple[float, float, float]:
     return float(np.median(a)), float(np.percentile(a, 90)), float(np.percentile(a, 99))
 
 
+def drop_pages(dirs: list[Path]) -> int:
+    """Take every file under `dirs` out of the page cache (the vector index's files too:
+    the servers hold their index in their own memory); answers the bytes of those files."""
+    total = 0
+    for d in dirs:
+        for f in d.rglob("*"):
+            if f.is_file() and not f.is_symlink():
+                fd = os.open(f, os.O_RDONLY)
+                try:
+                    os.fdatasync(fd)  # dirty pages cannot be dropped
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(fd)
+                total += f.stat().st_size
+    return total
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--baseline-root", required=True,
@@ -55,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle", type=float, default=90.0,
                     help="seconds without calls before the first pass")
     ap.add_argument("--timeout", type=float, default=3600, help="catch-up wait, seconds")
+    ap.add_argument("--drop", action="store_true",
+                    help="take both stores' files out of the page cache before the first "
+                         "pass")
     ap.add_argument("--seed", type=int, default=0,
                     help="odd: the baseline's copy is made first (default: this one's)")
     args = ap.parse_args(argv)
@@ -89,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.idle:
                 say(f"{args.idle:.0f} s without calls ...")
                 time.sleep(args.idle)
+            if args.drop:
+                say(f"dropped from the page cache: {drop_pages([ours, theirs]) / 2**20:,.0f} MiB")
             for p in range(args.passes):
                 lat: dict[str, list[float]] = {name: [] for name in servers}
                 for i, q in enumerate(queries[:args.queries]):
