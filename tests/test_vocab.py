@@ -171,10 +171,10 @@ def test_closing_stops_a_snapshot(tmp_path: Path, monkeypatch, when: str) -> Non
         if when == "taking":
             v.current(2_000)
         v.close()
-        taking = v._taking
+        taking = v._taking.thread
         assert taking is None or not taking.is_alive()
         v.current(2_000)  # closed: no more snapshots
-        assert v._taking is taking
+        assert v._taking.thread is taking
         assert v.stems(["running"]) == {}
     finally:
         store.close()

@@ -19,7 +19,6 @@ index, in a private in-memory FTS5 table of its own, and the stem is kept.
 
 from __future__ import annotations
 
-import logging
 import re
 import sqlite3
 import threading
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-log = logging.getLogger("engram.vocab")
+from engram_cli.engine.background import BackgroundRead
 
 # Below this many memories (highest rowid) every word is counted: a few thousand postings
 # at most, and counts that follow every write exactly.
@@ -73,14 +72,12 @@ class Vocabulary:
 
     def __init__(self, connect: Callable[[], sqlite3.Connection],
                  commits: Callable[[], int], top: Callable[[], int]) -> None:
-        self._connect = connect
         self._commits = commits
         self._top = top
         self._snapshot: Snapshot | None = None
         self._lock = threading.Lock()
-        self._taking: threading.Thread | None = None
-        self._taking_conn: sqlite3.Connection | None = None
-        self._closed = False
+        self._taking = BackgroundRead(connect, "engram-vocabulary",
+                                      "counting the full-text index's words", self._failed)
         self._failed_at = -REFRESH_S  # time.monotonic() of the last snapshot that failed
         self._stemmer: sqlite3.Connection | None = None
         self._stems: dict[str, str | None] = {}
@@ -140,13 +137,7 @@ class Vocabulary:
             self._start()
 
     def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            taking, conn = self._taking, self._taking_conn
-            if conn is not None:
-                conn.interrupt()
-        if taking is not None:
-            taking.join(timeout=30)
+        self._taking.close(timeout=30)
         with self._lock:
             if self._stemmer is not None:
                 self._stemmer.close()
@@ -157,41 +148,19 @@ class Vocabulary:
             time.monotonic() - snap.taken > REFRESH_S and self._commits() != snap.commits)
 
     def _start(self) -> None:
-        with self._lock:
-            if self._closed or (self._taking is not None and self._taking.is_alive()):
-                return
-            if time.monotonic() - self._failed_at < REFRESH_S:
-                return  # each word counted meanwhile
-            self._taking = threading.Thread(target=self._take, name="engram-vocabulary",
-                                            daemon=True)
-            self._taking.start()
+        if time.monotonic() - self._failed_at < REFRESH_S:
+            return  # each word counted meanwhile
+        self._taking.start(self._take)
 
-    def _take(self) -> None:
-        try:
-            conn = self._connect()
-        except sqlite3.Error as exc:
-            log.warning("counting the full-text index's words: %s", exc)
-            self._failed_at = time.monotonic()
-            return
+    def _failed(self) -> None:
+        self._failed_at = time.monotonic()
+
+    def _take(self, conn: sqlite3.Connection) -> None:
+        snap, tokenizer = _read(conn, self._commits())
         with self._lock:
-            if self._closed:
-                conn.close()
-                return
-            self._taking_conn = conn
-        try:
-            snap, tokenizer = _read(conn, self._commits())
-            with self._lock:
-                if self._stemmer is None and not self._closed:
-                    self._stemmer = _stemmer(tokenizer)
-                self._snapshot = snap
-        except sqlite3.Error as exc:  # interrupted by close(), or a store gone bad
-            if not self._closed:
-                log.warning("counting the full-text index's words: %s", exc)
-                self._failed_at = time.monotonic()
-        finally:
-            with self._lock:
-                self._taking_conn = None
-            conn.close()
+            if self._stemmer is None and not self._taking.closed:
+                self._stemmer = _stemmer(tokenizer)
+            self._snapshot = snap
 
 
 def _read(conn: sqlite3.Connection, commits: int) -> tuple[Snapshot, str]:

@@ -22,14 +22,13 @@ starts it does not wait. One pass runs at a time; closing the store interrupts i
 
 from __future__ import annotations
 
-import logging
 import math
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
 
-log = logging.getLogger(__name__)
+from engram_cli.engine.background import BackgroundRead
 
 # Seconds without a recall after which the next one starts a pass.
 IDLE_S = 20.0
@@ -40,13 +39,11 @@ class IndexWarmer:
 
     def __init__(self, connect: Callable[[], sqlite3.Connection],
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._connect = connect
+        self._read = BackgroundRead(connect, "engram-index-warmth",
+                                    "reading the index of visible memories ahead")
         self._clock = clock
         self._last = -math.inf  # when the last recall or pass started
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-        self._conn: sqlite3.Connection | None = None  # the running pass's
-        self._closed = False
         self.passes = 0  # passes finished
 
     def recalled(self) -> None:
@@ -59,44 +56,16 @@ class IndexWarmer:
     def start(self) -> None:
         """Start a pass unless one is running."""
         with self._lock:
-            if self._closed or (self._thread is not None and self._thread.is_alive()):
-                return
-            self._last = self._clock()
-            self._thread = threading.Thread(target=self._run, name="engram-index-warmth",
-                                            daemon=True)
-            self._thread.start()
+            if self._read.start(self._pass):
+                self._last = self._clock()
 
-    def _run(self) -> None:
-        try:
-            conn = self._connect()
-        except sqlite3.Error as exc:
-            log.warning("cannot read the index of visible memories ahead: %s", exc)
-            return
-        with self._lock:
-            if self._closed:
-                conn.close()
-                return
-            self._conn = conn
-        try:
-            # A column of the index, so that every page of it is read (SQLite counts
-            # count(*) through the smallest index, whichever one INDEXED BY names).
-            conn.execute("SELECT count(last_access) FROM memories INDEXED BY memories_visible"
-                         ).fetchone()
-            self.passes += 1
-        except sqlite3.Error as exc:  # interrupted by close, or the store went away
-            if not self._closed:
-                log.warning("cannot read the index of visible memories ahead: %s", exc)
-        finally:
-            with self._lock:
-                self._conn = None
-            conn.close()
+    def _pass(self, conn: sqlite3.Connection) -> None:
+        # A column of the index, so that every page of it is read (SQLite counts count(*)
+        # through the smallest index, whichever one INDEXED BY names).
+        conn.execute("SELECT count(last_access) FROM memories INDEXED BY memories_visible"
+                     ).fetchone()
+        self.passes += 1
 
     def close(self) -> None:
         """Interrupt a running pass and wait for its thread."""
-        with self._lock:
-            self._closed = True
-            thread, conn = self._thread, self._conn
-            if conn is not None:
-                conn.interrupt()
-        if thread is not None:
-            thread.join(timeout=10)  # an interrupted pass ends at its next step
+        self._read.close(timeout=10)
