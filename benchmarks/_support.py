@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: a real `engram serve` of their own on a free port."""
+"""What the benchmark scripts share: a real `engram serve` of their own on a free port, and
+taking a store out of the page cache."""
 
 from __future__ import annotations
 
@@ -43,3 +44,20 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait(10)
     if proc.stdout:
         proc.stdout.close()
+
+
+def drop_pages(dirs: list[Path]) -> int:
+    """Take every file under `dirs` out of the page cache (the vector index's files too:
+    the servers hold their index in their own memory); answers the bytes of those files."""
+    total = 0
+    for d in dirs:
+        for f in d.rglob("*"):
+            if f.is_file() and not f.is_symlink():
+                fd = os.open(f, os.O_RDONLY)
+                try:
+                    os.fdatasync(fd)  # dirty pages cannot be dropped
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(fd)
+                total += f.stat().st_size
+    return total

@@ -24,7 +24,8 @@ of different packages. Every memory is imported text-only: the server embeds the
    recalls of its own to warm up); the server's RSS; the first 10 hybrid recalls after 1 s
    without calls, on their own; then the
    hybrid recalls again after --idle seconds without calls (default 90), with the pages
-   the machine read back from disk meanwhile (below). Then the floor: the same recalls
+   the machine read back from disk meanwhile (below; with --drop the store's files are
+   taken out of the page cache first, as such a machine would). Then the floor: the same recalls
    in this process, on the server's data dir once it has stopped (the engine alone, no
    gRPC, no other process; it runs second, on pages the server's recalls left in the OS
    cache), and how much of each percentile the protocol adds.
@@ -37,7 +38,8 @@ A machine may take back file pages nobody read for a while, even with memory fre
 one's kernel runs DAMON with a scheme that pages out unmapped file pages unused for 60 s).
 A server idle that long then reads its store's pages from disk again, and its first
 recalls wait for them; the run says how many pages came back (`workingset_refault_file`
-in /proc/vmstat) during each measure.
+in /proc/vmstat) during each measure. The same machine, on other days, reclaimed nothing
+in two minutes: --drop makes the pass after the idle read from disk either way.
 """
 
 from __future__ import annotations
@@ -424,7 +426,7 @@ def pages_since(before: int | None) -> str:
 
 
 def scale(srv: Server, qv: np.ndarray, exact: np.ndarray, queries: list[str],
-          nq: int, idle: float, warm: list[str]) -> dict[str, Any]:
+          nq: int, idle: float, warm: list[str], drop: bool = False) -> dict[str, Any]:
     srv.wait_pending(600)
     m = srv.metrics()
     before = m.get("consolidation.consolidated_total", 0)
@@ -437,6 +439,8 @@ def scale(srv: Server, qv: np.ndarray, exact: np.ndarray, queries: list[str],
     out["rss"] = srv.rss_mb()
     if idle > 0:
         time.sleep(idle)
+        if drop:
+            _support.drop_pages([srv.data])
         r0 = refaults()
         again = [srv.recall(text, 3)[1] for text in queries[:nq]]
         out["idle"] = {"p50": pct(again, 0.5), "p99": pct(again, 0.99),
@@ -515,6 +519,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--idle", type=float, default=90.0,
                     help="seconds without calls before the hybrid recalls are timed again "
                          "(0: not)")
+    ap.add_argument("--drop", action="store_true",
+                    help="take the store's files out of the page cache before the recalls "
+                         "after --idle (what a machine that reclaims unused file pages does)")
     ap.add_argument("--only-quality", action="store_true")
     ap.add_argument("--candidates", type=int, default=0,
                     help="vector_candidates of this checkout's servers (default: the "
@@ -542,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
             srv, wp = write_path_and_catch_up(args, work, model, base, queries, path)
             say("scale:")
             try:
-                sc = scale(srv, qv, exact, queries, args.queries, args.idle, warm)
+                sc = scale(srv, qv, exact, queries, args.queries, args.idle, warm, args.drop)
             finally:
                 srv.stop()
             say("floor (the same recalls in this process, no gRPC):")

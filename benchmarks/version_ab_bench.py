@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import _support  # noqa: E402
 import numpy as np  # noqa: E402
 from semantic_bench import Server, load, say, write_jsonl  # noqa: E402
 from vector_index_bench import corpus  # noqa: E402
@@ -44,23 +45,6 @@ from vector_index_bench import corpus  # noqa: E402
 def pcts(ms: list[float]) -> tuple[float, float, float]:
     a = np.array(ms)
     return float(np.median(a)), float(np.percentile(a, 90)), float(np.percentile(a, 99))
-
-
-def drop_pages(dirs: list[Path]) -> int:
-    """Take every file under `dirs` out of the page cache (the vector index's files too:
-    the servers hold their index in their own memory); answers the bytes of those files."""
-    total = 0
-    for d in dirs:
-        for f in d.rglob("*"):
-            if f.is_file() and not f.is_symlink():
-                fd = os.open(f, os.O_RDONLY)
-                try:
-                    os.fdatasync(fd)  # dirty pages cannot be dropped
-                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-                finally:
-                    os.close(fd)
-                total += f.stat().st_size
-    return total
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"{args.idle:.0f} s without calls ...")
                 time.sleep(args.idle)
             if args.drop:
-                say(f"dropped from the page cache: {drop_pages([ours, theirs]) / 2**20:,.0f} MiB")
+                dropped = _support.drop_pages([ours, theirs])
+                say(f"dropped from the page cache: {dropped / 2**20:,.0f} MiB")
             for p in range(args.passes):
                 lat: dict[str, list[float]] = {name: [] for name in servers}
                 for i, q in enumerate(queries[:args.queries]):
