@@ -3,16 +3,17 @@ when recall may find it reclaimed.
 
 Every recall looks up its candidates in the index of visible memories (rows.Lookup), ~170
 of them for a first-time hybrid cue at a million memories, a random leaf each. A machine
-may take back file pages nobody has read for a while, even with memory free (this one
-pages out file pages unused for 60 s). Recalls after an idle, a restart or an import then
+may take back file pages nobody has read for a while, even with memory free (this one has
+paged out file pages unused for 60 s). Recalls after an idle, a restart or an import then
 read that index back one 16-KiB page per look-up, up to ~2,900 of them at a million
 memories (the index holds ~47 bytes a memory), and a recall that meets many cold leaves
 waits for each in turn. Read whole and in order, the index is one sequential pass: ~50 ms
 at a million here.
 
 Measured in one process at a million memories, with the store's pages dropped from the
-cache, 300 first-time hybrid cues: p99 37.9-43.9 ms without a pass, 14.9-15.2 ms after one
-(p50 8.3-8.8 both; two runs each).
+cache, 300 first-time hybrid cues (two runs each): p99 37.9-43.9 ms without a pass and
+14.9-15.2 ms after one; with the pass started by the first of them, as a store starts it,
+13.1-17.3 ms against 27.1-32.6 (p50 alike within the runs' drift).
 
 A store starts a pass when it opens, and a recall starts one when no recall has run for
 IDLE_S: a machine that keeps unused pages longer than that reclaims nothing, and a pass
