@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 
@@ -44,7 +43,6 @@ class IndexWarmer:
                                     "reading the index of visible memories ahead")
         self._clock = clock
         self._last = -math.inf  # when the last recall or pass started
-        self._lock = threading.Lock()
         self.passes = 0  # passes finished
 
     def recalled(self) -> None:
@@ -56,9 +54,8 @@ class IndexWarmer:
 
     def start(self) -> None:
         """Start a pass unless one is running."""
-        with self._lock:
-            if self._read.start(self._pass):
-                self._last = self._clock()
+        if self._read.start(self._pass):  # which holds its own lock
+            self._last = self._clock()
 
     def _pass(self, conn: sqlite3.Connection) -> None:
         # A column of the index, so that every page of it is read (SQLite counts count(*)
