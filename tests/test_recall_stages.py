@@ -206,6 +206,92 @@ def test_the_seed_cut_reads_past_the_head_of_the_order_when_most_of_it_is_hidden
         store.close()
 
 
+def test_ties_at_the_seed_cut_go_to_the_memories_closest_to_the_cues_vector(
+        tmp_path: Path) -> None:
+    store = lexical_store(tmp_path)
+    try:
+        # As above: 500 memories of another space, 2,500 of this one, two thirds of them
+        # suppressed; confidences all differ. The cue's vector scores most memories (the
+        # others are not in the index yet), a few of them alike.
+        rng = np.random.default_rng(7)
+        confidence = rng.uniform(0.05, 1.0, 3_000).tolist()
+        for space, numbers in (("other", range(500)), ("default", range(500, 3_000))):
+            store.remember_many(space, [MemoryRecord(id=f"m{i}", content=f"w{i}",
+                                                     confidence=confidence[i])
+                                        for i in numbers])
+        gone = [f"m{i}" for i in range(500, 3_000) if rng.random() < 2 / 3]
+        assert store.forget("default", gone, "suppress") == len(gone)
+        conn = store._reader()
+        rowids = [r for (r,) in conn.execute("SELECT rowid FROM memories")]
+        held = [r for r in rowids if rng.random() < 0.9]
+        near = dict(zip(held, rng.integers(-50, 50, len(held)).astype(float) / 50, strict=True))
+        asked: list[int] = []
+
+        def similarity(rids: list[int]) -> dict[int, float]:
+            asked.extend(rids)
+            return {r: near[r] for r in rids if r in near}
+
+        standing = {r: (c, k) for r, c, k in conn.execute(
+            "SELECT rowid, confidence, key FROM memories WHERE space = 'default' "
+            "AND suppressed = 0")}
+        for distinct in (1, 3, 12, 3_000):  # ties everywhere .. none
+            scores = dict(zip(rowids, rng.integers(0, distinct, len(rowids)).astype(float)
+                              .tolist(), strict=True))
+            for want in (10, 32, 100):
+                look = Lookup(conn, "default")
+                look.similarity = similarity
+                asked.clear()
+                got = TextSeeder._in_space(look, scores, want)
+                # What the rule says: every visible memory above the want-th's score; of
+                # those tied with it, the closest to the cue's vector among the newest
+                # TIE_SCORED, the ones without a vector last; then confidence, then key.
+                ranked = sorted((r for r in scores if r in standing), key=scores.__getitem__,
+                                reverse=True)
+                cut = scores[ranked[want - 1]]
+                above = [r for r in ranked if scores[r] > cut]
+                scored = sorted((r for r in scores if scores[r] == cut),
+                                reverse=True)[:text.TIE_SCORED]
+                tied = sorted((r for r in scored if r in standing), key=lambda r: (
+                    -near.get(r, -2.0), -standing[r][0], standing[r][1]))
+                expected = above + tied[:want - len(above)]
+                assert got == {r: scores[r] for r in expected}, (distinct, want)
+                # Only the tied memories' vectors were asked for, and only when some of
+                # them had to be left out; those looked up are about what the answer needs.
+                assert set(asked) <= set(scored)
+                assert bool(asked) == (len(scored) > want - len(above)), (distinct, want)
+                plain = Lookup(conn, "default")
+                TextSeeder._in_space(plain, scores, want)
+                assert len(look._known) <= len(plain._known), (distinct, want)
+                if distinct == 1 and want == 10:  # the plain cut reads 256 past it
+                    assert len(look._known) < len(plain._known) / 3
+    finally:
+        store.close()
+
+
+def test_of_many_equal_word_matches_a_hybrid_recall_seeds_the_closest_in_meaning(
+        store: Store) -> None:
+    # 300 memories share the cue's one word. The oldest three are about a cat, a little less
+    # confident than the rest; the cue's other word is in none of them. The cut takes 32
+    # of the 300 as word matches: by confidence alone, none of the cat's.
+    cat = ["zebra log: the cat naps on the warm sofa", "zebra log: our kitty chased a mouse",
+           "zebra log: fed the cats their tuna"]
+    rest = [f"zebra log: invoice {i} for the quarterly tax filing" for i in range(297)]
+    store.remember_many("default", [MemoryRecord(id=f"cat{i}", content=t, confidence=0.85)
+                                    for i, t in enumerate(cat)])
+    store.remember_many("default", [MemoryRecord(id=f"tax{i}", content=t, confidence=0.9)
+                                    for i, t in enumerate(rest)])
+    wait_for(lambda: store.indexer.pending() == 0
+             and store.vector_stats()["indexed"] == 300, timeout=60.0)
+    got = store.recall("default", RecallQuery(text="zebra kitten", limit=3, spread=False,
+                                              trace=True))
+    # Both indexes proposed them: first in the answer, a word match close in meaning.
+    assert {t.memory_id: t.seed for t in got.traces} == {f"cat{i}": "both" for i in range(3)}
+    lexical = store.recall("default", RecallQuery(text="zebra kitten", limit=32, spread=False,
+                                                  mode="lexical"))
+    assert len(lexical.memories) == 32
+    assert not {m.id for m in lexical.memories} & {f"cat{i}" for i in range(3)}
+
+
 def lexical_store(tmp_path: Path) -> Store:
     """A store without an embedding model or background consolidation."""
     return Store(tmp_path / "data", Settings().replace({"embedding_model": "none",

@@ -462,7 +462,9 @@ class Recaller:
         # the full-text seeds are read, then the vector seeds, fused.
         cue = index_cue(self._indexer(), space, q.text or "", rows.space_dimension(conn, space))
         if cue is not None:
-            self._ahead.start(self._indexer().index, space, cue, rescored(want))
+            index = self._indexer().index
+            self._ahead.start(index, space, cue, rescored(want))
+            look.similarity = lambda rids: index.scores(space, rids, cue)
         try:
             lexical, cut_lexical = sources[0](look, q, want, limit, deadline)
             vector, cut_vector = sources[1](look, q, want, limit, deadline)

@@ -189,6 +189,9 @@ class Lookup:
         self.hot = hot
         self.epoch = epoch
         self._known: dict[int, Standing | None] = {}  # None: not a visible memory here
+        # {rowid: similarity to the cue's vector} of those of the rowids the vector index
+        # holds, when the recall has one (hybrid): what breaks ties between word matches.
+        self.similarity: Callable[[list[int]], dict[int, float]] | None = None
 
     def visible(self, rids: Iterable[int]) -> dict[int, Standing]:
         """{rowid: (rowid, stored confidence, key, decay rate, last access)} of those of

@@ -61,6 +61,9 @@ COMMON_AND = 4
 # at a million memories): at 2,048 a cue whose one rare word 1,400 memories share spent
 # 11 ms of its recall breaking the tie; past this many the newest win.
 TIE_BREAK_EXTRA = 256
+# Tied memories scored by the cue's vector to choose among them (a hybrid recall), the
+# newest first: from the codes in RAM, no look-up each (512 was no faster).
+TIE_SCORED = 2_048
 DF_CAP = 100_000
 # A word's df in a larger store is estimated from its matches among the newest this many
 # memories (rowids), when it has at least SAMPLE_HITS of them (a rate within ~12%, which
@@ -321,33 +324,67 @@ class TextSeeder:
         those make the cut must not depend on the order they were written in (an import
         over several connections commits in no fixed order): ties at the cut are broken
         by stored confidence, as ranking prefers the confident ones anyway, then by key
-        (a hash of the space and id). At most TIE_BREAK_EXTRA tied memories past the cut
-        are read for it; beyond that the newest win. All of it comes from the index of
-        visible memories (rows.Lookup), not from the memories' rows: a random page each,
-        read back from disk once the machine had reclaimed them (a cue of one word that
-        hundreds of memories share read ~290 of them to break its tie)."""
+        (a hash of the space and id). In a hybrid recall (`look.similarity`) they are
+        broken first by closeness to the cue's vector, from the vector index's 8-bit codes
+        in RAM: of the memories that match the same words, those closest in meaning
+        (synopsis -> description recall@10 among 20,000 Debian packages, hybrid 0.862
+        against 0.843). Confidence and key are looked up in the index of visible memories
+        (rows.Lookup, ~7 us each at a million memories). Ordered by confidence, every
+        tied memory is looked up, at most TIE_BREAK_EXTRA past the cut (beyond that the
+        newest win); ordered by closeness, only as many as the cut takes (56 look-ups a
+        hybrid recall against 138 at a million memories, 400 held-out cues)."""
         step = want + max(8, want // 4)  # a few more than wanted: some may be hidden
-        # The order's head is enough unless many of its memories are hidden (other spaces,
-        # suppressed): then the whole order, of which the head is the start.
         ranked = best_first(scores, want + TIE_BREAK_EXTRA + 2 * step)
-        found: list[tuple[float, float, int, int]] = []  # (score, confidence, key, rowid)
-        cut: float | None = None  # the score of the want-th seed, once there are `want`
-        for i in itertools.count(0, step):
-            if i + step > len(ranked) < len(scores):  # past the head: the whole order
-                ranked = best_first(scores)
-            chunk = ranked[i : i + step]
-            if not chunk:
+        near = look.similarity
+        found = _best_visible(look, ranked, want, step, 0 if near else TIE_BREAK_EXTRA,
+                              lambda: best_first(scores), len(scores))
+        if near is not None and len(found) >= want:
+            cut = found[want - 1][0]
+            above = [f for f in found if f[0] > cut]
+            tied = _tied(scores, cut)
+            if len(tied) > want - len(above):  # a choice among them: by the cue's vector
+                by = near(tied)
+                order = sorted(((r, by.get(r, -2.0)) for r in tied), key=lambda t: -t[1])
+                found = above + [(cut, *f[1:]) for f in _best_visible(
+                    look, order, want - len(above), step, TIE_BREAK_EXTRA)]
+        return {f[-1]: f[0] for f in found[:want]}
+
+
+def _tied(scores: dict[int, float], cut: float) -> list[int]:
+    """The rowids scored `cut`, newest first, at most TIE_SCORED of them."""
+    keys = np.fromiter(scores.keys(), dtype=np.int64, count=len(scores))
+    vals = np.fromiter(scores.values(), dtype=np.float64, count=len(scores))
+    tied = np.sort(keys[vals == cut])[::-1]
+    return tied[:TIE_SCORED].tolist()
+
+
+def _best_visible(look: Lookup, ranked: list[tuple[int, float]], want: int, step: int,
+                  extra: int, whole: Callable[[], list[tuple[int, float]]] | None = None,
+                  total: int = 0) -> list[tuple[float, float, int, int]]:
+    """(score, stored confidence, key, rowid) of the `want` best of `ranked` ((rowid,
+    score) best first) that are visible memories of the look-up's space, best first, ties
+    by confidence, then key; looked up `step` at a time, and at most `extra` past the want-th
+    of those tied with it. `whole`: the whole order, of which `ranked` (its head, enough
+    unless many of its memories are hidden: other spaces', suppressed) is the start, and
+    `total` its length."""
+    found: list[tuple[float, float, int, int]] = []
+    cut: float | None = None  # the score of the want-th, once there are `want`
+    for i in itertools.count(0, step):
+        if whole is not None and i + step > len(ranked) < total:  # past the head
+            ranked, whole = whole(), None
+        chunk = ranked[i : i + step]
+        if not chunk:
+            break
+        if cut is not None and (chunk[0][1] < cut or len(found) >= want + extra):
+            break
+        seen = look.visible(r for r, _ in chunk)
+        for rowid, sc in chunk:
+            if cut is not None and sc < cut:
                 break
-            if cut is not None and (chunk[0][1] < cut or len(found) >= want + TIE_BREAK_EXTRA):
-                break
-            seen = look.visible(r for r, _ in chunk)
-            for rowid, sc in chunk:
-                if cut is not None and sc < cut:
-                    break
-                if rowid in seen:
-                    _, confidence, key, _, _ = seen[rowid]
-                    found.append((sc, confidence, key, rowid))
-                    if cut is None and len(found) >= want:
-                        cut = sc
-        found.sort(key=lambda f: (-f[0], -f[1], f[2]))
-        return {rowid: sc for sc, _, _, rowid in found[:want]}
+            if rowid in seen:
+                _, confidence, key, _, _ = seen[rowid]
+                found.append((sc, confidence, key, rowid))
+                if cut is None and len(found) >= want:
+                    cut = sc
+    found.sort(key=lambda f: (-f[0], -f[1], f[2]))
+    return found[:want]
