@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--drop", action="store_true",
                     help="take both stores' files out of the page cache before the first "
                          "pass")
+    ap.add_argument("--store", type=Path,
+                    help="a data dir to copy instead of importing --n texts (a store another "
+                         "run built; the cues are still the corpus's held-out ones)")
     ap.add_argument("--seed", type=int, default=0,
                     help="odd: the baseline's copy is made first (default: this one's)")
     args = ap.parse_args(argv)
@@ -72,15 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         say(f"{os.cpu_count()} cores, {load()} at the start; baseline {baseline}")
         base, queries, _ = corpus(args.n, args.queries)
-        path = work / "memories.jsonl"
-        write_jsonl(path, base, "m")
         built, ours, theirs = work / "built", work / "this", work / "baseline"
-        srv = Server(built)
-        took = srv.import_file(path)
-        caught, _, _ = srv.wait_pending(args.timeout)
-        srv.stop()
-        say(f"store: {len(base):,} memories imported in {took:.1f} s, indexed "
-            f"{caught:.1f} s later")
+        if args.store:
+            shutil.copytree(args.store, built, symlinks=True)
+            say(f"store: a copy of {args.store}")
+        else:
+            path = work / "memories.jsonl"
+            write_jsonl(path, base, "m")
+            srv = Server(built)
+            took = srv.import_file(path)
+            caught, _, _ = srv.wait_pending(args.timeout)
+            srv.stop()
+            say(f"store: {len(base):,} memories imported in {took:.1f} s, indexed "
+                f"{caught:.1f} s later")
         # Each version serves a fresh copy: serving the store as the import left it beside
         # a copy just written favoured the copy, 1.02-1.05x at p50 with this checkout on
         # both sides. The copy made last is the one more likely still in the page cache.
