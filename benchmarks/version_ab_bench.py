@@ -10,10 +10,16 @@ up the server stops and its data dir is copied twice, so each version serves a f
 of the same store (a version opens the copy as it would any store: migrating it when it is
 older).
 Both servers then start and answer the same held-out cues (hybrid, max_hops 3 by default),
-each cue to one and then the other, the order alternating cue by cue so that neither
-always goes first. The first pass comes after --idle seconds with no calls (default 90): a
-machine that reclaims file pages unused for a minute (see semantic_bench.py) has then taken
-back both stores' pages, as it would from any server left alone. The passes after it run
+--block cues (default 50) to one and then the same to the other, the order alternating
+block by block so that neither always goes first. Cue by cue, both servers ran slower
+than one alone (hybrid p50 6.4 against 5.0-5.5 ms on one store of a million memories),
+and a change that made recall faster with one server at a time (p50 0.90-0.92x, p99
+0.84-0.88x, the two servers run one after the other) measured 1.00-1.03x at p50; in blocks
+of 50, 0.96x at p50 and 0.77x at p99. Why two servers side by side slow each other down
+is not known (the machine's two cores share one last-level cache).
+The first pass comes after --idle seconds with no calls (default 90): a machine that
+reclaims file pages unused for a minute (see semantic_bench.py) has then taken back both
+stores' pages, as it would from any server left alone. The passes after it run
 with the pages in cache. A machine that does not reclaim them (this one, on some days)
 keeps them: --drop takes both stores' files out of the page cache right before the first
 pass (posix_fadvise DONTNEED, what the kernel's reclaim does), so that the first pass
@@ -62,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--drop", action="store_true",
                     help="take both stores' files out of the page cache before the first "
                          "pass")
+    ap.add_argument("--block", type=int, default=50,
+                    help="cues sent to one server before the other gets the same ones "
+                         "(1: cue by cue)")
     ap.add_argument("--store", type=Path,
                     help="a data dir to copy instead of importing --n texts (a store another "
                          "run built; the cues are still the corpus's held-out ones)")
@@ -108,10 +117,13 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"dropped from the page cache: {dropped / 2**20:,.0f} MiB")
             for p in range(args.passes):
                 lat: dict[str, list[float]] = {name: [] for name in servers}
-                for i, q in enumerate(queries[:args.queries]):
-                    names = list(servers) if (i + p) % 2 == 0 else list(servers)[::-1]
+                cues = queries[:args.queries]
+                for i in range(0, len(cues), args.block):
+                    turn = i // args.block + p
+                    names = list(servers) if turn % 2 == 0 else list(servers)[::-1]
                     for name in names:
-                        lat[name].append(servers[name].recall(q, args.hops, mode)[1] * 1e3)
+                        lat[name] += [servers[name].recall(q, args.hops, mode)[1] * 1e3
+                                      for q in cues[i : i + args.block]]
                 a, b = pcts(lat["this"]), pcts(lat["baseline"])
                 first = " (after the idle)" if p == 0 and args.idle else ""
                 say(f"pass {p + 1}{first}: this p50 {a[0]:.2f} p90 {a[1]:.2f} p99 {a[2]:.2f} "

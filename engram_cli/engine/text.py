@@ -62,8 +62,9 @@ COMMON_AND = 4
 # 11 ms of its recall breaking the tie; past this many the newest win.
 TIE_BREAK_EXTRA = 256
 # Tied memories scored by the cue's vector to choose among them (a hybrid recall), the
-# newest first: from the codes in RAM, no look-up each (512 was no faster).
-TIE_SCORED = 2_048
+# newest first: from the codes in RAM, no look-up each. Each is a random 256-byte code;
+# 2,048 found no more of the packages' descriptions than 512 (recall@10 0.862 among 20,000).
+TIE_SCORED = 512
 DF_CAP = 100_000
 # A word's df in a larger store is estimated from its matches among the newest this many
 # memories (rowids), when it has at least SAMPLE_HITS of them (a rate within ~12%, which
