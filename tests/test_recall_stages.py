@@ -210,7 +210,7 @@ def test_ties_at_the_seed_cut_go_to_the_memories_closest_to_the_cues_vector(
         tmp_path: Path) -> None:
     store = lexical_store(tmp_path)
     try:
-        # As above: 500 memories of another space, 2,500 of this one, two thirds of them
+        # As above: 500 memories of one space, then 2,500 of another, two thirds of them
         # suppressed; confidences all differ. The cue's vector scores most memories (the
         # others are not in the index yet), a few of them alike.
         rng = np.random.default_rng(7)
@@ -231,39 +231,52 @@ def test_ties_at_the_seed_cut_go_to_the_memories_closest_to_the_cues_vector(
             asked.extend(rids)
             return {r: near[r] for r in rids if r in near}
 
-        standing = {r: (c, k) for r, c, k in conn.execute(
-            "SELECT rowid, confidence, key FROM memories WHERE space = 'default' "
-            "AND suppressed = 0")}
-        for distinct in (1, 3, 12, 3_000):  # ties everywhere .. none
-            scores = dict(zip(rowids, rng.integers(0, distinct, len(rowids)).astype(float)
-                              .tolist(), strict=True))
-            for want in (10, 32, 100):
-                look = Lookup(conn, "default")
-                look.similarity = similarity
-                asked.clear()
-                got = TextSeeder._in_space(look, scores, want)
-                # What the rule says: every visible memory above the want-th's score; of
-                # those tied with it, the closest to the cue's vector among the newest
-                # TIE_SCORED, the ones without a vector last; then confidence, then key.
-                ranked = sorted((r for r in scores if r in standing), key=scores.__getitem__,
-                                reverse=True)
-                cut = scores[ranked[want - 1]]
-                above = [r for r in ranked if scores[r] > cut]
-                scored = sorted((r for r in scores if scores[r] == cut),
-                                reverse=True)[:text.TIE_SCORED]
-                tied = sorted((r for r in scored if r in standing), key=lambda r: (
-                    -near.get(r, -2.0), -standing[r][0], standing[r][1]))
-                expected = above + tied[:want - len(above)]
-                assert got == {r: scores[r] for r in expected}, (distinct, want)
-                # Only the tied memories' vectors were asked for, and only when some of
-                # them had to be left out; those looked up are about what the answer needs.
-                assert set(asked) <= set(scored)
-                assert bool(asked) == (len(scored) > want - len(above)), (distinct, want)
-                plain = Lookup(conn, "default")
-                TextSeeder._in_space(plain, scores, want)
-                assert len(look._known) <= len(plain._known), (distinct, want)
-                if distinct == 1 and want == 10:  # the plain cut reads 256 past it
-                    assert len(look._known) < len(plain._known) / 3
+        for space in ("default", "other"):  # "other": the newest 2,500 are not its own
+            standing = {r: (c, k) for r, c, k in conn.execute(
+                "SELECT rowid, confidence, key FROM memories WHERE space = ? "
+                "AND suppressed = 0", (space,))}
+            for distinct in (1, 3, 12, 3_000):  # ties everywhere .. none
+                scores = dict(zip(rowids, rng.integers(0, distinct, len(rowids))
+                                  .astype(float).tolist(), strict=True))
+                for want in (10, 32, 100):
+                    case = (space, distinct, want)
+                    look = Lookup(conn, space)
+                    look.similarity = similarity
+                    asked.clear()
+                    got = TextSeeder._in_space(look, scores, want)
+                    # What the rule says: every visible memory above the want-th's score;
+                    # of those tied with it, the closest to the cue's vector among the
+                    # newest TIE_SCORED, by confidence and key where equally close; then
+                    # the others by confidence and key, of at most TIE_BREAK_EXTRA of
+                    # them past the cut, the newest.
+                    ranked = sorted(standing, key=scores.__getitem__, reverse=True)
+                    cut = scores[ranked[want - 1]]
+                    above = [r for r in ranked if scores[r] > cut]
+                    need = want - len(above)
+                    tied = sorted((r for r in scores if scores[r] == cut), reverse=True)
+                    newest = tied[:text.TIE_SCORED]
+                    sim = {r: near[r] for r in newest if r in near}
+                    closest = sorted((r for r in tied if r in standing and r in sim),
+                                     key=lambda r: (-sim[r], -standing[r][0], standing[r][1]))
+                    rest = [r for r in tied if r in standing and r not in sim]
+                    assert len(got) == want and set(above) <= set(got), case
+                    assert set(got) <= set(above + closest + rest), case
+                    if len(closest) >= need or len(rest) <= text.TIE_BREAK_EXTRA:
+                        rest.sort(key=lambda r: (-standing[r][0], standing[r][1]))
+                        expected = above + (closest + rest)[:need]
+                        assert got == {r: scores[r] for r in expected}, case
+                    else:  # the closest, then the newest of the rest as they stand
+                        assert set(closest) <= set(got), case
+                    # Only the newest tied memories' vectors were asked for, and only when
+                    # some of them had to be left out.
+                    assert set(asked) <= set(newest), case
+                    assert bool(asked) == (len(tied) > need), case
+                    if space == "default":  # no more looked up than the cut by confidence
+                        plain = Lookup(conn, space)
+                        TextSeeder._in_space(plain, scores, want)
+                        assert len(look._known) <= len(plain._known), case
+                        if distinct == 1 and want == 10:  # that read 256 past the cut
+                            assert len(look._known) < len(plain._known) / 3, case
     finally:
         store.close()
 

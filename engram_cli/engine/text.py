@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from operator import itemgetter
+from typing import Any
 
 import numpy as np
 
@@ -329,11 +330,13 @@ class TextSeeder:
         broken first by closeness to the cue's vector, from the vector index's 8-bit codes
         in RAM: of the memories that match the same words, those closest in meaning
         (synopsis -> description recall@10 among 20,000 Debian packages, hybrid 0.862
-        against 0.843). Confidence and key are looked up in the index of visible memories
-        (rows.Lookup, ~7 us each at a million memories). Ordered by confidence, every
-        tied memory is looked up, at most TIE_BREAK_EXTRA past the cut (beyond that the
-        newest win); ordered by closeness, only as many as the cut takes (56 look-ups a
-        hybrid recall against 138 at a million memories, 400 held-out cues)."""
+        against 0.843). The newest TIE_SCORED tied are scored; those without a vector
+        (not indexed yet) or past them come after the scored ones, as in lexical mode.
+        Confidence and key are looked up in the index of visible memories (rows.Lookup,
+        ~7 us each at a million memories). Ordered by confidence, every tied memory is
+        looked up, at most TIE_BREAK_EXTRA past the cut (beyond that the newest win);
+        ordered by closeness, only as many as the cut takes (56 look-ups a hybrid recall
+        against 138 at a million memories, 400 held-out cues)."""
         step = want + max(8, want // 4)  # a few more than wanted: some may be hidden
         ranked = best_first(scores, want + TIE_BREAK_EXTRA + 2 * step)
         near = look.similarity
@@ -344,19 +347,24 @@ class TextSeeder:
             above = [f for f in found if f[0] > cut]
             tied = _tied(scores, cut)
             if len(tied) > want - len(above):  # a choice among them: by the cue's vector
-                by = near(tied)
-                order = sorted(((r, by.get(r, -2.0)) for r in tied), key=lambda t: -t[1])
+                # The newest TIE_SCORED closest first; after them, those without a vector
+                # and the older ones, newest first, as many as it takes when most of the
+                # newest are hidden.
+                newest = tied[:TIE_SCORED].tolist()
+                by = near(newest)
+                order = sorted(((r, by.get(r, -2.0)) for r in newest), key=lambda t: -t[1])
                 found = above + [(cut, *f[1:]) for f in _best_visible(
-                    look, order, want - len(above), step, TIE_BREAK_EXTRA)]
+                    look, order, want - len(above), step, TIE_BREAK_EXTRA,
+                    lambda: order + [(r, -2.0) for r in tied[TIE_SCORED:].tolist()],
+                    len(tied))]
         return {f[-1]: f[0] for f in found[:want]}
 
 
-def _tied(scores: dict[int, float], cut: float) -> list[int]:
-    """The rowids scored `cut`, newest first, at most TIE_SCORED of them."""
+def _tied(scores: dict[int, float], cut: float) -> Any:
+    """The rowids scored `cut`, newest first (int64)."""
     keys = np.fromiter(scores.keys(), dtype=np.int64, count=len(scores))
     vals = np.fromiter(scores.values(), dtype=np.float64, count=len(scores))
-    tied = np.sort(keys[vals == cut])[::-1]
-    return tied[:TIE_SCORED].tolist()
+    return np.sort(keys[vals == cut])[::-1]
 
 
 def _best_visible(look: Lookup, ranked: list[tuple[int, float]], want: int, step: int,
