@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -176,14 +177,12 @@ def in_space_as_before(conn: sqlite3.Connection, space: str, scores: dict[int, f
     return {rowid: sc for sc, _, _, rowid in found[:want]}
 
 
-def test_the_seed_cut_reads_past_the_head_of_the_order_when_most_of_it_is_hidden(
-        tmp_path: Path) -> None:
+@pytest.fixture
+def two_spaces(tmp_path: Path) -> Iterator[tuple[sqlite3.Connection, list[int]]]:
+    """A reader of 3,000 memories, and their rowids: 500 of "other", then 2,500 of
+    "default" of which two thirds are suppressed, here and there; confidences all differ."""
     store = lexical_store(tmp_path)
     try:
-        # 3,000 memories: 500 of another space, then 2,500 of this one of which two thirds
-        # are suppressed, here and there. The best scored are hidden far past the head of
-        # the order the cut reads first; confidences all differ, so a tied memory the cut
-        # failed to read would change its answer.
         rng = np.random.default_rng(3)
         confidence = rng.uniform(0.05, 1.0, 3_000).tolist()
         for space, numbers in (("other", range(500)), ("default", range(500, 3_000))):
@@ -195,90 +194,86 @@ def test_the_seed_cut_reads_past_the_head_of_the_order_when_most_of_it_is_hidden
         conn = store._reader()
         rowids = [r for (r,) in conn.execute("SELECT rowid FROM memories")]
         assert len(rowids) == 3_000
-        for distinct in (1, 3, 12, 3_000):  # ties everywhere .. none
-            scores = dict(zip(rowids, rng.integers(0, distinct, len(rowids)).astype(float)
-                              .tolist(), strict=True))
-            for want in (10, 32, 100):
-                got = TextSeeder._in_space(Lookup(conn, "default"), scores, want)
-                assert got == in_space_as_before(conn, "default", scores, want), (distinct, want)
-                assert len(got) == want
+        yield conn, rowids
     finally:
         store.close()
+
+
+def test_the_seed_cut_reads_past_the_head_of_the_order_when_most_of_it_is_hidden(
+        two_spaces: tuple[sqlite3.Connection, list[int]]) -> None:
+    # The best scored are hidden far past the head of the order the cut reads first, and
+    # a tied memory the cut failed to read would change its answer.
+    conn, rowids = two_spaces
+    rng = np.random.default_rng(3)
+    for distinct in (1, 3, 12, 3_000):  # ties everywhere .. none
+        scores = dict(zip(rowids, rng.integers(0, distinct, len(rowids)).astype(float)
+                          .tolist(), strict=True))
+        for want in (10, 32, 100):
+            got = TextSeeder._in_space(Lookup(conn, "default"), scores, want)
+            assert got == in_space_as_before(conn, "default", scores, want), (distinct, want)
+            assert len(got) == want
 
 
 def test_ties_at_the_seed_cut_go_to_the_memories_closest_to_the_cues_vector(
-        tmp_path: Path) -> None:
-    store = lexical_store(tmp_path)
-    try:
-        # As above: 500 memories of one space, then 2,500 of another, two thirds of them
-        # suppressed; confidences all differ. The cue's vector scores most memories (the
-        # others are not in the index yet), a few of them alike.
-        rng = np.random.default_rng(7)
-        confidence = rng.uniform(0.05, 1.0, 3_000).tolist()
-        for space, numbers in (("other", range(500)), ("default", range(500, 3_000))):
-            store.remember_many(space, [MemoryRecord(id=f"m{i}", content=f"w{i}",
-                                                     confidence=confidence[i])
-                                        for i in numbers])
-        gone = [f"m{i}" for i in range(500, 3_000) if rng.random() < 2 / 3]
-        assert store.forget("default", gone, "suppress") == len(gone)
-        conn = store._reader()
-        rowids = [r for (r,) in conn.execute("SELECT rowid FROM memories")]
-        held = [r for r in rowids if rng.random() < 0.9]
-        near = dict(zip(held, rng.integers(-50, 50, len(held)).astype(float) / 50, strict=True))
-        asked: list[int] = []
+        two_spaces: tuple[sqlite3.Connection, list[int]]) -> None:
+    conn, rowids = two_spaces
+    # The cue's vector scores most memories (the others are not in the index yet), a few
+    # of them alike.
+    rng = np.random.default_rng(7)
+    held = [r for r in rowids if rng.random() < 0.9]
+    near = dict(zip(held, rng.integers(-50, 50, len(held)).astype(float) / 50, strict=True))
+    asked: list[int] = []
 
-        def similarity(rids: list[int]) -> dict[int, float]:
-            asked.extend(rids)
-            return {r: near[r] for r in rids if r in near}
+    def similarity(rids: list[int]) -> dict[int, float]:
+        asked.extend(rids)
+        return {r: near[r] for r in rids if r in near}
 
-        for space in ("default", "other"):  # "other": the newest 2,500 are not its own
-            standing = {r: (c, k) for r, c, k in conn.execute(
-                "SELECT rowid, confidence, key FROM memories WHERE space = ? "
-                "AND suppressed = 0", (space,))}
-            for distinct in (1, 3, 12, 3_000):  # ties everywhere .. none
-                scores = dict(zip(rowids, rng.integers(0, distinct, len(rowids))
-                                  .astype(float).tolist(), strict=True))
-                for want in (10, 32, 100):
-                    case = (space, distinct, want)
-                    look = Lookup(conn, space)
-                    look.similarity = similarity
-                    asked.clear()
-                    got = TextSeeder._in_space(look, scores, want)
-                    # What the rule says: every visible memory above the want-th's score;
-                    # of those tied with it, the closest to the cue's vector among the
-                    # newest TIE_SCORED, by confidence and key where equally close; then
-                    # the others by confidence and key, of at most TIE_BREAK_EXTRA of
-                    # them past the cut, the newest.
-                    ranked = sorted(standing, key=scores.__getitem__, reverse=True)
-                    cut = scores[ranked[want - 1]]
-                    above = [r for r in ranked if scores[r] > cut]
-                    need = want - len(above)
-                    tied = sorted((r for r in scores if scores[r] == cut), reverse=True)
-                    newest = tied[:text.TIE_SCORED]
-                    sim = {r: near[r] for r in newest if r in near}
-                    closest = sorted((r for r in tied if r in standing and r in sim),
-                                     key=lambda r: (-sim[r], -standing[r][0], standing[r][1]))
-                    rest = [r for r in tied if r in standing and r not in sim]
-                    assert len(got) == want and set(above) <= set(got), case
-                    assert set(got) <= set(above + closest + rest), case
-                    if len(closest) >= need or len(rest) <= text.TIE_BREAK_EXTRA:
-                        rest.sort(key=lambda r: (-standing[r][0], standing[r][1]))
-                        expected = above + (closest + rest)[:need]
-                        assert got == {r: scores[r] for r in expected}, case
-                    else:  # the closest, then the newest of the rest as they stand
-                        assert set(closest) <= set(got), case
-                    # Only the newest tied memories' vectors were asked for, and only when
-                    # some of them had to be left out.
-                    assert set(asked) <= set(newest), case
-                    assert bool(asked) == (len(tied) > need), case
-                    if space == "default":  # no more looked up than the cut by confidence
-                        plain = Lookup(conn, space)
-                        TextSeeder._in_space(plain, scores, want)
-                        assert len(look._known) <= len(plain._known), case
-                        if distinct == 1 and want == 10:  # that read 256 past the cut
-                            assert len(look._known) < len(plain._known) / 3, case
-    finally:
-        store.close()
+    for space in ("default", "other"):  # "other": the newest 2,500 are not its own
+        standing = {r: (c, k) for r, c, k in conn.execute(
+            "SELECT rowid, confidence, key FROM memories WHERE space = ? "
+            "AND suppressed = 0", (space,))}
+        for distinct in (1, 3, 12, 3_000):  # ties everywhere .. none
+            scores = dict(zip(rowids, rng.integers(0, distinct, len(rowids))
+                              .astype(float).tolist(), strict=True))
+            for want in (10, 32, 100):
+                case = (space, distinct, want)
+                look = Lookup(conn, space)
+                look.similarity = similarity
+                asked.clear()
+                got = TextSeeder._in_space(look, scores, want)
+                # What the rule says: every visible memory above the want-th's score;
+                # of those tied with it, the closest to the cue's vector among the
+                # newest TIE_SCORED, by confidence and key where equally close; then
+                # the others by confidence and key, of at most TIE_BREAK_EXTRA of
+                # them past the cut, the newest.
+                ranked = sorted(standing, key=scores.__getitem__, reverse=True)
+                cut = scores[ranked[want - 1]]
+                above = [r for r in ranked if scores[r] > cut]
+                need = want - len(above)
+                tied = sorted((r for r in scores if scores[r] == cut), reverse=True)
+                newest = tied[:text.TIE_SCORED]
+                sim = {r: near[r] for r in newest if r in near}
+                closest = sorted((r for r in tied if r in standing and r in sim),
+                                 key=lambda r: (-sim[r], -standing[r][0], standing[r][1]))
+                rest = [r for r in tied if r in standing and r not in sim]
+                assert len(got) == want and set(above) <= set(got), case
+                assert set(got) <= set(above + closest + rest), case
+                if len(closest) >= need or len(rest) <= text.TIE_BREAK_EXTRA:
+                    rest.sort(key=lambda r: (-standing[r][0], standing[r][1]))
+                    expected = above + (closest + rest)[:need]
+                    assert got == {r: scores[r] for r in expected}, case
+                else:  # the closest, then the newest of the rest as they stand
+                    assert set(closest) <= set(got), case
+                # Only the newest tied memories' vectors were asked for, and only when
+                # some of them had to be left out.
+                assert set(asked) <= set(newest), case
+                assert bool(asked) == (len(tied) > need), case
+                if space == "default":  # no more looked up than the cut by confidence
+                    plain = Lookup(conn, space)
+                    TextSeeder._in_space(plain, scores, want)
+                    assert len(look._known) <= len(plain._known), case
+                    if distinct == 1 and want == 10:  # that read 256 past the cut
+                        assert len(look._known) < len(plain._known) / 3, case
 
 
 def test_of_many_equal_word_matches_a_hybrid_recall_seeds_the_closest_in_meaning(
