@@ -247,6 +247,52 @@ def test_access_times_of_many_recalls_are_written_once_a_second(
         conn.close()
 
 
+def test_a_storm_of_access_times_is_written_a_batch_a_second_and_the_rest_on_close(
+        make_store: Callable[..., Store], clock: FakeClock) -> None:
+    """A write takes at most `batch` access times, the oldest first, and the rest go at
+    the next intervals; at most `most` wait (past them a refresh is not noted); a closing
+    store writes what waits."""
+    store = make_store()
+    ids = [put(store, f"Harbour note number {i} about the lighthouse") for i in range(10)]
+    settle(store)
+    accesses = store._accesses
+    accesses.batch = 3
+    sizes: list[tuple[float, int]] = []
+    submit = accesses._submit
+
+    def counted(fn: Callable[..., object], pending: dict[str, dict[str, float]]) -> object:
+        sizes.append((time.monotonic(), sum(map(len, pending.values()))))
+        return submit(fn, pending)
+
+    accesses._submit = counted  # type: ignore[method-assign]
+
+    def last_access(conn: sqlite3.Connection) -> dict[str, float]:
+        return dict(conn.execute("SELECT id, last_access FROM memories").fetchall())
+
+    clock.now += DAY
+    assert len(store.recall("", RecallQuery(text="harbour lighthouse", limit=10)).memories) == 10
+    first = clock.now
+    wait_for(lambda: set(last_access(store._reader()).values()) == {first}, timeout=10)
+    assert [n for _, n in sizes] == [3, 3, 3, 1]
+    assert all(b - a >= 0.9 for (a, _), (b, _) in itertools.pairwise(sizes))
+
+    # At most `most` wait: of the next recall's ten, four are noted.
+    accesses.most = 4
+    clock.now += DAY
+    assert len(store.recall("", RecallQuery(text="harbour lighthouse", limit=10)).memories) == 10
+    # Written at their intervals, or all at once as the store closes (here, soon).
+    path = store.path
+    store.close()
+    assert sum(n for _, n in sizes[4:]) == 4
+    conn = sqlite3.connect(path)
+    try:
+        times = last_access(conn)
+    finally:
+        conn.close()
+    assert sorted(times.values()) == [first] * 6 + [clock.now] * 4
+    assert set(times) == set(ids)
+
+
 def test_access_times_are_written_when_a_neighbour_in_their_commit_fails(
         make_store: Callable[..., Store], clock: FakeClock) -> None:
     """The writer commits operations in groups, and runs each again alone when one of a
