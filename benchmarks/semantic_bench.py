@@ -518,8 +518,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1_000_000, help="memories (default 1,000,000)")
     ap.add_argument("--queries", type=int, default=500, help="recall cues per measure")
-    ap.add_argument("--rounds", type=int, default=1,
-                    help="imports of each variant (embedder on / none), interleaved")
+    # One round's ratio moved by up to ~0.15 between runs on this machine (0.83 once,
+    # where four rounds in a row that day measured 0.99-1.03).
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="imports of each variant (embedder on / none), interleaved, the "
+                         "order alternating (default 2)")
     ap.add_argument("--packages", type=int, default=3000, help="packages for the quality set")
     ap.add_argument("--timeout", type=float, default=3600, help="catch-up wait, seconds")
     ap.add_argument("--baseline-root", default="",
@@ -531,6 +534,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="take the store's files out of the page cache before the recalls "
                          "after --idle (what a machine that reclaims unused file pages does)")
     ap.add_argument("--only-quality", action="store_true")
+    ap.add_argument("--keep", type=Path,
+                    help="copy the scale measures' store here once they are done (a new "
+                         "directory), with the held-out cues as cues.json, for "
+                         "version_ab_bench.py --store")
     ap.add_argument("--candidates", type=int, default=0,
                     help="vector_candidates of this checkout's servers (default: the "
                          "setting's)")
@@ -562,6 +569,11 @@ def main(argv: list[str] | None = None) -> int:
                 srv.stop()
             say("floor (the same recalls in this process, no gRPC):")
             fl = floor(srv.data, qv, exact, queries, args.queries, warm)
+            if args.keep:
+                shutil.copytree(srv.data, args.keep, symlinks=True)
+                args.keep.chmod(0o700)
+                (args.keep / "cues.json").write_bytes(orjson.dumps(queries[:args.queries]))
+                say(f"store kept in {args.keep}")
         say("quality:")
         q = quality(work, args.packages)
         say(f"  {int(q['n']):,} packages: recall@10 lexical {q['lexical']:.3f}  vector "

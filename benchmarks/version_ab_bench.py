@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import _support  # noqa: E402
 import numpy as np  # noqa: E402
+import orjson  # noqa: E402
 from semantic_bench import Server, load, say, write_jsonl  # noqa: E402
 from vector_index_bench import corpus  # noqa: E402
 
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
                          "(1: cue by cue)")
     ap.add_argument("--store", type=Path,
                     help="a data dir to copy instead of importing --n texts (a store another "
-                         "run built; the cues are still the corpus's held-out ones)")
+                         "run built); its cues.json, when it has one (semantic_bench.py "
+                         "--keep), holds the cues, else the corpus's held-out ones are built")
     ap.add_argument("--seed", type=int, default=0,
                     help="odd: the baseline's copy is made first (default: this one's)")
     args = ap.parse_args(argv)
@@ -83,8 +85,12 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="engram-version-ab-"))
     try:
         say(f"{os.cpu_count()} cores, {load()} at the start; baseline {baseline}")
-        base, queries, _ = corpus(args.n, args.queries)
         built, ours, theirs = work / "built", work / "this", work / "baseline"
+        kept = args.store / "cues.json" if args.store else None
+        if kept is not None and kept.is_file():
+            queries = orjson.loads(kept.read_bytes())
+        else:
+            base, queries, _ = corpus(args.n, args.queries)
         if args.store:
             shutil.copytree(args.store, built, symlinks=True)
             say(f"store: a copy of {args.store}")
