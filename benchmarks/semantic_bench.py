@@ -11,7 +11,9 @@ real synopses, long descriptions and sentences, and beyond those texts of two re
 of different packages. Every memory is imported text-only: the server embeds them itself.
 
 1. The write path: `engram import` of the N texts into a fresh server with the embedder on
-   and with `embedding_model = "none"`, interleaved (--rounds); the import rate of each.
+   and with `embedding_model = "none"`, interleaved (--rounds, default 2, the order
+   alternating); the import rate of each. Rounds after the first run once the scale
+   measures (3.) and the floor are done.
 2. Catch-up: after the embedder-on import ends, memories embedded and indexed per second
    until Introspect's vector_index.pending is 0 (searchable), against the model's raw rate
    in this one process over the same texts, measured in slices during the catch-up (every
@@ -310,14 +312,14 @@ def truth(base_vecs: np.ndarray, qv: np.ndarray) -> np.ndarray:
 
 
 def write_path_and_catch_up(args: argparse.Namespace, work: Path, model: Any,
-                            base: list[str], queries: list[str], path: Path
-                            ) -> tuple[Server, dict[str, Any]]:
+                            base: list[str], queries: list[str], path: Path,
+                            rounds: range, res: dict[str, Any]) -> Server | None:
+    """These rounds of the imports (and catch-ups) into `res`; answers the first round's
+    embedder-on server, still up (None: round 1 is not among them)."""
     # what the catch-up embeds: nearly every text (the embedder yields to an import)
     sample = random.Random(7).sample(base, min(len(base), 50_000))
-    res: dict[str, Any] = {"on": [], "none": [], "catch": [], "raw": [], "base_catch": [],
-                           "niced": [], "slices": [], "busy_lat": [], "base_lat": []}
     keep: Server | None = None
-    for r in range(args.rounds):
+    for r in rounds:
         for variant in ("none", "on") if r % 2 else ("on", "none"):
             if variant == "on":
                 res["raw"].append(raw_rate(model, sample))
@@ -341,7 +343,7 @@ def write_path_and_catch_up(args: argparse.Namespace, work: Path, model: Any,
                     f"fresh); raw model {slices.rate:,.0f}/s in slices between ("
                     f"{slices.embedded:,} texts), {res['raw'][-2]:,.0f} / "
                     f"{res['raw'][-1]:,.0f}/s before / after  ({load()})")
-                if keep is None:
+                if r == 0:
                     keep = srv
                     continue
             srv.stop()
@@ -358,8 +360,7 @@ def write_path_and_catch_up(args: argparse.Namespace, work: Path, model: Any,
                 f"({load()})")
             srv.stop()
             shutil.rmtree(work / f"base-{r}", ignore_errors=True)
-    assert keep is not None
-    return keep, res
+    return keep
 
 
 def cues(model: Any, base: list[str], queries: list[str], nq: int
@@ -561,7 +562,16 @@ def main(argv: list[str] | None = None) -> int:
             say("exact answers:")
             qv, exact = cues(model, base, queries, args.queries)
             say("write path and catch-up:")
-            srv, wp = write_path_and_catch_up(args, work, model, base, queries, path)
+            wp: dict[str, Any] = {"on": [], "none": [], "catch": [], "raw": [],
+                                  "base_catch": [], "niced": [], "slices": [],
+                                  "busy_lat": [], "base_lat": []}
+            # The scale measures come right after round 1's catch-up, the other rounds
+            # after them: at a million memories a second round first would have them meet
+            # the server's first consolidation pass (memories five minutes old), which
+            # rewrites every row.
+            srv = write_path_and_catch_up(args, work, model, base, queries, path, range(1),
+                                          wp)
+            assert srv is not None
             say("scale:")
             try:
                 sc = scale(srv, qv, exact, queries, args.queries, args.idle, warm, args.drop)
@@ -574,6 +584,10 @@ def main(argv: list[str] | None = None) -> int:
                 args.keep.chmod(0o700)
                 (args.keep / "cues.json").write_bytes(orjson.dumps(queries[:args.queries]))
                 say(f"store kept in {args.keep}")
+            if args.rounds > 1:
+                say("write path and catch-up, the other rounds:")
+                write_path_and_catch_up(args, work, model, base, queries, path,
+                                        range(1, args.rounds), wp)
         say("quality:")
         q = quality(work, args.packages)
         say(f"  {int(q['n']):,} packages: recall@10 lexical {q['lexical']:.3f}  vector "
