@@ -276,10 +276,13 @@ def test_a_storm_of_access_times_is_written_a_batch_a_second_and_the_rest_on_clo
     assert [n for _, n in sizes] == [3, 3, 3, 1]
     assert all(b - a >= 0.9 for (a, _), (b, _) in itertools.pairwise(sizes))
 
-    # At most `most` wait: of the next recall's ten, four are noted.
+    # At most `most` wait: of the next recall's ten, four are noted, and only those show
+    # the new time before it is written (the rows the hot tier keeps).
     accesses.most = 4
     clock.now += DAY
     assert len(store.recall("", RecallQuery(text="harbour lighthouse", limit=10)).memories) == 10
+    shown = sorted(m.last_access for m in store.get("", ids))
+    assert shown == [first] * 6 + [clock.now] * 4
     # Written at their intervals, or all at once as the store closes (here, soon).
     path = store.path
     store.close()
@@ -333,9 +336,9 @@ def test_a_recall_writes_an_access_time_only_where_it_moves_the_confidence(
     noted: list[list[str]] = []
     note = store._accesses.note
 
-    def counted(space: str, ids: Sequence[str], now: float) -> None:
+    def counted(space: str, ids: Sequence[str], now: float) -> list[str]:
         noted.append(sorted(ids))
-        note(space, ids, now)
+        return note(space, ids, now)
 
     store._accesses.note = counted  # type: ignore[method-assign]
 

@@ -411,8 +411,8 @@ class Store:
         if not ids:
             return
         now = self.clock()
-        self.hot.touched(space, ids, now)
-        self._accesses.note(space, ids, now)
+        # The kept rows get the new time only where it will be written.
+        self.hot.touched(space, self._accesses.note(space, ids, now), now)
 
     # -- reads -------------------------------------------------------------------------
 

@@ -452,20 +452,26 @@ class AccessTimes:
         self._timer: threading.Timer | None = None
         self._last = -math.inf  # time.monotonic() of the last submission
 
-    def note(self, space: str, ids: Sequence[str], now: float) -> None:
-        """Never blocks: an access time is not worth pushing back a reader."""
+    def note(self, space: str, ids: Sequence[str], now: float) -> list[str]:
+        """Never blocks: an access time is not worth pushing back a reader. Answers the
+        ids noted (all but those past `most`)."""
         with self._lock:
             pending = self._pending.setdefault(space, {})
+            noted = []
             for mid in ids:
-                if mid in pending or self._count < self.most:
-                    self._count += mid not in pending
-                    pending[mid] = now
+                if mid not in pending:
+                    if self._count >= self.most:
+                        continue
+                    self._count += 1
+                pending[mid] = now
+                noted.append(mid)
             if self._queued:
-                return
+                return noted
             self._queued = True
             if self._arm(self._last + self._interval - time.monotonic()):
-                return
+                return noted
         self._write()
+        return noted
 
     def _arm(self, wait: float) -> bool:
         """Start the timer of the next write when it is `wait` seconds off (under the
