@@ -495,7 +495,7 @@ class AccessTimes:
         """The first `most` gathered times, the oldest noted first (under the lock)."""
         if self._count <= most:
             taken, self._pending, self._count = self._pending, {}, 0
-            return taken
+            return {space: times for space, times in taken.items() if times}
         taken = {}
         for space, times in list(self._pending.items()):
             if most <= 0:
