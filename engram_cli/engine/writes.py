@@ -448,7 +448,6 @@ class AccessTimes:
         self.most = most
         self._lock = threading.Lock()
         self._pending: dict[str, dict[str, float]] = {}
-        self._count = 0  # ids in _pending
         self._queued = False  # a write is submitted or its timer runs
         self._timer: threading.Timer | None = None
         self._last = -math.inf  # time.monotonic() of the last submission
@@ -458,12 +457,13 @@ class AccessTimes:
         ids noted (all but those past `most`)."""
         with self._lock:
             pending = self._pending.setdefault(space, {})
+            waiting = self._waiting()
             noted = []
             for mid in ids:
                 if mid not in pending:
-                    if self._count >= self.most:
+                    if waiting >= self.most:
                         continue
-                    self._count += 1
+                    waiting += 1
                 pending[mid] = now
                 noted.append(mid)
             if self._queued:
@@ -492,23 +492,23 @@ class AccessTimes:
             timer.cancel()
         self._write(everything=True)
 
-    def _take(self, most: int) -> dict[str, dict[str, float]]:
+    def _waiting(self) -> int:
+        """Times gathered and not yet taken (under the lock; a few spaces' dicts)."""
+        return sum(map(len, self._pending.values()))
+
+    def _take(self, most: float) -> dict[str, dict[str, float]]:
         """The first `most` gathered times, the oldest noted first (under the lock)."""
-        if self._count <= most:
-            taken, self._pending, self._count = self._pending, {}, 0
-            return {space: times for space, times in taken.items() if times}
         taken = {}
         for space, times in list(self._pending.items()):
             if most <= 0:
                 break
             if len(times) <= most:
-                taken[space] = self._pending.pop(space)
+                del self._pending[space]
             else:
-                taken[space] = dict(itertools.islice(times.items(), most))
-                for mid in taken[space]:
-                    del times[mid]
-            most -= len(taken[space])
-            self._count -= len(taken[space])
+                times = {mid: times.pop(mid) for mid in list(itertools.islice(times, int(most)))}
+            if times:
+                taken[space] = times
+                most -= len(times)
         return taken
 
     def _write(self, everything: bool = False) -> None:
@@ -517,11 +517,11 @@ class AccessTimes:
         # operation that took the gathered times itself found none the second time.
         with self._lock:
             self._timer = None
-            pending = self._take(self._count if everything else self.batch)
+            pending = self._take(math.inf if everything else self.batch)
             if pending:
                 self._last = time.monotonic()
             # More than one write's worth: the rest goes at the next interval.
-            self._queued = bool(self._count) and self._arm(self._interval)
+            self._queued = self._waiting() > 0 and self._arm(self._interval)
         if not pending:
             return
         try:
@@ -529,9 +529,7 @@ class AccessTimes:
         except (Overloaded, StoreClosed):
             with self._lock:  # kept for the next write; a time noted since is newer
                 for space, times in pending.items():
-                    mine = self._pending.setdefault(space, {})
-                    self._count += sum(mid not in mine for mid in times)
-                    self._pending[space] = times | mine
+                    self._pending[space] = times | self._pending.get(space, {})
             return
         if self._written is not None:
             fut.add_done_callback(self._committed)
