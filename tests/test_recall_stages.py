@@ -141,6 +141,23 @@ def test_text_scores_are_the_sums_and_the_order_of_the_python_loops() -> None:
     assert summed([np.zeros(0, dtype=np.int64)], [1.0]) == {}
 
 
+def test_postings_read_as_one_string_are_the_rowids_row_by_row(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "p.db")
+    conn.execute("CREATE VIRTUAL TABLE f USING fts5(c, detail=none)")
+    # Rowids past 2**53 too: parsed as integers, not through floats.
+    big = [1, 7, 2**53 + 1, 2**62 + 3, 9_223_372_036_854_775_807]
+    conn.executemany("INSERT INTO f (rowid, c) VALUES (?, ?)",
+                     [(r, "alpha beta" if r % 3 else "alpha") for r in big])
+    for word in ("alpha", "beta", "gamma"):
+        got = text.rowids(conn, "SELECT group_concat(rowid) FROM f WHERE f MATCH ?", (word,))
+        assert got.dtype == np.int64
+        assert sorted(got.tolist()) == sorted(
+            r for (r,) in conn.execute("SELECT rowid FROM f WHERE f MATCH ?", (word,)))
+    assert text.rowids(conn, "SELECT group_concat(rowid) FROM f WHERE f MATCH ?",
+                       ("gamma",)).tolist() == []
+    conn.close()
+
+
 def test_the_head_of_the_text_order_is_the_start_of_the_whole_order() -> None:
     rng = np.random.default_rng(11)
     for n, distinct in ((50, 3), (2_000, 4), (2_000, 400), (5_000, 2)):

@@ -32,7 +32,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -108,6 +107,18 @@ def summed(postings: list[np.ndarray], weights: list[float]) -> dict[int, float]
     each = np.repeat(np.asarray(weights, dtype=np.float64), [len(p) for p in postings])
     keys, where = np.unique(rowids, return_inverse=True)
     return dict(zip(keys.tolist(), np.bincount(where, weights=each).tolist(), strict=True))
+
+
+def rowids(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> Any:
+    """The rowids a query's one `group_concat(rowid)` lists, as int64, in no promised
+    order: one string parsed by numpy, where a row each through Python took 3.4x as long
+    (0.65 against 0.19 us a posting, 200 words of 300-1,500 memories each at a million;
+    hybrid recall in one process, 1,600 cues alternated: p50 0.99x, p99 0.96x)."""
+    found = conn.execute(sql, args).fetchone()[0]
+    return np.fromstring(found, dtype=np.int64, sep=",") if found else _NONE
+
+
+_NONE = np.empty(0, dtype=np.int64)
 
 
 def best_first(scores: dict[int, float], most: int | None = None) -> list[tuple[int, float]]:
@@ -252,9 +263,8 @@ class TextSeeder:
             if covered and covered + dfs[t] > RANK_BUDGET:
                 break
             covered += dfs[t]
-            postings.append(np.fromiter(map(itemgetter(0), conn.execute(
-                "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ?", (quote(t),))),
-                dtype=np.int64))
+            postings.append(rowids(conn, "SELECT group_concat(rowid) FROM memories_fts "
+                                   "WHERE memories_fts MATCH ?", (quote(t),)))
             weights.append(idf[t])
         scores = summed(postings, weights)
         seeds = self._in_space(look, scores, want)
@@ -290,9 +300,9 @@ class TextSeeder:
     @staticmethod
     def _newest(look: Lookup, group: list[str], deadline: float) -> list[int]:
         """The newest COMMON_SCAN memories holding every word of `group`, any space's."""
-        return [r for (r,) in look.conn.execute(
-            "SELECT rowid FROM memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC "
-            "LIMIT ?", (" AND ".join(map(quote, group)), COMMON_SCAN))]
+        return rowids(look.conn, "SELECT group_concat(rowid) FROM (SELECT rowid FROM "
+                      "memories_fts WHERE memories_fts MATCH ? ORDER BY rowid DESC LIMIT ?)",
+                      (" AND ".join(map(quote, group)), COMMON_SCAN)).tolist()
 
     @staticmethod
     def _newest_in_space(look: Lookup, group: list[str], deadline: float) -> list[int]:
