@@ -398,8 +398,10 @@ def measure(by_vector: Recall, by_text: Recall, qv: np.ndarray, exact: np.ndarra
     What a pause costs is measured on its own (`after_pause`)."""
     for q in qv[:WARM_UP]:
         by_vector(q)
-    hits, lat = 0, []
+    hits, lat, lat_at = 0, [], []
+    start = time.perf_counter()
     for q, want in zip(qv, exact, strict=True):
+        lat_at.append(time.perf_counter() - start)
         ids, secs = by_vector(q)
         lat.append(secs)
         hits += len({f"m{i}" for i in want} & set(ids))
@@ -410,12 +412,16 @@ def measure(by_vector: Recall, by_text: Recall, qv: np.ndarray, exact: np.ndarra
     for text in queries[:nq]:
         at.append(time.perf_counter() - start)
         hybrid.append(by_text(text)[1])
-    # The slowest, with when they came: close together, something else ran then.
-    slowest = sorted(zip(hybrid, at, range(len(hybrid)), strict=True), reverse=True)[:6]
     return {"recall": hits / (K * len(qv)), "p99": pct(lat, 0.99), "p50": pct(lat, 0.5),
             "hybrid_p99": pct(hybrid, 0.99), "hybrid_p50": pct(hybrid, 0.5),
-            "hybrid_slowest": ", ".join(f"{ms * 1e3:.1f} ms at {t:.2f} s (#{i})"
-                                        for ms, t, i in slowest)}
+            "slowest": slowest(lat, lat_at), "hybrid_slowest": slowest(hybrid, at)}
+
+
+def slowest(secs: list[float], at: list[float], n: int = 6) -> str:
+    """The n slowest recalls of a pass, with when they came: close together, something
+    else ran then."""
+    worst = sorted(zip(secs, at, range(len(secs)), strict=True), reverse=True)[:n]
+    return ", ".join(f"{s * 1e3:.1f} ms at {t:.2f} s (#{i})" for s, t, i in worst)
 
 
 def refaults() -> int | None:
@@ -617,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{pct(base, 0.99):.1f} ms over {len(base)} recalls")
             say(f"  embedding-cue recall@10 vs exact: {sc['recall']:.3f} (goal >= 0.95), "
                 f"p50 {sc['p50']:.1f} ms p99 {sc['p99']:.1f} ms (goal < 10)")
+            say(f"  the slowest of those, with when in the pass: {sc['slowest']}")
             say(f"  hybrid recall, max_hops 3 (after {WARM_UP} to warm up): p50 "
                 f"{sc['hybrid_p50']:.1f} ms p99 "
                 f"{sc['hybrid_p99']:.1f} ms (goal < 10); file pages read back from disk "
