@@ -30,10 +30,7 @@ of different packages. Every memory is imported text-only: the server embeds the
    taken out of the page cache first, as such a machine would). Then the floor: the same recalls
    in this process, on the server's data dir once it has stopped (the engine alone, no
    gRPC, no other process; it runs second, on pages the server's recalls left in the OS
-   cache), and how much of each percentile the protocol adds. Before the scale measures
-   and before the floor the machine's dirty file pages are written out (os.sync; the run
-   says how many): a server that just stopped leaves up to a store's worth, which the
-   kernel would otherwise write back during the measure that follows.
+   cache), and how much of each percentile the protocol adds.
 4. Quality: a few thousand packages, the long description as the memory and the synopsis
    as the cue; recall@10 (the package's own description in the top 10) for each --mode.
 
@@ -79,21 +76,6 @@ K = 10
 
 def load() -> str:
     return "load {:.1f}/{:.1f}".format(*os.getloadavg()[:2])
-
-
-def flushed() -> str:
-    """Write the machine's dirty file pages out now (os.sync) and say how many there were.
-    A server that just stopped (the `none` round's, the one under test before the floor)
-    leaves up to a store's worth of them, which the kernel writes back ~30 s later: during
-    the next measure, on the same two cores."""
-    dirty = 0
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("Dirty:"):
-                dirty = int(line.split()[1]) // 1024
-    t = time.perf_counter()
-    os.sync()
-    return f"{dirty:,} MB of dirty file pages written out first, in {time.perf_counter() - t:.1f} s"
 
 
 def say(*parts: Any) -> None:
@@ -596,12 +578,12 @@ def main(argv: list[str] | None = None) -> int:
             srv = write_path_and_catch_up(args, work, model, base, queries, path, range(1),
                                           wp)
             assert srv is not None
-            say(f"scale: ({flushed()})")
+            say("scale:")
             try:
                 sc = scale(srv, qv, exact, queries, args.queries, args.idle, warm, args.drop)
             finally:
                 srv.stop()
-            say(f"floor (the same recalls in this process, no gRPC; {flushed()}):")
+            say("floor (the same recalls in this process, no gRPC):")
             fl = floor(srv.data, qv, exact, queries, args.queries, warm)
             if args.keep:
                 shutil.copytree(srv.data, args.keep, symlinks=True)
