@@ -34,7 +34,9 @@ of different packages. Every memory is imported text-only: the server embeds the
 4. Quality: a few thousand packages, the long description as the memory and the synopsis
    as the cue; recall@10 (the package's own description in the top 10) for each --mode.
 
-The machine's load is printed beside each phase: on a shared machine the ratios matter.
+The machine's load is printed beside each phase, and beside each pass of the scale measures
+the CPU time that other processes and the hypervisor (steal) took meanwhile: on a shared
+machine the ratios matter.
 
 A machine may take back file pages nobody read for a while, even with memory free (this
 one's kernel runs DAMON with a scheme that pages out unmapped file pages unused for 60 s).
@@ -387,7 +389,8 @@ def after_pause(by_text: Recall, queries: list[str]) -> list[float]:
 
 
 def measure(by_vector: Recall, by_text: Recall, qv: np.ndarray, exact: np.ndarray,
-            queries: list[str], nq: int, warm: list[str]) -> dict[str, Any]:
+            queries: list[str], nq: int, warm: list[str],
+            pids: Callable[[], list[int]] = list) -> dict[str, Any]:
     """Embedding-cue recall@10 against `exact` and latency, then hybrid text recall
     latency, through the given recall functions; each after WARM_UP recalls of its kind
     (the hybrid ones with `warm`, texts that are not among the cues). A recall path that
@@ -395,26 +398,31 @@ def measure(by_vector: Recall, by_text: Recall, qv: np.ndarray, exact: np.ndarra
     recalls after a pause of only 0.2 s took 6-12 ms where the next took 4, in one process
     as in the server (two processes spinning through the pause changed nothing). Without
     a warm-up they were 4 of the 6 slowest of 500 hybrid recalls, so they set its p99.
-    What a pause costs is measured on its own (`after_pause`)."""
+    What a pause costs is measured on its own (`after_pause`). `pids`: the processes
+    besides this one that do the recalls (Machine)."""
     for q in qv[:WARM_UP]:
         by_vector(q)
     hits, lat, lat_at = 0, [], []
+    machine = Machine(pids)
     start = time.perf_counter()
     for q, want in zip(qv, exact, strict=True):
         lat_at.append(time.perf_counter() - start)
         ids, secs = by_vector(q)
         lat.append(secs)
         hits += len({f"m{i}" for i in want} & set(ids))
+    machine_vector = machine.since()
     for text in warm[:WARM_UP]:
         by_text(text)
     hybrid, at = [], []
+    machine = Machine(pids)
     start = time.perf_counter()
     for text in queries[:nq]:
         at.append(time.perf_counter() - start)
         hybrid.append(by_text(text)[1])
     return {"recall": hits / (K * len(qv)), "p99": pct(lat, 0.99), "p50": pct(lat, 0.5),
             "hybrid_p99": pct(hybrid, 0.99), "hybrid_p50": pct(hybrid, 0.5),
-            "slowest": slowest(lat, lat_at), "hybrid_slowest": slowest(hybrid, at)}
+            "slowest": slowest(lat, lat_at), "hybrid_slowest": slowest(hybrid, at),
+            "machine": machine_vector, "hybrid_machine": machine.since()}
 
 
 def slowest(secs: list[float], at: list[float], n: int = 6) -> str:
@@ -422,6 +430,37 @@ def slowest(secs: list[float], at: list[float], n: int = 6) -> str:
     else ran then."""
     worst = sorted(zip(secs, at, range(len(secs)), strict=True), reverse=True)[:n]
     return ", ".join(f"{s * 1e3:.1f} ms at {t:.2f} s (#{i})" for s, t, i in worst)
+
+
+class Machine:
+    """CPU time on this machine during a pass, for the report: what processes other than
+    this one and the server's took, and what the hypervisor took from this machine's cores
+    (steal). A slow stretch with neither was the pass's own processes; with them, the
+    machine's moment."""
+
+    def __init__(self, pids: Callable[[], list[int]] = list) -> None:
+        self._pids = pids
+        self._start = self._now()
+
+    def _now(self) -> tuple[int, int, int]:
+        """(busy ticks of every core, steal ticks, ticks of this process and `pids`)."""
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        # user nice system idle iowait irq softirq steal ...: interrupts are left out, as
+        # the loopback traffic of the recalls themselves is handled there
+        busy = fields[0] + fields[1] + fields[2]
+        steal = fields[7] if len(fields) > 7 else 0
+        own = 0
+        for pid in [os.getpid(), *self._pids()]:
+            with contextlib.suppress(OSError, ValueError):
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                own += sum(int(x) for x in stat[stat.rindex(")") + 2:].split()[11:13])
+        return busy, steal, own
+
+    def since(self) -> str:
+        """Others' CPU and steal since this was made, in ms."""
+        now, tick = self._now(), 1000 / os.sysconf("SC_CLK_TCK")
+        busy, steal, own = (b - a for a, b in zip(self._start, now, strict=True))
+        return f"others' CPU {max(0, busy - own) * tick:,.0f} ms, steal {steal * tick:,.0f} ms"
 
 
 def refaults() -> int | None:
@@ -448,7 +487,7 @@ def scale(srv: Server, qv: np.ndarray, exact: np.ndarray, queries: list[str],
     merged = m.get("text_index.merge_steps", 0)
     r0 = refaults()
     out = measure(lambda q: srv.recall(q, 0), lambda text: srv.recall(text, 3), qv, exact,
-                  queries, nq, warm)
+                  queries, nq, warm, lambda: process_tree(srv.proc.pid))
     out["refaults"] = pages_since(r0)
     out["after_pause"] = after_pause(lambda text: srv.recall(text, 3), queries)
     out["rss"] = srv.rss_mb()
@@ -623,13 +662,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"{pct(base, 0.99):.1f} ms over {len(base)} recalls")
             say(f"  embedding-cue recall@10 vs exact: {sc['recall']:.3f} (goal >= 0.95), "
                 f"p50 {sc['p50']:.1f} ms p99 {sc['p99']:.1f} ms (goal < 10)")
-            say(f"  the slowest of those, with when in the pass: {sc['slowest']}")
+            say(f"  the slowest of those, with when in the pass: {sc['slowest']}; during the "
+                f"pass: {sc['machine']}")
             say(f"  hybrid recall, max_hops 3 (after {WARM_UP} to warm up): p50 "
                 f"{sc['hybrid_p50']:.1f} ms p99 "
                 f"{sc['hybrid_p99']:.1f} ms (goal < 10); file pages read back from disk "
                 f"during the embedding and hybrid recalls: {sc['refaults']}")
             say(f"  the slowest of those hybrid recalls, with when in the pass: "
-                f"{sc['hybrid_slowest']}")
+                f"{sc['hybrid_slowest']}; during the pass: {sc['hybrid_machine']}")
             say(f"  the first 10 hybrid recalls after {PAUSE_S:.0f} s without calls: "
                 f"p50 {pct(sc['after_pause'], 0.5):.1f} ms, slowest "
                 f"{max(sc['after_pause']) * 1000:.1f} ms; in this process p50 "
