@@ -434,33 +434,47 @@ def slowest(secs: list[float], at: list[float], n: int = 6) -> str:
 
 class Machine:
     """CPU time on this machine during a pass, for the report: what processes other than
-    this one and the server's took, and what the hypervisor took from this machine's cores
-    (steal). A slow stretch with neither was the pass's own processes; with them, the
-    machine's moment."""
+    this one and the server's took (the three that took most, kernel threads included), and
+    what the hypervisor took from this machine's cores (steal). A slow stretch with neither
+    was the pass's own processes; with them, the machine's moment."""
 
     def __init__(self, pids: Callable[[], list[int]] = list) -> None:
         self._pids = pids
         self._start = self._now()
 
-    def _now(self) -> tuple[int, int, int]:
-        """(busy ticks of every core, steal ticks, ticks of this process and `pids`)."""
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        # user nice system idle iowait irq softirq steal ...: interrupts are left out, as
-        # the loopback traffic of the recalls themselves is handled there
-        busy = fields[0] + fields[1] + fields[2]
-        steal = fields[7] if len(fields) > 7 else 0
-        own = 0
-        for pid in [os.getpid(), *self._pids()]:
-            with contextlib.suppress(OSError, ValueError):
-                stat = Path(f"/proc/{pid}/stat").read_text()
-                own += sum(int(x) for x in stat[stat.rindex(")") + 2:].split()[11:13])
-        return busy, steal, own
+    @staticmethod
+    def _ticks() -> dict[int, tuple[int, str]]:
+        """(user + system ticks, name) of every process, by pid (a kernel worker's name
+        changes with its work)."""
+        out = {}
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, ValueError):
+                    stat = Path(entry.path, "stat").read_text()
+                    fields = stat[stat.rindex(")") + 2:].split()
+                    name = stat[stat.index("(") + 1:stat.rindex(")")]
+                    out[int(entry.name)] = (int(fields[11]) + int(fields[12]), name)
+        return out
+
+    def _now(self) -> tuple[int, dict[int, tuple[int, str]], set[int]]:
+        """(steal ticks, every process's ticks, the pids that are this pass's own)."""
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        # user nice system idle iowait irq softirq steal ...
+        steal = int(fields[7]) if len(fields) > 7 else 0
+        return steal, self._ticks(), {os.getpid(), *self._pids()}
 
     def since(self) -> str:
         """Others' CPU and steal since this was made, in ms."""
-        now, tick = self._now(), 1000 / os.sysconf("SC_CLK_TCK")
-        busy, steal, own = (b - a for a, b in zip(self._start, now, strict=True))
-        return f"others' CPU {max(0, busy - own) * tick:,.0f} ms, steal {steal * tick:,.0f} ms"
+        steal0, ticks0, own0 = self._start
+        steal1, ticks1, own1 = self._now()
+        tick = 1000 / os.sysconf("SC_CLK_TCK")
+        own = own0 | own1
+        others = sorted(((t - ticks0.get(pid, (0, ""))[0], name)
+                         for pid, (t, name) in ticks1.items()
+                         if pid not in own and t > ticks0.get(pid, (0, ""))[0]), reverse=True)
+        top = ", ".join(f"{name} {t * tick:,.0f}" for t, name in others[:3])
+        return (f"others' CPU {sum(t for t, _ in others) * tick:,.0f} ms"
+                f"{f' ({top})' if top else ''}, steal {(steal1 - steal0) * tick:,.0f} ms")
 
 
 def refaults() -> int | None:
