@@ -432,6 +432,24 @@ def slowest(secs: list[float], at: list[float], n: int = 6) -> str:
     return ", ".join(f"{s * 1e3:.1f} ms at {t:.2f} s (#{i})" for s, t, i in worst)
 
 
+_PROBE = np.ones(32 * 1024 * 1024, dtype=np.uint8)
+
+
+def probe() -> str:
+    """This machine's speed now, in this process: the fastest of 5 reads of 32 MB (what a
+    search's scan of a million codes reads) and of 5 runs of a Python loop. Printed beside
+    the run's first, a pass that was slow with them was the machine's moment."""
+    scan, loop = [], []
+    for _ in range(5):
+        t = time.perf_counter()
+        np.count_nonzero(_PROBE)
+        scan.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        sum(range(100_000))
+        loop.append(time.perf_counter() - t)
+    return f"32 MB read {min(scan) * 1e3:.2f} ms, Python loop {min(loop) * 1e3:.2f} ms"
+
+
 class Machine:
     """CPU time on this machine during a pass, for the report: what processes other than
     this one and the server's took (the three that took most, kernel threads included), and
@@ -440,6 +458,7 @@ class Machine:
 
     def __init__(self, pids: Callable[[], list[int]] = list) -> None:
         self._pids = pids
+        self.speed = probe()
         self._start = self._now()
 
     @staticmethod
@@ -474,7 +493,8 @@ class Machine:
                          if pid not in own and t > ticks0.get(pid, (0, ""))[0]), reverse=True)
         top = ", ".join(f"{name} {t * tick:,.0f}" for t, name in others[:3])
         return (f"others' CPU {sum(t for t, _ in others) * tick:,.0f} ms"
-                f"{f' ({top})' if top else ''}, steal {(steal1 - steal0) * tick:,.0f} ms")
+                f"{f' ({top})' if top else ''}, steal {(steal1 - steal0) * tick:,.0f} ms; "
+                f"the machine before it: {self.speed}")
 
 
 def refaults() -> int | None:
@@ -607,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
     model = load_model(DEFAULT_MODEL)
     work = Path(tempfile.mkdtemp(prefix="engram-semantic-bench-"))
     try:
-        say(f"{os.cpu_count()} cores, {load()} at the start")
+        say(f"{os.cpu_count()} cores, {load()} at the start; {probe()}")
         if not args.only_quality:
             base, queries, n_real = corpus(args.n, args.queries)
             warm = base[-WARM_UP:]  # stored texts as the hybrid warm-up's cues
@@ -699,6 +719,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{fl['hybrid_p50']:.1f} ms p99 {fl['hybrid_p99']:.1f} ms; over gRPC / in "
                 f"process at p99: embedding {sc['p99'] / fl['p99']:.2f}x, hybrid "
                 f"{sc['hybrid_p99'] / fl['hybrid_p99']:.2f}x")
+            say(f"  during the floor's embedding pass: {fl['machine']}; its hybrid pass: "
+                f"{fl['hybrid_machine']}")
             before_steps, during_steps = sc["merge_steps"]
             say(f"  full-text index: {before_steps:,.0f} merge steps before these recalls, "
                 f"{during_steps:,.0f} during them")
