@@ -35,8 +35,8 @@ of different packages. Every memory is imported text-only: the server embeds the
    as the cue; recall@10 (the package's own description in the top 10) for each --mode.
 
 The machine's load is printed beside each phase, and beside each pass of the scale measures
-the CPU time that other processes and the hypervisor (steal) took meanwhile: on a shared
-machine the ratios matter.
+and the floor the CPU time that other processes and the hypervisor (steal) took meanwhile,
+and the machine's speed just before it (`probe`): on a shared machine the ratios matter.
 
 A machine may take back file pages nobody read for a while, even with memory free (this
 one's kernel runs DAMON with a scheme that pages out unmapped file pages unused for 60 s).
@@ -437,8 +437,9 @@ _PROBE = np.ones(32 * 1024 * 1024, dtype=np.uint8)
 
 def probe() -> str:
     """This machine's speed now, in this process: the fastest of 5 reads of 32 MB (what a
-    search's scan of a million codes reads) and of 5 runs of a Python loop. Printed beside
-    the run's first, a pass that was slow with them was the machine's moment."""
+    search's scan of a million codes reads) and of 5 runs of a Python loop. Timed at the
+    run's start and before each pass: a pass that was slow when these were slower than at
+    the start met a slow moment of the machine."""
     scan, loop = [], []
     for _ in range(5):
         t = time.perf_counter()
@@ -451,10 +452,10 @@ def probe() -> str:
 
 
 class Machine:
-    """CPU time on this machine during a pass, for the report: what processes other than
-    this one and the server's took (the three that took most, kernel threads included), and
-    what the hypervisor took from this machine's cores (steal). A slow stretch with neither
-    was the pass's own processes; with them, the machine's moment."""
+    """What else the machine did during a pass, for the report: the CPU time that processes
+    other than this one and the server's took (the three that took most, kernel threads
+    included), what the hypervisor took from this machine's cores (steal), and its speed
+    just before (`probe`). A slow stretch with none of them is the pass's own processes'."""
 
     def __init__(self, pids: Callable[[], list[int]] = list) -> None:
         self._pids = pids
