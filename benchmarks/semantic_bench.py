@@ -400,10 +400,12 @@ def measure(by_vector: Recall, by_text: Recall, qv: np.ndarray, exact: np.ndarra
     a warm-up they were 4 of the 6 slowest of 500 hybrid recalls, so they set its p99.
     What a pause costs is measured on its own (`after_pause`). `pids`: the processes
     besides this one that do the recalls (Machine)."""
+    # The probe reads 32 MB, which leaves the caches cold: before the warm-up, not the pass.
+    speed = probe()
     for q in qv[:WARM_UP]:
         by_vector(q)
     hits, lat, lat_at = 0, [], []
-    machine = Machine(pids)
+    machine = Machine(pids, speed)
     start = time.perf_counter()
     for q, want in zip(qv, exact, strict=True):
         lat_at.append(time.perf_counter() - start)
@@ -411,10 +413,11 @@ def measure(by_vector: Recall, by_text: Recall, qv: np.ndarray, exact: np.ndarra
         lat.append(secs)
         hits += len({f"m{i}" for i in want} & set(ids))
     machine_vector = machine.since()
+    speed = probe()
     for text in warm[:WARM_UP]:
         by_text(text)
     hybrid, at = [], []
-    machine = Machine(pids)
+    machine = Machine(pids, speed)
     start = time.perf_counter()
     for text in queries[:nq]:
         at.append(time.perf_counter() - start)
@@ -438,7 +441,7 @@ _PROBE = np.ones(32 * 1024 * 1024, dtype=np.uint8)
 def probe() -> str:
     """This machine's speed now, in this process: the fastest of 5 reads of 32 MB (what a
     search's scan of a million codes reads) and of 5 runs of a Python loop. Timed at the
-    run's start and before each pass: a pass that was slow when these were slower than at
+    run's start and before each pass's warm-up: a pass that was slow when these were slower than at
     the start met a slow moment of the machine."""
     scan, loop = [], []
     for _ in range(5):
@@ -455,11 +458,12 @@ class Machine:
     """What else the machine did during a pass, for the report: the CPU time that processes
     other than this one and the server's took (the three that took most, kernel threads
     included), what the hypervisor took from this machine's cores (steal), and its speed
-    just before (`probe`). A slow stretch with none of them is the pass's own processes'."""
+    just before the pass's warm-up (`probe`). A slow stretch with none of them is the
+    pass's own processes'."""
 
-    def __init__(self, pids: Callable[[], list[int]] = list) -> None:
+    def __init__(self, pids: Callable[[], list[int]], speed: str) -> None:
         self._pids = pids
-        self.speed = probe()
+        self.speed = speed  # probe() before the pass's warm-up
         self._start = self._now()
 
     @staticmethod
