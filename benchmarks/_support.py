@@ -1,5 +1,5 @@
-"""What the benchmark scripts share: a real `engram serve` of their own on a free port, and
-taking a store out of the page cache."""
+"""What the benchmark scripts share: a real `engram serve` of their own on a free port,
+taking a store out of the page cache, and a process's CPU time from /proc."""
 
 from __future__ import annotations
 
@@ -44,6 +44,16 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait(10)
     if proc.stdout:
         proc.stdout.close()
+
+
+def proc_cpu(stat: str | Path) -> tuple[str, float]:
+    """(name, user + system CPU seconds so far) of the process or thread whose /proc `stat`
+    file this is (Linux); OSError when it is gone."""
+    text = Path(stat).read_text()
+    head, _, tail = text.rpartition(")")
+    fields = tail.split()
+    return head[head.index("(") + 1:], (int(fields[11]) + int(fields[12])) / os.sysconf(
+        "SC_CLK_TCK")
 
 
 def drop_pages(dirs: list[Path]) -> int:

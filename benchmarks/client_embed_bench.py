@@ -42,6 +42,8 @@ import threading
 import time
 from pathlib import Path
 
+import _support  # benchmarks/, this script's folder
+
 RAW = """
 import sys, time
 from engram_cli.benchsuite import datagen
@@ -105,9 +107,7 @@ def _rss_kb(pid: int) -> int:
 def _cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process (all its threads) so far."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _support.proc_cpu(f"/proc/{pid}/stat")[1]
     except OSError:
         return 0.0
 
@@ -122,11 +122,9 @@ def _thread_cpu_s(pid: int) -> dict[int, float]:
         return out
     for tid in tids:
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+            out[int(tid)] = _support.proc_cpu(f"/proc/{pid}/task/{tid}/stat")[1]
         except OSError:
             continue
-        out[int(tid)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return out
 
 

@@ -45,8 +45,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTH
 def cpu_seconds(pid: int) -> float:
     """User + system CPU of a running process, from /proc (Linux)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _support.proc_cpu(f"/proc/{pid}/stat")[1]
     except (OSError, IndexError, ValueError):
         return float("nan")
 

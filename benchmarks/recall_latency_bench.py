@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import _support  # noqa: E402
 import numpy as np  # noqa: E402
 from semantic_bench import K, Server, corpus, load, pct, say, write_jsonl  # noqa: E402
 
@@ -97,8 +98,7 @@ def timed(srv: Server, measure: str, cue: Any) -> tuple[float, bool]:
 
 def cpu_s(pid: int) -> float:
     """A process's user + system CPU seconds so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return _support.proc_cpu(f"/proc/{pid}/stat")[1]
 
 
 def measure(root: str, data: Path, copy: Path, queries: list[str], qv: np.ndarray

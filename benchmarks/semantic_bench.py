@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import random
 import re
@@ -400,32 +401,35 @@ def measure(by_vector: Recall, by_text: Recall, qv: np.ndarray, exact: np.ndarra
     a warm-up they were 4 of the 6 slowest of 500 hybrid recalls, so they set its p99.
     What a pause costs is measured on its own (`after_pause`). `pids`: the processes
     besides this one that do the recalls (Machine)."""
-    # The probe reads 32 MB, which leaves the caches cold: before the warm-up, not the pass.
-    speed = probe()
-    for q in qv[:WARM_UP]:
-        by_vector(q)
-    hits, lat, lat_at = 0, [], []
-    machine = Machine(pids, speed)
-    start = time.perf_counter()
-    for q, want in zip(qv, exact, strict=True):
-        lat_at.append(time.perf_counter() - start)
-        ids, secs = by_vector(q)
-        lat.append(secs)
-        hits += len({f"m{i}" for i in want} & set(ids))
-    machine_vector = machine.since()
-    speed = probe()
-    for text in warm[:WARM_UP]:
-        by_text(text)
-    hybrid, at = [], []
-    machine = Machine(pids, speed)
-    start = time.perf_counter()
-    for text in queries[:nq]:
-        at.append(time.perf_counter() - start)
-        hybrid.append(by_text(text)[1])
+    found, lat, lat_at, machine_vector = timed_pass(by_vector, list(qv), list(qv[:WARM_UP]),
+                                                    pids)
+    hits = sum(len({f"m{i}" for i in want} & set(ids))
+               for ids, want in zip(found, exact, strict=True))
+    _, hybrid, at, machine_hybrid = timed_pass(by_text, queries[:nq], warm[:WARM_UP], pids)
     return {"recall": hits / (K * len(qv)), "p99": pct(lat, 0.99), "p50": pct(lat, 0.5),
             "hybrid_p99": pct(hybrid, 0.99), "hybrid_p50": pct(hybrid, 0.5),
             "slowest": slowest(lat, lat_at), "hybrid_slowest": slowest(hybrid, at),
-            "machine": machine_vector, "hybrid_machine": machine.since()}
+            "machine": machine_vector, "hybrid_machine": machine_hybrid}
+
+
+def timed_pass(recall: Recall, cues: list[Any], warm: list[Any],
+               pids: Callable[[], list[int]]) -> tuple[list[list[str]], list[float],
+                                                       list[float], str]:
+    """`recall` of each of `cues` after one of each of `warm`: (the ids each answered, the
+    seconds each took, when each started into the pass, what else the machine did)."""
+    # The probe reads 32 MB, which leaves the caches cold: before the warm-up, not the pass.
+    speed = probe()
+    for cue in warm:
+        recall(cue)
+    found, secs, at = [], [], []
+    machine = Machine(pids, speed)
+    start = time.perf_counter()
+    for cue in cues:
+        at.append(time.perf_counter() - start)
+        ids, took = recall(cue)
+        found.append(ids)
+        secs.append(took)
+    return found, secs, at, machine.since()
 
 
 def slowest(secs: list[float], at: list[float], n: int = 6) -> str:
@@ -435,18 +439,20 @@ def slowest(secs: list[float], at: list[float], n: int = 6) -> str:
     return ", ".join(f"{s * 1e3:.1f} ms at {t:.2f} s (#{i})" for s, t, i in worst)
 
 
-_PROBE = np.ones(32 * 1024 * 1024, dtype=np.uint8)
+@functools.cache
+def _probe_block() -> np.ndarray:
+    return np.ones(32 * 1024 * 1024, dtype=np.uint8)
 
 
 def probe() -> str:
     """This machine's speed now, in this process: the fastest of 5 reads of 32 MB (what a
     search's scan of a million codes reads) and of 5 runs of a Python loop. Timed at the
-    run's start and before each pass's warm-up: a pass that was slow when these were slower than at
-    the start met a slow moment of the machine."""
-    scan, loop = [], []
+    run's start and before each pass's warm-up: a pass that was slow when these were slower
+    than at the start met a slow moment of the machine."""
+    block, scan, loop = _probe_block(), [], []
     for _ in range(5):
         t = time.perf_counter()
-        np.count_nonzero(_PROBE)
+        np.count_nonzero(block)
         scan.append(time.perf_counter() - t)
         t = time.perf_counter()
         sum(range(100_000))
@@ -467,38 +473,34 @@ class Machine:
         self._start = self._now()
 
     @staticmethod
-    def _ticks() -> dict[int, tuple[int, str]]:
-        """(user + system ticks, name) of every process, by pid (a kernel worker's name
-        changes with its work)."""
+    def _cpu() -> dict[int, tuple[str, float]]:
+        """(name, CPU seconds) of every process, by pid (a kernel worker's name changes
+        with its work)."""
         out = {}
         for entry in os.scandir("/proc"):
             if entry.name.isdigit():
                 with contextlib.suppress(OSError, ValueError):
-                    stat = Path(entry.path, "stat").read_text()
-                    fields = stat[stat.rindex(")") + 2:].split()
-                    name = stat[stat.index("(") + 1:stat.rindex(")")]
-                    out[int(entry.name)] = (int(fields[11]) + int(fields[12]), name)
+                    out[int(entry.name)] = _support.proc_cpu(Path(entry.path, "stat"))
         return out
 
-    def _now(self) -> tuple[int, dict[int, tuple[int, str]], set[int]]:
-        """(steal ticks, every process's ticks, the pids that are this pass's own)."""
+    def _now(self) -> tuple[float, dict[int, tuple[str, float]], set[int]]:
+        """(steal seconds, every process's CPU, the pids that are this pass's own)."""
         fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
         # user nice system idle iowait irq softirq steal ...
-        steal = int(fields[7]) if len(fields) > 7 else 0
-        return steal, self._ticks(), {os.getpid(), *self._pids()}
+        steal = int(fields[7]) / os.sysconf("SC_CLK_TCK") if len(fields) > 7 else 0.0
+        return steal, self._cpu(), {os.getpid(), *self._pids()}
 
     def since(self) -> str:
         """Others' CPU and steal since this was made, in ms."""
-        steal0, ticks0, own0 = self._start
-        steal1, ticks1, own1 = self._now()
-        tick = 1000 / os.sysconf("SC_CLK_TCK")
+        steal0, cpu0, own0 = self._start
+        steal1, cpu1, own1 = self._now()
         own = own0 | own1
-        others = sorted(((t - ticks0.get(pid, (0, ""))[0], name)
-                         for pid, (t, name) in ticks1.items()
-                         if pid not in own and t > ticks0.get(pid, (0, ""))[0]), reverse=True)
-        top = ", ".join(f"{name} {t * tick:,.0f}" for t, name in others[:3])
-        return (f"others' CPU {sum(t for t, _ in others) * tick:,.0f} ms"
-                f"{f' ({top})' if top else ''}, steal {(steal1 - steal0) * tick:,.0f} ms; "
+        took = ((secs - cpu0.get(pid, ("", 0.0))[1], name)
+                for pid, (name, secs) in cpu1.items() if pid not in own)
+        others = sorted(((secs, name) for secs, name in took if secs > 0), reverse=True)
+        top = ", ".join(f"{name} {secs * 1e3:,.0f}" for secs, name in others[:3])
+        return (f"others' CPU {sum(secs for secs, _ in others) * 1e3:,.0f} ms"
+                f"{f' ({top})' if top else ''}, steal {(steal1 - steal0) * 1e3:,.0f} ms; "
                 f"the machine before it: {self.speed}")
 
 
