@@ -429,7 +429,7 @@ def timed_pass(recall: Recall, cues: list[Any], warm: list[Any],
         ids, took = recall(cue)
         found.append(ids)
         secs.append(took)
-    return found, secs, at, machine.since()
+    return found, secs, at, machine.since(len(cues))
 
 
 def slowest(secs: list[float], at: list[float], n: int = 6) -> str:
@@ -464,8 +464,10 @@ class Machine:
     """What else the machine did during a pass, for the report: the CPU time that processes
     other than this one and the server's took (the three that took most, kernel threads
     included), what the hypervisor took from this machine's cores (steal), and its speed
-    just before the pass's warm-up (`probe`). A slow stretch with none of them is the
-    pass's own processes'."""
+    just before the pass's warm-up (`probe`); and the CPU time the pass's own processes
+    took a recall, the server's (with its workers) and this one's. A slow stretch with
+    none of the others is the pass's own processes': their CPU a recall says whether they
+    did more work or waited."""
 
     def __init__(self, pids: Callable[[], list[int]], speed: str) -> None:
         self._pids = pids
@@ -490,17 +492,24 @@ class Machine:
         steal = int(fields[7]) / os.sysconf("SC_CLK_TCK") if len(fields) > 7 else 0.0
         return steal, self._cpu(), {os.getpid(), *self._pids()}
 
-    def since(self) -> str:
-        """Others' CPU and steal since this was made, in ms."""
+    def since(self, recalls: int) -> str:
+        """Others' CPU and steal since this was made, in ms, and the pass's own processes'
+        CPU over its `recalls`."""
         steal0, cpu0, own0 = self._start
         steal1, cpu1, own1 = self._now()
         own = own0 | own1
-        took = ((secs - cpu0.get(pid, ("", 0.0))[1], name)
-                for pid, (name, secs) in cpu1.items() if pid not in own)
-        others = sorted(((secs, name) for secs, name in took if secs > 0), reverse=True)
+        took = {pid: (secs - cpu0.get(pid, ("", 0.0))[1], name)
+                for pid, (name, secs) in cpu1.items()}
+        others = sorted(((secs, name) for pid, (secs, name) in took.items()
+                         if pid not in own and secs > 0), reverse=True)
         top = ", ".join(f"{name} {secs * 1e3:,.0f}" for secs, name in others[:3])
+        mine = took.get(os.getpid(), (0.0, ""))[0]
+        server = sum(took.get(pid, (0.0, ""))[0] for pid in own) - mine
+        per = 1e3 / max(1, recalls)
+        serving = f"the server's {server * per:.2f} ms, " if own != {os.getpid()} else ""
         return (f"others' CPU {sum(secs for secs, _ in others) * 1e3:,.0f} ms"
                 f"{f' ({top})' if top else ''}, steal {(steal1 - steal0) * 1e3:,.0f} ms; "
+                f"CPU a recall: {serving}this process's {mine * per:.2f} ms; "
                 f"the machine before it: {self.speed}")
 
 
