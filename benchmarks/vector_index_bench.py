@@ -594,8 +594,9 @@ def main() -> None:
     ap.add_argument("--work", default=".vecbench", help="cache dir for vectors and indexes")
     ap.add_argument("--only", default="", help="comma-separated candidate numbers")
     ap.add_argument("--evict", type=int, default=300,
-                    help="MB read before each query's second timing, to take the index out "
-                         "of the caches (0: no second timing)")
+                    help="MB read before each query's last timing, to take the index out "
+                         "of the caches (default 300, this machine's last-level cache; 0: "
+                         "no cold timing)")
     ap.add_argument("--child", type=int, default=-1, help=argparse.SUPPRESS)
     ap.add_argument("--phase", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
