@@ -467,7 +467,7 @@ class Machine:
     just before the pass's warm-up (`probe`); and the CPU time the pass's own processes
     took a recall, the server's (with its workers) and this one's. A slow stretch with
     none of the others is the pass's own processes': their CPU a recall says whether they
-    did more work or waited."""
+    ran longer (more work, or the same work slowed by memory) or waited."""
 
     def __init__(self, pids: Callable[[], list[int]], speed: str) -> None:
         self._pids = pids
