@@ -381,6 +381,7 @@ class Engine(Candidate):
         "remove": "8-bit codes O(1), stale fast-scan codes filtered", "filter": "no",
         "save/load": "write_index/read_index", "mmap": "no (read whole)",
         "quant": "PQ 4-bit + SQ8"}
+    spaces: tuple[str, ...] = ("default",)  # the vectors are dealt to these, 10,000 at a time
 
     def __init__(self, n: int) -> None:
         super().__init__(n)
@@ -400,14 +401,15 @@ class Engine(Candidate):
         self.index = VectorIndex.open(self.dir, IndexConfig(model="bench"))
         train_s = 0.0
         for i in range(0, len(vecs), 10_000):
-            self.index.add("default", keys[i:i + 10_000], vecs[i:i + 10_000])
+            space = self.spaces[i // 10_000 % len(self.spaces)]
+            self.index.add(space, keys[i:i + 10_000], vecs[i:i + 10_000])
             if self.index.due():
                 t = time.perf_counter()
-                self.index.rebuild("default")
+                self.index.rebuild(space)
                 train_s += time.perf_counter() - t
-        shape = self.index.describe()["default"]
-        self.name += f" trained on {shape['trained_on']:,}"
-        print(f"engine: {shape}, retraining took {train_s:.1f} s", file=sys.stderr)
+        shapes = [self.index.describe()[space] for space in self.spaces]
+        self.name += " trained on " + " + ".join(f"{s['trained_on']:,}" for s in shapes)
+        print(f"engine: {shapes}, retraining took {train_s:.1f} s", file=sys.stderr)
         return 0.0  # retraining is part of the build here: it runs as the index grows
 
     def save(self, path: Path) -> None:
@@ -442,6 +444,8 @@ class EngineHalves(Engine):
     what splitting the scan over this machine's two cores would give a search, when the
     other core is idle (a server under load has no idle core to give)."""
 
+    spaces = ("a", "b")
+
     def __init__(self, n: int) -> None:
         super().__init__(n)
         self.name = self.name.replace("t1", "t2 halves")
@@ -450,37 +454,13 @@ class EngineHalves(Engine):
 
         self.pool = ThreadPoolExecutor(1)
 
-    def build(self, vecs: np.ndarray, keys: np.ndarray) -> float:
-        import faiss
-
-        from engram_cli.engine.vectors import IndexConfig, VectorIndex
-
-        faiss.omp_set_num_threads(1)
-        self.dir = Path(f".engine-index-{os.getpid()}")
-        self.index = VectorIndex.open(self.dir, IndexConfig(model="bench"))
-        for i in range(0, len(vecs), 10_000):
-            self.index.add(("a", "b")[i // 10_000 % 2], keys[i:i + 10_000], vecs[i:i + 10_000])
-            space = self.index.due()
-            while space is not None:
-                self.index.rebuild(space)
-                space = self.index.due()
-        shapes = self.index.describe()
-        self.name += " trained on " + " + ".join(
-            f"{shapes[s]['trained_on']:,}" for s in ("a", "b"))
-        return 0.0
-
     def settings(self) -> list[tuple[str, Callable[..., np.ndarray]]]:
-        import faiss
-
-        def other(q: np.ndarray, k: int) -> list[tuple[int, float]]:
-            faiss.omp_set_num_threads(1)
-            return self.index.search("b", q, k)
-
         out: list[tuple[str, Callable[..., np.ndarray]]] = []
         for cands in (128, 256):
             def search(q: np.ndarray, k: int, cands: int = cands) -> np.ndarray:
                 self.index.set_candidates(cands)
-                b = self.pool.submit(other, q, k)
+                # ivf.search puts faiss on one OpenMP thread in the thread that calls it
+                b = self.pool.submit(self.index.search, "b", q, k)
                 both = self.index.search("a", q, k) + b.result()
                 both.sort(key=lambda hit: -hit[1])
                 return np.array([key for key, _ in both[:k]])
