@@ -535,6 +535,7 @@ def scale(srv: Server, qv: np.ndarray, exact: np.ndarray, queries: list[str],
     m = srv.metrics()
     before = m.get("consolidation.consolidated_total", 0)
     merged = m.get("text_index.merge_steps", 0)
+    copied = m.get("writer.idle_checkpoints", 0)
     r0 = refaults()
     out = measure(lambda q: srv.recall(q, 0), lambda text: srv.recall(text, 3), qv, exact,
                   queries, nq, warm, lambda: process_tree(srv.proc.pid))
@@ -557,6 +558,8 @@ def scale(srv: Server, qv: np.ndarray, exact: np.ndarray, queries: list[str],
     # The full-text index's b-trees are merged once the import is over (engine/textmerge.py):
     # the steps it took before the recalls, and any taken during them.
     out["merge_steps"] = (merged, m.get("text_index.merge_steps", 0) - merged)
+    # The writer copies its WAL into the database once quiet after a burst (engine/writer.py)
+    out["idle_checkpoints"] = (copied, m.get("writer.idle_checkpoints", 0) - copied)
     return out
 
 
@@ -740,6 +743,9 @@ def main(argv: list[str] | None = None) -> int:
             before_steps, during_steps = sc["merge_steps"]
             say(f"  full-text index: {before_steps:,.0f} merge steps before these recalls, "
                 f"{during_steps:,.0f} during them")
+            before_ck, during_ck = sc["idle_checkpoints"]
+            say(f"  the writer's idle checkpoints of its WAL: {before_ck:,.0f} before these "
+                f"recalls, {during_ck:,.0f} during them (and the idle pause)")
             if sc["consolidated"]:
                 say(f"  (a background consolidation pass took in {sc['consolidated']:,.0f} "
                     "memories during these recalls, rewriting their rows)")

@@ -3,12 +3,18 @@ store exactly what one statement per record would, in order (a later duplicate w
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import sqlite3
+import time
+
 import pytest
 
-from engram_cli.engine import rows, writes
+from engram_cli.engine import rows, writer, writes
 from engram_cli.engine import store as st
 from engram_cli.engine.model import MemoryRecord, memory_key
 from engram_cli.engine.recall import RecallQuery
+from engram_cli.engine.settings import Settings
 from engram_cli.engine.store import Store
 
 
@@ -92,3 +98,29 @@ def test_the_wal_is_checkpointed_in_128_mib_steps_and_gone_after_close(tmp_path)
     assert not (data / f"{st.DB_NAME}-wal").exists()
     with Store(data) as store:
         assert store.stats("default")["total_memories"] == 100
+
+
+def test_a_writer_quiet_after_a_burst_copies_the_wal_into_the_database(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Far below WAL_CHECKPOINT_BYTES: without the idle checkpoint the database file alone
+    # holds none of these memories until the server stops.
+    monkeypatch.setattr(writer, "IDLE_CHECKPOINT_S", 0.3)
+    data, alone = tmp_path / "data", tmp_path / "alone"
+    alone.mkdir()
+    quiet = Settings().replace({"embedding_model": "none", "consolidation_interval_s": 0.0})
+    with Store(data, quiet) as store:
+        store.remember_many("default", [MemoryRecord(id=f"m{i}", content=f"memory {i}")
+                                        for i in range(writer.IDLE_CHECKPOINT_ROWS)])
+        deadline = time.monotonic() + 10
+        while store.stats()["idle_checkpoints"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        shutil.copyfile(data / st.DB_NAME, alone / st.DB_NAME)  # not its WAL
+        with contextlib.closing(sqlite3.connect(alone / st.DB_NAME)) as conn:
+            assert conn.execute("SELECT count(*) FROM memories").fetchone()[0] \
+                == writer.IDLE_CHECKPOINT_ROWS
+        # A trickle (the access times recalls write) waits for the WAL's own limit.
+        time.sleep(1.0)  # the full-text index's merge steps, if any
+        done = store.stats()["idle_checkpoints"]
+        store.remember_many("default", [MemoryRecord(id="late", content="one more")])
+        time.sleep(1.0)
+        assert store.stats()["idle_checkpoints"] == done

@@ -84,7 +84,8 @@ PAGE_SIZE = 16384
 # most of the key index's leaf pages; checkpointing after every such commit copied each
 # page back every time, letting the log grow over several commits copies it back once
 # (1,000,000-record import: 67k -> 71k records/s, four pairs of runs). The WAL file may
-# reach this size plus one commit; at shutdown it is checkpointed and removed.
+# reach this size plus one commit; the writer also checkpoints it once quiet after a burst
+# (engine/writer.py), and at shutdown it is checkpointed and removed.
 WAL_CHECKPOINT_BYTES = 128 * 1024 * 1024
 
 
@@ -475,6 +476,7 @@ class Store:
             "queue_capacity": self._writer.capacity,
             "pressure": self._writer.pressure,
             "commits": self._writer.commits,
+            "idle_checkpoints": self._writer.idle_checkpoints,
             "tiers": self.tier_stats(),
             "consolidation": dataclasses.asdict(self.consolidator.stats),
             "vector_index": vectors,

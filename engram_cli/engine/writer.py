@@ -33,6 +33,16 @@ STORE_FULL_RETRY_MS = 2000
 # Near the cap a small write may still fit while the next large one does not: the store
 # counts as full until writes have gone through for this long since the last refusal.
 FULL_CLEARS_AFTER_S = 5.0
+# The writer checkpoints the WAL (store.py: on its own once it holds WAL_CHECKPOINT_BYTES)
+# also when it has been idle this long after commits that changed at least IDLE_CHECKPOINT_ROWS
+# rows since it last did. Else the WAL an import leaves (up to 128 MB) is copied back by
+# whichever small commit later takes it past the limit: one of the access times recalls
+# write every second, and the copy (430-580 ms of the writer at a million memories) runs
+# beside recalls and reads their index out of the caches. Idle means no write for longer
+# than the access times' interval (engine/writes.py), so a stream of recalls does not keep
+# triggering small checkpoints, and an import, which never waits that long, is not slowed.
+IDLE_CHECKPOINT_S = 2.0
+IDLE_CHECKPOINT_ROWS = 1000
 log = logging.getLogger("engram.engine")
 
 
@@ -93,6 +103,9 @@ class Writer(threading.Thread):
         self.full_error = ""
         self._full_last = 0.0  # the last refusal for a full store
         self._last_commit = 0.0
+        self._quiet_since = time.monotonic()  # the last commit (or start)
+        self._checkpointed_at = conn.total_changes  # rows changed by then
+        self.idle_checkpoints = 0
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -136,27 +149,64 @@ class Writer(threading.Thread):
         while True:
             with self._cv:
                 while not self._pending and not self._closed:
-                    self._cv.wait(1.0 if self.full_since else None)
+                    idle_in = self._checkpoint_in()
+                    if idle_in == 0.0:
+                        break
+                    waits = [t for t in (idle_in, 1.0 if self.full_since else None)
+                             if t is not None]
+                    self._cv.wait(min(waits) if waits else None)
                     self._check_room()
-                if not self._pending:
+                if not self._pending and not self._closed:
+                    ops = None
+                elif not self._pending:
                     return
-                ops: list[_Op] = []
-                while self._pending and len(ops) < MAX_OPS_PER_COMMIT:
-                    alone = isinstance(self._pending[0][0], OutsideTransaction)
-                    if alone and ops:
-                        break
-                    ops.append(self._pending.popleft())
-                    if alone:
-                        break
-            if isinstance(ops[0][0], OutsideTransaction):
+                else:
+                    ops = self._take()
+            if ops is None:
+                self._idle_checkpoint()
+            elif isinstance(ops[0][0], OutsideTransaction):
                 fn, args, fut = ops[0]
                 if fut.set_running_or_notify_cancel():
                     try:
                         fut.set_result(fn(self._conn, *args))
                     except Exception as exc:
                         fut.set_exception(exc)
-                continue
-            self._execute(ops)
+            else:
+                self._execute(ops)
+
+    def _take(self) -> list[_Op]:
+        """The next group to run (under the lock): up to MAX_OPS_PER_COMMIT operations, or
+        one OutsideTransaction alone."""
+        ops: list[_Op] = []
+        while self._pending and len(ops) < MAX_OPS_PER_COMMIT:
+            alone = isinstance(self._pending[0][0], OutsideTransaction)
+            if alone and ops:
+                break
+            ops.append(self._pending.popleft())
+            if alone:
+                break
+        return ops
+
+    def _checkpoint_in(self) -> float | None:
+        """Seconds until an idle checkpoint is due (0: now), None when none is."""
+        if self._conn.total_changes - self._checkpointed_at < IDLE_CHECKPOINT_ROWS:
+            return None
+        return max(0.0, IDLE_CHECKPOINT_S - (time.monotonic() - self._quiet_since))
+
+    def _idle_checkpoint(self) -> None:
+        """Copy the WAL into the database while nothing is written (PASSIVE: readers are
+        not waited for; what a reader's snapshot still needs stays, for the next one)."""
+        self._checkpointed_at = self._conn.total_changes
+        started = time.perf_counter()
+        try:
+            busy, frames, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        except sqlite3.Error as exc:
+            log.debug("idle checkpoint: %s", exc)
+            return
+        self.idle_checkpoints += 1
+        log.debug("idle checkpoint: %d of %d WAL pages in %.0f ms%s", copied, frames,
+                  (time.perf_counter() - started) * 1e3,
+                  " (readers' snapshots hold the rest)" if busy or copied < frames else "")
 
     def _execute(self, ops: list[_Op]) -> None:
         # Optimistic group commit: every operation in one transaction, no SAVEPOINTs (a
@@ -215,6 +265,7 @@ class Writer(threading.Thread):
             return [(fut, None, error) for fut, _, _ in done]
         self.commits += 1
         self._last_commit = time.time()
+        self._quiet_since = time.monotonic()
         self._check_room()
         return done
 

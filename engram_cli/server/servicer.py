@@ -321,6 +321,7 @@ class EngramServicer(svc.EngramServiceServicer):
             "write_queue.capacity": float(stats["queue_capacity"]),
             "write_queue.pressure": float(stats["pressure"]),
             "writer.commits": float(stats["commits"]),
+            "writer.idle_checkpoints": float(stats["idle_checkpoints"]),
         }
         tiers = stats["tiers"]
         metrics.update({
