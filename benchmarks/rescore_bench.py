@@ -65,9 +65,9 @@ def main() -> None:
     times: dict[str, list[float]] = {"look-up": [], "faiss": [], "scan": []}
     for i, q in enumerate(queries):
         t = time.perf_counter()
-        _, found = coded.probe.search(q.reshape(1, -1), args.candidates)
+        found = coded.scan(q.reshape(1, -1), args.candidates)
         times["scan"].append(time.perf_counter() - t)
-        found = np.unique(found[0][found[0] >= 0])
+        found = np.unique(found[found >= 0])
         way = ("look-up", "faiss")[i % 2]
         coded._lookup = lookup if way == "look-up" else None
         t = time.perf_counter()

@@ -3,15 +3,16 @@
     python benchmarks/vector_index_bench.py                 # 1,000,000 vectors
     python benchmarks/vector_index_bench.py --n 200000 --queries 500
     python benchmarks/vector_index_bench.py --n 300000 --only 12,13,14   # the engine's index
-    python benchmarks/vector_index_bench.py --only 14,15 --queries 300    # one scan or two
+    python benchmarks/vector_index_bench.py --only 14,15 --queries 300    # two threads or one
 
 Candidates 12 and 13 are faiss IVF-SQ8 as the engine built it before (8-bit codes in
 k-means lists, the cue's nearest lists scanned) at the list counts a space had from 80,000
 and from 320,000 vectors; 14 is the engine's own index (engine/vectors.py: every vector's
 4-bit fast-scan code scanned, the best re-scored with 8-bit codes) grown as the server
 grows it (exact store, trained at TRAIN_AT, retrained at each four-fold growth: the build
-rate includes the retraining), searched at each `vector_candidates`; 15 is the same with
-the vectors dealt to two spaces, a search scanning both on two threads. Each is also
+rate includes the retraining), searched at each `vector_candidates`, its two probes scanned
+side by side on two threads; 15 is the same index with both scanned on the calling thread
+(a search when the second thread is busy, or a hybrid recall's search). Each is also
 re-scored exactly from 2x and 4x the candidates, as recall re-scores what the index
 proposes.
 
@@ -381,15 +382,15 @@ class Engine(Candidate):
         "remove": "8-bit codes O(1), stale fast-scan codes filtered", "filter": "no",
         "save/load": "write_index/read_index", "mmap": "no (read whole)",
         "quant": "PQ 4-bit + SQ8"}
-    spaces: tuple[str, ...] = ("default",)  # the vectors are dealt to these, 10,000 at a time
 
     def __init__(self, n: int) -> None:
         super().__init__(n)
         from engram_cli.engine.vectors import TRAIN_AT
 
-        self.name = f"engram fast-scan + SQ8 t1 (train at {TRAIN_AT:,})"
-        self.threads = 1
+        self.name = f"engram fast-scan + SQ8 t2 (train at {TRAIN_AT:,})"
+        self.threads = 2
         self.quantization = "i8"
+        self.split = True  # a search's probes scanned on two threads
 
     def build(self, vecs: np.ndarray, keys: np.ndarray) -> float:
         import faiss
@@ -401,15 +402,14 @@ class Engine(Candidate):
         self.index = VectorIndex.open(self.dir, IndexConfig(model="bench"))
         train_s = 0.0
         for i in range(0, len(vecs), 10_000):
-            space = self.spaces[i // 10_000 % len(self.spaces)]
-            self.index.add(space, keys[i:i + 10_000], vecs[i:i + 10_000])
+            self.index.add("default", keys[i:i + 10_000], vecs[i:i + 10_000])
             if self.index.due():
                 t = time.perf_counter()
-                self.index.rebuild(space)
+                self.index.rebuild("default")
                 train_s += time.perf_counter() - t
-        shapes = [self.index.describe()[space] for space in self.spaces]
-        self.name += " trained on " + " + ".join(f"{s['trained_on']:,}" for s in shapes)
-        print(f"engine: {shapes}, retraining took {train_s:.1f} s", file=sys.stderr)
+        shape = self.index.describe()["default"]
+        self.name += f" trained on {shape['trained_on']:,}"
+        print(f"engine: {shape}, retraining took {train_s:.1f} s", file=sys.stderr)
         return 0.0  # retraining is part of the build here: it runs as the index grows
 
     def save(self, path: Path) -> None:
@@ -427,45 +427,29 @@ class Engine(Candidate):
 
         faiss.omp_set_num_threads(1)
         self.index = VectorIndex.open(path, IndexConfig(model="bench"))
+        # an index an earlier version saved is retrained as the server's indexer would
+        while (space := self.index.due()) is not None:
+            self.index.rebuild(space)
 
     def settings(self) -> list[tuple[str, Callable[..., np.ndarray]]]:
         out: list[tuple[str, Callable[..., np.ndarray]]] = []
         for cands in (64, 128, 256, 512):
             def search(q: np.ndarray, k: int, cands: int = cands) -> np.ndarray:
                 self.index.set_candidates(cands)
-                return np.array([key for key, _ in self.index.search("default", q, k)])
+                return np.array([key for key, _ in self.index.search("default", q, k,
+                                                                     self.split)])
             out.append((f"vector_candidates {cands}", search))
         return out
 
 
-class EngineHalves(Engine):
-    """The engine's index with the vectors dealt to two spaces (two coded stores of half
-    the codes each), a search scanning both at once on two threads and keeping the best:
-    what splitting the scan over this machine's two cores would give a search, when the
-    other core is idle (a server under load has no idle core to give)."""
-
-    spaces = ("a", "b")
+class EngineOneThread(Engine):
+    """The engine's index, each search scanning its probes on the calling thread."""
 
     def __init__(self, n: int) -> None:
         super().__init__(n)
-        self.name = self.name.replace("t1", "t2 halves")
-        self.threads = 2
-        from concurrent.futures import ThreadPoolExecutor
-
-        self.pool = ThreadPoolExecutor(1)
-
-    def settings(self) -> list[tuple[str, Callable[..., np.ndarray]]]:
-        out: list[tuple[str, Callable[..., np.ndarray]]] = []
-        for cands in (128, 256):
-            def search(q: np.ndarray, k: int, cands: int = cands) -> np.ndarray:
-                self.index.set_candidates(cands)
-                # ivf.search puts faiss on one OpenMP thread in the thread that calls it
-                b = self.pool.submit(self.index.search, "b", q, k)
-                both = self.index.search("a", q, k) + b.result()
-                both.sort(key=lambda hit: -hit[1])
-                return np.array([key for key, _ in both[:k]])
-            out.append((f"vector_candidates {cands} each", search))
-        return out
+        self.name = self.name.replace("t2", "t1")
+        self.threads = 1
+        self.split = False
 
 
 def candidates(n: int) -> list[Candidate]:
@@ -487,7 +471,7 @@ def candidates(n: int) -> list[Candidate]:
         FaissIVF(n, "SQ8", nlist=1024, residual=False, threads=1),
         FaissIVF(n, "SQ8", nlist=2048, residual=False, threads=1),
         Engine(n),
-        EngineHalves(n),
+        EngineOneThread(n),
     ]
 
 

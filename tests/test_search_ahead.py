@@ -25,15 +25,19 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "memories.jsonl
 
 
 class Counted(VectorIndex):
-    """The real index, counting its searches and on which thread they ran."""
+    """The real index, counting its searches, on which thread they ran and whether they
+    could take another thread for a scan."""
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.threads: list[str] = []
+        self.splits: list[bool] = []
 
-    def search(self, space: str, vector: Any, k: int) -> list[tuple[int, float]]:
+    def search(self, space: str, vector: Any, k: int, split: bool = True
+               ) -> list[tuple[int, float]]:
         self.threads.append(threading.current_thread().name)
-        return super().search(space, vector, k)
+        self.splits.append(split)
+        return super().search(space, vector, k, split)
 
 
 def index(tmp_path: Path) -> tuple[Counted, np.ndarray]:
@@ -54,6 +58,8 @@ def test_a_search_started_ahead_answers_as_one_made_now(tmp_path):
         got = ahead.search(ix, "default", cue, 5)
         assert got == ix.search("default", cue, 5) and got[0][0] == 8
         assert ix.threads[0].startswith("engram-search-ahead") and len(ix.threads) == 2
+        # ahead, beside this thread's work: its scan takes no third thread; here it may
+        assert ix.splits == [False, True]
         # used once: the next search runs here
         assert ahead.search(ix, "default", cue, 5) == got
         assert ix.threads[2] == threading.current_thread().name
@@ -74,10 +80,11 @@ def test_nothing_starts_ahead_when_no_thread_is_free(tmp_path):
     started = threading.Event()
 
     class Slow(Counted):
-        def search(self, space: str, vector: Any, k: int) -> list[tuple[int, float]]:
+        def search(self, space: str, vector: Any, k: int, split: bool = True
+                   ) -> list[tuple[int, float]]:
             started.set()
             assert release.wait(30)
-            return super().search(space, vector, k)
+            return super().search(space, vector, k, split)
 
     slow = Slow(tmp_path / "slow", IndexConfig(model="test"))
     slow.add("default", keys(0, 500), vecs)

@@ -181,10 +181,10 @@ def test_unusable_files_mean_an_empty_index_and_a_reason(tmp_path, vecs, damage)
 
 
 def test_a_coded_file_of_another_layout_is_refused_when_read(tmp_path, vecs):
-    # Whole (its checksum matches) but not our two parts in order: here two fast-scan
-    # parts, as a later version might split them, or another kind of 8-bit code. It must
-    # be refused at open, where the caller rebuilds, not answer each search with faiss's
-    # "key not found" (INTERNAL) or wrong scores.
+    # Whole (its checksum matches) but not our parts in order (fast-scan probes, then the
+    # 8-bit codes): here probes and no 8-bit codes, as a later version might lay them out,
+    # or another kind of 8-bit code. It must be refused at open, where the caller rebuilds,
+    # not answer each search with faiss's "key not found" (INTERNAL) or wrong scores.
     import faiss
 
     from engram_cli.engine import ivf
@@ -198,17 +198,62 @@ def test_a_coded_file_of_another_layout_is_refused_when_read(tmp_path, vecs):
                                             faiss.METRIC_INNER_PRODUCT, False)
     per_dim.train(vecs)
     per_dim.add_with_ids(vecs, keys(0, len(vecs)))
-    for second in (coded.probe, per_dim):
+    probe = coded.probes[0]
+    for parts in ([probe, probe], [probe, per_dim], [*coded.probes, per_dim],
+                  [probe] * (ivf.PROBES + 1) + [coded.codes]):
         with path.open("wb") as f:
             writer = faiss.PyCallbackIOWriter(f.write)
-            for part in (coded.probe, second):
+            for part in parts:
                 faiss.write_index(part, writer)
             del writer
         with pytest.raises(ValueError, match="not a coded vector store"):
             ivf.read(path, coded=True)
     with path.open("wb") as f:
         ivf.write(coded, f.write)
-    assert ivf.read(path, coded=True).ntotal == len(vecs)
+    again = ivf.read(path, coded=True)
+    assert again.ntotal == len(vecs) and len(again.probes) == ivf.PROBES
+
+
+def test_a_coded_store_deals_its_codes_evenly_and_answers_alike_on_one_thread_or_two(
+        vecs, monkeypatch):
+    # A search of a large store scans the second probe on another thread when that thread
+    # is free, else itself: the same answers either way. (Large: here from 0 bytes.)
+    from engram_cli.engine import ivf
+
+    monkeypatch.setattr(ivf, "SPLIT_BYTES", 0)
+    scanned_on: list[str] = []
+    scan = ivf._scan
+
+    def counted(*args: object) -> object:
+        scanned_on.append(threading.current_thread().name)
+        return scan(*args)
+
+    monkeypatch.setattr(ivf, "_scan", counted)
+    coded = ivf.train(vecs.shape[1], vecs)
+    coded.add_with_ids(vecs[:2001], keys(0, 2001))
+    for i in range(2001, 2011):  # one at a time, as a trickle of writes adds them
+        coded.add_with_ids(vecs[i:i + 1], keys(i, i + 1))
+    sizes = [int(probe.ntotal) for probe in coded.probes]
+    assert len(sizes) == ivf.PROBES == 2 and sum(sizes) == 2011 and max(sizes) - min(sizes) <= 1
+    coded.install_lookup(*coded.lookup_keys())
+    cues = range(0, 2011, 40)
+    beside = [ivf.search(coded, vecs[i:i + 1], 10, 64) for i in cues]
+    here = threading.current_thread().name
+    assert scanned_on.count(here) == len(cues) and all(
+        name.startswith("engram-scan-beside") for name in scanned_on if name != here)
+    scanned_on.clear()
+    assert ivf._BESIDE._free.acquire(blocking=False)  # busy: every probe scanned inline
+    try:
+        inline = [ivf.search(coded, vecs[i:i + 1], 10, 64) for i in cues]
+    finally:
+        ivf._BESIDE._free.release()
+    assert scanned_on == [here] * 2 * len(cues)
+    assert inline == beside
+    assert all(got[0][0] == i + 1 for i, got in zip(cues, beside, strict=True))
+    live = keys(0, 2011)
+    hits = sum(len({k for k, _ in got} & exact(vecs, vecs[i], 10, live))
+               for i, got in zip(cues, beside, strict=True))
+    assert hits / (10 * len(cues)) >= 0.9
 
 
 _WRITER = r"""

@@ -533,10 +533,12 @@ class VectorIndex:
 
     # ----------------------------------------------------------------- reading
 
-    def search(self, space: str, vector: Any, k: int) -> list[tuple[int, float]]:
+    def search(self, space: str, vector: Any, k: int, split: bool = True
+               ) -> list[tuple[int, float]]:
         """The about-`k` nearest keys of a space by cosine, as (key, similarity), best
         first; [] for a space without an index. Similarities are of the quantized vectors
-        (8-bit codes) in a coded store."""
+        (8-bit codes) in a coded store. `split`: a coded store's scan may take a second
+        thread (False where the caller's own thread works meanwhile)."""
 
         from engram_cli.engine import ivf
 
@@ -547,8 +549,8 @@ class VectorIndex:
                 return []
             if q.shape[1] != sp.dim:
                 raise InvalidArgument(dimension_error(q.shape[1], space, sp.dim, "cue"))
-            out = (ivf.search(sp.index, q, k, self.config.candidates) if sp.index.ntotal
-                   else [])
+            out = (ivf.search(sp.index, q, k, self.config.candidates, split)
+                   if sp.index.ntotal else [])
             if sp.fresh is not None and len(sp.fresh):
                 # a key is in the index or the segment, never both
                 out = sorted(out + sp.fresh.search(q[0], k), key=lambda kv: kv[1],
