@@ -12,16 +12,17 @@ found 0.92 while scanning 8-bit codes of an eighth of the space (~8 ms): neighbo
 these texts are spread over many k-means lists, so any list-based search must open a
 large share of them (benchmarks/vector_index_bench.py).
 
-Both halves are faiss IndexIVF of one list. The 8-bit half keeps a hash-table direct map
-(key -> offset), so a key is removed or reconstructed in O(1), and it is the truth of what
-the store holds. Nothing is ever removed from the fast-scan half (faiss cannot keep a
-direct map over its packed blocks, and a removal followed by an add of the same key lost
-the new code there): a removed key's code stays as a stale entry, filtered out of every
-scan (`dead`), and a replaced key's old code stays beside its new one, re-scored with the
-8-bit code of its current vector. Stale entries are counted (`stale()`), and the vector
-index retrains a store whose stale entries pass an eighth of it, which writes it anew. In
-the 8-bit half an id added twice would be held twice, so writers remove first. Vectors are
-unit length and compared by inner product: cosine.
+Both halves are faiss IndexIVF of one list (the fast-scan half in PROBES of them, which a
+search of a large store scans on two threads when one is free). The 8-bit half keeps a
+hash-table direct map (key -> offset), so a key is removed or reconstructed in O(1), and
+it is the truth of what the store holds. Nothing is ever removed from the fast-scan half
+(faiss cannot keep a direct map over its packed blocks, and a removal followed by an add
+of the same key lost the new code there): a removed key's code stays as a stale entry,
+filtered out of every scan (`dead`), and a replaced key's old code stays beside its new
+one, re-scored with the 8-bit code of its current vector. Stale entries are counted
+(`stale()`), and the vector index retrains a store whose stale entries pass an eighth of
+it, which writes it anew. In the 8-bit half an id added twice would be held twice, so
+writers remove first. Vectors are unit length and compared by inner product: cosine.
 
 Re-scoring reads each candidate's 8-bit code where it lies in the list, found through a
 look-up the vector index takes now and then off the search path (`lookup_keys`, then

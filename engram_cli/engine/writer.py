@@ -34,13 +34,15 @@ STORE_FULL_RETRY_MS = 2000
 # counts as full until writes have gone through for this long since the last refusal.
 FULL_CLEARS_AFTER_S = 5.0
 # The writer checkpoints the WAL (store.py: on its own once it holds WAL_CHECKPOINT_BYTES)
-# also when it has been idle this long after commits that changed at least IDLE_CHECKPOINT_ROWS
-# rows since it last did. Else the WAL an import leaves (up to 128 MB) is copied back by
-# whichever small commit later takes it past the limit: one of the access times recalls
-# write every second, and the copy (430-580 ms of the writer at a million memories) runs
-# beside recalls and reads their index out of the caches. Idle means no write for longer
-# than the access times' interval (engine/writes.py), so a stream of recalls does not keep
-# triggering small checkpoints, and an import, which never waits that long, is not slowed.
+# also when it has been idle this long after commits that changed at least
+# IDLE_CHECKPOINT_ROWS rows since it last did. Else what an import leaves in the WAL (up to
+# 128 MB) is copied back by whichever later commit takes it past the limit, however small:
+# at a million memories that copy took 430-580 ms of the writer (153 MB written where it
+# was counted) and came during or between recall passes, beside the recalls, for the cores
+# and the caches.
+# Idle means no write for longer than the interval of recall's access-time writes
+# (engine/writes.py), so a stream of recalls does not set off small checkpoints one after
+# another, and an import, which never leaves the writer idle that long, is not slowed.
 IDLE_CHECKPOINT_S = 2.0
 IDLE_CHECKPOINT_ROWS = 1000
 log = logging.getLogger("engram.engine")
