@@ -73,6 +73,19 @@ def test_a_search_started_ahead_answers_as_one_made_now(tmp_path):
         ahead.close()
 
 
+def test_a_search_takes_a_second_thread_only_when_its_recall_is_the_only_one(tmp_path):
+    from engram_cli.engine import recall
+
+    ix, vecs = index(tmp_path)
+    with recall.RUNNING.one():
+        recall._search(ix, "default", vecs[1], 5)
+        with recall.RUNNING.one():  # another recall under way
+            recall._search(ix, "default", vecs[1], 5)
+    recall._search(ix, "default", vecs[1], 5)  # no recall: a caller of its own
+    assert ix.splits == [True, False, True]
+    assert recall.RUNNING.count == 0
+
+
 def test_nothing_starts_ahead_when_no_thread_is_free(tmp_path):
     ix, vecs = index(tmp_path)
     ahead = SearchAhead(threads=1)

@@ -426,17 +426,17 @@ def test_a_store_coded_by_the_earlier_rule_is_retrained_after_a_restart(tmp_path
     assert {k for k, _ in again.search("default", wide[10], 3)} >= {11}
 
 
-def test_a_store_of_one_probe_is_searched_and_retrained_into_probes(tmp_path, monkeypatch,
+def test_a_store_of_one_probe_is_searched_and_retrained_with_halves(tmp_path, monkeypatch,
                                                                        vecs):
-    # An earlier version's coded store holds its fast-scan codes in one probe: it is read
-    # and searched as it is, and the merger retrains it into ivf.PROBES of them.
+    # An earlier version's coded store holds its fast-scan codes in one probe, no halves:
+    # it is read and searched as it is, and the merger retrains it with halves.
     from engram_cli.engine import ivf
 
     d = tmp_path / "vec"
     ix = VectorIndex.open(d, SMALL)
     ix.add("default", keys(0, 1200), vecs[:1200])
     with monkeypatch.context() as m:
-        m.setattr(ivf, "PROBES", 1)
+        m.setattr(ivf, "HALVES", 0)
         assert ix.rebuild("default")
     ix.save(3)
     again = VectorIndex.open(d, SMALL)

@@ -181,10 +181,11 @@ def test_unusable_files_mean_an_empty_index_and_a_reason(tmp_path, vecs, damage)
 
 
 def test_a_coded_file_of_another_layout_is_refused_when_read(tmp_path, vecs):
-    # Whole (its checksum matches) but not our parts in order (fast-scan probes, then the
-    # 8-bit codes): here probes and no 8-bit codes, as a later version might lay them out,
-    # or another kind of 8-bit code. It must be refused at open, where the caller rebuilds,
-    # not answer each search with faiss's "key not found" (INTERNAL) or wrong scores.
+    # Whole (its checksum matches) but not our parts in order (the fast-scan probe, its
+    # halves, then the 8-bit codes): here probes and no 8-bit codes, as a later version
+    # might lay them out, halves that do not add up to the whole, or another kind of
+    # 8-bit code. It must be refused at open, where the caller rebuilds, not answer each
+    # search with faiss's "key not found" (INTERNAL) or wrong scores.
     import faiss
 
     from engram_cli.engine import ivf
@@ -200,7 +201,8 @@ def test_a_coded_file_of_another_layout_is_refused_when_read(tmp_path, vecs):
     per_dim.add_with_ids(vecs, keys(0, len(vecs)))
     probe = coded.probes[0]
     for parts in ([probe, probe], [probe, per_dim], [*coded.probes, per_dim],
-                  [probe] * (ivf.PROBES + 1) + [coded.codes]):
+                  [probe] * (ivf.HALVES + 2) + [coded.codes], [probe, probe, coded.codes],
+                  [probe] * (ivf.HALVES + 1) + [coded.codes]):
         with path.open("wb") as f:
             writer = faiss.PyCallbackIOWriter(f.write)
             for part in parts:
@@ -211,13 +213,15 @@ def test_a_coded_file_of_another_layout_is_refused_when_read(tmp_path, vecs):
     with path.open("wb") as f:
         ivf.write(coded, f.write)
     again = ivf.read(path, coded=True)
-    assert again.ntotal == len(vecs) and len(again.probes) == ivf.PROBES
+    assert again.ntotal == len(vecs) and len(again.probes) == 1 + ivf.HALVES
 
 
 def test_a_coded_store_deals_its_codes_evenly_and_answers_alike_on_one_thread_or_two(
         vecs, monkeypatch):
-    # A search of a large store scans the second probe on another thread when that thread
-    # is free, else itself: the same answers either way. (Large: here from 0 bytes.)
+    # A search of a large store scans the halves of its codes side by side when no other
+    # scan is under way and the other thread is free, else the whole: near the same
+    # answers either way (half the candidates from each half are not quite the whole's).
+    # (Large: here from 0 bytes.)
     from engram_cli.engine import ivf
 
     monkeypatch.setattr(ivf, "SPLIT_BYTES", 0)
@@ -233,8 +237,9 @@ def test_a_coded_store_deals_its_codes_evenly_and_answers_alike_on_one_thread_or
     coded.add_with_ids(vecs[:2001], keys(0, 2001))
     for i in range(2001, 2011):  # one at a time, as a trickle of writes adds them
         coded.add_with_ids(vecs[i:i + 1], keys(i, i + 1))
-    sizes = [int(probe.ntotal) for probe in coded.probes]
-    assert len(sizes) == ivf.PROBES == 2 and sum(sizes) == 2011 and max(sizes) - min(sizes) <= 1
+    whole, *halves = [int(probe.ntotal) for probe in coded.probes]
+    assert whole == sum(halves) == 2011 and len(halves) == ivf.HALVES == 2
+    assert max(halves) - min(halves) <= 1
     coded.install_lookup(*coded.lookup_keys())
     cues = range(0, 2011, 40)
     beside = [ivf.search(coded, vecs[i:i + 1], 10, 64) for i in cues]
@@ -247,13 +252,20 @@ def test_a_coded_store_deals_its_codes_evenly_and_answers_alike_on_one_thread_or
         inline = [ivf.search(coded, vecs[i:i + 1], 10, 64) for i in cues]
     finally:
         ivf._BESIDE._free.release()
-    assert scanned_on == [here] * 2 * len(cues)
-    assert inline == beside
-    assert all(got[0][0] == i + 1 for i, got in zip(cues, beside, strict=True))
+    assert scanned_on == [here] * len(cues)  # the whole
+    scanned_on.clear()
+    with ivf._BESIDE.scanning():  # another search's scan under way: this one keeps to itself
+        assert [ivf.search(coded, vecs[i:i + 1], 10, 64) for i in cues] == inline
+    assert scanned_on == [here] * len(cues)
     live = keys(0, 2011)
-    hits = sum(len({k for k, _ in got} & exact(vecs, vecs[i], 10, live))
-               for i, got in zip(cues, beside, strict=True))
-    assert hits / (10 * len(cues)) >= 0.9
+    for answers in (beside, inline):
+        assert all(got[0][0] == i + 1 for i, got in zip(cues, answers, strict=True))
+        hits = sum(len({k for k, _ in got} & exact(vecs, vecs[i], 10, live))
+                   for i, got in zip(cues, answers, strict=True))
+        assert hits / (10 * len(cues)) >= 0.9
+    same = sum(len({k for k, _ in a} & {k for k, _ in b})
+               for a, b in zip(beside, inline, strict=True))
+    assert same / (10 * len(cues)) >= 0.95
 
 
 _WRITER = r"""

@@ -51,14 +51,15 @@ class SearchAhead:
 
     def search(self, index: Any, space: str, cue: Any, k: int) -> Any:
         """`index.search(space, cue, k)`: the one started ahead with these same arguments
-        (the same cue object), else now."""
+        (the same cue object), else now (on this thread alone)."""
         ahead = getattr(self._local, "ahead", None)
         self._local.ahead = None
         if ahead is not None:
             a_index, a_space, a_cue, a_k, future = ahead
             if a_index is index and a_space == space and a_cue is cue and a_k == k:
                 return future.result()
-        return index.search(space, cue, k)
+        # not started ahead: no thread was free, the server is busy; no second thread here
+        return index.search(space, cue, k, split=False)
 
     def clear(self) -> None:
         """Forget this thread's search under way (its answer is not wanted)."""

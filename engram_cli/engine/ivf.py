@@ -12,17 +12,18 @@ found 0.92 while scanning 8-bit codes of an eighth of the space (~8 ms): neighbo
 these texts are spread over many k-means lists, so any list-based search must open a
 large share of them (benchmarks/vector_index_bench.py).
 
-Both halves are faiss IndexIVF of one list (the fast-scan half in PROBES of them, which a
-search of a large store scans on two threads when one is free). The 8-bit half keeps a
-hash-table direct map (key -> offset), so a key is removed or reconstructed in O(1), and
-it is the truth of what the store holds. Nothing is ever removed from the fast-scan half
-(faiss cannot keep a direct map over its packed blocks, and a removal followed by an add
-of the same key lost the new code there): a removed key's code stays as a stale entry,
-filtered out of every scan (`dead`), and a replaced key's old code stays beside its new
-one, re-scored with the 8-bit code of its current vector. Stale entries are counted
-(`stale()`), and the vector index retrains a store whose stale entries pass an eighth of
-it, which writes it anew. In the 8-bit half an id added twice would be held twice, so
-writers remove first. Vectors are unit length and compared by inner product: cosine.
+Both halves are faiss IndexIVF of one list (the fast-scan half twice: whole, and dealt to
+HALVES probes that a search of a large store scans on two threads when one is free). The
+8-bit half keeps a hash-table direct map (key -> offset), so a key is removed or
+reconstructed in O(1), and it is the truth of what the store holds. Nothing is ever
+removed from the fast-scan half (faiss cannot keep a direct map over its packed blocks,
+and a removal followed by an add of the same key lost the new code there): a removed key's
+code stays as a stale entry, filtered out of every scan (`dead`), and a replaced key's old
+code stays beside its new one, re-scored with the 8-bit code of its current vector. Stale
+entries are counted (`stale()`), and the vector index retrains a store whose stale entries
+pass an eighth of it, which writes it anew. In the 8-bit half an id added twice would be
+held twice, so writers remove first. Vectors are unit length and compared by inner
+product: cosine.
 
 Re-scoring reads each candidate's 8-bit code where it lies in the list, found through a
 look-up the vector index takes now and then off the search path (`lookup_keys`, then
@@ -36,8 +37,9 @@ or places wrongly (added or moved since) is reconstructed by faiss as before.
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -86,18 +88,21 @@ FAST_SCAN_BLOCK = 32  # codes per SIMD block (faiss's bbs)
 # slices a hybrid recall at a million took ~12 page faults instead of ~110: p50 0.98x,
 # p99 0.98x in one process, p50 0.99x, p99 0.95x over gRPC.
 RESCORE_SLICE_BYTES = 64 * 1024
-# A coded store's fast-scan codes are dealt to this many probes (a batch's vectors in turn,
-# the emptiest probe first), each scanned for SPLIT_SHARE of a search's candidates (0.5:
-# as many re-scored as from one probe; at a million, recall@10 0.978 against 0.979). A
-# store of at least SPLIT_BYTES of them scans the second on another thread when that
-# thread is free (`_Beside`): a scan reads every code, and past the caches this machine's
-# memory sets its pace, which two cores reading at once nearly double. At a million
-# vectors in one process, queries alternated: p50 0.60x (hot) and 0.66x (after a 300 MB
-# read) of one thread's, 2.34 against 3.96 ms, p99 0.65x; on another day 1.41 against
-# 1.90 ms (0.74x), at 600,000 0.79x, at 400,000 (12.8 MB) 0.95x, at 200,000 0.92x but
-# with twice the p99: handing half a small scan to another thread costs what it saves.
-# Scanned on one thread, two probes cost ~3% more than one (two calls into faiss).
-PROBES = 2
+# A coded store keeps its fast-scan codes twice: in one probe, and dealt to HALVES probes
+# (a batch's vectors in turn, the emptiest first). A search of a store of at least
+# SPLIT_BYTES of codes, when no other scan is under way and `_Beside`'s thread is free,
+# scans the halves side by side, each for SPLIT_SHARE of the candidates (0.5: as many
+# re-scored as from one probe; at a million, recall@10 0.978 against 0.979); any other
+# search scans the whole probe, one call into faiss, as before. A scan reads every code,
+# and past the caches this machine's memory sets its pace, which two cores reading at once
+# nearly double: at a million vectors in one process, queries alternated, p50 0.60x (hot)
+# and 0.66x (after a 300 MB read) of one thread's, 2.34 against 3.87 ms, p99 0.65x; on
+# another day 1.41 against 1.90 ms (0.74x), at 600,000 0.79x, at 400,000 (12.8 MB) 0.95x,
+# at 200,000 0.92x but with twice the p99: handing half a small scan over costs what it
+# saves. Only halves, scanned one after the other on a busy server, cost more than one
+# probe: 1.03x in one process, and with four clients recalling at once 0.94-0.95x the
+# recalls a second; hence the whole probe too (32 bytes a vector more at 256-d).
+HALVES = 2
 SPLIT_SHARE = 0.5
 SPLIT_BYTES = 16 << 20
 # Codes added or removed since a store's look-up was taken before it is taken again (or a
@@ -112,16 +117,15 @@ class Coded:
     """A trained space: the fast-scan codes that propose and the 8-bit codes that decide."""
 
     def __init__(self, probes: list[Any], codes: Any) -> None:
-        # IndexIVFPQFastScan each, one list, no direct map, only appended to; PROBES of
-        # them (one in a store an earlier version wrote: `outdated`)
+        # IndexIVFPQFastScan each, one list, no direct map, only appended to: the whole,
+        # then HALVES halves (none in a store an earlier version wrote: `outdated`)
         self.probes = probes
         self.codes = codes  # IndexIVFScalarQuantizer 8-bit, one list, hash-table map
         self.d = int(codes.d)
-        # Keys with a code in a probe and none in `codes`: removed, not added again.
+        # Keys with a code in the probes and none in `codes`: removed, not added again.
         self.dead: set[int] = set()
         if self.stale():
-            held = np.concatenate([_ids(probe) for probe in probes])
-            self.dead.update(np.setdiff1d(held, _ids(codes)).tolist())
+            self.dead.update(np.setdiff1d(_ids(probes[0]), _ids(codes)).tolist())
         # QT_8bit_uniform decodes byte c of any dimension as vmin + vdiff * (c + 0.5) / 255.
         self._vmin, self._vdiff = (float(v) for v in faiss.vector_to_array(codes.sq.trained)[:2])
         # Where each key's code lay in the 8-bit list when taken: (lowest key, position by
@@ -136,8 +140,8 @@ class Coded:
 
     @property
     def scanned(self) -> int:
-        """Fast-scan codes a search reads: every probe's."""
-        return sum(int(probe.ntotal) for probe in self.probes)
+        """Fast-scan codes a search reads: the whole probe's."""
+        return int(self.probes[0].ntotal)
 
     def stale(self) -> int:
         """Probe entries of removed or replaced vectors."""
@@ -145,14 +149,15 @@ class Coded:
 
     def outdated(self) -> bool:
         """Whether the fast-scan codes are not those `train` makes now (an earlier
-        version's: 64 sub-quantizers whatever the dimension, or all in one probe)."""
-        return len(self.probes) != PROBES or any(int(probe.M) != pq_m(self.d)
-                                                 for probe in self.probes)
+        version's: 64 sub-quantizers whatever the dimension, or no halves)."""
+        return len(self.probes) != 1 + HALVES or any(int(probe.M) != pq_m(self.d)
+                                                     for probe in self.probes)
 
     def add_with_ids(self, vecs: Any, keys: Any) -> None:
         """Add keys absent from the store (remove_ids first to replace)."""
         self.codes.add_with_ids(vecs, keys)
-        emptiest = sorted(self.probes, key=lambda probe: int(probe.ntotal))
+        self.probes[0].add_with_ids(vecs, keys)
+        emptiest = sorted(self.probes[1:], key=lambda probe: int(probe.ntotal))
         for turn, probe in enumerate(emptiest):
             part = slice(turn, None, len(emptiest))
             if len(keys[part]):
@@ -175,21 +180,20 @@ class Coded:
         return self.codes.reconstruct_batch(keys)
 
     def scan(self, q: Any, n: int, split: bool = True) -> Any:
-        """The keys of about the `n` best fast-scan codes for the 1 x dim `q` (each probe's
-        SPLIT_SHARE of them; -1 where a probe holds fewer), the probes scanned side by side
-        when `split`, the store holds SPLIT_BYTES of codes and `_BESIDE`'s thread is free,
-        else one after the other."""
-        if len(self.probes) == 1:
-            return self.probes[0].search(q, n)[1][0]
-        each = max(1, -(-int(n * SPLIT_SHARE * PROBES) // len(self.probes)))
-        first, *others = self.probes
-        split = split and self.scanned * int(first.code_size) >= SPLIT_BYTES
-        futures = [_BESIDE.submit(_scan, probe, q, each) if split else None
-                   for probe in others]
-        found = [_scan(first, q, each)]
-        found += [future.result() if future is not None else _scan(probe, q, each)
-                  for probe, future in zip(others, futures, strict=True)]
-        return np.concatenate(found)
+        """The keys of about the `n` best fast-scan codes for the 1 x dim `q` (-1 where the
+        store holds fewer): of the halves side by side when `split`, the store holds
+        SPLIT_BYTES of codes, no other scan is under way and `_BESIDE`'s thread is free
+        (each half's SPLIT_SHARE of them), else of the whole probe."""
+        whole, *halves = self.probes
+        with _BESIDE.scanning() as alone:
+            if split and alone and len(halves) > 1 \
+                    and self.scanned * int(whole.code_size) >= SPLIT_BYTES:
+                each = max(1, int(np.ceil(n * SPLIT_SHARE)))
+                first, *rest = halves
+                future = _BESIDE.submit(_scan_all, rest, q, each)
+                if future is not None:
+                    return np.concatenate([_scan(first, q, each), *future.result()])
+            return _scan(whole, q, n)
 
     def lookup_due(self) -> bool:
         return self._lookup is None or self._changed > max(LOOKUP_SLACK, self.ntotal // 16)
@@ -256,16 +260,35 @@ def _scan(probe: Any, q: Any, n: int) -> Any:
     return probe.search(q, n)[1][0]
 
 
+def _scan_all(probes: list[Any], q: Any, n: int) -> list[Any]:
+    return [_scan(probe, q, n) for probe in probes]
+
+
 class _Beside:
-    """One thread that scans a probe beside the caller's scan of another, when it is free:
-    a server whose cores are busy with other recalls gains nothing from handing work to
-    another thread (the caller then scans every probe itself, as before). The answer is
-    the same either way (engine/ahead.py does the same for a hybrid recall's search)."""
+    """One thread that scans a probe beside the caller's scan of another, when no other
+    scan is under way and the thread is free: a server whose cores are busy with other
+    recalls gains nothing from handing work to another thread (the caller then scans the
+    whole probe itself, as before). The answers differ a little (half the candidates
+    from each half are not quite the whole's best: recall@10 0.978 against 0.979 at a
+    million)."""
 
     def __init__(self) -> None:
         self._free = threading.Semaphore(1)
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
+        self._scans = 0  # under way, in any thread
+
+    @contextlib.contextmanager
+    def scanning(self) -> Iterator[bool]:
+        """Count a scan under way while in the block; yields whether it is the only one."""
+        with self._lock:
+            self._scans += 1
+            alone = self._scans == 1
+        try:
+            yield alone
+        finally:
+            with self._lock:
+                self._scans -= 1
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future | None:
         """`fn(*args)` under way on the thread, or None when it is busy."""
@@ -355,9 +378,9 @@ def train(dim: int, sample: Any) -> Coded:
                                      faiss.METRIC_INNER_PRODUCT, FAST_SCAN_BLOCK)
     probe.by_residual = False
     probe.train(sample)
-    # the others trained alike: copies of the empty trained one
+    # the halves trained alike: copies of the empty trained whole
     probes = [probe] + [faiss.deserialize_index(faiss.serialize_index(probe))
-                        for _ in range(PROBES - 1)]
+                        for _ in range(HALVES)]
     codes = faiss.IndexIVFScalarQuantizer(_one_list(dim), dim, 1,
                                           faiss.ScalarQuantizer.QT_8bit_uniform,
                                           faiss.METRIC_INNER_PRODUCT, False)
@@ -371,9 +394,9 @@ def sample_size(n: int) -> int:
 
 
 def read(path: Path, coded: bool) -> Any:
-    """The index in a file `write` wrote (a coded store when `coded`: its probes, one or
-    PROBES, then its 8-bit codes); ValueError when it is not one of ours. (read_index keeps
-    the direct map; it is restored if lacking.)"""
+    """The index in a file `write` wrote (a coded store when `coded`: its whole probe, its
+    HALVES halves if it has them, then its 8-bit codes); ValueError when it is not one of
+    ours. (read_index keeps the direct map; it is restored if lacking.)"""
     try:
         reader = faiss.FileIOReader(str(path))
         parts = [faiss.read_index(reader)]
@@ -381,7 +404,7 @@ def read(path: Path, coded: bool) -> Any:
         raise ValueError(f"{path.name}: {exc}") from None
     try:
         while coded and isinstance(parts[-1], faiss.IndexIVFPQFastScan) \
-                and len(parts) <= PROBES:
+                and len(parts) <= 1 + HALVES:
             parts.append(faiss.read_index(reader))
     except RuntimeError as exc:  # the end of the file where the 8-bit codes belong
         raise ValueError(f"{path.name} is not a coded vector store ({exc})") from None
@@ -393,11 +416,14 @@ def read(path: Path, coded: bool) -> Any:
             raise ValueError(f"{path.name} is not one of this version's vector stores")
     if coded:
         *probes, codes = parts
-        if not probes or any(not isinstance(probe, faiss.IndexIVFPQFastScan)
-                             or probe.d != codes.d for probe in probes) \
+        if len(probes) not in (1, 1 + HALVES) \
+                or any(not isinstance(probe, faiss.IndexIVFPQFastScan) or probe.d != codes.d
+                       for probe in probes) \
                 or not isinstance(codes, faiss.IndexIVFScalarQuantizer) \
                 or codes.sq.qtype != faiss.ScalarQuantizer.QT_8bit_uniform \
-                or sum(int(probe.ntotal) for probe in probes) < codes.ntotal:
+                or probes[0].ntotal < codes.ntotal \
+                or (len(probes) > 1
+                    and sum(int(p.ntotal) for p in probes[1:]) != probes[0].ntotal):
             raise ValueError(f"{path.name} is not a coded vector store")
         index = Coded(probes, codes)
     else:
@@ -439,7 +465,7 @@ def search(index: Any, q: Any, k: int, candidates: int, split: bool = True
     """The `k` best (key, inner product) of the unit 1 x dim `q`: of all vectors (the exact
     store), or of the coded store's `candidates` best fast-scan codes re-scored with their
     8-bit codes (more of them for a store of fewer than PQ_M sub-quantizers). `split`: its
-    probes may be scanned on two threads (`Coded.scan`)."""
+    halves may be scanned on two threads (`Coded.scan`)."""
     one_thread()  # an RPC thread's first search, or a search-ahead thread's
     if not isinstance(index, Coded):
         sims, keys = index.search(q, k)
