@@ -217,9 +217,9 @@ def test_a_coded_file_of_another_layout_is_refused_when_read(tmp_path, vecs):
 
 
 def test_a_coded_store_deals_its_codes_evenly_and_answers_alike_on_one_thread_or_two(
-        vecs, monkeypatch):
+        tmp_path, vecs, monkeypatch):
     # A search of a large store scans the halves of its codes side by side when no other
-    # scan is under way and the other thread is free, else the whole: near the same
+    # search is under way and the other thread is free, else the whole: near the same
     # answers either way (half the candidates from each half are not quite the whole's).
     # (Large: here from 0 bytes.)
     from engram_cli.engine import ivf
@@ -253,12 +253,21 @@ def test_a_coded_store_deals_its_codes_evenly_and_answers_alike_on_one_thread_or
     finally:
         ivf._BESIDE._free.release()
     assert scanned_on == [here] * len(cues)  # the whole
+    # Through the index: another search under way (here: this thread already inside the
+    # index's read lock), and this one keeps to itself; alone, it splits.
+    ix = VectorIndex.open(tmp_path / "vec", IndexConfig(model=DEFAULT_MODEL, train_at=500,
+                                                        candidates=64))
+    ix.add("default", keys(0, 2011), vecs[:2011])
+    assert ix.rebuild("default")
     scanned_on.clear()
-    with ivf._BESIDE.scanning():  # another search's scan under way: this one keeps to itself
-        assert [ivf.search(coded, vecs[i:i + 1], 10, 64) for i in cues] == inline
+    with ix._lock.read():
+        under_way = [ix.search("default", vecs[i], 10) for i in cues]
     assert scanned_on == [here] * len(cues)
+    scanned_on.clear()
+    alone = [ix.search("default", vecs[i], 10) for i in cues]
+    assert scanned_on.count(here) == len(cues) and len(scanned_on) == 2 * len(cues)
     live = keys(0, 2011)
-    for answers in (beside, inline):
+    for answers in (beside, inline, under_way, alone):
         assert all(got[0][0] == i + 1 for i, got in zip(cues, answers, strict=True))
         hits = sum(len({k for k, _ in got} & exact(vecs, vecs[i], 10, live))
                    for i, got in zip(cues, answers, strict=True))

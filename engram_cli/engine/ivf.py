@@ -37,9 +37,8 @@ or places wrongly (added or moved since) is reconstructed by faiss as before.
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -90,8 +89,9 @@ FAST_SCAN_BLOCK = 32  # codes per SIMD block (faiss's bbs)
 RESCORE_SLICE_BYTES = 64 * 1024
 # A coded store keeps its fast-scan codes twice: in one probe, and dealt to HALVES probes
 # (a batch's vectors in turn, the emptiest first). A search of a store of at least
-# SPLIT_BYTES of codes, when no other scan is under way and `_Beside`'s thread is free,
-# scans the halves side by side, each for SPLIT_SHARE of the candidates (0.5: as many
+# SPLIT_BYTES of codes, when its caller allows it (engine/vectors.py: no other search under
+# way; engine/recall.py: no other recall) and `_Beside`'s thread is free, scans the halves
+# side by side, each for SPLIT_SHARE of the candidates (0.5: as many
 # re-scored as from one probe; at a million, recall@10 0.978 against 0.979); any other
 # search scans the whole probe, one call into faiss, as before. A scan reads every code,
 # and past the caches this machine's memory sets its pace, which two cores reading at once
@@ -182,18 +182,16 @@ class Coded:
     def scan(self, q: Any, n: int, split: bool = True) -> Any:
         """The keys of about the `n` best fast-scan codes for the 1 x dim `q` (-1 where the
         store holds fewer): of the halves side by side when `split`, the store holds
-        SPLIT_BYTES of codes, no other scan is under way and `_BESIDE`'s thread is free
-        (each half's SPLIT_SHARE of them), else of the whole probe."""
+        SPLIT_BYTES of codes and `_BESIDE`'s thread is free (each half's SPLIT_SHARE of
+        them), else of the whole probe."""
         whole, *halves = self.probes
-        with _BESIDE.scanning() as alone:
-            if split and alone and len(halves) > 1 \
-                    and self.scanned * int(whole.code_size) >= SPLIT_BYTES:
-                each = max(1, int(np.ceil(n * SPLIT_SHARE)))
-                first, *rest = halves
-                future = _BESIDE.submit(_scan_all, rest, q, each)
-                if future is not None:
-                    return np.concatenate([_scan(first, q, each), *future.result()])
-            return _scan(whole, q, n)
+        if split and len(halves) > 1 and self.scanned * int(whole.code_size) >= SPLIT_BYTES:
+            each = max(1, int(np.ceil(n * SPLIT_SHARE)))
+            first, *rest = halves
+            future = _BESIDE.submit(_scan_all, rest, q, each)
+            if future is not None:
+                return np.concatenate([_scan(first, q, each), *future.result()])
+        return _scan(whole, q, n)
 
     def lookup_due(self) -> bool:
         return self._lookup is None or self._changed > max(LOOKUP_SLACK, self.ntotal // 16)
@@ -265,30 +263,15 @@ def _scan_all(probes: list[Any], q: Any, n: int) -> list[Any]:
 
 
 class _Beside:
-    """One thread that scans a probe beside the caller's scan of another, when no other
-    scan is under way and the thread is free: a server whose cores are busy with other
-    recalls gains nothing from handing work to another thread (the caller then scans the
-    whole probe itself, as before). The answers differ a little (half the candidates
-    from each half are not quite the whole's best: recall@10 0.978 against 0.979 at a
-    million)."""
+    """One thread that scans a probe beside the caller's scan of another, when it is free
+    (the caller then scans the whole probe itself, as before). The answers differ a little
+    (half the candidates from each half are not quite the whole's best: recall@10 0.978
+    against 0.979 at a million)."""
 
     def __init__(self) -> None:
         self._free = threading.Semaphore(1)
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
-        self._scans = 0  # under way, in any thread
-
-    @contextlib.contextmanager
-    def scanning(self) -> Iterator[bool]:
-        """Count a scan under way while in the block; yields whether it is the only one."""
-        with self._lock:
-            self._scans += 1
-            alone = self._scans == 1
-        try:
-            yield alone
-        finally:
-            with self._lock:
-                self._scans -= 1
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future | None:
         """`fn(*args)` under way on the thread, or None when it is busy."""

@@ -26,6 +26,11 @@ class RWLock:
         self._released = 0  # times a writer let go
         self._admitting = 0  # readers a writer's release let in, not yet in
 
+    @property
+    def readers(self) -> int:
+        """Readers inside now (a moment's count, read without the lock)."""
+        return self._readers
+
     @contextlib.contextmanager
     def read(self) -> Iterator[None]:
         with self._cond:

@@ -538,7 +538,9 @@ class VectorIndex:
         """The about-`k` nearest keys of a space by cosine, as (key, similarity), best
         first; [] for a space without an index. Similarities are of the quantized vectors
         (8-bit codes) in a coded store. `split`: a coded store's scan may take a second
-        thread (False where the caller's own thread works meanwhile)."""
+        thread (False where the caller's own thread works meanwhile), if no other search
+        is under way: a server whose cores are busy with other searches gains nothing from
+        handing work to another thread."""
 
         from engram_cli.engine import ivf
 
@@ -549,7 +551,8 @@ class VectorIndex:
                 return []
             if q.shape[1] != sp.dim:
                 raise InvalidArgument(dimension_error(q.shape[1], space, sp.dim, "cue"))
-            out = (ivf.search(sp.index, q, k, self.config.candidates, split)
+            alone = self._lock.readers == 1  # this search
+            out = (ivf.search(sp.index, q, k, self.config.candidates, split and alone)
                    if sp.index.ntotal else [])
             if sp.fresh is not None and len(sp.fresh):
                 # a key is in the index or the segment, never both
