@@ -33,11 +33,11 @@ class Counted(VectorIndex):
         self.threads: list[str] = []
         self.splits: list[bool] = []
 
-    def search(self, space: str, vector: Any, k: int, split: bool = True
-               ) -> list[tuple[int, float]]:
+    def search(self, space: str, vector: Any, k: int, split: bool = True,
+               shared: Any = None) -> list[tuple[int, float]]:
         self.threads.append(threading.current_thread().name)
         self.splits.append(split)
-        return super().search(space, vector, k, split)
+        return super().search(space, vector, k, split, shared)
 
 
 def index(tmp_path: Path) -> tuple[Counted, np.ndarray]:
@@ -86,6 +86,87 @@ def test_a_search_takes_a_second_thread_only_when_its_recall_is_the_only_one(tmp
     assert recall.RUNNING.count == 0
 
 
+def test_the_thread_that_started_a_search_ahead_scans_what_is_left_of_it(tmp_path,
+                                                                          monkeypatch):
+    # A large coded store's scan is offered in halves; the thread that started it ahead
+    # takes a half once it asks for the answer. (Large: here from 0 bytes. The search
+    # ahead holds its half until the asking thread has taken the other: without the
+    # help it would wait out the 10 s and scan both.)
+    from engram_cli.engine import ivf
+
+    monkeypatch.setattr(ivf, "SPLIT_BYTES", 0)
+    rng = np.random.default_rng(5)
+    vecs = rng.standard_normal((2000, 32)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    ix = VectorIndex.open(tmp_path / "vec", IndexConfig(model="test", train_at=500,
+                                                        candidates=64))
+    ix.add("default", keys(0, 2000), vecs)
+    assert ix.rebuild("default")
+    here = threading.current_thread().name
+    scanned_on: list[str] = []
+    taken = threading.Event()
+    scan = ivf._scan
+
+    def in_turn(*args: Any) -> Any:
+        scanned_on.append(threading.current_thread().name)
+        if threading.current_thread().name == here:
+            taken.set()
+        elif hold:
+            taken.wait(10)
+        return scan(*args)
+
+    monkeypatch.setattr(ivf, "_scan", in_turn)
+    ahead = SearchAhead()
+    try:
+        hold, cue = True, vecs[7]  # the same cue object: the search started ahead
+        ahead.start(ix, "default", cue, 5, share=True)
+        shared = ahead.search(ix, "default", cue, 5)
+        assert sorted(scanned_on) == sorted([here, "engram-search-ahead_0"])
+        assert shared[0][0] == 8
+        # not shared (another recall under way): the search ahead scans the whole alone
+        scanned_on.clear()
+        hold = False
+        ahead.start(ix, "default", cue, 5)
+        alone = ahead.search(ix, "default", cue, 5)
+        assert len(scanned_on) == 1 and scanned_on[0].startswith("engram-search-ahead")
+        assert alone[0][0] == 8 and len({k for k, _ in alone} & {k for k, _ in shared}) >= 4
+        # a small store (below SPLIT_BYTES) is scanned whole even when shared
+        monkeypatch.setattr(ivf, "SPLIT_BYTES", 1 << 40)
+        scanned_on.clear()
+        cue = vecs[9]
+        ahead.start(ix, "default", cue, 5, share=True)
+        assert ahead.search(ix, "default", cue, 5)[0][0] == 10
+        assert len(scanned_on) == 1 and scanned_on[0].startswith("engram-search-ahead")
+    finally:
+        ahead.close()
+
+
+def test_a_hybrid_recall_shares_its_scan_only_when_it_is_the_only_recall(tmp_path):
+    from engram_cli.engine import recall
+
+    shares: list[bool] = []
+
+    class Recorded(SearchAhead):
+        def start(self, index: Any, space: str, cue: Any, k: int, share: bool = False
+                  ) -> None:
+            shares.append(share)
+            super().start(index, space, cue, k, share)
+
+    texts = [json.loads(line)["content"] for line in EXAMPLES.read_text().splitlines()]
+    store = Store(tmp_path / "data", Settings().replace({"consolidation_interval_s": 0.0}))
+    try:
+        store.remember_many("default", [MemoryRecord(id=f"m{i}", content=t, confidence=0.9)
+                                        for i, t in enumerate(texts[:200])])
+        import_support.wait_for(lambda: store.vector_stats()["pending"] == 0, timeout=120)
+        store._recaller._ahead = Recorded()
+        assert store.recall("default", RecallQuery(text=texts[3][:40], limit=5)).memories
+        with recall.RUNNING.one():  # another recall under way
+            assert store.recall("default", RecallQuery(text=texts[3][:40], limit=5)).memories
+        assert shares == [True, False]
+    finally:
+        store.close()
+
+
 def test_nothing_starts_ahead_when_no_thread_is_free(tmp_path):
     ix, vecs = index(tmp_path)
     ahead = SearchAhead(threads=1)
@@ -93,11 +174,11 @@ def test_nothing_starts_ahead_when_no_thread_is_free(tmp_path):
     started = threading.Event()
 
     class Slow(Counted):
-        def search(self, space: str, vector: Any, k: int, split: bool = True
-                   ) -> list[tuple[int, float]]:
+        def search(self, space: str, vector: Any, k: int, split: bool = True,
+                   shared: Any = None) -> list[tuple[int, float]]:
             started.set()
             assert release.wait(30)
-            return super().search(space, vector, k, split)
+            return super().search(space, vector, k, split, shared)
 
     slow = Slow(tmp_path / "slow", IndexConfig(model="test"))
     slow.add("default", keys(0, 500), vecs)

@@ -221,15 +221,24 @@ def test_a_coded_store_deals_its_codes_evenly_and_answers_alike_on_one_thread_or
     # A search of a large store scans the halves of its codes side by side when no other
     # search is under way and the other thread is free, else the whole: near the same
     # answers either way (half the candidates from each half are not quite the whole's).
-    # (Large: here from 0 bytes.)
+    # (Large: here from 0 bytes.) Whichever thread is free takes the next half; so that
+    # each takes one here, the caller's waits for the other to take its own (a thread
+    # starts slower than it scans a small half).
     from engram_cli.engine import ivf
 
     monkeypatch.setattr(ivf, "SPLIT_BYTES", 0)
     scanned_on: list[str] = []
     scan = ivf._scan
+    here = threading.current_thread().name
+    paired, pairing = threading.Event(), {"on": False, "missed": False}
 
     def counted(*args: object) -> object:
         scanned_on.append(threading.current_thread().name)
+        if pairing["on"] and threading.current_thread().name == here:
+            pairing["missed"] |= not pairing["missed"] and not paired.wait(5)
+            paired.clear()
+        elif pairing["on"]:
+            paired.set()
         return scan(*args)
 
     monkeypatch.setattr(ivf, "_scan", counted)
@@ -242,8 +251,10 @@ def test_a_coded_store_deals_its_codes_evenly_and_answers_alike_on_one_thread_or
     assert max(halves) - min(halves) <= 1
     coded.install_lookup(*coded.lookup_keys())
     cues = range(0, 2011, 40)
+    pairing["on"] = True
     beside = [ivf.search(coded, vecs[i:i + 1], 10, 64) for i in cues]
-    here = threading.current_thread().name
+    pairing["on"] = False
+    assert not pairing["missed"]
     assert scanned_on.count(here) == len(cues) and all(
         name.startswith("engram-scan-beside") for name in scanned_on if name != here)
     scanned_on.clear()
@@ -264,7 +275,10 @@ def test_a_coded_store_deals_its_codes_evenly_and_answers_alike_on_one_thread_or
         under_way = [ix.search("default", vecs[i], 10) for i in cues]
     assert scanned_on == [here] * len(cues)
     scanned_on.clear()
+    pairing["on"] = True
     alone = [ix.search("default", vecs[i], 10) for i in cues]
+    pairing["on"] = False
+    assert not pairing["missed"]
     assert scanned_on.count(here) == len(cues) and len(scanned_on) == 2 * len(cues)
     live = keys(0, 2011)
     for answers in (beside, inline, under_way, alone):

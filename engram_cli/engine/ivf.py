@@ -101,7 +101,12 @@ RESCORE_SLICE_BYTES = 64 * 1024
 # at 200,000 0.92x but with twice the p99: handing half a small scan over costs what it
 # saves. Only halves, scanned one after the other on a busy server, cost more than one
 # probe: 1.03x in one process, and with four clients recalling at once 0.94-0.95x the
-# recalls a second; hence the whole probe too (32 bytes a vector more at 256-d).
+# recalls a second; hence the whole probe too (32 bytes a vector more at 256-d). The
+# halves go to whichever thread is free first (`Shared`): also a hybrid recall's own
+# thread, once its full-text seeds are read, while its search runs ahead
+# (engine/ahead.py). Halves rather than quarters: at a million in one process, hybrid p50
+# 0.80x and 0.78x the search ahead alone with halves and quarters, then 0.80x and 0.82x
+# (p99 0.93x, 0.99x); eighths 0.81x, p99 0.96x; embedding cues 0.66-0.68x with each.
 HALVES = 2
 SPLIT_SHARE = 0.5
 SPLIT_BYTES = 16 << 20
@@ -179,18 +184,24 @@ class Coded:
     def reconstruct_batch(self, keys: Any) -> Any:
         return self.codes.reconstruct_batch(keys)
 
-    def scan(self, q: Any, n: int, split: bool = True) -> Any:
+    def scan(self, q: Any, n: int, split: bool = True, shared: Shared | None = None) -> Any:
         """The keys of about the `n` best fast-scan codes for the 1 x dim `q` (-1 where the
-        store holds fewer): of the halves side by side when `split`, the store holds
-        SPLIT_BYTES of codes and `_BESIDE`'s thread is free (each half's SPLIT_SHARE of
-        them), else of the whole probe."""
+        store holds fewer). Of the whole probe, unless the store holds SPLIT_BYTES of codes
+        or more and either `split` and `_BESIDE`'s thread is free, or `shared`: then of the
+        halves (SPLIT_SHARE of `n` each), which this thread and that one, or whichever
+        thread helps `shared`, take up one at a time until none is left."""
         whole, *halves = self.probes
-        if split and len(halves) > 1 and self.scanned * int(whole.code_size) >= SPLIT_BYTES:
+        if len(halves) > 1 and self.scanned * int(whole.code_size) >= SPLIT_BYTES \
+                and (split or shared is not None):
             each = max(1, int(np.ceil(n * SPLIT_SHARE)))
-            first, *rest = halves
-            future = _BESIDE.submit(_scan_all, rest, q, each)
-            if future is not None:
-                return np.concatenate([_scan(first, q, each), *future.result()])
+            if shared is None:
+                shared = Shared()
+                shared.offer(halves, q, each)
+                if _BESIDE.submit(shared.help) is None:
+                    return _scan(whole, q, n)
+            else:
+                shared.offer(halves, q, each)
+            return shared.finish()
         return _scan(whole, q, n)
 
     def lookup_due(self) -> bool:
@@ -258,13 +269,76 @@ def _scan(probe: Any, q: Any, n: int) -> Any:
     return probe.search(q, n)[1][0]
 
 
-def _scan_all(probes: list[Any], q: Any, n: int) -> list[Any]:
-    return [_scan(probe, q, n) for probe in probes]
+class Shared:
+    """One scan of a store's halves, taken up by more than one thread: each takes the next
+    half not yet taken until none is left. The thread that offers them (a search, holding
+    the vector index's read lock) waits in `finish` until every half taken is scanned, so
+    a helper reads the store only under that lock, and one that comes later finds none
+    left. A hybrid recall's search, started ahead on another thread while the recall's
+    own reads the full-text seeds, offers its halves here; the recall's thread then scans
+    what is left of them instead of waiting for it (engine/ahead.py)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._todo: list[Any] = []
+        self._q: Any = None
+        self._n = 0
+        self._busy = 0
+        self._found: list[Any] = []
+        self._error: Exception | None = None
+        self._open = True  # until the search is done with it (offered or not)
+
+    def offer(self, parts: list[Any], q: Any, n: int) -> None:
+        """Scan each of `parts` for the `n` best codes for `q` (once)."""
+        with self._cond:
+            self._todo, self._q, self._n = list(parts), q, n
+            self._cond.notify_all()
+
+    def help(self) -> None:
+        """Scan parts not yet taken until none is left, from any thread: once they are
+        offered, or at once when the search is done without (a failure is raised by
+        `finish`)."""
+        one_thread()
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._todo or not self._open or self._q is not None)
+                if not self._todo:
+                    return
+                part = self._todo.pop()
+                self._busy += 1
+            found, error = None, None
+            try:
+                found = _scan(part, self._q, self._n)
+            except Exception as exc:  # raised by `finish`, in the thread that offered
+                error = exc
+            with self._cond:
+                if error is not None:
+                    self._error = error
+                else:
+                    self._found.append(found)
+                self._busy -= 1
+                self._cond.notify_all()
+
+    def finish(self) -> Any:
+        """The keys every part's scan found, once each is scanned (this thread helps)."""
+        self.help()
+        with self._cond:
+            self._cond.wait_for(lambda: not self._busy)
+            self.close()
+            if self._error is not None:
+                raise RuntimeError("a part of the scan failed") from self._error
+            return np.concatenate(self._found)
+
+    def close(self) -> None:
+        """Nothing more will be offered: helpers waiting return."""
+        with self._cond:
+            self._open = False
+            self._cond.notify_all()
 
 
 class _Beside:
-    """One thread that scans a probe beside the caller's scan of another, when it is free
-    (the caller then scans the whole probe itself, as before). The answers differ a little
+    """One thread that scans halves beside the caller, when it is free (else the caller
+    scans the whole probe itself, as before). The answers differ a little
     (half the candidates from each half are not quite the whole's best: recall@10 0.978
     against 0.979 at a million)."""
 
@@ -443,12 +517,13 @@ def scan_candidates(index: Coded, candidates: int) -> int:
     return candidates * max(1, PQ_M // int(index.probes[0].M))
 
 
-def search(index: Any, q: Any, k: int, candidates: int, split: bool = True
-           ) -> list[tuple[int, float]]:
+def search(index: Any, q: Any, k: int, candidates: int, split: bool = True,
+           shared: Shared | None = None) -> list[tuple[int, float]]:
     """The `k` best (key, inner product) of the unit 1 x dim `q`: of all vectors (the exact
     store), or of the coded store's `candidates` best fast-scan codes re-scored with their
     8-bit codes (more of them for a store of fewer than PQ_M sub-quantizers). `split`: its
-    halves may be scanned on two threads (`Coded.scan`)."""
+    halves may be scanned on two threads; `shared`: with whichever thread helps it
+    (`Coded.scan`)."""
     one_thread()  # an RPC thread's first search, or a search-ahead thread's
     if not isinstance(index, Coded):
         sims, keys = index.search(q, k)
@@ -457,7 +532,7 @@ def search(index: Any, q: Any, k: int, candidates: int, split: bool = True
     candidates = scan_candidates(index, candidates)
     # Stale entries take places among the scan's best: ask for that many more, about.
     extra = candidates * index.stale() // max(1, index.scanned)
-    found = index.scan(q, max(k, candidates + extra), split)
+    found = index.scan(q, max(k, candidates + extra), split, shared)
     found = found[found >= 0]
     if index.dead:
         found = found[[key not in index.dead for key in found.tolist()]]

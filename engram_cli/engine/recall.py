@@ -488,7 +488,7 @@ class Recaller:
         cue = index_cue(self._indexer(), space, q.text or "", rows.space_dimension(conn, space))
         if cue is not None:
             index = self._indexer().index
-            self._ahead.start(index, space, cue, rescored(want))
+            self._ahead.start(index, space, cue, rescored(want), share=RUNNING.count <= 1)
             look.similarity = lambda rids: index.scores(space, rids, cue)
         try:
             lexical, cut_lexical = sources[0](look, q, want, limit, deadline)

@@ -533,14 +533,15 @@ class VectorIndex:
 
     # ----------------------------------------------------------------- reading
 
-    def search(self, space: str, vector: Any, k: int, split: bool = True
-               ) -> list[tuple[int, float]]:
+    def search(self, space: str, vector: Any, k: int, split: bool = True,
+               shared: Any = None) -> list[tuple[int, float]]:
         """The about-`k` nearest keys of a space by cosine, as (key, similarity), best
         first; [] for a space without an index. Similarities are of the quantized vectors
         (8-bit codes) in a coded store. `split`: a coded store's scan may take a second
         thread (False where the caller's own thread works meanwhile), if no other search
         is under way: a server whose cores are busy with other searches gains nothing from
-        handing work to another thread."""
+        handing work to another thread. `shared` (an ivf.Shared): the scan's parts are
+        offered there, for the thread that started this search ahead to help with."""
 
         from engram_cli.engine import ivf
 
@@ -552,7 +553,7 @@ class VectorIndex:
             if q.shape[1] != sp.dim:
                 raise InvalidArgument(dimension_error(q.shape[1], space, sp.dim, "cue"))
             alone = self._lock.readers == 1  # this search
-            out = (ivf.search(sp.index, q, k, self.config.candidates, split and alone)
+            out = (ivf.search(sp.index, q, k, self.config.candidates, split and alone, shared)
                    if sp.index.ntotal else [])
             if sp.fresh is not None and len(sp.fresh):
                 # a key is in the index or the segment, never both
