@@ -73,17 +73,25 @@ def test_a_search_started_ahead_answers_as_one_made_now(tmp_path):
         ahead.close()
 
 
-def test_a_search_takes_a_second_thread_only_when_its_recall_is_the_only_one(tmp_path):
+def test_a_search_takes_a_second_thread_only_when_its_recall_has_been_alone(tmp_path,
+                                                                            monkeypatch):
+    # Alone: no other recall under way, and none two at once for QUIET_S.
     from engram_cli.engine import recall
 
+    monkeypatch.setattr(recall, "QUIET_S", 0.3)
+    import_support.wait_for(recall.RUNNING.quiet, timeout=10)  # other tests' recalls
     ix, vecs = index(tmp_path)
     with recall.RUNNING.one():
         recall._search(ix, "default", vecs[1], 5)
         with recall.RUNNING.one():  # another recall under way
             recall._search(ix, "default", vecs[1], 5)
-    recall._search(ix, "default", vecs[1], 5)  # no recall: a caller of its own
-    assert ix.splits == [True, False, True]
-    assert recall.RUNNING.count == 0
+        recall._search(ix, "default", vecs[1], 5)  # alone again, but two were just now
+    recall._search(ix, "default", vecs[1], 5)  # no recall: a caller of its own, as soon
+    assert ix.splits == [True, False, False, False]
+    import_support.wait_for(recall.RUNNING.quiet, timeout=10)
+    with recall.RUNNING.one():
+        recall._search(ix, "default", vecs[1], 5)
+    assert ix.splits[-1] is True and recall.RUNNING.count == 0
 
 
 def test_the_thread_that_started_a_search_ahead_scans_what_is_left_of_it(tmp_path,
@@ -116,25 +124,38 @@ def test_the_thread_that_started_a_search_ahead_scans_what_is_left_of_it(tmp_pat
         return scan(*args)
 
     monkeypatch.setattr(ivf, "_scan", in_turn)
-    ahead = SearchAhead()
+    alone = {"at start": True, "asking": True}  # whether the caller's recall is the only one
+    answers = iter(alone.values())
+    ahead = SearchAhead(alone=lambda: next(answers))
     try:
         hold, cue = True, vecs[7]  # the same cue object: the search started ahead
-        ahead.start(ix, "default", cue, 5, share=True)
+        ahead.start(ix, "default", cue, 5)
         shared = ahead.search(ix, "default", cue, 5)
         assert sorted(scanned_on) == sorted([here, "engram-search-ahead_0"])
         assert shared[0][0] == 8
-        # not shared (another recall under way): the search ahead scans the whole alone
+        # another recall under way at the start: the search ahead scans the whole alone
         scanned_on.clear()
         hold = False
+        alone = {"at start": False}
+        answers = iter(alone.values())
         ahead.start(ix, "default", cue, 5)
-        alone = ahead.search(ix, "default", cue, 5)
+        whole = ahead.search(ix, "default", cue, 5)
         assert len(scanned_on) == 1 and scanned_on[0].startswith("engram-search-ahead")
-        assert alone[0][0] == 8 and len({k for k, _ in alone} & {k for k, _ in shared}) >= 4
+        assert whole[0][0] == 8 and len({k for k, _ in whole} & {k for k, _ in shared}) >= 4
+        # ...by the time the caller asks: the search ahead scans both halves
+        scanned_on.clear()
+        alone = {"at start": True, "asking": False}
+        answers = iter(alone.values())
+        ahead.start(ix, "default", cue, 5)
+        assert ahead.search(ix, "default", cue, 5) == shared
+        assert len(scanned_on) == 2 and all(name.startswith("engram-search-ahead")
+                                            for name in scanned_on)
         # a small store (below SPLIT_BYTES) is scanned whole even when shared
         monkeypatch.setattr(ivf, "SPLIT_BYTES", 1 << 40)
         scanned_on.clear()
         cue = vecs[9]
-        ahead.start(ix, "default", cue, 5, share=True)
+        answers = iter([True, True])
+        ahead.start(ix, "default", cue, 5)
         assert ahead.search(ix, "default", cue, 5)[0][0] == 10
         assert len(scanned_on) == 1 and scanned_on[0].startswith("engram-search-ahead")
     finally:
@@ -146,23 +167,24 @@ def test_a_hybrid_recall_shares_its_scan_only_when_it_is_the_only_recall(tmp_pat
 
     shares: list[bool] = []
 
-    class Recorded(SearchAhead):
-        def start(self, index: Any, space: str, cue: Any, k: int, share: bool = False
-                  ) -> None:
-            shares.append(share)
-            super().start(index, space, cue, k, share)
-
     texts = [json.loads(line)["content"] for line in EXAMPLES.read_text().splitlines()]
     store = Store(tmp_path / "data", Settings().replace({"consolidation_interval_s": 0.0}))
     try:
         store.remember_many("default", [MemoryRecord(id=f"m{i}", content=t, confidence=0.9)
                                         for i, t in enumerate(texts[:200])])
         import_support.wait_for(lambda: store.vector_stats()["pending"] == 0, timeout=120)
-        store._recaller._ahead = Recorded()
+        asked = store._recaller._ahead._alone  # what the recaller gave its SearchAhead
+
+        def recorded() -> bool:
+            shares.append(asked())
+            return shares[-1]
+
+        store._recaller._ahead._alone = recorded
+        import_support.wait_for(recall.RUNNING.quiet, timeout=10)  # other tests' recalls
         assert store.recall("default", RecallQuery(text=texts[3][:40], limit=5)).memories
         with recall.RUNNING.one():  # another recall under way
             assert store.recall("default", RecallQuery(text=texts[3][:40], limit=5)).memories
-        assert shares == [True, False]
+        assert shares == [True, True, False]  # at the start and when asking; then neither
     finally:
         store.close()
 

@@ -12,19 +12,22 @@ A search started ahead takes no third thread (engine/ivf.py would hand half of a
 space's scan to one): the caller's is busy with the full-text seeds meanwhile, and on 2
 cores a third thread slowed hybrid recall (p50 4.40-4.59 -> 5.13-5.22 ms at a million
 memories over gRPC, three pairs of servers alternated). But the full-text seeds are often
-read before the scan is done (at a million: ~2 ms against ~4), and the caller's thread
-then waited for it. When the recall is the only one in the process (`share`), a large
-space's scan is offered in halves (ivf.Shared): the search ahead takes one, and the
-caller's thread, once it asks for the answer, takes the other if it is not yet taken. At a
-million memories in one process, hybrid p50 0.78-0.82x (cue by cue alternated with the
-scan ahead alone, two runs); over gRPC, servers up together, 12 rounds of 200 recalls:
-p50 0.91x, p99 0.93x. With other recalls under way the caller's core is theirs: the
-search ahead scans the whole alone, as before.
+read before the scan is done (at a million ~2 ms against ~4, more on a slow machine), and
+the caller's thread then waited for it. When the caller's recall is alone (`alone`: no
+other recall under way, none two at once for a while), a large space's scan is offered in
+halves (ivf.Shared): the search ahead takes one, and the caller's thread, if still alone
+when it asks for the answer, takes the other if it is not yet taken. At a million memories
+in one process, hybrid p50 0.80x, 0.80x and 0.84x, p99 0.86-0.93x (three runs, cue by cue
+alternated with the search ahead alone); over gRPC, servers up together, rounds of 200
+recalls alternated: p50 0.87x and 0.91x, p99 0.93x and 0.95x on a slow machine, p50
+0.99-1.04x, p99 0.92-1.02x on a fast one. Otherwise the caller's core belongs to the other
+recalls and the search ahead scans alone, as before.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -33,16 +36,17 @@ if TYPE_CHECKING:
 
 
 class SearchAhead:
-    def __init__(self, threads: int = 2) -> None:
+    def __init__(self, threads: int = 2, alone: Callable[[], bool] = lambda: False) -> None:
         self._threads = threads
+        self._alone = alone  # whether the caller's recall is the only one: it may help
         self._free = threading.BoundedSemaphore(threads)
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()  # this thread's search under way, if any
 
-    def start(self, index: Any, space: str, cue: Any, k: int, share: bool = False) -> None:
-        """Begin `index.search(space, cue, k)` on another thread, if one is free; `share`:
-        the caller's thread will help with its scan once free (`search`)."""
+    def start(self, index: Any, space: str, cue: Any, k: int) -> None:
+        """Begin `index.search(space, cue, k)` on another thread, if one is free; its scan
+        shared with the caller's thread if `alone()` (`search`)."""
         self.clear()
         if not self._free.acquire(blocking=False):
             return
@@ -51,7 +55,7 @@ class SearchAhead:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(self._threads, "engram-search-ahead")
                 shared = None
-                if share:
+                if self._alone():
                     from engram_cli.engine.ivf import Shared  # faiss: with the index
 
                     shared = Shared()
@@ -77,8 +81,8 @@ class SearchAhead:
         if ahead is not None:
             a_index, a_space, a_cue, a_k, future, shared = ahead
             if a_index is index and a_space == space and a_cue is cue and a_k == k:
-                if shared is not None:
-                    shared.help()
+                if shared is not None and self._alone():  # still: else the scan ahead
+                    shared.help()                         # takes what is left
                 return future.result()
         # not started ahead: no thread was free, the server is busy; no second thread here
         return index.search(space, cue, k, split=False)

@@ -90,7 +90,8 @@ RESCORE_SLICE_BYTES = 64 * 1024
 # A coded store keeps its fast-scan codes twice: in one probe, and dealt to HALVES probes
 # (a batch's vectors in turn, the emptiest first). A search of a store of at least
 # SPLIT_BYTES of codes, when its caller allows it (engine/vectors.py: no other search under
-# way; engine/recall.py: no other recall) and `_Beside`'s thread is free, scans the halves
+# way; engine/recall.py: no other recall, nor two at once for a second) and `_Beside`'s
+# thread is free, scans the halves
 # side by side, each for SPLIT_SHARE of the candidates (0.5: as many
 # re-scored as from one probe; at a million, recall@10 0.978 against 0.979); any other
 # search scans the whole probe, one call into faiss, as before. A scan reads every code,
@@ -106,7 +107,7 @@ RESCORE_SLICE_BYTES = 64 * 1024
 # thread, once its full-text seeds are read, while its search runs ahead
 # (engine/ahead.py). Halves rather than quarters: at a million in one process, hybrid p50
 # 0.80x and 0.78x the search ahead alone with halves and quarters, then 0.80x and 0.82x
-# (p99 0.93x, 0.99x); eighths 0.81x, p99 0.96x; embedding cues 0.66-0.68x with each.
+# (p99 0.93x, 0.99x); eighths 0.81x, p99 0.96x; embedding cues 0.65-0.68x with each.
 HALVES = 2
 SPLIT_SHARE = 0.5
 SPLIT_BYTES = 16 << 20
