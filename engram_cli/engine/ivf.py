@@ -91,23 +91,22 @@ RESCORE_SLICE_BYTES = 64 * 1024
 # (a batch's vectors in turn, the emptiest first). A search of a store of at least
 # SPLIT_BYTES of codes, when its caller allows it (engine/vectors.py: no other search under
 # way; engine/recall.py: no other recall, nor two at once for a second) and `_Beside`'s
-# thread is free, scans the halves
-# side by side, each for SPLIT_SHARE of the candidates (0.5: as many
-# re-scored as from one probe; at a million, recall@10 0.978 against 0.979); any other
-# search scans the whole probe, one call into faiss, as before. A scan reads every code,
-# and past the caches this machine's memory sets its pace, which two cores reading at once
-# nearly double: at a million vectors in one process, queries alternated, p50 0.60x (hot)
-# and 0.66x (after a 300 MB read) of one thread's, 2.34 against 3.87 ms, p99 0.65x; on
-# another day 1.41 against 1.90 ms (0.74x), at 600,000 0.79x, at 400,000 (12.8 MB) 0.95x,
-# at 200,000 0.92x but with twice the p99: handing half a small scan over costs what it
-# saves. Only halves, scanned one after the other on a busy server, cost more than one
-# probe: 1.03x in one process, and with four clients recalling at once 0.94-0.95x the
-# recalls a second; hence the whole probe too (32 bytes a vector more at 256-d). The
+# thread is free, scans the halves side by side, each for SPLIT_SHARE of the candidates
+# (0.5: as many re-scored as from one probe; at a million, recall@10 0.978 against 0.979);
+# any other search scans the whole probe, one call into faiss, as before. A scan reads
+# every code, and past the caches this machine's memory sets its pace, which two cores
+# reading at once nearly double: at a million vectors in one process, queries alternated,
+# p50 0.60x (hot) and 0.66x (after a 300 MB read) of one thread's, 2.34 against 3.87 ms,
+# p99 0.65x; on another day 1.41 against 1.90 ms (0.74x), at 600,000 0.79x, at 400,000
+# (12.8 MB) 0.95x, at 200,000 0.92x but with twice the p99: handing half a small scan over
+# costs what it saves. Only halves, scanned one after the other on a busy server, cost more
+# than one probe: 1.03x in one process, and with four clients recalling at once 0.94-0.95x
+# the recalls a second; hence the whole probe too (32 bytes a vector more at 256-d). The
 # halves go to whichever thread is free first (`Shared`): also a hybrid recall's own
-# thread, once its full-text seeds are read, while its search runs ahead
-# (engine/ahead.py). Halves rather than quarters: at a million in one process, hybrid p50
-# 0.80x and 0.78x the search ahead alone with halves and quarters, then 0.80x and 0.82x
-# (p99 0.93x, 0.99x); eighths 0.81x, p99 0.96x; embedding cues 0.65-0.68x with each.
+# thread, once its full-text seeds are read, while its search runs ahead (engine/ahead.py).
+# Halves rather than quarters: at a million in one process, hybrid p50 0.80x and 0.78x the
+# search ahead alone with halves and quarters, then 0.80x and 0.82x (p99 0.93x, 0.99x);
+# eighths 0.81x, p99 0.96x; embedding cues 0.65-0.68x with each.
 HALVES = 2
 SPLIT_SHARE = 0.5
 SPLIT_BYTES = 16 << 20

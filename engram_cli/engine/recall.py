@@ -268,17 +268,19 @@ def vector_seeds(index: Any, look: Lookup, cue: Any, want: int, floor: float,
 # no two recalls have run at once for this long: a lone client's recalls, one after the
 # other, never overlap, while two clients' overlap many times a second. Gated on no other
 # recall under way at the moment alone, two clients (a million memories, servers up
-# together, windows alternated) got 0.82-0.89x the recalls a second of the version before
-# with a hybrid recall's thread helping its scan; with this gate 0.97-1.02x, and
-# 1.05-1.21x the embedding-cue recalls a second of the split gated on the moment.
+# together, windows alternated) got 0.87-0.92x the hybrid recalls a second of the version
+# before with a hybrid recall's thread helping its scan; with this gate 0.97-1.02x, and
+# 1.05-1.21x the embedding-cue recalls a second of the split gated on the moment (four
+# clients: 1.07x, as without it).
 QUIET_S = 1.0
 
 
 class _Running:
     """Recalls under way in this process. A search may hand half its scan to a second
-    thread only while its recall is the only one (engine/ivf.py): with four clients
-    recalling at once, handing it over whenever no other scan was under way served
-    0.83x the embedding recalls a second (a million memories, servers alternated)."""
+    thread only while its recall is the only one, and has been (`quiet`; engine/ivf.py,
+    engine/ahead.py): with four clients recalling at once, handing it over whenever no
+    other scan was under way served 0.83x the embedding recalls a second (a million
+    memories, servers alternated)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
