@@ -86,7 +86,7 @@ def test_a_search_takes_a_second_thread_only_when_its_recall_has_been_alone(tmp_
         with recall.RUNNING.one():  # another recall under way
             recall._search(ix, "default", vecs[1], 5)
         recall._search(ix, "default", vecs[1], 5)  # alone again, but two were just now
-    recall._search(ix, "default", vecs[1], 5)  # no recall: a caller of its own, as soon
+    recall._search(ix, "default", vecs[1], 5)  # no recall (a caller of its own), as just after
     assert ix.splits == [True, False, False, False]
     import_support.wait_for(recall.RUNNING.quiet, timeout=10)
     with recall.RUNNING.one():
