@@ -222,23 +222,24 @@ def test_a_coded_store_deals_its_codes_evenly_and_answers_alike_on_one_thread_or
     # search is under way and the other thread is free, else the whole: near the same
     # answers either way (half the candidates from each half are not quite the whole's).
     # (Large: here from 0 bytes.) Whichever thread is free takes the next half; so that
-    # each takes one here, the caller's waits for the other to take its own (a thread
-    # starts slower than it scans a small half).
+    # each takes one here, each scans only once the other is scanning too (a thread
+    # starts slower than it scans a small half, and scans one faster than the other
+    # thread takes the lock for its own).
     from engram_cli.engine import ivf
 
     monkeypatch.setattr(ivf, "SPLIT_BYTES", 0)
     scanned_on: list[str] = []
     scan = ivf._scan
     here = threading.current_thread().name
-    paired, pairing = threading.Event(), {"on": False, "missed": False}
+    paired, pairing = threading.Barrier(2), {"on": False, "missed": False}
 
     def counted(*args: object) -> object:
         scanned_on.append(threading.current_thread().name)
-        if pairing["on"] and threading.current_thread().name == here:
-            pairing["missed"] |= not pairing["missed"] and not paired.wait(5)
-            paired.clear()
-        elif pairing["on"]:
-            paired.set()
+        if pairing["on"] and not pairing["missed"]:
+            try:
+                paired.wait(5)
+            except threading.BrokenBarrierError:  # the other never came: fails below
+                pairing["missed"] = True
         return scan(*args)
 
     monkeypatch.setattr(ivf, "_scan", counted)
