@@ -193,14 +193,11 @@ class Coded:
         whole, *halves = self.probes
         if len(halves) > 1 and self.scanned * int(whole.code_size) >= SPLIT_BYTES \
                 and (split or shared is not None):
-            each = max(1, int(np.ceil(n * SPLIT_SHARE)))
-            if shared is None:
-                shared = Shared()
-                shared.offer(halves, q, each)
-                if _BESIDE.submit(shared.help) is None:
-                    return _scan(whole, q, n)
-            else:
-                shared.offer(halves, q, each)
+            beside = shared is None  # a helper of our own, if it is free
+            shared = Shared() if shared is None else shared
+            shared.offer(halves, q, max(1, int(np.ceil(n * SPLIT_SHARE))))
+            if beside and _BESIDE.submit(shared.help) is None:
+                return _scan(whole, q, n)
             return shared.finish()
         return _scan(whole, q, n)
 
@@ -301,7 +298,7 @@ class Shared:
         one_thread()
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._todo or not self._open or self._q is not None)
+                self._cond.wait_for(lambda: self._q is not None or not self._open)
                 if not self._todo:
                     return
                 part = self._todo.pop()
@@ -362,8 +359,7 @@ class _Beside:
 
     def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         try:
-            one_thread()
-            return fn(*args)
+            return fn(*args)  # Shared.help, which sets faiss's threads
         finally:
             self._free.release()
 

@@ -53,7 +53,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -69,6 +69,9 @@ from engram_cli.files import (
     write_atomic,
     write_hashed,
 )
+
+if TYPE_CHECKING:
+    from engram_cli.engine import ivf  # faiss: imported where it is first needed
 
 FORMAT = 3  # 1: usearch HNSW files; 2: IVF-SQ8 inverted files
 MANIFEST = "manifest.json"
@@ -534,13 +537,13 @@ class VectorIndex:
     # ----------------------------------------------------------------- reading
 
     def search(self, space: str, vector: Any, k: int, split: bool = True,
-               shared: Any = None) -> list[tuple[int, float]]:
+               shared: ivf.Shared | None = None) -> list[tuple[int, float]]:
         """The about-`k` nearest keys of a space by cosine, as (key, similarity), best
         first; [] for a space without an index. Similarities are of the quantized vectors
         (8-bit codes) in a coded store. `split`: a coded store's scan may take a second
         thread (False where the caller's own thread works meanwhile), if no other search
         is under way: a server whose cores are busy with other searches gains nothing from
-        handing work to another thread. `shared` (an ivf.Shared): the scan's parts are
+        handing work to another thread. `shared`: the scan's halves are
         offered there, for the thread that started this search ahead to help with."""
 
         from engram_cli.engine import ivf
