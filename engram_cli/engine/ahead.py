@@ -6,7 +6,11 @@ cores the longer of the two. The recall starts the index search here first, read
 full-text seeds, then asks for the search by its arguments and gets the answer already
 under way. A search starts ahead only when one of `threads` is free: on a server whose
 cores are busy with other recalls, handing work to another thread gains nothing, and the
-search then runs inline as before. Answers are the same either way.
+search then runs inline as before. Answers are the same either way. The cue's vector is
+computed by the caller before it starts the search: computed on the search-ahead thread
+instead, while the caller reads the full-text seeds, hybrid recall at a million memories
+took 0.999x at p50 and p99 (cue by cue alternated, the vectors not cached): the two sides
+are about as long, and the vector side's end is then the recall's.
 
 A search started ahead takes no third thread (engine/ivf.py would hand half of a large
 space's scan to one): the caller's is busy with the full-text seeds meanwhile, and on 2
