@@ -424,7 +424,7 @@ class VectorIndex:
         trained_on = len(ids)
         swapped = False
         try:
-            new = ivf.train(sp.dim, sample)
+            new = ivf.train(sp.dim, sample, trained_on)
             del sample
             for start in range(0, len(ids), COPY_CHUNK):  # copy, chunk by chunk
                 if cancelled() or self._spaces.get(space) is not sp:
@@ -537,14 +537,17 @@ class VectorIndex:
     # ----------------------------------------------------------------- reading
 
     def search(self, space: str, vector: Any, k: int, split: bool = True,
-               shared: ivf.Shared | None = None) -> list[tuple[int, float]]:
+               shared: ivf.Shared | None = None, approximate: bool = False
+               ) -> list[tuple[int, float]]:
         """The about-`k` nearest keys of a space by cosine, as (key, similarity), best
         first; [] for a space without an index. Similarities are of the quantized vectors
         (8-bit codes) in a coded store. `split`: a coded store's scan may take a second
         thread (False where the caller's own thread works meanwhile), if no other search
         is under way: a server whose cores are busy with other searches gains nothing from
         handing work to another thread. `shared`: the scan's halves are
-        offered there, for the thread that started this search ahead to help with."""
+        offered there, for the thread that started this search ahead to help with.
+        `approximate`: a large coded store's nearest lists are scanned, not every code (a
+        hybrid recall's search, engine/ivf.py)."""
 
         from engram_cli.engine import ivf
 
@@ -556,8 +559,8 @@ class VectorIndex:
             if q.shape[1] != sp.dim:
                 raise InvalidArgument(dimension_error(q.shape[1], space, sp.dim, "cue"))
             alone = self._lock.readers == 1  # this search
-            out = (ivf.search(sp.index, q, k, self.config.candidates, split and alone, shared)
-                   if sp.index.ntotal else [])
+            out = (ivf.search(sp.index, q, k, self.config.candidates, split and alone, shared,
+                              approximate) if sp.index.ntotal else [])
             if sp.fresh is not None and len(sp.fresh):
                 # a key is in the index or the segment, never both
                 out = sorted(out + sp.fresh.search(q[0], k), key=lambda kv: kv[1],
