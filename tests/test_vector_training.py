@@ -476,6 +476,11 @@ def test_a_store_without_lists_is_searched_and_retrained_with_them(tmp_path, mon
     assert again.rebuild("default") and again.due() is None
     assert again._spaces["default"].index.lists is not None
     assert found(again, vecs, 11) and found(again, vecs, 1200)
+    # added later, a chunk of the lists at a time: in the lists as in the other probes
+    again.add("default", keys(1200, 1500), vecs[1200:1500])
+    coded = again._spaces["default"].index
+    assert int(coded.lists.ntotal) == coded.scanned == 1500
+    assert 1400 in {k for k, _ in again.search("default", vecs[1399], 5, approximate=True)}
 
 
 def test_a_coded_store_keeps_its_codes_in_k_means_lists_through_write_and_read(tmp_path,

@@ -183,12 +183,13 @@ class Coded:
         return len(self.probes) != 1 + HALVES or self.lists is None \
             or any(int(probe.M) != pq_m(self.d) for probe in self.probes)
 
-    def add_with_ids(self, vecs: Any, keys: Any) -> None:
-        """Add keys absent from the store (remove_ids first to replace)."""
+    def add_with_ids(self, vecs: Any, keys: Any, lists: bool = True) -> None:
+        """Add keys absent from the store (remove_ids first to replace); to the lists too
+        unless not `lists` (then `add_to_lists` them next, before any other change)."""
         self.codes.add_with_ids(vecs, keys)
         self.probes[0].add_with_ids(vecs, keys)
-        if self.lists is not None:
-            self.lists.add_with_ids(vecs, keys)
+        if lists:
+            self.add_to_lists(vecs, keys)
         emptiest = sorted(self.probes[1:], key=lambda probe: int(probe.ntotal))
         for turn, probe in enumerate(emptiest):
             part = slice(turn, None, len(emptiest))
@@ -198,6 +199,12 @@ class Coded:
         self._changed += len(keys)
         if self.dead:
             self.dead.difference_update(keys.tolist())
+
+    def add_to_lists(self, vecs: Any, keys: Any) -> None:
+        """The lists' part of an add (each vector's nearest list found: ~4 ms for 256 at
+        1,024 lists, twice the rest of an add)."""
+        if self.lists is not None:
+            self.lists.add_with_ids(vecs, keys)
 
     def remove_ids(self, keys: Any) -> int:
         gone = int(self.codes.remove_ids(keys))
