@@ -491,11 +491,22 @@ def test_a_coded_store_keeps_its_codes_in_k_means_lists_through_write_and_read(t
 
     assert [ivf.nlist_for(n, ivf.sample_size(n)) for n in (500, 3000, 20_000, 80_000,
                                                             320_000, 4_000_000)] \
-        == [8, 64, 256, 512, 1024, 1024]
+        == [8, 64, 128, 256, 512, 1024]
     coded = ivf.train(vecs.shape[1], vecs, len(vecs))
+    assert coded.lists is not None
+    plain = ivf.faiss.deserialize_index(ivf.faiss.serialize_index(coded.lists))
     coded.add_with_ids(vecs[:2000], keys(0, 2000))
     coded.add_with_ids(vecs[2000:], keys(2000, 3000))
-    assert coded.lists is not None and not coded.outdated()
+    assert not coded.outdated()
+    # each vector in the list faiss's own add puts it in (found here without faiss)
+    plain.add_with_ids(vecs, keys(0, 3000))
+    for no in range(int(plain.nlist)):
+        size = plain.invlists.list_size(no)
+        assert coded.lists.invlists.list_size(no) == size
+        assert sorted(ivf.faiss.rev_swig_ptr(coded.lists.invlists.get_ids(no), size)) \
+            == sorted(ivf.faiss.rev_swig_ptr(plain.invlists.get_ids(no), size))
+    q = vecs[5:25]
+    assert np.array_equal(plain.search(q, 10)[1], coded.lists.search(q, 10)[1])
     assert (int(coded.lists.nlist), int(coded.lists.nprobe)) == (64, 4)
     assert int(coded.lists.ntotal) == coded.scanned == 3000
     path = tmp_path / "alpha.1.faiss"

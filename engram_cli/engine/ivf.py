@@ -119,16 +119,22 @@ SPLIT_BYTES = 16 << 20
 # at a million memories in one process, 500 held-out cues, hybrid p50 0.48x and 0.69x,
 # p99 0.61x and 0.88x the scan of every code (two copies of a store), the answers the
 # same for all 500 (and for 498 with no vector search at all); a description found from
-# its package's synopsis, 0.411 either way. Alone it finds 0.86 of the ten nearest at
-# 1,024 lists (the scan of every code 0.96): embedding cues and `--mode vector` scan
-# every code. Adding assigns each vector its nearest list (~56,000 a second on one
-# thread at 1,024 lists, beside ~38,000 for the rest of an add); training the lists
-# takes ~10 s at 1,024 (off-lock, in the background).
+# its package's synopsis, 0.411 either way. Alone the lists find 0.85-0.86 of the ten
+# nearest at 512 or 1,024 lists (the scan of every code 0.96): embedding cues and
+# `--mode vector` scan every code.
 LISTS_BYTES = 16 << 20
 PROBE_SHARE = 16
 MAX_LISTS = 1024
 # k-means wants this many sample vectors a list at least (faiss warns below 39).
 PER_LIST = 39
+# Adding to the lists finds each vector's nearest list with numpy (`nearest_lists`: 1.1 ms
+# for 256 vectors at 1,024 lists; faiss's own search of the centroids took 4.4 ms, its
+# bundled BLAS slower here) and hands it to faiss, which takes no list numbers for a
+# fast-scan add, through a stand-in for the centroids: the vectors themselves, ASSIGN_CHUNK
+# at a time, each under its list's number (`_add_assigned`). 256 vectors took 2.6 ms so
+# against 6.1, the rest of an add (the 8-bit codes and the whole probe) 2.0. The lists
+# are the same either way.
+ASSIGN_CHUNK = 64
 # Codes added or removed since a store's look-up was taken before it is taken again (or a
 # sixteenth of the store, if more): each re-take reads every key (~30 ms a million).
 LOOKUP_SLACK = 4096
@@ -148,8 +154,11 @@ class Coded:
         # the whole probe, its entries the whole probe's, only appended to (None in a
         # store an earlier version wrote: `outdated`)
         self.lists = lists
+        # the lists' centroids, by list number (read, never changed, by any thread)
+        self._centroids = None
         if lists is not None:
             lists.nprobe = max(1, int(lists.nlist) // PROBE_SHARE)
+            self._centroids = lists.quantizer.reconstruct_n(0, int(lists.nlist))
         self.codes = codes  # IndexIVFScalarQuantizer 8-bit, one list, hash-table map
         self.d = int(codes.d)
         # Keys with a code in the probes and none in `codes`: removed, not added again.
@@ -200,11 +209,18 @@ class Coded:
         if self.dead:
             self.dead.difference_update(keys.tolist())
 
-    def add_to_lists(self, vecs: Any, keys: Any) -> None:
-        """The lists' part of an add (each vector's nearest list found: ~4 ms for 256 at
-        1,024 lists, twice the rest of an add)."""
+    def nearest_lists(self, vecs: Any) -> Any:
+        """Each vector's nearest list (int64; none without lists): what faiss would find,
+        computed without touching the store."""
+        if self._centroids is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.argmax(vecs @ self._centroids.T, axis=1).astype(np.int64)
+
+    def add_to_lists(self, vecs: Any, keys: Any, nearest: Any = None) -> None:
+        """The lists' part of an add, `nearest` each vector's nearest list if known."""
         if self.lists is not None:
-            self.lists.add_with_ids(vecs, keys)
+            _add_assigned(self.lists, vecs, keys,
+                          self.nearest_lists(vecs) if nearest is None else nearest)
 
     def remove_ids(self, keys: Any) -> int:
         gone = int(self.codes.remove_ids(keys))
@@ -299,6 +315,24 @@ class Coded:
                 dots = _dots(rows, q)
                 sims[ok] = self._vmin * total + self._vdiff / 255.0 * (dots + 0.5 * total)
         return sims, ok
+
+
+def _add_assigned(lists: Any, vecs: Any, keys: Any, nearest: Any) -> None:
+    """Add to an IndexIVFPQFastScan each vector in the list `nearest` gives it. faiss finds
+    a vector's list through the index's quantizer, whatever it is: here, for ASSIGN_CHUNK
+    vectors at a time, an exact index of those vectors themselves under their lists'
+    numbers, so that each one finds its own (at distance 0)."""
+    centroids = lists.quantizer
+    for start in range(0, len(keys), ASSIGN_CHUNK):
+        part = slice(start, start + ASSIGN_CHUNK)
+        x = np.ascontiguousarray(vecs[part], dtype=np.float32)
+        given = faiss.IndexIDMap(faiss.IndexFlatL2(lists.d))
+        given.add_with_ids(x, np.ascontiguousarray(nearest[part], dtype=np.int64))
+        lists.quantizer = given
+        try:
+            lists.add_with_ids(x, np.ascontiguousarray(keys[part]))
+        finally:
+            lists.quantizer = centroids
 
 
 def _scan(probe: Any, q: Any, n: int) -> Any:
@@ -463,10 +497,13 @@ def pq_m(dim: int) -> int:
 
 def nlist_for(n: int, sample: int) -> int:
     """The k-means lists of a store trained on `n` vectors (`sample` of them): a power of
-    two near the square root of the 4n it holds before it is retrained (vectors.py's
+    two near the square root of n (it holds up to 4n before it is retrained, vectors.py's
     growth), at most MAX_LISTS, and at most one a PER_LIST of the sample; at least two
-    (`read` tells the lists from the probes, of one list each, by their number)."""
-    lists = 1 << max(0, round(math.log2(math.sqrt(4 * max(1, n)))))
+    (`read` tells the lists from the probes, of one list each, by their number). At a
+    million (one thread, 500 held-out cues) 512 lists (nprobe 32) found 0.849 of the ten
+    nearest in 0.53 ms, 1,024 (nprobe 64) 0.860 in 0.52; 512 train in 5 s rather than
+    10.5, and a vector's list is found in half the time."""
+    lists = 1 << max(0, round(math.log2(math.sqrt(max(1, n)))))
     lists = max(2, min(lists, MAX_LISTS))
     while lists > 2 and lists * PER_LIST > sample:
         lists //= 2

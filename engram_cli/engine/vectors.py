@@ -6,7 +6,7 @@ at `train_at` vectors it becomes a coded store: every vector as a 4-bit product-
 code, all of which a search scans with faiss's fast-scan kernels (a hybrid recall's, of a
 large store, only those of the k-means lists nearest its cue), and as an 8-bit code that
 re-scores the scan's best `candidates`. Adding costs two encodings a vector and a look for
-its nearest list (~30k vectors/s on one core at 1,024 lists, where an HNSW graph took
+its nearest list (~50k vectors/s on one core at 1,024 lists, where an HNSW graph took
 1.9k/s), so the index keeps up with the embedder.
 
 SQLite stays the source of truth: this index only proposes candidates, and the caller
@@ -80,9 +80,8 @@ SUFFIX = ".faiss"
 _SPACE_FILE = re.compile(r"[a-z0-9_-]{1,64}")  # fullmatch: no trailing newline
 # Vectors appended under one exclusive hold of the lock: two encodings, about a millisecond.
 WRITE_CHUNK = 256
-# ...and then to a coded store's lists, this many a hold: finding each one's nearest of
-# 1,024 lists takes ~4 ms for 256 (faiss's own product of the vectors and the centroids),
-# so a search would wait twice as long again for a whole chunk.
+# ...and then to a coded store's lists, this many a hold (each vector's nearest list found
+# before, without the lock: engine/ivf.py).
 LISTS_CHUNK = 64
 # A space is an exact store until it holds this many vectors: a scan of 20,000 256-d float32
 # vectors takes ~1-2 ms on one core here (32,000: ~6 ms, out of the caches), while codes
@@ -173,10 +172,11 @@ class _Space:
         under its own hold of `lock`'s write side (a search of the lists meanwhile misses
         the rest of them, as it misses the keys of the lists it does not read)."""
         if self.trained_on:
+            nearest = self.index.nearest_lists(vecs)  # reads only what never changes
             for start in range(0, len(keys), LISTS_CHUNK):
+                part = slice(start, start + LISTS_CHUNK)
                 with lock.write():
-                    self.index.add_to_lists(vecs[start:start + LISTS_CHUNK],
-                                            keys[start:start + LISTS_CHUNK])
+                    self.index.add_to_lists(vecs[part], keys[part], nearest[part])
 
     def drop(self, keys: Any) -> int:
         """Remove `keys` (hold the write lock); answers how many were there."""
