@@ -32,14 +32,12 @@ class Counted(VectorIndex):
         super().__init__(*args)
         self.threads: list[str] = []
         self.splits: list[bool] = []
-        self.approximate: list[bool] = []
 
     def search(self, space: str, vector: Any, k: int, split: bool = True,
-               shared: Any = None, approximate: bool = False) -> list[tuple[int, float]]:
+               shared: Any = None) -> list[tuple[int, float]]:
         self.threads.append(threading.current_thread().name)
         self.splits.append(split)
-        self.approximate.append(approximate)
-        return super().search(space, vector, k, split, shared, approximate)
+        return super().search(space, vector, k, split, shared)
 
 
 def index(tmp_path: Path) -> tuple[Counted, np.ndarray]:
@@ -199,10 +197,10 @@ def test_nothing_starts_ahead_when_no_thread_is_free(tmp_path):
 
     class Slow(Counted):
         def search(self, space: str, vector: Any, k: int, split: bool = True,
-                   shared: Any = None, approximate: bool = False) -> list[tuple[int, float]]:
+                   shared: Any = None) -> list[tuple[int, float]]:
             started.set()
             assert release.wait(30)
-            return super().search(space, vector, k, split, shared, approximate)
+            return super().search(space, vector, k, split, shared)
 
     slow = Slow(tmp_path / "slow", IndexConfig(model="test"))
     slow.add("default", keys(0, 500), vecs)
@@ -246,44 +244,5 @@ def test_hybrid_recalls_answer_alike_with_and_without_searches_ahead(tmp_path):
         store._recaller._ahead = SearchAhead(threads=0)  # every search inline
         assert answers() == with_ahead
         assert all(with_ahead)
-    finally:
-        store.close()
-
-
-def test_only_a_hybrid_recalls_vector_search_may_read_the_nearest_lists(tmp_path,
-                                                                        monkeypatch):
-    # A hybrid recall's vector search asks for the nearest lists of a large store
-    # (engine/ivf.py), whether it was started ahead or not: its proposals rarely make the
-    # answer. A text cue recalled by vector alone and an embedding cue scan every code.
-    texts = [json.loads(line)["content"] for line in EXAMPLES.read_text().splitlines()]
-    store = Store(tmp_path / "data", Settings().replace({"consolidation_interval_s": 0.0}))
-    try:
-        store.remember_many("default", [MemoryRecord(id=f"m{i}", content=t, confidence=0.9)
-                                        for i, t in enumerate(texts[:200])])
-        import_support.wait_for(lambda: store.vector_stats()["pending"] == 0, timeout=120)
-        index = store.indexer.index
-        asked: list[tuple[str, bool]] = []
-        search = index.search
-
-        def recorded(*args: Any, approximate: bool = False, **kw: Any) -> Any:
-            asked.append((threading.current_thread().name, approximate))
-            return search(*args, approximate=approximate, **kw)
-
-        monkeypatch.setattr(index, "search", recorded)
-        cue = texts[3][:40]
-        assert store.recall("default", RecallQuery(text=cue, limit=5)).memories
-        assert [a for _, a in asked] == [True]
-        assert asked[0][0].startswith("engram-search-ahead")
-        store._recaller._ahead = SearchAhead(threads=0)  # no thread free: inline
-        assert store.recall("default", RecallQuery(text=cue, limit=5)).memories
-        assert asked[1] == (threading.current_thread().name, True)
-        del asked[:]
-        assert store.recall("default", RecallQuery(text=cue, limit=5, mode="vector")).memories
-        vector = store.indexer.model.embed([texts[3]])[0]
-        assert store.recall("default", RecallQuery(embedding=vector.tobytes(), limit=5)
-                            ).memories
-        assert store.recall("default", RecallQuery(text=cue, limit=5, mode="lexical")
-                            ).memories
-        assert [a for _, a in asked] == [False, False]
     finally:
         store.close()

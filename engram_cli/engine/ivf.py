@@ -37,7 +37,6 @@ or places wrongly (added or moved since) is reconstructed by faiss as before.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -111,30 +110,6 @@ RESCORE_SLICE_BYTES = 64 * 1024
 HALVES = 2
 SPLIT_SHARE = 0.5
 SPLIT_BYTES = 16 << 20
-# A coded store keeps its fast-scan codes a third time, in k-means lists (`lists`: nlist
-# `nlist_for` the vectors it was trained on; codes of the vectors, not of residuals,
-# trained alike): a hybrid recall's search of a store of at least LISTS_BYTES of codes
-# scans the nearest nlist // PROBE_SHARE lists only (`approximate`). Its proposals rarely
-# make a hybrid answer at a million (the word matches, scored by the cue's vector, do):
-# at a million memories in one process, 500 held-out cues, hybrid p50 0.48x and 0.69x,
-# p99 0.61x and 0.88x the scan of every code (two copies of a store), the answers the
-# same for all 500 (and for 498 with no vector search at all); a description found from
-# its package's synopsis, 0.411 either way. Alone the lists find 0.85-0.86 of the ten
-# nearest at 512 or 1,024 lists (the scan of every code 0.96): embedding cues and
-# `--mode vector` scan every code.
-LISTS_BYTES = 16 << 20
-PROBE_SHARE = 16
-MAX_LISTS = 1024
-# k-means wants this many sample vectors a list at least (faiss warns below 39).
-PER_LIST = 39
-# Adding to the lists finds each vector's nearest list with numpy (`nearest_lists`: 1.1 ms
-# for 256 vectors at 1,024 lists; faiss's own search of the centroids took 4.4 ms, its
-# bundled BLAS slower here) and hands it to faiss, which takes no list numbers for a
-# fast-scan add, through a stand-in for the centroids: the vectors themselves, ASSIGN_CHUNK
-# at a time, each under its list's number (`_add_assigned`). 256 vectors took 2.6 ms so
-# against 6.1, the rest of an add (the 8-bit codes and the whole probe) 2.0. The lists
-# are the same either way.
-ASSIGN_CHUNK = 64
 # Codes added or removed since a store's look-up was taken before it is taken again (or a
 # sixteenth of the store, if more): each re-take reads every key (~30 ms a million).
 LOOKUP_SLACK = 4096
@@ -146,19 +121,10 @@ DENSE_SPAN = 4
 class Coded:
     """A trained space: the fast-scan codes that propose and the 8-bit codes that decide."""
 
-    def __init__(self, probes: list[Any], codes: Any, lists: Any = None) -> None:
+    def __init__(self, probes: list[Any], codes: Any) -> None:
         # IndexIVFPQFastScan each, one list, no direct map, only appended to: the whole,
         # then HALVES halves (none in a store an earlier version wrote: `outdated`)
         self.probes = probes
-        # IndexIVFPQFastScan of nlist_for(n) lists, codes of the vectors themselves as in
-        # the whole probe, its entries the whole probe's, only appended to (None in a
-        # store an earlier version wrote: `outdated`)
-        self.lists = lists
-        # the lists' centroids, by list number (read, never changed, by any thread)
-        self._centroids = None
-        if lists is not None:
-            lists.nprobe = max(1, int(lists.nlist) // PROBE_SHARE)
-            self._centroids = lists.quantizer.reconstruct_n(0, int(lists.nlist))
         self.codes = codes  # IndexIVFScalarQuantizer 8-bit, one list, hash-table map
         self.d = int(codes.d)
         # Keys with a code in the probes and none in `codes`: removed, not added again.
@@ -188,17 +154,14 @@ class Coded:
 
     def outdated(self) -> bool:
         """Whether the fast-scan codes are not those `train` makes now (an earlier
-        version's: 64 sub-quantizers whatever the dimension, no halves, or no lists)."""
-        return len(self.probes) != 1 + HALVES or self.lists is None \
-            or any(int(probe.M) != pq_m(self.d) for probe in self.probes)
+        version's: 64 sub-quantizers whatever the dimension, or no halves)."""
+        return len(self.probes) != 1 + HALVES or any(int(probe.M) != pq_m(self.d)
+                                                     for probe in self.probes)
 
-    def add_with_ids(self, vecs: Any, keys: Any, lists: bool = True) -> None:
-        """Add keys absent from the store (remove_ids first to replace); to the lists too
-        unless not `lists` (then `add_to_lists` them next, before any other change)."""
+    def add_with_ids(self, vecs: Any, keys: Any) -> None:
+        """Add keys absent from the store (remove_ids first to replace)."""
         self.codes.add_with_ids(vecs, keys)
         self.probes[0].add_with_ids(vecs, keys)
-        if lists:
-            self.add_to_lists(vecs, keys)
         emptiest = sorted(self.probes[1:], key=lambda probe: int(probe.ntotal))
         for turn, probe in enumerate(emptiest):
             part = slice(turn, None, len(emptiest))
@@ -208,19 +171,6 @@ class Coded:
         self._changed += len(keys)
         if self.dead:
             self.dead.difference_update(keys.tolist())
-
-    def nearest_lists(self, vecs: Any) -> Any:
-        """Each vector's nearest list (int64; none without lists): what faiss would find,
-        computed without touching the store."""
-        if self._centroids is None:
-            return np.zeros(0, dtype=np.int64)
-        return np.argmax(vecs @ self._centroids.T, axis=1).astype(np.int64)
-
-    def add_to_lists(self, vecs: Any, keys: Any, nearest: Any = None) -> None:
-        """The lists' part of an add, `nearest` each vector's nearest list if known."""
-        if self.lists is not None:
-            _add_assigned(self.lists, vecs, keys,
-                          self.nearest_lists(vecs) if nearest is None else nearest)
 
     def remove_ids(self, keys: Any) -> int:
         gone = int(self.codes.remove_ids(keys))
@@ -234,18 +184,13 @@ class Coded:
     def reconstruct_batch(self, keys: Any) -> Any:
         return self.codes.reconstruct_batch(keys)
 
-    def scan(self, q: Any, n: int, split: bool = True, shared: Shared | None = None,
-             approximate: bool = False) -> Any:
+    def scan(self, q: Any, n: int, split: bool = True, shared: Shared | None = None) -> Any:
         """The keys of about the `n` best fast-scan codes for the 1 x dim `q` (-1 where the
-        store holds fewer). Of the nearest lists only when `approximate` and the store
-        holds LISTS_BYTES of codes or more. Else of the whole probe, unless the store holds
-        SPLIT_BYTES of codes or more and either `split` and `_BESIDE`'s thread is free, or
-        `shared`: then of the halves (SPLIT_SHARE of `n` each), which this thread and that
-        one, or whichever thread helps `shared`, take up one at a time until none is left."""
+        store holds fewer). Of the whole probe, unless the store holds SPLIT_BYTES of codes
+        or more and either `split` and `_BESIDE`'s thread is free, or `shared`: then of the
+        halves (SPLIT_SHARE of `n` each), which this thread and that one, or whichever
+        thread helps `shared`, take up one at a time until none is left."""
         whole, *halves = self.probes
-        if approximate and self.lists is not None \
-                and self.scanned * int(whole.code_size) >= LISTS_BYTES:
-            return _scan(self.lists, q, n)
         if len(halves) > 1 and self.scanned * int(whole.code_size) >= SPLIT_BYTES \
                 and (split or shared is not None):
             beside = shared is None  # a helper of our own, if it is free
@@ -315,24 +260,6 @@ class Coded:
                 dots = _dots(rows, q)
                 sims[ok] = self._vmin * total + self._vdiff / 255.0 * (dots + 0.5 * total)
         return sims, ok
-
-
-def _add_assigned(lists: Any, vecs: Any, keys: Any, nearest: Any) -> None:
-    """Add to an IndexIVFPQFastScan each vector in the list `nearest` gives it. faiss finds
-    a vector's list through the index's quantizer, whatever it is: here, for ASSIGN_CHUNK
-    vectors at a time, an exact index of those vectors themselves under their lists'
-    numbers, so that each one finds its own (at distance 0)."""
-    centroids = lists.quantizer
-    for start in range(0, len(keys), ASSIGN_CHUNK):
-        part = slice(start, start + ASSIGN_CHUNK)
-        x = np.ascontiguousarray(vecs[part], dtype=np.float32)
-        given = faiss.IndexIDMap(faiss.IndexFlatL2(lists.d))
-        given.add_with_ids(x, np.ascontiguousarray(nearest[part], dtype=np.int64))
-        lists.quantizer = given
-        try:
-            lists.add_with_ids(x, np.ascontiguousarray(keys[part]))
-        finally:
-            lists.quantizer = centroids
 
 
 def _scan(probe: Any, q: Any, n: int) -> Any:
@@ -495,36 +422,15 @@ def pq_m(dim: int) -> int:
     return max(most, fine)
 
 
-def nlist_for(n: int, sample: int) -> int:
-    """The k-means lists of a store trained on `n` vectors (`sample` of them): a power of
-    two near the square root of n (it holds up to 4n before it is retrained, vectors.py's
-    growth), at most MAX_LISTS, and at most one a PER_LIST of the sample; at least two
-    (`read` tells the lists from the probes, of one list each, by their number). At a
-    million (one thread, 500 held-out cues) 512 lists (nprobe 32) found 0.849 of the ten
-    nearest in 0.53 ms, 1,024 (nprobe 64) 0.860 in 0.52; 512 train in 5 s rather than
-    10.5, and a vector's list is found in half the time."""
-    lists = 1 << max(0, round(math.log2(math.sqrt(max(1, n)))))
-    lists = max(2, min(lists, MAX_LISTS))
-    while lists > 2 and lists * PER_LIST > sample:
-        lists //= 2
-    return lists
-
-
-def train(dim: int, sample: Any, n: int = 0) -> Coded:
-    """An empty coded store trained on `sample` of the `n` vectors it is for (0: as many
-    as the sample). Codes are of the vectors themselves (no residuals: in the lists too),
-    and one 8-bit range serves every dimension (QT_8bit_uniform scans ~25% faster than a
-    range per dimension and re-scores as well)."""
+def train(dim: int, sample: Any) -> Coded:
+    """An empty coded store trained on `sample`. Codes are of the vectors themselves (no
+    residuals: there is one list), and one 8-bit range serves every dimension
+    (QT_8bit_uniform scans ~25% faster than a range per dimension and re-scores as well)."""
     sample = np.ascontiguousarray(sample, dtype=np.float32)
     probe = faiss.IndexIVFPQFastScan(_one_list(dim), dim, 1, pq_m(dim), 4,
                                      faiss.METRIC_INNER_PRODUCT, FAST_SCAN_BLOCK)
     probe.by_residual = False
     probe.train(sample)
-    nlist = nlist_for(n or len(sample), len(sample))
-    lists = faiss.IndexIVFPQFastScan(faiss.IndexFlatIP(dim), dim, nlist, pq_m(dim), 4,
-                                     faiss.METRIC_INNER_PRODUCT, FAST_SCAN_BLOCK)
-    lists.by_residual = False
-    lists.train(sample)
     # the halves trained alike: copies of the empty trained whole
     probes = [probe] + [faiss.deserialize_index(faiss.serialize_index(probe))
                         for _ in range(HALVES)]
@@ -533,7 +439,7 @@ def train(dim: int, sample: Any, n: int = 0) -> Coded:
                                           faiss.METRIC_INNER_PRODUCT, False)
     codes.train(sample)
     codes.set_direct_map_type(faiss.DirectMap.Hashtable)
-    return Coded(probes, codes, lists)
+    return Coded(probes, codes)
 
 
 def sample_size(n: int) -> int:
@@ -542,9 +448,8 @@ def sample_size(n: int) -> int:
 
 def read(path: Path, coded: bool) -> Any:
     """The index in a file `write` wrote (a coded store when `coded`: its whole probe, its
-    HALVES halves if it has them, its lists if it has them, then its 8-bit codes);
-    ValueError when it is not one of ours. (read_index keeps the direct map; it is
-    restored if lacking.)"""
+    HALVES halves if it has them, then its 8-bit codes); ValueError when it is not one of
+    ours. (read_index keeps the direct map; it is restored if lacking.)"""
     try:
         reader = faiss.FileIOReader(str(path))
         parts = [faiss.read_index(reader)]
@@ -552,19 +457,15 @@ def read(path: Path, coded: bool) -> Any:
         raise ValueError(f"{path.name}: {exc}") from None
     try:
         while coded and isinstance(parts[-1], faiss.IndexIVFPQFastScan) \
-                and len(parts) <= 2 + HALVES:
+                and len(parts) <= 1 + HALVES:
             parts.append(faiss.read_index(reader))
     except RuntimeError as exc:  # the end of the file where the 8-bit codes belong
         raise ValueError(f"{path.name} is not a coded vector store ({exc})") from None
     finally:
         del reader
-    lists = None
-    if coded and len(parts) > 2 and isinstance(parts[-2], faiss.IndexIVFPQFastScan) \
-            and parts[-2].nlist > 1:
-        lists = parts.pop(-2)
-    for index in parts if lists is None else [*parts, lists]:
+    for index in parts:
         if not isinstance(index, faiss.IndexIVF) or index.metric_type != \
-                faiss.METRIC_INNER_PRODUCT or (index.nlist != 1 and index is not lists):
+                faiss.METRIC_INNER_PRODUCT or index.nlist != 1:
             raise ValueError(f"{path.name} is not one of this version's vector stores")
     if coded:
         *probes, codes = parts
@@ -575,11 +476,9 @@ def read(path: Path, coded: bool) -> Any:
                 or codes.sq.qtype != faiss.ScalarQuantizer.QT_8bit_uniform \
                 or probes[0].ntotal < codes.ntotal \
                 or (len(probes) > 1
-                    and sum(int(p.ntotal) for p in probes[1:]) != probes[0].ntotal) \
-                or (lists is not None and (lists.d != codes.d or lists.by_residual
-                                           or lists.ntotal != probes[0].ntotal)):
+                    and sum(int(p.ntotal) for p in probes[1:]) != probes[0].ntotal):
             raise ValueError(f"{path.name} is not a coded vector store")
-        index = Coded(probes, codes, lists)
+        index = Coded(probes, codes)
     else:
         index = codes = parts[0]
     if codes.direct_map.type != faiss.DirectMap.Hashtable:
@@ -590,9 +489,7 @@ def read(path: Path, coded: bool) -> Any:
 def write(index: Any, put: Callable[[bytes], Any]) -> None:
     """Serialize `index` through `put`, chunk by chunk (`read` reads it back)."""
     writer = faiss.PyCallbackIOWriter(put)
-    parts = (*index.probes, *([index.lists] if index.lists is not None else []), index.codes) \
-        if isinstance(index, Coded) else (index,)
-    for part in parts:
+    for part in (*index.probes, index.codes) if isinstance(index, Coded) else (index,):
         faiss.write_index(part, writer)
     del writer  # flushes its last chunk
 
@@ -617,13 +514,12 @@ def scan_candidates(index: Coded, candidates: int) -> int:
 
 
 def search(index: Any, q: Any, k: int, candidates: int, split: bool = True,
-           shared: Shared | None = None, approximate: bool = False
-           ) -> list[tuple[int, float]]:
+           shared: Shared | None = None) -> list[tuple[int, float]]:
     """The `k` best (key, inner product) of the unit 1 x dim `q`: of all vectors (the exact
     store), or of the coded store's `candidates` best fast-scan codes re-scored with their
     8-bit codes (more of them for a store of fewer than PQ_M sub-quantizers). `split`: its
-    halves may be scanned on two threads; `shared`: with whichever thread helps it;
-    `approximate`: of a large store's nearest lists only (`Coded.scan`)."""
+    halves may be scanned on two threads; `shared`: with whichever thread helps it
+    (`Coded.scan`)."""
     one_thread()  # an RPC thread's first search, or a search-ahead thread's
     if not isinstance(index, Coded):
         sims, keys = index.search(q, k)
@@ -632,7 +528,7 @@ def search(index: Any, q: Any, k: int, candidates: int, split: bool = True,
     candidates = scan_candidates(index, candidates)
     # Stale entries take places among the scan's best: ask for that many more, about.
     extra = candidates * index.stale() // max(1, index.scanned)
-    found = index.scan(q, max(k, candidates + extra), split, shared, approximate)
+    found = index.scan(q, max(k, candidates + extra), split, shared)
     found = found[found >= 0]
     if index.dead:
         found = found[[key not in index.dead for key in found.tolist()]]
@@ -662,14 +558,10 @@ def held_scores(index: Any, keys: Any, q: Any) -> dict[int, float]:
 
 
 def nbytes(index: Any) -> int:
-    """RAM the index holds: codes and ids (four times in a coded store: the 8-bit codes, the
-    whole probe, its halves, its lists), ~32 bytes a key in the hash table, and a coded
-    store's look-up."""
+    """RAM the index holds: codes and ids (twice in a coded store), ~32 bytes a key in the
+    hash table, and a coded store's look-up."""
     if isinstance(index, Coded):
-        lists = [] if index.lists is None else [index.lists]
-        return (sum(int(probe.ntotal) * (int(probe.code_size) + 8)
-                    for probe in (*index.probes, *lists))
-                + sum(int(part.nlist) * index.d * 4 for part in lists)  # the centroids
+        return (sum(int(probe.ntotal) * (int(probe.code_size) + 8) for probe in index.probes)
                 + index.ntotal * (int(index.codes.code_size) + 40) + 64 * len(index.dead)
                 + index.lookup_bytes())
     return int(index.ntotal) * (int(index.code_size) + 8 + 32)

@@ -3,11 +3,10 @@
 One faiss index per space (spaces never see each other's vectors), keyed by the memory's
 SQLite rowid, over unit vectors (cosine). A small space is an exact store (engine/ivf.py);
 at `train_at` vectors it becomes a coded store: every vector as a 4-bit product-quantized
-code, all of which a search scans with faiss's fast-scan kernels (a hybrid recall's, of a
-large store, only those of the k-means lists nearest its cue), and as an 8-bit code that
-re-scores the scan's best `candidates`. Adding costs two encodings a vector and a look for
-its nearest list (~50k vectors/s on one core at 1,024 lists, where an HNSW graph took
-1.9k/s), so the index keeps up with the embedder.
+code, all of which a search scans with faiss's fast-scan kernels, and as an 8-bit code that
+re-scores the scan's best `candidates`. Adding costs two encodings a vector (~200k
+vectors/s on one core, where an HNSW graph took 1.9k/s), so the index keeps up with the
+embedder.
 
 SQLite stays the source of truth: this index only proposes candidates, and the caller
 checks each one against SQLite (dropping deleted and suppressed memories, and re-scoring
@@ -39,7 +38,7 @@ vector, so a restart replays it.
 
 Threads: any number of concurrent searches, and writers (add/remove/merge/save) one at a
 time, each waiting for searches to drain; a batch is added in chunks, so that a search
-waits at most one chunk's encoding (~2 ms), or one smaller chunk's lists. faiss
+waits at most one chunk's encoding (~1 ms). faiss
 releases the GIL while it searches, adds and trains. numpy and faiss are imported when an
 index is opened.
 """
@@ -80,9 +79,6 @@ SUFFIX = ".faiss"
 _SPACE_FILE = re.compile(r"[a-z0-9_-]{1,64}")  # fullmatch: no trailing newline
 # Vectors appended under one exclusive hold of the lock: two encodings, about a millisecond.
 WRITE_CHUNK = 256
-# ...and then to a coded store's lists, this many a hold (each vector's nearest list found
-# before, without the lock: engine/ivf.py).
-LISTS_CHUNK = 64
 # A space is an exact store until it holds this many vectors: a scan of 20,000 256-d float32
 # vectors takes ~1-2 ms on one core here (32,000: ~6 ms, out of the caches), while codes
 # train in under a second at this size.
@@ -155,28 +151,13 @@ class _Space:
     def count(self) -> int:
         return int(self.index.ntotal) + (len(self.fresh) if self.fresh is not None else 0)
 
-    def put(self, keys: Any, vecs: Any, lists: bool = True) -> None:
-        """Replace or add `keys` (hold the write lock); in a coded store's lists too
-        unless not `lists` (then `put_lists` next, holding `_writer` meanwhile)."""
+    def put(self, keys: Any, vecs: Any) -> None:
+        """Replace or add `keys` (hold the write lock)."""
         self.index.remove_ids(keys)  # an id added twice would be held twice
-        if lists or self.trained_on == 0:
-            self.index.add_with_ids(vecs, keys)
-        else:
-            self.index.add_with_ids(vecs, keys, lists=False)
+        self.index.add_with_ids(vecs, keys)
         if self.journal is not None:
             self.journal.append((keys, vecs))
             self.touched.update(keys.tolist())
-
-    def put_lists(self, keys: Any, vecs: Any, lock: RWLock) -> None:
-        """The lists' part of `put(keys, vecs, lists=False)`, LISTS_CHUNK at a time, each
-        under its own hold of `lock`'s write side (a search of the lists meanwhile misses
-        the rest of them, as it misses the keys of the lists it does not read)."""
-        if self.trained_on:
-            nearest = self.index.nearest_lists(vecs)  # reads only what never changes
-            for start in range(0, len(keys), LISTS_CHUNK):
-                part = slice(start, start + LISTS_CHUNK)
-                with lock.write():
-                    self.index.add_to_lists(vecs[part], keys[part], nearest[part])
 
     def drop(self, keys: Any) -> int:
         """Remove `keys` (hold the write lock); answers how many were there."""
@@ -306,10 +287,9 @@ class VectorIndex:
             with self._lock.write():
                 if discard_fresh and sp.fresh is not None:
                     sp.fresh.discard(k)
-                sp.put(k, v, lists=False)
+                sp.put(k, v)
                 if not discard_fresh and sp.fresh is not None:
                     sp.fresh.merged(k)
-            sp.put_lists(k, v, self._lock)
 
     def add_fresh(self, space: str, keys: Any, vectors: Any, since: int) -> None:
         """Like add(), searchable at once, but into the space's fresh segment: `merge` moves
@@ -444,7 +424,7 @@ class VectorIndex:
         trained_on = len(ids)
         swapped = False
         try:
-            new = ivf.train(sp.dim, sample, trained_on)
+            new = ivf.train(sp.dim, sample)
             del sample
             for start in range(0, len(ids), COPY_CHUNK):  # copy, chunk by chunk
                 if cancelled() or self._spaces.get(space) is not sp:
@@ -557,17 +537,14 @@ class VectorIndex:
     # ----------------------------------------------------------------- reading
 
     def search(self, space: str, vector: Any, k: int, split: bool = True,
-               shared: ivf.Shared | None = None, approximate: bool = False
-               ) -> list[tuple[int, float]]:
+               shared: ivf.Shared | None = None) -> list[tuple[int, float]]:
         """The about-`k` nearest keys of a space by cosine, as (key, similarity), best
         first; [] for a space without an index. Similarities are of the quantized vectors
         (8-bit codes) in a coded store. `split`: a coded store's scan may take a second
         thread (False where the caller's own thread works meanwhile), if no other search
         is under way: a server whose cores are busy with other searches gains nothing from
         handing work to another thread. `shared`: the scan's halves are
-        offered there, for the thread that started this search ahead to help with.
-        `approximate`: a large coded store's nearest lists are scanned, not every code (a
-        hybrid recall's search, engine/ivf.py)."""
+        offered there, for the thread that started this search ahead to help with."""
 
         from engram_cli.engine import ivf
 
@@ -579,8 +556,8 @@ class VectorIndex:
             if q.shape[1] != sp.dim:
                 raise InvalidArgument(dimension_error(q.shape[1], space, sp.dim, "cue"))
             alone = self._lock.readers == 1  # this search
-            out = (ivf.search(sp.index, q, k, self.config.candidates, split and alone, shared,
-                              approximate) if sp.index.ntotal else [])
+            out = (ivf.search(sp.index, q, k, self.config.candidates, split and alone, shared)
+                   if sp.index.ntotal else [])
             if sp.fresh is not None and len(sp.fresh):
                 # a key is in the index or the segment, never both
                 out = sorted(out + sp.fresh.search(q[0], k), key=lambda kv: kv[1],
