@@ -107,6 +107,17 @@ RESCORE_SLICE_BYTES = 64 * 1024
 # Halves rather than quarters: at a million in one process, hybrid p50 0.80x and 0.78x the
 # search ahead alone with halves and quarters, then 0.80x and 0.82x (p99 0.93x, 0.99x);
 # eighths 0.81x, p99 0.96x; embedding cues 0.65-0.68x with each.
+# Not taken, measured: a third copy of the fast-scan codes in k-means lists, of which a
+# hybrid recall's search would read the nearest sixteenth (its proposals rarely make a
+# hybrid answer at a million; in one process hybrid p50 0.65x, p99 0.75x, the answers the
+# same for 500 held-out cues). Finding each vector's list and encoding it a third time
+# cost 2.0-2.6 ms for 256 vectors beside 2.0 for the rest of an add: the catch-up fell to
+# 0.83-0.86x the model's raw rate (1.03-1.06x without), and a retrain could not replay its
+# journal while the merger added at the same cost. One index of lists standing for the
+# whole probe and its halves too would add at 2.3 against 1.9 ms for both (256 vectors)
+# and scanned a million as fast or faster: every list 0.83x the one list's p50, half of
+# them on each of two threads 0.53x (the halves 0.63x), the nearest 32 of 512 0.09x
+# (benchmarks/list_layout_bench.py).
 HALVES = 2
 SPLIT_SHARE = 0.5
 SPLIT_BYTES = 16 << 20
