@@ -32,12 +32,14 @@ class Counted(VectorIndex):
         super().__init__(*args)
         self.threads: list[str] = []
         self.splits: list[bool] = []
+        self.approximate: list[bool] = []
 
     def search(self, space: str, vector: Any, k: int, split: bool = True,
-               shared: Any = None) -> list[tuple[int, float]]:
+               shared: Any = None, approximate: bool = False) -> list[tuple[int, float]]:
         self.threads.append(threading.current_thread().name)
         self.splits.append(split)
-        return super().search(space, vector, k, split, shared)
+        self.approximate.append(approximate)
+        return super().search(space, vector, k, split, shared, approximate)
 
 
 def index(tmp_path: Path) -> tuple[Counted, np.ndarray]:
@@ -97,9 +99,9 @@ def test_a_search_takes_a_second_thread_only_when_its_recall_has_been_alone(tmp_
 def test_the_thread_that_started_a_search_ahead_scans_what_is_left_of_it(tmp_path,
                                                                           monkeypatch):
     # A large coded store's scan is offered in halves; the thread that started it ahead
-    # takes a half once it asks for the answer. (Large: here from 0 bytes. The search
-    # ahead holds its half until the asking thread has taken the other: without the
-    # help it would wait out the 10 s and scan both.)
+    # takes a half once it asks for the answer. (Large: here from 0 bytes. Each thread
+    # holds its half until the other has taken one: without the help the search ahead
+    # would wait out the 10 s and scan both.)
     from engram_cli.engine import ivf
 
     monkeypatch.setattr(ivf, "SPLIT_BYTES", 0)
@@ -112,15 +114,22 @@ def test_the_thread_that_started_a_search_ahead_scans_what_is_left_of_it(tmp_pat
     assert ix.rebuild("default")
     here = threading.current_thread().name
     scanned_on: list[str] = []
-    taken = threading.Event()
+    taken, came = threading.Event(), threading.Event()
     scan = ivf._scan
 
     def in_turn(*args: Any) -> Any:
+        # While `hold`, each thread scans its half only once the other has taken one: the
+        # first to take one would otherwise scan it before the other is there, and may
+        # take both.
         scanned_on.append(threading.current_thread().name)
         if threading.current_thread().name == here:
             taken.set()
-        elif hold:
-            taken.wait(10)
+            if hold:
+                came.wait(10)
+        else:
+            came.set()
+            if hold:
+                taken.wait(10)
         return scan(*args)
 
     monkeypatch.setattr(ivf, "_scan", in_turn)
@@ -197,10 +206,10 @@ def test_nothing_starts_ahead_when_no_thread_is_free(tmp_path):
 
     class Slow(Counted):
         def search(self, space: str, vector: Any, k: int, split: bool = True,
-                   shared: Any = None) -> list[tuple[int, float]]:
+                   shared: Any = None, approximate: bool = False) -> list[tuple[int, float]]:
             started.set()
             assert release.wait(30)
-            return super().search(space, vector, k, split, shared)
+            return super().search(space, vector, k, split, shared, approximate)
 
     slow = Slow(tmp_path / "slow", IndexConfig(model="test"))
     slow.add("default", keys(0, 500), vecs)
@@ -244,5 +253,44 @@ def test_hybrid_recalls_answer_alike_with_and_without_searches_ahead(tmp_path):
         store._recaller._ahead = SearchAhead(threads=0)  # every search inline
         assert answers() == with_ahead
         assert all(with_ahead)
+    finally:
+        store.close()
+
+
+def test_only_a_hybrid_recalls_vector_search_may_read_the_nearest_lists(tmp_path,
+                                                                        monkeypatch):
+    # A hybrid recall's vector search asks for the nearest lists of a large store
+    # (engine/ivf.py), whether it was started ahead or not: its proposals rarely make the
+    # answer. A text cue recalled by vector alone and an embedding cue scan every code.
+    texts = [json.loads(line)["content"] for line in EXAMPLES.read_text().splitlines()]
+    store = Store(tmp_path / "data", Settings().replace({"consolidation_interval_s": 0.0}))
+    try:
+        store.remember_many("default", [MemoryRecord(id=f"m{i}", content=t, confidence=0.9)
+                                        for i, t in enumerate(texts[:200])])
+        import_support.wait_for(lambda: store.vector_stats()["pending"] == 0, timeout=120)
+        index = store.indexer.index
+        asked: list[tuple[str, bool]] = []
+        search = index.search
+
+        def recorded(*args: Any, approximate: bool = False, **kw: Any) -> Any:
+            asked.append((threading.current_thread().name, approximate))
+            return search(*args, approximate=approximate, **kw)
+
+        monkeypatch.setattr(index, "search", recorded)
+        cue = texts[3][:40]
+        assert store.recall("default", RecallQuery(text=cue, limit=5)).memories
+        assert [a for _, a in asked] == [True]
+        assert asked[0][0].startswith("engram-search-ahead")
+        store._recaller._ahead = SearchAhead(threads=0)  # no thread free: inline
+        assert store.recall("default", RecallQuery(text=cue, limit=5)).memories
+        assert asked[1] == (threading.current_thread().name, True)
+        del asked[:]
+        assert store.recall("default", RecallQuery(text=cue, limit=5, mode="vector")).memories
+        vector = store.indexer.model.embed([texts[3]])[0]
+        assert store.recall("default", RecallQuery(embedding=vector.tobytes(), limit=5)
+                            ).memories
+        assert store.recall("default", RecallQuery(text=cue, limit=5, mode="lexical")
+                            ).memories
+        assert [a for _, a in asked] == [False, False]
     finally:
         store.close()

@@ -426,22 +426,75 @@ def test_a_store_coded_by_the_earlier_rule_is_retrained_after_a_restart(tmp_path
     assert {k for k, _ in again.search("default", wide[10], 3)} >= {11}
 
 
-def test_a_store_of_one_probe_is_searched_and_retrained_with_halves(tmp_path, monkeypatch,
-                                                                       vecs):
-    # An earlier version's coded store holds its fast-scan codes in one probe, no halves:
-    # it is read and searched as it is, and the merger retrains it with halves.
+def test_a_coded_store_keeps_its_codes_in_k_means_lists_through_write_and_read(tmp_path,
+                                                                              vecs):
+    # The lists hold every code the whole probe holds (appended alike), and a store read
+    # back has the same lists, the same share of them searched.
     from engram_cli.engine import ivf
 
-    d = tmp_path / "vec"
-    ix = VectorIndex.open(d, SMALL)
-    ix.add("default", keys(0, 1200), vecs[:1200])
-    with monkeypatch.context() as m:
-        m.setattr(ivf, "HALVES", 0)
-        assert ix.rebuild("default")
-    ix.save(3)
-    again = VectorIndex.open(d, SMALL)
-    all_lists(again)
-    assert found(again, vecs, 11) and again.due() == "default"
-    assert again.rebuild("default") and again.due() is None
-    assert again.describe()["default"] == {"count": 1200, "trained_on": 1200}
-    assert found(again, vecs, 11) and found(again, vecs, 1200)
+    assert [ivf.nlist_for(n, ivf.sample_size(n)) for n in (500, 3000, 20_000, 80_000,
+                                                            320_000, 4_000_000)] \
+        == [8, 64, 128, 256, 512, 1024]
+    coded = ivf.train(vecs.shape[1], vecs, len(vecs))
+    assert coded.lists is not None
+    plain = ivf.faiss.deserialize_index(ivf.faiss.serialize_index(coded.lists))
+    coded.add_with_ids(vecs[:2000], keys(0, 2000))
+    coded.add_with_ids(vecs[2000:], keys(2000, 3000))
+    assert not coded.outdated()
+    # each vector in the list faiss's own add puts it in (found here with numpy)
+    plain.add_with_ids(vecs, keys(0, 3000))
+    for no in range(int(plain.nlist)):
+        size = plain.invlists.list_size(no)
+        assert coded.lists.invlists.list_size(no) == size
+        assert sorted(ivf.faiss.rev_swig_ptr(coded.lists.invlists.get_ids(no), size)) \
+            == sorted(ivf.faiss.rev_swig_ptr(plain.invlists.get_ids(no), size))
+    q = vecs[5:25]
+    assert np.array_equal(plain.search(q, 10)[1], coded.lists.search(q, 10)[1])
+    assert (int(coded.lists.nlist), coded.nprobe) == (64, 4)
+    assert int(coded.lists.ntotal) == coded.scanned == 3000
+    path = tmp_path / "alpha.1.faiss"
+    with path.open("wb") as f:
+        ivf.write(coded, f.write)
+    again = ivf.read(path, coded=True)
+    assert not again.outdated()
+    assert (int(again.lists.nlist), again.nprobe, int(again.lists.ntotal)) == (64, 4, 3000)
+    q = vecs[17].reshape(1, -1)
+    assert np.array_equal(again.lists.search(q, 20)[1], coded.lists.search(q, 20)[1])
+    assert ivf.nbytes(again) == ivf.nbytes(coded) > 3000 * (32 + 256)
+
+
+def test_an_approximate_search_of_a_large_store_reads_only_its_nearest_lists(monkeypatch,
+                                                                            vecs):
+    # A hybrid recall's search (`approximate`) of a store of LISTS_BYTES of codes or more
+    # proposes only keys of the lists nearest the cue, and never a removed key; below
+    # LISTS_BYTES it scans every code, as other searches always do.
+    from engram_cli.engine import ivf
+
+    coded = ivf.train(vecs.shape[1], vecs, len(vecs))
+    coded.add_with_ids(vecs, keys(0, 3000))
+    assert coded.lists is not None
+    assert coded.remove_ids(keys(0, 100)) == 100
+    lists = coded.lists
+
+    def held_by(list_nos: np.ndarray) -> set[int]:
+        out: set[int] = set()
+        for no in list_nos.tolist():
+            size = lists.invlists.list_size(no)
+            out.update(ivf.faiss.rev_swig_ptr(lists.invlists.get_ids(no), size).tolist())
+        return out
+
+    rng = np.random.default_rng(7)
+    beyond = 0
+    for row in rng.choice(3000, 40, replace=False).tolist():
+        q = vecs[row].reshape(1, -1)
+        probed = lists.quantizer.search(q, coded.nprobe)[1][0]
+        whole = {k for k, _ in ivf.search(coded, q, 10, 64)}
+        assert {k for k, _ in ivf.search(coded, q, 10, 64, approximate=True)} == whole
+        monkeypatch.setattr(ivf, "LISTS_BYTES", 0)
+        near = {k for k, _ in ivf.search(coded, q, 10, 64, approximate=True)}
+        monkeypatch.setattr(ivf, "LISTS_BYTES", 16 << 20)
+        assert near and near <= held_by(probed) and not near & set(range(1, 101))
+        if row >= 100:
+            assert row + 1 in near  # its own code's list is the nearest to it
+        beyond += len(whole - held_by(probed))
+    assert beyond  # the scan of every code finds some the nearest lists do not hold

@@ -181,45 +181,54 @@ def test_unusable_files_mean_an_empty_index_and_a_reason(tmp_path, vecs, damage)
 
 
 def test_a_coded_file_of_another_layout_is_refused_when_read(tmp_path, vecs):
-    # Whole (its checksum matches) but not our parts in order (the fast-scan probe, its
-    # halves, then the 8-bit codes): here probes and no 8-bit codes, as a later version
-    # might lay them out, halves that do not add up to the whole, or another kind of
-    # 8-bit code. It must be refused at open, where the caller rebuilds, not answer each
-    # search with faiss's "key not found" (INTERNAL) or wrong scores.
+    # Whole (its checksum matches) but not our parts in order (the fast-scan lists, then
+    # the 8-bit codes): here lists and no 8-bit codes, as a later version might lay them
+    # out, an earlier version's fast-scan codes of one list, lists that lack codes the
+    # 8-bit codes hold, codes of residuals, or another kind of 8-bit code. It must be
+    # refused at open, where the caller rebuilds, not answer each search with faiss's "key
+    # not found" (INTERNAL) or wrong scores.
     import faiss
 
     from engram_cli.engine import ivf
 
-    coded = ivf.train(vecs.shape[1], vecs)
+    dim = vecs.shape[1]
+    coded = ivf.train(dim, vecs)
     coded.add_with_ids(vecs, keys(0, len(vecs)))
     path = tmp_path / "alpha.1.faiss"
     # An 8-bit half with a range per dimension: re-scoring decodes one range for all.
-    per_dim = faiss.IndexIVFScalarQuantizer(ivf._one_list(vecs.shape[1]), vecs.shape[1], 1,
+    per_dim = faiss.IndexIVFScalarQuantizer(ivf._one_list(dim), dim, 1,
                                             faiss.ScalarQuantizer.QT_8bit,
                                             faiss.METRIC_INNER_PRODUCT, False)
     per_dim.train(vecs)
     per_dim.add_with_ids(vecs, keys(0, len(vecs)))
-    probe = coded.probes[0]
-    for parts in ([probe, probe], [probe, per_dim], [*coded.probes, per_dim],
-                  [probe] * (ivf.HALVES + 2) + [coded.codes], [probe, probe, coded.codes],
-                  [probe] * (ivf.HALVES + 1) + [coded.codes]):
+    one_list = faiss.IndexIVFPQFastScan(ivf._one_list(dim), dim, 1, ivf.pq_m(dim), 4,
+                                        faiss.METRIC_INNER_PRODUCT, ivf.FAST_SCAN_BLOCK)
+    one_list.by_residual = False
+    one_list.train(vecs)
+    one_list.add_with_ids(vecs, keys(0, len(vecs)))
+    empty_lists = ivf.train(dim, vecs).lists  # lists that lack the 8-bit codes' keys
+    residual = faiss.deserialize_index(faiss.serialize_index(empty_lists))
+    residual.by_residual = True
+    lists = coded.lists
+    for parts in ([lists, lists], [lists, per_dim], [one_list, coded.codes],
+                  [empty_lists, coded.codes], [residual, coded.codes], [lists]):
         with path.open("wb") as f:
             writer = faiss.PyCallbackIOWriter(f.write)
             for part in parts:
                 faiss.write_index(part, writer)
             del writer
-        with pytest.raises(ValueError, match="not a coded vector store"):
+        with pytest.raises(ValueError, match=r"not (a coded|one of this version's) vector"):
             ivf.read(path, coded=True)
     with path.open("wb") as f:
         ivf.write(coded, f.write)
     again = ivf.read(path, coded=True)
-    assert again.ntotal == len(vecs) and len(again.probes) == 1 + ivf.HALVES
+    assert again.ntotal == int(again.lists.ntotal) == len(vecs)
 
 
-def test_a_coded_store_deals_its_codes_evenly_and_answers_alike_on_one_thread_or_two(
+def test_a_coded_store_scans_half_its_lists_on_each_of_two_threads_or_all_on_one(
         tmp_path, vecs, monkeypatch):
-    # A search of a large store scans the halves of its codes side by side when no other
-    # search is under way and the other thread is free, else the whole: near the same
+    # A search of a large store scans the halves of its lists side by side when no other
+    # search is under way and the other thread is free, else every list: near the same
     # answers either way (half the candidates from each half are not quite the whole's).
     # (Large: here from 0 bytes.) Whichever thread is free takes the next half; so that
     # each takes one here, each scans only once the other is scanning too (a thread
@@ -247,9 +256,9 @@ def test_a_coded_store_deals_its_codes_evenly_and_answers_alike_on_one_thread_or
     coded.add_with_ids(vecs[:2001], keys(0, 2001))
     for i in range(2001, 2011):  # one at a time, as a trickle of writes adds them
         coded.add_with_ids(vecs[i:i + 1], keys(i, i + 1))
-    whole, *halves = [int(probe.ntotal) for probe in coded.probes]
-    assert whole == sum(halves) == 2011 and len(halves) == ivf.HALVES == 2
-    assert max(halves) - min(halves) <= 1
+    # the halves: the lists dealt in turn
+    assert ivf.HALVES == 2 and [len(h) for h in coded._halves] == [coded.lists.nlist // 2] * 2
+    assert sorted(np.concatenate(coded._halves).tolist()) == list(range(coded.lists.nlist))
     coded.install_lookup(*coded.lookup_keys())
     cues = range(0, 2011, 40)
     pairing["on"] = True

@@ -48,9 +48,10 @@ class SearchAhead:
         self._pool: ThreadPoolExecutor | None = None
         self._local = threading.local()  # this thread's search under way, if any
 
-    def start(self, index: Any, space: str, cue: Any, k: int) -> None:
-        """Begin `index.search(space, cue, k)` on another thread, if one is free; its scan
-        shared with the caller's thread if `alone()` (`search`)."""
+    def start(self, index: Any, space: str, cue: Any, k: int, approximate: bool = False
+              ) -> None:
+        """Begin `index.search(space, cue, k, approximate=approximate)` on another thread,
+        if one is free; its scan shared with the caller's thread if `alone()` (`search`)."""
         self.clear()
         if not self._free.acquire(blocking=False):
             return
@@ -63,33 +64,38 @@ class SearchAhead:
                     from engram_cli.engine.ivf import Shared  # faiss: with the index
 
                     shared = Shared()
-                future = self._pool.submit(self._run, index, space, cue, k, shared)
+                future = self._pool.submit(self._run, index, space, cue, k, shared,
+                                           approximate)
         except BaseException:
             self._free.release()
             raise
-        self._local.ahead = (index, space, cue, k, future, shared)
+        self._local.ahead = (index, space, cue, k, approximate, future, shared)
 
-    def _run(self, index: Any, space: str, cue: Any, k: int, shared: Shared | None) -> Any:
+    def _run(self, index: Any, space: str, cue: Any, k: int, shared: Shared | None,
+             approximate: bool) -> Any:
         try:
-            return index.search(space, cue, k, split=False, shared=shared)
+            return index.search(space, cue, k, split=False, shared=shared,
+                                approximate=approximate)
         finally:
             if shared is not None:
                 shared.close()  # offered or not: the caller waits no more
             self._free.release()
 
-    def search(self, index: Any, space: str, cue: Any, k: int) -> Any:
-        """`index.search(space, cue, k)`: the one started ahead with these same arguments
-        (the same cue object), else now (on this thread alone)."""
+    def search(self, index: Any, space: str, cue: Any, k: int, approximate: bool = False
+               ) -> Any:
+        """`index.search(space, cue, k, approximate=approximate)`: the one started ahead
+        with these same arguments (the same cue object), else now (on this thread alone)."""
         ahead = getattr(self._local, "ahead", None)
         self._local.ahead = None
         if ahead is not None:
-            a_index, a_space, a_cue, a_k, future, shared = ahead
-            if a_index is index and a_space == space and a_cue is cue and a_k == k:
+            a_index, a_space, a_cue, a_k, a_approximate, future, shared = ahead
+            if a_index is index and a_space == space and a_cue is cue and a_k == k \
+                    and a_approximate == approximate:
                 if shared is not None and self._alone():  # still: else the scan ahead
                     shared.help()                         # takes what is left
                 return future.result()
         # not started ahead: no thread was free, the server is busy; no second thread here
-        return index.search(space, cue, k, split=False)
+        return index.search(space, cue, k, split=False, approximate=approximate)
 
     def clear(self) -> None:
         """Forget this thread's search under way (its answer is not wanted)."""

@@ -231,8 +231,8 @@ def exactly(limit: int) -> int:
 
 def vector_seeds(index: Any, look: Lookup, cue: Any, want: int, floor: float,
                  ahead: SearchAhead | None = None,
-                 unsettled: AbstractSet[int] | None = None, exact: int = 0
-                 ) -> dict[int, float]:
+                 unsettled: AbstractSet[int] | None = None, exact: int = 0,
+                 approximate: bool = False) -> dict[int, float]:
     """Nearest neighbours from the vector index that are still there, visible and in this
     space: the index only proposes, so nothing deleted or suppressed comes back from it.
     `unsettled` (Indexer.unsettled): the memories whose changes the index has yet to take
@@ -241,9 +241,13 @@ def vector_seeds(index: Any, look: Lookup, cue: Any, want: int, floor: float,
     codes in a coded store), and their rows are not read: a random page each, the most a
     recall read from disk once the machine had reclaimed the store's pages; except the
     `exact` best of them, scored again from their stored vectors. None: every candidate
-    is re-read and scored exactly. `ahead`: where the search may have been started."""
+    is re-read and scored exactly. `ahead`: where the search may have been started;
+    `approximate`: a hybrid recall's, of a large store's nearest lists (engine/ivf.py)."""
     conn, space = look.conn, look.space
-    found = (ahead.search if ahead is not None else _search)(index, space, cue, rescored(want))
+    if ahead is not None:
+        found = ahead.search(index, space, cue, rescored(want), approximate)
+    else:
+        found = _search(index, space, cue, rescored(want), approximate)
     if not found:
         return {}
     if unsettled is None:
@@ -307,8 +311,8 @@ class _Running:
 RUNNING = _Running()
 
 
-def _search(index: Any, space: str, cue: Any, k: int) -> Any:
-    return index.search(space, cue, k, split=RUNNING.quiet())
+def _search(index: Any, space: str, cue: Any, k: int, approximate: bool = False) -> Any:
+    return index.search(space, cue, k, split=RUNNING.quiet(), approximate=approximate)
 
 
 def index_cue(ix: Any, space: str, text: str, held: int | None) -> Any:
@@ -358,9 +362,10 @@ def index_source(indexer: Callable[[], Any], ahead: SearchAhead | None = None) -
                     _no_text_vectors(ix, space, held)
                 return {}, False
             floor = HYBRID_MIN_SIMILARITY if q.mode == "hybrid" else 0.0
+            hybrid = q.mode == "hybrid"
             return vector_seeds(ix.index, look, cue, want, floor, ahead,
-                                ix.unsettled(conn),
-                                exactly(limit) if q.mode == "vector" else 0), False
+                                ix.unsettled(conn), 0 if hybrid else exactly(limit),
+                                approximate=hybrid), False
         cue = np.frombuffer(q.embedding or b"", dtype=np.float32)
         if held is not None and len(cue) != held:
             raise InvalidArgument(
@@ -507,7 +512,7 @@ class Recaller:
         cue = index_cue(self._indexer(), space, q.text or "", rows.space_dimension(conn, space))
         if cue is not None:
             index = self._indexer().index
-            self._ahead.start(index, space, cue, rescored(want))
+            self._ahead.start(index, space, cue, rescored(want), approximate=True)
             look.similarity = lambda rids: index.scores(space, rids, cue)
         try:
             lexical, cut_lexical = sources[0](look, q, want, limit, deadline)

@@ -3,10 +3,11 @@
 One faiss index per space (spaces never see each other's vectors), keyed by the memory's
 SQLite rowid, over unit vectors (cosine). A small space is an exact store (engine/ivf.py);
 at `train_at` vectors it becomes a coded store: every vector as a 4-bit product-quantized
-code, all of which a search scans with faiss's fast-scan kernels, and as an 8-bit code that
-re-scores the scan's best `candidates`. Adding costs two encodings a vector (~200k
-vectors/s on one core, where an HNSW graph took 1.9k/s), so the index keeps up with the
-embedder.
+code in k-means lists, all of which a search scans with faiss's fast-scan kernels (a
+hybrid recall's, of a large store, only the lists nearest its cue), and as an 8-bit code
+that re-scores the scan's best `candidates`. Adding costs two encodings a vector and a
+look for its nearest list (~90k vectors/s on one core, where an HNSW graph took 1.9k/s),
+so the index keeps up with the embedder.
 
 SQLite stays the source of truth: this index only proposes candidates, and the caller
 checks each one against SQLite (dropping deleted and suppressed memories, and re-scoring
@@ -38,7 +39,7 @@ vector, so a restart replays it.
 
 Threads: any number of concurrent searches, and writers (add/remove/merge/save) one at a
 time, each waiting for searches to drain; a batch is added in chunks, so that a search
-waits at most one chunk's encoding (~1 ms). faiss
+waits at most one chunk's encoding (~2 ms; its vectors' lists are found before, unlocked). faiss
 releases the GIL while it searches, adds and trains. numpy and faiss are imported when an
 index is opened.
 """
@@ -73,7 +74,7 @@ from engram_cli.files import (
 if TYPE_CHECKING:
     from engram_cli.engine import ivf  # faiss: imported where it is first needed
 
-FORMAT = 3  # 1: usearch HNSW files; 2: IVF-SQ8 inverted files
+FORMAT = 4  # 1: usearch HNSW files; 2: IVF-SQ8 inverted files; 3: fast-scan codes of one list
 MANIFEST = "manifest.json"
 SUFFIX = ".faiss"
 _SPACE_FILE = re.compile(r"[a-z0-9_-]{1,64}")  # fullmatch: no trailing newline
@@ -151,13 +152,22 @@ class _Space:
     def count(self) -> int:
         return int(self.index.ntotal) + (len(self.fresh) if self.fresh is not None else 0)
 
-    def put(self, keys: Any, vecs: Any) -> None:
-        """Replace or add `keys` (hold the write lock)."""
+    def put(self, keys: Any, vecs: Any, nearest: Any = None) -> None:
+        """Replace or add `keys` (hold the write lock); `nearest`: in a coded store, each
+        vector's nearest list, found before without the lock (`nearest`)."""
         self.index.remove_ids(keys)  # an id added twice would be held twice
-        self.index.add_with_ids(vecs, keys)
+        if nearest is None:
+            self.index.add_with_ids(vecs, keys)
+        else:
+            self.index.add_with_ids(vecs, keys, nearest)
         if self.journal is not None:
             self.journal.append((keys, vecs))
             self.touched.update(keys.tolist())
+
+    def nearest(self, vecs: Any) -> Any:
+        """In a coded store, each vector's nearest list (what `put` takes; hold `_writer`,
+        so that the store is not swapped meanwhile, and no lock); else None."""
+        return self.index.nearest_lists(vecs) if self.trained_on else None
 
     def drop(self, keys: Any) -> int:
         """Remove `keys` (hold the write lock); answers how many were there."""
@@ -284,10 +294,11 @@ class VectorIndex:
         """Add in chunks (hold _writer: the index cannot be swapped meanwhile)."""
         for start in range(0, len(keys), WRITE_CHUNK):
             k, v = keys[start:start + WRITE_CHUNK], vecs[start:start + WRITE_CHUNK]
+            nearest = sp.nearest(v)  # off the lock: ~0.6 ms a chunk at 512 lists
             with self._lock.write():
                 if discard_fresh and sp.fresh is not None:
                     sp.fresh.discard(k)
-                sp.put(k, v)
+                sp.put(k, v, nearest)
                 if not discard_fresh and sp.fresh is not None:
                     sp.fresh.merged(k)
 
@@ -424,7 +435,7 @@ class VectorIndex:
         trained_on = len(ids)
         swapped = False
         try:
-            new = ivf.train(sp.dim, sample)
+            new = ivf.train(sp.dim, sample, trained_on)
             del sample
             for start in range(0, len(ids), COPY_CHUNK):  # copy, chunk by chunk
                 if cancelled() or self._spaces.get(space) is not sp:
@@ -537,14 +548,17 @@ class VectorIndex:
     # ----------------------------------------------------------------- reading
 
     def search(self, space: str, vector: Any, k: int, split: bool = True,
-               shared: ivf.Shared | None = None) -> list[tuple[int, float]]:
+               shared: ivf.Shared | None = None, approximate: bool = False
+               ) -> list[tuple[int, float]]:
         """The about-`k` nearest keys of a space by cosine, as (key, similarity), best
         first; [] for a space without an index. Similarities are of the quantized vectors
         (8-bit codes) in a coded store. `split`: a coded store's scan may take a second
         thread (False where the caller's own thread works meanwhile), if no other search
         is under way: a server whose cores are busy with other searches gains nothing from
         handing work to another thread. `shared`: the scan's halves are
-        offered there, for the thread that started this search ahead to help with."""
+        offered there, for the thread that started this search ahead to help with.
+        `approximate`: a large coded store's nearest lists are scanned, not every code (a
+        hybrid recall's search, engine/ivf.py)."""
 
         from engram_cli.engine import ivf
 
@@ -556,8 +570,8 @@ class VectorIndex:
             if q.shape[1] != sp.dim:
                 raise InvalidArgument(dimension_error(q.shape[1], space, sp.dim, "cue"))
             alone = self._lock.readers == 1  # this search
-            out = (ivf.search(sp.index, q, k, self.config.candidates, split and alone, shared)
-                   if sp.index.ntotal else [])
+            out = (ivf.search(sp.index, q, k, self.config.candidates, split and alone, shared,
+                              approximate) if sp.index.ntotal else [])
             if sp.fresh is not None and len(sp.fresh):
                 # a key is in the index or the segment, never both
                 out = sorted(out + sp.fresh.search(q[0], k), key=lambda kv: kv[1],
