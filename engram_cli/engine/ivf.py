@@ -113,6 +113,12 @@ RESCORE_SLICE_BYTES = 64 * 1024
 # beside the two (tried first) cost 2.0-2.6 ms more for 256 vectors: the catch-up fell to
 # 0.83-0.86x the model's raw rate (1.03-1.06x without), and a retrain could not replay its
 # journal while the merger added at the same cost.
+# NOT YET UNDERSTOOD (why this branch is not merged): in a store whose 1,024 lists a
+# retrain built, with a one-list copy of the same codes built beside it in one process,
+# the scan of every list took p50 1.14x the one list's (500 held-out cues x 3,
+# alternated), vector-mode recall 1.12x; over gRPC against main, vector mode 1.11-1.26x
+# at p50 in three runs, while hybrid recall (the nearest lists) took 0.64-0.71x at p50,
+# 0.66-0.82x at p99. Two semantic_bench runs met every goal (catch-up 0.90x, 0.91x).
 HALVES = 2
 SPLIT_SHARE = 0.5
 SPLIT_BYTES = 16 << 20
