@@ -119,6 +119,8 @@ RESCORE_SLICE_BYTES = 64 * 1024
 # alternated), vector-mode recall 1.12x; over gRPC against main, vector mode 1.11-1.26x
 # at p50 in three runs, while hybrid recall (the nearest lists) took 0.64-0.71x at p50,
 # 0.66-0.82x at p99. Two semantic_bench runs met every goal (catch-up 0.90x, 0.91x).
+# Found since (on main's ivf.py): a scan of every list costs ~0.3 microseconds a list more
+# than one list's (1.01x / 1.04x / 1.10x / 1.11-1.19x at 128 / 256 / 512 / 1,024 lists).
 HALVES = 2
 SPLIT_SHARE = 0.5
 SPLIT_BYTES = 16 << 20
