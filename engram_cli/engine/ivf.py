@@ -134,7 +134,12 @@ SPLIT_BYTES = 16 << 20
 # every list.
 LISTS_BYTES = 16 << 20
 PROBE_SHARE = 16
-MAX_LISTS = 1024
+# At most 256 lists: a scan of every list costs ~0.3 microseconds a list more than the scan
+# of one list's codes (1.01x / 1.04x / 1.04-1.10x / 1.11-1.19x at 128 / 256 / 512 / 1,024
+# lists at a million, in one process), while a hybrid recall over the nearest sixteenth
+# answered alike at 256 lists (500 of 500 held-out cues; p50 0.67x, p99 0.83x every
+# list's) as at 128 (p99 0.92x).
+MAX_LISTS = 256
 # k-means wants this many sample vectors a list at least (faiss warns below 39).
 PER_LIST = 39
 # A vector's list is found with numpy (`nearest_lists`: 1.1 ms for 256 vectors at 1,024
@@ -522,9 +527,10 @@ def nlist_for(n: int, sample: int) -> int:
     """The k-means lists of a store trained on `n` vectors (`sample` of them): a power of
     two near the square root of n (it holds up to 4n before it is retrained, vectors.py's
     growth), at most MAX_LISTS, at most one a PER_LIST of the sample, and at least HALVES.
-    At a million (one thread, 500 held-out cues) 512 lists (nprobe 32) found 0.849 of the
-    ten nearest in 0.53 ms, 1,024 (nprobe 64) 0.860 in 0.52; 512 train in 5 s rather than
-    10.5, and a vector's list is found in half the time."""
+    At a million (benchmarks/list_layout_bench.py) the nearest sixteenth of 128 / 256 / 512
+    / 1,024 lists held 0.817 / 0.841 / 0.855 / 0.867 of the exact ten among 256
+    candidates; fewer lists train faster (256 in ~3 s, 1,024 in 12 s) and a vector's list
+    is found sooner."""
     lists = 1 << max(0, round(math.log2(math.sqrt(max(1, n)))))
     lists = max(HALVES, min(lists, MAX_LISTS))
     while lists > HALVES and lists * PER_LIST > sample:
