@@ -15,12 +15,14 @@ list found with numpy and handed to faiss through a stand-in quantizer (faiss's 
 add takes no list numbers of its own). Printed: the training time, the cost of adding 256
 vectors to each layout, and for the store's held-out cues (its cues.json), the layouts
 alternated cue by cue for --rounds: p50 and p99 of each search and how many of the exact
-ten nearest (numpy over the stored vectors) its candidates hold.
+ten nearest (numpy over the stored vectors) its candidates hold. The layouts' order is drawn
+at random for each cue.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import sqlite3
 import sys
 import time
@@ -177,10 +179,14 @@ def main(argv: list[str] | None = None) -> None:
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
     held = dict.fromkeys(variants, 0)
+    order = random.Random(1)
     for r in range(args.rounds):
         for i in range(len(queries)):
             q = np.ascontiguousarray(queries[i:i + 1])
-            for name, search in variants.items():
+            names = list(variants)
+            order.shuffle(names)
+            for name in names:
+                search = variants[name]
                 t = time.perf_counter()
                 found = search(q)
                 times[name].append(time.perf_counter() - t)

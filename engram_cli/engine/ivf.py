@@ -114,13 +114,14 @@ RESCORE_SLICE_BYTES = 64 * 1024
 # cost 2.0-2.6 ms for 256 vectors beside 2.0 for the rest of an add: the catch-up fell to
 # 0.83-0.86x the model's raw rate (1.03-1.06x without), and a retrain could not replay its
 # journal while the merger added at the same cost. One index of lists standing for the
-# whole probe and its halves too adds at 2.3 against 1.9 ms for both (256 vectors); of a
-# million built in one loop (benchmarks/list_layout_bench.py) every list took 0.83-0.89x
-# the one list's p50, half of them on each of two threads 0.53-0.59x (the halves
-# 0.60-0.63x), the nearest 32 of 512 0.09x. But in a store whose 1,024 lists a retrain
-# built, the scan of every list took 1.14x the one list's (a one-list copy of the same
-# codes beside it, cue by cue in one process), and vector-mode recall over gRPC
-# 1.11-1.26x at p50: not yet understood, not taken.
+# whole probe and its halves too adds 256 vectors in 1.7-2.3 ms at 512 lists, 3.0 at
+# 1,024, against 1.4-2.0 for both. Its scan of every list measured 0.83-0.94x the one
+# list's p50 in benchmarks/list_layout_bench.py (three runs at a million; half of the
+# lists on each of two threads 0.53-0.63x, the one list's halves 0.60-0.66x; the nearest
+# 32 of 512 lists 0.09-0.14x), but 1.11-1.19x in two other comparisons in one process (a
+# store's own 1,024 lists, and lists of 512 and 1,024 built like a server's, each beside a
+# one-list copy of the same codes), and vector-mode recall over gRPC 1.11-1.26x at p50:
+# not yet understood, not taken.
 HALVES = 2
 SPLIT_SHARE = 0.5
 SPLIT_BYTES = 16 << 20
