@@ -120,8 +120,10 @@ RESCORE_SLICE_BYTES = 64 * 1024
 # lists on each of two threads 0.53-0.63x, the one list's halves 0.60-0.66x; the nearest
 # 32 of 512 lists 0.09-0.14x), but 1.11-1.19x in two other comparisons in one process (a
 # store's own 1,024 lists, and lists of 512 and 1,024 built like a server's, each beside a
-# one-list copy of the same codes), and vector-mode recall over gRPC 1.11-1.26x at p50:
-# not yet understood, not taken.
+# one-list copy of the same codes), and vector-mode recall over gRPC 1.11-1.26x at p50. In
+# one process, the same million's stored vectors, the order drawn at random cue by cue,
+# every list took 1.01x / 1.04x / 1.10x / 1.11-1.19x the one list's p50 at 128 / 256 / 512
+# / 1,024 lists: about 0.3 microseconds more a list. Not taken.
 HALVES = 2
 SPLIT_SHARE = 0.5
 SPLIT_BYTES = 16 << 20
