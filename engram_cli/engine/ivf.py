@@ -122,7 +122,7 @@ RESCORE_SLICE_BYTES = 64 * 1024
 # store's own 1,024 lists, and lists of 512 and 1,024 built like a server's, each beside a
 # one-list copy of the same codes), and vector-mode recall over gRPC 1.11-1.26x at p50. In
 # one process, the same million's stored vectors, the order drawn at random cue by cue,
-# every list took 1.01x / 1.04x / 1.10x / 1.11-1.19x the one list's p50 at 128 / 256 / 512
+# every list took 1.01x / 1.04x / 1.04-1.10x / 1.11-1.19x the one list's p50 at 128 / 256 / 512
 # / 1,024 lists: about 0.3 microseconds more a list. Not taken.
 HALVES = 2
 SPLIT_SHARE = 0.5
