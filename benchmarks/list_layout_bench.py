@@ -36,14 +36,15 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from semantic_bench import say  # noqa: E402
+
+from engram_cli.engine.unit import unit_rows  # noqa: E402
 
 CANDIDATES = 256  # the fast-scan candidates a search re-scores (vector_candidates)
 ADD_CHUNK = 256  # vectors a server adds under one hold of its lock
 ASSIGN_CHUNK = 64  # vectors handed to faiss through one stand-in quantizer
-
-
-def say(*parts: Any) -> None:
-    print(*parts, flush=True)
 
 
 def stored_vectors(store: Path) -> tuple[Any, Any]:
@@ -55,9 +56,7 @@ def stored_vectors(store: Path) -> tuple[Any, Any]:
         db.close()
     keys = np.array([rid for rid, _ in rows], dtype=np.int64)
     vecs = np.frombuffer(b"".join(v for _, v in rows), dtype="<f2").reshape(len(rows), -1)
-    vecs = vecs.astype(np.float32)
-    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    return keys, vecs
+    return keys, unit_rows(vecs)
 
 
 def add_assigned(faiss: Any, lists: Any, vecs: Any, keys: Any, nearest: Any) -> None:
@@ -140,8 +139,7 @@ def main(argv: list[str] | None = None) -> None:
 
     model = load_model(DEFAULT_MODEL)
     assert model is not None
-    queries = np.asarray(model.embed(cues), dtype=np.float32)
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    queries = model.embed(cues)  # unit float32 rows
     truth = keys[np.argsort(-(queries @ vecs.T), axis=1)[:, :10]]
     every = np.arange(args.lists, dtype=np.int64)
     even, odd = every[0::2].copy(), every[1::2].copy()
