@@ -15,12 +15,14 @@ list found with numpy and handed to faiss through a stand-in quantizer (faiss's 
 add takes no list numbers of its own). Printed: the training time, the cost of adding 256
 vectors to each layout, and for the store's held-out cues (its cues.json), the layouts
 alternated cue by cue for --rounds: p50 and p99 of each search and how many of the exact
-ten nearest (numpy over the stored vectors) its candidates hold.
+ten nearest (numpy over the stored vectors) its candidates hold. The layouts' order is drawn
+at random for each cue.
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import sqlite3
 import sys
 import time
@@ -34,14 +36,14 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from semantic_bench import say  # noqa: E402
+
+from engram_cli.engine.unit import unit_rows  # noqa: E402
 
 CANDIDATES = 256  # the fast-scan candidates a search re-scores (vector_candidates)
 ADD_CHUNK = 256  # vectors a server adds under one hold of its lock
-ASSIGN_CHUNK = 64  # vectors handed to faiss through one stand-in quantizer
-
-
-def say(*parts: Any) -> None:
-    print(*parts, flush=True)
 
 
 def stored_vectors(store: Path) -> tuple[Any, Any]:
@@ -53,25 +55,7 @@ def stored_vectors(store: Path) -> tuple[Any, Any]:
         db.close()
     keys = np.array([rid for rid, _ in rows], dtype=np.int64)
     vecs = np.frombuffer(b"".join(v for _, v in rows), dtype="<f2").reshape(len(rows), -1)
-    vecs = vecs.astype(np.float32)
-    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    return keys, vecs
-
-
-def add_assigned(faiss: Any, lists: Any, vecs: Any, keys: Any, nearest: Any) -> None:
-    """Each vector into the list `nearest` gives it: faiss asks the index's quantizer for
-    a vector's list, so for a few vectors at a time the quantizer is an exact index of
-    those vectors themselves under their lists' numbers."""
-    centroids = lists.quantizer
-    for start in range(0, len(keys), ASSIGN_CHUNK):
-        part = slice(start, start + ASSIGN_CHUNK)
-        given = faiss.IndexIDMap(faiss.IndexFlatL2(lists.d))
-        given.add_with_ids(vecs[part], nearest[part])
-        lists.quantizer = given
-        try:
-            lists.add_with_ids(vecs[part], keys[part])
-        finally:
-            lists.quantizer = centroids
+    return keys, unit_rows(vecs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -129,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         add_now.append(time.perf_counter() - t)
         t = time.perf_counter()
         nearest = np.argmax(x @ centroids.T, axis=1).astype(np.int64)
-        add_assigned(faiss, lists, x, k, nearest)
+        ivf._add_assigned(lists, x, k, nearest)
         add_lists.append(time.perf_counter() - t)
     say(f"training: one list {trained_now:.1f} s, {args.lists} lists {trained_lists:.1f} s")
     say(f"adding {ADD_CHUNK} vectors (the fast-scan codes only): one list and its "
@@ -138,8 +122,7 @@ def main(argv: list[str] | None = None) -> None:
 
     model = load_model(DEFAULT_MODEL)
     assert model is not None
-    queries = np.asarray(model.embed(cues), dtype=np.float32)
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    queries = model.embed(cues)  # unit float32 rows
     truth = keys[np.argsort(-(queries @ vecs.T), axis=1)[:, :10]]
     every = np.arange(args.lists, dtype=np.int64)
     even, odd = every[0::2].copy(), every[1::2].copy()
@@ -163,7 +146,8 @@ def main(argv: list[str] | None = None) -> None:
         return np.concatenate([a(), other.result()])
 
     halves = probes[1:]
-    half = CANDIDATES // 2
+    half = CANDIDATES // 2  # the one list's halves: dealt vector by vector
+    share = max(1, int(np.ceil(CANDIDATES * ivf.SPLIT_SHARE)))  # the lists' halves
     nprobe = max(1, args.lists // 16)
     variants: dict[str, Callable[[Any], Any]] = {
         "one list, every code": lambda q: whole.search(q, CANDIDATES)[1][0],
@@ -171,16 +155,20 @@ def main(argv: list[str] | None = None) -> None:
             lambda: halves[0].search(q, half)[1][0], lambda: halves[1].search(q, half)[1][0]),
         "lists: every list": lambda q: of_lists(q, every, CANDIDATES),
         "lists: half each, two threads": lambda q: two_threads(
-            lambda: of_lists(q, even, half), lambda: of_lists(q, odd, half)),
+            lambda: of_lists(q, even, share), lambda: of_lists(q, odd, share)),
         f"lists: the nearest {nprobe}": lambda q: lists.search(
             q, CANDIDATES, params=faiss.SearchParametersIVF(nprobe=nprobe))[1][0],
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
     held = dict.fromkeys(variants, 0)
+    order = random.Random(1)
     for r in range(args.rounds):
         for i in range(len(queries)):
             q = np.ascontiguousarray(queries[i:i + 1])
-            for name, search in variants.items():
+            names = list(variants)
+            order.shuffle(names)
+            for name in names:
+                search = variants[name]
                 t = time.perf_counter()
                 found = search(q)
                 times[name].append(time.perf_counter() - t)

@@ -92,15 +92,15 @@ RESCORE_SLICE_BYTES = 64 * 1024
 # A search of a store of at least SPLIT_BYTES of codes, when its caller allows it
 # (engine/vectors.py: no other search under way; engine/recall.py: no other recall, nor two
 # at once for a second) and `_Beside`'s thread is free, scans the lists in HALVES halves
-# (the lists dealt in turn) side by side, each for SPLIT_SHARE of the candidates (0.5: as
-# many re-scored as from one scan); any other search scans every list, one call into
-# faiss. A scan reads every code, and past the caches this machine's memory sets its pace,
-# which two cores reading at once nearly double; handing half a small scan over costs what
-# it saves (at 400,000 vectors, 12.8 MB, 0.95x). The halves go to whichever thread is free
-# first (`Shared`): also a hybrid recall's own thread, once its full-text seeds are read,
-# while its search runs ahead (engine/ahead.py). Halves rather than quarters: at a million
-# in one process, hybrid p50 0.80x and 0.78x the search ahead alone with halves and
-# quarters, then 0.80x and 0.82x (p99 0.93x, 0.99x); eighths 0.81x, p99 0.96x.
+# (the lists dealt in turn) side by side, each for SPLIT_SHARE of the candidates; any other
+# search scans every list, one call into faiss. A scan reads every code, and past the
+# caches this machine's memory sets its pace, which two cores reading at once nearly
+# double; handing half a small scan over costs what it saves (at 400,000 vectors, 12.8 MB,
+# 0.95x). The halves go to whichever thread is free first (`Shared`): also a hybrid
+# recall's own thread, once its full-text seeds are read, while its search runs ahead
+# (engine/ahead.py). Halves rather than quarters: at a million in one process, hybrid p50
+# 0.80x and 0.78x the search ahead alone with halves and quarters, then 0.80x and 0.82x
+# (p99 0.93x, 0.99x); eighths 0.81x, p99 0.96x.
 #
 # The lists stand for what were three copies of the codes (one list scanned whole, the
 # same codes dealt to two halves, and k-means lists for hybrid recall): at a million
@@ -113,16 +113,13 @@ RESCORE_SLICE_BYTES = 64 * 1024
 # beside the two (tried first) cost 2.0-2.6 ms more for 256 vectors: the catch-up fell to
 # 0.83-0.86x the model's raw rate (1.03-1.06x without), and a retrain could not replay its
 # journal while the merger added at the same cost.
-# NOT YET UNDERSTOOD (why this branch is not merged): in a store whose 1,024 lists a
-# retrain built, with a one-list copy of the same codes built beside it in one process,
-# the scan of every list took p50 1.14x the one list's (500 held-out cues x 3,
-# alternated), vector-mode recall 1.12x; over gRPC against main, vector mode 1.11-1.26x
-# at p50 in three runs, while hybrid recall (the nearest lists) took 0.64-0.71x at p50,
-# 0.66-0.82x at p99. Two semantic_bench runs met every goal (catch-up 0.90x, 0.91x).
-# Found since (on main's ivf.py): a scan of every list costs ~0.3 microseconds a list more
-# than one list's (1.01x / 1.04x / 1.10x / 1.11-1.19x at 128 / 256 / 512 / 1,024 lists).
 HALVES = 2
-SPLIT_SHARE = 0.5
+# A vector's near neighbours lie in a few lists, so most lie in one half: that half's best
+# half of the candidates held fewer of them than the whole's best (at a million, 256
+# lists, 0.978-0.979 of the exact ten against 0.985; the one list's halves, dealt vector
+# by vector, held 0.985). 160 of 256 from each half held 0.983-0.984, scanned in the same
+# time (1.00x); dealing the lists by their nearness to the cue instead held 0.979.
+SPLIT_SHARE = 0.625
 SPLIT_BYTES = 16 << 20
 # A hybrid recall's search (`approximate`) of a store of at least LISTS_BYTES of codes
 # scans the nlist // PROBE_SHARE lists nearest its cue. Its proposals rarely make a hybrid
@@ -136,9 +133,10 @@ LISTS_BYTES = 16 << 20
 PROBE_SHARE = 16
 # At most 256 lists: a scan of every list costs ~0.3 microseconds a list more than the scan
 # of one list's codes (1.01x / 1.04x / 1.04-1.10x / 1.11-1.19x at 128 / 256 / 512 / 1,024
-# lists at a million, in one process), while a hybrid recall over the nearest sixteenth
-# answered alike at 256 lists (500 of 500 held-out cues; p50 0.67x, p99 0.83x every
-# list's) as at 128 (p99 0.92x).
+# lists at a million, in one process; vector-mode recall over gRPC 1.03-1.06x the one
+# list's at p50 with 256 lists, 1.11-1.26x with 1,024), while a hybrid recall over the
+# nearest sixteenth answered alike at 256 lists (500 of 500 held-out cues; p50 0.67x, p99
+# 0.83x every list's) as at 128 (p99 0.92x).
 MAX_LISTS = 256
 # k-means wants this many sample vectors a list at least (faiss warns below 39).
 PER_LIST = 39
@@ -428,9 +426,8 @@ class Shared:
 
 class _Beside:
     """One thread that scans halves beside the caller, when it is free (else the caller
-    scans the whole probe itself, as before). The answers differ a little
-    (half the candidates from each half are not quite the whole's best: recall@10 0.978
-    against 0.979 at a million)."""
+    scans every list itself). The answers differ a little: SPLIT_SHARE of the candidates
+    from each half are not quite the whole's best."""
 
     def __init__(self) -> None:
         self._free = threading.Semaphore(1)
