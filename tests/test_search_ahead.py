@@ -35,11 +35,11 @@ class Counted(VectorIndex):
         self.approximate: list[bool] = []
 
     def search(self, space: str, vector: Any, k: int, split: bool = True,
-               shared: Any = None, approximate: bool = False) -> list[tuple[int, float]]:
+               approximate: bool = False) -> list[tuple[int, float]]:
         self.threads.append(threading.current_thread().name)
         self.splits.append(split)
         self.approximate.append(approximate)
-        return super().search(space, vector, k, split, shared, approximate)
+        return super().search(space, vector, k, split, approximate)
 
 
 def index(tmp_path: Path) -> tuple[Counted, np.ndarray]:
@@ -96,108 +96,6 @@ def test_a_search_takes_a_second_thread_only_when_its_recall_has_been_alone(tmp_
     assert ix.splits[-1] is True and recall.RUNNING.count == 0
 
 
-def test_the_thread_that_started_a_search_ahead_scans_what_is_left_of_it(tmp_path,
-                                                                          monkeypatch):
-    # A large coded store's scan is offered in halves; the thread that started it ahead
-    # takes a half once it asks for the answer. (Large: here from 0 bytes. Each thread
-    # holds its half until the other has taken one: without the help the search ahead
-    # would wait out the 10 s and scan both.)
-    from engram_cli.engine import ivf
-
-    monkeypatch.setattr(ivf, "SPLIT_BYTES", 0)
-    rng = np.random.default_rng(5)
-    vecs = rng.standard_normal((2000, 32)).astype(np.float32)
-    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-    ix = VectorIndex.open(tmp_path / "vec", IndexConfig(model="test", train_at=500,
-                                                        candidates=64))
-    ix.add("default", keys(0, 2000), vecs)
-    assert ix.rebuild("default")
-    here = threading.current_thread().name
-    scanned_on: list[str] = []
-    taken, came = threading.Event(), threading.Event()
-    scan = ivf._scan
-
-    def in_turn(*args: Any) -> Any:
-        # While `hold`, each thread scans its half only once the other has taken one: the
-        # first to take one would otherwise scan it before the other is there, and may
-        # take both.
-        scanned_on.append(threading.current_thread().name)
-        if threading.current_thread().name == here:
-            taken.set()
-            if hold:
-                came.wait(10)
-        else:
-            came.set()
-            if hold:
-                taken.wait(10)
-        return scan(*args)
-
-    monkeypatch.setattr(ivf, "_scan", in_turn)
-    alone = {"at start": True, "asking": True}  # whether the caller's recall is the only one
-    answers = iter(alone.values())
-    ahead = SearchAhead(alone=lambda: next(answers))
-    try:
-        hold, cue = True, vecs[7]  # the same cue object: the search started ahead
-        ahead.start(ix, "default", cue, 5)
-        shared = ahead.search(ix, "default", cue, 5)
-        assert sorted(scanned_on) == sorted([here, "engram-search-ahead_0"])
-        assert shared[0][0] == 8
-        # another recall under way at the start: the search ahead scans the whole alone
-        scanned_on.clear()
-        hold = False
-        alone = {"at start": False}
-        answers = iter(alone.values())
-        ahead.start(ix, "default", cue, 5)
-        whole = ahead.search(ix, "default", cue, 5)
-        assert len(scanned_on) == 1 and scanned_on[0].startswith("engram-search-ahead")
-        assert whole[0][0] == 8 and len({k for k, _ in whole} & {k for k, _ in shared}) >= 4
-        # ...by the time the caller asks: the search ahead scans both halves
-        scanned_on.clear()
-        alone = {"at start": True, "asking": False}
-        answers = iter(alone.values())
-        ahead.start(ix, "default", cue, 5)
-        assert ahead.search(ix, "default", cue, 5) == shared
-        assert len(scanned_on) == 2 and all(name.startswith("engram-search-ahead")
-                                            for name in scanned_on)
-        # a small store (below SPLIT_BYTES) is scanned whole even when shared
-        monkeypatch.setattr(ivf, "SPLIT_BYTES", 1 << 40)
-        scanned_on.clear()
-        cue = vecs[9]
-        answers = iter([True, True])
-        ahead.start(ix, "default", cue, 5)
-        assert ahead.search(ix, "default", cue, 5)[0][0] == 10
-        assert len(scanned_on) == 1 and scanned_on[0].startswith("engram-search-ahead")
-    finally:
-        ahead.close()
-
-
-def test_a_hybrid_recall_shares_its_scan_only_when_it_is_the_only_recall(tmp_path):
-    from engram_cli.engine import recall
-
-    shares: list[bool] = []
-
-    texts = [json.loads(line)["content"] for line in EXAMPLES.read_text().splitlines()]
-    store = Store(tmp_path / "data", Settings().replace({"consolidation_interval_s": 0.0}))
-    try:
-        store.remember_many("default", [MemoryRecord(id=f"m{i}", content=t, confidence=0.9)
-                                        for i, t in enumerate(texts[:200])])
-        import_support.wait_for(lambda: store.vector_stats()["pending"] == 0, timeout=120)
-        asked = store._recaller._ahead._alone  # what the recaller gave its SearchAhead
-
-        def recorded() -> bool:
-            shares.append(asked())
-            return shares[-1]
-
-        store._recaller._ahead._alone = recorded
-        import_support.wait_for(recall.RUNNING.quiet, timeout=10)  # other tests' recalls
-        assert store.recall("default", RecallQuery(text=texts[3][:40], limit=5)).memories
-        with recall.RUNNING.one():  # another recall under way
-            assert store.recall("default", RecallQuery(text=texts[3][:40], limit=5)).memories
-        assert shares == [True, True, False]  # at the start and when asking; then neither
-    finally:
-        store.close()
-
-
 def test_nothing_starts_ahead_when_no_thread_is_free(tmp_path):
     ix, vecs = index(tmp_path)
     ahead = SearchAhead(threads=1)
@@ -206,10 +104,10 @@ def test_nothing_starts_ahead_when_no_thread_is_free(tmp_path):
 
     class Slow(Counted):
         def search(self, space: str, vector: Any, k: int, split: bool = True,
-                   shared: Any = None, approximate: bool = False) -> list[tuple[int, float]]:
+                   approximate: bool = False) -> list[tuple[int, float]]:
             started.set()
             assert release.wait(30)
-            return super().search(space, vector, k, split, shared, approximate)
+            return super().search(space, vector, k, split, approximate)
 
     slow = Slow(tmp_path / "slow", IndexConfig(model="test"))
     slow.add("default", keys(0, 500), vecs)

@@ -15,34 +15,24 @@ are about as long, and the vector side's end is then the recall's.
 A search started ahead takes no third thread (engine/ivf.py would hand half of a large
 space's scan to one): the caller's is busy with the full-text seeds meanwhile, and on 2
 cores a third thread slowed hybrid recall (p50 4.40-4.59 -> 5.13-5.22 ms at a million
-memories over gRPC, three pairs of servers alternated). But the full-text seeds are often
-read before the scan is done (at a million ~2 ms against ~4, more on a slow machine), and
-the caller's thread then waited for it. When the caller's recall is alone (`alone`: no
-other recall under way, none two at once for a while), a large space's scan is offered in
-halves (ivf.Shared): the search ahead takes one, and the caller's thread, if still alone
-when it asks for the answer, takes the other if it is not yet taken. At a million memories
-in one process, hybrid p50 0.80x, 0.80x and 0.84x, p99 0.86-0.93x (three runs, cue by cue
-alternated with the search ahead alone); over gRPC, servers up together, rounds of 200
-recalls alternated: p50 0.87x and 0.91x, p99 0.93x and 0.95x on a slow machine, p50
-0.99-1.04x, p99 0.92-1.02x on a fast one. Otherwise the caller's core belongs to the other
-recalls and the search ahead scans alone, as before.
+memories over gRPC, three pairs of servers alternated). Nor does the caller's thread help
+with it: of a space large enough for halves, a hybrid recall's search reads only the lists
+nearest its cue (engine/ivf.py, LISTS_BYTES), a sixteenth of the codes. (When it scanned
+every code, the scan was offered in halves and the caller's thread took the one not yet
+taken once its full-text seeds were read: over gRPC, hybrid p50 0.87-0.91x on a slow
+machine; the nearest lists took p50 0.64-0.71x, p99 0.66-0.82x the scan of every list.)
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from engram_cli.engine.ivf import Shared
+from typing import Any
 
 
 class SearchAhead:
-    def __init__(self, threads: int = 2, alone: Callable[[], bool] = lambda: False) -> None:
+    def __init__(self, threads: int = 2) -> None:
         self._threads = threads
-        self._alone = alone  # whether the caller's recall is the only one: it may help
         self._free = threading.BoundedSemaphore(threads)
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
@@ -51,7 +41,7 @@ class SearchAhead:
     def start(self, index: Any, space: str, cue: Any, k: int, approximate: bool = False
               ) -> None:
         """Begin `index.search(space, cue, k, approximate=approximate)` on another thread,
-        if one is free; its scan shared with the caller's thread if `alone()` (`search`)."""
+        if one is free."""
         self.clear()
         if not self._free.acquire(blocking=False):
             return
@@ -59,26 +49,16 @@ class SearchAhead:
             with self._lock:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(self._threads, "engram-search-ahead")
-                shared = None
-                if self._alone():
-                    from engram_cli.engine.ivf import Shared  # faiss: with the index
-
-                    shared = Shared()
-                future = self._pool.submit(self._run, index, space, cue, k, shared,
-                                           approximate)
+                future = self._pool.submit(self._run, index, space, cue, k, approximate)
         except BaseException:
             self._free.release()
             raise
-        self._local.ahead = (index, space, cue, k, approximate, future, shared)
+        self._local.ahead = (index, space, cue, k, approximate, future)
 
-    def _run(self, index: Any, space: str, cue: Any, k: int, shared: Shared | None,
-             approximate: bool) -> Any:
+    def _run(self, index: Any, space: str, cue: Any, k: int, approximate: bool) -> Any:
         try:
-            return index.search(space, cue, k, split=False, shared=shared,
-                                approximate=approximate)
+            return index.search(space, cue, k, split=False, approximate=approximate)
         finally:
-            if shared is not None:
-                shared.close()  # offered or not: the caller waits no more
             self._free.release()
 
     def search(self, index: Any, space: str, cue: Any, k: int, approximate: bool = False
@@ -88,11 +68,9 @@ class SearchAhead:
         ahead = getattr(self._local, "ahead", None)
         self._local.ahead = None
         if ahead is not None:
-            a_index, a_space, a_cue, a_k, a_approximate, future, shared = ahead
+            a_index, a_space, a_cue, a_k, a_approximate, future = ahead
             if a_index is index and a_space == space and a_cue is cue and a_k == k \
                     and a_approximate == approximate:
-                if shared is not None and self._alone():  # still: else the scan ahead
-                    shared.help()                         # takes what is left
                 return future.result()
         # not started ahead: no thread was free, the server is busy; no second thread here
         return index.search(space, cue, k, split=False, approximate=approximate)

@@ -96,11 +96,11 @@ RESCORE_SLICE_BYTES = 64 * 1024
 # search scans every list, one call into faiss. A scan reads every code, and past the
 # caches this machine's memory sets its pace, which two cores reading at once nearly
 # double; handing half a small scan over costs what it saves (at 400,000 vectors, 12.8 MB,
-# 0.95x). The halves go to whichever thread is free first (`Shared`): also a hybrid
-# recall's own thread, once its full-text seeds are read, while its search runs ahead
-# (engine/ahead.py). Halves rather than quarters: at a million in one process, hybrid p50
-# 0.80x and 0.78x the search ahead alone with halves and quarters, then 0.80x and 0.82x
-# (p99 0.93x, 0.99x); eighths 0.81x, p99 0.96x.
+# 0.95x). Each thread takes the next half not yet taken (`Shared`). Halves rather than
+# quarters (measured when a hybrid recall's search, which scanned every code then, shared
+# them with the recall's own thread: at a million in one process, hybrid p50 0.80x and
+# 0.78x the search ahead alone with halves and quarters, then 0.80x and 0.82x, p99 0.93x,
+# 0.99x; eighths 0.81x, p99 0.96x).
 #
 # The lists stand for what were three copies of the codes (one list scanned whole, the
 # same codes dealt to two halves, and k-means lists for hybrid recall): at a million
@@ -227,25 +227,22 @@ class Coded:
     def reconstruct_batch(self, keys: Any) -> Any:
         return self.codes.reconstruct_batch(keys)
 
-    def scan(self, q: Any, n: int, split: bool = True, shared: Shared | None = None,
-             approximate: bool = False) -> Any:
+    def scan(self, q: Any, n: int, split: bool = True, approximate: bool = False) -> Any:
         """The keys of about the `n` best fast-scan codes for the 1 x dim `q` (-1 where the
         store holds fewer). Of the `nprobe` lists nearest `q` when `approximate` and the
         store holds LISTS_BYTES of codes or more. Else of every list, unless the store
-        holds SPLIT_BYTES of codes or more and either `split` and `_BESIDE`'s thread is
-        free, or `shared`: then of the HALVES halves of the lists (SPLIT_SHARE of `n`
-        each), which this thread and that one, or whichever thread helps `shared`, take up
-        one at a time until none is left."""
+        holds SPLIT_BYTES of codes or more, `split` and `_BESIDE`'s thread is free: then
+        of the HALVES halves of the lists (SPLIT_SHARE of `n` each), which this thread and
+        that one take up one at a time until none is left."""
         size = self.scanned * int(self.lists.code_size)
         if approximate and size >= LISTS_BYTES:
             return _scan(_Part(self.lists, None, self.nprobe), q, n)
         whole = _Part(self.lists, self._every)
-        if size >= SPLIT_BYTES and (split or shared is not None):
-            beside = shared is None  # a helper of our own, if it is free
-            shared = Shared() if shared is None else shared
+        if size >= SPLIT_BYTES and split:
+            shared = Shared()
             shared.offer([_Part(self.lists, half) for half in self._halves], q,
                          max(1, int(np.ceil(n * SPLIT_SHARE))))
-            if beside and _BESIDE.submit(shared.help) is None:
+            if _BESIDE.submit(shared.help) is None:
                 return _scan(whole, q, n)
             return shared.finish()
         return _scan(whole, q, n)
@@ -362,9 +359,7 @@ class Shared:
     half not yet taken until none is left. The thread that offers them (a search, holding
     the vector index's read lock) waits in `finish` until every half taken is scanned, so
     a helper reads the store only under that lock, and one that comes later finds none
-    left. A hybrid recall's search, started ahead on another thread while the recall's
-    own reads the full-text seeds, offers its halves here; the recall's thread then scans
-    what is left of them instead of waiting for it (engine/ahead.py)."""
+    left."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -623,13 +618,12 @@ def scan_candidates(index: Coded, candidates: int) -> int:
 
 
 def search(index: Any, q: Any, k: int, candidates: int, split: bool = True,
-           shared: Shared | None = None, approximate: bool = False
-           ) -> list[tuple[int, float]]:
+           approximate: bool = False) -> list[tuple[int, float]]:
     """The `k` best (key, inner product) of the unit 1 x dim `q`: of all vectors (the exact
     store), or of the coded store's `candidates` best fast-scan codes re-scored with their
     8-bit codes (more of them for a store of fewer than PQ_M sub-quantizers). `split`: its
-    halves may be scanned on two threads; `shared`: with whichever thread helps it;
-    `approximate`: of a large store's nearest lists only (`Coded.scan`)."""
+    halves may be scanned on two threads; `approximate`: of a large store's nearest lists
+    only (`Coded.scan`)."""
     one_thread()  # an RPC thread's first search, or a search-ahead thread's
     if not isinstance(index, Coded):
         sims, keys = index.search(q, k)
@@ -638,7 +632,7 @@ def search(index: Any, q: Any, k: int, candidates: int, split: bool = True,
     candidates = scan_candidates(index, candidates)
     # Stale entries take places among the scan's best: ask for that many more, about.
     extra = candidates * index.stale() // max(1, index.scanned)
-    found = index.scan(q, max(k, candidates + extra), split, shared, approximate)
+    found = index.scan(q, max(k, candidates + extra), split, approximate)
     found = found[found >= 0]
     if index.dead:
         found = found[[key not in index.dead for key in found.tolist()]]

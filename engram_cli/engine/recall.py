@@ -468,7 +468,7 @@ class Recaller:
         self._recalled = recalled
         self._indexer = indexer
         self._text = text
-        self._ahead = SearchAhead(alone=RUNNING.quiet)
+        self._ahead = SearchAhead()
         vectors = index_source(indexer, self._ahead)
         self.sources: dict[Cue, list[SeedSource]] = {
             Cue.TEXT: [text_source(text), vectors],

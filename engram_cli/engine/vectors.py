@@ -54,7 +54,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -70,9 +70,6 @@ from engram_cli.files import (
     write_atomic,
     write_hashed,
 )
-
-if TYPE_CHECKING:
-    from engram_cli.engine import ivf  # faiss: imported where it is first needed
 
 FORMAT = 4  # 1: usearch HNSW files; 2: IVF-SQ8 inverted files; 3: fast-scan codes of one list
 MANIFEST = "manifest.json"
@@ -548,17 +545,14 @@ class VectorIndex:
     # ----------------------------------------------------------------- reading
 
     def search(self, space: str, vector: Any, k: int, split: bool = True,
-               shared: ivf.Shared | None = None, approximate: bool = False
-               ) -> list[tuple[int, float]]:
+               approximate: bool = False) -> list[tuple[int, float]]:
         """The about-`k` nearest keys of a space by cosine, as (key, similarity), best
         first; [] for a space without an index. Similarities are of the quantized vectors
         (8-bit codes) in a coded store. `split`: a coded store's scan may take a second
         thread (False where the caller's own thread works meanwhile), if no other search
         is under way: a server whose cores are busy with other searches gains nothing from
-        handing work to another thread. `shared`: the scan's halves are
-        offered there, for the thread that started this search ahead to help with.
-        `approximate`: a large coded store's nearest lists are scanned, not every code (a
-        hybrid recall's search, engine/ivf.py)."""
+        handing work to another thread. `approximate`: a large coded store's nearest lists
+        are scanned, not every code (a hybrid recall's search, engine/ivf.py)."""
 
         from engram_cli.engine import ivf
 
@@ -570,7 +564,7 @@ class VectorIndex:
             if q.shape[1] != sp.dim:
                 raise InvalidArgument(dimension_error(q.shape[1], space, sp.dim, "cue"))
             alone = self._lock.readers == 1  # this search
-            out = (ivf.search(sp.index, q, k, self.config.candidates, split and alone, shared,
+            out = (ivf.search(sp.index, q, k, self.config.candidates, split and alone,
                               approximate) if sp.index.ntotal else [])
             if sp.fresh is not None and len(sp.fresh):
                 # a key is in the index or the segment, never both
