@@ -11,7 +11,7 @@ real synopses, long descriptions and sentences, and beyond those texts of two re
 of different packages. Every memory is imported text-only: the server embeds them itself.
 
 1. The write path: `engram import` of the N texts into a fresh server with the embedder on
-   and with `embedding_model = "none"`, interleaved (--rounds, default 2, the order
+   and with `embedding_model = "none"`, interleaved (--rounds, default 4, the order
    alternating); the import rate of each. Rounds after the first run once the scale
    measures (3.) and the floor are done.
 2. Catch-up: after the embedder-on import ends, memories embedded and indexed per second
@@ -617,11 +617,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1_000_000, help="memories (default 1,000,000)")
     ap.add_argument("--queries", type=int, default=500, help="recall cues per measure")
-    # One round's ratio moved by up to ~0.15 between runs on this machine (0.83 once,
-    # where four rounds in a row that day measured 0.99-1.03).
-    ap.add_argument("--rounds", type=int, default=2,
+    # One round's ratio ranged 0.78-1.30 in one day's runs on this machine (the imports
+    # alone 16.6-23.4 s for the same million): with two rounds a run measured 0.84x where
+    # the ten rounds of five runs together made 0.99x.
+    ap.add_argument("--rounds", type=int, default=4,
                     help="imports of each variant (embedder on / none), interleaved, the "
-                         "order alternating (default 2)")
+                         "order alternating (default 4)")
     ap.add_argument("--packages", type=int, default=3000, help="packages for the quality set")
     ap.add_argument("--timeout", type=float, default=3600, help="catch-up wait, seconds")
     ap.add_argument("--baseline-root", default="",
