@@ -409,24 +409,27 @@ def serve_forever(options: ServeOptions, on_ready: Callable[[EngramServer], None
     """Run until SIGINT/SIGTERM or the idle timeout, rereading the key file on SIGHUP;
     answers the exit code (0)."""
     server = EngramServer(options)
-    stop_requested = threading.Event()
-    reload_requested = threading.Event()
+    # What the signals ask for, as plain flags. A handler runs on the main thread between
+    # two bytecodes, also while that thread holds the lock of an Event it waits on (inside
+    # Event.wait): a handler that set that Event waited for itself forever, and a SIGTERM
+    # in a test once left a server running so. The loop below reads the flags at least
+    # every 0.2 s.
+    requested = {"stop": False, "reload": False}
 
     def on_signal(signum: int, frame: Any) -> None:
-        stop_requested.set()
+        requested["stop"] = True
 
     def on_hangup(signum: int, frame: Any) -> None:
-        reload_requested.set()
+        requested["reload"] = True
 
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     old[signal.SIGHUP] = signal.signal(signal.SIGHUP, on_hangup)
     try:
         server.start()
         on_ready(server)
-        while not stop_requested.is_set() and not server._stopped.is_set():
-            stop_requested.wait(0.2)
-            if reload_requested.is_set():
-                reload_requested.clear()
+        while not requested["stop"] and not server._stopped.wait(0.2):
+            if requested["reload"]:
+                requested["reload"] = False
                 server.reload_keys()
         server.stop()
     finally:
