@@ -239,9 +239,8 @@ class Coded:
             return _scan(_Part(self.lists, None, self.nprobe), q, n)
         whole = _Part(self.lists, self._every)
         if size >= SPLIT_BYTES and split:
-            shared = Shared()
-            shared.offer([_Part(self.lists, half) for half in self._halves], q,
-                         max(1, int(np.ceil(n * SPLIT_SHARE))))
+            shared = Shared([_Part(self.lists, half) for half in self._halves], q,
+                            max(1, int(np.ceil(n * SPLIT_SHARE))))
             if _BESIDE.submit(shared.help) is None:
                 return _scan(whole, q, n)
             return shared.finish()
@@ -361,30 +360,21 @@ class Shared:
     a helper reads the store only under that lock, and one that comes later finds none
     left."""
 
-    def __init__(self) -> None:
+    def __init__(self, parts: list[Any], q: Any, n: int) -> None:
+        """Scan each of `parts` for the `n` best codes for `q` (once)."""
         self._cond = threading.Condition()
-        self._todo: list[Any] = []
-        self._q: Any = None
-        self._n = 0
+        self._todo = list(parts)
+        self._q, self._n = q, n
         self._busy = 0
         self._found: list[Any] = []
         self._error: Exception | None = None
-        self._open = True  # until the search is done with it (offered or not)
-
-    def offer(self, parts: list[Any], q: Any, n: int) -> None:
-        """Scan each of `parts` for the `n` best codes for `q` (once)."""
-        with self._cond:
-            self._todo, self._q, self._n = list(parts), q, n
-            self._cond.notify_all()
 
     def help(self) -> None:
-        """Scan parts not yet taken until none is left, from any thread: once they are
-        offered, or at once when the search is done without (a failure is raised by
-        `finish`)."""
+        """Scan parts not yet taken until none is left, from any thread (a failure is
+        raised by `finish`)."""
         one_thread()
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._q is not None or not self._open)
                 if not self._todo:
                     return
                 part = self._todo.pop()
@@ -407,16 +397,9 @@ class Shared:
         self.help()
         with self._cond:
             self._cond.wait_for(lambda: not self._busy)
-            self.close()
             if self._error is not None:
                 raise RuntimeError("a part of the scan failed") from self._error
             return np.concatenate(self._found)
-
-    def close(self) -> None:
-        """Nothing more will be offered: helpers waiting return."""
-        with self._cond:
-            self._open = False
-            self._cond.notify_all()
 
 
 class _Beside:
