@@ -30,16 +30,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from _support import proc_cpu  # noqa: E402
 from semantic_bench import Server, load, say, write_jsonl  # noqa: E402
 from vector_index_bench import corpus  # noqa: E402
-
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
     """User and system CPU of a live process (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
+    return proc_cpu(f"/proc/{pid}/stat")[1]
 
 
 def children_seconds(pid: int) -> float:
@@ -49,9 +47,9 @@ def children_seconds(pid: int) -> float:
         if not entry.isdigit():
             continue
         try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                total += (int(fields[11]) + int(fields[12])) / TICK
+            stat = Path(f"/proc/{entry}/stat")
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                total += proc_cpu(stat)[1]
         except OSError:  # gone meanwhile
             continue
     return total
