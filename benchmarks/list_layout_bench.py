@@ -128,16 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     even, odd = every[0::2].copy(), every[1::2].copy()
 
     def of_lists(q: Any, chosen: Any, k: int) -> Any:
-        # the raw call takes its own parameters (thread-safe; the wrapper takes none)
-        assign = np.ascontiguousarray(chosen.reshape(1, -1))
-        dist = np.zeros(assign.shape, dtype=np.float32)
-        out_d = np.empty((1, k), dtype=np.float32)
-        out_i = np.empty((1, k), dtype=np.int64)
-        lists.search_preassigned_c(1, faiss.swig_ptr(q), k, faiss.swig_ptr(assign),
-                                   faiss.swig_ptr(dist), faiss.swig_ptr(out_d),
-                                   faiss.swig_ptr(out_i), False,
-                                   faiss.SearchParametersIVF(nprobe=len(chosen)))
-        return out_i[0]
+        return ivf._scan(ivf._Part(lists, chosen), q, k)  # as the server scans them
 
     pool = ThreadPoolExecutor(1)
 
